@@ -1,0 +1,211 @@
+"""
+Real servers and clients on 127.0.0.1 for the integration tests: a raw
+byte client, backend resources with known behaviour, and a proxy started
+from a config model.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import List, Optional
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.web import resource, server
+
+from txrevproxy.config.model import (
+    BackendServer,
+    Config,
+    Listener,
+    Route,
+    ServerSettings,
+    Upstream,
+)
+from txrevproxy.service import ProxyService
+
+
+class RawClient(Protocol):
+    """
+    Sends bytes and collects every byte received until the connection
+    closes; C{closed} fires with them.
+    """
+
+    def __init__(self, to_send: bytes = b"") -> None:
+        self.to_send = to_send
+        self.received = b""
+        self.closed: Deferred = Deferred()
+        self.connected_d: Deferred = Deferred()
+
+    def connectionMade(self) -> None:
+        if self.to_send:
+            self.transport.write(self.to_send)
+        self.connected_d.callback(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason=None) -> None:
+        self.closed.callback(self.received)
+
+
+def connect_raw(port: int, data: bytes = b"") -> Deferred:
+    """
+    Connect a L{RawClient} to 127.0.0.1:port and send C{data}.
+
+    @return: a Deferred firing with the connected L{RawClient}.
+    """
+    client = RawClient(data)
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+    return endpoint.connect(Factory.forProtocol(lambda: client))
+
+
+def raw_exchange(port: int, data: bytes) -> Deferred:
+    """
+    Send raw bytes, return (a Deferred of) all bytes received until close.
+    """
+    return connect_raw(port, data).addCallback(lambda client: client.closed)
+
+
+class CountingSite(server.Site):
+    """
+    A site that counts the connections it accepted and tells when each
+    one closes.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.connections = 0
+        self.lost: List[Deferred] = []
+
+    def buildProtocol(self, addr):
+        channel = super().buildProtocol(addr)
+        self.connections += 1
+        lost = Deferred()
+        self.lost.append(lost)
+        original = channel.connectionLost
+
+        def connectionLost(reason):
+            original(reason)
+            lost.callback(None)
+
+        channel.connectionLost = connectionLost
+        return channel
+
+    def log(self, request) -> None:
+        pass
+
+
+class Echo(resource.Resource):
+    """
+    Answers with what it received: method, URI, headers and body size.
+    """
+
+    isLeaf = True
+
+    def render(self, request):
+        body = request.content.read()
+        lines = [b"%s %s %d" % (request.method, request.uri, len(body))]
+        for name, values in request.requestHeaders.getAllRawHeaders():
+            for value in values:
+                lines.append(name.lower() + b": " + value)
+        request.setHeader(b"content-type", b"text/plain")
+        return b"\n".join(lines) + b"\n"
+
+
+def echoed_headers(body: bytes) -> dict:
+    """
+    The request headers an L{Echo} backend reports, by lower-case name.
+    """
+    headers: dict = {}
+    for line in body.split(b"\n")[1:]:
+        if line:
+            name, _, value = line.partition(b": ")
+            headers.setdefault(name, []).append(value)
+    return headers
+
+
+class Silent(Protocol):
+    """
+    A backend connection that never answers.
+    """
+
+    def connectionMade(self) -> None:
+        self.factory.connected.append(self)
+
+    def connectionLost(self, reason=None) -> None:
+        self.factory.lost.append(self)
+
+
+class SilentFactory(Factory):
+    """
+    A backend that accepts connections and never answers; it records the
+    connections made and lost.
+    """
+
+    protocol = Silent
+
+    def __init__(self) -> None:
+        self.connected: List[Silent] = []
+        self.lost: List[Silent] = []
+
+
+def free_port() -> int:
+    """
+    A TCP port on 127.0.0.1 that nothing listens on (at the moment).
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def listen(factory, testcase) -> Deferred:
+    """
+    Listen on 127.0.0.1:0; stopped at the end of the test.
+
+    @return: a Deferred firing with the port number.
+    """
+    endpoint = TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+
+    def listening(port):
+        testcase.addCleanup(port.stopListening)
+        return port.getHost().port
+
+    return endpoint.listen(factory).addCallback(listening)
+
+
+def backend_server(port: int) -> BackendServer:
+    return BackendServer("http://127.0.0.1:%d" % port, "http", "127.0.0.1", port)
+
+
+def proxy_config(
+    backend_ports, server: Optional[ServerSettings] = None, **upstream_options
+) -> Config:
+    """
+    A config with one listener on a free port and one upstream.
+    """
+    return Config(
+        server=server or ServerSettings(),
+        listeners={"web": Listener("web", "tcp:0:interface=127.0.0.1")},
+        upstreams={
+            "app": Upstream(
+                "app",
+                tuple(backend_server(p) for p in backend_ports),
+                **upstream_options,
+            )
+        },
+        routes=(Route(0, "app", "/"),),
+    )
+
+
+def start_proxy(config: Config, testcase) -> int:
+    """
+    Start a L{ProxyService}; stopped at the end of the test.
+
+    @return: the port it listens on.
+    """
+    service = ProxyService(config, reactor)
+    service.startService()
+    testcase.addCleanup(service.stopService)
+    return service.ports[0].getHost().port

@@ -1,0 +1,133 @@
+"""
+Tests for L{txrevproxy.proxy.headers}: what crosses the proxy, and what it
+adds (RFC 9110 section 7.6).
+"""
+
+from __future__ import annotations
+
+from txrevproxy.proxy.headers import (
+    client_response_headers,
+    serialize_request_head,
+    upstream_request_headers,
+)
+
+
+def forward(headers, trusted=False, framing=None, host=b"shop.test"):
+    return upstream_request_headers(
+        headers,
+        host=host,
+        client_host=b"shop.test",
+        client_ip=b"192.0.2.7",
+        trusted=trusted,
+        scheme=b"http",
+        via=b"1.1 txrevproxy",
+        request_id=b"rid1",
+        body_framing=framing,
+    )
+
+
+def names(headers):
+    return [name.lower() for name, _ in headers]
+
+
+def test_hop_by_hop_and_connection_named_headers_are_dropped():
+    out = forward(
+        [
+            (b"Connection", b"keep-alive, X-Secret"),
+            (b"X-Secret", b"1"),
+            (b"Keep-Alive", b"timeout=5"),
+            (b"Proxy-Connection", b"keep-alive"),
+            (b"TE", b"trailers"),
+            (b"Trailer", b"X"),
+            (b"Transfer-Encoding", b"chunked"),
+            (b"Upgrade", b"websocket"),
+            (b"Proxy-Authorization", b"Basic x"),
+            (b"Proxy-Authenticate", b"Basic"),
+            (b"Expect", b"100-continue"),
+            (b"Content-Length", b"999"),
+            (b"Accept", b"*/*"),
+        ]
+    )
+    assert names(out) == [
+        b"host",
+        b"accept",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"via",
+        b"x-request-id",
+    ]
+
+
+def test_untrusted_peer_forwarding_headers_are_replaced():
+    out = dict(
+        forward(
+            [
+                (b"X-Forwarded-For", b"10.9.9.9"),
+                (b"X-Forwarded-Proto", b"https"),
+                (b"X-Forwarded-Host", b"evil.test"),
+                (b"X-Request-ID", b"forged"),
+            ]
+        )
+    )
+    assert out[b"X-Forwarded-For"] == b"192.0.2.7"
+    assert out[b"X-Forwarded-Proto"] == b"http"
+    assert out[b"X-Forwarded-Host"] == b"shop.test"
+    assert out[b"X-Request-ID"] == b"rid1"
+
+
+def test_trusted_peer_forwarding_headers_are_extended():
+    out = dict(
+        forward(
+            [
+                (b"X-Forwarded-For", b"203.0.113.1"),
+                (b"X-Forwarded-For", b"10.0.0.1"),
+                (b"X-Forwarded-Proto", b"https"),
+                (b"X-Forwarded-Host", b"www.shop.test"),
+                (b"Via", b"1.1 edge"),
+            ],
+            trusted=True,
+        )
+    )
+    assert out[b"X-Forwarded-For"] == b"203.0.113.1, 10.0.0.1, 192.0.2.7"
+    assert out[b"X-Forwarded-Proto"] == b"https"
+    assert out[b"X-Forwarded-Host"] == b"www.shop.test"
+    assert out[b"Via"] == b"1.1 edge, 1.1 txrevproxy"
+
+
+def test_body_framing_is_set_by_the_proxy():
+    assert dict(forward([], framing=b"chunked"))[b"Transfer-Encoding"] == b"chunked"
+    assert dict(forward([], framing=b"12"))[b"Content-Length"] == b"12"
+    assert b"content-length" not in names(forward([(b"Content-Length", b"3")]))
+
+
+def test_host_is_the_one_given():
+    out = forward([(b"Host", b"client.test")], host=b"backend:8080")
+    assert out[0] == (b"Host", b"backend:8080")
+    assert names(out).count(b"host") == 1
+
+
+def test_serialized_head():
+    head = serialize_request_head(b"GET", b"/a%20b?x=1", [(b"Host", b"h")])
+    assert head == b"GET /a%20b?x=1 HTTP/1.1\r\nHost: h\r\n\r\n"
+
+
+def test_response_hop_by_hop_dropped_and_content_length_kept_when_framed():
+    headers = [
+        (b"Connection", b"close, X-Internal"),
+        (b"X-Internal", b"1"),
+        (b"Keep-Alive", b"timeout=3"),
+        (b"Transfer-Encoding", b"chunked"),
+        (b"Content-Length", b"5"),
+        (b"Set-Cookie", b"a=1"),
+        (b"Set-Cookie", b"b=2"),
+    ]
+    assert client_response_headers(headers, keep_content_length=True) == [
+        (b"Content-Length", b"5"),
+        (b"Set-Cookie", b"a=1"),
+        (b"Set-Cookie", b"b=2"),
+    ]
+    assert client_response_headers(headers, keep_content_length=False) == [
+        (b"Set-Cookie", b"a=1"),
+        (b"Set-Cookie", b"b=2"),
+    ]

@@ -1,0 +1,325 @@
+"""
+One client request carried to a backend, and its response carried back.
+
+L{ProxyExchange} is the hot path.  It links a L{ProxyRequest} (the client
+side, a C{twisted.web} request) and an L{UpstreamProtocol} (the backend
+side) and moves bytes between them with flow control both ways: a slow
+client pauses the backend read, and a backend that stops reading an upload
+pauses the client read.  It also turns every failure into the right answer:
+502 when the backend refuses or breaks, 504 when it does not answer in
+time, an aborted client connection when the backend dies after part of the
+response was sent (never a truncated body that looks complete).
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+from twisted.internet.error import TimeoutError as ConnectTimeoutError
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+from twisted.internet.interfaces import IPushProducer
+
+from .errors import abort_response, respond_with_error
+from .headers import client_response_headers
+from .response_parser import ResponseParseError
+
+#: Request body bytes held while the backend connection is being set up,
+#: beyond which the client is paused.
+_PENDING_BODY_LIMIT = 64 * 1024
+
+
+@implementer(IPushProducer)
+class _UploadThrottle:
+    """
+    Registered on the backend transport during an upload: when the backend
+    stops reading (its transport's buffer is full), stop reading the client.
+    """
+
+    def __init__(self, client_transport) -> None:
+        self._client = client_transport
+        self.paused = False
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+        self._client.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self._client.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self.paused = False
+
+
+@implementer(IPushProducer)
+class ProxyExchange:
+    """
+    The life of one proxied request; see the module docstring.
+
+    It is registered as the streaming producer of the client response, so
+    the client transport's flow control reaches the backend read.
+    """
+
+    log = Logger()
+
+    def __init__(self, request, target) -> None:
+        self.request = request
+        self.target = target
+        self._lease = None
+        self._upstream = None
+        self._head = b""
+        self._body_framing: Optional[bytes] = None
+        self._pending: List[bytes] = []
+        self._pending_size = 0
+        self._client_paused = False
+        self._throttle: Optional[_UploadThrottle] = None
+        self._timer = None
+        self._responding = False
+        self._retried = False
+        self._done = False
+        request.handler = self
+
+    def start(self) -> None:
+        """
+        Pick a backend and begin.
+        """
+        request = self.request
+        if not request.bodyComplete:
+            length = request.bodyLength
+            self._body_framing = b"chunked" if length is None else b"%d" % (length,)
+        self.target.balancer.acquire(request).addCallbacks(
+            self._leased, self._failBeforeResponse
+        )
+
+    # Getting a connection --------------------------------------------------
+
+    def _leased(self, lease) -> None:
+        if self._done:
+            lease.release()
+            return
+        self._lease = lease
+        self._head = self.target.request_head(
+            self.request, lease.backend.server, self._body_framing
+        )
+        self._useConnection(lease.backend.pool)
+
+    def _useConnection(self, pool) -> None:
+        connection = pool.take_idle()
+        if connection is not None:
+            self._connected(connection)
+        else:
+            pool.connect().addCallbacks(self._connected, self._failBeforeResponse)
+
+    def _connected(self, upstream) -> None:
+        if self._done:
+            upstream.pool.release(upstream)
+            return
+        self._upstream = upstream
+        upstream.sendHead(
+            self, self._head, self.request.method == b"HEAD", self._body_framing
+        )
+        if self._body_framing is None:
+            self._startResponseTimer()
+            return
+        for chunk in self._pending:
+            upstream.sendBody(chunk)
+        self._pending = []
+        self._pending_size = 0
+        if self.request.bodyComplete:
+            self._finishUpload()
+        else:
+            self._throttle = _UploadThrottle(self.request.transport)
+            upstream.transport.registerProducer(self._throttle, True)
+        if self._client_paused:
+            self._client_paused = False
+            self.request.transport.resumeProducing()
+
+    # The request body (called by ProxyRequest) ------------------------------
+
+    def bodyReceived(self, data: bytes) -> None:
+        """
+        Some request body bytes arrived from the client.
+        """
+        if self._done:
+            return
+        upstream = self._upstream
+        if upstream is not None:
+            upstream.sendBody(data)
+            if self._throttle is not None and self._throttle.paused:
+                # The client transport may have been resumed by the HTTP
+                # channel; keep it paused while the backend is not reading.
+                self.request.transport.pauseProducing()
+            return
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size > _PENDING_BODY_LIMIT and not self._client_paused:
+            self._client_paused = True
+            self.request.transport.pauseProducing()
+
+    def bodyFinished(self) -> None:
+        """
+        The client's request body is complete.
+        """
+        if self._upstream is not None and not self._done:
+            self._finishUpload()
+
+    def bodyTooLarge(self) -> None:
+        """
+        The request body went over the configured limit mid-stream.
+        """
+        if self._responding:
+            self._abortClient()
+        else:
+            self._end(abort_upstream=True)
+            respond_with_error(self.request, 413)
+
+    def _finishUpload(self) -> None:
+        upstream = self._upstream
+        if self._throttle is not None:
+            upstream.transport.unregisterProducer()
+            self._throttle = None
+        upstream.finishBody()
+        if not self._responding:
+            self._startResponseTimer()
+
+    def _startResponseTimer(self) -> None:
+        self._timer = self.target.clock.callLater(
+            self.target.response_timeout, self._responseTimedOut
+        )
+
+    def _responseTimedOut(self) -> None:
+        self._timer = None
+        self._end(abort_upstream=True)
+        respond_with_error(self.request, 504)
+
+    # The response (called by UpstreamProtocol) ------------------------------
+
+    def responseStarted(self) -> None:
+        """
+        The first response byte arrived: the backend is answering.
+        """
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def responseHead(self, status, reason, headers, length) -> None:
+        request = self.request
+        self._responding = True
+        request.setResponseCode(status, reason or None)
+        response_headers = request.responseHeaders
+        for name, value in client_response_headers(headers, length is not None):
+            response_headers.addRawHeader(name, value)
+        if not response_headers.hasHeader(b"x-request-id"):
+            response_headers.setRawHeaders(b"X-Request-ID", [request.request_id])
+        request.closeIfBodyPending()
+        request.registerProducer(self, True)
+        request.write(b"")
+
+    def responseBody(self, data: bytes) -> None:
+        self.request.write(data)
+
+    def responseEnd(self) -> None:
+        request = self.request
+        if not request.bodyComplete:
+            # The backend answered before the upload ended; the protocol
+            # closes that connection, and the client's connection closes
+            # after this response (ProxyRequest.finish sees to it).
+            self._upstream = None
+        self._end()
+        request.unregisterProducer()
+        request.finish()
+
+    def upstreamFailed(self, reason: Failure) -> None:
+        """
+        The backend connection failed during the exchange.
+        """
+        if self._done:
+            return
+        upstream = self._upstream
+        self._upstream = None
+        if self._responding:
+            self.log.info(
+                "backend {backend} failed mid-response: {reason}",
+                backend=upstream.pool.name if upstream else "?",
+                reason=reason.getErrorMessage(),
+            )
+            self._abortClient()
+            return
+        if (
+            upstream is not None
+            and upstream.reused
+            and self._body_framing is None
+            and not self._retried
+        ):
+            # Most likely the backend closed this idle connection as we
+            # reused it; a request without a body is safe to send again.
+            self._retried = True
+            self._cancelTimer()
+            self._useConnection(upstream.pool)
+            return
+        self._failBeforeResponse(reason)
+
+    def _failBeforeResponse(self, reason: Failure) -> None:
+        if self._done:
+            return
+        if reason.check(ConnectTimeoutError):
+            code = 504
+        else:
+            code = 502
+            if not reason.check(ResponseParseError):
+                self.log.info(
+                    "backend request failed: {reason}", reason=reason.getErrorMessage()
+                )
+        self._end()
+        respond_with_error(self.request, code)
+
+    # Flow control of the response (IPushProducer) ---------------------------
+
+    def pauseProducing(self) -> None:
+        if self._upstream is not None:
+            self._upstream.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        if self._upstream is not None:
+            self._upstream.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self.clientGone()
+
+    # Endings ---------------------------------------------------------------
+
+    def clientGone(self) -> None:
+        """
+        The client connection closed: abandon the backend exchange, so the
+        backend connection is neither leaked nor put back half-used.
+        """
+        if not self._done:
+            self._end(abort_upstream=True)
+
+    def _abortClient(self) -> None:
+        self._end(abort_upstream=True)
+        abort_response(self.request)
+
+    def _cancelTimer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _end(self, abort_upstream: bool = False) -> None:
+        """
+        Mark the exchange over and give the backend lease back.
+
+        @param abort_upstream: drop the backend connection too, because it
+            is in the middle of an exchange that will not complete.
+        """
+        self._done = True
+        self._cancelTimer()
+        upstream = self._upstream
+        self._upstream = None
+        if abort_upstream and upstream is not None:
+            upstream.abort()
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None

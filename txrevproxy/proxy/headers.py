@@ -1,0 +1,168 @@
+"""
+Header rules of an HTTP intermediary (RFC 9110 section 7.6, RFC 9112).
+
+Pure functions over lists of C{(name, value)} byte pairs: which headers are
+hop-by-hop, what the proxy adds on the way to the backend (X-Forwarded-*,
+Via, X-Request-ID) and what it passes back to the client.  Nothing here
+touches a transport, so every rule is tested without a reactor.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, List, Optional, Tuple
+
+Header = Tuple[bytes, bytes]
+
+#: Headers that describe one connection and never cross the proxy
+#: (RFC 9110 section 7.6.1, plus the de-facto Keep-Alive and
+#: Proxy-Connection).  Content-Length is not hop-by-hop, but the proxy
+#: re-frames every message, so it sets its own.
+HOP_BY_HOP = frozenset(
+    [
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authorization",
+        b"proxy-authenticate",
+    ]
+)
+
+#: Request headers the proxy writes itself, so the client's copies are
+#: dropped (or merged, for trusted peers) instead of being passed along.
+_SET_BY_PROXY = frozenset(
+    [
+        b"content-length",
+        b"host",
+        b"expect",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-request-id",
+        b"via",
+    ]
+)
+
+_REQUEST_SKIPPED = HOP_BY_HOP | _SET_BY_PROXY
+
+
+def connection_tokens(values: Optional[Iterable[bytes]]) -> frozenset:
+    """
+    The lower-cased option names listed in Connection header values; each
+    names a further hop-by-hop header (RFC 9110 section 7.6.1).
+    """
+    if not values:
+        return frozenset()
+    return frozenset(
+        token.strip().lower() for value in values for token in value.split(b",")
+    )
+
+
+def _last_value(headers: List[Header], lname: bytes) -> Optional[bytes]:
+    found = None
+    for name, value in headers:
+        if name.lower() == lname:
+            found = value if found is None else found + b", " + value
+    return found
+
+
+def upstream_request_headers(
+    headers: List[Header],
+    *,
+    host: bytes,
+    client_host: bytes,
+    client_ip: bytes,
+    trusted: bool,
+    scheme: bytes,
+    via: bytes,
+    request_id: bytes,
+    body_framing: Optional[bytes],
+) -> List[Header]:
+    """
+    The header list to send to a backend for a client request.
+
+    @param headers: the client's request headers, in order.
+    @param host: the Host value to send (the client's, or the backend's
+        authority when the route does not preserve the host).
+    @param client_host: the client's Host, sent as X-Forwarded-Host.
+    @param client_ip: the peer address of the client connection.
+    @param trusted: whether that peer is a trusted proxy, whose
+        X-Forwarded-* and X-Request-ID headers are kept and extended
+        rather than replaced.
+    @param scheme: C{b"http"} or C{b"https"}, the client connection's.
+    @param via: this hop's Via entry, such as C{b"1.1 txrevproxy"}.
+    @param request_id: the request ID sent to the backend.
+    @param body_framing: C{b"chunked"}, a decimal Content-Length, or
+        L{None} for a request without a body.
+    """
+    dropped = connection_tokens(
+        [value for name, value in headers if name.lower() == b"connection"]
+    )
+    out = [(b"Host", host)]
+    for name, value in headers:
+        lname = name.lower()
+        if lname in _REQUEST_SKIPPED or lname in dropped:
+            continue
+        out.append((name, value))
+
+    forwarded_for = client_ip
+    proto = scheme
+    forwarded_host = client_host
+    if trusted:
+        prior_for = _last_value(headers, b"x-forwarded-for")
+        if prior_for:
+            forwarded_for = prior_for + b", " + client_ip
+        proto = _last_value(headers, b"x-forwarded-proto") or scheme
+        forwarded_host = _last_value(headers, b"x-forwarded-host") or client_host
+    prior_via = _last_value(headers, b"via")
+    out.append((b"X-Forwarded-For", forwarded_for))
+    out.append((b"X-Forwarded-Proto", proto))
+    out.append((b"X-Forwarded-Host", forwarded_host))
+    out.append((b"Via", prior_via + b", " + via if prior_via else via))
+    out.append((b"X-Request-ID", request_id))
+    if body_framing == b"chunked":
+        out.append((b"Transfer-Encoding", b"chunked"))
+    elif body_framing is not None:
+        out.append((b"Content-Length", body_framing))
+    return out
+
+
+def serialize_request_head(
+    method: bytes, target: bytes, headers: List[Header]
+) -> bytes:
+    """
+    The bytes of an HTTP/1.1 request head, ready for the backend connection.
+    """
+    parts = [method, b" ", target, b" HTTP/1.1\r\n"]
+    for name, value in headers:
+        parts += (name, b": ", value, b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def client_response_headers(
+    headers: List[Header], keep_content_length: bool
+) -> List[Header]:
+    """
+    The backend's response headers that are passed on to the client.
+
+    @param keep_content_length: whether the backend's Content-Length still
+        describes the body the client gets (it does when the backend framed
+        the body by length, or for HEAD and 304 answers); otherwise the
+        client side frames the body itself.
+    """
+    dropped = connection_tokens(
+        [value for name, value in headers if name.lower() == b"connection"]
+    )
+    out = []
+    for name, value in headers:
+        lname = name.lower()
+        if lname in HOP_BY_HOP or lname in dropped:
+            continue
+        if lname == b"content-length" and not keep_content_length:
+            continue
+        out.append((name, value))
+    return out

@@ -1,0 +1,85 @@
+"""
+The resource at the end of a route: it forwards the request to an upstream.
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from ..config.model import BackendServer
+from .exchange import ProxyExchange
+from .headers import serialize_request_head, upstream_request_headers
+
+_VIA = {b"HTTP/1.1": b"1.1 txrevproxy", b"HTTP/1.0": b"1.0 txrevproxy"}
+
+
+class ProxyTarget:
+    """
+    What the hot path needs to forward a request on one route, worked out
+    once when the configuration is loaded.
+
+    @ivar balancer: picks the backend (see L{txrevproxy.balancer}).
+    @ivar clock: for the response timeout.
+    @ivar response_timeout: seconds from the end of the request to the first
+        response byte.
+    @ivar preserve_host: send the client's Host rather than the backend's.
+    """
+
+    def __init__(self, balancer, clock, response_timeout: float, preserve_host: bool):
+        self.balancer = balancer
+        self.clock = clock
+        self.response_timeout = response_timeout
+        self.preserve_host = preserve_host
+        self._authorities: Dict[BackendServer, bytes] = {}
+
+    def request_head(self, request, server: BackendServer, framing) -> bytes:
+        """
+        The request head to send to C{server} for C{request}.
+
+        @param framing: how the body is sent: L{None} (no body),
+            C{b"chunked"}, or a decimal Content-Length.
+        """
+        client_host = request.requestHeaders.getRawHeaders(b"host", [b""])[0]
+        if self.preserve_host:
+            host = client_host
+        else:
+            host = self._authorities.get(server)
+            if host is None:
+                host = self._authorities[server] = server.authority.encode("idna")
+        channel = request.channel
+        headers = upstream_request_headers(
+            [
+                (name, value)
+                for name, values in request.requestHeaders.getAllRawHeaders()
+                for value in values
+            ],
+            host=host,
+            client_host=client_host,
+            client_ip=channel.client_ip,
+            trusted=channel.trusted,
+            scheme=channel.site.scheme,
+            via=_VIA.get(request.clientproto, b"1.1 txrevproxy"),
+            request_id=request.request_id,
+            body_framing=framing,
+        )
+        return serialize_request_head(request.method, request.uri, headers)
+
+
+class ReverseProxyResource(Resource):
+    """
+    A leaf of the resource tree that proxies every request reaching it to
+    its L{ProxyTarget}.
+    """
+
+    isLeaf = True
+
+    def __init__(self, target: ProxyTarget) -> None:
+        super().__init__()
+        self.target = target
+
+    def render(self, request):
+        ProxyExchange(request, self.target).start()
+        return NOT_DONE_YET

@@ -1,0 +1,151 @@
+"""
+The client side of one backend connection: an HTTP/1.1 protocol that carries
+one exchange at a time and goes back to its pool when an exchange ends
+cleanly.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from .response_parser import ResponseParseError, ResponseParser
+
+
+class UpstreamProtocol(Protocol):
+    """
+    One keep-alive HTTP/1.1 connection to a backend.
+
+    The exchange that owns the connection for the moment (see
+    L{txrevproxy.proxy.exchange.ProxyExchange}) writes the request through
+    L{sendHead}, L{sendBody} and L{finishBody}, and receives the response
+    through the C{IResponseSink} methods it implements.  When a response
+    ends cleanly after the whole request was sent, the connection returns
+    to its pool; otherwise it is closed.
+
+    @ivar reused: whether this connection already carried an exchange, so
+        that a failure before any response byte may be the backend closing
+        an idle connection (and worth one retry on a fresh one).
+    @ivar idle_since: when the connection last went idle, for the pool's
+        sweeper.
+    """
+
+    log = Logger()
+
+    def __init__(self, pool) -> None:
+        self.pool = pool
+        self.reused = False
+        self.idle_since = 0.0
+        self.exchange = None
+        self._parser = ResponseParser(self)
+        self._chunked_body = False
+        self._body_done = True
+        self._lost = False
+
+    def connectionMade(self) -> None:
+        if ITCPTransport.providedBy(self.transport):
+            self.transport.setTcpNoDelay(True)
+
+    # Requests -----------------------------------------------------------
+
+    def sendHead(
+        self, exchange, head: bytes, head_request: bool, body: Optional[bytes]
+    ) -> None:
+        """
+        Start an exchange: write the request head.
+
+        @param body: C{None} when the request has no body, C{b"chunked"} when
+            its body is chunk-encoded on the way, or anything else when it
+            is framed by Content-Length.
+        """
+        self.exchange = exchange
+        self._chunked_body = body == b"chunked"
+        self._body_done = body is None
+        self._parser.expect(head_request)
+        self.transport.write(head)
+
+    def sendBody(self, data: bytes) -> None:
+        """
+        Write some request body bytes (chunk-encoding them if need be).
+        """
+        if self._chunked_body:
+            self.transport.writeSequence((b"%x\r\n" % (len(data),), data, b"\r\n"))
+        else:
+            self.transport.write(data)
+
+    def finishBody(self) -> None:
+        """
+        The request body is complete.
+        """
+        if self._chunked_body:
+            self.transport.write(b"0\r\n\r\n")
+        self._body_done = True
+
+    def abort(self) -> None:
+        """
+        Drop the connection and whatever exchange it carries, for example
+        because the client went away or a timeout expired.
+        """
+        self.exchange = None
+        self.transport.abortConnection()
+
+    # Responses -----------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        exchange = self.exchange
+        if exchange is not None and not self._parser.started:
+            exchange.responseStarted()
+        try:
+            self._parser.feed(data)
+        except ResponseParseError as e:
+            self.log.warn(
+                "invalid response from backend {backend}: {error}",
+                backend=self.pool.name,
+                error=str(e),
+            )
+            exchange = self.exchange
+            self.exchange = None
+            self.transport.abortConnection()
+            if exchange is not None:
+                exchange.upstreamFailed(Failure(e))
+
+    def responseHead(self, status, reason, headers, length) -> None:
+        if self.exchange is not None:
+            self.exchange.responseHead(status, reason, headers, length)
+
+    def responseBody(self, data: bytes) -> None:
+        if self.exchange is not None:
+            self.exchange.responseBody(data)
+
+    def responseEnd(self, reusable: bool) -> None:
+        """
+        The response is complete.  The connection goes back to the pool
+        (or is closed) before the exchange hears of it, so that the next
+        request, which finishing this one may dispatch at once, can reuse
+        it.  A backend that answered before reading the whole request body
+        is left with an unknown part of it: that connection is closed.
+        """
+        exchange = self.exchange
+        self.exchange = None
+        if self._lost:
+            pass
+        elif reusable and self._body_done:
+            self.reused = True
+            self.pool.release(self)
+        else:
+            self.transport.loseConnection()
+        if exchange is not None:
+            exchange.responseEnd()
+
+    def connectionLost(self, reason: Failure = None) -> None:
+        self._lost = True
+        self.pool.lost(self)
+        completed = self._parser.feed_eof()
+        exchange = self.exchange
+        self.exchange = None
+        if exchange is not None and not completed:
+            exchange.upstreamFailed(reason)

@@ -1,0 +1,102 @@
+"""
+ProxyService: the twistd service that owns the listeners and the runtime.
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from .config.model import Config
+from .runtime import Runtime
+
+
+class ListenError(Exception):
+    """
+    A listener could not open its endpoint; the message names the key.
+    """
+
+
+class ProxyService(MultiService):
+    """
+    Runs one configuration: listens on every listener's endpoint and serves
+    requests through a L{Runtime}.
+
+    Listening happens in L{privilegedStartService} when run by twistd (so
+    that ports below 1024 are bound before privileges are dropped) and
+    synchronously where the endpoint allows, so that a port already in use
+    stops the start with a sentence rather than a traceback.
+    """
+
+    log = Logger()
+
+    def __init__(self, config: Config, reactor) -> None:
+        super().__init__()
+        self.config = config
+        self._reactor = reactor
+        self.runtime = None
+        self._ports: List = []
+
+    def privilegedStartService(self) -> None:
+        self._listen()
+        super().privilegedStartService()
+
+    def startService(self) -> None:
+        if self.runtime is None:
+            self._listen()
+        super().startService()
+
+    def _listen(self) -> None:
+        self.runtime = Runtime(self.config, self._reactor)
+        for name, listener in self.config.listeners.items():
+            endpoint = serverFromString(self._reactor, listener.endpoint)
+            d = endpoint.listen(self.runtime.sites[name])
+            d.addCallbacks(
+                self._listening,
+                self._cannotListen,
+                callbackArgs=(name,),
+                errbackArgs=(name, listener.endpoint),
+            )
+            failed: List[Failure] = []
+            d.addErrback(failed.append)
+            if failed:
+                self._stopListening()
+                failed[0].raiseException()
+
+    def _listening(self, port, name: str) -> None:
+        self._ports.append(port)
+        self.log.info("listener {name} on {address}", name=name, address=port.getHost())
+
+    def _cannotListen(self, failure: Failure, name: str, description: str) -> None:
+        message = "listeners.%s.endpoint: cannot listen on %s: %s" % (
+            name,
+            description,
+            failure.getErrorMessage(),
+        )
+        self.log.critical("{message}", message=message)
+        raise ListenError(message)
+
+    def _stopListening(self) -> Deferred:
+        ports, self._ports = self._ports, []
+        return DeferredList(
+            [d for d in (port.stopListening() for port in ports) if d is not None]
+        )
+
+    @property
+    def ports(self) -> List:
+        """
+        The listening ports, in listener order (tests read their numbers).
+        """
+        return list(self._ports)
+
+    def stopService(self) -> Deferred:
+        super().stopService()
+        d = self._stopListening()
+        if self.runtime is not None:
+            self.runtime.close()
+        return d if d is not None else succeed(None)
