@@ -6,7 +6,6 @@ from a config model.
 
 from __future__ import annotations
 
-import socket
 from typing import List, Optional
 
 from twisted.internet import reactor
@@ -24,6 +23,8 @@ from txrevproxy.config.model import (
     Upstream,
 )
 from txrevproxy.service import ProxyService
+
+from .processes import free_port
 
 
 class RawClient(Protocol):
@@ -151,15 +152,6 @@ class SilentFactory(Factory):
         self.lost: List[Silent] = []
 
 
-def free_port() -> int:
-    """
-    A TCP port on 127.0.0.1 that nothing listens on (at the moment).
-    """
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def listen(factory, testcase) -> Deferred:
     """
     Listen on 127.0.0.1:0; stopped at the end of the test.
@@ -180,14 +172,18 @@ def backend_server(port: int) -> BackendServer:
 
 
 def proxy_config(
-    backend_ports, server: Optional[ServerSettings] = None, **upstream_options
+    backend_ports,
+    server: Optional[ServerSettings] = None,
+    endpoint: str = "tcp:0:interface=127.0.0.1",
+    **upstream_options,
 ) -> Config:
     """
-    A config with one listener on a free port and one upstream.
+    A config with one listener (on a free port by default) and one
+    upstream.
     """
     return Config(
         server=server or ServerSettings(),
-        listeners={"web": Listener("web", "tcp:0:interface=127.0.0.1")},
+        listeners={"web": Listener("web", endpoint)},
         upstreams={
             "app": Upstream(
                 "app",

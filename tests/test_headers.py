@@ -6,6 +6,7 @@ adds (RFC 9110 section 7.6).
 from __future__ import annotations
 
 from txrevproxy.proxy.headers import (
+    http_date,
     client_response_headers,
     serialize_request_head,
     upstream_request_headers,
@@ -131,3 +132,8 @@ def test_response_hop_by_hop_dropped_and_content_length_kept_when_framed():
         (b"Set-Cookie", b"a=1"),
         (b"Set-Cookie", b"b=2"),
     ]
+
+
+def test_http_date_is_imf_fixdate():
+    assert http_date(0) == b"Thu, 01 Jan 1970 00:00:00 GMT"
+    assert http_date(784111777.9) == b"Sun, 06 Nov 1994 08:49:37 GMT"

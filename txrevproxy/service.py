@@ -16,6 +16,22 @@ from .config.model import Config
 from .runtime import Runtime
 
 
+#: Listen backlog for TCP listeners that do not set one: Twisted's default
+#: of 50 refuses connections under a burst; nginx uses 511.
+DEFAULT_BACKLOG = 511
+
+
+def with_default_backlog(description: str) -> str:
+    """
+    A server endpoint description with L{DEFAULT_BACKLOG} added when it is
+    a TCP (or SSL) endpoint that does not choose a backlog itself.
+    """
+    kind = description.split(":", 1)[0].strip().lower()
+    if kind in ("tcp", "tcp6", "ssl") and "backlog=" not in description:
+        return description + ":backlog=%d" % (DEFAULT_BACKLOG,)
+    return description
+
+
 class ListenError(Exception):
     """
     A listener could not open its endpoint; the message names the key.
@@ -54,7 +70,9 @@ class ProxyService(MultiService):
     def _listen(self) -> None:
         self.runtime = Runtime(self.config, self._reactor)
         for name, listener in self.config.listeners.items():
-            endpoint = serverFromString(self._reactor, listener.endpoint)
+            endpoint = serverFromString(
+                self._reactor, with_default_backlog(listener.endpoint)
+            )
             d = endpoint.listen(self.runtime.sites[name])
             d.addCallbacks(
                 self._listening,

@@ -14,6 +14,8 @@ from twisted.web.http import RESPONSES
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from .headers import http_date
+
 _CONTENT_TYPE = [b"text/plain; charset=utf-8"]
 
 #: Reason phrases of RFC 9110 where they differ from Twisted's older ones.
@@ -76,6 +78,7 @@ def respond_with_error(
     headers.setRawHeaders(b"Content-Type", _CONTENT_TYPE)
     headers.setRawHeaders(b"Content-Length", [b"%d" % (len(body),)])
     headers.setRawHeaders(b"X-Request-ID", [request.request_id])
+    headers.setRawHeaders(b"Date", [http_date(request.site.reactor.seconds())])
     if close:
         request.channel.persistent = False
         headers.setRawHeaders(b"Connection", [b"close"])

@@ -22,7 +22,7 @@ from zope.interface import implementer
 from twisted.internet.interfaces import IPushProducer
 
 from .errors import abort_response, respond_with_error
-from .headers import client_response_headers
+from .headers import client_response_headers, http_date
 from .response_parser import ResponseParseError
 
 #: Request body bytes held while the backend connection is being set up,
@@ -213,6 +213,12 @@ class ProxyExchange:
             response_headers.addRawHeader(name, value)
         if not response_headers.hasHeader(b"x-request-id"):
             response_headers.setRawHeaders(b"X-Request-ID", [request.request_id])
+        if not response_headers.hasHeader(b"date"):
+            # RFC 9110 section 6.6.1: a recipient with a clock adds Date to
+            # a response it forwards without one.
+            response_headers.setRawHeaders(
+                b"Date", [http_date(self.target.clock.seconds())]
+            )
         request.closeIfBodyPending()
         request.registerProducer(self, True)
         request.write(b"")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Iterable, List, Optional, Tuple
 
+from twisted.web.http import datetimeToString
+
 Header = Tuple[bytes, bytes]
 
 #: Headers that describe one connection and never cross the proxy
@@ -166,3 +168,20 @@ def client_response_headers(
             continue
         out.append((name, value))
     return out
+
+
+_date_cache: List = [None, b""]
+
+
+def http_date(seconds: float) -> bytes:
+    """
+    The IMF-fixdate of a time, for Date headers (RFC 9110 section 5.6.7).
+
+    Formatted once per second: every response needs one, and the same
+    second serves thousands of them.
+    """
+    whole = int(seconds)
+    if _date_cache[0] != whole:
+        _date_cache[1] = datetimeToString(whole)
+        _date_cache[0] = whole
+    return _date_cache[1]

@@ -1,0 +1,125 @@
+"""
+The proxy as a real process: C{twistd -n txrevproxy --config FILE}, as
+operators run it, for end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, List
+
+import attr
+
+#: How long a proxy may take to start listening.
+START_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    """
+    A TCP port on 127.0.0.1 that nothing listens on at the moment.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def twistd_command(*arguments: str) -> List[str]:
+    """
+    The command line running twistd with this interpreter.
+    """
+    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"] + list(
+        arguments
+    )
+
+
+def rss_bytes(pid: int) -> int:
+    """
+    The resident set size of a process, from /proc.
+    """
+    for line in Path("/proc/%d/status" % pid).read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise LookupError("no VmRSS for pid %d" % pid)
+
+
+def wait_for_port(port: int, process: subprocess.Popen) -> None:
+    """
+    Wait until something accepts connections on 127.0.0.1:port, failing
+    early if the process exits.
+    """
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError("the proxy exited with %s" % (process.returncode,))
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError("the proxy did not listen on %d in time" % (port,))
+
+
+@attr.s(auto_attribs=True)
+class ProxyProcess:
+    process: subprocess.Popen
+    port: int
+    config: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+def simple_config(port: int, backend_urls: List[str]) -> str:
+    """
+    A config with one listener and one upstream of the given backends.
+    """
+    servers = ", ".join('{ url = "%s" }' % url for url in backend_urls)
+    return (
+        '[listeners.web]\nendpoint = "tcp:%d:interface=127.0.0.1"\n\n'
+        "[upstreams.app]\nservers = [%s]\n\n"
+        '[[routes]]\npath = "/"\nupstream = "app"\n'
+    ) % (port, servers)
+
+
+@contextlib.contextmanager
+def proxy_process(
+    directory: Path, backend_urls: List[str], config_text: str = ""
+) -> Iterator[ProxyProcess]:
+    """
+    Run C{twistd -n txrevproxy} in front of C{backend_urls} (or with
+    C{config_text}, whose listener port is then found as C{{port}}), and
+    stop it with SIGTERM afterwards.
+    """
+    port = free_port()
+    config = directory / "proxy.toml"
+    text = config_text.format(port=port) if config_text else simple_config(
+        port, backend_urls
+    )
+    config.write_text(text)
+    log = open(directory / "proxy.log", "wb")
+    process = subprocess.Popen(
+        twistd_command("-n", "--pidfile=", "txrevproxy", "--config", str(config)),
+        cwd=str(directory),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port(port, process)
+        yield ProxyProcess(process, port, config)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait()
+        log.close()
