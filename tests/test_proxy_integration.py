@@ -391,3 +391,38 @@ class NoRouteTests(TestCase):
         status, _, body = split_response(raw)
         self.assertEqual(status, b"HTTP/1.1 404 Not Found")
         self.assertEqual(body, b"nope")
+
+
+class RawBackendTests(TestCase):
+    """
+    Responses from a backend that writes its bytes by hand.
+    """
+
+    timeout = 15
+
+    @inlineCallbacks
+    def test_response_head_is_relayed_in_order_with_date_added(self):
+        class Answer(Protocol):
+            def dataReceived(self, data):
+                self.transport.write(
+                    b"HTTP/1.1 201 Made It\r\nSet-Cookie: a=1\r\nX-Order: 1\r\n"
+                    b"Set-Cookie: b=2\r\nContent-Length: 2\r\n\r\nok"
+                )
+
+        backend_port = yield listen(Factory.forProtocol(Answer), self)
+        port = start_proxy(proxy_config([backend_port]), self)
+        raw = yield raw_exchange(
+            port, b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+        )
+        head, _, body = raw.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        self.assertEqual(lines[0], b"HTTP/1.1 201 Made It")
+        self.assertEqual(
+            lines[1:5],
+            [b"Set-Cookie: a=1", b"X-Order: 1", b"Set-Cookie: b=2", b"Content-Length: 2"],
+        )
+        names = [line.split(b":")[0].lower() for line in lines[1:]]
+        self.assertIn(b"date", names)
+        self.assertIn(b"x-request-id", names)
+        self.assertIn(b"Connection: close", lines)
+        self.assertEqual(body, b"ok")

@@ -49,7 +49,7 @@ def abort_response(request) -> None:
     if request.producer is not None:
         request.unregisterProducer()
     transport = request.transport
-    if request.chunked or request.responseHeaders.hasHeader(b"content-length"):
+    if request.truncationVisible:
         transport.loseConnection()
     else:
         transport.abortConnection()

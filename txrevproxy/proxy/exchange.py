@@ -21,8 +21,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 from twisted.internet.interfaces import IPushProducer
 
-from .errors import abort_response, respond_with_error
-from .headers import client_response_headers, http_date
+from .errors import abort_response, reason_phrase, respond_with_error
+from .headers import client_response_headers
 from .response_parser import ResponseParseError
 
 #: Request body bytes held while the backend connection is being set up,
@@ -207,21 +207,13 @@ class ProxyExchange:
     def responseHead(self, status, reason, headers, length) -> None:
         request = self.request
         self._responding = True
-        request.setResponseCode(status, reason or None)
-        response_headers = request.responseHeaders
-        for name, value in client_response_headers(headers, length is not None):
-            response_headers.addRawHeader(name, value)
-        if not response_headers.hasHeader(b"x-request-id"):
-            response_headers.setRawHeaders(b"X-Request-ID", [request.request_id])
-        if not response_headers.hasHeader(b"date"):
-            # RFC 9110 section 6.6.1: a recipient with a clock adds Date to
-            # a response it forwards without one.
-            response_headers.setRawHeaders(
-                b"Date", [http_date(self.target.clock.seconds())]
-            )
-        request.closeIfBodyPending()
+        request.writeResponseHead(
+            status,
+            reason or reason_phrase(status),
+            client_response_headers(headers, length is not None),
+            length,
+        )
         request.registerProducer(self, True)
-        request.write(b"")
 
     def responseBody(self, data: bytes) -> None:
         self.request.write(data)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 from urllib.parse import unquote_to_bytes
 
 from twisted.logger import Logger
@@ -21,7 +21,10 @@ from twisted.web import http, server
 
 from ..config.model import ServerSettings
 from .errors import respond_with_error
-from .headers import connection_tokens
+from .headers import connection_tokens, http_date
+
+Header = Tuple[bytes, bytes]
+NO_BODY_CODES = frozenset([204, 304])
 
 _MAX_REQUEST_ID = 200
 
@@ -48,6 +51,12 @@ class _Discard:
 _DISCARD = _Discard()
 
 
+def _ignore_body(data: bytes) -> None:
+    """
+    The C{write} of a response that has no body (HEAD, 204, 304).
+    """
+
+
 def _valid_request_id(value: bytes) -> bool:
     return 0 < len(value) <= _MAX_REQUEST_ID and all(33 <= c < 127 for c in value)
 
@@ -63,6 +72,8 @@ class ProxyRequest(server.Request):
     @ivar bodyComplete: whether the whole request body has been received.
     @ivar request_id: the ID sent to the backend, returned to the client and
         shown on error pages.
+    @ivar truncationVisible: whether the response's framing (a length, or
+        chunking) lets the client see that a body was cut short.
     """
 
     log = Logger()
@@ -70,6 +81,7 @@ class ProxyRequest(server.Request):
     bodyLength: Optional[int] = 0
     bodyComplete = False
     request_id = b"-"
+    truncationVisible = False
     _dispatched = False
     _bodyReceived = 0
 
@@ -199,6 +211,60 @@ class ProxyRequest(server.Request):
         if not self.bodyComplete and self.channel is not None:
             self.channel.persistent = False
             self.responseHeaders.setRawHeaders(b"Connection", [b"close"])
+
+    def writeResponseHead(
+        self, code: int, reason: bytes, headers: List[Header], length: Optional[int]
+    ) -> None:
+        """
+        Write a backend's response head straight to the client.
+
+        This is twisted.web's C{Request.write} head logic without its
+        L{Headers} round trip: the headers come from the backend already
+        validated (token names, no CR, LF or NUL in values) and filtered,
+        so they are written as they are, in their order.  Request state
+        (C{startedWriting}, C{chunked}) is kept as C{write} and C{finish}
+        expect it.
+
+        @param length: the body length when the head carries the framing
+            (a Content-Length, or a response that has no body); L{None}
+            when the body is chunked to an HTTP/1.1 client, or delimited by
+            the connection closing for an HTTP/1.0 one.
+        """
+        self.code = code
+        self.code_message = reason
+        self.startedWriting = 1
+        version = self.clientproto
+        if version != b"HTTP/1.1":
+            version = b"HTTP/1.0"
+        parts = [version, b" %d " % (code,), reason, b"\r\n"]
+        has_date = has_request_id = False
+        for name, value in headers:
+            parts += (name, b": ", value, b"\r\n")
+            lname = name.lower()
+            if lname == b"date":
+                has_date = True
+            elif lname == b"x-request-id":
+                has_request_id = True
+        if not has_request_id:
+            parts += (b"X-Request-ID: ", self.request_id, b"\r\n")
+        if not has_date:
+            # RFC 9110 section 6.6.1: a recipient with a clock adds Date to
+            # a response it forwards without one.
+            parts += (b"Date: ", http_date(self.site.reactor.seconds()), b"\r\n")
+        channel = self.channel
+        if not self.bodyComplete:
+            channel.persistent = False
+        if version == b"HTTP/1.1" and not channel.persistent:
+            parts.append(b"Connection: close\r\n")
+        no_body = self.method == b"HEAD" or code in NO_BODY_CODES
+        if length is None and not no_body and version == b"HTTP/1.1":
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+            self.chunked = 1
+        self.truncationVisible = length is not None or self.chunked
+        parts.append(b"\r\n")
+        channel.writeSequence(parts)
+        if no_body:
+            self.write = _ignore_body
 
     def finish(self) -> None:
         if not self.startedWriting:
