@@ -57,6 +57,7 @@ class Runtime:
                 reactor,
                 upstream.response_timeout,
                 preserve_host,
+                upstream.tunnel_idle_timeout,
             )
             return ReverseProxyResource(target)
 

@@ -86,6 +86,8 @@ class Upstream:
     @ivar max_idle_connections: idle pooled connections kept per backend.
     @ivar preserve_host: send the client's Host header (C{True}) or the
         backend's own authority (C{False}); a route may override it.
+    @ivar tunnel_idle_timeout: seconds an upgraded (WebSocket) connection
+        may stay silent in both directions before it is closed.
     """
 
     name: str
@@ -96,6 +98,7 @@ class Upstream:
     idle_timeout: float = 30.0
     max_idle_connections: int = 32
     preserve_host: bool = True
+    tunnel_idle_timeout: float = 3600.0
 
 
 @attr.s(frozen=True, auto_attribs=True)

@@ -22,8 +22,9 @@ from zope.interface import implementer
 from twisted.internet.interfaces import IPushProducer
 
 from .errors import abort_response, reason_phrase, respond_with_error
-from .headers import client_response_headers
+from .headers import client_response_headers, upgrade_response_headers
 from .response_parser import ResponseParseError
+from .tunnel import Tunnel
 
 #: Request body bytes held while the backend connection is being set up,
 #: beyond which the client is paused.
@@ -78,6 +79,8 @@ class ProxyExchange:
         self._timer = None
         self._responding = False
         self._retried = False
+        self._upgrade: Optional[bytes] = None
+        self._tunnel: Optional[Tunnel] = None
         self._done = False
         request.handler = self
 
@@ -89,6 +92,8 @@ class ProxyExchange:
         if not request.bodyComplete:
             length = request.bodyLength
             self._body_framing = b"chunked" if length is None else b"%d" % (length,)
+        else:
+            self._upgrade = request.requestedUpgrade()
         self.target.balancer.acquire(request).addCallbacks(
             self._leased, self._failBeforeResponse
         )
@@ -101,7 +106,7 @@ class ProxyExchange:
             return
         self._lease = lease
         self._head = self.target.request_head(
-            self.request, lease.backend.server, self._body_framing
+            self.request, lease.backend.server, self._body_framing, self._upgrade
         )
         self._useConnection(lease.backend.pool)
 
@@ -118,7 +123,11 @@ class ProxyExchange:
             return
         self._upstream = upstream
         upstream.sendHead(
-            self, self._head, self.request.method == b"HEAD", self._body_framing
+            self,
+            self._head,
+            self.request.method == b"HEAD",
+            self._body_framing,
+            self._upgrade is not None,
         )
         if self._body_framing is None:
             self._startResponseTimer()
@@ -207,13 +216,31 @@ class ProxyExchange:
     def responseHead(self, status, reason, headers, length) -> None:
         request = self.request
         self._responding = True
+        passed_on = client_response_headers(headers, length is not None)
+        if status == 101:
+            passed_on += upgrade_response_headers(headers)
         request.writeResponseHead(
-            status,
-            reason or reason_phrase(status),
-            client_response_headers(headers, length is not None),
-            length,
+            status, reason or reason_phrase(status), passed_on, length
         )
-        request.registerProducer(self, True)
+        if status != 101:
+            request.registerProducer(self, True)
+
+    def responseUpgraded(self, rest: bytes) -> None:
+        """
+        The backend switched protocols: splice the two connections.
+        """
+        self._tunnel = Tunnel(
+            self.request.channel,
+            self._upstream,
+            self.target.clock,
+            self.target.tunnel_idle_timeout,
+            on_close=self._end,
+        )
+        if rest:
+            self._tunnel.fromBackend(rest)
+
+    def tunnelData(self, data: bytes) -> None:
+        self._tunnel.fromBackend(data)
 
     def responseBody(self, data: bytes) -> None:
         self.request.write(data)
@@ -234,6 +261,9 @@ class ProxyExchange:
         The backend connection failed during the exchange.
         """
         if self._done:
+            return
+        if self._tunnel is not None:
+            self._tunnel.backendClosed()
             return
         upstream = self._upstream
         self._upstream = None

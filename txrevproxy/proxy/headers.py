@@ -63,6 +63,28 @@ def connection_tokens(values: Optional[Iterable[bytes]]) -> frozenset:
     )
 
 
+def requested_upgrade(method: bytes, version: bytes, headers: List[Header]) -> Optional[bytes]:
+    """
+    The protocol a request asks to switch to (its Upgrade header, such as
+    C{b"websocket"}), when it asks properly: an HTTP/1.1 GET whose
+    Connection header lists C{upgrade} (RFC 9110 section 7.8).  L{None}
+    otherwise.
+    """
+    if method != b"GET" or version != b"HTTP/1.1":
+        return None
+    upgrade = None
+    connection = []
+    for name, value in headers:
+        lname = name.lower()
+        if lname == b"upgrade":
+            upgrade = value
+        elif lname == b"connection":
+            connection.append(value)
+    if upgrade and b"upgrade" in connection_tokens(connection):
+        return upgrade
+    return None
+
+
 def _last_value(headers: List[Header], lname: bytes) -> Optional[bytes]:
     found = None
     for name, value in headers:
@@ -82,6 +104,7 @@ def upstream_request_headers(
     via: bytes,
     request_id: bytes,
     body_framing: Optional[bytes],
+    upgrade: Optional[bytes] = None,
 ) -> List[Header]:
     """
     The header list to send to a backend for a client request.
@@ -99,6 +122,9 @@ def upstream_request_headers(
     @param request_id: the request ID sent to the backend.
     @param body_framing: C{b"chunked"}, a decimal Content-Length, or
         L{None} for a request without a body.
+    @param upgrade: the protocol the client asks to switch to (see
+        L{requested_upgrade}); then Upgrade and C{Connection: Upgrade} are
+        passed on, the one case where those hop-by-hop headers cross.
     """
     dropped = connection_tokens(
         [value for name, value in headers if name.lower() == b"connection"]
@@ -125,6 +151,9 @@ def upstream_request_headers(
     out.append((b"X-Forwarded-Host", forwarded_host))
     out.append((b"Via", prior_via + b", " + via if prior_via else via))
     out.append((b"X-Request-ID", request_id))
+    if upgrade is not None:
+        out.append((b"Connection", b"Upgrade"))
+        out.append((b"Upgrade", upgrade))
     if body_framing == b"chunked":
         out.append((b"Transfer-Encoding", b"chunked"))
     elif body_framing is not None:
@@ -143,6 +172,17 @@ def serialize_request_head(
         parts += (name, b": ", value, b"\r\n")
     parts.append(b"\r\n")
     return b"".join(parts)
+
+
+def upgrade_response_headers(headers: List[Header]) -> List[Header]:
+    """
+    The headers of a 101 answer that the client must see although they are
+    hop-by-hop: the protocol switched to, and C{Connection: Upgrade}.
+    """
+    upgrade = _last_value(headers, b"upgrade")
+    if upgrade is None:
+        return [(b"Connection", b"Upgrade")]
+    return [(b"Connection", b"Upgrade"), (b"Upgrade", upgrade)]
 
 
 def client_response_headers(

@@ -26,21 +26,34 @@ class ProxyTarget:
     @ivar response_timeout: seconds from the end of the request to the first
         response byte.
     @ivar preserve_host: send the client's Host rather than the backend's.
+    @ivar tunnel_idle_timeout: seconds an upgraded (WebSocket) connection
+        may stay silent both ways before it is closed.
     """
 
-    def __init__(self, balancer, clock, response_timeout: float, preserve_host: bool):
+    def __init__(
+        self,
+        balancer,
+        clock,
+        response_timeout: float,
+        preserve_host: bool,
+        tunnel_idle_timeout: float = 3600.0,
+    ):
         self.balancer = balancer
         self.clock = clock
         self.response_timeout = response_timeout
         self.preserve_host = preserve_host
+        self.tunnel_idle_timeout = tunnel_idle_timeout
         self._authorities: Dict[BackendServer, bytes] = {}
 
-    def request_head(self, request, server: BackendServer, framing) -> bytes:
+    def request_head(
+        self, request, server: BackendServer, framing, upgrade=None
+    ) -> bytes:
         """
         The request head to send to C{server} for C{request}.
 
         @param framing: how the body is sent: L{None} (no body),
             C{b"chunked"}, or a decimal Content-Length.
+        @param upgrade: the protocol the client asks to switch to, if any.
         """
         client_host = request.requestHeaders.getRawHeaders(b"host", [b""])[0]
         if self.preserve_host:
@@ -64,6 +77,7 @@ class ProxyTarget:
             via=_VIA.get(request.clientproto, b"1.1 txrevproxy"),
             request_id=request.request_id,
             body_framing=framing,
+            upgrade=upgrade,
         )
         return serialize_request_head(request.method, request.uri, headers)
 

@@ -57,6 +57,17 @@ class IResponseSink(Interface):
         Some body bytes, already de-chunked.
         """
 
+    def responseUpgraded(rest: bytes) -> None:
+        """
+        The backend switched protocols (101) as the request asked: from now
+        on the connection carries raw bytes, starting with C{rest}.
+        """
+
+    def tunnelData(data: bytes) -> None:
+        """
+        Raw bytes on a connection that switched protocols.
+        """
+
     def responseEnd(reusable: bool) -> None:
         """
         The response is complete.
@@ -75,6 +86,7 @@ _CHUNK_DATA = 4
 _CHUNK_CRLF = 5
 _TRAILERS = 6
 _UNTIL_CLOSE = 7
+_TUNNEL = 8
 
 
 def _find_head_end(buffer: bytes) -> Tuple[int, int]:
@@ -192,6 +204,7 @@ class ResponseParser:
         self._buffer = b""
         self._remaining = 0
         self._head_request = False
+        self._upgrade = False
         self._keep_alive = False
         self._trailer_size = 0
 
@@ -209,14 +222,17 @@ class ResponseParser:
         """
         return self._state != _HEAD or bool(self._buffer)
 
-    def expect(self, head_request: bool) -> None:
+    def expect(self, head_request: bool, upgrade: bool = False) -> None:
         """
         Prepare for the response to a request just sent.
 
         @param head_request: whether the request was HEAD, whose response
             has no body whatever its headers say.
+        @param upgrade: whether the request asked to switch protocols, so
+            that a 101 answer is acceptable.
         """
         self._head_request = head_request
+        self._upgrade = upgrade
         self._state = _HEAD
 
     def feed(self, data: bytes) -> None:
@@ -272,6 +288,9 @@ class ResponseParser:
             elif state == _UNTIL_CLOSE:
                 self._sink.responseBody(data)
                 return
+            elif state == _TUNNEL:
+                self._sink.tunnelData(data)
+                return
             else:
                 raise ResponseParseError("data received when no response was due")
 
@@ -315,7 +334,12 @@ class ResponseParser:
         version, status, reason, headers = parse_head(head)
         if status < 200:
             if status == 101:
-                raise ResponseParseError("unexpected 101 Switching Protocols")
+                if not self._upgrade:
+                    raise ResponseParseError("unexpected 101 Switching Protocols")
+                self._state = _TUNNEL
+                self._sink.responseHead(status, reason, headers, 0)
+                self._sink.responseUpgraded(rest)
+                return b""
             # Interim responses (100 Continue, 103 Early Hints) are dropped:
             # the proxy answered Expect itself.
             return rest

@@ -21,7 +21,7 @@ from twisted.web import http, server
 
 from ..config.model import ServerSettings
 from .errors import respond_with_error
-from .headers import connection_tokens, http_date
+from .headers import connection_tokens, http_date, requested_upgrade
 
 Header = Tuple[bytes, bytes]
 NO_BODY_CODES = frozenset([204, 304])
@@ -150,6 +150,23 @@ class ProxyRequest(server.Request):
             self.setHeader(b"Content-Length", b"%d" % (len(body),))
             self.write(body)
             self.finish()
+
+    def requestedUpgrade(self) -> Optional[bytes]:
+        """
+        The protocol this request asks to switch to (such as
+        C{b"websocket"}), or L{None}.
+        """
+        if not self.requestHeaders.hasHeader(b"upgrade"):
+            return None
+        return requested_upgrade(
+            self.method,
+            self.clientproto,
+            [
+                (name, value)
+                for name, values in self.requestHeaders.getAllRawHeaders()
+                for value in values
+            ],
+        )
 
     def _requestID(self, trusted: bool) -> bytes:
         """

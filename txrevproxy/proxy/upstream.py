@@ -53,7 +53,12 @@ class UpstreamProtocol(Protocol):
     # Requests -----------------------------------------------------------
 
     def sendHead(
-        self, exchange, head: bytes, head_request: bool, body: Optional[bytes]
+        self,
+        exchange,
+        head: bytes,
+        head_request: bool,
+        body: Optional[bytes],
+        upgrade: bool = False,
     ) -> None:
         """
         Start an exchange: write the request head.
@@ -61,11 +66,12 @@ class UpstreamProtocol(Protocol):
         @param body: C{None} when the request has no body, C{b"chunked"} when
             its body is chunk-encoded on the way, or anything else when it
             is framed by Content-Length.
+        @param upgrade: whether the request asks to switch protocols.
         """
         self.exchange = exchange
         self._chunked_body = body == b"chunked"
         self._body_done = body is None
-        self._parser.expect(head_request)
+        self._parser.expect(head_request, upgrade)
         self.transport.write(head)
 
     def sendBody(self, data: bytes) -> None:
@@ -120,6 +126,18 @@ class UpstreamProtocol(Protocol):
     def responseBody(self, data: bytes) -> None:
         if self.exchange is not None:
             self.exchange.responseBody(data)
+
+    def responseUpgraded(self, rest: bytes) -> None:
+        """
+        The backend switched protocols: this connection now belongs to the
+        exchange's tunnel and never returns to the pool.
+        """
+        if self.exchange is not None:
+            self.exchange.responseUpgraded(rest)
+
+    def tunnelData(self, data: bytes) -> None:
+        if self.exchange is not None:
+            self.exchange.tunnelData(data)
 
     def responseEnd(self, reusable: bool) -> None:
         """
