@@ -1,0 +1,260 @@
+"""
+A small declarative schema for TOML tables: each table lists its keys as
+L{Field}s, each with a converter and a default, and conversion collects every
+problem with its key path instead of stopping at the first.
+
+A converter is any callable that takes a value as parsed from TOML and
+returns the converted value, or raises L{Invalid}.  L{Table}, L{array_of} and
+L{named_tables} are converters too, so tables nest.  Adding a key to the
+configuration is one line in a table's C{fields}::
+
+    UPSTREAM = Table(Upstream, {
+        "servers": Field(array_of(BACKEND, min_items=1)),
+        "connect_timeout": Field(duration, default="5s"),
+    })
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
+
+import attr
+
+Converter = Callable[..., Any]
+
+#: A problem: the key path relative to the value being converted (C{""},
+#: C{".servers"}, C{"[2].url"}), and a sentence.
+Problem = Tuple[str, str]
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
+
+
+class Invalid(Exception):
+    """
+    A value could not be converted.
+
+    @ivar problems: one or more L{Problem}s, with paths relative to the
+        value that was being converted.
+    """
+
+    def __init__(self, message: str = "", problems: Iterable[Problem] = ()) -> None:
+        self.problems: List[Problem] = list(problems) or [("", message)]
+        super().__init__(self.problems)
+
+
+def key_path(key: str) -> str:
+    """
+    The path fragment of a table key: C{.name}, or C{."a name"} when the key
+    is not a TOML bare key.
+    """
+    return "." + (key if _BARE_KEY.match(key) else json.dumps(key))
+
+
+def describe(value: Any) -> str:
+    """
+    A TOML value as a message shows it: strings quoted, booleans as C{true}
+    and C{false}, containers by kind.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return "a date or time"
+
+
+def expected(what: str, value: Any) -> Invalid:
+    """
+    The usual type problem: C{expected a duration such as "5s", got 5}.
+    """
+    return Invalid("expected %s, got %s" % (what, describe(value)))
+
+
+class _Collector:
+    """
+    Runs converters, keeping every problem under its path.
+    """
+
+    def __init__(self) -> None:
+        self.problems: List[Problem] = []
+
+    def convert(self, path: str, convert: Converter, value: Any, **extra: Any) -> Any:
+        try:
+            return convert(value, **extra)
+        except Invalid as invalid:
+            self.problems.extend(
+                (path + sub, message) for sub, message in invalid.problems
+            )
+            return _FAILED
+
+    def add(self, path: str, message: str) -> None:
+        self.problems.append((path, message))
+
+    def raise_if_any(self) -> None:
+        if self.problems:
+            raise Invalid(problems=self.problems)
+
+
+_FAILED = object()
+
+#: L{Field.default} of a key that must be present.
+REQUIRED = object()
+#: L{Field.default} of a key that, when absent, leaves the model's own
+#: default (for example C{Route.preserve_host}, whose default None means
+#: "as the upstream says").
+MODEL_DEFAULT = object()
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class Field:
+    """
+    One key of a table.
+
+    @ivar convert: the converter of the key's value.
+    @ivar default: the value used when the key is absent, written as in the
+        file (C{"5s"}, not C{5.0}) and converted like a written value; or
+        L{REQUIRED} or L{MODEL_DEFAULT}.
+    @ivar attribute: the model attribute's name, when it is not the key.
+    @ivar missing: the sentence for a missing required key.
+    """
+
+    convert: Converter
+    default: Any = REQUIRED
+    attribute: Optional[str] = None
+    missing: str = "required key is missing"
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class Table:
+    """
+    A converter of a TOML table into a model object.
+
+    @ivar build: called with the converted fields as keyword arguments (and
+        any extra keyword arguments the table was called with, such as
+        C{name} or C{index}).
+    @ivar fields: the table's keys; any other key is a problem.
+    @ivar checks: functions of the converted keyword arguments that return
+        further problems (relations between keys); run only when every key
+        converted.
+    """
+
+    build: Callable[..., Any]
+    fields: Mapping[str, Field]
+    checks: Tuple[Callable[[Dict[str, Any]], Iterable[Problem]], ...] = ()
+
+    def __call__(self, value: Any, **extra: Any) -> Any:
+        if not isinstance(value, dict):
+            raise expected("a table", value)
+        collector = _Collector()
+        for key in value:
+            if key not in self.fields:
+                collector.add(key_path(key), unknown_key(key, self.fields))
+        arguments: Dict[str, Any] = {}
+        for key, field in self.fields.items():
+            if key in value:
+                raw = value[key]
+            elif field.default is REQUIRED:
+                collector.add(key_path(key), field.missing)
+                continue
+            elif field.default is MODEL_DEFAULT:
+                continue
+            else:
+                raw = field.default
+            converted = collector.convert(key_path(key), field.convert, raw)
+            if converted is not _FAILED:
+                arguments[field.attribute or key] = converted
+        if not collector.problems:
+            for check in self.checks:
+                collector.problems.extend(check(arguments))
+        collector.raise_if_any()
+        return self.build(**arguments, **extra)
+
+
+def unknown_key(key: str, known: Iterable[str]) -> str:
+    """
+    The problem of an unknown key, with the closest known one as a
+    suggestion, or the list of known keys when none is close.
+    """
+    known = sorted(known)
+    close = difflib.get_close_matches(key, known, n=1)
+    if close:
+        return 'unknown key; did you mean "%s"?' % (close[0],)
+    return "unknown key (known keys: %s)" % (", ".join(known),)
+
+
+def array_of(
+    item: Converter,
+    min_items: int = 0,
+    indexed: bool = False,
+    what: str = "an array",
+) -> Converter:
+    """
+    A converter of an array whose items are converted by C{item}.
+
+    @param min_items: the fewest items allowed.
+    @param indexed: call C{item} with C{index=} the item's position.
+    @param what: the array's description in a type problem.
+    @return: a converter to a tuple.
+    """
+
+    def convert(value: Any) -> Tuple[Any, ...]:
+        if not isinstance(value, list):
+            raise expected(what, value)
+        if len(value) < min_items:
+            raise Invalid(
+                "must not be empty"
+                if min_items == 1
+                else "must have at least %d items, got %d" % (min_items, len(value))
+            )
+        collector = _Collector()
+        items = []
+        for index, raw in enumerate(value):
+            extra = {"index": index} if indexed else {}
+            items.append(collector.convert("[%d]" % (index,), item, raw, **extra))
+        collector.raise_if_any()
+        return tuple(items)
+
+    return convert
+
+
+_NAME = re.compile(r"[A-Za-z0-9_-]+\Z")
+
+
+def named_tables(table: Table, min_items: int = 0, example: str = "") -> Converter:
+    """
+    A converter of a table of named tables (C{[listeners.NAME]}), each
+    converted by C{table} called with C{name=NAME}.
+
+    Names are restricted to letters, digits, C{_} and C{-}: they appear in
+    references (C{upstream = "app"}), logs and metrics.
+
+    @param example: a TOML header shown when there are too few tables.
+    @return: a converter to a dict from name to model object.
+    """
+
+    def convert(value: Any) -> Dict[str, Any]:
+        if not isinstance(value, dict):
+            raise expected("a table of named tables such as %s" % (example,), value)
+        if len(value) < min_items:
+            raise Invalid("at least one table such as %s is required" % (example,))
+        collector = _Collector()
+        converted = {}
+        for name, raw in value.items():
+            path = key_path(name)
+            if not _NAME.match(name):
+                collector.add(path, "a name may only contain letters, digits, _ and -")
+                continue
+            converted[name] = collector.convert(path, table, raw, name=name)
+        collector.raise_if_any()
+        return converted
+
+    return convert
+

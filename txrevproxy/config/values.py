@@ -1,0 +1,322 @@
+"""
+Converters of single configuration values: booleans, counts, durations,
+sizes, networks, endpoints, backend URLs, host names and path prefixes.
+
+Each takes a value as parsed from TOML and returns it converted, or raises
+L{Invalid} with a sentence that makes sense after the key path
+(C{upstreams.app.connect_timeout: expected a duration such as "5s", got 5}).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any, Callable, Tuple
+
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.testing import MemoryReactor
+
+from .model import IPNetwork
+from .schema import Invalid, array_of, describe, expected
+from .units import parse_duration, parse_size
+
+
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise expected("true or false", value)
+    return value
+
+
+def integer(minimum: int = 0) -> Callable[[Any], int]:
+    """
+    A converter of a TOML integer no smaller than C{minimum}.
+    """
+
+    def convert(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise expected("an integer", value)
+        if value < minimum:
+            raise Invalid("must be at least %d, got %d" % (minimum, value))
+        return value
+
+    return convert
+
+
+def name(value: Any) -> str:
+    """
+    A reference to a named table, such as a route's C{upstream}.
+    """
+    if not isinstance(value, str) or not value:
+        raise expected("a name", value)
+    return value
+
+
+def one_of(*choices: str) -> Callable[[Any], str]:
+    """
+    A converter of a string that must be one of C{choices}.
+    """
+    listed = ", ".join('"%s"' % (choice,) for choice in choices)
+
+    def convert(value: Any) -> str:
+        if not isinstance(value, str):
+            raise expected("one of %s" % (listed,), value)
+        if value not in choices:
+            raise Invalid(
+                "unknown value %s; expected one of %s" % (describe(value), listed)
+            )
+        return value
+
+    return convert
+
+
+def duration(value: Any) -> float:
+    """
+    A positive duration such as C{"5s"}, in seconds.  Zero is refused:
+    every duration so far is a timeout, where zero makes no sense.
+    """
+    if not isinstance(value, str):
+        raise expected('a duration such as "5s"', value)
+    try:
+        seconds = parse_duration(value)
+    except ValueError as error:
+        raise Invalid("%s, got %s" % (error, describe(value)))
+    if seconds <= 0:
+        raise Invalid("must be longer than zero, got %s" % (describe(value),))
+    return seconds
+
+
+def size(value: Any) -> int:
+    """
+    A size in bytes: an integer, or a string such as C{"64KiB"}.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise Invalid("must not be negative, got %d" % (value,))
+        return value
+    if not isinstance(value, str):
+        raise expected('a size such as "64KiB" or a number of bytes', value)
+    try:
+        return parse_size(value)
+    except ValueError as error:
+        raise Invalid("%s, got %s" % (error, describe(value)))
+
+
+def network(value: Any) -> IPNetwork:
+    """
+    An IPv4 or IPv6 network in CIDR notation; a bare address is a network
+    of that one address (C{/32} or C{/128}).
+    """
+    if not isinstance(value, str):
+        raise expected('a network such as "10.0.0.0/8" or "::1"', value)
+    try:
+        return ipaddress.ip_network(value)
+    except ValueError:
+        pass
+    try:
+        loose = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise Invalid(
+            'expected a network such as "10.0.0.0/8" or "::1", got %s'
+            % (describe(value),)
+        )
+    raise Invalid(
+        '%s has host bits set; did you mean "%s"?' % (describe(value), loose)
+    )
+
+
+networks = array_of(network, what='an array of networks such as ["10.0.0.0/8"]')
+
+
+def endpoint(value: Any) -> str:
+    """
+    A Twisted server endpoint description, checked by parsing it against a
+    L{MemoryReactor}: nothing listens, but unknown types, bad arguments and
+    unreadable certificate files are found.
+    """
+    if not isinstance(value, str):
+        raise expected('a server endpoint description such as "tcp:8080"', value)
+    try:
+        parsed = serverFromString(MemoryReactor(), value)
+    except Exception as error:
+        raise Invalid(
+            "invalid server endpoint %s: %s"
+            % (describe(value), str(error) or type(error).__name__)
+        )
+    # TCP endpoints take any integer as a port; the mistake would only show
+    # when listening.
+    port = getattr(parsed, "_port", 0)
+    if isinstance(port, int) and not 0 <= port <= 65535:
+        raise Invalid(
+            "invalid server endpoint %s: port %d is out of range"
+            % (describe(value), port)
+        )
+    return value
+
+
+_LABEL = re.compile(r"[a-z0-9_-]{1,63}\Z")
+
+
+def _dns_name(text: str) -> str:
+    """
+    Check a host name or IPv4 address (no port, no wildcard), and return
+    its lower-case ASCII form (international names in IDNA form).
+
+    @raise Invalid: with a sentence about C{text}.
+    """
+    shown = describe(text)
+    if not text:
+        raise Invalid("empty host name")
+    if any(c.isspace() for c in text):
+        raise Invalid("%s: a host name cannot contain spaces" % (shown,))
+    try:
+        ascii = text.lower().encode("idna").decode("ascii")
+    except UnicodeError:
+        raise Invalid("%s is not a valid host name" % (shown,))
+    labels = ascii.split(".")
+    if len(ascii) > 253 or not all(_LABEL.match(label) for label in labels):
+        raise Invalid("%s is not a valid host name" % (shown,))
+    return ascii
+
+
+def _ipv6_literal(text: str) -> str:
+    try:
+        return ipaddress.IPv6Address(text).compressed
+    except ValueError:
+        raise Invalid("%s is not a valid IPv6 address" % (describe(text),))
+
+
+def host_name(value: Any) -> str:
+    """
+    One host name a route answers for: lower-cased, without a trailing
+    dot, international names in IDNA (C{xn--}) form, IPv6 addresses in
+    brackets; C{*.example.test} matches any one label in front of
+    C{example.test}.
+    """
+    if not isinstance(value, str):
+        raise expected("a host name", value)
+    text = value.lower()
+    if text.startswith("[") and text.endswith("]"):
+        return "[%s]" % (_ipv6_literal(text[1:-1]),)
+    if ":" in text:
+        raise Invalid(
+            "%s: a route's host has no port (a route matches its host on "
+            "every listener)" % (describe(value),)
+        )
+    if text.endswith(".") and text != ".":
+        text = text[:-1]
+    wildcard = text.startswith("*.")
+    if wildcard:
+        text = text[2:]
+    if "*" in text:
+        raise Invalid(
+            '%s: a wildcard must be the whole left-most label, as in "*.example.test"'
+            % (describe(value),)
+        )
+    ascii = _dns_name(text)
+    return "*." + ascii if wildcard else ascii
+
+
+_host_list = array_of(host_name, min_items=1)
+
+
+def host_names(value: Any) -> Tuple[str, ...]:
+    """
+    A route's C{host}: one host name or an array of them, without
+    duplicates.
+    """
+    if isinstance(value, str):
+        return (host_name(value),)
+    if not isinstance(value, list):
+        raise expected("a host name or an array of host names", value)
+    return tuple(dict.fromkeys(_host_list(value)))
+
+
+def route_path(value: Any) -> str:
+    """
+    A route's path prefix in canonical form: C{"/"}, or segments joined by
+    single slashes with no trailing slash (C{"/api/"} and C{"//api"} are
+    C{"/api"}).  Prefixes match whole segments, so the trailing slash
+    carries no meaning.  Segments are compared with the request's path as
+    sent, so characters outside printable ASCII must be percent-encoded.
+    """
+    if not isinstance(value, str):
+        raise expected('a path such as "/api"', value)
+    shown = describe(value)
+    if not value.startswith("/"):
+        raise Invalid('a path must start with "/", got %s' % (shown,))
+    if any(not (" " < c < "\x7f") for c in value):
+        raise Invalid(
+            "%s: a path cannot contain spaces, control or non-ASCII characters "
+            "(percent-encode them)" % (shown,)
+        )
+    if "?" in value or "#" in value:
+        raise Invalid("%s: a path prefix has no query or fragment" % (shown,))
+    segments = [segment for segment in value.split("/") if segment]
+    if any(segment in (".", "..") for segment in segments):
+        raise Invalid('%s: "." and ".." segments are not allowed' % (shown,))
+    return "/" + "/".join(segments)
+
+
+URL_EXAMPLE = '"http://127.0.0.1:9001"'
+
+
+def backend_url(value: Any) -> Tuple[str, str, str, int]:
+    """
+    A backend's URL: C{http://host[:port]} with an optional trailing
+    slash, the host a name, an IPv4 address or a bracketed IPv6 address.
+
+    @return: the URL as written, the scheme, the host (lower-case, IPv6
+        without brackets) and the port, in the order of
+        L{BackendServer}'s fields.
+    """
+    if not isinstance(value, str):
+        raise expected("a URL such as %s" % (URL_EXAMPLE,), value)
+    shown = describe(value)
+    scheme, separator, rest = value.partition("://")
+    if not separator:
+        raise Invalid("expected a URL such as %s, got %s" % (URL_EXAMPLE, shown))
+    if scheme.lower() != "http":
+        raise Invalid("only http:// backends are supported, got %s" % (shown,))
+    if any(c.isspace() for c in value):
+        raise Invalid("%s: a URL cannot contain spaces" % (shown,))
+    if "?" in rest or "#" in rest:
+        raise Invalid("%s: a backend URL has no query or fragment" % (shown,))
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        raise Invalid("%s: a backend URL has no user or password" % (shown,))
+    if path:
+        raise Invalid(
+            "%s: a backend URL has no path (requests keep their own path)" % (shown,)
+        )
+    host, port = _authority(authority, shown)
+    return (value, "http", host, port)
+
+
+def _authority(netloc: str, shown: str) -> Tuple[str, int]:
+    """
+    The host and port of a backend URL's C{host[:port]}.
+    """
+    if netloc.startswith("["):
+        literal, bracket, rest = netloc[1:].partition("]")
+        if not bracket:
+            raise Invalid("%s: missing ] after the IPv6 address" % (shown,))
+        host = _ipv6_literal(literal)
+    else:
+        host, colon, port = netloc.partition(":")
+        if ":" in port:
+            raise Invalid(
+                "%s: an IPv6 address must be in brackets, as in http://[::1]:9001"
+                % (shown,)
+            )
+        if not host:
+            raise Invalid("%s has no host" % (shown,))
+        host = _dns_name(host)
+        rest = colon + port
+    if not rest:
+        return host, 80
+    if not _PORT.match(rest) or not 0 < int(rest[1:]) < 65536:
+        raise Invalid("%s: the port must be a number from 1 to 65535" % (shown,))
+    return host, int(rest[1:])
+
+
+_PORT = re.compile(r":[0-9]{1,5}\Z")
