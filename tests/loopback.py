@@ -24,8 +24,6 @@ from txrevproxy.config.model import (
 )
 from txrevproxy.service import ProxyService
 
-from .processes import free_port
-
 
 class RawClient(Protocol):
     """

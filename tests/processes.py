@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Iterator, List
@@ -19,6 +21,32 @@ import attr
 
 #: How long a proxy may take to start listening.
 START_TIMEOUT = 30.0
+
+#: The root of the source tree these tests belong to.
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def source_tree_environment() -> dict:
+    """
+    This process's environment with the source tree first on the Python
+    path, so that a child process runs the code under test.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(SOURCE_ROOT)] + [p for p in [env.get("PYTHONPATH")] if p]
+    )
+    return env
+
+
+def temporary_directory(case) -> Path:
+    """
+    A new empty directory, removed after the test.  (Trial's C{mktemp}
+    makes its paths relative to the current directory, which under pytest
+    is the source tree.)
+    """
+    path = Path(tempfile.mkdtemp(prefix="txrevproxy-test-"))
+    case.addCleanup(shutil.rmtree, str(path), True)
+    return path
 
 
 def free_port() -> int:

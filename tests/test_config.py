@@ -22,10 +22,10 @@ from txrevproxy.config import (
     ServerSettings,
     Upstream,
     load_config,
+    model,
     parse_config,
 )
 from txrevproxy.config import load as schema
-from txrevproxy.config import model
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -6,8 +6,8 @@ adds (RFC 9110 section 7.6).
 from __future__ import annotations
 
 from txrevproxy.proxy.headers import (
-    http_date,
     client_response_headers,
+    http_date,
     serialize_request_head,
     upstream_request_headers,
 )

@@ -20,12 +20,12 @@ from .loopback import (
     SilentFactory,
     connect_raw,
     echoed_headers,
-    free_port,
     listen,
     proxy_config,
     raw_exchange,
     start_proxy,
 )
+from .processes import free_port
 
 
 def split_response(raw: bytes):

@@ -15,7 +15,6 @@ from twisted.python.failure import Failure
 from .config.model import Config
 from .runtime import Runtime
 
-
 #: Listen backlog for TCP listeners that do not set one: Twisted's default
 #: of 50 refuses connections under a burst; nginx uses 511.
 DEFAULT_BACKLOG = 511

@@ -16,10 +16,10 @@ from __future__ import annotations
 from typing import List, Optional
 
 from twisted.internet.error import TimeoutError as ConnectTimeoutError
+from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
-from twisted.internet.interfaces import IPushProducer
 
 from .errors import abort_response, reason_phrase, respond_with_error
 from .headers import client_response_headers, upgrade_response_headers

@@ -1,0 +1,85 @@
+"""
+The twistd plugin: C{twistd -n txrevproxy --config proxy.toml}.
+
+Kept tiny on purpose: twistd imports every plugin module to list them, and
+when one fails to import it only says "Unknown command".  Everything else is
+imported inside L{ProxyServiceMaker.makeService}.
+"""
+
+from __future__ import annotations
+
+from twisted.application.service import IServiceMaker, MultiService
+from twisted.plugin import IPlugin
+from twisted.python import usage
+from zope.interface import implementer
+
+
+class Options(usage.Options):
+    synopsis = "[--config FILE]"
+    longdesc = (
+        "Run the txrevproxy reverse proxy with the configuration in FILE "
+        "(TOML, default proxy.toml in the current directory; see "
+        "docs/configuration.rst).  'txrevproxy check --config FILE' validates "
+        "a file without starting."
+    )
+    optParameters = [
+        ["config", "c", "proxy.toml", "The configuration file (TOML)."],
+    ]
+
+
+class StartFailure(SystemExit, Exception):
+    """
+    The proxy cannot start; the message is the sentences an operator reads.
+
+    Both a L{SystemExit} and an L{Exception}, because twistd treats them
+    differently and each way matters: twistd handles an L{Exception} raised
+    while starting (it removes the pid file, and when daemonizing it hands
+    the message to the waiting parent, which prints it), then re-raises it;
+    at the top of the process Python prints a L{SystemExit}'s message alone,
+    without a traceback, and exits with status 1.
+    """
+
+
+class _ExitOnStartFailure(MultiService):
+    """
+    The service twistd runs: when a listener cannot open its endpoint, the
+    process exits non-zero with the sentence naming the key, instead of a
+    traceback.
+    """
+
+    def privilegedStartService(self) -> None:
+        from txrevproxy.service import ListenError
+
+        try:
+            super().privilegedStartService()
+        except ListenError as error:
+            raise StartFailure(str(error))
+
+
+@implementer(IServiceMaker, IPlugin)
+class ProxyServiceMaker:
+    tapname = "txrevproxy"
+    description = "A streaming reverse proxy and TLS terminator."
+    options = Options
+
+    def makeService(self, options: Options) -> MultiService:
+        """
+        Load and validate the configuration, and build the proxy service.
+        An invalid or unreadable configuration exits with every problem and
+        its key path, exactly as C{txrevproxy check} prints them.
+        """
+        from twisted.internet import reactor
+
+        from txrevproxy.config import ConfigError, load_config
+        from txrevproxy.service import ProxyService
+
+        try:
+            config = load_config(options["config"])
+        except ConfigError as error:
+            raise StartFailure(str(error))
+        top = _ExitOnStartFailure()
+        ProxyService(config, reactor).setServiceParent(top)
+        return top
+
+
+serviceMaker = ProxyServiceMaker()
