@@ -1,0 +1,249 @@
+"""
+Benchmark txrevproxy against nginx, HAProxy and Twisted's ReverseProxyResource.
+
+One command, bounded in time, that installs nothing: it names the Debian
+packages it lacks and stops.  Proxies take turns behind the same nginx
+backend, one at a time, interleaved over several rounds so that drift of the
+machine spreads over all of them; the table shows medians over the rounds.
+See README.rst.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+
+import report
+from processes import ProcessGroup, StartupError, pinning_available
+from scenarios import SCENARIOS, idle_connections_rss, run_wrk, streaming_rss
+from servers import (
+    CONTENDERS, DEFAULT_PYPY, HERE, Workspace, make_certificate, start_backend, start_proxy,
+)
+
+#: Debian package for each program the harness runs.
+PACKAGES = {"nginx": "nginx-light", "wrk": "wrk", "haproxy": "haproxy",
+            "pypy3": "pypy3", "openssl": "openssl"}
+
+IDLE_CONNECTIONS = 10000
+STREAM_RATE_MIB = 64
+STREAM_SECONDS = 30
+
+
+def _names(value: str, known: list[str], what: str) -> list[str]:
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise argparse.ArgumentTypeError("unknown {} {}; choose from {}".format(
+            what, ", ".join(unknown), ", ".join(known)))
+    return names
+
+
+def _interpreter(value: str) -> str:
+    """
+    Accept an interpreter or a venv directory; return an absolute path
+    (not resolved: a venv's python is a symlink that must stay one).
+    """
+    path = os.path.abspath(value)
+    return os.path.join(path, "bin", "python") if os.path.isdir(path) else path
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    proxies = [c.name for c in CONTENDERS]
+    scenarios = [s.name for s in SCENARIOS] + ["memory"]
+    parser = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
+    parser.add_argument("--duration", type=int, default=10,
+                        help="seconds per measured wrk run (default 10)")
+    parser.add_argument("--connections", type=int, default=64,
+                        help="wrk connections, except in c1000 (default 64)")
+    parser.add_argument("--only", type=lambda v: _names(v, proxies, "proxy"), default=proxies,
+                        help="proxies to run: " + ",".join(proxies))
+    parser.add_argument("--scenarios", type=lambda v: _names(v, scenarios, "scenario"),
+                        default=scenarios, help="scenarios to run: " + ",".join(scenarios))
+    parser.add_argument("--cpython", type=_interpreter, default=sys.executable,
+                        help="CPython (or its venv) with txrevproxy installed "
+                             "(default: this one)")
+    parser.add_argument("--pypy", type=_interpreter, default=DEFAULT_PYPY,
+                        help="PyPy (or its venv) with txrevproxy installed (default: the "
+                             "venv benchmarks/setup-pypy.sh makes)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke-test the harness: 1 round of 2 s runs, fewer idle connections")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.duration = 1, 2
+    return args
+
+
+def check_packages(args: argparse.Namespace) -> None:
+    """
+    Exit with the missing Debian packages named, rather than install them.
+    """
+    needed = ["nginx", "wrk", "openssl"]
+    if "haproxy" in args.only:
+        needed.append("haproxy")
+    if "txrevproxy-pypy" in args.only:
+        needed.append("pypy3")
+    missing = [PACKAGES[p] for p in needed if shutil.which(p) is None]
+    if missing:
+        sys.exit("missing Debian packages: {0}\ninstall them with: apt-get install {0}".format(
+            " ".join(missing)))
+
+
+def log(message: str) -> None:
+    print(time.strftime("[%H:%M:%S] ") + message, file=sys.stderr, flush=True)
+
+
+def _cell(problem: str | None = None) -> dict:
+    return {"rounds": [], "problems": [problem] if problem else []}
+
+
+def measure_throughput(ws: Workspace, args, contenders, scenarios, problems) -> dict:
+    """
+    Run every scenario on every contender, contender by contender, for each
+    round; the contenders' order rotates from round to round.
+    """
+    warmup = max(1, round(args.duration * 0.3))
+    cells = {s.name: {c.name: _cell(problems[c.name] or (s.tls and c.tls_problem) or None)
+                      for c in contenders} for s in scenarios}
+    runnable = [c for c in contenders if not problems[c.name]]
+    for number in range(args.rounds):
+        shift = number % max(1, len(runnable))
+        for contender in runnable[shift:] + runnable[:shift]:
+            log("round {}/{}: {}".format(number + 1, args.rounds, contender.name))
+            try:
+                proxy = start_proxy(ws, contender)
+            except StartupError as e:
+                log("{} {}".format(contender.name, e))
+                for s in scenarios:
+                    cells[s.name][contender.name]["problems"].append(e.reason)
+                continue
+            try:
+                for scenario in scenarios:
+                    if scenario.tls and contender.tls_problem:
+                        continue
+                    cell = cells[scenario.name][contender.name]
+                    status = proxy.started.popen.poll()
+                    if status is not None:
+                        cell["problems"].append("exited with status {}: {}".format(
+                            status, ws.group.log_tail(proxy.started.name, 1)))
+                        continue
+                    try:
+                        # Unrecorded warm-up: lets PyPy's JIT and every
+                        # proxy's pools reach their steady state.
+                        run_wrk(ws, proxy, scenario, warmup, args.connections)
+                        result = run_wrk(ws, proxy, scenario, args.duration, args.connections)
+                    except RuntimeError as e:
+                        log("{} {}: {}".format(contender.name, scenario.name, e))
+                        cell["problems"].append(str(e).splitlines()[0])
+                        continue
+                    cell["rounds"].append(result)
+                    log("  {:<13} {:>9,.0f} req/s  p99 {:.2f} ms  errors {}".format(
+                        scenario.name, result["rps"], result["p99_ms"], result["errors"]))
+            finally:
+                ws.group.stop(proxy.started)
+    return cells
+
+
+def measure_memory(ws: Workspace, args, contenders, problems) -> dict:
+    """
+    For each contender, on a fresh process each time: RSS with many idle
+    keep-alive connections, then RSS growth while streaming 1 GiB slowly.
+    """
+    idle_count = 2000 if args.quick else IDLE_CONNECTIONS
+    stream_seconds = 3 if args.quick else STREAM_SECONDS
+    cells = {}
+    for contender in contenders:
+        cell = cells[contender.name] = _cell(problems[contender.name])
+        if cell["problems"]:
+            continue
+        for key, measure in (
+            ("idle", lambda p: idle_connections_rss(p, idle_count, timeout=120)),
+            ("stream", lambda p: streaming_rss(p, STREAM_RATE_MIB, stream_seconds)),
+        ):
+            log("memory: {} {}".format(contender.name, key))
+            try:
+                proxy = start_proxy(ws, contender)
+            except StartupError as e:
+                log("{} {}".format(contender.name, e))
+                cell["problems"].append(e.reason)
+                break
+            try:
+                cell[key] = measure(proxy)
+            except RuntimeError as e:
+                log("{} memory {}: {}".format(contender.name, key, e))
+                cell["problems"].append(str(e).splitlines()[0])
+                break
+            finally:
+                ws.group.stop(proxy.started)
+    return cells
+
+
+def estimate_seconds(args, contenders, scenarios, problems) -> float:
+    warmup = max(1, round(args.duration * 0.3))
+    runs = sum(1 for c in contenders if not problems[c.name]
+               for s in scenarios if not (s.tls and c.tls_problem))
+    return args.rounds * runs * (args.duration + warmup + 1)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt("signal {}".format(signum))
+
+
+def main(argv: list[str]) -> None:
+    args = parse_args(argv)
+    check_packages(args)
+    if not pinning_available():
+        log("warning: CPUs 0 and 1 are not both available; processes are not pinned")
+    contenders = [c for c in CONTENDERS if c.name in args.only]
+    scenarios = [s for s in SCENARIOS if s.name in args.scenarios]
+    # SIGINT too: a shell starts background jobs with SIGINT ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_interrupt)
+    tmp = tempfile.mkdtemp(prefix="txrevproxy-bench-")
+    ws = Workspace(tmp, ProcessGroup(tmp), args.cpython, args.pypy)
+    try:
+        make_certificate(ws)
+        start_backend(ws)
+        problems = {c.name: c.problem(ws) for c in contenders}
+        for name, problem in problems.items():
+            if problem:
+                log("{}: n/a ({})".format(name, problem))
+        log("throughput: about {:.0f} minutes".format(
+            estimate_seconds(args, contenders, scenarios, problems) / 60))
+        throughput = measure_throughput(ws, args, contenders, scenarios, problems)
+        memory = (measure_memory(ws, args, contenders, problems)
+                  if "memory" in args.scenarios else {})
+    finally:
+        ws.group.stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    info = report.machine(args.cpython, args.pypy)
+    idle_count = 2000 if args.quick else IDLE_CONNECTIONS
+    header = "{} round(s) x {:g} s per proxy and scenario; wrk -t1 -c{}; medians".format(
+        args.rounds, args.duration, args.connections)
+    tables = [header] + [
+        report.throughput_table(s.title, throughput[s.name]) for s in scenarios
+    ]
+    if memory:
+        tables.append(report.memory_table(memory, idle_count))
+    tables.append(report.machine_text(info))
+    print("\n\n".join(tables))
+    path = report.write_json(os.path.join(HERE, "results"), {
+        "settings": {k: v for k, v in vars(args).items()},
+        "machine": info,
+        "throughput": throughput,
+        "memory": memory,
+    })
+    log("results written to " + path)
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except KeyboardInterrupt:
+        sys.exit("interrupted; all benchmark processes stopped")
