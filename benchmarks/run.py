@@ -123,6 +123,8 @@ def measure_throughput(ws: Workspace, args, contenders, scenarios, problems) -> 
                     cells[s.name][contender.name]["problems"].append(e.reason)
                 continue
             try:
+                if args.duration > 2:
+                    run_wrk(ws, proxy, SCENARIOS[0], contender.warmup, args.connections)
                 for scenario in scenarios:
                     if scenario.tls and contender.tls_problem:
                         continue
@@ -187,7 +189,8 @@ def estimate_seconds(args, contenders, scenarios, problems) -> float:
     warmup = max(1, round(args.duration * 0.3))
     runs = sum(1 for c in contenders if not problems[c.name]
                for s in scenarios if not (s.tls and c.tls_problem))
-    return args.rounds * runs * (args.duration + warmup + 1)
+    starts = sum(c.warmup for c in contenders if not problems[c.name])
+    return args.rounds * (starts + runs * (args.duration + warmup + 1))
 
 
 def _raise_interrupt(signum, frame):

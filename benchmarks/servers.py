@@ -313,12 +313,16 @@ class Contender:
 
     @ivar problem: returns why it cannot run here, or C{None}.
     @ivar tls_problem: why its TLS rows are skipped, or C{None}.
+    @ivar warmup: seconds of unrecorded load after each start, before any
+        scenario: a JIT (PyPy) needs tens of seconds to reach its steady
+        speed, and a proxy runs for months, so it is measured warm.
     """
 
     name: str
     start: Callable[[Workspace], RunningProxy]
     problem: Callable[[Workspace], str | None] = lambda ws: None
     tls_problem: str | None = None
+    warmup: float = 2.0
 
 
 CONTENDERS = [
@@ -336,6 +340,7 @@ CONTENDERS = [
         _txrevproxy_starter("txrevproxy-pypy", lambda ws: ws.pypy),
         lambda ws: _txrevproxy_problem(ws.pypy, ws, "; run benchmarks/setup-pypy.sh"),
         None if "tls" in TXREVPROXY_CAPABILITIES else "TLS not implemented yet",
+        warmup=30.0,
     ),
 ]
 

@@ -126,26 +126,30 @@ def upstream_request_headers(
         L{requested_upgrade}); then Upgrade and C{Connection: Upgrade} are
         passed on, the one case where those hop-by-hop headers cross.
     """
-    dropped = connection_tokens(
-        [value for name, value in headers if name.lower() == b"connection"]
-    )
+    # One pass: copy what crosses, and collect what the proxy rewrites.
     out = [(b"Host", host)]
+    seen: dict = {}
     for name, value in headers:
         lname = name.lower()
-        if lname in _REQUEST_SKIPPED or lname in dropped:
+        if lname in _REQUEST_SKIPPED:
+            prior = seen.get(lname)
+            seen[lname] = value if prior is None else prior + b", " + value
             continue
         out.append((name, value))
+    if b"connection" in seen:
+        dropped = connection_tokens([seen[b"connection"]])
+        out[1:] = [pair for pair in out[1:] if pair[0].lower() not in dropped]
 
     forwarded_for = client_ip
     proto = scheme
     forwarded_host = client_host
     if trusted:
-        prior_for = _last_value(headers, b"x-forwarded-for")
+        prior_for = seen.get(b"x-forwarded-for")
         if prior_for:
             forwarded_for = prior_for + b", " + client_ip
-        proto = _last_value(headers, b"x-forwarded-proto") or scheme
-        forwarded_host = _last_value(headers, b"x-forwarded-host") or client_host
-    prior_via = _last_value(headers, b"via")
+        proto = seen.get(b"x-forwarded-proto") or scheme
+        forwarded_host = seen.get(b"x-forwarded-host") or client_host
+    prior_via = seen.get(b"via")
     out.append((b"X-Forwarded-For", forwarded_for))
     out.append((b"X-Forwarded-Proto", proto))
     out.append((b"X-Forwarded-Host", forwarded_host))
@@ -196,17 +200,20 @@ def client_response_headers(
         the body by length, or for HEAD and 304 answers); otherwise the
         client side frames the body itself.
     """
-    dropped = connection_tokens(
-        [value for name, value in headers if name.lower() == b"connection"]
-    )
     out = []
+    connection = []
     for name, value in headers:
         lname = name.lower()
-        if lname in HOP_BY_HOP or lname in dropped:
+        if lname in HOP_BY_HOP:
+            if lname == b"connection":
+                connection.append(value)
             continue
         if lname == b"content-length" and not keep_content_length:
             continue
         out.append((name, value))
+    if connection:
+        dropped = connection_tokens(connection)
+        out = [pair for pair in out if pair[0].lower() not in dropped]
     return out
 
 

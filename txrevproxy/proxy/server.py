@@ -308,9 +308,25 @@ class ProxyChannel(http.HTTPChannel):
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        host = getattr(self.transport.getPeer(), "host", None)
+        self._peer = self.transport.getPeer()
+        self._host = self.transport.getHost()
+        host = getattr(self._peer, "host", None)
         self.client_ip = host.encode("ascii") if host else b"unix"
         self.trusted = self.site.is_trusted(host)
+
+    def getPeer(self):
+        """
+        The peer address, read once per connection: every request asks for
+        it, and for TCP it does not change.
+        """
+        return self._peer
+
+    def getHost(self):
+        """
+        The local address, read once per connection (each read is a
+        getsockname system call).
+        """
+        return self._host
 
     def checkPersistence(self, request, version: bytes) -> bool:
         """
