@@ -344,6 +344,12 @@ class ProxyExchange:
         """
         self._done = True
         self._cancelTimer()
+        # The request and this exchange point at each other; breaking the
+        # cycle lets reference counting free both at once instead of
+        # leaving them to the cyclic garbage collector, whose full passes
+        # show up as latency spikes.  The request falls back to its class
+        # default handler, which drops whatever still arrives.
+        self.request.__dict__.pop("handler", None)
         upstream = self._upstream
         self._upstream = None
         if abort_upstream and upstream is not None:
