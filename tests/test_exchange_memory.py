@@ -8,7 +8,9 @@ and the full ones show up as latency spikes.
 from __future__ import annotations
 
 import gc
+import platform
 import weakref
+from unittest import skipIf
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -71,6 +73,10 @@ class ExchangeMemoryTests(TestCase):
         self.assertTrue(answer.endswith(b"\r\n\r\nok"))
         self.assertEqual(len(proxy.endpoint.connections), 1)
 
+    @skipIf(
+        platform.python_implementation() != "CPython",
+        "only CPython frees objects by reference counting",
+    )
     def test_finished_exchange_is_freed_without_the_cycle_collector(self):
         proxy = InMemoryProxy()
         proxy.request(

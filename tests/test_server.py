@@ -160,3 +160,33 @@ class EarlyAnswerTests(TestCase):
         channel, transport = connect(recorder)
         channel.dataReceived(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: te, close\r\n\r\n")
         self.assertTrue(transport.disconnecting)
+
+
+class LingeringTransport(StringTransport):
+    """
+    A transport that, like TLS waiting for its close_notify exchange, is
+    not yet disconnecting right after loseConnection, so bytes keep coming.
+    """
+
+    def loseConnection(self):
+        self.lose_called = True
+
+
+class BadRequestTests(TestCase):
+    def test_nothing_is_parsed_after_a_bad_request(self):
+        recorder = Recorder()
+        site = ProxySite(
+            recorder, reactor=MemoryReactorClock(), settings=ServerSettings()
+        )
+        channel = site.buildProtocol(None)
+        transport = LingeringTransport(
+            peerAddress=IPv4Address("TCP", "192.0.2.1", 4321)
+        )
+        channel.makeConnection(transport)
+        # An HTTP/2 preface sent to an HTTP/1.1 listener, then frames.
+        channel.dataReceived(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        channel.dataReceived(b"\x00\x00\x12\x04\x00\x00\x00\x00\x00\r\n\r\n")
+        channel.dataReceived(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        self.assertEqual(transport.value(), b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        self.assertTrue(transport.lose_called)
+        self.assertEqual(recorder.requests, [])

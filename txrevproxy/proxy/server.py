@@ -51,9 +51,10 @@ class _Discard:
 _DISCARD = _Discard()
 
 
-def _ignore_body(data: bytes) -> None:
+def _ignore(data: bytes) -> None:
     """
-    The C{write} of a response that has no body (HEAD, 204, 304).
+    Drop bytes: the C{write} of a response that has no body (HEAD, 204,
+    304), and what a channel does with data from a client it gave up on.
     """
 
 
@@ -281,7 +282,7 @@ class ProxyRequest(server.Request):
         parts.append(b"\r\n")
         channel.writeSequence(parts)
         if no_body:
-            self.write = _ignore_body
+            self.write = _ignore
 
     def finish(self) -> None:
         if not self.startedWriting:
@@ -359,6 +360,15 @@ class ProxyChannel(http.HTTPChannel):
             # RFC 9110 section 10.1.1: the proxy satisfies the expectation
             # itself (it strips Expect) once it is willing to read the body.
             self._send100Continue()
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        """
+        Answer 400 and parse nothing more from this client: a transport
+        may still deliver bytes after loseConnection (TLS waits for its
+        closing exchange), and those must not be read as a next request.
+        """
+        super()._respondToBadRequestAndDisconnect()
+        self.dataReceived = self.lineReceived = self.rawDataReceived = _ignore
 
     def allContentReceived(self) -> None:
         if not self.requests:
