@@ -58,7 +58,7 @@ class CheckTests(TestCase):
         status, out, err = run(["check", "--config", str(QUICKSTART)])
         self.assertEqual(
             (status, out, err),
-            (0, "%s: OK: 1 listener, 1 upstream (2 servers), 1 route\n" % (QUICKSTART,), ""),
+            (0, "%s: OK: 2 listeners, 1 upstream (2 servers), 1 route\n" % (QUICKSTART,), ""),
         )
 
     def test_invalid_config_prints_every_problem_and_exits_1(self):

@@ -334,8 +334,8 @@ PROBLEMS = [
     ),
     ({"upstream": "servers = [{}]"}, ["upstreams.app.servers[0].url: required key is missing"]),
     (
-        {"upstream": 'servers = [{ url = "https://127.0.0.1:9001" }]'},
-        ['upstreams.app.servers[0].url: only http:// backends are supported, got "https://127.0.0.1:9001"'],
+        {"upstream": 'servers = [{ url = "ftp://127.0.0.1:9001" }]'},
+        ['upstreams.app.servers[0].url: only http:// and https:// backends are supported, got "ftp://127.0.0.1:9001"'],
     ),
     (
         {"upstream": 'servers = [{ url = "127.0.0.1:9001" }]'},
@@ -389,7 +389,7 @@ PROBLEMS = [
     ),
     (
         {"upstream": 'servers = [{ url = "http://127.0.0.1:9001", weight = 2 }]'},
-        ["upstreams.app.servers[0].weight: unknown key (known keys: url)"],
+        ["upstreams.app.servers[0].weight: unknown key (known keys: ca, tls_server_name, url, verify)"],
     ),
     (
         {
@@ -528,9 +528,9 @@ PROBLEMS = [
         ['routes[1].path: "/api" for host "b.test" is already routed by routes[0]'],
     ),
     # Unknown keys and tables
-    ({"extra": "[log]\naccess = \"-\""}, ['log: unknown key (known keys: listeners, routes, server, upstreams)']),
+    ({"extra": "[log]\naccess = \"-\""}, ['log: unknown key (known keys: listeners, routes, server, tls, upstreams)']),
     ({"server": "keepalive = \"5s\""}, ['server.keepalive: unknown key; did you mean "keepalive_timeout"?']),
-    ({"listener": 'endpoint = "tcp:8080"\ntls = "default"'}, ["listeners.web.tls: unknown key (known keys: endpoint)"]),
+    ({"listener": 'endpoint = "tcp:8080"\ntsl = "default"'}, ['listeners.web.tsl: unknown key; did you mean "tls"?']),
     (
         {"upstream": 'servers = [{ url = "http://b" }]\nconect_timeout = "1s"'},
         ['upstreams.app.conect_timeout: unknown key; did you mean "connect_timeout"?'],
@@ -588,7 +588,7 @@ def test_every_problem_is_reported_at_once():
         endpoint = "tcp:abc"
 
         [upstreams.app]
-        servers = [{ url = "https://127.0.0.1" }, { url = "http://127.0.0.1:9002" }]
+        servers = [{ url = "ftp://127.0.0.1" }, { url = "http://127.0.0.1:9002" }]
         balance = "fastest"
 
         [[routes]]
@@ -606,7 +606,7 @@ def test_every_problem_is_reported_at_once():
         'server.keepalive_timeout: expected a duration such as "5s", got 75',
         'listeners.web.endpoint: invalid server endpoint "tcp:abc": '
         "invalid literal for int() with base 10: 'abc'",
-        'upstreams.app.servers[0].url: only http:// backends are supported, got "https://127.0.0.1"',
+        'upstreams.app.servers[0].url: only http:// and https:// backends are supported, got "ftp://127.0.0.1"',
         'upstreams.app.balance: unknown value "fastest"; expected one of "round_robin"',
         'routes[0].path: a path must start with "/", got "api"',
         'routes[1].host: "*.*.test": a wildcard must be the whole left-most label, as in "*.example.test"',

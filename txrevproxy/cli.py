@@ -2,9 +2,9 @@
 The C{txrevproxy} command: tools around the proxy that twistd runs.
 
 C{txrevproxy check --config FILE} validates a configuration the way the
-proxy would at start (the C{nginx -t} of this project), and C{txrevproxy
+proxy would at start (the C{nginx -t} of this project), C{txrevproxy
 demo} runs a configuration in the foreground with demo backends behind it,
-for a first try.  The proxy itself runs under twistd:
+for a first try, and C{txrevproxy certs} makes development certificates.  The proxy itself runs under twistd:
 C{twistd -n txrevproxy --config FILE}.
 
 This module and the twistd plugin are the only places that use the global
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import sys
 from typing import Iterable, List, Optional, Sequence, TextIO, Tuple
 
@@ -127,9 +128,36 @@ def _try_urls(config: Config, ports: Iterable) -> List[str]:
         if ":" in host:
             host = "[%s]" % (host,)
         kind = listener.endpoint.split(":", 1)[0].lower()
-        scheme = "https" if kind in ("ssl", "tls") else "http"
-        urls.append("%s://%s:%d/" % (scheme, host, address.port))
+        if listener.tls is not None or kind in ("ssl", "tls"):
+            https = _https_hint(config, listener, host)
+            if https is not None:
+                urls.append(https % (address.port, address.port))
+            continue
+        urls.append("http://%s:%d/" % (host, address.port))
     return urls
+
+
+def _https_hint(config: Config, listener, host: str) -> Optional[str]:
+    """
+    A curl command line for an HTTPS listener (with C{%d} for its port):
+    for a listener whose default certificate sits beside a development
+    C{ca.pem} (as C{txrevproxy certs} writes them), trusting that CA and
+    asking for the certificate's first name on the loopback address.
+    """
+    block = config.tls.get(listener.tls) if listener.tls else None
+    if block is None or not block.certificates:
+        return None
+    first = block.certificates[0]
+    ca = os.path.join(os.path.dirname(first.cert), "ca.pem")
+    name = (first.names or ("localhost",))[0].replace("*", "www")
+    if not os.path.exists(ca):
+        return None
+    return "--cacert %s --resolve %s:%%d:%s https://%s:%%d/" % (
+        os.path.relpath(ca),
+        name,
+        host,
+        name,
+    )
 
 
 class _DemoFailure(Exception):
@@ -186,6 +214,8 @@ async def _start_demo(
         print("Try it (each request goes to the next backend):", file=stdout)
         print("    curl %s" % (urls[0],), file=stdout)
         print("    curl --data-binary @README.rst %supload" % (urls[0],), file=stdout)
+        for url in urls[1:]:
+            print("    curl %s" % (url,), file=stdout)
     print("", file=stdout)
     print("Press Ctrl-C to stop.", file=stdout)
     stdout.flush()
@@ -239,6 +269,51 @@ def demo(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     return status[0]
 
 
+def _certificate_name(text: str) -> str:
+    """
+    A name for C{txrevproxy certs}: an IP address, or a host name in the
+    form the configuration uses (lower-case, IDNA, C{*.} wildcard).
+
+    @raise Invalid: for anything else.
+    """
+    from .config.values import server_name
+
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return server_name(text)
+
+
+def certs(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """
+    C{txrevproxy certs}: a development CA and a leaf certificate per name.
+    """
+    from .config.schema import Invalid
+    from .tls.devcerts import write_development_certificates
+
+    names = []
+    for text in args.names:
+        try:
+            names.append(_certificate_name(text))
+        except Invalid as invalid:
+            for _, message in invalid.problems:
+                print("%s: %s" % (text, message), file=stderr)
+            return 1
+    try:
+        written = write_development_certificates(args.out, names)
+    except (OSError, ValueError) as error:
+        print(str(error), file=stderr)
+        return 1
+    for path in written:
+        print("wrote %s" % (path,), file=stdout)
+    ca = os.path.join(args.out, "ca.pem")
+    print("", file=stdout)
+    print("Each NAME.pem has its key in NAME-key.pem.  Trust the development", file=stdout)
+    print("CA %s in your client, for example:" % (ca,), file=stdout)
+    print("    curl --cacert %s https://%s:8443/" % (ca, names[0].replace("*", "a")), file=stdout)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """
     The command line of C{txrevproxy}.
@@ -288,6 +363,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="the configuration file (default: %(default)s)",
     )
     demo_parser.set_defaults(run=demo)
+
+    certs_parser = commands.add_parser(
+        "certs",
+        help="make a development CA and certificates for local HTTPS",
+        description=(
+            "Make a development CA (DIR/ca.pem and DIR/ca-key.pem, reused "
+            "when present) and, for each NAME, a certificate signed by it: "
+            "DIR/NAME.pem (the certificate, then the CA) and DIR/NAME-key.pem.  "
+            "A wildcard *.example.test is written as _wildcard.example.test.pem.  "
+            "For development only."
+        ),
+    )
+    certs_parser.add_argument(
+        "--out",
+        "-o",
+        required=True,
+        metavar="DIR",
+        help="the directory to write to (made if missing)",
+    )
+    certs_parser.add_argument(
+        "names",
+        nargs="+",
+        metavar="NAME",
+        help="a host name, a wildcard such as *.example.test, or an IP address",
+    )
+    certs_parser.set_defaults(run=certs)
     return parser
 
 

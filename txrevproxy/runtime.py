@@ -8,14 +8,37 @@ swaps it in; nothing in a runtime is patched in place.
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, List
+
+from twisted.internet.interfaces import IProtocolFactory
+from twisted.logger import Logger
 
 from .balancer import Backend, Balancer
-from .config.model import Config, Route
+from .config.model import Config, Route, Upstream
 from .proxy.pool import ConnectionPool, backend_endpoint
 from .proxy.resource import ProxyTarget, ReverseProxyResource
 from .proxy.server import ProxySite
 from .routing import build_router
+from .tls.server import tls_factory
+from .tls.store import CertificateStore
+
+log = Logger()
+
+
+def _warn_unverified(upstream: Upstream) -> None:
+    """
+    Say, once per runtime, which https backends are not verified.
+    """
+    for index, server in enumerate(upstream.servers):
+        if server.scheme == "https" and not upstream.backend_tls(server).verify:
+            log.warn(
+                "upstreams.{upstream}.servers[{index}]: verify = false: the "
+                "certificate of {url} is not checked; anyone on the path can "
+                "impersonate this backend",
+                upstream=upstream.name,
+                index=index,
+                url=server.url,
+            )
 
 
 class Runtime:
@@ -23,6 +46,10 @@ class Runtime:
     Everything that serves requests for one configuration.
 
     @ivar sites: the L{ProxySite} of each listener, by listener name.
+    @ivar factories: what each listener listens with: its site, or the
+        site wrapped in TLS.
+    @ivar stores: the L{CertificateStore} of each C{[tls.NAME]} table a
+        listener uses, by table name.
     @ivar balancers: the L{Balancer} of each upstream, by upstream name.
     """
 
@@ -30,12 +57,18 @@ class Runtime:
         self.config = config
         self.balancers: Dict[str, Balancer] = {}
         for name, upstream in config.upstreams.items():
+            _warn_unverified(upstream)
             backends = [
                 Backend(
                     server,
                     ConnectionPool(
                         reactor,
-                        backend_endpoint(reactor, server, upstream.connect_timeout),
+                        backend_endpoint(
+                            reactor,
+                            server,
+                            upstream.connect_timeout,
+                            upstream.backend_tls(server),
+                        ),
                         server.url,
                         idle_timeout=upstream.idle_timeout,
                         max_idle=upstream.max_idle_connections,
@@ -62,10 +95,49 @@ class Runtime:
             return ReverseProxyResource(target)
 
         root = build_router(config.routes, route_resource)
-        self.sites: Dict[str, ProxySite] = {
-            name: ProxySite(root, reactor=reactor, settings=config.server)
-            for name in config.listeners
+        self.stores: Dict[str, CertificateStore] = {
+            name: CertificateStore(block)
+            for name, block in config.tls.items()
+            if any(listener.tls == name for listener in config.listeners.values())
         }
+        self.sites: Dict[str, ProxySite] = {
+            name: ProxySite(
+                root,
+                reactor=reactor,
+                settings=config.server,
+                scheme=b"http" if listener.tls is None else b"https",
+            )
+            for name, listener in config.listeners.items()
+        }
+        for name, listener in config.listeners.items():
+            if listener.tls is not None and listener.http2:
+                log.warn(
+                    "listeners.{name}.http2: HTTP/2 is not served yet; this "
+                    "listener offers http/1.1 only",
+                    name=name,
+                )
+        self.factories: Dict[str, IProtocolFactory] = {
+            name: (
+                self.sites[name]
+                if listener.tls is None
+                else tls_factory(
+                    self.sites[name], self.stores[listener.tls], listener.http2, reactor
+                )
+            )
+            for name, listener in config.listeners.items()
+        }
+
+    def reload_certificates(self) -> List[str]:
+        """
+        Read every listener certificate again (see
+        L{CertificateStore.reload}).
+
+        @return: the problems found, each a sentence with its key path.
+        """
+        problems: List[str] = []
+        for store in self.stores.values():
+            problems.extend(store.reload())
+        return problems
 
     def close(self) -> None:
         """

@@ -14,6 +14,7 @@ from twisted.python.failure import Failure
 
 from .config.model import Config
 from .runtime import Runtime
+from .tls.store import CertificateError
 
 #: Listen backlog for TCP listeners that do not set one: Twisted's default
 #: of 50 refuses connections under a burst; nginx uses 511.
@@ -33,7 +34,8 @@ def with_default_backlog(description: str) -> str:
 
 class ListenError(Exception):
     """
-    A listener could not open its endpoint; the message names the key.
+    A listener could not open its endpoint or read its certificates; the
+    message names the key.
     """
 
 
@@ -67,12 +69,17 @@ class ProxyService(MultiService):
         super().startService()
 
     def _listen(self) -> None:
-        self.runtime = Runtime(self.config, self._reactor)
+        try:
+            self.runtime = Runtime(self.config, self._reactor)
+        except CertificateError as error:
+            # The files changed since the configuration was validated.
+            self.log.critical("{message}", message=str(error))
+            raise ListenError(str(error))
         for name, listener in self.config.listeners.items():
             endpoint = serverFromString(
                 self._reactor, with_default_backlog(listener.endpoint)
             )
-            d = endpoint.listen(self.runtime.sites[name])
+            d = endpoint.listen(self.runtime.factories[name])
             d.addCallbacks(
                 self._listening,
                 self._cannotListen,
@@ -103,6 +110,20 @@ class ProxyService(MultiService):
         return DeferredList(
             [d for d in (port.stopListening() for port in ports) if d is not None]
         )
+
+    def reload_certificates(self) -> List[str]:
+        """
+        Read the listeners' certificate files again: new handshakes get the
+        new certificates, established connections keep theirs, and a
+        certificate whose new files are broken keeps being served from the
+        old ones.
+
+        @return: the problems found, each a sentence with its key path;
+            they are also logged.
+        """
+        if self.runtime is None:
+            return []
+        return self.runtime.reload_certificates()
 
     @property
     def ports(self) -> List:

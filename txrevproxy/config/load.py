@@ -10,11 +10,24 @@ path, and raises one L{ConfigError} carrying all of them.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import sys
 from typing import Any, Dict, Iterable, List, Mapping, Optional
 
-from .model import BackendServer, Config, Listener, Route, ServerSettings, Upstream
+import attr
+
+from ..tls.files import FileProblem, collect, read_ca
+from .model import (
+    TLS,
+    BackendServer,
+    Config,
+    Listener,
+    Route,
+    ServerSettings,
+    TLSCertificate,
+    Upstream,
+)
 from .schema import (
     MODEL_DEFAULT,
     Field,
@@ -22,6 +35,8 @@ from .schema import (
     Problem,
     Table,
     array_of,
+    describe,
+    key_path,
     named_tables,
 )
 from .values import (
@@ -29,13 +44,17 @@ from .values import (
     boolean,
     duration,
     endpoint,
+    file_path,
     host_names,
     integer,
     name,
     networks,
     one_of,
     route_path,
+    server_name,
+    server_names,
     size,
+    tls_version,
 )
 
 if sys.version_info >= (3, 11):
@@ -95,14 +114,68 @@ LISTENER = Table(
     Listener,
     {
         "endpoint": Field(endpoint),
+        "tls": Field(name, default=MODEL_DEFAULT),
+        "http2": Field(boolean, default=True),
     },
 )
 
+TLS_CERTIFICATE = Table(
+    TLSCertificate,
+    {
+        "names": Field(server_names, default=MODEL_DEFAULT),
+        "cert": Field(file_path),
+        "key": Field(file_path),
+    },
+)
+
+
+def _some_certificate(arguments: Dict[str, Any]) -> Iterable[Problem]:
+    if not arguments.get("certificates") and "directory" not in arguments:
+        yield (
+            "",
+            'no certificate: give certificates = [{ cert = "...", key = "..." }] '
+            'or directory = "..."',
+        )
+
+
+TLS_TABLE = Table(
+    TLS,
+    {
+        "certificates": Field(
+            array_of(TLS_CERTIFICATE, what="an array of tables with cert and key"),
+            default=MODEL_DEFAULT,
+        ),
+        "directory": Field(file_path, default=MODEL_DEFAULT),
+        "default": Field(server_name, default=MODEL_DEFAULT),
+        "min_version": Field(tls_version, default="1.2"),
+    },
+    checks=(_some_certificate,),
+)
+
+#: The keys of an https backend's TLS, in an upstream and in each server.
+BACKEND_TLS_KEYS = ("ca", "tls_server_name", "verify")
+
+
+def _tls_keys_need_https(arguments: Dict[str, Any]) -> Iterable[Problem]:
+    if arguments["url"][1] != "https":
+        for key in BACKEND_TLS_KEYS:
+            if key in arguments:
+                yield (
+                    key_path(key),
+                    "only meaningful for an https:// backend, got %s"
+                    % (describe(arguments["url"][0]),),
+                )
+
+
 BACKEND = Table(
-    lambda url: BackendServer(*url),
+    lambda url, **tls: BackendServer(*url, **tls),
     {
         "url": Field(backend_url),
+        "ca": Field(file_path, default=MODEL_DEFAULT),
+        "tls_server_name": Field(server_name, default=MODEL_DEFAULT),
+        "verify": Field(boolean, default=MODEL_DEFAULT),
     },
+    checks=(_tls_keys_need_https,),
 )
 
 UPSTREAM = Table(
@@ -118,6 +191,9 @@ UPSTREAM = Table(
         "max_idle_connections": Field(integer(minimum=0), default=32),
         "preserve_host": Field(boolean, default=True),
         "tunnel_idle_timeout": Field(duration, default="1h"),
+        "ca": Field(file_path, default=MODEL_DEFAULT),
+        "tls_server_name": Field(server_name, default=MODEL_DEFAULT),
+        "verify": Field(boolean, default=True),
     },
     checks=(_distinct_servers,),
 )
@@ -150,6 +226,7 @@ CONFIG = Table(
             ),
             missing="at least one [[routes]] table is required",
         ),
+        "tls": Field(named_tables(TLS_TABLE, example="[tls.default]"), default={}),
     },
 )
 
@@ -166,12 +243,99 @@ def _route_references(data: Mapping[str, Any]) -> Iterable[Problem]:
         return
     for index, route in enumerate(routes):
         wanted = route.get("upstream") if isinstance(route, dict) else None
-        if isinstance(wanted, str) and wanted and wanted not in upstreams:
-            message = 'no upstream named "%s"' % (wanted,)
-            close = difflib.get_close_matches(wanted, list(upstreams), n=1)
-            if close:
-                message += '; did you mean "%s"?' % (close[0],)
+        message = _missing_reference(wanted, upstreams, "upstream")
+        if message:
             yield ("routes[%d].upstream" % (index,), message)
+
+
+def _missing_reference(wanted: Any, known: Iterable[str], what: str) -> Optional[str]:
+    """
+    The problem of a reference to a named table that does not exist (with
+    the closest name as a suggestion), or None when it exists or is not a
+    name at all (its own converter reports that).
+    """
+    if not isinstance(wanted, str) or not wanted or wanted in known:
+        return None
+    message = 'no %s named "%s"' % (what, wanted)
+    close = difflib.get_close_matches(wanted, list(known), n=1)
+    if close:
+        message += '; did you mean "%s"?' % (close[0],)
+    return message
+
+
+def _listener_references(data: Mapping[str, Any]) -> Iterable[Problem]:
+    """
+    Every listener's C{tls} must name a C{[tls.NAME]} table; checked on
+    the document as parsed, like L{_route_references}.
+    """
+    listeners = data.get("listeners")
+    blocks = data.get("tls", {})
+    if not isinstance(listeners, dict) or not isinstance(blocks, dict):
+        return
+    for listener_name, listener in listeners.items():
+        wanted = listener.get("tls") if isinstance(listener, dict) else None
+        message = _missing_reference(wanted, blocks, "tls block")
+        if message:
+            yield ("listeners%s.tls" % (key_path(listener_name),), message)
+
+
+def _file_problems(config: Config, base: str) -> Iterable[Problem]:
+    """
+    Read every certificate, key and CA file the configuration names, and
+    report those that cannot be used (missing, unreadable, a key that does
+    not match, expired), each with the file's name as written.
+    """
+    for block in config.tls.values():
+        prefix = "tls" + key_path(block.name)
+        for path, message in collect(block, base).problems:
+            yield (prefix + path, message)
+    for upstream in config.upstreams.values():
+        prefix = "upstreams" + key_path(upstream.name)
+        places = [(prefix + ".ca", upstream.ca)] + [
+            ("%s.servers[%d].ca" % (prefix, index), server.ca)
+            for index, server in enumerate(upstream.servers)
+        ]
+        for path, ca in places:
+            if ca is not None:
+                try:
+                    read_ca(ca, base)
+                except FileProblem as problem:
+                    yield (path, problem.message)
+
+
+def _absolute_paths(config: Config, base: str) -> Config:
+    """
+    The configuration with every file path absolute, taken from C{base}
+    (the configuration file's directory), so that it means the same
+    whatever the current directory is later.
+    """
+
+    def absolute(path: Optional[str]) -> Optional[str]:
+        return None if path is None else os.path.abspath(os.path.join(base, path))
+
+    tls = {
+        block_name: attr.evolve(
+            block,
+            directory=absolute(block.directory),
+            certificates=tuple(
+                attr.evolve(spec, cert=absolute(spec.cert), key=absolute(spec.key))
+                for spec in block.certificates
+            ),
+        )
+        for block_name, block in config.tls.items()
+    }
+    upstreams = {
+        upstream_name: attr.evolve(
+            upstream,
+            ca=absolute(upstream.ca),
+            servers=tuple(
+                attr.evolve(server, ca=absolute(server.ca))
+                for server in upstream.servers
+            ),
+        )
+        for upstream_name, upstream in config.upstreams.items()
+    }
+    return attr.evolve(config, tls=tls, upstreams=upstreams)
 
 
 def _route_conflicts(routes: Iterable[Route]) -> Iterable[Problem]:
@@ -199,6 +363,11 @@ def parse_config(data: Mapping[str, Any], source: Optional[str] = None) -> Confi
     """
     Validate a parsed TOML document and build the L{Config}.
 
+    Certificate, key and CA files are read to be checked (C{txrevproxy
+    check} finds an expired certificate); their relative paths are taken
+    from the directory of C{source} (else the current directory), and are
+    absolute in the returned configuration.
+
     @param data: the document, as C{tomllib.load} returns it.
     @param source: the file it came from, kept in L{Config.source}.
     @raise ConfigError: with every problem found.
@@ -210,11 +379,14 @@ def parse_config(data: Mapping[str, Any], source: Optional[str] = None) -> Confi
     except Invalid as invalid:
         problems.extend(invalid.problems)
     problems.extend(_route_references(data))
+    problems.extend(_listener_references(data))
+    base = os.path.dirname(os.path.abspath(source)) if source else os.getcwd()
     if config is not None:
         problems.extend(_route_conflicts(config.routes))
+        problems.extend(_file_problems(config, base))
     if problems:
         raise ConfigError(_render(problems), source=source)
-    return config
+    return _absolute_paths(config, base)
 
 
 _TOML_POSITION = re.compile(r"(.*) \(at line (\d+), column (\d+)\)\Z", re.DOTALL)

@@ -41,10 +41,53 @@ class Listener:
 
     @ivar endpoint: a Twisted server endpoint description such as
         C{"tcp:8080:interface=127.0.0.1"}.
+    @ivar tls: the name of a L{TLS} table in L{Config.tls}: the listener
+        terminates TLS with its certificates; L{None} for plain HTTP.
+    @ivar http2: offer C{h2} through ALPN (only with C{tls}).
     """
 
     name: str
     endpoint: str
+    tls: Optional[str] = None
+    http2: bool = True
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class TLSCertificate:
+    """
+    One entry of C{tls.NAME.certificates}.
+
+    @ivar names: the SNI names it serves, lower-case, C{*.example.test}
+        for a wildcard; empty means the certificate's own DNS names.
+    @ivar cert: path of the PEM chain, leaf first (absolute once loaded).
+    @ivar key: path of the PEM private key.
+    """
+
+    cert: str
+    key: str
+    names: Tuple[str, ...] = ()
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class TLS:
+    """
+    One C{[tls.NAME]} table: the certificates a TLS listener serves.
+
+    @ivar certificates: certificates listed one by one.
+    @ivar directory: a directory whose certificate and key pairs are all
+        served, each for its subjectAltName DNS names.
+    @ivar default: the name whose certificate is served to a client that
+        sends no SNI name or an unknown one; L{None}: the first
+        certificate.
+    @ivar min_version: the lowest TLS version accepted, C{"1.2"} or
+        C{"1.3"}.
+    """
+
+    name: str
+    certificates: Tuple[TLSCertificate, ...] = ()
+    directory: Optional[str] = None
+    default: Optional[str] = None
+    min_version: str = "1.2"
 
 
 @attr.s(frozen=True, auto_attribs=True)
@@ -53,15 +96,24 @@ class BackendServer:
     One entry of C{upstreams.NAME.servers}: a backend origin.
 
     @ivar url: the URL as written in the config, kept for messages and status.
-    @ivar scheme: C{"http"}.
+    @ivar scheme: C{"http"} or C{"https"}.
     @ivar host: the host name or address, without brackets for IPv6.
     @ivar port: the TCP port (the scheme's default when the URL has none).
+    @ivar ca: for C{https}, a PEM file of the CAs to trust; L{None}: as
+        the upstream says.
+    @ivar tls_server_name: for C{https}, the name sent as SNI and checked
+        in the certificate; L{None}: as the upstream says.
+    @ivar verify: for C{https}, whether the certificate is checked;
+        L{None}: as the upstream says.
     """
 
     url: str
     scheme: str
     host: str
     port: int
+    ca: Optional[str] = None
+    tls_server_name: Optional[str] = None
+    verify: Optional[bool] = None
 
     @property
     def authority(self) -> str:
@@ -72,6 +124,22 @@ class BackendServer:
         host = "[%s]" % (self.host,) if ":" in self.host else self.host
         default = 443 if self.scheme == "https" else 80
         return host if self.port == default else "%s:%d" % (host, self.port)
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class BackendTLS:
+    """
+    How the proxy speaks TLS to one C{https} backend, with the upstream's
+    settings and the server's own merged (see L{Upstream.backend_tls}).
+
+    @ivar server_name: sent as SNI and checked against the certificate.
+    @ivar ca: a PEM file of the CAs to trust; L{None}: the system's.
+    @ivar verify: check the certificate (C{False} only encrypts).
+    """
+
+    server_name: str
+    ca: Optional[str] = None
+    verify: bool = True
 
 
 @attr.s(frozen=True, auto_attribs=True)
@@ -88,6 +156,11 @@ class Upstream:
         backend's own authority (C{False}); a route may override it.
     @ivar tunnel_idle_timeout: seconds an upgraded (WebSocket) connection
         may stay silent in both directions before it is closed.
+    @ivar ca: for C{https} servers, a PEM file of the CAs to trust;
+        L{None}: the system's trusted CAs.
+    @ivar tls_server_name: for C{https} servers, the name sent as SNI and
+        checked in the certificate; L{None}: each URL's host.
+    @ivar verify: for C{https} servers, whether certificates are checked.
     """
 
     name: str
@@ -99,6 +172,20 @@ class Upstream:
     max_idle_connections: int = 32
     preserve_host: bool = True
     tunnel_idle_timeout: float = 3600.0
+    ca: Optional[str] = None
+    tls_server_name: Optional[str] = None
+    verify: bool = True
+
+    def backend_tls(self, server: BackendServer) -> BackendTLS:
+        """
+        The TLS settings of one of this upstream's servers: the server's
+        own keys where it sets them, else the upstream's.
+        """
+        return BackendTLS(
+            server_name=server.tls_server_name or self.tls_server_name or server.host,
+            ca=server.ca if server.ca is not None else self.ca,
+            verify=self.verify if server.verify is None else server.verify,
+        )
 
 
 @attr.s(frozen=True, auto_attribs=True)
@@ -126,6 +213,7 @@ class Config:
     """
     A whole, validated configuration.
 
+    @ivar tls: the C{[tls.NAME]} tables, by name.
     @ivar source: the path it was read from, if any.
     """
 
@@ -133,4 +221,5 @@ class Config:
     listeners: Mapping[str, Listener]
     upstreams: Mapping[str, Upstream]
     routes: Tuple[Route, ...]
+    tls: Mapping[str, TLS] = attr.Factory(dict)
     source: Optional[str] = None

@@ -202,6 +202,14 @@ def host_name(value: Any) -> str:
             "%s: a route's host has no port (a route matches its host on "
             "every listener)" % (describe(value),)
         )
+    return _wildcard_name(value, text)
+
+
+def _wildcard_name(value: str, text: str) -> str:
+    """
+    Check a lower-case host name that may be a wildcard (C{*.example.test})
+    and may end with a dot, and return its canonical form.
+    """
     if text.endswith(".") and text != ".":
         text = text[:-1]
     wildcard = text.startswith("*.")
@@ -214,6 +222,44 @@ def host_name(value: Any) -> str:
         )
     ascii = _dns_name(text)
     return "*." + ascii if wildcard else ascii
+
+
+def server_name(value: Any) -> str:
+    """
+    A name a certificate serves, as a client sends it through SNI:
+    lower-cased, IDNA (C{xn--}) form, C{*.example.test} for a wildcard of
+    one label.
+    """
+    if not isinstance(value, str):
+        raise expected('a host name such as "example.test"', value)
+    return _wildcard_name(value, value.lower())
+
+
+server_names = array_of(server_name, min_items=1, what="an array of host names")
+
+
+def file_path(value: Any) -> str:
+    """
+    A file or directory path; a relative one is taken from the directory of
+    the configuration file (the loader makes it absolute).
+    """
+    if not isinstance(value, str) or not value:
+        raise expected("a file path", value)
+    return value
+
+
+def tls_version(value: Any) -> str:
+    """
+    The lowest TLS version a listener accepts: C{"1.2"} or C{"1.3"}.
+    """
+    if value in ("1.2", "1.3"):
+        return value
+    if value in ("1.0", "1.1"):
+        raise Invalid(
+            'TLS %s is no longer safe and is not supported; use "1.2" or "1.3"'
+            % (value,)
+        )
+    raise expected('a TLS version, "1.2" or "1.3"', value)
 
 
 _host_list = array_of(host_name, min_items=1)
@@ -262,8 +308,9 @@ URL_EXAMPLE = '"http://127.0.0.1:9001"'
 
 def backend_url(value: Any) -> Tuple[str, str, str, int]:
     """
-    A backend's URL: C{http://host[:port]} with an optional trailing
-    slash, the host a name, an IPv4 address or a bracketed IPv6 address.
+    A backend's URL: C{http://host[:port]} or C{https://host[:port]} with
+    an optional trailing slash, the host a name, an IPv4 address or a
+    bracketed IPv6 address.
 
     @return: the URL as written, the scheme, the host (lower-case, IPv6
         without brackets) and the port, in the order of
@@ -275,8 +322,11 @@ def backend_url(value: Any) -> Tuple[str, str, str, int]:
     scheme, separator, rest = value.partition("://")
     if not separator:
         raise Invalid("expected a URL such as %s, got %s" % (URL_EXAMPLE, shown))
-    if scheme.lower() != "http":
-        raise Invalid("only http:// backends are supported, got %s" % (shown,))
+    scheme = scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        raise Invalid(
+            "only http:// and https:// backends are supported, got %s" % (shown,)
+        )
     if any(c.isspace() for c in value):
         raise Invalid("%s: a URL cannot contain spaces" % (shown,))
     if "?" in rest or "#" in rest:
@@ -288,11 +338,14 @@ def backend_url(value: Any) -> Tuple[str, str, str, int]:
         raise Invalid(
             "%s: a backend URL has no path (requests keep their own path)" % (shown,)
         )
-    host, port = _authority(authority, shown)
-    return (value, "http", host, port)
+    host, port = _authority(authority, shown, _DEFAULT_PORTS[scheme])
+    return (value, scheme, host, port)
 
 
-def _authority(netloc: str, shown: str) -> Tuple[str, int]:
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _authority(netloc: str, shown: str, default_port: int) -> Tuple[str, int]:
     """
     The host and port of a backend URL's C{host[:port]}.
     """
@@ -313,7 +366,7 @@ def _authority(netloc: str, shown: str) -> Tuple[str, int]:
         host = _dns_name(host)
         rest = colon + port
     if not rest:
-        return host, 80
+        return host, default_port
     if not _PORT.match(rest) or not 0 < int(rest[1:]) < 65536:
         raise Invalid("%s: the port must be a number from 1 to 65535" % (shown,))
     return host, int(rest[1:])

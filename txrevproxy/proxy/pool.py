@@ -13,32 +13,49 @@ from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
+    wrapClientTLS,
 )
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
-from ..config.model import BackendServer
+from ..config.model import BackendServer, BackendTLS
+from ..tls.client import client_tls
 from .upstream import UpstreamProtocol
 
 
 def backend_endpoint(
-    reactor, server: BackendServer, connect_timeout: float
+    reactor,
+    server: BackendServer,
+    connect_timeout: float,
+    tls: Optional[BackendTLS] = None,
 ) -> IStreamClientEndpoint:
     """
     The client endpoint for a backend: a plain TCP endpoint for an address
     literal, so that no name resolution happens per connection, and a
     L{HostnameEndpoint} (happy eyeballs over the resolved addresses) for a
-    name.
+    name; wrapped in TLS for an C{https} backend.
+
+    @param tls: the TLS settings of an C{https} backend (default: verify
+        against the URL's host with the system's CAs).  Its C{ca} file is
+        read here, when the runtime is built.
     """
     try:
         address = ipaddress.ip_address(server.host)
     except ValueError:
-        return HostnameEndpoint(
+        endpoint: IStreamClientEndpoint = HostnameEndpoint(
             reactor, server.host.encode("idna"), server.port, timeout=connect_timeout
         )
-    endpoint_type = TCP4ClientEndpoint if address.version == 4 else TCP6ClientEndpoint
-    return endpoint_type(reactor, server.host, server.port, timeout=connect_timeout)
+    else:
+        endpoint_type = (
+            TCP4ClientEndpoint if address.version == 4 else TCP6ClientEndpoint
+        )
+        endpoint = endpoint_type(
+            reactor, server.host, server.port, timeout=connect_timeout
+        )
+    if server.scheme != "https":
+        return endpoint
+    return wrapClientTLS(client_tls(tls or BackendTLS(server.host)), endpoint)
 
 
 class ConnectionPool:

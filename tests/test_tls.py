@@ -1,0 +1,308 @@
+"""
+Integration tests of TLS over real loopback sockets and real handshakes:
+certificates chosen by SNI, the protocol policy, ALPN, hot reload of
+certificates, and TLS to https backends.
+"""
+
+from __future__ import annotations
+
+from OpenSSL import SSL
+from OpenSSL._util import lib as openssl
+from twisted.internet import reactor
+from twisted.internet.defer import DeferredList, inlineCallbacks
+from twisted.trial.unittest import TestCase
+
+from txrevproxy.config.model import (
+    TLS,
+    BackendServer,
+    Config,
+    Listener,
+    Route,
+    ServerSettings,
+    TLSCertificate,
+    Upstream,
+)
+from txrevproxy.service import ProxyService
+
+from .loopback import (
+    CountingSite,
+    Echo,
+    echoed_headers,
+    listen,
+    proxy_config,
+    raw_exchange,
+    start_proxy,
+)
+from .processes import temporary_directory
+from .tls_clients import (
+    CertificateMaker,
+    ProbingClientTLS,
+    connect_tls,
+    peer_names,
+    tls_site_factory,
+)
+
+REQUEST = b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n"
+
+
+def serial(client) -> int:
+    return client.transport.getPeerCertificate().get_serial_number()
+
+
+class TLSListenerTests(TestCase):
+    """
+    A listener with C{tls} in front of a plain HTTP backend.
+    """
+
+    @inlineCallbacks
+    def setUp(self):
+        self.directory = temporary_directory(self)
+        self.maker = CertificateMaker(self.directory)
+        self.localhost = self.maker.write("localhost", ["localhost"])
+        self.wildcard = self.maker.write("wildcard", ["*.example.test"])
+        self.other = self.maker.write("other", ["other.test", "www.other.test"])
+        self.backend_port = yield listen(CountingSite(Echo()), self)
+
+    def start(self, http2: bool = True, min_version: str = "1.2") -> int:
+        certificates = tuple(
+            TLSCertificate(str(cert), str(key))
+            for cert, key in (self.localhost, self.wildcard, self.other)
+        )
+        config = Config(
+            server=ServerSettings(),
+            listeners={
+                "websecure": Listener(
+                    "websecure", "tcp:0:interface=127.0.0.1", tls="main", http2=http2
+                )
+            },
+            upstreams=proxy_config([self.backend_port]).upstreams,
+            routes=(Route(0, "app", "/"),),
+            tls={
+                "main": TLS(
+                    "main", certificates, default="localhost", min_version=min_version
+                )
+            },
+        )
+        self.service = ProxyService(config, reactor)
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+        return self.service.ports[0].getHost().port
+
+    def connect(self, port, server_name=None, **options):
+        return self.connect_with(port, ProbingClientTLS(server_name, **options))
+
+    def connect_with(self, port, creator):
+        d = connect_tls(port, creator)
+
+        def connected(client):
+            def close():
+                client.transport.loseConnection()
+                return client.closed
+
+            self.addCleanup(close)
+            return client
+
+        return d.addCallback(connected)
+
+    @inlineCallbacks
+    def test_each_name_gets_its_certificate(self):
+        port = self.start()
+        for name, expected in [
+            ("localhost", ("localhost",)),
+            ("other.test", ("other.test", "www.other.test")),
+            ("www.other.test", ("other.test", "www.other.test")),
+            ("LOCALHOST", ("localhost",)),
+        ]:
+            client = yield self.connect(port, name)
+            self.assertEqual(peer_names(client), expected, name)
+
+    @inlineCallbacks
+    def test_wildcard_covers_exactly_one_label(self):
+        port = self.start()
+        client = yield self.connect(port, "a.example.test")
+        self.assertEqual(peer_names(client), ("*.example.test",))
+        for name in ("a.b.example.test", "example.test"):
+            client = yield self.connect(port, name)
+            self.assertEqual(peer_names(client), ("localhost",), name)
+
+    @inlineCallbacks
+    def test_unknown_or_absent_name_gets_the_default(self):
+        port = self.start()
+        client = yield self.connect(port, "unknown.test")
+        self.assertEqual(peer_names(client), ("localhost",))
+        client = yield self.connect(port, None)
+        self.assertEqual(peer_names(client), ("localhost",))
+
+    @inlineCallbacks
+    def test_tls_1_0_and_1_1_are_refused(self):
+        port = self.start()
+        for version in (SSL.TLS1_VERSION, SSL.TLS1_1_VERSION):
+            yield self.assertFailure(
+                self.connect(port, "localhost", version=version), SSL.Error
+            )
+        client = yield self.connect(port, "localhost", version=SSL.TLS1_2_VERSION)
+        self.assertEqual(peer_names(client), ("localhost",))
+
+    @inlineCallbacks
+    def test_min_version_1_3_refuses_1_2(self):
+        port = self.start(min_version="1.3")
+        yield self.assertFailure(
+            self.connect(port, "localhost", version=SSL.TLS1_2_VERSION), SSL.Error
+        )
+        client = yield self.connect(port, "localhost", version=SSL.TLS1_3_VERSION)
+        self.assertEqual(peer_names(client), ("localhost",))
+
+    @inlineCallbacks
+    def test_alpn_never_hands_out_h2_before_http2_is_served(self):
+        # HTTP/2 is not served yet: a client offering h2 first (as every
+        # browser does) must still get http/1.1, never a protocol the
+        # listener cannot speak.
+        port = self.start(http2=True)
+        client = yield self.connect(port, "localhost", alpn=[b"h2", b"http/1.1"])
+        self.assertEqual(client.transport.negotiatedProtocol, b"http/1.1")
+        client = yield self.connect(port, "localhost", alpn=[b"spdy/3"])
+        self.assertIsNone(client.transport.negotiatedProtocol)
+
+    @inlineCallbacks
+    def test_alpn_offers_http1_without_http2(self):
+        port = self.start(http2=False)
+        client = yield self.connect(port, "localhost", alpn=[b"h2", b"http/1.1"])
+        self.assertEqual(client.transport.negotiatedProtocol, b"http/1.1")
+
+    @inlineCallbacks
+    def test_http1_request_is_forwarded_with_forwarded_proto_https(self):
+        port = self.start()
+        client = yield self.connect(port, "localhost", alpn=[b"http/1.1"])
+        response = yield client.request(REQUEST)
+        self.assertTrue(response.startswith(b"HTTP/1.1 200 "), response)
+        body = response.partition(b"\r\n\r\n")[2]
+        self.assertTrue(body.startswith(b"GET /hello "), body)
+        self.assertEqual(echoed_headers(body)[b"x-forwarded-proto"], [b"https"])
+
+    @inlineCallbacks
+    def test_session_is_resumed(self):
+        port = self.start()
+        creator = ProbingClientTLS("localhost")
+        first = yield connect_tls(port, creator)
+        # Under TLS 1.3 the ticket comes after the handshake: wait for a
+        # response before taking the session.
+        yield first.request(REQUEST)
+        creator.session = first.transport._tlsConnection.get_session()
+        first.transport.loseConnection()
+        yield first.closed
+        second = yield self.connect_with(port, creator)
+        # pyOpenSSL has no public way to ask.
+        connection = second.transport._tlsConnection
+        self.assertEqual(openssl.SSL_session_reused(connection._ssl), 1)
+
+    @inlineCallbacks
+    def test_reload_serves_new_certificate_and_keeps_open_connections(self):
+        port = self.start()
+        old = yield self.connect(port, "localhost")
+        yield old.request(REQUEST)
+        old_serial = serial(old)
+        self.maker.write("localhost", ["localhost"])
+        self.assertEqual(self.service.reload_certificates(), [])
+        new = yield self.connect(port, "localhost")
+        self.assertNotEqual(serial(new), old_serial)
+        response = yield old.request(REQUEST)
+        self.assertTrue(response.startswith(b"HTTP/1.1 200 "), response)
+        self.assertEqual(serial(old), old_serial)
+
+    @inlineCallbacks
+    def test_reload_with_a_broken_certificate_keeps_the_old_one(self):
+        port = self.start()
+        before = yield self.connect(port, "other.test")
+        cert, key = self.other
+        key.write_bytes(self.localhost[1].read_bytes())
+        problems = self.service.reload_certificates()
+        self.assertEqual(
+            problems,
+            [
+                "tls.main.certificates[2].key: %s: does not match the certificate %s"
+                % (key, cert)
+            ],
+        )
+        after = yield self.connect(port, "other.test")
+        self.assertEqual(serial(after), serial(before))
+        cert.unlink()
+        problems = self.service.reload_certificates()
+        self.assertEqual(
+            problems, ["tls.main.certificates[2].cert: %s: no such file" % (cert,)]
+        )
+        after = yield self.connect(port, "other.test")
+        self.assertEqual(serial(after), serial(before))
+
+
+class BackendTLSTests(TestCase):
+    """
+    C{https://} backends: verified against the URL's host or
+    C{tls_server_name}, trusting the C{ca} file.
+    """
+
+    @inlineCallbacks
+    def setUp(self):
+        directory = temporary_directory(self)
+        self.maker = CertificateMaker(directory)
+        cert, key = self.maker.write("backend", ["localhost"])
+        site = CountingSite(Echo())
+        self.port = yield listen(tls_site_factory(site, cert, key), self)
+        # Run after the proxy stops: its pooled TLS connections take a
+        # round trip to close.
+        self.addCleanup(lambda: DeferredList(list(site.lost)))
+        (directory / "stranger").mkdir()
+        self.stranger = CertificateMaker(directory / "stranger")
+
+    def proxy(self, url: str, host: str, **tls) -> int:
+        server = BackendServer(url % (self.port,), "https", host, self.port, **tls)
+        config = proxy_config([])
+        config = Config(
+            server=config.server,
+            listeners=config.listeners,
+            upstreams={"app": Upstream("app", (server,))},
+            routes=config.routes,
+        )
+        return start_proxy(config, self)
+
+    @inlineCallbacks
+    def status(self, url: str = "https://127.0.0.1:%d", host: str = "127.0.0.1", **tls):
+        """
+        Send a request through a proxy in front of the backend; return the
+        status line the client got.
+        """
+        port = self.proxy(url, host, **tls)
+        response = yield raw_exchange(
+            port, b"GET /x HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n"
+        )
+        return response.partition(b"\r\n")[0]
+
+    @inlineCallbacks
+    def test_backend_certificate_from_the_ca_is_accepted(self):
+        status = yield self.status(ca=str(self.maker.ca_path), tls_server_name="localhost")
+        self.assertEqual(status, b"HTTP/1.1 200 OK")
+
+    @inlineCallbacks
+    def test_backend_name_from_the_url_is_verified(self):
+        status = yield self.status(
+            "https://localhost:%d", "localhost", ca=str(self.maker.ca_path)
+        )
+        self.assertEqual(status, b"HTTP/1.1 200 OK")
+
+    @inlineCallbacks
+    def test_untrusted_backend_certificate_is_a_502(self):
+        status = yield self.status(
+            ca=str(self.stranger.ca_path), tls_server_name="localhost"
+        )
+        self.assertEqual(status, b"HTTP/1.1 502 Bad Gateway")
+
+    @inlineCallbacks
+    def test_backend_certificate_for_another_name_is_a_502(self):
+        status = yield self.status(
+            ca=str(self.maker.ca_path), tls_server_name="other.test"
+        )
+        self.assertEqual(status, b"HTTP/1.1 502 Bad Gateway")
+
+    @inlineCallbacks
+    def test_verify_false_accepts_any_certificate(self):
+        status = yield self.status(ca=str(self.stranger.ca_path), verify=False)
+        self.assertEqual(status, b"HTTP/1.1 200 OK")

@@ -1,0 +1,82 @@
+"""
+TLS to C{https://} backends.
+
+A backend's certificate is verified (with C{service_identity}, through
+Twisted's L{optionsForClientTLS}) against the name the proxy sends as SNI:
+the backend URL's host, or the upstream's C{tls_server_name}.  It must
+chain to the system's trusted CAs, or to the CAs of the C{ca} file when
+one is given.  C{verify = false} turns checking off (for a backend with a
+self-signed certificate you cannot replace); the connection is still
+encrypted.
+"""
+
+from __future__ import annotations
+
+from cryptography.hazmat.primitives.serialization import Encoding
+from OpenSSL import SSL
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.internet.ssl import (
+    Certificate,
+    TLSVersion,
+    optionsForClientTLS,
+    platformTrust,
+    trustRootFromCertificates,
+)
+from zope.interface import implementer
+
+from ..config.model import BackendTLS
+from .files import read_ca
+
+#: The one protocol offered to a backend: the upstream client speaks
+#: HTTP/1.1, so a backend must not pick h2.
+BACKEND_PROTOCOLS = (b"http/1.1",)
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class UnverifiedClientTLS:
+    """
+    TLS to a backend without checking its certificate (C{verify = false}):
+    still TLS 1.2 or later, still with SNI (unless the name is an address).
+    """
+
+    def __init__(self, server_name: str) -> None:
+        self._server_name = (
+            None
+            if isIPAddress(server_name) or isIPv6Address(server_name)
+            else server_name.encode("idna")
+        )
+        self._context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        self._context.set_min_proto_version(SSL.TLS1_2_VERSION)
+        self._context.set_alpn_protos(list(BACKEND_PROTOCOLS))
+
+    def clientConnectionForTLS(self, tlsProtocol) -> SSL.Connection:
+        connection = SSL.Connection(self._context, None)
+        connection.set_app_data(tlsProtocol)
+        if self._server_name is not None:
+            connection.set_tlsext_host_name(self._server_name)
+        return connection
+
+
+def client_tls(tls: BackendTLS) -> IOpenSSLClientConnectionCreator:
+    """
+    The connection creator for a backend's TLS.  Reads the C{ca} file, so
+    it is called when the runtime is built, never per connection.
+
+    @raise txrevproxy.tls.files.FileProblem: when the C{ca} file cannot be
+        read.
+    """
+    if not tls.verify:
+        return UnverifiedClientTLS(tls.server_name)
+    if tls.ca is None:
+        trust = platformTrust()
+    else:
+        trust = trustRootFromCertificates(
+            [Certificate.load(ca.public_bytes(Encoding.DER)) for ca in read_ca(tls.ca)]
+        )
+    return optionsForClientTLS(
+        tls.server_name,
+        trustRoot=trust,
+        acceptableProtocols=list(BACKEND_PROTOCOLS),
+        extraCertificateOptions={"raiseMinimumTo": TLSVersion.TLSv1_2},
+    )

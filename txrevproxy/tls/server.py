@@ -1,0 +1,83 @@
+"""
+TLS on a listener: the server connection creator and the wrapping of a
+listener's site.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+from OpenSSL import SSL
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from zope.interface import implementer
+
+from .store import HTTP1_ONLY, CertificateStore
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ServerTLS:
+    """
+    Makes the OpenSSL connection of each connection a listener accepts: it
+    starts on the store's default context, and the SNI callback moves it
+    to the context of the name the client asks for.  Its app data is the
+    L{TLSMemoryBIOProtocol}.
+
+    @ivar store: the L{CertificateStore} of the listener's C{tls} table.
+    """
+
+    def __init__(self, store: CertificateStore) -> None:
+        self.store = store
+
+    def serverConnectionForTLS(self, tlsProtocol) -> SSL.Connection:
+        connection = SSL.Connection(self.store.default_context, None)
+        # As Twisted's own creators do (Twisted 26 sets it too, Twisted
+        # 25.5 does not): the ALPN callback finds the listener through it.
+        connection.set_app_data(tlsProtocol)
+        return connection
+
+
+class ListenerTLSFactory(TLSMemoryBIOFactory):
+    """
+    A listener's site served over TLS.
+
+    L{TLSMemoryBIOProtocol} makes itself the app data of its OpenSSL
+    connection, so the ALPN callback
+    (L{txrevproxy.tls.store.select_protocol}) finds the listener's
+    protocols through the connection's protocol's factory: this one.
+
+    @ivar alpn_protocols: the ALPN protocols offered, preferred first.
+    """
+
+    def __init__(
+        self, store: CertificateStore, alpn_protocols: Tuple[bytes, ...], site, clock
+    ) -> None:
+        super().__init__(ServerTLS(store), False, site, clock)
+        self.alpn_protocols = alpn_protocols
+
+    def _applyProtocolNegotiation(self, connection: SSL.Connection) -> None:
+        """
+        Leave ALPN alone.  Twisted before 26 calls this for every new
+        connection and, when the wrapped factory provides
+        C{IProtocolNegotiationFactory} (a twisted.web Site does), sets the
+        site's protocols on the connection's context, replacing the ALPN
+        callback the store set once and mutating a context in use.
+        """
+
+
+def tls_factory(site, store: CertificateStore, http2: bool, clock=None):
+    """
+    Serve C{site} over TLS with the certificates of C{store}.
+
+    This is the one place a listener's TLS factory is built: the choice of
+    the protocol inside the TLS connection (HTTP/2 or HTTP/1.1, by the
+    ALPN result in C{transport.negotiatedProtocol}) belongs here.
+
+    @param http2: whether the listener's config asks for HTTP/2.  HTTP/2
+        is not served yet, so ALPN offers C{http/1.1} only either way: a
+        client must never be handed a protocol the listener cannot speak
+        (every browser offers C{h2} first).  L{HTTP2_AND_HTTP1} is what
+        to offer once the switch to HTTP/2 is made here.
+    @return: a L{TLSMemoryBIOFactory} to listen with.
+    """
+    return ListenerTLSFactory(store, HTTP1_ONLY, site, clock)

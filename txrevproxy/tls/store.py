@@ -1,0 +1,257 @@
+"""
+The certificates of one C{[tls.NAME]} table as OpenSSL contexts, chosen
+per connection by the name the client sends (SNI), and reloaded without
+dropping a connection.
+
+Twisted 26 has C{CertificateOptions(contextForServerName=...)}, but the
+PyPy 3.9 we run has Twisted 25.5, so SNI is built on pyOpenSSL directly
+(which works on both): one L{OpenSSL.SSL.Context} per certificate, built
+when the store is (never per handshake), each with the server name
+callback already set before any connection uses it.  A connection starts
+on the default certificate's context and the callback moves it to the
+context of the name the client asked for.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar
+
+from OpenSSL import SSL
+from twisted.logger import Logger
+
+from .files import Entry, KeyPair, collect
+
+T = TypeVar("T")
+
+#: Mozilla's "intermediate" TLS 1.2 cipher suites (ECDHE only: no DH
+#: parameters are configured, so the DHE suites could never be chosen).
+#: TLS 1.3 suites are OpenSSL's defaults, which are the same as Mozilla's.
+INTERMEDIATE_CIPHERS = b":".join(
+    [
+        b"ECDHE-ECDSA-AES128-GCM-SHA256",
+        b"ECDHE-RSA-AES128-GCM-SHA256",
+        b"ECDHE-ECDSA-AES256-GCM-SHA384",
+        b"ECDHE-RSA-AES256-GCM-SHA384",
+        b"ECDHE-ECDSA-CHACHA20-POLY1305",
+        b"ECDHE-RSA-CHACHA20-POLY1305",
+    ]
+)
+
+#: The values of C{min_version} and the protocol versions they mean.
+MIN_VERSIONS = {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
+
+#: The session ID context shared by every context of the proxy, so that a
+#: session (or ticket) issued after an SNI switch can be resumed.
+SESSION_ID_CONTEXT = b"txrevproxy"
+
+#: ALPN protocols a listener offers, in the server's order of preference.
+HTTP2_AND_HTTP1 = (b"h2", b"http/1.1")
+HTTP1_ONLY = (b"http/1.1",)
+
+
+def lookup(table: Mapping[str, T], server_name: Optional[str], default: T) -> T:
+    """
+    Choose by the name a client sent: an exact match first, then a
+    wildcard for the left-most label only (C{*.example.test} serves
+    C{a.example.test}, not C{a.b.example.test} nor C{example.test}), else
+    C{default} (also for a client that sent no name).
+
+    @param table: lower-case names (C{"*.example.test"} for a wildcard) to
+        what they select.
+    @param server_name: the SNI name as sent, or L{None}.
+    """
+    if not server_name:
+        return default
+    name = server_name.lower().rstrip(".")
+    found = table.get(name)
+    if found is not None:
+        return found
+    label, dot, parent = name.partition(".")
+    if label and dot and parent:
+        found = table.get("*." + parent)
+        if found is not None:
+            return found
+    return default
+
+
+def select_protocol(connection: SSL.Connection, offered: Sequence[bytes]) -> bytes:
+    """
+    The ALPN callback: the first protocol of the listener's own list that
+    the client offered.  The connection's app data is its
+    L{TLSMemoryBIOProtocol}, whose factory is a
+    L{txrevproxy.tls.server.ListenerTLSFactory}.
+    """
+    for protocol in connection.get_app_data().factory.alpn_protocols:
+        if protocol in offered:
+            return protocol
+    return SSL.NO_OVERLAPPING_PROTOCOLS
+
+
+def server_context(pair: KeyPair, min_version: str, on_server_name) -> SSL.Context:
+    """
+    A server context for one certificate with the proxy's TLS policy:
+    C{min_version} and up, Mozilla intermediate ciphers for TLS 1.2,
+    ECDHE on OpenSSL's default curves (X25519, P-256, P-384 ...), no
+    compression or renegotiation, session resumption by cache and tickets,
+    and ALPN by L{select_protocol}.
+
+    @param on_server_name: the SNI callback, set here so that it is in
+        place before any connection uses the context.
+    """
+    context = SSL.Context(SSL.TLS_SERVER_METHOD)
+    context.set_min_proto_version(MIN_VERSIONS[min_version])
+    context.set_options(
+        SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION | SSL.OP_SINGLE_ECDH_USE
+    )
+    context.use_certificate(pair.leaf)
+    for intermediate in pair.chain[1:]:
+        context.add_extra_chain_cert(intermediate)
+    context.use_privatekey(pair.key)
+    context.check_privatekey()
+    context.set_session_id(SESSION_ID_CONTEXT)
+    context.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
+    context.set_tlsext_servername_callback(on_server_name)
+    context.set_alpn_select_callback(select_protocol)
+    # Last: pyOpenSSL 25 checks a cipher list with a throw-away Connection,
+    # which marks the context as in use.
+    context.set_cipher_list(INTERMEDIATE_CIPHERS)
+    return context
+
+
+class CertificateError(Exception):
+    """
+    A store cannot be built: no certificate of its table could be read.
+
+    @ivar problems: the sentences, each starting with a key path.
+    """
+
+    def __init__(self, problems: List[str]) -> None:
+        super().__init__(problems)
+        self.problems = problems
+
+    def __str__(self) -> str:
+        return "\n".join(self.problems)
+
+
+class _Served:
+    """
+    The certificates being served: the name to context table and the
+    default context, replaced whole by a reload.
+    """
+
+    def __init__(
+        self,
+        contexts: "collections.OrderedDict[str, Tuple[Entry, SSL.Context]]",
+        default_name: Optional[str],
+    ) -> None:
+        self.contexts = contexts
+        self.by_name: Dict[str, SSL.Context] = {}
+        for entry, context in contexts.values():
+            for name in entry.names:
+                self.by_name.setdefault(name, context)
+        first = next(iter(contexts.values()))[1]
+        self.default = (
+            first if default_name is None else self.by_name.get(default_name, first)
+        )
+
+
+class CertificateStore:
+    """
+    The certificates of one C{[tls.NAME]} table.
+
+    New connections start on L{default_context}; the SNI callback moves
+    each to the context of the name it asked for.  L{reload} reads the
+    files again and replaces what is served in one assignment, so new
+    handshakes get the new certificates while established connections keep
+    the context they were made with.
+
+    @ivar name: the table's name, for messages.
+    """
+
+    log = Logger()
+
+    def __init__(self, block) -> None:
+        """
+        @param block: a L{txrevproxy.config.model.TLS} whose paths are
+            absolute (as L{txrevproxy.config.load_config} makes them).
+        @raise CertificateError: when a certificate cannot be read (its files
+            changed since the configuration was validated).
+        """
+        self.name = block.name
+        self._block = block
+        self._served: Optional[_Served] = None
+        problems = self._load()
+        if problems:
+            raise CertificateError(problems)
+
+    @property
+    def default_context(self) -> SSL.Context:
+        """
+        The context a new connection starts with.
+        """
+        return self._served.default
+
+    def context_for(self, server_name: Optional[str]) -> SSL.Context:
+        """
+        The context serving C{server_name} (L{None}: no SNI).
+        """
+        served = self._served
+        return lookup(served.by_name, server_name, served.default)
+
+    def _on_server_name(self, connection: SSL.Connection) -> None:
+        name = connection.get_servername()
+        context = self.context_for(name.decode("ascii", "replace") if name else None)
+        if context is not connection.get_context():
+            connection.set_context(context)
+
+    def reload(self) -> List[str]:
+        """
+        Read every certificate again and serve the new set.
+
+        A certificate whose files are now broken (missing, unreadable, a
+        key that does not match, expired) keeps being served from its
+        previous files, and is reported; one that is gone from the
+        directory stops being served.
+
+        @return: the problems, each a sentence starting with its key path
+            (C{tls.default.certificates[1].cert: /etc/certs/a.pem: expired
+            on 2024-01-01 00:00 UTC}); empty when everything was read.
+        """
+        problems = self._load()
+        for problem in problems:
+            self.log.error("{problem}", problem=problem)
+        return problems
+
+    def _load(self) -> List[str]:
+        block = self._block
+        collection = collect(block)
+        previous = self._served.contexts if self._served is not None else {}
+        contexts: "collections.OrderedDict[str, Tuple[Entry, SSL.Context]]" = (
+            collections.OrderedDict()
+        )
+        fresh = collections.OrderedDict(
+            (
+                entry.origin,
+                (
+                    entry,
+                    server_context(entry.pair, block.min_version, self._on_server_name),
+                ),
+            )
+            for entry in collection.entries
+        )
+        # Keep the table's order, so that the first certificate stays the
+        # default when no default is named.
+        for origin, served in previous.items():
+            if origin in collection.failed:
+                contexts[origin] = served
+            elif origin in fresh:
+                contexts[origin] = fresh.pop(origin)
+        contexts.update(fresh)
+        problems = [
+            "tls.%s%s: %s" % (self.name, path, message)
+            for path, message in collection.problems
+        ]
+        if contexts:
+            self._served = _Served(contexts, block.default)
+        return problems
