@@ -29,7 +29,7 @@ DEFAULT_PYPY = os.path.join(HERE, ".venv-pypy", "bin", "python")
 #: What txrevproxy can do today.  The harness skips the rows that need a
 #: missing capability and prints why; the lead adds "tls" here when
 #: txrevproxy terminates TLS.
-TXREVPROXY_CAPABILITIES: frozenset[str] = frozenset()
+TXREVPROXY_CAPABILITIES: frozenset[str] = frozenset(["tls"])
 
 #: Response bodies served by the backend, by path.
 SMALL_BODY = b"Hello, world!\n"
