@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import deque
-from typing import Callable, Deque, Optional, Set
+from typing import Deque, Optional, Set
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import (
@@ -176,6 +176,3 @@ class ConnectionPool:
             self._sweeper = None
         while self._idle:
             self._idle.pop().transport.loseConnection()
-
-
-PoolFactory = Callable[[BackendServer], ConnectionPool]
