@@ -63,18 +63,35 @@ class TLSListenerTests(TestCase):
         self.other = self.maker.write("other", ["other.test", "www.other.test"])
         self.backend_port = yield listen(CountingSite(Echo()), self)
 
-    def start(self, http2: bool = True, min_version: str = "1.2") -> int:
+    def start(
+        self, http2: bool = True, min_version: str = "1.2", hsts=None, redirect=False
+    ) -> int:
+        """
+        Start a proxy with a TLS listener (and, with C{redirect}, a plain
+        one redirecting to it, whose port is then C{self.service.ports[1]}).
+
+        @return: the TLS listener's port.
+        """
         certificates = tuple(
             TLSCertificate(str(cert), str(key))
             for cert, key in (self.localhost, self.wildcard, self.other)
         )
+        listeners = {
+            "websecure": Listener(
+                "websecure",
+                "tcp:0:interface=127.0.0.1",
+                tls="main",
+                http2=http2,
+                hsts=hsts,
+            )
+        }
+        if redirect:
+            listeners["web"] = Listener(
+                "web", "tcp:0:interface=127.0.0.1", redirect_to_https="websecure"
+            )
         config = Config(
             server=ServerSettings(),
-            listeners={
-                "websecure": Listener(
-                    "websecure", "tcp:0:interface=127.0.0.1", tls="main", http2=http2
-                )
-            },
+            listeners=listeners,
             upstreams=proxy_config([self.backend_port]).upstreams,
             routes=(Route(0, "app", "/"),),
             tls={
@@ -168,6 +185,32 @@ class TLSListenerTests(TestCase):
         port = self.start(http2=False)
         client = yield self.connect(port, "localhost", alpn=[b"h2", b"http/1.1"])
         self.assertEqual(client.transport.negotiatedProtocol, b"http/1.1")
+
+    @inlineCallbacks
+    def test_hsts_is_added_to_responses(self):
+        port = self.start(hsts="max-age=31536000; includeSubDomains")
+        client = yield self.connect(port, "localhost", alpn=[b"http/1.1"])
+        response = yield client.request(REQUEST)
+        head = response.partition(b"\r\n\r\n")[0].split(b"\r\n")
+        self.assertTrue(head[0].startswith(b"HTTP/1.1 200 "), head)
+        self.assertIn(
+            b"Strict-Transport-Security: max-age=31536000; includeSubDomains", head
+        )
+
+    @inlineCallbacks
+    def test_plain_listener_redirects_to_the_https_listener(self):
+        https_port = self.start(redirect=True)
+        http_port = self.service.ports[1].getHost().port
+        raw = yield raw_exchange(
+            http_port,
+            b"POST /a/b?c=d HTTP/1.1\r\nHost: shop.test:%d\r\n"
+            b"Content-Length: 0\r\nConnection: close\r\n\r\n" % (http_port,),
+        )
+        head = raw.partition(b"\r\n\r\n")[0].split(b"\r\n")
+        self.assertEqual(head[0], b"HTTP/1.1 308 Permanent Redirect")
+        self.assertIn(
+            b"Location: https://shop.test:%d/a/b?c=d" % (https_port,), head
+        )
 
     @inlineCallbacks
     def test_http1_request_is_forwarded_with_forwarded_proto_https(self):

@@ -92,6 +92,46 @@ class ConfigTests(TestCase):
             body,
         )
 
+    def test_redirect_and_hsts_keys(self):
+        config = self.load(
+            self.tls()
+            + '[listeners.web]\nendpoint = "tcp:8080"\nredirect_to_https = "websecure"\n'
+        )
+        self.assertEqual(config.listeners["web"].redirect_to_https, "websecure")
+        text = self.tls().replace(
+            'tls = "default"', 'tls = "default"\nhsts = "max-age=63072000; preload"'
+        )
+        self.assertEqual(
+            self.load(text).listeners["websecure"].hsts, "max-age=63072000; preload"
+        )
+
+    def test_redirect_and_hsts_problems(self):
+        text = self.tls() + (
+            '[listeners.web]\nendpoint = "tcp:8080"\nredirect_to_https = "websecur"\n'
+            'hsts = "max-age=60"\n'
+            '[listeners.other]\nendpoint = "tcp:8081"\nredirect_to_https = "web"\n'
+        )
+        self.assertEqual(
+            self.problems(text),
+            [
+                'listeners.web.redirect_to_https: no listener named "websecur"; '
+                'did you mean "websecure"?',
+                "listeners.web.hsts: only a listener with tls may send "
+                "Strict-Transport-Security (browsers ignore it over plain HTTP, "
+                "RFC 6797 section 7.2)",
+                'listeners.other.redirect_to_https: listener "web" has no tls: '
+                "redirect to a listener with tls",
+            ],
+        )
+        text = self.tls().replace('tls = "default"', 'tls = "default"\nhsts = "1 year"')
+        self.assertEqual(
+            self.problems(text),
+            [
+                'listeners.websecure.hsts: must have a max-age directive, such as '
+                '"max-age=31536000", got "1 year"'
+            ],
+        )
+
     def test_tls_table_with_defaults_and_absolute_paths(self):
         config = self.load(self.tls())
         certs = str(self.directory / "certs")

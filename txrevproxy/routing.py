@@ -90,6 +90,32 @@ def request_host(request) -> bytes:
     return host.rstrip(b".")
 
 
+class HttpsRedirect(Resource):
+    """
+    The root of a listener with C{redirect_to_https}: every request gets a
+    308 (method and body kept, RFC 9110 section 15.4.9) to the same host
+    and target on the HTTPS listener's port.
+
+    @param https_port: returns the port the HTTPS listener listens on,
+        known once it listens.
+    """
+
+    isLeaf = True
+
+    def __init__(self, https_port: Callable[[], int]) -> None:
+        super().__init__()
+        self._https_port = https_port
+
+    def render(self, request) -> bytes:
+        port = self._https_port()
+        authority = request_host(request)
+        if port != 443:
+            authority += b":%d" % (port,)
+        request.setResponseCode(308)
+        request.setHeader(b"Location", b"https://" + authority + request.uri)
+        return b""
+
+
 class HostRouter(Resource):
     """
     The root resource: chooses a path tree by the request's host.

@@ -18,7 +18,7 @@ from .config.model import Config, Route, Upstream
 from .proxy.pool import ConnectionPool, backend_endpoint
 from .proxy.resource import ProxyTarget, ReverseProxyResource
 from .proxy.server import ProxySite
-from .routing import build_router
+from .routing import HttpsRedirect, build_router
 from .tls.server import tls_factory
 from .tls.store import CertificateStore
 
@@ -51,6 +51,8 @@ class Runtime:
     @ivar stores: the L{CertificateStore} of each C{[tls.NAME]} table a
         listener uses, by table name.
     @ivar balancers: the L{Balancer} of each upstream, by upstream name.
+    @ivar ports: the port each listener listens on, once it does (an HTTP
+        listener redirecting to HTTPS needs the HTTPS one's).
     """
 
     def __init__(self, config: Config, reactor) -> None:
@@ -100,12 +102,18 @@ class Runtime:
             for name, block in config.tls.items()
             if any(listener.tls == name for listener in config.listeners.values())
         }
+        self.ports: Dict[str, int] = {}
         self.sites: Dict[str, ProxySite] = {
             name: ProxySite(
-                root,
+                root
+                if listener.redirect_to_https is None
+                else HttpsRedirect(
+                    lambda target=listener.redirect_to_https: self.ports[target]
+                ),
                 reactor=reactor,
                 settings=config.server,
                 scheme=b"http" if listener.tls is None else b"https",
+                hsts=None if listener.hsts is None else listener.hsts.encode("ascii"),
             )
             for name, listener in config.listeners.items()
         }

@@ -94,6 +94,7 @@ class ProxyService(MultiService):
 
     def _listening(self, port, name: str) -> None:
         self._ports.append(port)
+        self.runtime.ports[name] = getattr(port.getHost(), "port", 0)
         self.log.info("listener {name} on {address}", name=name, address=port.getHost())
 
     def _cannotListen(self, failure: Failure, name: str, description: str) -> None:

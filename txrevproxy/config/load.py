@@ -46,6 +46,7 @@ from .values import (
     endpoint,
     file_path,
     host_names,
+    hsts_policy,
     integer,
     name,
     networks,
@@ -116,6 +117,8 @@ LISTENER = Table(
         "endpoint": Field(endpoint),
         "tls": Field(name, default=MODEL_DEFAULT),
         "http2": Field(boolean, default=True),
+        "redirect_to_https": Field(name, default=MODEL_DEFAULT),
+        "hsts": Field(hsts_policy, default=MODEL_DEFAULT),
     },
 )
 
@@ -265,18 +268,41 @@ def _missing_reference(wanted: Any, known: Iterable[str], what: str) -> Optional
 
 def _listener_references(data: Mapping[str, Any]) -> Iterable[Problem]:
     """
-    Every listener's C{tls} must name a C{[tls.NAME]} table; checked on
-    the document as parsed, like L{_route_references}.
+    Every listener's C{tls} must name a C{[tls.NAME]} table, its
+    C{redirect_to_https} a listener with tls, and only a listener with tls
+    may have C{hsts}; checked on the document as parsed, like
+    L{_route_references}.
     """
     listeners = data.get("listeners")
     blocks = data.get("tls", {})
     if not isinstance(listeners, dict) or not isinstance(blocks, dict):
         return
     for listener_name, listener in listeners.items():
-        wanted = listener.get("tls") if isinstance(listener, dict) else None
-        message = _missing_reference(wanted, blocks, "tls block")
+        if not isinstance(listener, dict):
+            continue
+        where = "listeners" + key_path(listener_name)
+        message = _missing_reference(listener.get("tls"), blocks, "tls block")
         if message:
-            yield ("listeners%s.tls" % (key_path(listener_name),), message)
+            yield (where + ".tls", message)
+        target = listener.get("redirect_to_https")
+        message = _missing_reference(target, listeners, "listener")
+        if message:
+            yield (where + ".redirect_to_https", message)
+        elif isinstance(target, str) and target and not _has_tls(listeners[target]):
+            yield (
+                where + ".redirect_to_https",
+                'listener "%s" has no tls: redirect to a listener with tls' % (target,),
+            )
+        if "hsts" in listener and not _has_tls(listener):
+            yield (
+                where + ".hsts",
+                "only a listener with tls may send Strict-Transport-Security "
+                "(browsers ignore it over plain HTTP, RFC 6797 section 7.2)",
+            )
+
+
+def _has_tls(listener: Any) -> bool:
+    return isinstance(listener, dict) and bool(listener.get("tls"))
 
 
 def _file_problems(config: Config, base: str) -> Iterable[Problem]:

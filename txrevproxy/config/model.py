@@ -44,12 +44,19 @@ class Listener:
     @ivar tls: the name of a L{TLS} table in L{Config.tls}: the listener
         terminates TLS with its certificates; L{None} for plain HTTP.
     @ivar http2: offer C{h2} through ALPN (only with C{tls}).
+    @ivar redirect_to_https: the name of a listener with C{tls}: every
+        request is answered with a 308 to the same host and target on that
+        listener's port instead of being routed.
+    @ivar hsts: the Strict-Transport-Security value added to every response
+        of a listener with C{tls}, such as C{"max-age=31536000"}.
     """
 
     name: str
     endpoint: str
     tls: Optional[str] = None
     http2: bool = True
+    redirect_to_https: Optional[str] = None
+    hsts: Optional[str] = None
 
 
 @attr.s(frozen=True, auto_attribs=True)

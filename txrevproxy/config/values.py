@@ -27,6 +27,24 @@ def boolean(value: Any) -> bool:
     return value
 
 
+_HSTS_MAX_AGE = re.compile(r"(?:^|;)\s*max-age\s*=\s*\"?\d+\"?\s*(?:;|$)", re.IGNORECASE)
+
+
+def hsts_policy(value: Any) -> str:
+    """
+    A Strict-Transport-Security value: RFC 6797 requires its max-age
+    directive.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise expected('a policy such as "max-age=31536000; includeSubDomains"', value)
+    if not _HSTS_MAX_AGE.search(value) or any(c in value for c in "\r\n\x00"):
+        raise Invalid(
+            'must have a max-age directive, such as "max-age=31536000", got %s'
+            % (describe(value),)
+        )
+    return value.strip()
+
+
 def integer(minimum: int = 0) -> Callable[[Any], int]:
     """
     A converter of a TOML integer no smaller than C{minimum}.

@@ -78,7 +78,10 @@ def respond_with_error(
     headers.setRawHeaders(b"Content-Type", _CONTENT_TYPE)
     headers.setRawHeaders(b"Content-Length", [b"%d" % (len(body),)])
     headers.setRawHeaders(b"X-Request-ID", [request.request_id])
-    headers.setRawHeaders(b"Date", [http_date(request.site.reactor.seconds())])
+    site = request.site
+    headers.setRawHeaders(b"Date", [http_date(site.reactor.seconds())])
+    if site.hsts is not None:
+        headers.setRawHeaders(b"Strict-Transport-Security", [site.hsts])
     if close:
         request.channel.persistent = False
         headers.setRawHeaders(b"Connection", [b"close"])

@@ -255,7 +255,7 @@ class ProxyRequest(server.Request):
         if version != b"HTTP/1.1":
             version = b"HTTP/1.0"
         parts = [version, b" %d " % (code,), reason, b"\r\n"]
-        has_date = has_request_id = False
+        has_date = has_request_id = has_hsts = False
         for name, value in headers:
             parts += (name, b": ", value, b"\r\n")
             lname = name.lower()
@@ -263,6 +263,11 @@ class ProxyRequest(server.Request):
                 has_date = True
             elif lname == b"x-request-id":
                 has_request_id = True
+            elif lname == b"strict-transport-security":
+                has_hsts = True
+        hsts = self.site.hsts
+        if hsts is not None and not has_hsts:
+            parts += (b"Strict-Transport-Security: ", hsts, b"\r\n")
         if not has_request_id:
             parts += (b"X-Request-ID: ", self.request_id, b"\r\n")
         if not has_date:
@@ -385,17 +390,26 @@ class ProxySite(server.Site):
     @ivar max_request_body: request body limit in bytes (0: none).
     @ivar scheme: C{b"http"} or C{b"https"}, as the backend is told in
         X-Forwarded-Proto.
+    @ivar hsts: the Strict-Transport-Security value added to responses that
+        do not carry one, or L{None}.
     """
 
     protocol = ProxyChannel
     requestFactory = ProxyRequest
 
     def __init__(
-        self, resource, *, reactor, settings: ServerSettings, scheme: bytes = b"http"
+        self,
+        resource,
+        *,
+        reactor,
+        settings: ServerSettings,
+        scheme: bytes = b"http",
+        hsts: Optional[bytes] = None,
     ) -> None:
         super().__init__(resource, reactor=reactor, timeout=settings.keepalive_timeout)
         self.max_request_body = settings.max_request_body
         self.scheme = scheme
+        self.hsts = hsts
         self._trusted_networks = settings.trusted_proxies
         self._trust: Dict[Optional[str], bool] = {}
 
