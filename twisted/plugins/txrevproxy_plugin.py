@@ -9,6 +9,7 @@ imported inside L{ProxyServiceMaker.makeService}.
 from __future__ import annotations
 
 from twisted.application.service import IServiceMaker, MultiService
+from twisted.logger import Logger
 from twisted.plugin import IPlugin
 from twisted.python import usage
 from zope.interface import implementer
@@ -40,12 +41,24 @@ class StartFailure(SystemExit, Exception):
     """
 
 
-class _ExitOnStartFailure(MultiService):
+class _TwistdService(MultiService):
     """
-    The service twistd runs: when a listener cannot open its endpoint, the
-    process exits non-zero with the sentence naming the key, instead of a
-    traceback.
+    The service twistd runs, around the L{ProxyService}:
+
+      - when a listener cannot open its endpoint, the process exits
+        non-zero with the sentence naming the key, instead of a traceback;
+      - SIGHUP reads the listeners' certificates again (new handshakes get
+        the new ones; a broken new file keeps the old one serving and is
+        logged).  The signal handler only schedules the work, through
+        C{callFromThread}, which is safe to call from a signal handler.
     """
+
+    log = Logger()
+
+    def __init__(self, reactor) -> None:
+        super().__init__()
+        self._reactor = reactor
+        self._previous_sighup = None
 
     def privilegedStartService(self) -> None:
         from txrevproxy.service import ListenError
@@ -54,6 +67,31 @@ class _ExitOnStartFailure(MultiService):
             super().privilegedStartService()
         except ListenError as error:
             raise StartFailure(str(error))
+
+    def startService(self) -> None:
+        import signal
+
+        super().startService()
+        self._previous_sighup = signal.signal(signal.SIGHUP, self._onSIGHUP)
+
+    def stopService(self):
+        import signal
+
+        if self._previous_sighup is not None:
+            signal.signal(signal.SIGHUP, self._previous_sighup)
+            self._previous_sighup = None
+        return super().stopService()
+
+    def _onSIGHUP(self, signum, frame) -> None:
+        self._reactor.callFromThread(self.reload_certificates)
+
+    def reload_certificates(self) -> None:
+        for service in self:
+            problems = service.reload_certificates()
+            for problem in problems:
+                self.log.error("reload: {problem}", problem=problem)
+            if not problems:
+                self.log.info("reload: certificates read again")
 
 
 @implementer(IServiceMaker, IPlugin)
@@ -77,7 +115,7 @@ class ProxyServiceMaker:
             config = load_config(options["config"])
         except ConfigError as error:
             raise StartFailure(str(error))
-        top = _ExitOnStartFailure()
+        top = _TwistdService(reactor)
         ProxyService(config, reactor).setServiceParent(top)
         return top
 
