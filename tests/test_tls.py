@@ -64,7 +64,14 @@ class TLSListenerTests(TestCase):
         self.backend_port = yield listen(CountingSite(Echo()), self)
 
     def start(
-        self, http2: bool = True, min_version: str = "1.2", hsts=None, redirect=False
+        self,
+        http2: bool = True,
+        min_version: str = "1.2",
+        hsts=None,
+        redirect=False,
+        client_ca=None,
+        client_auth="require",
+        subject_header=None,
     ) -> int:
         """
         Start a proxy with a TLS listener (and, with C{redirect}, a plain
@@ -96,7 +103,13 @@ class TLSListenerTests(TestCase):
             routes=(Route(0, "app", "/"),),
             tls={
                 "main": TLS(
-                    "main", certificates, default="localhost", min_version=min_version
+                    "main",
+                    certificates,
+                    default="localhost",
+                    min_version=min_version,
+                    client_ca=client_ca,
+                    client_auth=client_auth,
+                    client_subject_header=subject_header,
                 )
             },
         )
@@ -185,6 +198,74 @@ class TLSListenerTests(TestCase):
         port = self.start(http2=False)
         client = yield self.connect(port, "localhost", alpn=[b"h2", b"http/1.1"])
         self.assertEqual(client.transport.negotiatedProtocol, b"http/1.1")
+
+    def client_certificates(self):
+        """
+        A client CA (other than the servers') with a client certificate for
+        alice, and a client certificate for mallory from a CA nobody trusts.
+        """
+        (self.directory / "clients").mkdir()
+        (self.directory / "others").mkdir()
+        trusted = CertificateMaker(self.directory / "clients")
+        alice = trusted.write("alice", ["alice.test"], client=True)
+        untrusted = CertificateMaker(self.directory / "others")
+        mallory = untrusted.write("mallory", ["mallory.test"], client=True)
+        return trusted.ca_path, alice, mallory
+
+    @inlineCallbacks
+    def assertRefused(self, port, **options):
+        """
+        The listener refuses the client: the handshake fails, or (TLS 1.3,
+        where the client finishes first) the connection closes without an
+        answer to the request.
+        """
+        try:
+            client = yield connect_tls(port, ProbingClientTLS("localhost", **options))
+        except Exception:
+            return
+        client.transport.write(REQUEST)
+        received = yield client.closed
+        self.assertNotIn(b"HTTP/1.1", received)
+
+    @inlineCallbacks
+    def test_mutual_tls_passes_the_verified_subject_and_drops_a_forged_one(self):
+        client_ca, alice, mallory = self.client_certificates()
+        port = self.start(client_ca=str(client_ca), subject_header="X-Client-Subject")
+        client = yield self.connect(port, "localhost", certificate=alice)
+        response = yield client.request(
+            b"GET /hello HTTP/1.1\r\nHost: localhost\r\n"
+            b"X-Client-Subject: CN=admin\r\n\r\n"
+        )
+        self.assertTrue(response.startswith(b"HTTP/1.1 200 "), response)
+        seen = echoed_headers(response.partition(b"\r\n\r\n")[2])
+        self.assertEqual(
+            seen[b"x-client-subject"], [b"CN=alice.test,O=txrevproxy development"]
+        )
+
+    @inlineCallbacks
+    def test_mutual_tls_refuses_missing_and_untrusted_certificates(self):
+        client_ca, alice, mallory = self.client_certificates()
+        port = self.start(client_ca=str(client_ca))
+        yield self.assertRefused(port)
+        yield self.assertRefused(port, certificate=mallory)
+
+    @inlineCallbacks
+    def test_optional_client_auth_serves_clients_without_a_certificate(self):
+        client_ca, alice, mallory = self.client_certificates()
+        port = self.start(
+            client_ca=str(client_ca),
+            client_auth="optional",
+            subject_header="X-Client-Subject",
+        )
+        client = yield self.connect(port, "localhost")
+        response = yield client.request(
+            b"GET /hello HTTP/1.1\r\nHost: localhost\r\n"
+            b"X-Client-Subject: CN=admin\r\n\r\n"
+        )
+        self.assertTrue(response.startswith(b"HTTP/1.1 200 "), response)
+        seen = echoed_headers(response.partition(b"\r\n\r\n")[2])
+        self.assertNotIn(b"x-client-subject", seen)
+        yield self.assertRefused(port, certificate=mallory)
 
     @inlineCallbacks
     def test_hsts_is_added_to_responses(self):

@@ -92,6 +92,50 @@ class ConfigTests(TestCase):
             body,
         )
 
+    def test_client_certificate_keys(self):
+        config = self.load(
+            self.tls(
+                'client_ca = "certs/ca.pem"\nclient_auth = "optional"\n'
+                'client_subject_header = "X-Client-Subject"'
+            )
+        )
+        block = config.tls["default"]
+        self.assertEqual(block.client_ca, str(self.directory / "certs" / "ca.pem"))
+        self.assertEqual(
+            (block.client_auth, block.client_subject_header),
+            ("optional", "X-Client-Subject"),
+        )
+
+    def test_client_certificate_problems(self):
+        self.assertEqual(
+            self.problems(
+                self.tls(
+                    'client_auth = "optional"\nclient_subject_header = "X Subject"'
+                )
+            ),
+            [
+                'tls.default.client_subject_header: expected a header name such as '
+                '"X-Client-Subject", got "X Subject"',
+            ],
+        )
+        self.assertEqual(
+            self.problems(
+                self.tls('client_auth = "optional"\nclient_subject_header = "X-S"')
+            ),
+            [
+                "tls.default.client_auth: needs client_ca, the CAs of the client "
+                "certificates",
+                "tls.default.client_subject_header: needs client_ca, the CAs of the "
+                "client certificates",
+            ],
+        )
+        problems = self.problems(self.tls('client_ca = "certs/nothere.pem"'))
+        self.assertEqual(len(problems), 1)
+        self.assertTrue(
+            problems[0].startswith("tls.default.client_ca: certs/nothere.pem: "),
+            problems,
+        )
+
     def test_redirect_and_hsts_keys(self):
         config = self.load(
             self.tls()

@@ -46,13 +46,17 @@ class CertificateMaker:
         names: Sequence[str],
         now: Optional[datetime.datetime] = None,
         days: int = 30,
+        client: bool = False,
     ) -> Tuple[Path, Path]:
         """
-        Write C{stem.pem} (leaf, then CA) and C{stem-key.pem}.
+        Write C{stem.pem} (leaf, then CA) and C{stem-key.pem}; with
+        C{client}, a client certificate.
 
         @return: the two paths.
         """
-        leaf, key = make_leaf(self.ca, self.ca_key, list(names), now=now, days=days)
+        leaf, key = make_leaf(
+            self.ca, self.ca_key, list(names), now=now, days=days, client=client
+        )
         cert_path = self.directory / (stem + ".pem")
         key_path = self.directory / (stem + "-key.pem")
         cert_path.write_bytes(pem(leaf, self.ca))
@@ -80,6 +84,8 @@ class ProbingClientTLS:
     @param version: the one TLS version to speak (an C{SSL.TLS1_*_VERSION}),
         or None for OpenSSL's defaults.
     @param session: an C{SSL.Session} to resume.
+    @param certificate: the C{(chain, key)} files of a client certificate
+        to present, or None.
     """
 
     def __init__(
@@ -88,10 +94,14 @@ class ProbingClientTLS:
         alpn: Optional[Sequence[bytes]] = None,
         version: Optional[int] = None,
         session=None,
+        certificate: Optional[Tuple[Path, Path]] = None,
     ) -> None:
         self.server_name = server_name
         self.session = session
         self.context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        if certificate is not None:
+            self.context.use_certificate_chain_file(str(certificate[0]).encode())
+            self.context.use_privatekey_file(str(certificate[1]).encode())
         if version is not None:
             # OpenSSL 3 refuses TLS 1.0 and 1.1 at its default security
             # level; lower it so that the client really offers them.

@@ -8,7 +8,7 @@ swaps it in; nothing in a runtime is patched in place.
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.logger import Logger
@@ -39,6 +39,17 @@ def _warn_unverified(upstream: Upstream) -> None:
                 index=index,
                 url=server.url,
             )
+
+
+def _subject_header(config: Config, listener) -> Optional[bytes]:
+    """
+    The header a listener sends the verified client subject in, if its TLS
+    table asks for client certificates and names one.
+    """
+    block = config.tls.get(listener.tls) if listener.tls is not None else None
+    if block is None or block.client_ca is None or not block.client_subject_header:
+        return None
+    return block.client_subject_header.encode("ascii")
 
 
 class Runtime:
@@ -114,6 +125,7 @@ class Runtime:
                 settings=config.server,
                 scheme=b"http" if listener.tls is None else b"https",
                 hsts=None if listener.hsts is None else listener.hsts.encode("ascii"),
+                client_subject_header=_subject_header(config, listener),
             )
             for name, listener in config.listeners.items()
         }

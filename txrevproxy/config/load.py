@@ -46,6 +46,7 @@ from .values import (
     endpoint,
     file_path,
     host_names,
+    header_name,
     hsts_policy,
     integer,
     name,
@@ -141,6 +142,21 @@ def _some_certificate(arguments: Dict[str, Any]) -> Iterable[Problem]:
         )
 
 
+def _client_auth_needs_a_ca(arguments: Dict[str, Any]) -> Iterable[Problem]:
+    """
+    The client certificate keys mean nothing without C{client_ca}.
+    """
+    if "client_ca" in arguments:
+        return
+    needless = [
+        key
+        for key in ("client_auth", "client_subject_header")
+        if key in arguments and arguments[key] != "require"
+    ]
+    for key in needless:
+        yield ("." + key, "needs client_ca, the CAs of the client certificates")
+
+
 TLS_TABLE = Table(
     TLS,
     {
@@ -151,8 +167,11 @@ TLS_TABLE = Table(
         "directory": Field(file_path, default=MODEL_DEFAULT),
         "default": Field(server_name, default=MODEL_DEFAULT),
         "min_version": Field(tls_version, default="1.2"),
+        "client_ca": Field(file_path, default=MODEL_DEFAULT),
+        "client_auth": Field(one_of("require", "optional"), default="require"),
+        "client_subject_header": Field(header_name, default=MODEL_DEFAULT),
     },
-    checks=(_some_certificate,),
+    checks=(_some_certificate, _client_auth_needs_a_ca),
 )
 
 #: The keys of an https backend's TLS, in an upstream and in each server.
@@ -315,6 +334,11 @@ def _file_problems(config: Config, base: str) -> Iterable[Problem]:
         prefix = "tls" + key_path(block.name)
         for path, message in collect(block, base).problems:
             yield (prefix + path, message)
+        if block.client_ca is not None:
+            try:
+                read_ca(block.client_ca, base)
+            except FileProblem as problem:
+                yield (prefix + ".client_ca", problem.message)
     for upstream in config.upstreams.values():
         prefix = "upstreams" + key_path(upstream.name)
         places = [(prefix + ".ca", upstream.ca)] + [
@@ -343,6 +367,7 @@ def _absolute_paths(config: Config, base: str) -> Config:
         block_name: attr.evolve(
             block,
             directory=absolute(block.directory),
+            client_ca=absolute(block.client_ca),
             certificates=tuple(
                 attr.evolve(spec, cert=absolute(spec.cert), key=absolute(spec.key))
                 for spec in block.certificates

@@ -88,6 +88,14 @@ class TLS:
         certificate.
     @ivar min_version: the lowest TLS version accepted, C{"1.2"} or
         C{"1.3"}.
+    @ivar client_ca: a PEM file of the CAs whose client certificates are
+        accepted (mutual TLS); L{None}: clients are not asked for one.
+    @ivar client_auth: with C{client_ca}, C{"require"} (no valid client
+        certificate, no connection) or C{"optional"} (a client may send
+        none; one it sends must be valid).
+    @ivar client_subject_header: with C{client_ca}, the request header that
+        carries the verified client certificate's subject (RFC 4514) to
+        the backend; a client's own header of that name is always dropped.
     """
 
     name: str
@@ -95,6 +103,9 @@ class TLS:
     directory: Optional[str] = None
     default: Optional[str] = None
     min_version: str = "1.2"
+    client_ca: Optional[str] = None
+    client_auth: str = "require"
+    client_subject_header: Optional[str] = None
 
 
 @attr.s(frozen=True, auto_attribs=True)

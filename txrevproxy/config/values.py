@@ -45,6 +45,18 @@ def hsts_policy(value: Any) -> str:
     return value.strip()
 
 
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def header_name(value: Any) -> str:
+    """
+    An HTTP header field name (an RFC 9110 token).
+    """
+    if not isinstance(value, str) or not _TOKEN.match(value):
+        raise expected('a header name such as "X-Client-Subject"', value)
+    return value
+
+
 def integer(minimum: int = 0) -> Callable[[Any], int]:
     """
     A converter of a TOML integer no smaller than C{minimum}.

@@ -165,6 +165,21 @@ def upstream_request_headers(
     return out
 
 
+def with_client_subject(
+    headers: List[Header], name: bytes, subject: Optional[bytes]
+) -> List[Header]:
+    """
+    The headers with C{name} carrying the verified client certificate
+    subject: any copy the client sent is dropped (it would be a forgery),
+    and the header is added only when the client presented a certificate.
+    """
+    lname = name.lower()
+    out = [pair for pair in headers if pair[0].lower() != lname]
+    if subject is not None:
+        out.append((name, subject))
+    return out
+
+
 def serialize_request_head(
     method: bytes, target: bytes, headers: List[Header]
 ) -> bytes:

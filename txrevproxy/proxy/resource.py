@@ -11,7 +11,11 @@ from twisted.web.server import NOT_DONE_YET
 
 from ..config.model import BackendServer
 from .exchange import ProxyExchange
-from .headers import serialize_request_head, upstream_request_headers
+from .headers import (
+    serialize_request_head,
+    upstream_request_headers,
+    with_client_subject,
+)
 
 _VIA = {b"HTTP/1.1": b"1.1 txrevproxy", b"HTTP/1.0": b"1.0 txrevproxy"}
 
@@ -79,6 +83,11 @@ class ProxyTarget:
             body_framing=framing,
             upgrade=upgrade,
         )
+        subject_header = channel.site.client_subject_header
+        if subject_header is not None:
+            headers = with_client_subject(
+                headers, subject_header, channel.client_subject()
+            )
         return serialize_request_head(request.method, request.uri, headers)
 
 

@@ -50,6 +50,9 @@ class _Discard:
 
 _DISCARD = _Discard()
 
+#: A client subject not read yet (L{None} means there is none).
+_UNREAD = object()
+
 
 def _ignore(data: bytes) -> None:
     """
@@ -311,14 +314,31 @@ class ProxyChannel(http.HTTPChannel):
 
     client_ip = b""
     trusted = False
+    _client_subject: object = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        self._client_subject = _UNREAD
         self._peer = self.transport.getPeer()
         self._host = self.transport.getHost()
         host = getattr(self._peer, "host", None)
         self.client_ip = host.encode("ascii") if host else b"unix"
         self.trusted = self.site.is_trusted(host)
+
+    def client_subject(self) -> Optional[bytes]:
+        """
+        The subject (RFC 4514) of the certificate the client presented and
+        the TLS layer verified, or L{None}; read once per connection.
+        """
+        subject = self._client_subject
+        if subject is _UNREAD:
+            certificate = self.transport.getPeerCertificate()
+            subject = None
+            if certificate is not None:
+                text = certificate.to_cryptography().subject.rfc4514_string()
+                subject = text.encode("utf-8")
+            self._client_subject = subject
+        return subject
 
     def getPeer(self):
         """
@@ -392,6 +412,8 @@ class ProxySite(server.Site):
         X-Forwarded-Proto.
     @ivar hsts: the Strict-Transport-Security value added to responses that
         do not carry one, or L{None}.
+    @ivar client_subject_header: the header that carries the verified
+        client certificate subject to the backend (mutual TLS), or L{None}.
     """
 
     protocol = ProxyChannel
@@ -405,11 +427,13 @@ class ProxySite(server.Site):
         settings: ServerSettings,
         scheme: bytes = b"http",
         hsts: Optional[bytes] = None,
+        client_subject_header: Optional[bytes] = None,
     ) -> None:
         super().__init__(resource, reactor=reactor, timeout=settings.keepalive_timeout)
         self.max_request_body = settings.max_request_body
         self.scheme = scheme
         self.hsts = hsts
+        self.client_subject_header = client_subject_header
         self._trusted_networks = settings.trusted_proxies
         self._trust: Dict[Optional[str], bool] = {}
 

@@ -105,12 +105,15 @@ def make_leaf(
     now: Optional[datetime.datetime] = None,
     days: int = LEAF_DAYS,
     key: Any = None,
+    client: bool = False,
 ) -> Tuple[x509.Certificate, Any]:
     """
     A server certificate for C{names} (host names, C{*.example.test}
     wildcards or IP addresses), signed by C{ca}.
 
     @param key: the leaf's private key; a new P-256 key when L{None}.
+    @param client: make a client certificate instead (for mutual TLS): its
+        extended key usage is client authentication.
     """
     now = now or _now()
     key = key or ec.generate_private_key(ec.SECP256R1())
@@ -127,7 +130,14 @@ def make_leaf(
             x509.SubjectAlternativeName([_san(name) for name in names]), critical=False
         )
         .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+            x509.ExtendedKeyUsage(
+                [
+                    ExtendedKeyUsageOID.CLIENT_AUTH
+                    if client
+                    else ExtendedKeyUsageOID.SERVER_AUTH
+                ]
+            ),
+            critical=False,
         )
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),

@@ -88,7 +88,9 @@ def select_protocol(connection: SSL.Connection, offered: Sequence[bytes]) -> byt
     return SSL.NO_OVERLAPPING_PROTOCOLS
 
 
-def server_context(pair: KeyPair, min_version: str, on_server_name) -> SSL.Context:
+def server_context(
+    pair: KeyPair, min_version: str, on_server_name, client_auth=None
+) -> SSL.Context:
     """
     A server context for one certificate with the proxy's TLS policy:
     C{min_version} and up, Mozilla intermediate ciphers for TLS 1.2,
@@ -98,6 +100,10 @@ def server_context(pair: KeyPair, min_version: str, on_server_name) -> SSL.Conte
 
     @param on_server_name: the SNI callback, set here so that it is in
         place before any connection uses the context.
+    @param client_auth: C{(ca_file, required)} to ask clients for a
+        certificate from the CAs in C{ca_file} (mutual TLS), or L{None}.
+        Every context of a store gets it: OpenSSL verifies the client with
+        the context the SNI callback switched to.
     """
     context = SSL.Context(SSL.TLS_SERVER_METHOD)
     context.set_min_proto_version(MIN_VERSIONS[min_version])
@@ -113,6 +119,14 @@ def server_context(pair: KeyPair, min_version: str, on_server_name) -> SSL.Conte
     context.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
     context.set_tlsext_servername_callback(on_server_name)
     context.set_alpn_select_callback(select_protocol)
+    if client_auth is not None:
+        ca_file, required = client_auth
+        mode = SSL.VERIFY_PEER
+        if required:
+            mode |= SSL.VERIFY_FAIL_IF_NO_PEER_CERT
+        context.set_verify(mode)
+        context.load_verify_locations(ca_file.encode())
+        context.load_client_ca(ca_file.encode())
     # Last: pyOpenSSL 25 checks a cipher list with a throw-away Connection,
     # which marks the context as in use.
     context.set_cipher_list(INTERMEDIATE_CIPHERS)
@@ -225,6 +239,11 @@ class CertificateStore:
 
     def _load(self) -> List[str]:
         block = self._block
+        client_auth = (
+            None
+            if block.client_ca is None
+            else (block.client_ca, block.client_auth == "require")
+        )
         collection = collect(block)
         previous = self._served.contexts if self._served is not None else {}
         contexts: "collections.OrderedDict[str, Tuple[Entry, SSL.Context]]" = (
@@ -235,7 +254,9 @@ class CertificateStore:
                 entry.origin,
                 (
                     entry,
-                    server_context(entry.pair, block.min_version, self._on_server_name),
+                    server_context(
+                        entry.pair, block.min_version, self._on_server_name, client_auth
+                    ),
                 ),
             )
             for entry in collection.entries
