@@ -10,6 +10,7 @@ from OpenSSL import SSL
 from OpenSSL._util import lib as openssl
 from twisted.internet import reactor
 from twisted.internet.defer import DeferredList, inlineCallbacks
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from txrevproxy.config.model import (
@@ -34,6 +35,7 @@ from .loopback import (
     start_proxy,
 )
 from .processes import temporary_directory
+from .test_tunnel import HANDSHAKE, EchoFactory
 from .tls_clients import (
     CertificateMaker,
     ProbingClientTLS,
@@ -266,6 +268,22 @@ class TLSListenerTests(TestCase):
         seen = echoed_headers(response.partition(b"\r\n\r\n")[2])
         self.assertNotIn(b"x-client-subject", seen)
         yield self.assertRefused(port, certificate=mallory)
+
+    @inlineCallbacks
+    def test_websocket_through_a_tls_listener(self):
+        backend = EchoFactory()
+        backend_port = yield listen(backend, self)
+        self.backend_port = backend_port
+        port = self.start()
+        client = yield self.connect(port, "localhost", alpn=[b"http/1.1"])
+        client.transport.write(HANDSHAKE)
+        while b"hello from backend" not in client.received:
+            yield deferLater(reactor, 0.01, lambda: None)
+        self.assertTrue(client.received.startswith(b"HTTP/1.1 101 "), client.received)
+        client.received = b""
+        client.transport.write(b"over tls")
+        while client.received != b"OVER TLS":
+            yield deferLater(reactor, 0.01, lambda: None)
 
     @inlineCallbacks
     def test_hsts_is_added_to_responses(self):
