@@ -314,6 +314,16 @@ def certs(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     return 0
 
 
+def _add_config_option(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--config",
+        "-c",
+        default=default,
+        metavar="FILE",
+        help="the configuration file (default: %(default)s)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """
     The command line of C{txrevproxy}.
@@ -338,13 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
             "with its key path, and exit 1."
         ),
     )
-    check_parser.add_argument(
-        "--config",
-        "-c",
-        default=DEFAULT_CONFIG,
-        metavar="FILE",
-        help="the configuration file (default: %(default)s)",
-    )
+    _add_config_option(check_parser, DEFAULT_CONFIG)
     check_parser.set_defaults(run=check)
 
     demo_parser = commands.add_parser(
@@ -355,13 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
             "address, then the proxy, in this one process, until Ctrl-C."
         ),
     )
-    demo_parser.add_argument(
-        "--config",
-        "-c",
-        default=DEMO_CONFIG,
-        metavar="FILE",
-        help="the configuration file (default: %(default)s)",
-    )
+    _add_config_option(demo_parser, DEMO_CONFIG)
     demo_parser.set_defaults(run=demo)
 
     certs_parser = commands.add_parser(

@@ -85,14 +85,6 @@ def requested_upgrade(method: bytes, version: bytes, headers: List[Header]) -> O
     return None
 
 
-def _last_value(headers: List[Header], lname: bytes) -> Optional[bytes]:
-    found = None
-    for name, value in headers:
-        if name.lower() == lname:
-            found = value if found is None else found + b", " + value
-    return found
-
-
 def upstream_request_headers(
     headers: List[Header],
     *,
@@ -198,10 +190,9 @@ def upgrade_response_headers(headers: List[Header]) -> List[Header]:
     The headers of a 101 answer that the client must see although they are
     hop-by-hop: the protocol switched to, and C{Connection: Upgrade}.
     """
-    upgrade = _last_value(headers, b"upgrade")
-    if upgrade is None:
-        return [(b"Connection", b"Upgrade")]
-    return [(b"Connection", b"Upgrade"), (b"Upgrade", upgrade)]
+    out = [(b"Connection", b"Upgrade")]
+    out.extend((b"Upgrade", value) for name, value in headers if name.lower() == b"upgrade")
+    return out
 
 
 def client_response_headers(

@@ -76,8 +76,8 @@ def tls_factory(site, store: CertificateStore, http2: bool, clock=None):
     @param http2: whether the listener's config asks for HTTP/2.  HTTP/2
         is not served yet, so ALPN offers C{http/1.1} only either way: a
         client must never be handed a protocol the listener cannot speak
-        (every browser offers C{h2} first).  L{HTTP2_AND_HTTP1} is what
-        to offer once the switch to HTTP/2 is made here.
+        (every browser offers C{h2} first).  C{(b"h2", b"http/1.1")} is
+        what to offer once the switch to HTTP/2 is made here.
     @return: a L{TLSMemoryBIOFactory} to listen with.
     """
     return ListenerTLSFactory(store, HTTP1_ONLY, site, clock)

@@ -45,8 +45,8 @@ MIN_VERSIONS = {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
 #: session (or ticket) issued after an SNI switch can be resumed.
 SESSION_ID_CONTEXT = b"txrevproxy"
 
-#: ALPN protocols a listener offers, in the server's order of preference.
-HTTP2_AND_HTTP1 = (b"h2", b"http/1.1")
+#: ALPN protocols a listener offers, in the server's order of preference
+#: (C{b"h2"} goes first once HTTP/2 is served).
 HTTP1_ONLY = (b"http/1.1",)
 
 
