@@ -185,12 +185,11 @@ class TLSListenerTests(TestCase):
         self.assertEqual(peer_names(client), ("localhost",))
 
     @inlineCallbacks
-    def test_alpn_never_hands_out_h2_before_http2_is_served(self):
-        # HTTP/2 is not served yet: a client offering h2 first (as every
-        # browser does) must still get http/1.1, never a protocol the
-        # listener cannot speak.
+    def test_alpn_picks_h2_when_http2_is_on(self):
         port = self.start(http2=True)
         client = yield self.connect(port, "localhost", alpn=[b"h2", b"http/1.1"])
+        self.assertEqual(client.transport.negotiatedProtocol, b"h2")
+        client = yield self.connect(port, "localhost", alpn=[b"http/1.1"])
         self.assertEqual(client.transport.negotiatedProtocol, b"http/1.1")
         client = yield self.connect(port, "localhost", alpn=[b"spdy/3"])
         self.assertIsNone(client.transport.negotiatedProtocol)

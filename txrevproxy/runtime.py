@@ -14,9 +14,10 @@ from twisted.internet.interfaces import IProtocolFactory
 from twisted.logger import Logger
 
 from .balancer import Backend, Balancer
-from .config.model import Config, Route, Upstream
+from .config.model import Config, Listener, Route, Upstream
 from .proxy.pool import ConnectionPool, backend_endpoint
 from .proxy.resource import ProxyTarget, ReverseProxyResource
+from .proxy.http2 import NegotiatingSite
 from .proxy.server import ProxySite
 from .routing import HttpsRedirect, build_router
 from .tls.server import tls_factory
@@ -39,6 +40,14 @@ def _warn_unverified(upstream: Upstream) -> None:
                 index=index,
                 url=server.url,
             )
+
+
+def _serves_http2(listener: Listener) -> bool:
+    """
+    Whether a listener offers HTTP/2: only over TLS (ALPN), as browsers do;
+    cleartext HTTP/2 (h2c) is not served.
+    """
+    return listener.tls is not None and listener.http2
 
 
 def _subject_header(config: Config, listener) -> Optional[bytes]:
@@ -115,7 +124,7 @@ class Runtime:
         }
         self.ports: Dict[str, int] = {}
         self.sites: Dict[str, ProxySite] = {
-            name: ProxySite(
+            name: (NegotiatingSite if _serves_http2(listener) else ProxySite)(
                 root
                 if listener.redirect_to_https is None
                 else HttpsRedirect(
@@ -129,19 +138,15 @@ class Runtime:
             )
             for name, listener in config.listeners.items()
         }
-        for name, listener in config.listeners.items():
-            if listener.tls is not None and listener.http2:
-                log.warn(
-                    "listeners.{name}.http2: HTTP/2 is not served yet; this "
-                    "listener offers http/1.1 only",
-                    name=name,
-                )
         self.factories: Dict[str, IProtocolFactory] = {
             name: (
                 self.sites[name]
                 if listener.tls is None
                 else tls_factory(
-                    self.sites[name], self.stores[listener.tls], listener.http2, reactor
+                    self.sites[name],
+                    self.stores[listener.tls],
+                    _serves_http2(listener),
+                    reactor,
                 )
             )
             for name, listener in config.listeners.items()

@@ -83,8 +83,7 @@ def respond_with_error(
     if site.hsts is not None:
         headers.setRawHeaders(b"Strict-Transport-Security", [site.hsts])
     if close:
-        request.channel.persistent = False
-        headers.setRawHeaders(b"Connection", [b"close"])
+        request.closeAfterResponse()
     else:
         request.closeIfBodyPending()
     if retry_after is not None:

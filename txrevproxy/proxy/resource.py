@@ -17,7 +17,11 @@ from .headers import (
     with_client_subject,
 )
 
-_VIA = {b"HTTP/1.1": b"1.1 txrevproxy", b"HTTP/1.0": b"1.0 txrevproxy"}
+_VIA = {
+    b"HTTP/1.1": b"1.1 txrevproxy",
+    b"HTTP/1.0": b"1.0 txrevproxy",
+    b"HTTP/2": b"2 txrevproxy",
+}
 
 
 class ProxyTarget:
@@ -66,7 +70,8 @@ class ProxyTarget:
             host = self._authorities.get(server)
             if host is None:
                 host = self._authorities[server] = server.authority.encode("idna")
-        channel = request.channel
+        connection = request.connection
+        site = request.site
         headers = upstream_request_headers(
             [
                 (name, value)
@@ -75,18 +80,18 @@ class ProxyTarget:
             ],
             host=host,
             client_host=client_host,
-            client_ip=channel.client_ip,
-            trusted=channel.trusted,
-            scheme=channel.site.scheme,
+            client_ip=connection.client_ip,
+            trusted=connection.trusted,
+            scheme=site.scheme,
             via=_VIA.get(request.clientproto, b"1.1 txrevproxy"),
             request_id=request.request_id,
             body_framing=framing,
             upgrade=upgrade,
         )
-        subject_header = channel.site.client_subject_header
+        subject_header = site.client_subject_header
         if subject_header is not None:
             headers = with_client_subject(
-                headers, subject_header, channel.client_subject()
+                headers, subject_header, connection.client_subject()
             )
         return serialize_request_head(request.method, request.uri, headers)
 

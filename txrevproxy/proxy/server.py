@@ -54,7 +54,7 @@ _DISCARD = _Discard()
 _UNREAD = object()
 
 
-def _ignore(data: bytes) -> None:
+def ignore_data(data: bytes) -> None:
     """
     Drop bytes: the C{write} of a response that has no body (HEAD, 204,
     304), and what a channel does with data from a client it gave up on.
@@ -78,6 +78,9 @@ class ProxyRequest(server.Request):
         shown on error pages.
     @ivar truncationVisible: whether the response's framing (a length, or
         chunking) lets the client see that a body was cut short.
+    @ivar connection: the client connection's facts (C{client_ip},
+        C{trusted}, C{client_subject()}): the L{ProxyChannel} for HTTP/1.x,
+        the HTTP/2 connection for a stream.
     """
 
     log = Logger()
@@ -88,6 +91,10 @@ class ProxyRequest(server.Request):
     truncationVisible = False
     _dispatched = False
     _bodyReceived = 0
+
+    @property
+    def connection(self):
+        return self.channel
 
     def headersReceived(
         self, command: bytes, path: bytes, version: bytes, length: Optional[int]
@@ -128,7 +135,7 @@ class ProxyRequest(server.Request):
         channel = self.channel
         site = channel.site
         self.site = site
-        self.request_id = self._requestID(channel.trusted)
+        self.request_id = self._requestID(self.connection.trusted)
 
         status = self._checkTarget()
         if status:
@@ -229,7 +236,15 @@ class ProxyRequest(server.Request):
         (the rest of the body cannot be told apart from a next request), and
         the head says so.
         """
-        if not self.bodyComplete and self.channel is not None:
+        if not self.bodyComplete:
+            self.closeAfterResponse()
+
+    def closeAfterResponse(self) -> None:
+        """
+        Close the client connection once this response is written, and say
+        so in its head.
+        """
+        if self.channel is not None:
             self.channel.persistent = False
             self.responseHeaders.setRawHeaders(b"Connection", [b"close"])
 
@@ -258,25 +273,8 @@ class ProxyRequest(server.Request):
         if version != b"HTTP/1.1":
             version = b"HTTP/1.0"
         parts = [version, b" %d " % (code,), reason, b"\r\n"]
-        has_date = has_request_id = has_hsts = False
-        for name, value in headers:
+        for name, value in headers + self.addedResponseHeaders(headers):
             parts += (name, b": ", value, b"\r\n")
-            lname = name.lower()
-            if lname == b"date":
-                has_date = True
-            elif lname == b"x-request-id":
-                has_request_id = True
-            elif lname == b"strict-transport-security":
-                has_hsts = True
-        hsts = self.site.hsts
-        if hsts is not None and not has_hsts:
-            parts += (b"Strict-Transport-Security: ", hsts, b"\r\n")
-        if not has_request_id:
-            parts += (b"X-Request-ID: ", self.request_id, b"\r\n")
-        if not has_date:
-            # RFC 9110 section 6.6.1: a recipient with a clock adds Date to
-            # a response it forwards without one.
-            parts += (b"Date: ", http_date(self.site.reactor.seconds()), b"\r\n")
         channel = self.channel
         if not self.bodyComplete:
             channel.persistent = False
@@ -290,7 +288,33 @@ class ProxyRequest(server.Request):
         parts.append(b"\r\n")
         channel.writeSequence(parts)
         if no_body:
-            self.write = _ignore
+            self.write = ignore_data
+
+    def addedResponseHeaders(self, headers: List[Header]) -> List[Header]:
+        """
+        What the proxy adds to a backend's response head unless the backend
+        sent it: Strict-Transport-Security (on a listener with C{hsts}),
+        X-Request-ID, and Date (RFC 9110 section 6.6.1: a recipient with a
+        clock adds Date to a response it forwards without one).
+        """
+        has_date = has_request_id = has_hsts = False
+        for name, _ in headers:
+            lname = name.lower()
+            if lname == b"date":
+                has_date = True
+            elif lname == b"x-request-id":
+                has_request_id = True
+            elif lname == b"strict-transport-security":
+                has_hsts = True
+        added = []
+        hsts = self.site.hsts
+        if hsts is not None and not has_hsts:
+            added.append((b"Strict-Transport-Security", hsts))
+        if not has_request_id:
+            added.append((b"X-Request-ID", self.request_id))
+        if not has_date:
+            added.append((b"Date", http_date(self.site.reactor.seconds())))
+        return added
 
     def finish(self) -> None:
         if not self.startedWriting:
@@ -304,9 +328,10 @@ class ProxyRequest(server.Request):
         self.handler.clientGone()
 
 
-class ProxyChannel(http.HTTPChannel):
+class ClientConnection:
     """
-    An HTTP/1.1 server connection that streams request bodies.
+    What the proxy needs to know of a client connection, learnt once when
+    it is made: mixed into the HTTP/1.x and the HTTP/2 server protocols.
 
     @ivar client_ip: the peer address, as bytes.
     @ivar trusted: whether the peer is one of C{[server] trusted_proxies}.
@@ -316,8 +341,11 @@ class ProxyChannel(http.HTTPChannel):
     trusted = False
     _client_subject: object = None
 
-    def connectionMade(self) -> None:
-        super().connectionMade()
+    def learnPeer(self) -> None:
+        """
+        Read the peer's facts from the transport; called by
+        C{connectionMade}.
+        """
         self._client_subject = _UNREAD
         self._peer = self.transport.getPeer()
         self._host = self.transport.getHost()
@@ -353,6 +381,16 @@ class ProxyChannel(http.HTTPChannel):
         getsockname system call).
         """
         return self._host
+
+
+class ProxyChannel(ClientConnection, http.HTTPChannel):
+    """
+    An HTTP/1.1 server connection that streams request bodies.
+    """
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.learnPeer()
 
     def checkPersistence(self, request, version: bytes) -> bool:
         """
@@ -393,7 +431,7 @@ class ProxyChannel(http.HTTPChannel):
         closing exchange), and those must not be read as a next request.
         """
         super()._respondToBadRequestAndDisconnect()
-        self.dataReceived = self.lineReceived = self.rawDataReceived = _ignore
+        self.dataReceived = self.lineReceived = self.rawDataReceived = ignore_data
 
     def allContentReceived(self) -> None:
         if not self.requests:

@@ -12,7 +12,7 @@ from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
-from .store import HTTP1_ONLY, CertificateStore
+from .store import HTTP1_ONLY, HTTP2_AND_HTTP1, CertificateStore
 
 
 @implementer(IOpenSSLServerConnectionCreator)
@@ -69,15 +69,10 @@ def tls_factory(site, store: CertificateStore, http2: bool, clock=None):
     """
     Serve C{site} over TLS with the certificates of C{store}.
 
-    This is the one place a listener's TLS factory is built: the choice of
-    the protocol inside the TLS connection (HTTP/2 or HTTP/1.1, by the
-    ALPN result in C{transport.negotiatedProtocol}) belongs here.
-
-    @param http2: whether the listener's config asks for HTTP/2.  HTTP/2
-        is not served yet, so ALPN offers C{http/1.1} only either way: a
-        client must never be handed a protocol the listener cannot speak
-        (every browser offers C{h2} first).  C{(b"h2", b"http/1.1")} is
-        what to offer once the switch to HTTP/2 is made here.
+    @param http2: offer C{h2} before C{http/1.1} through ALPN; C{site} must
+        then be a L{txrevproxy.proxy.http2.NegotiatingSite}, which speaks
+        whichever protocol the handshake settled on.
     @return: a L{TLSMemoryBIOFactory} to listen with.
     """
-    return ListenerTLSFactory(store, HTTP1_ONLY, site, clock)
+    protocols = HTTP2_AND_HTTP1 if http2 else HTTP1_ONLY
+    return ListenerTLSFactory(store, protocols, site, clock)

@@ -48,6 +48,7 @@ SESSION_ID_CONTEXT = b"txrevproxy"
 #: ALPN protocols a listener offers, in the server's order of preference
 #: (C{b"h2"} goes first once HTTP/2 is served).
 HTTP1_ONLY = (b"http/1.1",)
+HTTP2_AND_HTTP1 = (b"h2", b"http/1.1")
 
 
 def lookup(table: Mapping[str, T], server_name: Optional[str], default: T) -> T:

@@ -1,0 +1,178 @@
+"""
+A small HTTP/2 client for the tests, on the C{h2} package over a real TLS
+connection: several requests at once on one connection, request bodies
+sent as the flow-control window allows, and every stream's outcome (a
+whole response, or a reset) recorded.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import attr
+import h2.config
+import h2.connection
+import h2.events
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.interfaces import IHandshakeListener
+from twisted.internet.protocol import Factory, Protocol
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from zope.interface import implementer
+
+from .tls_clients import ProbingClientTLS
+
+
+@attr.s(auto_attribs=True)
+class H2Response:
+    """
+    What came back on one stream.
+
+    @ivar reset: the RST_STREAM error code when the stream was reset
+        instead of ended, else L{None}.
+    """
+
+    status: int = 0
+    headers: List[Tuple[bytes, bytes]] = attr.Factory(list)
+    body: bytes = b""
+    reset: Optional[int] = None
+
+    def header(self, name: bytes) -> Optional[bytes]:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+@implementer(IHandshakeListener)
+class H2Client(Protocol):
+    """
+    An HTTP/2 connection; L{request} starts a stream.
+
+    @ivar handshake: fires with this client once TLS is up.
+    @ivar closed: fires when the connection is gone.
+    """
+
+    def __init__(self) -> None:
+        self.conn = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding=None)
+        )
+        self.handshake: Deferred = Deferred()
+        self.closed: Deferred = Deferred()
+        self._responses: Dict[int, H2Response] = {}
+        self._waiting: Dict[int, Deferred] = {}
+        self._unsent: Dict[int, List] = {}
+
+    def handshakeCompleted(self) -> None:
+        # The preface goes first: bytes written before the handshake is
+        # over are sent after those written from this callback.
+        self.conn.initiate_connection()
+        self._flush()
+        self.handshake.callback(self)
+
+    def request(
+        self,
+        method: bytes,
+        path: bytes,
+        headers: Sequence[Tuple[bytes, bytes]] = (),
+        body: Optional[bytes] = None,
+        authority: bytes = b"localhost",
+    ) -> Deferred:
+        """
+        Send a request; fire with its L{H2Response} when the stream ends or
+        is reset.
+        """
+        stream_id = self.conn.get_next_available_stream_id()
+        self.conn.send_headers(
+            stream_id,
+            [
+                (b":method", method),
+                (b":scheme", b"https"),
+                (b":authority", authority),
+                (b":path", path),
+                *headers,
+            ],
+            end_stream=body is None,
+        )
+        self._responses[stream_id] = H2Response()
+        self._waiting[stream_id] = Deferred()
+        if body is not None:
+            self._unsent[stream_id] = [body]
+            self._sendBodies()
+        self._flush()
+        return self._waiting[stream_id]
+
+    def _sendBodies(self) -> None:
+        for stream_id, unsent in list(self._unsent.items()):
+            data = unsent[0]
+            while data:
+                size = min(
+                    self.conn.local_flow_control_window(stream_id),
+                    self.conn.max_outbound_frame_size,
+                    len(data),
+                )
+                if size <= 0:
+                    break
+                self.conn.send_data(stream_id, data[:size])
+                data = data[size:]
+            unsent[0] = data
+            if not data:
+                self.conn.end_stream(stream_id)
+                del self._unsent[stream_id]
+
+    def dataReceived(self, data: bytes) -> None:
+        for event in self.conn.receive_data(data):
+            if isinstance(event, h2.events.ResponseReceived):
+                response = self._responses[event.stream_id]
+                for name, value in event.headers:
+                    if name == b":status":
+                        response.status = int(value)
+                    else:
+                        response.headers.append((name, value))
+            elif isinstance(event, h2.events.DataReceived):
+                self._responses[event.stream_id].body += event.data
+                self.conn.acknowledge_received_data(
+                    event.flow_controlled_length, event.stream_id
+                )
+            elif isinstance(event, h2.events.StreamEnded):
+                self._done(event.stream_id)
+            elif isinstance(event, h2.events.StreamReset):
+                self._responses[event.stream_id].reset = event.error_code
+                self._unsent.pop(event.stream_id, None)
+                self._done(event.stream_id)
+            elif isinstance(event, h2.events.WindowUpdated):
+                self._sendBodies()
+        self._flush()
+
+    def _done(self, stream_id: int) -> None:
+        waiting = self._waiting.pop(stream_id, None)
+        if waiting is not None:
+            waiting.callback(self._responses.pop(stream_id))
+
+    def _flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data:
+            self.transport.write(data)
+
+    def connectionLost(self, reason=None) -> None:
+        if not self.handshake.called:
+            self.handshake.errback(reason)
+        for waiting in self._waiting.values():
+            waiting.errback(reason)
+        self._waiting = {}
+        self.closed.callback(None)
+
+
+def connect_h2(port: int, server_name: str = "localhost") -> Deferred:
+    """
+    Connect an L{H2Client} to 127.0.0.1:port, offering only C{h2}.
+
+    @return: a Deferred firing with the client once TLS is up.
+    """
+    client = H2Client()
+    creator = ProbingClientTLS(server_name, alpn=[b"h2"])
+    factory = TLSMemoryBIOFactory(creator, True, Factory.forProtocol(lambda: client))
+    d = TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(factory)
+    d.addCallback(lambda _: client.handshake)
+    return d
