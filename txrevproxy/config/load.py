@@ -49,6 +49,7 @@ from .values import (
     header_name,
     hsts_policy,
     integer,
+    method_names,
     name,
     networks,
     one_of,
@@ -109,6 +110,11 @@ SERVER = Table(
         "trusted_proxies": Field(networks, default=[]),
         "max_request_body": Field(size, default="0"),
         "keepalive_timeout": Field(duration, default="75s"),
+        "max_request_line": Field(size, default="8KiB"),
+        "max_headers": Field(integer(1), default=100),
+        "max_header_size": Field(size, default="32KiB"),
+        "header_timeout": Field(duration, default="10s"),
+        "allowed_methods": Field(method_names, default=[]),
     },
 )
 

@@ -27,11 +27,23 @@ class ServerSettings:
     @ivar trusted_proxies: peers whose X-Forwarded-* headers are believed.
     @ivar max_request_body: largest request body in bytes; C{0} means no limit.
     @ivar keepalive_timeout: seconds an idle client connection is kept open.
+    @ivar max_request_line: longest request line in bytes (else 414).
+    @ivar max_headers: most header fields in a request head (else 431).
+    @ivar max_header_size: largest request head in bytes, request line
+        included (else 431).
+    @ivar header_timeout: seconds a client may take to send a whole request
+        head once it started (else 408).
+    @ivar allowed_methods: the request methods served; empty: any.
     """
 
     trusted_proxies: Tuple[IPNetwork, ...] = ()
     max_request_body: int = 0
     keepalive_timeout: float = 75.0
+    max_request_line: int = 8192
+    max_headers: int = 100
+    max_header_size: int = 32768
+    header_timeout: float = 10.0
+    allowed_methods: Tuple[str, ...] = ()
 
 
 @attr.s(frozen=True, auto_attribs=True)

@@ -57,6 +57,19 @@ def header_name(value: Any) -> str:
     return value
 
 
+def method_name(value: Any) -> str:
+    """
+    A request method: an RFC 9110 token, case-sensitive (C{"GET"}, not
+    C{"get"}).
+    """
+    if not isinstance(value, str) or not _TOKEN.match(value):
+        raise expected('a method such as "GET"', value)
+    return value
+
+
+method_names = array_of(method_name, what='an array of methods such as ["GET"]')
+
+
 def integer(minimum: int = 0) -> Callable[[Any], int]:
     """
     A converter of a TOML integer no smaller than C{minimum}.

@@ -219,6 +219,7 @@ class NegotiatingChannel(proxyForInterface(IProtocol, "_channel")):  # type: ign
         transport.unregisterProducer()
         self._channel.setTimeout(None)
         site = self._site
+        site.channels.discard(self._channel)
         h2 = ProxyH2Connection(site.reactor)
         h2.site = site
         h2.factory = site

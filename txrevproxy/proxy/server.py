@@ -13,20 +13,30 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from typing import Dict, List, Optional, Tuple
+import re
+from typing import Dict, List, Optional, Set, Tuple
 from urllib.parse import unquote_to_bytes
 
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web import http, server
 
 from ..config.model import ServerSettings
-from .errors import respond_with_error
+from .errors import error_body, reason_phrase, respond_with_error
 from .headers import connection_tokens, http_date, requested_upgrade
+from .chunked import ChunkedDecoder
+from .request_head import field_line_status, request_line_status
 
 Header = Tuple[bytes, bytes]
 NO_BODY_CODES = frozenset([204, 304])
 
 _MAX_REQUEST_ID = 200
+
+#: A Host field value (RFC 9110 section 7.2): a registered name or an IP
+#: literal, then an optional port.
+_HOST = re.compile(
+    rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?\Z"
+)
 
 
 class _Discard:
@@ -61,6 +71,13 @@ def ignore_data(data: bytes) -> None:
     """
 
 
+def new_request_id() -> bytes:
+    """
+    A random request ID: 16 hex digits.
+    """
+    return b"%016x" % (random.getrandbits(64),)
+
+
 def _valid_request_id(value: bytes) -> bool:
     return 0 < len(value) <= _MAX_REQUEST_ID and all(33 <= c < 127 for c in value)
 
@@ -91,6 +108,7 @@ class ProxyRequest(server.Request):
     truncationVisible = False
     _dispatched = False
     _bodyReceived = 0
+    _early: Optional[List[bytes]] = None
 
     @property
     def connection(self):
@@ -101,15 +119,38 @@ class ProxyRequest(server.Request):
     ) -> None:
         """
         All headers are in and a body of C{length} bytes (L{None}: chunked)
-        follows: route the request now so that its body can stream.
+        follows.  The request is routed (L{dispatchBody}) once the channel
+        has parsed what it has read, so that a request whose first body
+        bytes are malformed (a smuggling attempt) is refused before any of
+        it reaches a backend; the body bytes parsed until then are held.
         """
         self.bodyLength = length
-        self._dispatch(command, path, version)
+        self.site = self.channel.site
+        self._head = (command, path, version)
+        self._early: Optional[List[bytes]] = []
+
+    def dispatchBody(self) -> None:
+        """
+        Route a request whose body has started (see L{headersReceived}),
+        and hand it the body bytes held so far.
+        """
+        early = self._early
+        if early is None:
+            return
+        self._early = None
+        if self._disconnected:
+            return
+        self._dispatch(*self._head)
+        for chunk in early:
+            self.handler.bodyReceived(chunk)
 
     def handleContentChunk(self, data: bytes) -> None:
         self._bodyReceived += len(data)
         limit = self.site.max_request_body
         if limit and self._bodyReceived > limit:
+            if self._early is not None:
+                self._early = None
+                self._prepare(*self._head)
             handler = self.handler
             self.handler = _DISCARD
             if handler is _DISCARD:
@@ -117,29 +158,42 @@ class ProxyRequest(server.Request):
             else:
                 handler.bodyTooLarge()
             return
-        self.handler.bodyReceived(data)
+        if self._early is not None:
+            self._early.append(data)
+        else:
+            self.handler.bodyReceived(data)
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        self.dispatchBody()
         self.bodyComplete = True
         if self._dispatched:
             self.handler.bodyFinished()
         else:
             self._dispatch(command, path, version)
 
-    def _dispatch(self, command: bytes, path: bytes, version: bytes) -> None:
+    def _prepare(self, command: bytes, path: bytes, version: bytes) -> None:
+        """
+        Set the request's state from its request line.
+        """
         self._dispatched = True
         self.method = command
         self.uri = path
         self.clientproto = version
         self.args = {}
-        channel = self.channel
-        site = channel.site
-        self.site = site
+        self.site = self.channel.site
         self.request_id = self._requestID(self.connection.trusted)
 
+    def _dispatch(self, command: bytes, path: bytes, version: bytes) -> None:
+        self._prepare(command, path, version)
+        site = self.site
         status = self._checkTarget()
         if status:
             respond_with_error(self, status, close=True)
+            return
+        allowed = site.allowed_methods
+        if allowed and self.method not in allowed:
+            self.responseHeaders.setRawHeaders(b"Allow", [site.allow_header])
+            respond_with_error(self, 405)
             return
         limit = site.max_request_body
         if limit and self.bodyLength is not None and self.bodyLength > limit:
@@ -187,7 +241,7 @@ class ProxyRequest(server.Request):
             given = self.requestHeaders.getRawHeaders(b"x-request-id")
             if given and _valid_request_id(given[-1]):
                 return given[-1]
-        return b"%016x" % (random.getrandbits(64),)
+        return new_request_id()
 
     def _checkTarget(self) -> int:
         """
@@ -198,9 +252,10 @@ class ProxyRequest(server.Request):
         """
         uri = self.uri
         hosts = self.requestHeaders.getRawHeaders(b"host")
-        if (hosts is not None and len(hosts) != 1) or (
-            hosts is None and self.clientproto == b"HTTP/1.1"
-        ):
+        if hosts is None:
+            if self.clientproto == b"HTTP/1.1":
+                return 400
+        elif len(hosts) != 1 or not _HOST.match(hosts[0]):
             return 400
         if self.method == b"CONNECT":
             return 405
@@ -385,12 +440,146 @@ class ClientConnection:
 
 class ProxyChannel(ClientConnection, http.HTTPChannel):
     """
-    An HTTP/1.1 server connection that streams request bodies.
+    An HTTP/1.1 server connection that streams request bodies and reads
+    request heads strictly (see L{txrevproxy.proxy.request_head}): a head
+    that breaks RFC 9112 or the site's limits is answered with 400, 405,
+    408, 414, 431 or 505, the connection is closed, and nothing of that
+    request reaches a backend.
+
+    @ivar headStarted: when the request head being read began, or L{None}
+        between heads; the site closes a connection whose head takes
+        longer than C{header_timeout} (slowloris).
     """
+
+    headStarted: Optional[float] = None
+    _headLines = 0
+    _headSize = 0
+    _awaitingDispatch: Optional[ProxyRequest] = None
+    _rejected = False
 
     def connectionMade(self) -> None:
         super().connectionMade()
         self.learnPeer()
+        site = self.site
+        # Twisted's own limits answer 400 or drop the connection; they are
+        # set at ours so that ours (with the right statuses) come first.
+        self.MAX_LENGTH = max(site.max_request_line, site.max_header_size)
+        self.totalHeadersSize = site.max_header_size
+        self.maxHeaders = site.max_headers
+        site.channels.add(self)
+
+    def connectionLost(self, reason) -> None:
+        self.site.channels.discard(self)
+        super().connectionLost(reason)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.headStarted is None and not self.requests:
+            self.headStarted = self.site.reactor.seconds()
+        super().dataReceived(data)
+        if self._rejected:
+            return
+        pending = self._buffer
+        if self.line_mode and pending and (
+            b"\n" in pending or b"\r" in pending[:-1]
+        ):
+            # A head line ended by a bare LF or CR: waiting for a CRLF that
+            # is not coming would only hold the connection open.
+            self.reject(400)
+            return
+        request = self._awaitingDispatch
+        if request is not None:
+            # Everything read so far is parsed, and the body's first bytes
+            # (if any came) were well formed: route the request now.
+            self._awaitingDispatch = None
+            request.dispatchBody()
+            expect = request.requestHeaders.getRawHeaders(b"expect")
+            if (
+                expect
+                and expect[0].lower() == b"100-continue"
+                and request.clientproto == b"HTTP/1.1"
+                and not request.bodyComplete
+                and not request.startedWriting
+            ):
+                # RFC 9110 section 10.1.1: the proxy satisfies the
+                # expectation itself (it strips Expect) once it is willing
+                # to read the body.
+                self._send100Continue()
+
+    def lineReceived(self, line: bytes) -> None:
+        lines = self._headLines
+        site = self.site
+        if lines == 0:
+            if not line:
+                # Twisted skips one empty line before a request (old
+                # clients sent CRLF after a POST body).
+                super().lineReceived(line)
+                return
+            if self.headStarted is None:
+                self.headStarted = site.reactor.seconds()
+            if len(line) > site.max_request_line:
+                self.reject(414)
+                return
+            status = request_line_status(line)
+            self._headSize = len(line) + 2
+        elif line:
+            self._headSize += len(line) + 2
+            if lines > site.max_headers or self._headSize > site.max_header_size:
+                status = 431
+            else:
+                status = field_line_status(line, self._version)
+        else:
+            status = 0
+        if status:
+            self.reject(status)
+            return
+        self._headLines = lines + 1
+        super().lineReceived(line)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self.reject(414 if self._headLines == 0 else 431)
+
+    def reject(self, status: int) -> None:
+        """
+        Answer C{status} to a request the proxy will not read any further,
+        and close the connection: what follows on it cannot be trusted to
+        start a request.  The request's exchange, if it began, is
+        abandoned, so its backend connection is dropped.
+        """
+        if self._rejected:
+            return
+        self._rejected = True
+        self._awaitingDispatch = None
+        self.headStarted = None
+        self.persistent = False
+        self.dataReceived = self.lineReceived = self.rawDataReceived = ignore_data
+        request = self.requests[-1] if self.requests else None
+        if request is not None:
+            handler = request.handler
+            request.handler = _DISCARD
+            handler.clientGone()
+            if request.startedWriting:
+                # The middle of a response is no place for an error.
+                self.transport.abortConnection()
+                return
+        request_id = new_request_id()
+        body = error_body(status, request_id)
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: %d\r\n"
+            b"X-Request-ID: %s\r\n"
+            b"Date: %s\r\n"
+            b"Connection: close\r\n\r\n%s"
+            % (
+                status,
+                reason_phrase(status),
+                len(body),
+                request_id,
+                http_date(self.site.reactor.seconds()),
+                body,
+            )
+        )
+        self.transport.loseConnection()
 
     def checkPersistence(self, request, version: bytes) -> bool:
         """
@@ -408,30 +597,25 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
 
     def allHeadersReceived(self) -> None:
         request = self.requests[-1]
+        self._headLines = self._headSize = 0
+        self.headStarted = None
         self.persistent = self.checkPersistence(request, self._version)
         if self.length == 0:
             # No body: Twisted's path dispatches it from allContentReceived.
             return
+        if self.length is None:
+            self._transferDecoder = ChunkedDecoder(
+                request.handleContentChunk, self._finishRequestBody
+            )
         request.headersReceived(self._command, self._path, self._version, self.length)
-        expect = request.requestHeaders.getRawHeaders(b"expect")
-        if (
-            expect
-            and expect[0].lower() == b"100-continue"
-            and self._version == b"HTTP/1.1"
-            and not request.startedWriting
-        ):
-            # RFC 9110 section 10.1.1: the proxy satisfies the expectation
-            # itself (it strips Expect) once it is willing to read the body.
-            self._send100Continue()
+        self._awaitingDispatch = request
 
     def _respondToBadRequestAndDisconnect(self) -> None:
         """
-        Answer 400 and parse nothing more from this client: a transport
-        may still deliver bytes after loseConnection (TLS waits for its
-        closing exchange), and those must not be read as a next request.
+        What Twisted's parser calls on a malformed head or body (a bad
+        header name, a second Content-Length, a bad chunk): see L{reject}.
         """
-        super()._respondToBadRequestAndDisconnect()
-        self.dataReceived = self.lineReceived = self.rawDataReceived = ignore_data
+        self.reject(400)
 
     def allContentReceived(self) -> None:
         if not self.requests:
@@ -446,6 +630,7 @@ class ProxySite(server.Site):
     The site of one listener.
 
     @ivar max_request_body: request body limit in bytes (0: none).
+    @ivar channels: the open HTTP/1.1 connections.
     @ivar scheme: C{b"http"} or C{b"https"}, as the backend is told in
         X-Forwarded-Proto.
     @ivar hsts: the Strict-Transport-Security value added to responses that
@@ -469,11 +654,45 @@ class ProxySite(server.Site):
     ) -> None:
         super().__init__(resource, reactor=reactor, timeout=settings.keepalive_timeout)
         self.max_request_body = settings.max_request_body
+        self.max_request_line = settings.max_request_line
+        self.max_headers = settings.max_headers
+        self.max_header_size = settings.max_header_size
+        self.header_timeout = settings.header_timeout
+        self.allowed_methods = frozenset(
+            m.encode("ascii") for m in settings.allowed_methods
+        )
+        self.allow_header = b", ".join(sorted(self.allowed_methods))
+        self.channels: Set[ProxyChannel] = set()
+        self._sweeper: Optional[LoopingCall] = None
         self.scheme = scheme
         self.hsts = hsts
         self.client_subject_header = client_subject_header
         self._trusted_networks = settings.trusted_proxies
         self._trust: Dict[Optional[str], bool] = {}
+
+    def startFactory(self) -> None:
+        super().startFactory()
+        self._sweeper = LoopingCall(self._closeSlowClients)
+        self._sweeper.clock = self.reactor
+        self._sweeper.start(min(1.0, self.header_timeout), now=False)
+
+    def stopFactory(self) -> None:
+        if self._sweeper is not None and self._sweeper.running:
+            self._sweeper.stop()
+        self._sweeper = None
+        super().stopFactory()
+
+    def _closeSlowClients(self) -> None:
+        """
+        Answer 408 to every client that has been sending one request head
+        for longer than C{header_timeout}.  One sweep a second over the open
+        connections costs less than a timer per request.
+        """
+        too_early = self.reactor.seconds() - self.header_timeout
+        for channel in list(self.channels):
+            started = channel.headStarted
+            if started is not None and started <= too_early:
+                channel.reject(408)
 
     def is_trusted(self, host: Optional[str]) -> bool:
         """

@@ -1,0 +1,247 @@
+"""
+Request hardening: the strict reading of request heads and chunked bodies,
+the limits of C{[server]} (414, 431, 405) and the header timeout against
+slow clients (408).
+"""
+
+from __future__ import annotations
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.trial.unittest import TestCase
+
+from txrevproxy.config import ConfigError
+from txrevproxy.config.model import ServerSettings
+from txrevproxy.proxy.chunked import ChunkedDecoder, MalformedChunks
+from txrevproxy.proxy.request_head import field_line_status, request_line_status
+from txrevproxy.proxy.server import ProxySite
+
+from .test_config import document, parse
+from .test_server import Recorder
+
+
+class RequestLineTests(TestCase):
+    def test_table(self):
+        for line, status in [
+            (b"GET / HTTP/1.1", 0),
+            (b"GET /a?b=c HTTP/1.0", 0),
+            (b"PROPFIND /x HTTP/1.1", 0),
+            (b"GET http://a/b HTTP/1.1", 0),
+            (b"OPTIONS * HTTP/1.1", 0),
+            (b"GET /caf\xc3\xa9 HTTP/1.1", 0),
+            (b"GET / HTTP/2.0", 505),
+            (b"GET / HTTP/1.2", 505),
+            (b"GET / HTTP/1.x", 400),
+            (b"GET / http/1.1", 400),
+            (b"GET  / HTTP/1.1", 400),
+            (b"GET / HTTP/1.1 ", 400),
+            (b" GET / HTTP/1.1", 400),
+            (b"GET\t/ HTTP/1.1", 400),
+            (b"GET /a b HTTP/1.1", 400),
+            (b"GET /a\x00 HTTP/1.1", 400),
+            (b"GET /a\x7f HTTP/1.1", 400),
+            (b"G(T / HTTP/1.1", 400),
+            (b"GET HTTP/1.1", 400),
+            (b"", 400),
+        ]:
+            self.assertEqual(request_line_status(line), status, line)
+
+
+class FieldLineTests(TestCase):
+    def test_table(self):
+        for line, version, status in [
+            (b"Host: a", b"HTTP/1.1", 0),
+            (b"X-A: b\tc d", b"HTTP/1.1", 0),
+            (b"X-A: caf\xc3\xa9", b"HTTP/1.1", 0),
+            (b"Transfer-Encoding: chunked", b"HTTP/1.1", 0),
+            (b"transfer-encoding:CHUNKED ", b"HTTP/1.1", 0),
+            (b"Transfer-Encoding: chunked", b"HTTP/1.0", 400),
+            (b"Transfer-Encoding: identity", b"HTTP/1.1", 400),
+            (b"Transfer-Encoding: gzip, chunked", b"HTTP/1.1", 400),
+            (b"Transfer-Encoding: chunked, chunked", b"HTTP/1.1", 400),
+            (b" folded", b"HTTP/1.1", 400),
+            (b"\tfolded", b"HTTP/1.1", 400),
+            (b"X-A: b\rc", b"HTTP/1.1", 400),
+            (b"X-A: b\nc", b"HTTP/1.1", 400),
+            (b"X-A: b\x00c", b"HTTP/1.1", 400),
+            (b"X-A: b\x1bc", b"HTTP/1.1", 400),
+            (b"X-A: b\x7fc", b"HTTP/1.1", 400),
+        ]:
+            self.assertEqual(field_line_status(line, version), status, line)
+
+
+def decode(pieces):
+    data, ends = [], []
+    decoder = ChunkedDecoder(data.append, ends.append)
+    for piece in pieces:
+        decoder.dataReceived(piece)
+    return b"".join(data), ends
+
+
+class ChunkedDecoderTests(TestCase):
+    BODY = b"5\r\nhello\r\n3;name=value\r\nabc\r\nA\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\nNEXT"
+
+    def test_whole(self):
+        self.assertEqual(decode([self.BODY]), (b"helloabc0123456789", [b"NEXT"]))
+
+    def test_byte_by_byte(self):
+        data, ends = decode([bytes([b]) for b in self.BODY])
+        self.assertEqual((data, ends), (b"helloabc0123456789", [b""]))
+
+    def test_malformed(self):
+        for body in [
+            b"zz\r\n",
+            b"0x2\r\nab\r\n",
+            b"-2\r\nab\r\n",
+            b"+2\r\nab\r\n",
+            b" 2\r\nab\r\n",
+            b"2 \r\nab\r\n",
+            b"f" * 17 + b"\r\n",
+            b"\r\n",
+            b"2\r\nabcd\r\n",
+            b"2\r\nab\n0\r\n\r\n",
+            b"2\nab\n",
+            b"2\rab",
+            b"2;\x00\r\nab\r\n",
+            b"0\r\nno colon\r\n\r\n",
+            b"0\r\nX-T : 1\r\n\r\n",
+            b"0\r\n" + b"X-T: " + b"v" * 5000 + b"\r\n\r\n",
+            b"1" * 5000,
+        ]:
+            self.assertRaises(MalformedChunks, decode, [body])
+
+    def test_cut_short(self):
+        decoder = ChunkedDecoder(lambda data: None, lambda rest: None)
+        decoder.dataReceived(b"5\r\nhel")
+        self.assertRaises(MalformedChunks, decoder.noMoreData)
+
+
+def connect(settings: ServerSettings, resource=None):
+    clock = MemoryReactorClock()
+    site = ProxySite(resource or Recorder(), reactor=clock, settings=settings)
+    site.startFactory()
+    channel = site.buildProtocol(None)
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.1", 4321))
+    channel.makeConnection(transport)
+    return clock, site, channel, transport
+
+
+def status(transport: StringTransport) -> int:
+    return int(transport.value().split(b" ", 2)[1])
+
+
+class LimitTests(TestCase):
+    def test_request_line_over_the_limit_gets_414(self):
+        _, _, channel, transport = connect(ServerSettings(max_request_line=100))
+        channel.dataReceived(b"GET /" + b"a" * 100 + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertEqual(status(transport), 414)
+        self.assertTrue(transport.disconnecting)
+
+    def test_unfinished_request_line_over_the_limit_gets_414(self):
+        _, _, channel, transport = connect(
+            ServerSettings(max_request_line=100, max_header_size=200)
+        )
+        channel.dataReceived(b"GET /" + b"a" * 300)
+        self.assertEqual(status(transport), 414)
+
+    def test_too_many_headers_get_431(self):
+        recorder = Recorder()
+        _, _, channel, transport = connect(ServerSettings(max_headers=3), recorder)
+        channel.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\n\r\n")
+        self.assertEqual(len(recorder.requests), 1)
+        channel, transport = connect(ServerSettings(max_headers=3), recorder)[2:]
+        channel.dataReceived(
+            b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n"
+        )
+        self.assertEqual(status(transport), 431)
+        self.assertEqual(len(recorder.requests), 1)
+
+    def test_head_over_the_size_limit_gets_431(self):
+        _, _, channel, transport = connect(ServerSettings(max_header_size=100))
+        channel.dataReceived(
+            b"GET / HTTP/1.1\r\nHost: a\r\nA: " + b"v" * 80 + b"\r\n\r\n"
+        )
+        self.assertEqual(status(transport), 431)
+
+    def test_methods_not_allowed_get_405_with_allow(self):
+        recorder = Recorder()
+        _, _, channel, transport = connect(
+            ServerSettings(allowed_methods=("GET", "HEAD")), recorder
+        )
+        channel.dataReceived(b"DELETE / HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertEqual(status(transport), 405)
+        self.assertIn(b"\r\nAllow: GET, HEAD\r\n", transport.value())
+        self.assertEqual(recorder.requests, [])
+        channel.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertEqual(len(recorder.requests), 1)
+
+
+class HeaderTimeoutTests(TestCase):
+    def test_slow_head_gets_408(self):
+        clock, _, channel, transport = connect(ServerSettings(header_timeout=10))
+        channel.dataReceived(b"GET / HTTP/1.1\r\n")
+        for _ in range(9):
+            clock.advance(1)
+            channel.dataReceived(b"X: y\r\n")
+        self.assertEqual(transport.value(), b"")
+        clock.advance(2)
+        self.assertEqual(status(transport), 408)
+        self.assertTrue(transport.disconnecting)
+
+    def test_slow_request_line_gets_408(self):
+        clock, _, channel, transport = connect(ServerSettings(header_timeout=10))
+        for byte in b"GET / HTT":
+            channel.dataReceived(bytes([byte]))
+            clock.advance(1)
+        clock.advance(2)
+        self.assertEqual(status(transport), 408)
+
+    def test_idle_keepalive_and_completed_heads_are_left_alone(self):
+        recorder = Recorder()
+        clock, site, channel, transport = connect(
+            ServerSettings(header_timeout=10), recorder
+        )
+        clock.advance(30)
+        channel.dataReceived(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n")
+        clock.advance(30)
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(len(recorder.requests), 1)
+        site.stopFactory()
+
+
+class ConfigTests(TestCase):
+    def test_keys(self):
+        config = parse(
+            document(
+                server='max_request_line = "4KiB"\nmax_headers = 50\n'
+                'max_header_size = "16KiB"\nheader_timeout = "5s"\n'
+                'allowed_methods = ["GET", "POST"]'
+            )
+        )
+        server = config.server
+        self.assertEqual(
+            (
+                server.max_request_line,
+                server.max_headers,
+                server.max_header_size,
+                server.header_timeout,
+                server.allowed_methods,
+            ),
+            (4096, 50, 16384, 5.0, ("GET", "POST")),
+        )
+
+    def test_problems(self):
+        with self.assertRaises(ConfigError) as caught:
+            parse(
+                document(
+                    server='max_headers = 0\nheader_timeout = "soon"\n'
+                    'allowed_methods = ["GET", "BAD METHOD"]'
+                )
+            )
+        problems = "\n".join(caught.exception.problems)
+        for key in (
+            "server.max_headers",
+            "server.header_timeout",
+            "server.allowed_methods[1]",
+        ):
+            self.assertIn(key, problems)
