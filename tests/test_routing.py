@@ -1,19 +1,27 @@
 """
-Tests for L{txrevproxy.routing} and L{txrevproxy.target}: which route a
-request gets (host, longest prefix, matchers, priority and ties), what
-answers when none does, and path normalisation against attempts to dodge
-a route.
+Tests for L{txrevproxy.routing}, L{txrevproxy.target} and
+L{txrevproxy.answers}: which route a request gets (host, longest prefix,
+matchers, priority and ties), what answers when none does, path
+normalisation against attempts to dodge a route, and the answers routes
+give without a backend.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet.testing import MemoryReactorClock
 from twisted.web.test.requesthelper import DummyRequest
 
 from txrevproxy.config import parse_config
-from txrevproxy.routing import Candidate, build_router
+from txrevproxy.config.model import ServerSettings
+from txrevproxy.explain import replay
+from txrevproxy.proxy.server import ProxySite
+from txrevproxy.routing import Candidate, build_root, build_router
 from txrevproxy.target import normalize_path
 
 if sys.version_info >= (3, 11):
@@ -438,3 +446,97 @@ GUARDED = router(
 )
 def test_normalisation_attacks_do_not_dodge_a_route(target, expected):
     assert chosen(GUARDED, target) == expected
+
+
+def answer(routes: str, head: bytes) -> bytes:
+    """
+    The bytes a router built from C{routes} answers C{head} with, when a
+    route answers by itself.
+    """
+    config = parse_config(
+        tomllib.loads(
+            '[listeners.web]\nendpoint = "tcp:8080"\n'
+            '[upstreams.app]\nservers = [{ url = "http://127.0.0.1:9001" }]\n' + routes
+        )
+    )
+    root = build_root(config, {}, MemoryReactorClock())
+    site = ProxySite(root, reactor=MemoryReactorClock(), settings=ServerSettings())
+    made, transport = replay(site, head, "127.0.0.1")
+    made.renderLeaf(root)
+    return re.sub(rb"X-Request-Id: \w+\r\n", b"", transport.value())
+
+
+@pytest.mark.parametrize(
+    "routes, head, response",
+    [
+        (
+            '[[routes]]\nrespond = { status = 204 }',
+            b"GET / HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"HTTP/1.1 204 No Content\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n",
+        ),
+        (
+            '[[routes]]\nrespond = { body = "ok", content_type = "text/x" }',
+            b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/x\r\nContent-Length: 2\r\n"
+            b"Date: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n",
+        ),
+        (
+            '[[routes]]\nrespond = { body = "ok" }\n'
+            'response_headers = { set = { "Content-Type" = "text/html" }, add = { "X-Id" = "{request_id}" } }',
+            b"GET / HTTP/1.1\r\nHost: h\r\nX-Request-ID: forged\r\n\r\n",
+            None,
+        ),
+        (
+            '[[routes]]\nredirect = { to = "https://{host}{uri}" }',
+            b"POST /a?b HTTP/1.1\r\nHost: H.test:81\r\nContent-Length: 3\r\n\r\n",
+            b"HTTP/1.1 302 Found\r\nLocation: https://h.test/a?b\r\nContent-Length: 0\r\n"
+            b"Date: Thu, 01 Jan 1970 00:00:00 GMT\r\nConnection: close\r\n\r\n",
+        ),
+    ],
+)
+def test_answers_without_a_backend(routes, head, response):
+    got = answer(routes, head)
+    if response is not None:
+        assert got == response
+    else:
+        # The rules' Content-Type replaces the route's, and the request ID
+        # is the proxy's own (the client is not a trusted proxy).
+        assert b"Content-Type: text/html\r\n" in got
+        assert b"text/plain" not in got
+        assert re.search(rb"X-Id: [0-9a-f]{16}\r\n", got), got
+        assert got.endswith(b"\r\n\r\nok")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["a", "b", ".", "..", "", "%2e", "%2E%2e", "%61", "%2F", "c.d"]),
+        max_size=8,
+    )
+)
+def test_normalisation_is_idempotent_and_leaves_no_dot_segments(segments):
+    path = ("/" + "/".join(segments)).encode("ascii")
+    normalized = normalize_path(path)
+    if normalized is None:
+        return
+    assert normalize_path(normalized) == normalized
+    assert b"//" not in normalized
+    assert all(s not in (b".", b"..") for s in normalized.split(b"/"))
+    assert b"%2e" not in normalized.lower()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["admin", "public", ".", "..", "", "%2e%2e", "%61dmin", "x"]),
+        max_size=6,
+    )
+)
+def test_a_path_is_routed_as_its_normal_form(segments):
+    """
+    However a path is spelt, it goes where its normal form goes: the
+    guarded route cannot be reached, or avoided, by spelling.
+    """
+    path = ("/" + "/".join(segments)).encode("ascii")
+    normalized = normalize_path(path)
+    assert chosen(GUARDED, path) == chosen(GUARDED, normalized)

@@ -20,6 +20,10 @@ Header = Tuple[bytes, bytes]
 
 _CONTENT_TYPE = b"text/plain; charset=utf-8"
 
+#: Statuses whose answers have no body, and no Content-Length either
+#: (RFC 9110 sections 8.6 and 15.4.5).
+_NO_BODY = frozenset([204, 304])
+
 #: Reason phrases of RFC 9110 where they differ from Twisted's older ones.
 _REASONS = {
     413: b"Content Too Large",
@@ -106,7 +110,8 @@ def send_answer(
     response_headers = request.responseHeaders
     for name, value in headers:
         response_headers.addRawHeader(name, value)
-    response_headers.setRawHeaders(b"Content-Length", [b"%d" % (len(body),)])
+    if code not in _NO_BODY:
+        response_headers.setRawHeaders(b"Content-Length", [b"%d" % (len(body),)])
     if not response_headers.hasHeader(b"X-Request-ID"):
         response_headers.setRawHeaders(b"X-Request-ID", [request.request_id])
     site = request.site
