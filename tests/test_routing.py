@@ -15,11 +15,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.testing import MemoryReactorClock
+from twisted.web.resource import Resource
 from twisted.web.test.requesthelper import DummyRequest
 
 from txrevproxy.config import parse_config
 from txrevproxy.config.model import ServerSettings
 from txrevproxy.explain import replay
+from txrevproxy.proxy.errors import respond_with_error
 from txrevproxy.proxy.server import ProxySite
 from txrevproxy.routing import Candidate, build_root, build_router
 from txrevproxy.target import normalize_path
@@ -540,3 +542,25 @@ def test_a_path_is_routed_as_its_normal_form(segments):
     path = ("/" + "/".join(segments)).encode("ascii")
     normalized = normalize_path(path)
     assert chosen(GUARDED, path) == chosen(GUARDED, normalized)
+
+
+@pytest.mark.parametrize(
+    "code, retry_after, expected",
+    [
+        (504, None, b"HTTP/1.1 504 Gateway Timeout\r\nContent-Type: text/html\r\nContent-Length: 7\r\n"),
+        (
+            503,
+            5,
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            b"Retry-After: 5\r\nContent-Length: 2\r\n",
+        ),
+        (502, None, b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\n"),
+    ],
+)
+def test_error_pages_of_the_route_replace_the_proxys(code, retry_after, expected):
+    site = ProxySite(Resource(), reactor=MemoryReactorClock(), settings=ServerSettings())
+    made, transport = replay(site, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", "127.0.0.1")
+    made.error_pages = {504: (b"<p>slow", b"text/html"), 503: (b"{}", b"application/json")}
+    respond_with_error(made, code, retry_after=retry_after)
+    assert transport.value().startswith(expected)
+    assert (b"X-Request-Id: %s\r\n" % (made.request_id,)) in transport.value()

@@ -22,6 +22,10 @@ _UNRESERVED = frozenset(
 )
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _HIDDEN_SEPARATOR = re.compile(rb"%2F|%5C|\\")
+#: What a path that needs normalising has.  One regular expression search
+#: is cheaper on CPython than four C{in} tests on bytes (each of which
+#: first tries its operand as an integer, and fails).
+_UNUSUAL = re.compile(rb"%|//|/\.|\\").search
 
 #: The characters a Host header may hold (RFC 3986 reg-name, an IP
 #: literal in brackets, a port); any other makes it invalid.
@@ -58,15 +62,10 @@ def normalize_path(path: bytes) -> Optional[bytes]:
     module docstring; L{None} when the path cannot be used: a malformed
     escape (C{%zz}), or a dot segment hidden behind an encoded slash.
 
-    A path that needs no change is returned as it is, at the cost of four
-    substring searches: that is the common case on the hot path.
+    A path that needs no change is returned as it is, at the cost of one
+    search: that is the common case on the hot path.
     """
-    if (
-        b"%" not in path
-        and b"/." not in path
-        and b"//" not in path
-        and b"\\" not in path
-    ):
+    if _UNUSUAL(path) is None:
         return path
     if b"%" in path:
         path = decode_unreserved(path)
