@@ -3,9 +3,10 @@ The C{txrevproxy} command: tools around the proxy that twistd runs.
 
 C{txrevproxy check --config FILE} validates a configuration the way the
 proxy would at start (the C{nginx -t} of this project), C{txrevproxy
-demo} runs a configuration in the foreground with demo backends behind it,
-for a first try, and C{txrevproxy certs} makes development certificates.  The proxy itself runs under twistd:
-C{twistd -n txrevproxy --config FILE}.
+route} explains where a request would go, C{txrevproxy demo} runs a
+configuration in the foreground with demo backends behind it, for a first
+try, and C{txrevproxy certs} makes development certificates.  The proxy
+itself runs under twistd: C{twistd -n txrevproxy --config FILE}.
 
 This module and the twistd plugin are the only places that use the global
 reactor, and only inside functions.
@@ -314,6 +315,32 @@ def certs(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     return 0
 
 
+def route(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """
+    C{txrevproxy route}: explain where a request would go.
+    """
+    from .explain import ExplainError, explain
+
+    config = _load(args.config, stderr)
+    if config is None:
+        return 1
+    try:
+        lines = explain(
+            config,
+            args.method,
+            args.url,
+            args.header,
+            listener_name=args.listener,
+            client_ip=args.client_ip,
+        )
+    except ExplainError as error:
+        print(str(error), file=stderr)
+        return 1
+    for line in lines:
+        print(line, file=stdout)
+    return 0
+
+
 def _add_config_option(parser: argparse.ArgumentParser, default: str) -> None:
     parser.add_argument(
         "--config",
@@ -361,6 +388,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_option(demo_parser, DEMO_CONFIG)
     demo_parser.set_defaults(run=demo)
+
+    route_parser = commands.add_parser(
+        "route",
+        help="explain which route, upstream and backends a request would take",
+        description=(
+            "Explain how the proxy would route a request: the listener, the "
+            "route that wins and why every other route lost, the upstream, "
+            "the backends its balancer could pick, and the request head "
+            "sent to the backend (or the answer the proxy gives itself).  "
+            "Nothing is sent anywhere: the request goes through the "
+            "proxy's own parsing and routing in memory."
+        ),
+    )
+    _add_config_option(route_parser, DEFAULT_CONFIG)
+    route_parser.add_argument("method", metavar="METHOD", help="such as GET")
+    route_parser.add_argument(
+        "url", metavar="URL", help="such as https://shop.example.test/products/1"
+    )
+    route_parser.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="a request header (repeat for more); Host overrides the URL's",
+    )
+    route_parser.add_argument(
+        "--listener",
+        metavar="NAME",
+        help="the listener the request arrives on (default: the one of the "
+        "URL's scheme and port)",
+    )
+    route_parser.add_argument(
+        "--client-ip",
+        default="127.0.0.1",
+        metavar="ADDRESS",
+        help="the client's address (default: %(default)s)",
+    )
+    route_parser.set_defaults(run=route)
 
     certs_parser = commands.add_parser(
         "certs",

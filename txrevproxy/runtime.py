@@ -14,12 +14,11 @@ from twisted.internet.interfaces import IProtocolFactory
 from twisted.logger import Logger
 
 from .balancer import Backend, Balancer
-from .config.model import Config, Listener, Route, Upstream
-from .proxy.pool import ConnectionPool, backend_endpoint
-from .proxy.resource import ProxyTarget, ReverseProxyResource
+from .config.model import Config, Listener, Upstream
 from .proxy.http2 import NegotiatingSite
+from .proxy.pool import ConnectionPool, backend_endpoint
 from .proxy.server import ProxySite
-from .routing import HttpsRedirect, build_router
+from .routing import HttpsRedirect, build_root
 from .tls.server import tls_factory
 from .tls.store import CertificateStore
 
@@ -71,6 +70,7 @@ class Runtime:
     @ivar stores: the L{CertificateStore} of each C{[tls.NAME]} table a
         listener uses, by table name.
     @ivar balancers: the L{Balancer} of each upstream, by upstream name.
+    @ivar root: the L{Router}, the resource tree all routed listeners share.
     @ivar ports: the port each listener listens on, once it does (an HTTP
         listener redirecting to HTTPS needs the HTTPS one's).
     """
@@ -100,23 +100,7 @@ class Runtime:
             ]
             self.balancers[name] = Balancer(backends)
 
-        def route_resource(route: Route) -> ReverseProxyResource:
-            upstream = config.upstreams[route.upstream]
-            preserve_host = (
-                upstream.preserve_host
-                if route.preserve_host is None
-                else route.preserve_host
-            )
-            target = ProxyTarget(
-                self.balancers[route.upstream],
-                reactor,
-                upstream.response_timeout,
-                preserve_host,
-                upstream.tunnel_idle_timeout,
-            )
-            return ReverseProxyResource(target)
-
-        root = build_router(config.routes, route_resource)
+        self.root = build_root(config, self.balancers, reactor)
         self.stores: Dict[str, CertificateStore] = {
             name: CertificateStore(block)
             for name, block in config.tls.items()
@@ -125,7 +109,7 @@ class Runtime:
         self.ports: Dict[str, int] = {}
         self.sites: Dict[str, ProxySite] = {
             name: (NegotiatingSite if _serves_http2(listener) else ProxySite)(
-                root
+                self.root
                 if listener.redirect_to_https is None
                 else HttpsRedirect(
                     lambda target=listener.redirect_to_https: self.ports[target]

@@ -10,6 +10,7 @@ path, and raises one L{ConfigError} carrying all of them.
 from __future__ import annotations
 
 import difflib
+import mimetypes
 import os
 import re
 import sys
@@ -28,6 +29,7 @@ from .model import (
     TLSCertificate,
     Upstream,
 )
+from .routes import ROUTE
 from .schema import (
     MODEL_DEFAULT,
     Field,
@@ -45,7 +47,6 @@ from .values import (
     duration,
     endpoint,
     file_path,
-    host_names,
     header_name,
     hsts_policy,
     integer,
@@ -53,7 +54,6 @@ from .values import (
     name,
     networks,
     one_of,
-    route_path,
     server_name,
     server_names,
     size,
@@ -226,16 +226,6 @@ UPSTREAM = Table(
     checks=(_distinct_servers,),
 )
 
-ROUTE = Table(
-    Route,
-    {
-        "upstream": Field(name),
-        "path": Field(route_path, default="/"),
-        "host": Field(host_names, default=MODEL_DEFAULT, attribute="hosts"),
-        "preserve_host": Field(boolean, default=MODEL_DEFAULT),
-    },
-)
-
 CONFIG = Table(
     Config,
     {
@@ -397,19 +387,62 @@ def _absolute_paths(config: Config, base: str) -> Config:
 
 def _route_conflicts(routes: Iterable[Route]) -> Iterable[Problem]:
     """
-    Two routes for the same host and path: the later would silently hide
-    the earlier.
+    Two routes for the same host and path with the same matchers: one of
+    them could never be chosen (whatever their priorities, the same
+    requests match both and one always comes first).
     """
     seen: Dict[Any, int] = {}
     for route in routes:
         for host in route.hosts or (None,):
-            first = seen.setdefault((host, route.path), route.index)
+            first = seen.setdefault((host, route.path, route.matchers), route.index)
             if first != route.index:
                 where = "" if host is None else ' for host "%s"' % (host,)
+                same = " with the same matchers" if any(route.matchers) else ""
                 yield (
                     "routes[%d].path" % (route.index,),
-                    '"%s"%s is already routed by routes[%d]' % (route.path, where, first),
+                    '"%s"%s is already routed by routes[%d]%s'
+                    % (route.path, where, first, same),
                 )
+
+
+#: The largest error page read; a page is held in memory for the life of
+#: the configuration.
+ERROR_PAGE_LIMIT = 1024 * 1024
+
+
+def _read_error_pages(config: Config, base: str, problems: List[Problem]) -> Config:
+    """
+    The configuration with every route's error pages read (from absolute
+    paths), so the hot path never reads a file; a page that cannot be read
+    is added to C{problems}.
+    """
+    routes = []
+    for route in config.routes:
+        pages = []
+        for page in route.error_pages:
+            path = os.path.abspath(os.path.join(base, page.path))
+            where = "routes[%d].error_pages.%d" % (route.index, page.status)
+            try:
+                with open(path, "rb") as file:
+                    body = file.read(ERROR_PAGE_LIMIT + 1)
+            except OSError as error:
+                problems.append(
+                    (where, "cannot read %s: %s" % (page.path, error.strerror or error))
+                )
+                continue
+            if len(body) > ERROR_PAGE_LIMIT:
+                problems.append(
+                    (where, "%s is larger than 1 MiB; keep it small" % (page.path,))
+                )
+                continue
+            content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+            if content_type.startswith("text/"):
+                content_type += "; charset=utf-8"
+            pages.append(
+                attr.evolve(page, path=path, body=body, content_type=content_type)
+            )
+        routes.append(attr.evolve(route, error_pages=tuple(pages)))
+    return attr.evolve(config, routes=tuple(routes))
 
 
 def _render(problems: Iterable[Problem]) -> List[str]:
@@ -441,6 +474,7 @@ def parse_config(data: Mapping[str, Any], source: Optional[str] = None) -> Confi
     if config is not None:
         problems.extend(_route_conflicts(config.routes))
         problems.extend(_file_problems(config, base))
+        config = _read_error_pages(config, base, problems)
     if problems:
         raise ConfigError(_render(problems), source=source)
     return _absolute_paths(config, base)

@@ -12,9 +12,11 @@ builds a new runtime from a new L{Config}.
 from __future__ import annotations
 
 import ipaddress
-from typing import Mapping, Optional, Tuple, Union
+from typing import Mapping, Optional, Pattern, Tuple, Union
 
 import attr
+
+from ..variables import Template
 
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
@@ -219,23 +221,151 @@ class Upstream:
 
 
 @attr.s(frozen=True, auto_attribs=True)
+class ValueMatch:
+    """
+    What a request header or query parameter must hold for a route to
+    match (see L{Route.headers}).
+
+    @ivar kind: C{"exact"} (a value equal to C{value}), C{"regex"} (a value
+        in which C{pattern} is found), C{"present"} (any value) or
+        C{"absent"} (none at all).
+    @ivar value: the exact value, for C{"exact"}.
+    @ivar pattern: the compiled expression, for C{"regex"}.
+    """
+
+    kind: str
+    value: Optional[str] = None
+    pattern: Optional[Pattern[str]] = None
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class PathRegex:
+    """
+    A route's C{rewrite}: the first match of C{pattern} in the path is
+    replaced.
+
+    @ivar pattern: the compiled expression.
+    @ivar replacement: the replacement as written (C{$1}, C{${name}}).
+    @ivar expansion: the same in the form of L{re.Pattern.sub}.
+    """
+
+    pattern: Pattern[bytes]
+    replacement: str
+    expansion: bytes
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class HeaderRules:
+    """
+    A route's C{request_headers} or C{response_headers}: headers removed,
+    then set (replacing every field of the name), then added.
+
+    @ivar set: C{(name, template)} pairs.
+    @ivar add: C{(name, template)} pairs.
+    @ivar remove: header names.
+    """
+
+    set: Tuple[Tuple[str, Template], ...] = ()
+    add: Tuple[Tuple[str, Template], ...] = ()
+    remove: Tuple[str, ...] = ()
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class Redirect:
+    """
+    A route's C{redirect}: every request it matches is answered with a
+    redirect instead of being forwarded.
+
+    @ivar to: the Location, a template.
+    @ivar status: 301, 302, 303, 307 or 308.
+    """
+
+    to: Template
+    status: int = 302
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class Respond:
+    """
+    A route's C{respond}: every request it matches gets this fixed answer.
+    """
+
+    status: int = 200
+    body: str = ""
+    content_type: str = "text/plain; charset=utf-8"
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class ErrorPage:
+    """
+    One entry of a route's C{error_pages}: the page sent instead of the
+    proxy's own when the route's upstream fails with C{status}.
+
+    @ivar path: the file, as written (absolute once loaded).
+    @ivar body: the file's bytes, read when the configuration is loaded.
+    @ivar content_type: guessed from the file's extension.
+    """
+
+    status: int
+    path: str
+    body: bytes = b""
+    content_type: str = "text/html; charset=utf-8"
+
+
+@attr.s(frozen=True, auto_attribs=True)
 class Route:
     """
-    One C{[[routes]]} entry: which requests go to which upstream.
+    One C{[[routes]]} entry: which requests it matches, and what answers
+    them: an upstream, a redirect or a fixed response (exactly one).
 
     @ivar index: position in the C{routes} array, for messages (C{routes[2]}).
-    @ivar upstream: name of an upstream in L{Config.upstreams}.
-    @ivar path: a path prefix, matched on whole segments; longest wins.
+    @ivar upstream: name of an upstream in L{Config.upstreams}, or L{None}
+        for a route with C{redirect} or C{respond}.
+    @ivar path: a normalised path prefix, matched on whole segments;
+        longest wins.
     @ivar hosts: lower-cased host names (C{"*.example.test"} allowed); empty
         means any host.
     @ivar preserve_host: overrides L{Upstream.preserve_host} when not None.
+    @ivar methods: upper-case methods the request must use; empty: any.
+    @ivar headers: C{(lower-case name, match)} pairs, sorted, that every
+        request must satisfy.
+    @ivar query: C{(parameter, match)} pairs, sorted, likewise.
+    @ivar priority: orders routes with the same path prefix; higher first.
+    @ivar strip_prefix: remove L{path} from the path sent to the backend.
+    @ivar add_prefix: put this path in front of the path sent.
+    @ivar rewrite: a regular expression replacement on the path sent.
+    @ivar request_headers: header rules for the request sent to the backend.
+    @ivar response_headers: header rules for the response sent back.
+    @ivar redirect: answer with a redirect instead of forwarding.
+    @ivar respond: answer with a fixed response instead of forwarding.
+    @ivar error_pages: pages replacing the proxy's own 502, 503 and 504.
     """
 
     index: int
-    upstream: str
+    upstream: Optional[str] = None
     path: str = "/"
     hosts: Tuple[str, ...] = ()
     preserve_host: Optional[bool] = None
+    methods: Tuple[str, ...] = ()
+    headers: Tuple[Tuple[str, ValueMatch], ...] = ()
+    query: Tuple[Tuple[str, ValueMatch], ...] = ()
+    priority: int = 0
+    strip_prefix: bool = False
+    add_prefix: Optional[str] = None
+    rewrite: Optional[PathRegex] = None
+    request_headers: Optional[HeaderRules] = None
+    response_headers: Optional[HeaderRules] = None
+    redirect: Optional[Redirect] = None
+    respond: Optional[Respond] = None
+    error_pages: Tuple[ErrorPage, ...] = ()
+
+    @property
+    def matchers(self) -> Tuple[object, ...]:
+        """
+        What a request must satisfy besides host and path: the route's
+        C{methods}, C{headers} and C{query}, for comparing routes.
+        """
+        return (self.methods, self.headers, self.query)
 
 
 @attr.s(frozen=True, auto_attribs=True)

@@ -16,6 +16,7 @@ from typing import Any, Callable, Tuple
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.testing import MemoryReactor
 
+from ..target import decode_unreserved
 from .model import IPNetwork
 from .schema import Invalid, array_of, describe, expected
 from .units import parse_duration, parse_size
@@ -322,11 +323,12 @@ def host_names(value: Any) -> Tuple[str, ...]:
 
 def route_path(value: Any) -> str:
     """
-    A route's path prefix in canonical form: C{"/"}, or segments joined by
-    single slashes with no trailing slash (C{"/api/"} and C{"//api"} are
-    C{"/api"}).  Prefixes match whole segments, so the trailing slash
-    carries no meaning.  Segments are compared with the request's path as
-    sent, so characters outside printable ASCII must be percent-encoded.
+    A path prefix (a route's C{path}, C{add_prefix}) in canonical form:
+    normalised as request paths are (see L{txrevproxy.target}), then
+    C{"/"} or segments joined by single slashes with no trailing slash
+    (C{"/api/"}, C{"//api"} and C{"/%61pi"} are C{"/api"}).  Prefixes match
+    whole segments, so the trailing slash carries no meaning.  Characters
+    outside printable ASCII must be percent-encoded.
     """
     if not isinstance(value, str):
         raise expected('a path such as "/api"', value)
@@ -340,7 +342,10 @@ def route_path(value: Any) -> str:
         )
     if "?" in value or "#" in value:
         raise Invalid("%s: a path prefix has no query or fragment" % (shown,))
-    segments = [segment for segment in value.split("/") if segment]
+    decoded = decode_unreserved(value.encode("ascii"))
+    if decoded is None:
+        raise Invalid("%s: a %% must start an escape such as %%2F" % (shown,))
+    segments = [segment for segment in decoded.decode("ascii").split("/") if segment]
     if any(segment in (".", "..") for segment in segments):
         raise Invalid('%s: "." and ".." segments are not allowed' % (shown,))
     return "/" + "/".join(segments)

@@ -8,7 +8,7 @@ nor a backend address.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional, Tuple
 
 from twisted.web.http import RESPONSES
 from twisted.web.resource import Resource
@@ -16,11 +16,18 @@ from twisted.web.server import NOT_DONE_YET
 
 from .headers import http_date
 
-_CONTENT_TYPE = [b"text/plain; charset=utf-8"]
+Header = Tuple[bytes, bytes]
+
+_CONTENT_TYPE = b"text/plain; charset=utf-8"
+
+#: Statuses whose answers have no body, and no Content-Length either
+#: (RFC 9110 sections 8.6 and 15.4.5).
+_NO_BODY = frozenset([204, 304])
 
 #: Reason phrases of RFC 9110 where they differ from Twisted's older ones.
 _REASONS = {
     413: b"Content Too Large",
+    421: b"Misdirected Request",
     504: b"Gateway Timeout",
 }
 
@@ -64,6 +71,9 @@ def respond_with_error(
     out, the client connection is aborted instead, so the client cannot
     mistake a truncated response for a complete one.
 
+    The page is the route's own when its C{error_pages} has one for
+    C{code} (see L{ProxyRequest.error_pages}), else a few lines of text.
+
     @param close: close the client connection after the answer, as for a
         request that broke the protocol.
     """
@@ -72,22 +82,46 @@ def respond_with_error(
     if request.startedWriting:
         abort_response(request)
         return
-    body = error_body(code, request.request_id)
+    pages = getattr(request, "error_pages", None)
+    page = None if pages is None else pages.get(code)
+    if page is None:
+        body = error_body(code, request.request_id)
+        headers = [(b"Content-Type", _CONTENT_TYPE)]
+    else:
+        body, content_type = page
+        headers = [(b"Content-Type", content_type)]
+    if retry_after is not None:
+        headers.append((b"Retry-After", b"%d" % (retry_after,)))
+    send_answer(request, code, body, headers, close)
+
+
+def send_answer(
+    request, code: int, body: bytes, headers: List[Header], close: bool = False
+) -> None:
+    """
+    Answer C{request} with a whole response made by the proxy itself (an
+    error page, a redirect, a route's fixed response): C{headers}, then the
+    ones every answer carries (Content-Length, X-Request-ID unless given,
+    Date, the listener's Strict-Transport-Security).
+
+    @param close: close the client connection after the answer.
+    """
     request.setResponseCode(code, reason_phrase(code))
-    headers = request.responseHeaders
-    headers.setRawHeaders(b"Content-Type", _CONTENT_TYPE)
-    headers.setRawHeaders(b"Content-Length", [b"%d" % (len(body),)])
-    headers.setRawHeaders(b"X-Request-ID", [request.request_id])
+    response_headers = request.responseHeaders
+    for name, value in headers:
+        response_headers.addRawHeader(name, value)
+    if code not in _NO_BODY:
+        response_headers.setRawHeaders(b"Content-Length", [b"%d" % (len(body),)])
+    if not response_headers.hasHeader(b"X-Request-ID"):
+        response_headers.setRawHeaders(b"X-Request-ID", [request.request_id])
     site = request.site
-    headers.setRawHeaders(b"Date", [http_date(site.reactor.seconds())])
+    response_headers.setRawHeaders(b"Date", [http_date(site.reactor.seconds())])
     if site.hsts is not None:
-        headers.setRawHeaders(b"Strict-Transport-Security", [site.hsts])
+        response_headers.setRawHeaders(b"Strict-Transport-Security", [site.hsts])
     if close:
         request.closeAfterResponse()
     else:
         request.closeIfBodyPending()
-    if retry_after is not None:
-        headers.setRawHeaders(b"Retry-After", [b"%d" % (retry_after,)])
     request.write(body)
     request.finish()
 

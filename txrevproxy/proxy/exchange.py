@@ -217,6 +217,8 @@ class ProxyExchange:
         request = self.request
         self._responding = True
         passed_on = client_response_headers(headers, length is not None)
+        if self.target.response_rules is not None:
+            passed_on = self.target.response_rules.apply(passed_on, request)
         if status == 101:
             passed_on += upgrade_response_headers(headers)
         request.writeResponseHead(

@@ -4,12 +4,13 @@ The resource at the end of a route: it forwards the request to an upstream.
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Mapping, Optional, Tuple
 
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from ..config.model import BackendServer
+from ..rewrite import HeaderRewrite, PathRewrite
 from .exchange import ProxyExchange
 from .headers import (
     serialize_request_head,
@@ -36,6 +37,13 @@ class ProxyTarget:
     @ivar preserve_host: send the client's Host rather than the backend's.
     @ivar tunnel_idle_timeout: seconds an upgraded (WebSocket) connection
         may stay silent both ways before it is closed.
+    @ivar path_rewrite: the route's L{PathRewrite}, or L{None}: the
+        request target is sent as the client sent it.
+    @ivar request_rules: the route's request header rules, or L{None}.
+    @ivar response_rules: the route's response header rules, or L{None}
+        (applied by L{ProxyExchange}).
+    @ivar error_pages: the route's pages by status, each C{(body,
+        content type)}, or L{None}.
     """
 
     def __init__(
@@ -45,12 +53,21 @@ class ProxyTarget:
         response_timeout: float,
         preserve_host: bool,
         tunnel_idle_timeout: float = 3600.0,
+        *,
+        path_rewrite: Optional[PathRewrite] = None,
+        request_rules: Optional[HeaderRewrite] = None,
+        response_rules: Optional[HeaderRewrite] = None,
+        error_pages: Optional[Mapping[int, Tuple[bytes, bytes]]] = None,
     ):
         self.balancer = balancer
         self.clock = clock
         self.response_timeout = response_timeout
         self.preserve_host = preserve_host
         self.tunnel_idle_timeout = tunnel_idle_timeout
+        self.path_rewrite = path_rewrite
+        self.request_rules = request_rules
+        self.response_rules = response_rules
+        self.error_pages = error_pages
         self._authorities: Dict[BackendServer, bytes] = {}
 
     def request_head(
@@ -93,7 +110,11 @@ class ProxyTarget:
             headers = with_client_subject(
                 headers, subject_header, connection.client_subject()
             )
-        return serialize_request_head(request.method, request.uri, headers)
+        if self.request_rules is not None:
+            headers = self.request_rules.apply(headers, request)
+        path_rewrite = self.path_rewrite
+        target = request.uri if path_rewrite is None else path_rewrite.target(request)
+        return serialize_request_head(request.method, target, headers)
 
 
 class ReverseProxyResource(Resource):
@@ -109,5 +130,8 @@ class ReverseProxyResource(Resource):
         self.target = target
 
     def render(self, request):
-        ProxyExchange(request, self.target).start()
+        target = self.target
+        if target.error_pages is not None:
+            request.error_pages = target.error_pages
+        ProxyExchange(request, target).start()
         return NOT_DONE_YET

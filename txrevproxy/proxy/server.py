@@ -15,7 +15,6 @@ import ipaddress
 import random
 import re
 from typing import Dict, List, Optional, Set, Tuple
-from urllib.parse import unquote_to_bytes
 
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -98,6 +97,8 @@ class ProxyRequest(server.Request):
     @ivar connection: the client connection's facts (C{client_ip},
         C{trusted}, C{client_subject()}): the L{ProxyChannel} for HTTP/1.x,
         the HTTP/2 connection for a stream.
+    @ivar error_pages: the pages of the route that took the request, by
+        status (see L{respond_with_error}), or L{None}.
     """
 
     log = Logger()
@@ -106,6 +107,7 @@ class ProxyRequest(server.Request):
     bodyComplete = False
     request_id = b"-"
     truncationVisible = False
+    error_pages = None
     _dispatched = False
     _bodyReceived = 0
     _early: Optional[List[bytes]] = None
@@ -200,17 +202,22 @@ class ProxyRequest(server.Request):
             respond_with_error(self, 413)
             return
 
+        # The root resources are leaves that route on the whole path (see
+        # txrevproxy.routing), so twisted.web's segment list is not needed.
         self.prepath = []
-        self.postpath = [
-            unquote_to_bytes(segment) for segment in self.path[1:].split(b"/")
-        ]
+        self.postpath = []
         try:
-            resource = site.getResourceFor(self)
-            body = resource.render(self)
+            self.renderLeaf(site.getResourceFor(self))
         except Exception:
             self.log.failure("error while routing {uri!r}", uri=self.uri)
             respond_with_error(self, 500)
-            return
+
+    def renderLeaf(self, resource) -> None:
+        """
+        Let a leaf resource answer: it returns L{server.NOT_DONE_YET} and
+        answers in its own time, or returns the whole body.
+        """
+        body = resource.render(self)
         if body is not server.NOT_DONE_YET:
             self.setHeader(b"Content-Length", b"%d" % (len(body),))
             self.write(body)

@@ -1,0 +1,422 @@
+"""
+The schema of a C{[[routes]]} table: what a route matches (host, path,
+methods, headers, query, priority), how it rewrites what it forwards, and
+the answers it gives without a backend.
+
+Regular expressions are compiled and templates parsed here, when the
+configuration is loaded, so that a mistake is reported with its key path
+and the hot path never compiles anything.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, Iterable, Tuple
+
+from ..variables import Template
+from .model import (
+    ErrorPage,
+    HeaderRules,
+    PathRegex,
+    Redirect,
+    Respond,
+    Route,
+    ValueMatch,
+)
+from .schema import (
+    MODEL_DEFAULT,
+    Field,
+    Invalid,
+    Problem,
+    Table,
+    array_of,
+    describe,
+    expected,
+    key_path,
+)
+from .values import (
+    boolean,
+    file_path,
+    header_name,
+    host_names,
+    integer,
+    name,
+    route_path,
+)
+
+_METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+
+
+def _method(value: Any) -> str:
+    if not isinstance(value, str) or not _METHOD.match(value):
+        raise expected('a method such as "GET"', value)
+    return value.upper()
+
+
+_methods = array_of(_method, min_items=1, what='an array such as ["GET", "HEAD"]')
+
+
+def methods(value: Any) -> Tuple[str, ...]:
+    """
+    A route's C{methods}: an array of method names, stored upper-case
+    without duplicates.
+    """
+    return tuple(dict.fromkeys(_methods(value)))
+
+
+def _regex(value: Any) -> Any:
+    if not isinstance(value, str) or not value:
+        raise expected("a regular expression", value)
+    try:
+        return re.compile(value)
+    except re.error as error:
+        raise Invalid("invalid regular expression %s: %s" % (describe(value), error))
+
+
+_VALUE_MATCH_KEYS = ("regex", "present")
+
+
+def value_match(value: Any) -> ValueMatch:
+    """
+    What a header or query parameter must hold: a string (that exact
+    value), C{{ regex = "..." }} (a value the expression is found in), or
+    C{{ present = true }} / C{{ present = false }}.
+    """
+    if isinstance(value, str):
+        return ValueMatch("exact", value=value)
+    if (
+        not isinstance(value, dict)
+        or len(value) != 1
+        or not set(value) <= set(_VALUE_MATCH_KEYS)
+    ):
+        raise expected(
+            'a value such as "beta", { regex = "^Mozilla" } or { present = true }',
+            value,
+        )
+    if "regex" in value:
+        try:
+            return ValueMatch("regex", pattern=_regex(value["regex"]))
+        except Invalid as invalid:
+            raise Invalid(problems=[(".regex" + p, m) for p, m in invalid.problems])
+    try:
+        present = boolean(value["present"])
+    except Invalid as invalid:
+        raise Invalid(problems=[(".present" + p, m) for p, m in invalid.problems])
+    return ValueMatch("present" if present else "absent")
+
+
+def _matches_table(convert_name, example: str) -> Any:
+    """
+    A converter of a table from names to L{value_match}es, to sorted
+    C{(name, match)} pairs.
+    """
+
+    def convert(value: Any) -> Tuple[Tuple[str, ValueMatch], ...]:
+        if not isinstance(value, dict) or not value:
+            raise expected("a table such as %s" % (example,), value)
+        problems = []
+        pairs = {}
+        for key, raw in value.items():
+            try:
+                pairs[convert_name(key)] = value_match(raw)
+            except Invalid as invalid:
+                problems.extend((key_path(key) + p, m) for p, m in invalid.problems)
+        if problems:
+            raise Invalid(problems=problems)
+        return tuple(sorted(pairs.items()))
+
+    return convert
+
+
+def _parameter(key: str) -> str:
+    if not key:
+        raise Invalid("a query parameter needs a name")
+    return key
+
+
+def _header(key: str) -> str:
+    return header_name(key).lower()
+
+
+header_matches = _matches_table(_header, '{ "X-Env" = "beta" }')
+query_matches = _matches_table(_parameter, '{ "version" = "2" }')
+
+_REPLACEMENT = re.compile(r"\$(?:(\$)|(\d)|\{(\w+)\})")
+
+
+def _expansion(replacement: str) -> bytes:
+    """
+    A replacement in the form written (C{$1}, C{${name}}, C{$$} for a
+    dollar) turned into the form of L{re.Pattern.sub}.
+    """
+    out = []
+    position = 0
+    for match in _REPLACEMENT.finditer(replacement):
+        out.append(replacement[position : match.start()].replace("\\", "\\\\"))
+        position = match.end()
+        dollar, number, group = match.groups()
+        out.append("$" if dollar else "\\g<%s>" % (number or group,))
+    out.append(replacement[position:].replace("\\", "\\\\"))
+    return "".join(out).encode("utf-8")
+
+
+def _path_regex(pattern: Any, replacement: str) -> PathRegex:
+    return PathRegex(
+        re.compile(pattern.pattern.encode("utf-8")),
+        replacement,
+        _expansion(replacement),
+    )
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise expected("a string", value)
+    return value
+
+
+def _groups_exist(arguments: Dict[str, Any]) -> Iterable[Problem]:
+    pattern = arguments["pattern"]
+    for match in _REPLACEMENT.finditer(arguments["replacement"]):
+        dollar, number, group = match.groups()
+        if number is not None and int(number) > pattern.groups:
+            yield (
+                ".replacement",
+                "$%s: the pattern has %d groups" % (number, pattern.groups),
+            )
+        elif group is not None and not (
+            group in pattern.groupindex
+            or (group.isdigit() and int(group) <= pattern.groups)
+        ):
+            yield (".replacement", "${%s}: the pattern has no such group" % (group,))
+
+
+REWRITE = Table(
+    _path_regex,
+    {"pattern": Field(_regex), "replacement": Field(_text)},
+    checks=(_groups_exist,),
+)
+
+
+def template(value: Any) -> Template:
+    """
+    A text with C{{name}} variables (see L{txrevproxy.variables}).
+    """
+    if not isinstance(value, str):
+        raise expected("a string", value)
+    try:
+        return Template.parse(value)
+    except ValueError as error:
+        raise Invalid("%s: %s" % (describe(value), error))
+
+
+def _header_templates(value: Any) -> Tuple[Tuple[str, Template], ...]:
+    if not isinstance(value, dict):
+        raise expected('a table such as { "X-Frame-Options" = "DENY" }', value)
+    problems = []
+    pairs = []
+    for key, raw in value.items():
+        path = key_path(key)
+        try:
+            pairs.append((header_name(key), template(raw)))
+        except Invalid as invalid:
+            problems.extend((path + p, m) for p, m in invalid.problems)
+    if problems:
+        raise Invalid(problems=problems)
+    return tuple(pairs)
+
+
+#: Headers that frame a message or describe one connection: the proxy
+#: writes them itself, in both directions.
+_FRAMING = frozenset(
+    [
+        "connection",
+        "content-length",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ]
+)
+
+
+def _header_rule_checks(host_settable: bool):
+    def check(arguments: Dict[str, Any]) -> Iterable[Problem]:
+        for key in ("set", "add", "remove"):
+            for entry in arguments.get(key, ()):
+                header = entry if key == "remove" else entry[0]
+                lower = header.lower()
+                if lower in _FRAMING:
+                    yield (
+                        ".%s%s" % (key, key_path(header)),
+                        "the proxy writes %s itself" % (header,),
+                    )
+                elif lower == "host" and not (host_settable and key == "set"):
+                    yield (
+                        ".%s%s" % (key, key_path(header)),
+                        (
+                            "a request has exactly one Host: use set"
+                            if host_settable
+                            else "Host is not a response header"
+                        ),
+                    )
+
+    return check
+
+
+def _header_rules(host_settable: bool) -> Table:
+    return Table(
+        HeaderRules,
+        {
+            "set": Field(_header_templates, default=MODEL_DEFAULT),
+            "add": Field(_header_templates, default=MODEL_DEFAULT),
+            "remove": Field(
+                array_of(
+                    header_name, what='an array of header names such as ["Server"]'
+                ),
+                default=MODEL_DEFAULT,
+            ),
+        },
+        checks=(_header_rule_checks(host_settable),),
+    )
+
+
+def _status(low: int, high: int, *allowed: int):
+    def convert(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise expected("a status code", value)
+        if allowed and value not in allowed:
+            raise Invalid(
+                "expected one of %s, got %d"
+                % (", ".join(str(code) for code in allowed), value)
+            )
+        if not low <= value <= high:
+            raise Invalid(
+                "expected a status from %d to %d, got %d" % (low, high, value)
+            )
+        return value
+
+    return convert
+
+
+def _redirect_target(value: Any) -> Template:
+    if value == "":
+        raise Invalid("must not be empty")
+    return template(value)
+
+
+REDIRECT = Table(
+    Redirect,
+    {
+        "to": Field(_redirect_target),
+        "status": Field(_status(300, 399, 301, 302, 303, 307, 308), default=302),
+    },
+)
+
+
+def _no_body_for_204_304(arguments: Dict[str, Any]) -> Iterable[Problem]:
+    if arguments["status"] in (204, 304) and arguments["body"]:
+        yield (".body", "a %d response has no body" % (arguments["status"],))
+
+
+def _content_type(value: Any) -> str:
+    if not isinstance(value, str) or not value or any(c in value for c in "\r\n\x00"):
+        raise expected('a media type such as "text/html; charset=utf-8"', value)
+    return value
+
+
+RESPOND = Table(
+    Respond,
+    {
+        "status": Field(_status(200, 599), default=200),
+        "body": Field(_text, default=""),
+        "content_type": Field(_content_type, default="text/plain; charset=utf-8"),
+    },
+    checks=(_no_body_for_204_304,),
+)
+
+#: The statuses a route may replace the proxy's own page of.
+ERROR_PAGE_STATUSES = ("502", "503", "504")
+
+
+def error_pages(value: Any) -> Tuple[ErrorPage, ...]:
+    """
+    A route's C{error_pages}: C{{ 502 = "path/to/page.html", ... }}; the
+    files are read by the loader.
+    """
+    if not isinstance(value, dict) or not value:
+        raise expected('a table such as { 502 = "errors/502.html" }', value)
+    problems = []
+    pages = []
+    for key, raw in value.items():
+        if key not in ERROR_PAGE_STATUSES:
+            problems.append(
+                (
+                    key_path(key),
+                    "only %s may have a page" % (", ".join(ERROR_PAGE_STATUSES),),
+                )
+            )
+            continue
+        try:
+            pages.append(ErrorPage(int(key), file_path(raw)))
+        except Invalid as invalid:
+            problems.extend((key_path(key) + p, m) for p, m in invalid.problems)
+    if problems:
+        raise Invalid(problems=problems)
+    return tuple(sorted(pages, key=lambda page: page.status))
+
+
+#: The keys that only mean something for a route that forwards.
+FORWARDING_KEYS = (
+    "preserve_host",
+    "strip_prefix",
+    "add_prefix",
+    "rewrite",
+    "request_headers",
+    "error_pages",
+)
+
+
+def _one_answer(arguments: Dict[str, Any]) -> Iterable[Problem]:
+    """
+    A route is answered by exactly one of its upstream, a redirect or a
+    fixed response; the rewriting keys need an upstream.
+    """
+    answers = [key for key in ("upstream", "redirect", "respond") if key in arguments]
+    if not answers:
+        yield ("", "a route needs one of upstream, redirect or respond")
+    elif len(answers) > 1:
+        yield (
+            key_path(answers[1]),
+            "a route has exactly one of upstream, redirect or respond; "
+            "this one also has %s" % (answers[0],),
+        )
+    elif answers != ["upstream"]:
+        for key in FORWARDING_KEYS:
+            if key in arguments:
+                yield (key_path(key), "only a route with an upstream can use it")
+
+
+ROUTE = Table(
+    Route,
+    {
+        "upstream": Field(name, default=MODEL_DEFAULT),
+        "redirect": Field(REDIRECT, default=MODEL_DEFAULT),
+        "respond": Field(RESPOND, default=MODEL_DEFAULT),
+        "path": Field(route_path, default="/"),
+        "host": Field(host_names, default=MODEL_DEFAULT, attribute="hosts"),
+        "methods": Field(methods, default=MODEL_DEFAULT),
+        "headers": Field(header_matches, default=MODEL_DEFAULT),
+        "query": Field(query_matches, default=MODEL_DEFAULT),
+        "priority": Field(integer(minimum=-1000000), default=0),
+        "preserve_host": Field(boolean, default=MODEL_DEFAULT),
+        "strip_prefix": Field(boolean, default=MODEL_DEFAULT),
+        "add_prefix": Field(route_path, default=MODEL_DEFAULT),
+        "rewrite": Field(REWRITE, default=MODEL_DEFAULT),
+        "request_headers": Field(_header_rules(True), default=MODEL_DEFAULT),
+        "response_headers": Field(_header_rules(False), default=MODEL_DEFAULT),
+        "error_pages": Field(error_pages, default=MODEL_DEFAULT),
+    },
+    checks=(_one_answer,),
+)
