@@ -8,6 +8,7 @@ swaps it in; nothing in a runtime is patched in place.
 
 from __future__ import annotations
 
+import random
 from typing import Dict, List, Optional
 
 from twisted.internet.interfaces import IProtocolFactory
@@ -15,6 +16,7 @@ from twisted.logger import Logger
 
 from .balancer import Backend, Balancer
 from .config.model import Config, Route, Upstream
+from .policies import installed_policies
 from .proxy.pool import ConnectionPool, backend_endpoint
 from .proxy.resource import ProxyTarget, ReverseProxyResource
 from .proxy.server import ProxySite
@@ -39,6 +41,36 @@ def _warn_unverified(upstream: Upstream) -> None:
                 index=index,
                 url=server.url,
             )
+
+
+def _balancer(upstream: Upstream, reactor) -> Balancer:
+    """
+    The balancer of one upstream: a backend with its connection pool for
+    each server, and the picker of the upstream's policy.
+    """
+    backends = [
+        Backend(
+            server,
+            ConnectionPool(
+                reactor,
+                backend_endpoint(
+                    reactor,
+                    server,
+                    upstream.connect_timeout,
+                    upstream.backend_tls(server),
+                ),
+                server.url,
+                idle_timeout=upstream.idle_timeout,
+                max_idle=upstream.max_idle_connections,
+            ),
+            reactor,
+            upstream.slow_start,
+        )
+        for server in upstream.servers
+    ]
+    policy = installed_policies()[upstream.balance]
+    picker = policy.picker(upstream, backends, reactor, random.Random())
+    return Balancer(upstream, backends, picker, reactor)
 
 
 def _subject_header(config: Config, listener) -> Optional[bytes]:
@@ -71,25 +103,7 @@ class Runtime:
         self.balancers: Dict[str, Balancer] = {}
         for name, upstream in config.upstreams.items():
             _warn_unverified(upstream)
-            backends = [
-                Backend(
-                    server,
-                    ConnectionPool(
-                        reactor,
-                        backend_endpoint(
-                            reactor,
-                            server,
-                            upstream.connect_timeout,
-                            upstream.backend_tls(server),
-                        ),
-                        server.url,
-                        idle_timeout=upstream.idle_timeout,
-                        max_idle=upstream.max_idle_connections,
-                    ),
-                )
-                for server in upstream.servers
-            ]
-            self.balancers[name] = Balancer(backends)
+            self.balancers[name] = _balancer(upstream, reactor)
 
         def route_resource(route: Route) -> ReverseProxyResource:
             upstream = config.upstreams[route.upstream]

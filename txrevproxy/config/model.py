@@ -123,6 +123,11 @@ class BackendServer:
         in the certificate; L{None}: as the upstream says.
     @ivar verify: for C{https}, whether the certificate is checked;
         L{None}: as the upstream says.
+    @ivar weight: its share of requests relative to the other servers,
+        for the policies that weigh.
+    @ivar max_connections: the most exchanges it carries at once; C{0}
+        means no limit.  Requests beyond wait in the upstream's queue.
+    @ivar drain: take no new requests (in-flight ones finish).
     """
 
     url: str
@@ -132,6 +137,9 @@ class BackendServer:
     ca: Optional[str] = None
     tls_server_name: Optional[str] = None
     verify: Optional[bool] = None
+    weight: int = 1
+    max_connections: int = 0
+    drain: bool = False
 
     @property
     def authority(self) -> str:
@@ -161,6 +169,42 @@ class BackendTLS:
 
 
 @attr.s(frozen=True, auto_attribs=True)
+class Sticky:
+    """
+    An upstream's C{sticky} table: sticky sessions by cookie.
+
+    @ivar cookie: the cookie's name.
+    @ivar ttl: its Max-Age in seconds; L{None}: a session cookie.
+    """
+
+    cookie: str
+    ttl: Optional[float] = None
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class OutlierDetection:
+    """
+    An C{[upstreams.NAME.outlier]} table: passive health checks, which take
+    out of rotation a backend that fails requests.
+
+    @ivar consecutive_failures: failures in a row that eject a backend.
+    @ivar count_5xx: whether a 5xx response counts as a failure (besides
+        connection failures, resets and timeouts).
+    @ivar ejection_time: seconds of the first ejection; each ejection soon
+        after the previous one lasts twice as long.
+    @ivar max_ejection_time: the longest an ejection lasts.
+    @ivar max_ejection_percent: the largest share of the upstream's
+        backends ejected at once.
+    """
+
+    consecutive_failures: int = 5
+    count_5xx: bool = True
+    ejection_time: float = 30.0
+    max_ejection_time: float = 300.0
+    max_ejection_percent: int = 50
+
+
+@attr.s(frozen=True, auto_attribs=True)
 class Upstream:
     """
     One C{[upstreams.NAME]} table: a group of interchangeable backends.
@@ -179,11 +223,34 @@ class Upstream:
     @ivar tls_server_name: for C{https} servers, the name sent as SNI and
         checked in the certificate; L{None}: each URL's host.
     @ivar verify: for C{https} servers, whether certificates are checked.
+    @ivar balance: the name of the balancing policy (an
+        L{txrevproxy.interfaces.IBalancingPolicy} plugin).
+    @ivar hash_key: what the C{hash} policy hashes: C{"client_ip"},
+        C{"path"}, C{"header:NAME"} or C{"cookie:NAME"}.
+    @ivar sticky: sticky sessions by cookie, or L{None}.
+    @ivar slow_start: seconds over which a returning backend's weight
+        ramps up to its full value; C{0} means at once.
+    @ivar queue_size: requests that may wait for a backend below its
+        C{max_connections}; beyond, they are answered 503 at once.
+    @ivar queue_timeout: seconds a request waits in that queue before it
+        is answered 503.
+    @ivar retries: how many other backends a failed request may be tried on.
+    @ivar retry_budget: retries in progress allowed, as a percentage of the
+        requests in progress (at least L{txrevproxy.balancer.MIN_RETRIES}).
+    @ivar outlier: passive health checks (outlier detection), or L{None}.
     """
 
     name: str
     servers: Tuple[BackendServer, ...]
     balance: str = "round_robin"
+    hash_key: str = "client_ip"
+    sticky: Optional[Sticky] = None
+    slow_start: float = 0.0
+    queue_size: int = 100
+    queue_timeout: float = 5.0
+    retries: int = 1
+    retry_budget: int = 20
+    outlier: Optional[OutlierDetection] = None
     connect_timeout: float = 5.0
     response_timeout: float = 60.0
     idle_timeout: float = 30.0

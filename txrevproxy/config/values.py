@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any, Callable, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.testing import MemoryReactor
@@ -57,9 +57,9 @@ def header_name(value: Any) -> str:
     return value
 
 
-def integer(minimum: int = 0) -> Callable[[Any], int]:
+def integer(minimum: int = 0, maximum: Optional[int] = None) -> Callable[[Any], int]:
     """
-    A converter of a TOML integer no smaller than C{minimum}.
+    A converter of a TOML integer from C{minimum} to C{maximum}.
     """
 
     def convert(value: Any) -> int:
@@ -67,9 +67,52 @@ def integer(minimum: int = 0) -> Callable[[Any], int]:
             raise expected("an integer", value)
         if value < minimum:
             raise Invalid("must be at least %d, got %d" % (minimum, value))
+        if maximum is not None and value > maximum:
+            raise Invalid("must be at most %d, got %d" % (maximum, value))
         return value
 
     return convert
+
+
+#: A percentage, such as C{max_ejection_percent = 50}.
+percent = integer(minimum=0, maximum=100)
+
+
+def cookie_name(value: Any) -> str:
+    """
+    A cookie name (an RFC 6265 token).
+    """
+    if not isinstance(value, str) or not _TOKEN.match(value):
+        raise expected('a cookie name such as "backend"', value)
+    return value
+
+
+_HASH_KEYS = 'client_ip, path, "header:NAME" or "cookie:NAME"'
+
+
+def hash_key(value: Any) -> str:
+    """
+    What the C{hash} policy hashes: C{"client_ip"}, C{"path"},
+    C{"header:NAME"} (header names are kept lower-case) or C{"cookie:NAME"}.
+    """
+    if not isinstance(value, str):
+        raise expected(_HASH_KEYS, value)
+    if value in ("client_ip", "path"):
+        return value
+    kind, colon, key = value.partition(":")
+    if kind == "header" and _TOKEN.match(key):
+        return "header:" + key.lower()
+    if kind == "cookie" and _TOKEN.match(key):
+        return value
+    raise Invalid("expected %s, got %s" % (_HASH_KEYS, describe(value)))
+
+
+def _printable(text: str) -> bool:
+    """
+    Whether C{text} is printable ASCII without spaces, as request targets
+    and header values written by the proxy must be.
+    """
+    return all(" " < c < "\x7f" for c in text)
 
 
 def name(value: Any) -> str:
@@ -320,7 +363,7 @@ def route_path(value: Any) -> str:
     shown = describe(value)
     if not value.startswith("/"):
         raise Invalid('a path must start with "/", got %s' % (shown,))
-    if any(not (" " < c < "\x7f") for c in value):
+    if not _printable(value):
         raise Invalid(
             "%s: a path cannot contain spaces, control or non-ASCII characters "
             "(percent-encode them)" % (shown,)
