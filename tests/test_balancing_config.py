@@ -1,7 +1,7 @@
 """
 Tests for the balancing keys of the configuration: servers' weight,
 max_connections and drain; an upstream's policy, hash key, sticky
-sessions, slow start, queue, retries, and its outlier table.
+sessions, slow start, queue, retries, and its health and outlier tables.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import pytest
 
 from txrevproxy.config.model import (
     BackendServer,
+    HealthCheck,
     OutlierDetection,
     Sticky,
     Upstream,
@@ -34,6 +35,15 @@ def test_every_balancing_key():
             queue_timeout = "2s"
             retries = 2
             retry_budget = 10
+
+            [upstreams.app.health]
+            path = "/healthz?deep=1"
+            interval = "10s"
+            timeout = "1s"
+            rise = 3
+            fall = 2
+            statuses = ["2xx", 404]
+            host = "app.internal"
 
             [upstreams.app.outlier]
             consecutive_failures = 3
@@ -60,15 +70,44 @@ def test_every_balancing_key():
         queue_timeout=2.0,
         retries=2,
         retry_budget=10,
+        health=HealthCheck(
+            path="/healthz?deep=1",
+            interval=10.0,
+            timeout=1.0,
+            rise=3,
+            fall=2,
+            statuses=("2xx", "404"),
+            host="app.internal",
+        ),
         outlier=OutlierDetection(3, False, 10.0, 120.0, 34),
     )
 
 
-def test_outlier_table_has_defaults():
+def test_health_and_outlier_tables_have_defaults():
     config = parse(
-        document(upstream='servers = [{ url = "http://b" }]\n[upstreams.app.outlier]\n')
+        document(
+            upstream='servers = [{ url = "http://b" }]\n'
+            "[upstreams.app.health]\n[upstreams.app.outlier]\n"
+        )
     )
-    assert config.upstreams["app"].outlier == OutlierDetection()
+    upstream = config.upstreams["app"]
+    assert upstream.health == HealthCheck()
+    assert upstream.outlier == OutlierDetection()
+
+
+def test_tcp_health_check():
+    config = parse(
+        document(upstream='servers = [{ url = "http://b" }]\nhealth = { type = "tcp" }')
+    )
+    assert config.upstreams["app"].health == HealthCheck(type="tcp")
+
+
+@pytest.mark.parametrize(
+    "status, passes", [(200, True), (302, True), (404, True), (403, False), (503, False)]
+)
+def test_health_statuses(status, passes):
+    check = HealthCheck(statuses=("2xx", "3xx", "404"))
+    assert check.passes(status) is passes
 
 
 def test_every_balancing_problem_with_its_key_path():
@@ -86,6 +125,11 @@ def test_every_balancing_problem_with_its_key_path():
             retries = -1
             retry_budget = 150
 
+            [upstreams.app.health]
+            type = "tcp"
+            path = "/healthz"
+            statuses = ["2xx"]
+
             [upstreams.app.outlier]
             ejection_time = "1m"
             max_ejection_time = "30s"
@@ -101,6 +145,8 @@ def test_every_balancing_problem_with_its_key_path():
         'upstreams.app.queue_timeout: must be longer than zero, got "0s"',
         "upstreams.app.retries: must be at least 0, got -1",
         "upstreams.app.retry_budget: must be at most 100, got 150",
+        'upstreams.app.health.path: only meaningful with type = "http"',
+        'upstreams.app.health.statuses: only meaningful with type = "http"',
         "upstreams.app.outlier.max_ejection_time: must not be shorter than ejection_time",
     ]
 
@@ -122,6 +168,29 @@ def test_every_balancing_problem_with_its_key_path():
             'balance = "hash"\nhash_key = "header:"',
             'upstreams.app.hash_key: expected client_ip, path, "header:NAME" or '
             '"cookie:NAME", got "header:"',
+        ),
+        (
+            "[upstreams.app.health]\nstatuses = [99]",
+            'upstreams.app.health.statuses[0]: expected a status code such as 200 or '
+            'a class such as "2xx", got 99',
+        ),
+        (
+            '[upstreams.app.health]\nstatuses = ["6xx"]',
+            'upstreams.app.health.statuses[0]: expected a status code such as 200 or '
+            'a class such as "2xx", got "6xx"',
+        ),
+        (
+            '[upstreams.app.health]\npath = "healthz"',
+            'upstreams.app.health.path: expected a path such as "/healthz" '
+            '(printable ASCII, no spaces), got "healthz"',
+        ),
+        (
+            '[upstreams.app.health]\ntype = "udp"',
+            'upstreams.app.health.type: unknown value "udp"; expected one of "http", "tcp"',
+        ),
+        (
+            '[upstreams.app.health]\nintervall = "1s"',
+            'upstreams.app.health.intervall: unknown key; did you mean "interval"?',
         ),
         (
             "[upstreams.app.outlier]\nmax_ejection_percent = 101",

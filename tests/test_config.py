@@ -108,6 +108,7 @@ def test_schema_defaults_match_model_defaults():
         (schema.LISTENER, model.Listener, {"name"}),
         (schema.UPSTREAM, model.Upstream, {"name"}),
         (schema.STICKY, model.Sticky, set()),
+        (schema.HEALTH, model.HealthCheck, set()),
         (schema.OUTLIER, model.OutlierDetection, set()),
         (schema.ROUTE, model.Route, {"index"}),
         (schema.CONFIG, model.Config, {"source"}),

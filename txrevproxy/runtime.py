@@ -16,6 +16,7 @@ from twisted.logger import Logger
 
 from .balancer import Backend, Balancer
 from .config.model import Config, Route, Upstream
+from .health import HealthChecker
 from .policies import installed_policies
 from .proxy.pool import ConnectionPool, backend_endpoint
 from .proxy.resource import ProxyTarget, ReverseProxyResource
@@ -94,6 +95,8 @@ class Runtime:
     @ivar stores: the L{CertificateStore} of each C{[tls.NAME]} table a
         listener uses, by table name.
     @ivar balancers: the L{Balancer} of each upstream, by upstream name.
+    @ivar health_checkers: the L{HealthChecker} of each upstream with a
+        C{health} table, for the service to start and stop.
     @ivar ports: the port each listener listens on, once it does (an HTTP
         listener redirecting to HTTPS needs the HTTPS one's).
     """
@@ -101,9 +104,14 @@ class Runtime:
     def __init__(self, config: Config, reactor) -> None:
         self.config = config
         self.balancers: Dict[str, Balancer] = {}
+        self.health_checkers: List[HealthChecker] = []
         for name, upstream in config.upstreams.items():
             _warn_unverified(upstream)
-            self.balancers[name] = _balancer(upstream, reactor)
+            balancer = self.balancers[name] = _balancer(upstream, reactor)
+            if upstream.health is not None:
+                self.health_checkers.append(
+                    HealthChecker(balancer, upstream.health, reactor, random.Random())
+                )
 
         def route_resource(route: Route) -> ReverseProxyResource:
             upstream = config.upstreams[route.upstream]

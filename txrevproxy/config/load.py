@@ -23,6 +23,7 @@ from .model import (
     TLS,
     BackendServer,
     Config,
+    HealthCheck,
     Listener,
     OutlierDetection,
     Route,
@@ -52,12 +53,15 @@ from .values import (
     host_names,
     header_name,
     hash_key,
+    health_statuses,
+    host_header,
     hsts_policy,
     integer,
     name,
     networks,
     one_of,
     percent,
+    request_target,
     route_path,
     server_name,
     server_names,
@@ -222,6 +226,32 @@ STICKY = Table(
     },
 )
 
+#: The keys of a health check that only an HTTP check has.
+HTTP_CHECK_KEYS = ("path", "statuses", "host")
+
+
+def _http_keys_need_http(arguments: Dict[str, Any]) -> Iterable[Problem]:
+    if arguments["type"] != "http":
+        for key in HTTP_CHECK_KEYS:
+            if key in arguments:
+                yield (key_path(key), 'only meaningful with type = "http"')
+
+
+HEALTH = Table(
+    HealthCheck,
+    {
+        "type": Field(one_of("http", "tcp"), default="http"),
+        "path": Field(request_target, default=MODEL_DEFAULT),
+        "interval": Field(duration, default="5s"),
+        "timeout": Field(duration, default="2s"),
+        "rise": Field(integer(minimum=1), default=2),
+        "fall": Field(integer(minimum=1), default=3),
+        "statuses": Field(health_statuses, default=MODEL_DEFAULT),
+        "host": Field(host_header, default=MODEL_DEFAULT),
+    },
+    checks=(_http_keys_need_http,),
+)
+
 def _ejection_times_in_order(arguments: Dict[str, Any]) -> Iterable[Problem]:
     if arguments["max_ejection_time"] < arguments["ejection_time"]:
         yield (".max_ejection_time", "must not be shorter than ejection_time")
@@ -262,6 +292,7 @@ UPSTREAM = Table(
         "queue_timeout": Field(duration, default="5s"),
         "retries": Field(integer(minimum=0), default=1),
         "retry_budget": Field(percent, default=20),
+        "health": Field(HEALTH, default=MODEL_DEFAULT),
         "outlier": Field(OUTLIER, default=MODEL_DEFAULT),
         "connect_timeout": Field(duration, default="5s"),
         "response_timeout": Field(duration, default="60s"),

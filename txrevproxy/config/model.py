@@ -182,6 +182,41 @@ class Sticky:
 
 
 @attr.s(frozen=True, auto_attribs=True)
+class HealthCheck:
+    """
+    An C{[upstreams.NAME.health]} table: active health checks.
+
+    @ivar type: C{"http"} (a GET of L{path}) or C{"tcp"} (a connection).
+    @ivar path: the request target of an HTTP check.
+    @ivar interval: seconds from the end of one round of checks to the
+        start of the next.
+    @ivar timeout: seconds a check may take before it counts as failed.
+    @ivar rise: consecutive passed checks that bring a backend back.
+    @ivar fall: consecutive failed checks that take it out.
+    @ivar statuses: the statuses that pass an HTTP check: classes such as
+        C{"2xx"} and single codes such as C{"404"}.
+    @ivar host: the Host header of an HTTP check; L{None}: the backend's
+        own C{host[:port]}.
+    """
+
+    type: str = "http"
+    path: str = "/"
+    interval: float = 5.0
+    timeout: float = 2.0
+    rise: int = 2
+    fall: int = 3
+    statuses: Tuple[str, ...] = ("2xx", "3xx")
+    host: Optional[str] = None
+
+    def passes(self, status: int) -> bool:
+        """
+        Whether an HTTP check answered with C{status} passes.
+        """
+        statuses = self.statuses
+        return "%dxx" % (status // 100,) in statuses or str(status) in statuses
+
+
+@attr.s(frozen=True, auto_attribs=True)
 class OutlierDetection:
     """
     An C{[upstreams.NAME.outlier]} table: passive health checks, which take
@@ -237,6 +272,7 @@ class Upstream:
     @ivar retries: how many other backends a failed request may be tried on.
     @ivar retry_budget: retries in progress allowed, as a percentage of the
         requests in progress (at least L{txrevproxy.balancer.MIN_RETRIES}).
+    @ivar health: active health checks, or L{None}.
     @ivar outlier: passive health checks (outlier detection), or L{None}.
     """
 
@@ -250,6 +286,7 @@ class Upstream:
     queue_timeout: float = 5.0
     retries: int = 1
     retry_budget: int = 20
+    health: Optional[HealthCheck] = None
     outlier: Optional[OutlierDetection] = None
     connect_timeout: float = 5.0
     response_timeout: float = 60.0

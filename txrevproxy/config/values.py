@@ -107,12 +107,53 @@ def hash_key(value: Any) -> str:
     raise Invalid("expected %s, got %s" % (_HASH_KEYS, describe(value)))
 
 
+_STATUS_CLASS = re.compile(r"[1-5]xx\Z")
+
+
+def health_status(value: Any) -> str:
+    """
+    A status that passes an HTTP health check: a code from 100 to 599
+    (C{204} or C{"204"}) or a class (C{"2xx"}).
+    """
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if isinstance(text, str):
+        if _STATUS_CLASS.match(text):
+            return text
+        if text.isdigit() and 100 <= int(text) <= 599:
+            return str(int(text))
+    raise expected('a status code such as 200 or a class such as "2xx"', value)
+
+
+health_statuses = array_of(
+    health_status, min_items=1, what='an array of statuses such as ["2xx", 404]'
+)
+
+
 def _printable(text: str) -> bool:
     """
     Whether C{text} is printable ASCII without spaces, as request targets
     and header values written by the proxy must be.
     """
     return all(" " < c < "\x7f" for c in text)
+
+
+def request_target(value: Any) -> str:
+    """
+    An origin-form request target such as C{"/healthz?full=1"}: printable
+    ASCII starting with C{/}.
+    """
+    if not isinstance(value, str) or not value.startswith("/") or not _printable(value):
+        raise expected('a path such as "/healthz" (printable ASCII, no spaces)', value)
+    return value
+
+
+def host_header(value: Any) -> str:
+    """
+    A Host header value, C{host[:port]}.
+    """
+    if not isinstance(value, str) or not value or not _printable(value):
+        raise expected('a host such as "app.internal" or "app.internal:8080"', value)
+    return value
 
 
 def name(value: Any) -> str:
