@@ -9,7 +9,7 @@ swaps it in; nothing in a runtime is patched in place.
 from __future__ import annotations
 
 import random
-from typing import Dict, List, Optional
+from typing import Dict, List, Mapping, Optional
 
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.logger import Logger
@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from .balancer import Backend, Balancer
 from .config.model import Config, Route, Upstream
 from .health import HealthChecker
+from .interfaces import IBalancingPolicy
 from .policies import installed_policies
 from .proxy.pool import ConnectionPool, backend_endpoint
 from .proxy.resource import ProxyTarget, ReverseProxyResource
@@ -44,10 +45,14 @@ def _warn_unverified(upstream: Upstream) -> None:
             )
 
 
-def _balancer(upstream: Upstream, reactor) -> Balancer:
+def _balancer(
+    upstream: Upstream, reactor, policies: Mapping[str, IBalancingPolicy]
+) -> Balancer:
     """
     The balancer of one upstream: a backend with its connection pool for
     each server, and the picker of the upstream's policy.
+
+    @param policies: the installed balancing policies, by name.
     """
     backends = [
         Backend(
@@ -69,7 +74,7 @@ def _balancer(upstream: Upstream, reactor) -> Balancer:
         )
         for server in upstream.servers
     ]
-    policy = installed_policies()[upstream.balance]
+    policy = policies[upstream.balance]
     picker = policy.picker(upstream, backends, reactor, random.Random())
     return Balancer(upstream, backends, picker, reactor)
 
@@ -105,9 +110,10 @@ class Runtime:
         self.config = config
         self.balancers: Dict[str, Balancer] = {}
         self.health_checkers: List[HealthChecker] = []
+        policies = installed_policies()
         for name, upstream in config.upstreams.items():
             _warn_unverified(upstream)
-            balancer = self.balancers[name] = _balancer(upstream, reactor)
+            balancer = self.balancers[name] = _balancer(upstream, reactor, policies)
             if upstream.health is not None:
                 self.health_checkers.append(
                     HealthChecker(balancer, upstream.health, reactor, random.Random())
