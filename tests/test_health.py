@@ -128,6 +128,17 @@ def test_a_check_without_an_answer_within_timeout_fails():
     assert backend.pool.endpoint.attempts == 2
 
 
+def test_a_connection_not_made_within_timeout_fails_the_check():
+    clock, balancer, health = checker(fall=1, timeout=2.0)
+    endpoint = balancer.backends[0].pool.endpoint
+    endpoint.hang = True
+    start_round(clock, health)
+    clock.advance(2)
+    assert endpoint.pending[0].called
+    assert not balancer.backends[0].healthy
+    assert balancer.backends[0].last_check == "failed: no answer within 2s"
+
+
 def test_a_refused_connection_fails_the_check():
     clock, balancer, health = checker(fall=1)
     balancer.backends[0].pool.endpoint.refuse = True

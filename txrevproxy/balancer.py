@@ -367,10 +367,17 @@ class Balancer:
         """
         self._queue.remove(waiter)
         waiter.timer.cancel()
+        waiter.deferred = None
 
     def _timedOut(self, waiter: _Waiter) -> None:
         self._queue.remove(waiter)
-        waiter.deferred.errback(NoBackendAvailable(self._retry_after))
+        self._refuse(waiter)
+
+    def _refuse(self, waiter: _Waiter) -> None:
+        # The waiter and its Deferred refer to each other (through the
+        # Deferred's canceller) until it fires.
+        d, waiter.deferred = waiter.deferred, None
+        d.errback(NoBackendAvailable(self._retry_after))
 
     def _serveQueue(self) -> None:
         """
@@ -383,7 +390,8 @@ class Balancer:
                 return
             waiter = queue.popleft()
             waiter.timer.cancel()
-            waiter.deferred.callback(self._lease(waiter.request, candidates, False))
+            d, waiter.deferred = waiter.deferred, None
+            d.callback(self._lease(waiter.request, candidates, False))
 
     @property
     def queued(self) -> int:
@@ -561,7 +569,7 @@ class Balancer:
         while self._queue:
             waiter = self._queue.popleft()
             waiter.timer.cancel()
-            waiter.deferred.errback(NoBackendAvailable(self._retry_after))
+            self._refuse(waiter)
         for backend in self.backends:
             if backend._ejection is not None:
                 backend._ejection.cancel()

@@ -16,6 +16,7 @@ from typing import Dict, List
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, TimeoutError
+from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -55,16 +56,19 @@ class _HTTPCheck:
         connection.sendHead(self, self._head, False, None)
 
     def _failed(self, reason: Failure) -> None:
+        if self._connecting is None:
+            # Cancelled: L{result} fails with the cancellation instead.
+            return
         self._connecting = None
-        if not self.result.called:
-            self.result.errback(reason)
+        self.result.errback(reason)
 
     def _cancel(self, result: Deferred) -> None:
         """
         The check timed out (or the checker stopped): drop its connection.
         """
-        if self._connecting is not None:
-            self._connecting.cancel()
+        connecting, self._connecting = self._connecting, None
+        if connecting is not None:
+            connecting.cancel()
         elif self._connection is not None:
             connection, self._connection = self._connection, None
             connection.abort()
@@ -197,7 +201,8 @@ class HealthChecker(Service):
         if not self.running:
             # Cancelled by stopService: not the backend's fault.
             return
-        if reason.check(TimeoutError):
+        if reason.check(TimeoutError, ConnectingCancelledError):
+            # A TCP check cancelled by its timeout fails with the latter.
             detail = "no answer within %gs" % (self.check.timeout,)
         else:
             detail = reason.getErrorMessage()
