@@ -433,15 +433,18 @@ class Balancer:
         if backend.healthy == healthy:
             return
         backend.healthy = healthy
+        self._log_rotation(backend, "up" if healthy else "down")
+        if healthy:
+            backend.start_ramp()
+        self._update()
+
+    def _log_rotation(self, backend: Backend, state: str) -> None:
         self.log.info(
             "upstream {upstream}: backend {url} is {state}",
             upstream=self.upstream.name,
             url=backend.server.url,
-            state="up" if healthy else "down",
+            state=state,
         )
-        if healthy:
-            backend.start_ramp()
-        self._update()
 
     def _eject(self, backend: Backend) -> None:
         """
@@ -483,6 +486,7 @@ class Balancer:
         backend.returned_at = self.clock.seconds()
         backend.failures = 0
         backend.start_ramp()
+        self._log_rotation(backend, "back from its ejection")
         self._update()
 
     def backend(self, key: Union[int, str]) -> Backend:
@@ -512,6 +516,7 @@ class Balancer:
         backend = self.backend(key)
         if not backend.draining:
             backend.draining = True
+            self._log_rotation(backend, "drained")
             self._update()
 
     def enable(self, key: Union[int, str]) -> None:
@@ -525,6 +530,7 @@ class Balancer:
         if backend.draining:
             backend.draining = False
             backend.start_ramp()
+            self._log_rotation(backend, "enabled")
             self._update()
 
     def state(self) -> Dict[str, Any]:
