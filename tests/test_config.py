@@ -107,6 +107,9 @@ def test_schema_defaults_match_model_defaults():
         (schema.SERVER, model.ServerSettings, set()),
         (schema.LISTENER, model.Listener, {"name"}),
         (schema.UPSTREAM, model.Upstream, {"name"}),
+        (schema.STICKY, model.Sticky, set()),
+        (schema.HEALTH, model.HealthCheck, set()),
+        (schema.OUTLIER, model.OutlierDetection, set()),
         (schema.ROUTE, model.Route, {"index"}),
         (schema.CONFIG, model.Config, {"source"}),
     ],
@@ -388,8 +391,8 @@ PROBLEMS = [
         ['upstreams.app.servers[0].url: "bad..name" is not a valid host name'],
     ),
     (
-        {"upstream": 'servers = [{ url = "http://127.0.0.1:9001", weight = 2 }]'},
-        ["upstreams.app.servers[0].weight: unknown key (known keys: ca, tls_server_name, url, verify)"],
+        {"upstream": 'servers = [{ url = "http://127.0.0.1:9001", weigth = 2 }]'},
+        ['upstreams.app.servers[0].weigth: unknown key; did you mean "weight"?'],
     ),
     (
         {
@@ -399,8 +402,8 @@ PROBLEMS = [
         ["upstreams.app.servers[2].url: same backend as servers[0] (HTTP://127.0.0.1:9001/)"],
     ),
     (
-        {"upstream": 'servers = [{ url = "http://b" }]\nbalance = "least_connections"'},
-        ['upstreams.app.balance: unknown value "least_connections"; expected one of "round_robin"'],
+        {"upstream": 'servers = [{ url = "http://b" }]\nbalance = "least_connection"'},
+        ['upstreams.app.balance: unknown value "least_connection"; expected one of "hash", "least_connections", "random_two_choices", "round_robin", "weighted_round_robin"'],
     ),
     (
         {"upstream": 'servers = [{ url = "http://b" }]\nconnect_timeout = 5'},
@@ -606,7 +609,7 @@ def test_every_problem_is_reported_at_once():
         'listeners.web.endpoint: invalid server endpoint "tcp:abc": '
         "invalid literal for int() with base 10: 'abc'",
         'upstreams.app.servers[0].url: only http:// and https:// backends are supported, got "ftp://127.0.0.1"',
-        'upstreams.app.balance: unknown value "fastest"; expected one of "round_robin"',
+        'upstreams.app.balance: unknown value "fastest"; expected one of "hash", "least_connections", "random_two_choices", "round_robin", "weighted_round_robin"',
         'routes[0].path: a path must start with "/", got "api"',
         'routes[1].host: "*.*.test": a wildcard must be the whole left-most label, as in "*.example.test"',
         'routes[0].upstream: no upstream named "api"; did you mean "app"?',

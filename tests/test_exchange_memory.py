@@ -17,7 +17,8 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import TestCase
 
 from txrevproxy.balancer import Backend, Balancer
-from txrevproxy.config.model import BackendServer, ServerSettings
+from txrevproxy.config.model import BackendServer, ServerSettings, Upstream
+from txrevproxy.policies import RoundRobin
 from txrevproxy.proxy.pool import ConnectionPool
 from txrevproxy.proxy.resource import ProxyTarget, ReverseProxyResource
 from txrevproxy.proxy.server import ProxySite
@@ -36,7 +37,10 @@ class InMemoryProxy:
         self.endpoint = FakeEndpoint()
         server = BackendServer("http://backend:80", "http", "backend", 80)
         pool = ConnectionPool(self.clock, self.endpoint, server.url, 30.0, 4)
-        target = ProxyTarget(Balancer([Backend(server, pool)]), self.clock, 60.0, True)
+        backends = [Backend(server, pool, self.clock)]
+        upstream = Upstream("app", (server,))
+        balancer = Balancer(upstream, backends, RoundRobin(upstream, backends, self.clock, None), self.clock)
+        target = ProxyTarget(balancer, self.clock, 60.0, True)
         self.site = ProxySite(
             ReverseProxyResource(target), reactor=self.clock, settings=ServerSettings()
         )

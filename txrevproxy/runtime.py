@@ -8,13 +8,17 @@ swaps it in; nothing in a runtime is patched in place.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+import random
+from typing import Dict, List, Mapping, Optional
 
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.logger import Logger
 
 from .balancer import Backend, Balancer
 from .config.model import Config, Listener, Upstream
+from .health import HealthChecker
+from .interfaces import IBalancingPolicy
+from .policies import installed_policies
 from .proxy.http2 import NegotiatingSite
 from .proxy.pool import ConnectionPool, backend_endpoint
 from .proxy.server import ProxySite
@@ -49,6 +53,40 @@ def _serves_http2(listener: Listener) -> bool:
     return listener.tls is not None and listener.http2
 
 
+def _balancer(
+    upstream: Upstream, reactor, policies: Mapping[str, IBalancingPolicy]
+) -> Balancer:
+    """
+    The balancer of one upstream: a backend with its connection pool for
+    each server, and the picker of the upstream's policy.
+
+    @param policies: the installed balancing policies, by name.
+    """
+    backends = [
+        Backend(
+            server,
+            ConnectionPool(
+                reactor,
+                backend_endpoint(
+                    reactor,
+                    server,
+                    upstream.connect_timeout,
+                    upstream.backend_tls(server),
+                ),
+                server.url,
+                idle_timeout=upstream.idle_timeout,
+                max_idle=upstream.max_idle_connections,
+            ),
+            reactor,
+            upstream.slow_start,
+        )
+        for server in upstream.servers
+    ]
+    policy = policies[upstream.balance]
+    picker = policy.picker(upstream, backends, reactor, random.Random())
+    return Balancer(upstream, backends, picker, reactor)
+
+
 def _subject_header(config: Config, listener) -> Optional[bytes]:
     """
     The header a listener sends the verified client subject in, if its TLS
@@ -71,6 +109,8 @@ class Runtime:
         listener uses, by table name.
     @ivar balancers: the L{Balancer} of each upstream, by upstream name.
     @ivar root: the L{Router}, the resource tree all routed listeners share.
+    @ivar health_checkers: the L{HealthChecker} of each upstream with a
+        C{health} table, for the service to start and stop.
     @ivar ports: the port each listener listens on, once it does (an HTTP
         listener redirecting to HTTPS needs the HTTPS one's).
     """
@@ -78,27 +118,15 @@ class Runtime:
     def __init__(self, config: Config, reactor) -> None:
         self.config = config
         self.balancers: Dict[str, Balancer] = {}
+        self.health_checkers: List[HealthChecker] = []
+        policies = installed_policies()
         for name, upstream in config.upstreams.items():
             _warn_unverified(upstream)
-            backends = [
-                Backend(
-                    server,
-                    ConnectionPool(
-                        reactor,
-                        backend_endpoint(
-                            reactor,
-                            server,
-                            upstream.connect_timeout,
-                            upstream.backend_tls(server),
-                        ),
-                        server.url,
-                        idle_timeout=upstream.idle_timeout,
-                        max_idle=upstream.max_idle_connections,
-                    ),
+            balancer = self.balancers[name] = _balancer(upstream, reactor, policies)
+            if upstream.health is not None:
+                self.health_checkers.append(
+                    HealthChecker(balancer, upstream.health, reactor, random.Random())
                 )
-                for server in upstream.servers
-            ]
-            self.balancers[name] = Balancer(backends)
 
         self.root = build_root(config, self.balancers, reactor)
         self.stores: Dict[str, CertificateStore] = {

@@ -48,6 +48,9 @@ class ProxyService(MultiService):
     that ports below 1024 are bound before privileges are dropped) and
     synchronously where the endpoint allows, so that a port already in use
     stops the start with a sentence rather than a traceback.
+
+    The runtime's health checkers are child services: they start and stop
+    with this one.
     """
 
     log = Logger()
@@ -75,6 +78,8 @@ class ProxyService(MultiService):
             # The files changed since the configuration was validated.
             self.log.critical("{message}", message=str(error))
             raise ListenError(str(error))
+        for checker in self.runtime.health_checkers:
+            checker.setServiceParent(self)
         for name, listener in self.config.listeners.items():
             endpoint = serverFromString(
                 self._reactor, with_default_backlog(listener.endpoint)

@@ -137,6 +137,11 @@ class BackendServer:
         in the certificate; L{None}: as the upstream says.
     @ivar verify: for C{https}, whether the certificate is checked;
         L{None}: as the upstream says.
+    @ivar weight: its share of requests relative to the other servers,
+        for the policies that weigh.
+    @ivar max_connections: the most exchanges it carries at once; C{0}
+        means no limit.  Requests beyond wait in the upstream's queue.
+    @ivar drain: take no new requests (in-flight ones finish).
     """
 
     url: str
@@ -146,6 +151,9 @@ class BackendServer:
     ca: Optional[str] = None
     tls_server_name: Optional[str] = None
     verify: Optional[bool] = None
+    weight: int = 1
+    max_connections: int = 0
+    drain: bool = False
 
     @property
     def authority(self) -> str:
@@ -175,6 +183,77 @@ class BackendTLS:
 
 
 @attr.s(frozen=True, auto_attribs=True)
+class Sticky:
+    """
+    An upstream's C{sticky} table: sticky sessions by cookie.
+
+    @ivar cookie: the cookie's name.
+    @ivar ttl: its Max-Age in seconds; L{None}: a session cookie.
+    """
+
+    cookie: str
+    ttl: Optional[float] = None
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class HealthCheck:
+    """
+    An C{[upstreams.NAME.health]} table: active health checks.
+
+    @ivar type: C{"http"} (a GET of L{path}) or C{"tcp"} (a connection).
+    @ivar path: the request target of an HTTP check.
+    @ivar interval: seconds from the end of one round of checks to the
+        start of the next.
+    @ivar timeout: seconds a check may take before it counts as failed.
+    @ivar rise: consecutive passed checks that bring a backend back.
+    @ivar fall: consecutive failed checks that take it out.
+    @ivar statuses: the statuses that pass an HTTP check: classes such as
+        C{"2xx"} and single codes such as C{"404"}.
+    @ivar host: the Host header of an HTTP check; L{None}: the backend's
+        own C{host[:port]}.
+    """
+
+    type: str = "http"
+    path: str = "/"
+    interval: float = 5.0
+    timeout: float = 2.0
+    rise: int = 2
+    fall: int = 3
+    statuses: Tuple[str, ...] = ("2xx", "3xx")
+    host: Optional[str] = None
+
+    def passes(self, status: int) -> bool:
+        """
+        Whether an HTTP check answered with C{status} passes.
+        """
+        statuses = self.statuses
+        return "%dxx" % (status // 100,) in statuses or str(status) in statuses
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class OutlierDetection:
+    """
+    An C{[upstreams.NAME.outlier]} table: passive health checks, which take
+    out of rotation a backend that fails requests.
+
+    @ivar consecutive_failures: failures in a row that eject a backend.
+    @ivar count_5xx: whether a 5xx response counts as a failure (besides
+        connection failures, resets and timeouts).
+    @ivar ejection_time: seconds of the first ejection; each ejection soon
+        after the previous one lasts twice as long.
+    @ivar max_ejection_time: the longest an ejection lasts.
+    @ivar max_ejection_percent: the largest share of the upstream's
+        backends ejected at once.
+    """
+
+    consecutive_failures: int = 5
+    count_5xx: bool = True
+    ejection_time: float = 30.0
+    max_ejection_time: float = 300.0
+    max_ejection_percent: int = 50
+
+
+@attr.s(frozen=True, auto_attribs=True)
 class Upstream:
     """
     One C{[upstreams.NAME]} table: a group of interchangeable backends.
@@ -193,11 +272,36 @@ class Upstream:
     @ivar tls_server_name: for C{https} servers, the name sent as SNI and
         checked in the certificate; L{None}: each URL's host.
     @ivar verify: for C{https} servers, whether certificates are checked.
+    @ivar balance: the name of the balancing policy (an
+        L{txrevproxy.interfaces.IBalancingPolicy} plugin).
+    @ivar hash_key: what the C{hash} policy hashes: C{"client_ip"},
+        C{"path"}, C{"header:NAME"} or C{"cookie:NAME"}.
+    @ivar sticky: sticky sessions by cookie, or L{None}.
+    @ivar slow_start: seconds over which a returning backend's weight
+        ramps up to its full value; C{0} means at once.
+    @ivar queue_size: requests that may wait for a backend below its
+        C{max_connections}; beyond, they are answered 503 at once.
+    @ivar queue_timeout: seconds a request waits in that queue before it
+        is answered 503.
+    @ivar retries: how many other backends a failed request may be tried on.
+    @ivar retry_budget: retries in progress allowed, as a percentage of the
+        requests in progress (at least L{txrevproxy.balancer.MIN_RETRIES}).
+    @ivar health: active health checks, or L{None}.
+    @ivar outlier: passive health checks (outlier detection), or L{None}.
     """
 
     name: str
     servers: Tuple[BackendServer, ...]
     balance: str = "round_robin"
+    hash_key: str = "client_ip"
+    sticky: Optional[Sticky] = None
+    slow_start: float = 0.0
+    queue_size: int = 100
+    queue_timeout: float = 5.0
+    retries: int = 1
+    retry_budget: int = 20
+    health: Optional[HealthCheck] = None
+    outlier: Optional[OutlierDetection] = None
     connect_timeout: float = 5.0
     response_timeout: float = 60.0
     idle_timeout: float = 30.0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any, Callable, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.testing import MemoryReactor
@@ -71,9 +71,9 @@ def method_name(value: Any) -> str:
 method_names = array_of(method_name, what='an array of methods such as ["GET"]')
 
 
-def integer(minimum: int = 0) -> Callable[[Any], int]:
+def integer(minimum: int = 0, maximum: Optional[int] = None) -> Callable[[Any], int]:
     """
-    A converter of a TOML integer no smaller than C{minimum}.
+    A converter of a TOML integer from C{minimum} to C{maximum}.
     """
 
     def convert(value: Any) -> int:
@@ -81,9 +81,93 @@ def integer(minimum: int = 0) -> Callable[[Any], int]:
             raise expected("an integer", value)
         if value < minimum:
             raise Invalid("must be at least %d, got %d" % (minimum, value))
+        if maximum is not None and value > maximum:
+            raise Invalid("must be at most %d, got %d" % (maximum, value))
         return value
 
     return convert
+
+
+#: A percentage, such as C{max_ejection_percent = 50}.
+percent = integer(minimum=0, maximum=100)
+
+
+def cookie_name(value: Any) -> str:
+    """
+    A cookie name (an RFC 6265 token).
+    """
+    if not isinstance(value, str) or not _TOKEN.match(value):
+        raise expected('a cookie name such as "backend"', value)
+    return value
+
+
+_HASH_KEYS = 'client_ip, path, "header:NAME" or "cookie:NAME"'
+
+
+def hash_key(value: Any) -> str:
+    """
+    What the C{hash} policy hashes: C{"client_ip"}, C{"path"},
+    C{"header:NAME"} (header names are kept lower-case) or C{"cookie:NAME"}.
+    """
+    if not isinstance(value, str):
+        raise expected(_HASH_KEYS, value)
+    if value in ("client_ip", "path"):
+        return value
+    kind, colon, key = value.partition(":")
+    if kind == "header" and _TOKEN.match(key):
+        return "header:" + key.lower()
+    if kind == "cookie" and _TOKEN.match(key):
+        return value
+    raise Invalid("expected %s, got %s" % (_HASH_KEYS, describe(value)))
+
+
+_STATUS_CLASS = re.compile(r"[1-5]xx\Z")
+
+
+def health_status(value: Any) -> str:
+    """
+    A status that passes an HTTP health check: a code from 100 to 599
+    (C{204} or C{"204"}) or a class (C{"2xx"}).
+    """
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if isinstance(text, str):
+        if _STATUS_CLASS.match(text):
+            return text
+        if text.isdigit() and 100 <= int(text) <= 599:
+            return str(int(text))
+    raise expected('a status code such as 200 or a class such as "2xx"', value)
+
+
+health_statuses = array_of(
+    health_status, min_items=1, what='an array of statuses such as ["2xx", 404]'
+)
+
+
+def _printable(text: str) -> bool:
+    """
+    Whether C{text} is printable ASCII without spaces, as request targets
+    and header values written by the proxy must be.
+    """
+    return all(" " < c < "\x7f" for c in text)
+
+
+def request_target(value: Any) -> str:
+    """
+    An origin-form request target such as C{"/healthz?full=1"}: printable
+    ASCII starting with C{/}.
+    """
+    if not isinstance(value, str) or not value.startswith("/") or not _printable(value):
+        raise expected('a path such as "/healthz" (printable ASCII, no spaces)', value)
+    return value
+
+
+def host_header(value: Any) -> str:
+    """
+    A Host header value, C{host[:port]}.
+    """
+    if not isinstance(value, str) or not value or not _printable(value):
+        raise expected('a host such as "app.internal" or "app.internal:8080"', value)
+    return value
 
 
 def name(value: Any) -> str:
@@ -335,7 +419,7 @@ def route_path(value: Any) -> str:
     shown = describe(value)
     if not value.startswith("/"):
         raise Invalid('a path must start with "/", got %s' % (shown,))
-    if any(not (" " < c < "\x7f") for c in value):
+    if not _printable(value):
         raise Invalid(
             "%s: a path cannot contain spaces, control or non-ASCII characters "
             "(percent-encode them)" % (shown,)

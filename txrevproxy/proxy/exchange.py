@@ -21,6 +21,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ..balancer import (
+    ABANDONED,
+    BROKEN,
+    CONNECT_FAILED,
+    SUCCESS,
+    TIMEOUT,
+    NoBackendAvailable,
+)
 from .errors import abort_response, reason_phrase, respond_with_error
 from .headers import client_response_headers, upgrade_response_headers
 from .response_parser import ResponseParseError
@@ -29,6 +37,12 @@ from .tunnel import Tunnel
 #: Request body bytes held while the backend connection is being set up,
 #: beyond which the client is paused.
 _PENDING_BODY_LIMIT = 64 * 1024
+
+#: Methods whose request may be sent again after a backend broke the
+#: connection without answering (RFC 9110 section 9.2.2).
+IDEMPOTENT_METHODS = frozenset(
+    [b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"]
+)
 
 
 @implementer(IPushProducer)
@@ -61,9 +75,28 @@ class ProxyExchange:
 
     It is registered as the streaming producer of the client response, so
     the client transport's flow control reaches the backend read.
+
+    A request that fails on a backend before any response byte arrived is
+    tried on another backend, up to the upstream's C{retries} and within
+    its retry budget, when sending it again is safe: always when nothing
+    was sent (the connection failed), and when the request has no body and
+    an idempotent method if the backend broke the connection after the
+    request was sent.  A request body is streamed, not kept, so a request
+    with a body is only ever retried when none of it was sent.
     """
 
     log = Logger()
+
+    # Rarely changed from these class defaults, which saves setting them on
+    # every exchange.
+    #: The Deferred of a lease being waited for in the balancer's queue.
+    _waiting = None
+    #: Whether a response byte arrived from the current backend.
+    _answered = False
+    #: The response status, once the head arrived.
+    _status = 0
+    #: The backends this request failed on, once it is retried.
+    _tried: Optional[List] = None
 
     def __init__(self, request, target) -> None:
         self.request = request
@@ -94,15 +127,17 @@ class ProxyExchange:
             self._body_framing = b"chunked" if length is None else b"%d" % (length,)
         else:
             self._upgrade = request.requestedUpgrade()
-        self.target.balancer.acquire(request).addCallbacks(
-            self._leased, self._failBeforeResponse
-        )
+        d = self.target.balancer.acquire(request)
+        d.addCallbacks(self._leased, self._failBeforeResponse)
+        if not d.called:
+            self._waiting = d
 
     # Getting a connection --------------------------------------------------
 
     def _leased(self, lease) -> None:
+        self._waiting = None
         if self._done:
-            lease.release()
+            lease.release(ABANDONED)
             return
         self._lease = lease
         self._head = self.target.request_head(
@@ -115,7 +150,11 @@ class ProxyExchange:
         if connection is not None:
             self._connected(connection)
         else:
-            pool.connect().addCallbacks(self._connected, self._failBeforeResponse)
+            pool.connect().addCallbacks(self._connected, self._connectFailed)
+
+    def _connectFailed(self, reason: Failure) -> None:
+        # Nothing was sent, so any request may go to another backend.
+        self._retryOrFail(reason, CONNECT_FAILED, True)
 
     def _connected(self, upstream) -> None:
         if self._done:
@@ -179,9 +218,9 @@ class ProxyExchange:
         The request body went over the configured limit mid-stream.
         """
         if self._responding:
-            self._abortClient()
+            self._abortClient(ABANDONED)
         else:
-            self._end(abort_upstream=True)
+            self._end(abort_upstream=True, outcome=ABANDONED)
             respond_with_error(self.request, 413)
 
     def _finishUpload(self) -> None:
@@ -200,7 +239,7 @@ class ProxyExchange:
 
     def _responseTimedOut(self) -> None:
         self._timer = None
-        self._end(abort_upstream=True)
+        self._end(abort_upstream=True, outcome=TIMEOUT)
         respond_with_error(self.request, 504)
 
     # The response (called by UpstreamProtocol) ------------------------------
@@ -209,6 +248,7 @@ class ProxyExchange:
         """
         The first response byte arrived: the backend is answering.
         """
+        self._answered = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -216,11 +256,15 @@ class ProxyExchange:
     def responseHead(self, status, reason, headers, length) -> None:
         request = self.request
         self._responding = True
+        self._status = status
         passed_on = client_response_headers(headers, length is not None)
         if self.target.response_rules is not None:
             passed_on = self.target.response_rules.apply(passed_on, request)
         if status == 101:
             passed_on += upgrade_response_headers(headers)
+        set_cookie = self._lease.set_cookie
+        if set_cookie is not None:
+            passed_on.append((b"Set-Cookie", set_cookie))
         request.writeResponseHead(
             status, reason or reason_phrase(status), passed_on, length
         )
@@ -275,7 +319,7 @@ class ProxyExchange:
                 backend=upstream.pool.name if upstream else "?",
                 reason=reason.getErrorMessage(),
             )
-            self._abortClient()
+            self._abortClient(BROKEN)
             return
         if (
             upstream is not None
@@ -289,10 +333,59 @@ class ProxyExchange:
             self._cancelTimer()
             self._useConnection(upstream.pool)
             return
+        self._retryOrFail(
+            reason,
+            BROKEN,
+            not self._answered
+            and self._body_framing is None
+            and self.request.method in IDEMPOTENT_METHODS,
+        )
+
+    def _retryOrFail(self, reason: Failure, outcome: str, safe: bool) -> None:
+        """
+        The current backend failed before answering: report it, and try
+        another backend when that is C{safe} and allowed, else answer the
+        client with the error.
+        """
+        if self._done:
+            return
+        self._cancelTimer()
+        lease = self._lease
+        self._lease = None
+        lease.release(outcome)
+        balancer = self.target.balancer
+        tried = self._tried
+        if (
+            safe
+            and (0 if tried is None else len(tried)) < balancer.retries
+            and balancer.may_retry()
+        ):
+            if tried is None:
+                tried = self._tried = []
+            tried.append(lease.backend)
+            self._answered = False
+            balancer.acquire(self.request, tried).addCallbacks(
+                self._leased, self._noBackendToRetry, errbackArgs=(reason,)
+            )
+            return
+        self._failBeforeResponse(reason)
+
+    def _noBackendToRetry(self, unused: Failure, reason: Failure) -> None:
+        """
+        No other backend can take the retry: answer with the error of the
+        attempt that failed.
+        """
         self._failBeforeResponse(reason)
 
     def _failBeforeResponse(self, reason: Failure) -> None:
+        self._waiting = None
         if self._done:
+            return
+        if reason.check(NoBackendAvailable):
+            self._end()
+            respond_with_error(
+                self.request, 503, retry_after=reason.value.retry_after
+            )
             return
         if reason.check(ConnectTimeoutError):
             code = 504
@@ -326,10 +419,10 @@ class ProxyExchange:
         backend connection is neither leaked nor put back half-used.
         """
         if not self._done:
-            self._end(abort_upstream=True)
+            self._end(abort_upstream=True, outcome=ABANDONED)
 
-    def _abortClient(self) -> None:
-        self._end(abort_upstream=True)
+    def _abortClient(self, outcome: str) -> None:
+        self._end(abort_upstream=True, outcome=outcome)
         abort_response(self.request)
 
     def _cancelTimer(self) -> None:
@@ -337,12 +430,13 @@ class ProxyExchange:
             self._timer.cancel()
             self._timer = None
 
-    def _end(self, abort_upstream: bool = False) -> None:
+    def _end(self, abort_upstream: bool = False, outcome: str = SUCCESS) -> None:
         """
         Mark the exchange over and give the backend lease back.
 
         @param abort_upstream: drop the backend connection too, because it
             is in the middle of an exchange that will not complete.
+        @param outcome: what the lease reports to the balancer.
         """
         self._done = True
         self._cancelTimer()
@@ -357,5 +451,10 @@ class ProxyExchange:
         if abort_upstream and upstream is not None:
             upstream.abort()
         if self._lease is not None:
-            self._lease.release()
+            self._lease.release(outcome, self._status)
             self._lease = None
+        elif self._waiting is not None:
+            # Leave the balancer's queue.
+            waiting = self._waiting
+            self._waiting = None
+            waiting.cancel()

@@ -238,3 +238,16 @@ def http_date(seconds: float) -> bytes:
         _date_cache[1] = datetimeToString(whole)
         _date_cache[0] = whole
     return _date_cache[1]
+
+
+def cookie_value(values: Optional[Iterable[bytes]], name: bytes) -> Optional[bytes]:
+    """
+    The value of the cookie C{name} in a request's Cookie header values
+    (C{a=1; b=2}, RFC 6265 section 4.2), or L{None}.
+    """
+    for value in values or ():
+        for pair in value.split(b";"):
+            key, equals, found = pair.strip().partition(b"=")
+            if equals and key == name:
+                return found.strip(b'"')
+    return None

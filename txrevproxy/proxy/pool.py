@@ -69,6 +69,8 @@ class ConnectionPool:
     there are idle connections, so an unused pool costs no timer.
 
     @ivar name: the backend URL, for log messages.
+    @ivar endpoint: how connections to the backend are made (health checks
+        connect through it too).
     """
 
     log = Logger()
@@ -82,7 +84,7 @@ class ConnectionPool:
         max_idle: int,
     ) -> None:
         self._clock = clock
-        self._endpoint = endpoint
+        self.endpoint = endpoint
         self.name = name
         self._idle_timeout = idle_timeout
         self._max_idle = max_idle
@@ -124,7 +126,7 @@ class ConnectionPool:
         @return: a L{Deferred} that fires with a connected
             L{UpstreamProtocol}, or fails with the connection error.
         """
-        d = self._endpoint.connect(self._factory)
+        d = self.endpoint.connect(self._factory)
         d.addCallback(self._connected)
         return d
 
