@@ -151,3 +151,27 @@ def proxy_process(
                 os.kill(process.pid, signal.SIGKILL)
                 process.wait()
         log.close()
+
+
+def proxy_modules_imported_by(module: str) -> List[str]:
+    """
+    The txrevproxy modules (and the reactor, if installed) that importing
+    C{module} brings in, in a fresh interpreter on the source tree: what
+    twistd pays to list a plugin module.
+    """
+    script = (
+        "import sys\n"
+        "import %s\n"
+        "print('\\n'.join(sorted(m for m in sys.modules\n"
+        "      if m == 'txrevproxy' or m.startswith('txrevproxy.')\n"
+        "      or m == 'twisted.internet.reactor')))\n" % (module,)
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env=source_tree_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.decode("ascii").split()
