@@ -63,3 +63,96 @@ class IBackendPicker(Interface):
             it derives from it by identity.
         @return: one of C{candidates}.
         """
+
+
+class IFilterType(Interface):
+    """
+    A kind of filter, named by the C{type} key of a C{[filters.NAME]}
+    table (C{"rate_limit"}, C{"compress"}, or a plugin's name).
+
+    Provide it together with L{twisted.plugin.IPlugin} on an object in a
+    module of the C{twisted.plugins} package, as for L{IBalancingPolicy};
+    keep that module small and import the implementation in L{configure}.
+    """
+
+    name = Attribute(
+        "The name a filter table's type key uses, such as 'rate_limit' "
+        "(letters, digits and _)."
+    )
+
+    def configure(options, context):
+        """
+        Validate a C{[filters.NAME]} table and make its filter; called once
+        per table each time a configuration is loaded (C{txrevproxy check}
+        calls it too), so it must not start anything.
+
+        @param options: the table's keys other than C{type}, as parsed from
+            TOML (a L{dict}).
+        @param context: a L{FilterContext}: the reactor, the server
+            settings, and where the filter table is (for messages).
+        @return: an L{IFilter}.
+        @raise txrevproxy.config.schema.Invalid: for a bad option; raise
+            L{txrevproxy.config.ConfigError} with several problems, each
+            starting with its key (C{"rate: ..."}), to report them all.
+        """
+
+
+class IFilter(Interface):
+    """
+    One configured filter, attached to routes (a route's C{filters}) or to
+    listeners (a listener's C{filters}, run before the route's).
+
+    Filters run in order for each request before it goes to a backend
+    (or gets a route's own answer); each may let it through, answer it
+    itself (a 403, a 429, a 401), or hold it while it asks something (an
+    authentication service).  On the way back, each filter that passed the
+    request sees the response head, may change it, and may transform the
+    body as it streams (compression).
+    """
+
+    def request(request):
+        """
+        Decide on a request.  Called on the hot path: return quickly, and
+        return a L{Deferred} only when there is really something to wait for.
+
+        @param request: the L{txrevproxy.proxy.server.ProxyRequest}
+            (C{request.connection.client_ip}, C{request.requestHeaders},
+            C{request.method}, C{request.uri} ...).  Its body, if any, is
+            held (up to a bound, then the client is paused) until every
+            filter has decided.
+        @return: L{None} to let it through; an L{Answer} to answer it; or a
+            L{Deferred} firing with either.
+        """
+
+    def response(request, status, headers):
+        """
+        Look at (and change) a response head before it goes to the client.
+
+        @param status: the status code (an L{int}).
+        @param headers: the response fields as a L{list} of C{(name,
+            value)} byte pairs, hop-by-hop fields already removed; change
+            it in place.
+        @return: L{None}, or an L{IBodyTransform} that every body byte
+            then goes through (the response is then sent without a
+            Content-Length, chunked to HTTP/1.1 clients, unless the
+            filter put one back).
+        """
+
+
+class IBodyTransform(Interface):
+    """
+    A streaming change to a response body, such as compression.
+    """
+
+    def transform(data):
+        """
+        @param data: the next body bytes from the backend.
+        @return: the bytes to send to the client now (may be empty).
+        """
+
+    def finish():
+        """
+        The body is complete.
+
+        @return: the last bytes to send to the client.
+        """
