@@ -530,7 +530,7 @@ PROBLEMS = [
         ['routes[1].path: "/api" for host "b.test" is already routed by routes[0]'],
     ),
     # Unknown keys and tables
-    ({"extra": "[log]\naccess = \"-\""}, ['log: unknown key (known keys: listeners, routes, server, tls, upstreams)']),
+    ({"extra": "[log]\naccess = \"-\""}, ['log: unknown key (known keys: filters, listeners, routes, server, tls, upstreams)']),
     ({"server": "keepalive = \"5s\""}, ['server.keepalive: unknown key; did you mean "keepalive_timeout"?']),
     ({"listener": 'endpoint = "tcp:8080"\ntsl = "default"'}, ['listeners.web.tsl: unknown key; did you mean "tls"?']),
     (

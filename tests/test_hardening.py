@@ -245,3 +245,40 @@ class ConfigTests(TestCase):
             "server.allowed_methods[1]",
         ):
             self.assertIn(key, problems)
+
+
+class ConnectionLimitTests(TestCase):
+    def test_connections_per_address(self):
+        clock = MemoryReactorClock()
+        site = ProxySite(
+            Recorder(), reactor=clock, settings=ServerSettings(max_connections_per_ip=2)
+        )
+
+        def open_from(host):
+            channel = site.buildProtocol(None)
+            transport = StringTransport(peerAddress=IPv4Address("TCP", host, 4321))
+            channel.makeConnection(transport)
+            return channel, transport
+
+        first, second = open_from("192.0.2.1"), open_from("192.0.2.1")
+        other = open_from("192.0.2.2")
+        third = open_from("192.0.2.1")
+        self.assertEqual(status(third[1]), 429)
+        self.assertTrue(third[1].disconnecting)
+        for channel, transport in (first, second, other):
+            self.assertEqual(transport.value(), b"")
+        third[0].connectionLost(None)
+        first[0].connectionLost(None)
+        again = open_from("192.0.2.1")
+        self.assertEqual(again[1].value(), b"")
+
+    def test_requests_per_connection(self):
+        recorder = Recorder(answer_at_once=404)
+        _, _, channel, transport = connect(
+            ServerSettings(max_requests_per_connection=2), recorder
+        )
+        channel.dataReceived(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertNotIn(b"Connection: close", transport.value())
+        channel.dataReceived(b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertIn(b"Connection: close", transport.value())
+        self.assertTrue(transport.disconnecting)

@@ -160,11 +160,7 @@ def test_route_key(text, get, value):
         ('upstream = "app"\nerror_pages = { 404 = "x.html" }', ["routes[0].error_pages.404: only 502, 503, 504 may have a page"]),
         (
             'upstream = "app"\nfilters = ["ratelimit"]',
-            [
-                "routes[0].filters: unknown key (known keys: add_prefix, error_pages, headers, "
-                "host, methods, path, preserve_host, priority, query, redirect, request_headers, "
-                "respond, response_headers, rewrite, strip_prefix, upstream)"
-            ],
+            ['routes[0].filters[0]: no filter named "ratelimit"'],
         ),
     ],
 )

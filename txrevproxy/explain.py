@@ -24,6 +24,7 @@ from .config.model import Config, Listener, Route
 from .proxy.errors import reason_phrase
 from .proxy.resource import ReverseProxyResource
 from .proxy.server import ProxySite
+from .filters.chain import FilteredResource
 from .routing import ANY_HOST, EXACT_HOST, Candidate, Router
 from .runtime import Runtime
 
@@ -65,7 +66,10 @@ def replay(site: ProxySite, head: bytes, client_ip: str):
         holding the answer when the proxy refuses the head (400).
     """
     capture = _Capture()
+    # Filters are listed by the explanation, never run by it (one may call
+    # a service).
     root, site.resource = site.resource, capture
+    filters, site.filters = site.filters, ()
     try:
         channel = site.buildProtocol(None)
         address = IPv6Address if ":" in client_ip else IPv4Address
@@ -74,6 +78,7 @@ def replay(site: ProxySite, head: bytes, client_ip: str):
         channel.dataReceived(head)
     finally:
         site.resource = root
+        site.filters = filters
     return capture.request, transport
 
 
@@ -215,6 +220,16 @@ def _why(candidate: Candidate) -> str:
     return why
 
 
+def _filter_names(listener: Listener, chosen) -> str:
+    """
+    The filters a request meets: the listener's, then its route's.
+    """
+    names = ["%s (listener)" % (name,) for name in listener.filters]
+    if isinstance(chosen, Candidate):
+        names += ["%s (route)" % (name,) for name in chosen.route.filters]
+    return ", ".join(names)
+
+
 def _head_lines(data: bytes) -> List[str]:
     head = data.split(b"\r\n\r\n", 1)[0]
     return [line.decode("utf-8", "replace") for line in head.split(b"\r\n")]
@@ -271,9 +286,13 @@ def explain(
     if explanation.path is not None:
         lines.append("path:     %s" % (explanation.path.decode("ascii", "replace"),))
     chosen = explanation.chosen
+    resource = None
     if isinstance(chosen, Candidate):
         lines.append("route:    %s" % (describe_route(chosen.route),))
         lines.append("          matched: %s" % (_why(chosen),))
+        resource = chosen.resource
+        if isinstance(resource, FilteredResource):
+            resource = resource.resource
     else:
         why = _NO_ROUTE[chosen]
         if chosen == 400:
@@ -287,16 +306,20 @@ def explain(
         for route, reason in explanation.others:
             lines.append("  %s" % (describe_route(route),))
             lines.append("      %s" % (reason,))
-    if not isinstance(chosen, Candidate) or not isinstance(
-        chosen.resource, ReverseProxyResource
-    ):
-        request.renderLeaf(site.resource)
+    applied = _filter_names(listener, chosen)
+    if applied:
+        lines.append("filters:  %s (run in this order; not run here)" % (applied,))
+    if not isinstance(resource, ReverseProxyResource):
+        if resource is not None:
+            request.renderLeaf(resource)
+        else:
+            request.renderLeaf(site.resource)
         return (
             lines
             + ["answer:"]
             + ["  " + line for line in _head_lines(transport.value())]
         )
-    target = chosen.resource.target
+    target = resource.target
     upstream = config.upstreams[chosen.route.upstream]
     backends = target.balancer.backends
     lines.append("upstream: %s (balance %s)" % (upstream.name, upstream.balance))

@@ -139,6 +139,11 @@ class IFilter(Interface):
         """
 
 
+    # A filter that holds resources of its own (connections to a service)
+    # may also have a close() method: it is called when the runtime that
+    # made the filter is closed, and may return a Deferred.
+
+
 class IBodyTransform(Interface):
     """
     A streaming change to a response body, such as compression.

@@ -15,6 +15,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from zope.interface import implementer
 
+from .plugins import named_plugins
 from .interfaces import IBackendPicker, IBalancingPolicy
 from .proxy.headers import cookie_value
 
@@ -28,12 +29,7 @@ def installed_policies() -> Dict[str, IBalancingPolicy]:
     Every installed balancing policy, by name: the built-ins and those of
     any plugin module in the C{twisted.plugins} package.
     """
-    from twisted.plugin import getPlugins
-
-    found: Dict[str, IBalancingPolicy] = {}
-    for policy in getPlugins(IBalancingPolicy):
-        found.setdefault(policy.name, policy)
-    return found
+    return named_plugins(IBalancingPolicy)
 
 
 def policy_names() -> List[str]:

@@ -29,7 +29,7 @@ same L{Router.select}.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import attr
 from twisted.web.resource import IResource, Resource
@@ -38,6 +38,7 @@ from twisted.web.server import NOT_DONE_YET
 from .answers import RedirectResource, RespondResource
 from .config.model import Config, Route
 from .matchers import Matchers, route_matchers
+from .filters.chain import FilteredResource
 from .proxy.errors import respond_with_error
 from .proxy.resource import ProxyTarget, ReverseProxyResource
 from .rewrite import HeaderRewrite, PathRewrite
@@ -351,15 +352,30 @@ def build_router(
     return Router(routes, exact, wildcard, default)
 
 
-def build_root(config: Config, balancers: Dict[str, object], reactor) -> Router:
+def build_root(
+    config: Config,
+    balancers: Dict[str, object],
+    reactor,
+    filters: Optional[Mapping[str, object]] = None,
+) -> Router:
     """
     The resource tree of a configuration: the one place it is built, so
     a reload swaps it whole.
 
     @param balancers: the balancer of each upstream, by name.
+    @param filters: the configured filters
+        (L{txrevproxy.interfaces.IFilter}), by name.
     """
 
     def resource_for(route: Route) -> IResource:
+        resource = _route_resource(route)
+        if route.filters:
+            return FilteredResource(
+                [filters[name] for name in route.filters], resource, route.index
+            )
+        return resource
+
+    def _route_resource(route: Route) -> IResource:
         response_rules = HeaderRewrite.for_rules(route.response_headers)
         if route.redirect is not None:
             return RedirectResource(route.redirect, response_rules)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import random
 from typing import Dict, List, Mapping, Optional
 
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.logger import Logger
 
 from .balancer import Backend, Balancer
 from .config.model import Config, Listener, Upstream
+from .filters.build import build_filters
 from .health import HealthChecker
 from .interfaces import IBalancingPolicy
 from .policies import installed_policies
@@ -109,6 +111,8 @@ class Runtime:
         listener uses, by table name.
     @ivar balancers: the L{Balancer} of each upstream, by upstream name.
     @ivar root: the L{Router}, the resource tree all routed listeners share.
+    @ivar filters: the configured filters
+        (L{txrevproxy.interfaces.IFilter}), by name.
     @ivar health_checkers: the L{HealthChecker} of each upstream with a
         C{health} table, for the service to start and stop.
     @ivar ports: the port each listener listens on, once it does (an HTTP
@@ -128,7 +132,8 @@ class Runtime:
                     HealthChecker(balancer, upstream.health, reactor, random.Random())
                 )
 
-        self.root = build_root(config, self.balancers, reactor)
+        self.filters = build_filters(config, reactor)
+        self.root = build_root(config, self.balancers, reactor, self.filters)
         self.stores: Dict[str, CertificateStore] = {
             name: CertificateStore(block)
             for name, block in config.tls.items()
@@ -147,6 +152,8 @@ class Runtime:
                 scheme=b"http" if listener.tls is None else b"https",
                 hsts=None if listener.hsts is None else listener.hsts.encode("ascii"),
                 client_subject_header=_subject_header(config, listener),
+                filters=[self.filters[name] for name in listener.filters],
+                proxy_protocol=listener.proxy_protocol,
             )
             for name, listener in config.listeners.items()
         }
@@ -176,10 +183,18 @@ class Runtime:
             problems.extend(store.reload())
         return problems
 
-    def close(self) -> None:
+    def close(self) -> Deferred:
         """
-        Close the backend pools: idle connections now, busy ones when their
-        exchanges end.
+        Close the backend pools (idle connections now, busy ones when their
+        exchanges end) and the filters that hold connections of their own.
+
+        @return: a L{Deferred} that fires when the filters are closed.
         """
         for balancer in self.balancers.values():
             balancer.close()
+        closing = [
+            maybeDeferred(each.close)
+            for each in self.filters.values()
+            if getattr(each, "close", None) is not None
+        ]
+        return DeferredList(closing)

@@ -7,9 +7,10 @@ from __future__ import annotations
 from typing import List
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
+from twisted.protocols.haproxy import proxyEndpoint
 from twisted.python.failure import Failure
 
 from .config.model import Config
@@ -84,6 +85,8 @@ class ProxyService(MultiService):
             endpoint = serverFromString(
                 self._reactor, with_default_backlog(listener.endpoint)
             )
+            if listener.proxy_protocol:
+                endpoint = proxyEndpoint(endpoint)
             d = endpoint.listen(self.runtime.factories[name])
             d.addCallbacks(
                 self._listening,
@@ -141,6 +144,7 @@ class ProxyService(MultiService):
     def stopService(self) -> Deferred:
         super().stopService()
         d = self._stopListening()
+        closing = [d] if d is not None else []
         if self.runtime is not None:
-            self.runtime.close()
-        return d if d is not None else succeed(None)
+            closing.append(self.runtime.close())
+        return DeferredList(closing)

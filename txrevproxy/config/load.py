@@ -33,6 +33,7 @@ from .model import (
     TLSCertificate,
     Upstream,
 )
+from .filters import filter_names, filter_problems, filter_references, filter_table
 from .routes import ROUTE
 from .schema import (
     MODEL_DEFAULT,
@@ -130,6 +131,8 @@ SERVER = Table(
         "max_header_size": Field(size, default="32KiB"),
         "header_timeout": Field(duration, default="10s"),
         "allowed_methods": Field(method_names, default=[]),
+        "max_connections_per_ip": Field(integer(0), default=0),
+        "max_requests_per_connection": Field(integer(0), default=1000),
     },
 )
 
@@ -141,6 +144,8 @@ LISTENER = Table(
         "http2": Field(boolean, default=True),
         "redirect_to_https": Field(name, default=MODEL_DEFAULT),
         "hsts": Field(hsts_policy, default=MODEL_DEFAULT),
+        "filters": Field(filter_names, default=MODEL_DEFAULT),
+        "proxy_protocol": Field(boolean, default=False),
     },
 )
 
@@ -332,6 +337,9 @@ CONFIG = Table(
             missing="at least one [[routes]] table is required",
         ),
         "tls": Field(named_tables(TLS_TABLE, example="[tls.default]"), default={}),
+        "filters": Field(
+            named_tables(filter_table, example="[filters.ratelimit]"), default={}
+        ),
     },
 )
 
@@ -469,7 +477,11 @@ def _absolute_paths(config: Config, base: str) -> Config:
         )
         for upstream_name, upstream in config.upstreams.items()
     }
-    return attr.evolve(config, tls=tls, upstreams=upstreams)
+    filters = {
+        filter_name: attr.evolve(table, directory=os.path.abspath(base))
+        for filter_name, table in config.filters.items()
+    }
+    return attr.evolve(config, tls=tls, upstreams=upstreams, filters=filters)
 
 
 def _route_conflicts(routes: Iterable[Route]) -> Iterable[Problem]:
@@ -557,10 +569,12 @@ def parse_config(data: Mapping[str, Any], source: Optional[str] = None) -> Confi
         problems.extend(invalid.problems)
     problems.extend(_route_references(data))
     problems.extend(_listener_references(data))
+    problems.extend(filter_references(data))
     base = os.path.dirname(os.path.abspath(source)) if source else os.getcwd()
     if config is not None:
         problems.extend(_route_conflicts(config.routes))
         problems.extend(_file_problems(config, base))
+        problems.extend(filter_problems(config, base))
         config = _read_error_pages(config, base, problems)
     if problems:
         raise ConfigError(_render(problems), source=source)

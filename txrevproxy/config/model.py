@@ -12,7 +12,7 @@ builds a new runtime from a new L{Config}.
 from __future__ import annotations
 
 import ipaddress
-from typing import Mapping, Optional, Pattern, Tuple, Union
+from typing import Any, Mapping, Optional, Pattern, Tuple, Union
 
 import attr
 
@@ -36,6 +36,10 @@ class ServerSettings:
     @ivar header_timeout: seconds a client may take to send a whole request
         head once it started (else 408).
     @ivar allowed_methods: the request methods served; empty: any.
+    @ivar max_connections_per_ip: open connections one client address may
+        have (else 429 and close); C{0}: no limit.
+    @ivar max_requests_per_connection: requests served on one keep-alive
+        connection before it is closed; C{0}: no limit.
     """
 
     trusted_proxies: Tuple[IPNetwork, ...] = ()
@@ -46,6 +50,8 @@ class ServerSettings:
     max_header_size: int = 32768
     header_timeout: float = 10.0
     allowed_methods: Tuple[str, ...] = ()
+    max_connections_per_ip: int = 0
+    max_requests_per_connection: int = 1000
 
 
 @attr.s(frozen=True, auto_attribs=True)
@@ -63,6 +69,10 @@ class Listener:
         listener's port instead of being routed.
     @ivar hsts: the Strict-Transport-Security value added to every response
         of a listener with C{tls}, such as C{"max-age=31536000"}.
+    @ivar filters: names of L{FilterConfig}s run on every request of this
+        listener, before routing.
+    @ivar proxy_protocol: every connection starts with a PROXY protocol
+        (v1 or v2) header naming the real client.
     """
 
     name: str
@@ -71,6 +81,8 @@ class Listener:
     http2: bool = True
     redirect_to_https: Optional[str] = None
     hsts: Optional[str] = None
+    filters: Tuple[str, ...] = ()
+    proxy_protocol: bool = False
 
 
 @attr.s(frozen=True, auto_attribs=True)
@@ -443,6 +455,8 @@ class Route:
     @ivar redirect: answer with a redirect instead of forwarding.
     @ivar respond: answer with a fixed response instead of forwarding.
     @ivar error_pages: pages replacing the proxy's own 502, 503 and 504.
+    @ivar filters: names of L{FilterConfig}s run on the route's requests,
+        after the listener's.
     """
 
     index: int
@@ -462,6 +476,7 @@ class Route:
     redirect: Optional[Redirect] = None
     respond: Optional[Respond] = None
     error_pages: Tuple[ErrorPage, ...] = ()
+    filters: Tuple[str, ...] = ()
 
     @property
     def matchers(self) -> Tuple[object, ...]:
@@ -473,11 +488,33 @@ class Route:
 
 
 @attr.s(frozen=True, auto_attribs=True)
+class FilterConfig:
+    """
+    One C{[filters.NAME]} table.  Its options are checked by its type's
+    C{configure} when the configuration is loaded, and the filter is made
+    from them again by each runtime.
+
+    @ivar name: the table's name, which routes and listeners refer to.
+    @ivar type: the name of an installed
+        L{txrevproxy.interfaces.IFilterType}.
+    @ivar options: the table's other keys, as parsed from TOML.
+    @ivar directory: the directory relative file options are taken from
+        (the configuration file's).
+    """
+
+    name: str
+    type: str
+    options: Mapping[str, Any] = attr.Factory(dict)
+    directory: str = ""
+
+
+@attr.s(frozen=True, auto_attribs=True)
 class Config:
     """
     A whole, validated configuration.
 
     @ivar tls: the C{[tls.NAME]} tables, by name.
+    @ivar filters: the C{[filters.NAME]} tables, by name.
     @ivar source: the path it was read from, if any.
     """
 
@@ -486,4 +523,5 @@ class Config:
     upstreams: Mapping[str, Upstream]
     routes: Tuple[Route, ...]
     tls: Mapping[str, TLS] = attr.Factory(dict)
+    filters: Mapping[str, "FilterConfig"] = attr.Factory(dict)
     source: Optional[str] = None

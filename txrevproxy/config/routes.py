@@ -23,6 +23,7 @@ from .model import (
     Route,
     ValueMatch,
 )
+from .filters import filter_names
 from .schema import (
     MODEL_DEFAULT,
     Field,
@@ -417,6 +418,7 @@ ROUTE = Table(
         "request_headers": Field(_header_rules(True), default=MODEL_DEFAULT),
         "response_headers": Field(_header_rules(False), default=MODEL_DEFAULT),
         "error_pages": Field(error_pages, default=MODEL_DEFAULT),
+        "filters": Field(filter_names, default=MODEL_DEFAULT),
     },
     checks=(_one_answer,),
 )

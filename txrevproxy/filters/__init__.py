@@ -9,6 +9,7 @@ its options.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Tuple
 
 import attr
@@ -43,8 +44,20 @@ class FilterContext:
         keep time or call services.
     @ivar server: the C{[server]} settings
         (L{txrevproxy.config.model.ServerSettings}), for C{trusted_proxies}.
+    @ivar directory: the directory of the configuration file, which
+        relative paths in options are taken from.
+
+    While a configuration is only being checked, C{reactor} is L{None}.
     """
 
     name: str
     reactor: Any
     server: Any
+    directory: str = ""
+
+    def path(self, name: str) -> str:
+        """
+        The path a file option names, relative paths taken from
+        L{directory}.
+        """
+        return os.path.join(self.directory, os.path.expanduser(name))

@@ -102,11 +102,17 @@ def send_answer(
     Answer C{request} with a whole response made by the proxy itself (an
     error page, a redirect, a route's fixed response): C{headers}, then the
     ones every answer carries (Content-Length, X-Request-ID unless given,
-    Date, the listener's Strict-Transport-Security).
+    Date, the listener's Strict-Transport-Security).  C{headers} may be
+    changed by the response filters.
 
     @param close: close the client connection after the answer.
     """
     request.setResponseCode(code, reason_phrase(code))
+    for each in request.response_filters:
+        # The filters the request passed see the answer's head too (a
+        # body transform they might offer is not used: answers are small
+        # and sent whole).
+        each.response(request, code, headers)
     response_headers = request.responseHeaders
     for name, value in headers:
         response_headers.addRawHeader(name, value)

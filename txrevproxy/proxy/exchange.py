@@ -29,6 +29,7 @@ from ..balancer import (
     TIMEOUT,
     NoBackendAvailable,
 )
+from ..filters.chain import response_transform
 from .errors import abort_response, reason_phrase, respond_with_error
 from .headers import client_response_headers, upgrade_response_headers
 from .response_parser import ResponseParseError
@@ -86,6 +87,7 @@ class ProxyExchange:
     """
 
     log = Logger()
+    _transform = None
 
     # Rarely changed from these class defaults, which saves setting them on
     # every exchange.
@@ -265,6 +267,13 @@ class ProxyExchange:
         set_cookie = self._lease.set_cookie
         if set_cookie is not None:
             passed_on.append((b"Set-Cookie", set_cookie))
+        if request.response_filters and status != 101:
+            self._transform = response_transform(request, status, passed_on)
+            if self._transform is not None:
+                passed_on = [
+                    field for field in passed_on if field[0].lower() != b"content-length"
+                ]
+                length = None
         request.writeResponseHead(
             status, reason or reason_phrase(status), passed_on, length
         )
@@ -289,10 +298,20 @@ class ProxyExchange:
         self._tunnel.fromBackend(data)
 
     def responseBody(self, data: bytes) -> None:
+        transform = self._transform
+        if transform is not None:
+            data = transform.transform(data)
+            if not data:
+                return
         self.request.write(data)
 
     def responseEnd(self) -> None:
         request = self.request
+        transform = self._transform
+        if transform is not None:
+            tail = transform.finish()
+            if tail:
+                request.write(tail)
         if not request.bodyComplete:
             # The backend answered before the upload ended; the protocol
             # closes that connection, and the client's connection closes

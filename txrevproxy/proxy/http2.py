@@ -152,6 +152,10 @@ class ProxyH2Connection(ClientConnection, H2Connection):
         self.learnPeer()
         super().connectionMade()
 
+    def connectionLost(self, reason, _cancelTimeouts=True) -> None:
+        self.forgetPeer()
+        super().connectionLost(reason, _cancelTimeouts)
+
     def requestFactory(self, stream, queued: bool = False) -> HTTP2ProxyRequest:
         return HTTP2ProxyRequest(stream, self)
 
@@ -220,6 +224,8 @@ class NegotiatingChannel(proxyForInterface(IProtocol, "_channel")):  # type: ign
         self._channel.setTimeout(None)
         site = self._site
         site.channels.discard(self._channel)
+        # The HTTP/2 connection counts itself against the address's limit.
+        self._channel.forgetPeer()
         h2 = ProxyH2Connection(site.reactor)
         h2.site = site
         h2.factory = site

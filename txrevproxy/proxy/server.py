@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from twisted.web import http, server
 
 from ..config.model import ServerSettings
+from ..filters.chain import run_filters
 from .errors import error_body, reason_phrase, respond_with_error
 from .headers import connection_tokens, http_date, requested_upgrade
 from .chunked import ChunkedDecoder
@@ -94,6 +95,8 @@ class ProxyRequest(server.Request):
         shown on error pages.
     @ivar truncationVisible: whether the response's framing (a length, or
         chunking) lets the client see that a body was cut short.
+    @ivar response_filters: the filters the request passed, which see its
+        response head (see L{txrevproxy.filters.chain}).
     @ivar connection: the client connection's facts (C{client_ip},
         C{trusted}, C{client_subject()}): the L{ProxyChannel} for HTTP/1.x,
         the HTTP/2 connection for a stream.
@@ -111,6 +114,7 @@ class ProxyRequest(server.Request):
     _dispatched = False
     _bodyReceived = 0
     _early: Optional[List[bytes]] = None
+    response_filters: Tuple = ()
 
     @property
     def connection(self):
@@ -206,8 +210,17 @@ class ProxyRequest(server.Request):
         # txrevproxy.routing), so twisted.web's segment list is not needed.
         self.prepath = []
         self.postpath = []
+        if site.filters:
+            run_filters(self, site.filters, self._route)
+        else:
+            self._route()
+
+    def _route(self) -> None:
+        """
+        Hand the request to the resource tree.
+        """
         try:
-            self.renderLeaf(site.getResourceFor(self))
+            self.renderLeaf(self.site.getResourceFor(self))
         except Exception:
             self.log.failure("error while routing {uri!r}", uri=self.uri)
             respond_with_error(self, 500)
@@ -402,6 +415,7 @@ class ClientConnection:
     client_ip = b""
     trusted = False
     _client_subject: object = None
+    _counted = False
 
     def learnPeer(self) -> None:
         """
@@ -413,7 +427,26 @@ class ClientConnection:
         self._host = self.transport.getHost()
         host = getattr(self._peer, "host", None)
         self.client_ip = host.encode("ascii") if host else b"unix"
-        self.trusted = self.site.is_trusted(host)
+        site = self.site
+        self.trusted = site.is_trusted(host)
+        if site.max_connections_per_ip:
+            self._counted = site.count_connection(self.client_ip, 1)
+
+    def forgetPeer(self) -> None:
+        """
+        The connection is over (or handed to another protocol object):
+        it no longer counts against its address's connection limit.
+        """
+        if self._counted:
+            self._counted = False
+            self.site.count_connection(self.client_ip, -1)
+
+    def overConnectionLimit(self) -> bool:
+        """
+        Whether this connection is one too many for its client address.
+        """
+        limit = self.site.max_connections_per_ip
+        return bool(limit) and self.site.connection_count(self.client_ip) > limit
 
     def client_subject(self) -> Optional[bytes]:
         """
@@ -463,23 +496,39 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
     _headSize = 0
     _awaitingDispatch: Optional[ProxyRequest] = None
     _rejected = False
+    _served = 0
+    _peerPending = False
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        self.learnPeer()
         site = self.site
+        if site.proxy_protocol:
+            # The client is named by the PROXY header, which comes with the
+            # first bytes.
+            self._peerPending = True
+        else:
+            self.learnPeer()
         # Twisted's own limits answer 400 or drop the connection; they are
         # set at ours so that ours (with the right statuses) come first.
         self.MAX_LENGTH = max(site.max_request_line, site.max_header_size)
         self.totalHeadersSize = site.max_header_size
         self.maxHeaders = site.max_headers
         site.channels.add(self)
+        if not self._peerPending and self.overConnectionLimit():
+            self.reject(429)
 
     def connectionLost(self, reason) -> None:
         self.site.channels.discard(self)
+        self.forgetPeer()
         super().connectionLost(reason)
 
     def dataReceived(self, data: bytes) -> None:
+        if self._peerPending:
+            self._peerPending = False
+            self.learnPeer()
+            if self.overConnectionLimit():
+                self.reject(429)
+                return
         if self.headStarted is None and not self.requests:
             self.headStarted = self.site.reactor.seconds()
         super().dataReceived(data)
@@ -596,8 +645,11 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
         own check reads only the first line's first word).
         """
         tokens = connection_tokens(request.requestHeaders.getRawHeaders(b"connection"))
+        self._served += 1
+        limit = self.site.max_requests_per_connection
         if version == b"HTTP/1.1" and b"close" not in tokens:
-            return True
+            if not limit or self._served < limit:
+                return True
         if version == b"HTTP/1.1":
             request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
         return False
@@ -644,6 +696,11 @@ class ProxySite(server.Site):
         do not carry one, or L{None}.
     @ivar client_subject_header: the header that carries the verified
         client certificate subject to the backend (mutual TLS), or L{None}.
+    @ivar filters: the listener's filters (L{txrevproxy.interfaces.IFilter}),
+        run on every request before routing.
+    @ivar proxy_protocol: connections start with a PROXY protocol header
+        (read by the endpoint's wrapper), so the client is known only once
+        the first bytes are in.
     """
 
     protocol = ProxyChannel
@@ -658,13 +715,20 @@ class ProxySite(server.Site):
         scheme: bytes = b"http",
         hsts: Optional[bytes] = None,
         client_subject_header: Optional[bytes] = None,
+        filters: Tuple = (),
+        proxy_protocol: bool = False,
     ) -> None:
         super().__init__(resource, reactor=reactor, timeout=settings.keepalive_timeout)
+        self.filters = tuple(filters)
+        self.proxy_protocol = proxy_protocol
         self.max_request_body = settings.max_request_body
         self.max_request_line = settings.max_request_line
         self.max_headers = settings.max_headers
         self.max_header_size = settings.max_header_size
         self.header_timeout = settings.header_timeout
+        self.max_connections_per_ip = settings.max_connections_per_ip
+        self.max_requests_per_connection = settings.max_requests_per_connection
+        self._connections_by_ip: Dict[bytes, int] = {}
         self.allowed_methods = frozenset(
             m.encode("ascii") for m in settings.allowed_methods
         )
@@ -676,6 +740,27 @@ class ProxySite(server.Site):
         self.client_subject_header = client_subject_header
         self._trusted_networks = settings.trusted_proxies
         self._trust: Dict[Optional[str], bool] = {}
+
+    def count_connection(self, address: bytes, change: int) -> bool:
+        """
+        Count a connection from C{address} opening (C{+1}) or closing
+        (C{-1}), for C{max_connections_per_ip}.
+
+        @return: True, for the connection to note that it counted.
+        """
+        counts = self._connections_by_ip
+        count = counts.get(address, 0) + change
+        if count > 0:
+            counts[address] = count
+        else:
+            counts.pop(address, None)
+        return True
+
+    def connection_count(self, address: bytes) -> int:
+        """
+        The open connections from C{address}.
+        """
+        return self._connections_by_ip.get(address, 0)
 
     def startFactory(self) -> None:
         super().startFactory()

@@ -1,0 +1,194 @@
+"""
+C{type = "forward_auth"}: ask an authentication service about each request
+(nginx's C{auth_request}, Traefik's ForwardAuth); this is how SSO and
+OAuth2 gateways (oauth2-proxy, Authelia, Authentik ...) plug in.
+
+For each request the proxy sends a C{GET} to C{url} with the request's
+header fields (hop-by-hop ones and the body's framing left out) and where
+it was going: C{X-Forwarded-Method}, C{X-Forwarded-Proto},
+C{X-Forwarded-Host}, C{X-Forwarded-Uri}, C{X-Forwarded-For} and
+C{X-Original-URI}.  A 2xx answer lets the request through, with the
+fields named in C{copy_headers} copied from that answer onto the request
+the backend gets (any the client sent under those names are removed
+first, so a client cannot forge them).  Any other answer is the client's
+answer: its status, fields and body (up to 64 KiB), such as a 302 to a
+login page or a 401.  When the service cannot be reached the client gets
+502, and 504 when it does not answer within C{timeout}.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+from urllib.parse import urlsplit
+
+import attr
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from ..config.schema import Field, Invalid, Table, array_of, describe, expected
+from ..config.values import duration, header_name
+from ..interfaces import IFilter
+from ..proxy.headers import HOP_BY_HOP
+from . import Answer
+from .client import client_address
+
+log = Logger()
+
+#: The largest auth service body passed to the client.
+MAX_BODY = 64 * 1024
+
+#: Request fields never sent to the auth service.
+_NOT_SENT = HOP_BY_HOP | {b"content-length", b"host", b"expect"}
+
+#: Auth service fields never passed to the client.
+_NOT_RETURNED = HOP_BY_HOP | {b"content-length", b"date", b"server"}
+
+
+def _url(value) -> str:
+    if not isinstance(value, str):
+        raise expected('a URL such as "http://127.0.0.1:4180/auth"', value)
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise Invalid(
+            "expected an http:// or https:// URL with a host, got %s"
+            % (describe(value),)
+        )
+    return value
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class Options:
+    url: str
+    timeout: float = 5.0
+    copy_headers: Tuple[str, ...] = ()
+
+
+OPTIONS = Table(
+    Options,
+    {
+        "url": Field(_url),
+        "timeout": Field(duration, default="5s"),
+        "copy_headers": Field(
+            array_of(header_name, what='an array of header names such as ["X-User"]'),
+            default=[],
+        ),
+    },
+)
+
+
+@implementer(IFilter)
+class ForwardAuth:
+    """
+    @param reactor: for connections and time; L{None} while a configuration
+        is only checked.
+    """
+
+    def __init__(self, options: Options, reactor) -> None:
+        self._url = options.url.encode("ascii")
+        self._timeout = options.timeout
+        self._copy = tuple(
+            name.lower().encode("ascii") for name in options.copy_headers
+        )
+        self._clock = reactor
+        if reactor is not None:
+            from treq.client import HTTPClient
+            from twisted.web.client import Agent, HTTPConnectionPool
+
+            self._pool = HTTPConnectionPool(reactor, persistent=True)
+            self._http = HTTPClient(Agent(reactor, pool=self._pool))
+
+    def request(self, request) -> Deferred:
+        headers = {}
+        for name, values in request.requestHeaders.getAllRawHeaders():
+            if name.lower() not in _NOT_SENT:
+                headers[name] = values
+        host = request.requestHeaders.getRawHeaders(b"host", [b""])[0]
+        uri = request.uri
+        headers.update(
+            {
+                b"X-Forwarded-Method": [request.method],
+                b"X-Forwarded-Proto": [request.site.scheme],
+                b"X-Forwarded-Host": [host],
+                b"X-Forwarded-Uri": [uri],
+                b"X-Original-URI": [uri],
+                b"X-Forwarded-For": [client_address(request).encode("ascii")],
+                b"X-Request-ID": [request.request_id],
+            }
+        )
+        d = self._http.get(self._url, headers=headers, allow_redirects=False)
+        d.addTimeout(self._timeout, self._clock)
+        d.addCallback(self._answered, request)
+        d.addErrback(self._failed, request)
+        return d
+
+    def _answered(self, response, request) -> Deferred:
+        if 200 <= response.code < 300:
+            for name in self._copy:
+                request.requestHeaders.removeHeader(name)
+                values = response.headers.getRawHeaders(name)
+                if values:
+                    request.requestHeaders.setRawHeaders(name, values)
+            return _drain(response).addCallback(lambda _: None)
+        fields = tuple(
+            (name, value)
+            for name, values in response.headers.getAllRawHeaders()
+            if name.lower() not in _NOT_RETURNED
+            for value in values
+        )
+        return _read_bounded(response).addCallback(
+            lambda body: Answer(response.code, fields, body)
+        )
+
+    def _failed(self, reason, request) -> Answer:
+        from twisted.internet.defer import TimeoutError as DeferredTimeout
+
+        if reason.check(DeferredTimeout):
+            log.warn("forward_auth: {url} did not answer in time", url=self._url)
+            return Answer(504)
+        log.warn(
+            "forward_auth: {url} failed: {reason}",
+            url=self._url,
+            reason=reason.getErrorMessage(),
+        )
+        return Answer(502)
+
+    def response(self, request, status, headers) -> None:
+        return None
+
+    def close(self) -> Deferred:
+        """
+        Close the kept-alive connections to the auth service.
+        """
+        return self._pool.closeCachedConnections()
+
+
+def _drain(response) -> Deferred:
+    """
+    Read and drop a body, so the connection can be reused.
+    """
+    import treq
+
+    return treq.collect(response, lambda data: None)
+
+
+def _read_bounded(response) -> Deferred:
+    """
+    A body, cut at L{MAX_BODY}.
+    """
+    import treq
+
+    parts = []
+    size = [0]
+
+    def collect(data: bytes) -> None:
+        if size[0] < MAX_BODY:
+            parts.append(data[: MAX_BODY - size[0]])
+            size[0] += len(data)
+
+    return treq.collect(response, collect).addCallback(lambda _: b"".join(parts))
+
+
+def configure(options, context) -> ForwardAuth:
+    parsed = OPTIONS(options)
+    return ForwardAuth(parsed, context.reactor)

@@ -1,0 +1,225 @@
+"""
+C{type = "rate_limit"}: a token bucket per key.
+
+Each key (a client address, a header's value, the route, or a
+combination) has a bucket of C{burst} tokens that refills at C{rate}; a
+request takes a token, and a request that finds the bucket empty is
+answered C{429 Too Many Requests} with C{Retry-After} and the C{RateLimit}
+fields of the IETF draft (draft-ietf-httpapi-ratelimit-headers).
+
+Memory is bounded: a bucket that has refilled completely is the same as
+no bucket, so idle keys are dropped as requests go by, and at most
+C{max_keys} buckets are kept (the least recently used go first).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import OrderedDict
+from typing import Any, Callable, List, Optional, Tuple
+
+import attr
+from zope.interface import implementer
+
+from ..config.schema import MODEL_DEFAULT, Field, Invalid, Table, describe, expected
+from ..config.values import integer
+from ..interfaces import IFilter
+from . import Answer
+from .client import client_address
+
+_RATE = re.compile(r"([0-9]+(?:\.[0-9]+)?)/(s|m|h)\Z")
+_PER_SECOND = {"s": 1.0, "m": 60.0, "h": 3600.0}
+_HEADER_KEY = re.compile(r"header:([!#$%&'*+.^_`|~0-9A-Za-z-]+)\Z")
+
+#: How many idle buckets each request may drop: bounded work per request.
+_SWEEP = 2
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class Rate:
+    """
+    @ivar per_second: tokens added each second.
+    @ivar window: the C{w} of the C{RateLimit-Policy} field, in seconds.
+    @ivar count: requests per window.
+    """
+
+    per_second: float
+    window: int
+    count: float
+
+
+def rate(value: Any) -> Rate:
+    """
+    C{"100/s"}, C{"6000/m"}, C{"10/h"}.
+    """
+    if not isinstance(value, str) or not _RATE.match(value):
+        raise expected('a rate such as "100/s" or "6000/m"', value)
+    count, unit = _RATE.match(value).groups()
+    window = _PER_SECOND[unit]
+    per_second = float(count) / window
+    if per_second <= 0:
+        raise Invalid("must be more than 0, got %s" % (describe(value),))
+    return Rate(per_second, int(window), float(count))
+
+
+def key_parts(value: Any) -> Tuple[str, ...]:
+    """
+    C{"client_ip"}, C{"header:NAME"}, C{"route"}, or several joined with
+    C{+} (or as an array): one bucket per combination.
+    """
+    parts = value if isinstance(value, list) else [value]
+    if not parts or not all(isinstance(part, str) for part in parts):
+        raise expected(
+            'a key such as "client_ip" or "client_ip+header:X-Api-Key"', value
+        )
+    found: List[str] = []
+    for part in parts:
+        for piece in part.split("+"):
+            if piece not in ("client_ip", "route") and not _HEADER_KEY.match(piece):
+                raise Invalid(
+                    'unknown key part %s; expected "client_ip", "route" or '
+                    '"header:NAME"' % (describe(piece),)
+                )
+            found.append(piece)
+    return tuple(found)
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class Options:
+    rate: Rate
+    key: Tuple[str, ...] = ("client_ip",)
+    burst: Optional[int] = None
+    max_keys: int = 100000
+
+
+OPTIONS = Table(
+    Options,
+    {
+        "rate": Field(rate),
+        "key": Field(key_parts, default="client_ip"),
+        "burst": Field(integer(1), default=MODEL_DEFAULT),
+        "max_keys": Field(integer(1), default=100000),
+    },
+)
+
+
+def _key_function(parts: Tuple[str, ...]) -> Callable[[Any], Any]:
+    """
+    What the bucket of a request is chosen by.
+    """
+    getters = []
+    for part in parts:
+        if part == "client_ip":
+            getters.append(client_address)
+        elif part == "route":
+            getters.append(lambda request: getattr(request, "route_key", None))
+        else:
+            header = part[len("header:") :].lower().encode("ascii")
+            getters.append(
+                lambda request, header=header: tuple(
+                    request.requestHeaders.getRawHeaders(header, ())
+                )
+            )
+    if len(getters) == 1:
+        return getters[0]
+    return lambda request: tuple(getter(request) for getter in getters)
+
+
+class _Bucket:
+    __slots__ = ("tokens", "updated")
+
+    def __init__(self, tokens: float, updated: float) -> None:
+        self.tokens = tokens
+        self.updated = updated
+
+
+@implementer(IFilter)
+class RateLimit:
+    """
+    A token bucket per key; see the module docstring.
+
+    @ivar clock: the reactor's clock (C{seconds()}).
+    """
+
+    def __init__(self, options: Options, clock) -> None:
+        self.clock = clock
+        self.rate = options.rate.per_second
+        self.burst = options.burst or max(1, math.ceil(options.rate.per_second))
+        self.max_keys = options.max_keys
+        self._key = _key_function(options.key)
+        self._refill_time = self.burst / self.rate
+        self._policy = b"%d;w=%d" % (options.rate.count, options.rate.window)
+        self._buckets: "OrderedDict[Any, _Bucket]" = OrderedDict()
+
+    def take(self, key) -> Tuple[bool, float, float]:
+        """
+        Take a token from C{key}'s bucket.
+
+        @return: whether there was one, the tokens left, and the seconds
+            until the next token (when there was none) or until the bucket
+            is full again (when there was).
+        """
+        now = self.clock.seconds()
+        buckets = self._buckets
+        bucket = buckets.get(key)
+        if bucket is None:
+            bucket = buckets[key] = _Bucket(float(self.burst), now)
+            if len(buckets) > self.max_keys:
+                buckets.popitem(last=False)
+        else:
+            buckets.move_to_end(key)
+            bucket.tokens = min(
+                self.burst, bucket.tokens + (now - bucket.updated) * self.rate
+            )
+            bucket.updated = now
+        self._dropIdle(now)
+        if bucket.tokens >= 1:
+            bucket.tokens -= 1
+            return True, bucket.tokens, (self.burst - bucket.tokens) / self.rate
+        return False, bucket.tokens, (1 - bucket.tokens) / self.rate
+
+    def _dropIdle(self, now: float) -> None:
+        buckets = self._buckets
+        for _ in range(_SWEEP):
+            if not buckets:
+                return
+            key, oldest = next(iter(buckets.items()))
+            if now - oldest.updated < self._refill_time:
+                return
+            del buckets[key]
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def request(self, request) -> Optional[Answer]:
+        allowed, left, wait = self.take(self._key(request))
+        fields = self._fields(left, wait)
+        if allowed:
+            known = request.__dict__.get("rate_limit_fields")
+            if known is None or left < known[0]:
+                # The closest limit is the one a client should see.
+                request.rate_limit_fields = (left, fields)
+            return None
+        retry = max(1, math.ceil(wait))
+        return Answer(429, ((b"Retry-After", b"%d" % (retry,)),) + fields)
+
+    def _fields(self, left: float, wait: float) -> Tuple[Tuple[bytes, bytes], ...]:
+        return (
+            (b"RateLimit-Policy", self._policy),
+            (b"RateLimit-Limit", b"%d" % (self.burst,)),
+            (b"RateLimit-Remaining", b"%d" % (int(left),)),
+            (b"RateLimit-Reset", b"%d" % (max(1, math.ceil(wait)),)),
+        )
+
+    def response(self, request, status, headers) -> None:
+        known = request.__dict__.get("rate_limit_fields")
+        if known is not None and status != 429:
+            names = {name.lower() for name, _ in known[1]}
+            headers[:] = [field for field in headers if field[0].lower() not in names]
+            headers.extend(known[1])
+        return None
+
+
+def configure(options, context) -> RateLimit:
+    return RateLimit(OPTIONS(options), context.reactor)
