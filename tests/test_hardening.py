@@ -282,3 +282,38 @@ class ConnectionLimitTests(TestCase):
         channel.dataReceived(b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n")
         self.assertIn(b"Connection: close", transport.value())
         self.assertTrue(transport.disconnecting)
+
+
+class BodyRateTests(TestCase):
+    def start_upload(self, **settings):
+        recorder = Recorder()
+        clock, site, channel, transport = connect(
+            ServerSettings(body_timeout=10, min_body_rate=100, **settings), recorder
+        )
+        channel.dataReceived(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n")
+        return clock, channel, transport, recorder.requests[0]
+
+    def test_a_body_slower_than_the_minimum_rate_gets_408(self):
+        clock, channel, transport, _ = self.start_upload()
+        for _ in range(12):
+            channel.dataReceived(b"x" * 50)  # 50 bytes a second: half the rate
+            clock.advance(1)
+        self.assertEqual(status(transport), 408)
+        self.assertTrue(transport.disconnecting)
+
+    def test_a_body_at_the_rate_goes_on(self):
+        clock, channel, transport, _ = self.start_upload()
+        for _ in range(30):
+            channel.dataReceived(b"x" * 150)
+            clock.advance(1)
+        self.assertEqual(transport.value(), b"")
+
+    def test_time_the_proxy_does_not_read_is_not_counted(self):
+        clock, channel, transport, request = self.start_upload()
+        request.pauseReading()
+        clock.advance(60)
+        request.resumeReading()
+        for _ in range(5):
+            channel.dataReceived(b"x" * 150)
+            clock.advance(1)
+        self.assertEqual(transport.value(), b"")

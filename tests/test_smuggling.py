@@ -11,7 +11,10 @@ from typing import List
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import LoopingCall
 from twisted.trial.unittest import TestCase
+
+from txrevproxy.config.model import ServerSettings
 
 from .loopback import connect_raw, listen, proxy_config, raw_exchange, start_proxy
 
@@ -395,3 +398,32 @@ class SmugglingCorpusTests(TestCase):
                         request.startswith(b"GET /ok HTTP/1.1"), (name, request)
                     )
             del backend.received[:]
+
+
+class SlowlorisTests(TestCase):
+    """
+    Clients that trickle their heads are cut off after C{header_timeout},
+    however steadily they trickle, while a normal client is served.
+    """
+
+    @inlineCallbacks
+    def test_slow_heads_are_closed_while_others_are_served(self):
+        backend = RecordingFactory()
+        backend_port = yield listen(backend, self)
+        config = proxy_config([backend_port], server=ServerSettings(header_timeout=1.0))
+        port = start_proxy(config, self)
+        slow = []
+        for _ in range(10):
+            client = yield connect_raw(port, b"GET / HTTP/1.1\r\nHost: a\r\n")
+            slow.append(client)
+        trickle = LoopingCall(
+            lambda: [c.transport.write(b"X-A: b\r\n") for c in slow if c.transport.connected]
+        )
+        trickle.start(0.2)
+        self.addCleanup(lambda: trickle.running and trickle.stop())
+        ok = yield raw_exchange(port, OK.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+        self.assertIn(b"HTTP/1.1 200 OK", ok)
+        for client in slow:
+            received = yield client.closed
+            self.assertTrue(received.startswith(b"HTTP/1.1 408 "), received[:60])
+        self.assertEqual(b"".join(backend.received).count(b"GET / HTTP/1.1"), 0)

@@ -133,6 +133,8 @@ SERVER = Table(
         "allowed_methods": Field(method_names, default=[]),
         "max_connections_per_ip": Field(integer(0), default=0),
         "max_requests_per_connection": Field(integer(0), default=1000),
+        "body_timeout": Field(duration, default="60s"),
+        "min_body_rate": Field(size, default="1KiB"),
     },
 )
 

@@ -40,6 +40,10 @@ class ServerSettings:
         have (else 429 and close); C{0}: no limit.
     @ivar max_requests_per_connection: requests served on one keep-alive
         connection before it is closed; C{0}: no limit.
+    @ivar body_timeout: the window, in seconds, over which a request body's
+        rate is measured; C{0}: not measured.
+    @ivar min_body_rate: bytes per second a request body must average over
+        each C{body_timeout} window (else 408).
     """
 
     trusted_proxies: Tuple[IPNetwork, ...] = ()
@@ -52,6 +56,8 @@ class ServerSettings:
     allowed_methods: Tuple[str, ...] = ()
     max_connections_per_ip: int = 0
     max_requests_per_connection: int = 1000
+    body_timeout: float = 60.0
+    min_body_rate: int = 1024
 
 
 @attr.s(frozen=True, auto_attribs=True)

@@ -49,7 +49,7 @@ class BodyHold:
         self._chunks.append(data)
         self._size += len(data)
         if self._size > HOLD_LIMIT and self._size - len(data) <= HOLD_LIMIT:
-            self._request.transport.pauseProducing()
+            self._request.pauseReading()
 
     def bodyFinished(self) -> None:
         self._finished = True

@@ -53,17 +53,17 @@ class _UploadThrottle:
     stops reading (its transport's buffer is full), stop reading the client.
     """
 
-    def __init__(self, client_transport) -> None:
-        self._client = client_transport
+    def __init__(self, request) -> None:
+        self._request = request
         self.paused = False
 
     def pauseProducing(self) -> None:
         self.paused = True
-        self._client.pauseProducing()
+        self._request.pauseReading()
 
     def resumeProducing(self) -> None:
         self.paused = False
-        self._client.resumeProducing()
+        self._request.resumeReading()
 
     def stopProducing(self) -> None:
         self.paused = False
@@ -180,11 +180,11 @@ class ProxyExchange:
         if self.request.bodyComplete:
             self._finishUpload()
         else:
-            self._throttle = _UploadThrottle(self.request.transport)
+            self._throttle = _UploadThrottle(self.request)
             upstream.transport.registerProducer(self._throttle, True)
         if self._client_paused:
             self._client_paused = False
-            self.request.transport.resumeProducing()
+            self.request.resumeReading()
 
     # The request body (called by ProxyRequest) ------------------------------
 
@@ -200,13 +200,13 @@ class ProxyExchange:
             if self._throttle is not None and self._throttle.paused:
                 # The client transport may have been resumed by the HTTP
                 # channel; keep it paused while the backend is not reading.
-                self.request.transport.pauseProducing()
+                self.request.pauseReading()
             return
         self._pending.append(data)
         self._pending_size += len(data)
         if self._pending_size > _PENDING_BODY_LIMIT and not self._client_paused:
             self._client_paused = True
-            self.request.transport.pauseProducing()
+            self.request.pauseReading()
 
     def bodyFinished(self) -> None:
         """

@@ -115,6 +115,7 @@ class ProxyRequest(server.Request):
     _bodyReceived = 0
     _early: Optional[List[bytes]] = None
     response_filters: Tuple = ()
+    readingPaused = False
 
     @property
     def connection(self):
@@ -134,6 +135,18 @@ class ProxyRequest(server.Request):
         self.site = self.channel.site
         self._head = (command, path, version)
         self._early: Optional[List[bytes]] = []
+
+    def pauseReading(self) -> None:
+        """
+        Stop reading the client (its body is not wanted yet); the slow
+        client check does not count the time this lasts.
+        """
+        self.readingPaused = True
+        self.transport.pauseProducing()
+
+    def resumeReading(self) -> None:
+        self.readingPaused = False
+        self.transport.resumeProducing()
 
     def dispatchBody(self) -> None:
         """
@@ -498,6 +511,8 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
     _rejected = False
     _served = 0
     _peerPending = False
+    _bodyRequest: Optional[ProxyRequest] = None
+    _bodyWindow: Optional[Tuple[float, int]] = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -667,7 +682,7 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
                 request.handleContentChunk, self._finishRequestBody
             )
         request.headersReceived(self._command, self._path, self._version, self.length)
-        self._awaitingDispatch = request
+        self._awaitingDispatch = self._bodyRequest = request
 
     def _respondToBadRequestAndDisconnect(self) -> None:
         """
@@ -676,7 +691,31 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
         """
         self.reject(400)
 
+    def checkBodyRate(self, now: float, window: float, minimum: int) -> None:
+        """
+        Answer 408 if the request body being read brought fewer than
+        C{minimum} bytes in the last C{window} seconds; time during which
+        the proxy itself did not read (the backend was not taking the
+        body) does not count.
+        """
+        request = self._bodyRequest
+        if request is None or request.bodyComplete:
+            self._bodyWindow = None
+            return
+        received = request._bodyReceived
+        if request.readingPaused or self._bodyWindow is None:
+            self._bodyWindow = (now, received)
+            return
+        start, at = self._bodyWindow
+        if now - start < window:
+            return
+        if received - at < minimum:
+            self.reject(408)
+        else:
+            self._bodyWindow = (now, received)
+
     def allContentReceived(self) -> None:
+        self._bodyRequest = self._bodyWindow = None
         if not self.requests:
             # The response ended before the request body did; the
             # connection is closing (see ProxyRequest.finish).
@@ -726,6 +765,8 @@ class ProxySite(server.Site):
         self.max_headers = settings.max_headers
         self.max_header_size = settings.max_header_size
         self.header_timeout = settings.header_timeout
+        self.body_timeout = settings.body_timeout
+        self.min_body_bytes = max(1, int(settings.min_body_rate * settings.body_timeout))
         self.max_connections_per_ip = settings.max_connections_per_ip
         self.max_requests_per_connection = settings.max_requests_per_connection
         self._connections_by_ip: Dict[bytes, int] = {}
@@ -777,14 +818,20 @@ class ProxySite(server.Site):
     def _closeSlowClients(self) -> None:
         """
         Answer 408 to every client that has been sending one request head
-        for longer than C{header_timeout}.  One sweep a second over the open
-        connections costs less than a timer per request.
+        for longer than C{header_timeout}, or sends a body slower than
+        C{min_body_rate} (see L{ProxyChannel.checkBodyRate}).  One sweep a
+        second over the open connections costs less than a timer per
+        request.
         """
-        too_early = self.reactor.seconds() - self.header_timeout
+        now = self.reactor.seconds()
+        too_early = now - self.header_timeout
+        window = self.body_timeout
         for channel in list(self.channels):
             started = channel.headStarted
             if started is not None and started <= too_early:
                 channel.reject(408)
+            elif window:
+                channel.checkBodyRate(now, window, self.min_body_bytes)
 
     def is_trusted(self, host: Optional[str]) -> bool:
         """
