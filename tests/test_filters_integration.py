@@ -131,6 +131,33 @@ class FilterIntegrationTests(TestCase):
         self.assertNotIn(b"strict-transport-security", fields)
 
     @inlineCallbacks
+    def test_api_key_and_waf_from_the_configuration(self):
+        port = start_proxy(
+            config(
+                self.backend_port,
+                route='filters = ["waf", "key"]',
+                extra='[filters.key]\ntype = "api_key"\nkeys = ["k-0123456789"]\n\n'
+                '[filters.waf]\ntype = "waf"\nblock_scanners = true\n'
+                'rules = [{ name = "traversal", field = "path", contains = "../" }]',
+            ),
+            self,
+        )
+        status, _, _ = yield self.fetch(port)
+        self.assertEqual(status, 401)
+        status, _, body = yield self.fetch(port, headers=[(b"X-API-Key", b"k-0123456789")])
+        self.assertEqual(status, 200)
+        self.assertNotIn(b"x-api-key", echoed_headers(body))
+        status, _, _ = yield self.fetch(
+            port, path=b"/a/%2e%2e/b", headers=[(b"X-API-Key", b"k-0123456789")]
+        )
+        self.assertEqual(status, 403)
+        status, _, _ = yield self.fetch(
+            port, headers=[(b"X-API-Key", b"k-0123456789"), (b"User-Agent", b"Nikto/2.5")]
+        )
+        self.assertEqual(status, 403)
+        self.assertEqual(self.backend.connections, 1)
+
+    @inlineCallbacks
     def test_basic_auth(self):
         directory = temporary_directory(self)
         hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4))
