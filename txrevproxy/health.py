@@ -17,7 +17,7 @@ from typing import Dict, List
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, TimeoutError
 from twisted.internet.error import ConnectingCancelledError
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Protocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from .balancer import Backend, Balancer
 from .config.model import HealthCheck
 from .proxy.headers import serialize_request_head
-from .proxy.pool import ConnectionPool
+from .proxy.pool import ConnectionPool, quiet_factory
 
 _USER_AGENT = b"txrevproxy-health-check"
 
@@ -99,7 +99,7 @@ def _tcp_check(backend: Backend) -> Deferred:
     def connected(protocol: Protocol) -> None:
         protocol.transport.loseConnection()
 
-    return backend.pool.endpoint.connect(Factory.forProtocol(Protocol)).addCallback(
+    return backend.pool.endpoint.connect(quiet_factory(Protocol)).addCallback(
         connected
     )
 

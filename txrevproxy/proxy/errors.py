@@ -27,8 +27,13 @@ _NO_BODY = frozenset([204, 304])
 #: Reason phrases of RFC 9110 where they differ from Twisted's older ones.
 _REASONS = {
     413: b"Content Too Large",
+    414: b"URI Too Long",
     421: b"Misdirected Request",
+    422: b"Unprocessable Content",
+    429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large",
     504: b"Gateway Timeout",
+    505: b"HTTP Version Not Supported",
 }
 
 

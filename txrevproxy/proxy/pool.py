@@ -58,6 +58,16 @@ def backend_endpoint(
     return wrapClientTLS(client_tls(tls or BackendTLS(server.host)), endpoint)
 
 
+def quiet_factory(build) -> Factory:
+    """
+    A client factory for C{build} that does not log "Starting factory" and
+    "Stopping factory" for each connection (a proxy makes many).
+    """
+    factory = Factory.forProtocol(build)
+    factory.noisy = False
+    return factory
+
+
 class ConnectionPool:
     """
     The idle keep-alive connections to one backend, and the way to make new
@@ -92,7 +102,7 @@ class ConnectionPool:
         self._busy: Set[UpstreamProtocol] = set()
         self._sweeper = None
         self._closed = False
-        self._factory = Factory.forProtocol(lambda: UpstreamProtocol(self))
+        self._factory = quiet_factory(lambda: UpstreamProtocol(self))
 
     @property
     def idle_count(self) -> int:
