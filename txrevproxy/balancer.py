@@ -281,14 +281,29 @@ class Balancer:
             with L{NoBackendAvailable}.  Cancelling it takes the request out
             of the queue.
         """
-        candidates = self._eligible
-        if self._full or tried is not None:
+        if tried is None:
+            lease = self.lease_now(request)
+            if lease is not None:
+                return succeed(lease)
+            if self._eligible and len(self._queue) < self.upstream.queue_size:
+                return self._wait(request)
+        else:
             candidates = self._open(tried)
-        if candidates:
-            return succeed(self._lease(request, candidates, tried is not None))
-        if tried is None and self._eligible and len(self._queue) < self.upstream.queue_size:
-            return self._wait(request)
+            if candidates:
+                return succeed(self._lease(request, candidates, True))
         return fail(NoBackendAvailable(self._retry_after))
+
+    def lease_now(self, request) -> Optional[Lease]:
+        """
+        The direct path of L{acquire} for a first attempt: a lease when a
+        backend can take C{request} now, else L{None} (then call
+        L{acquire}, which queues).  The hot path uses it to go without a
+        L{Deferred} when there is nothing to wait for.
+        """
+        candidates = self._open(None) if self._full else self._eligible
+        if candidates:
+            return self._lease(request, candidates, False)
+        return None
 
     def may_retry(self) -> bool:
         """

@@ -129,7 +129,12 @@ class ProxyExchange:
             self._body_framing = b"chunked" if length is None else b"%d" % (length,)
         else:
             self._upgrade = request.requestedUpgrade()
-        d = self.target.balancer.acquire(request)
+        balancer = self.target.balancer
+        lease = balancer.lease_now(request)
+        if lease is not None:
+            self._leased(lease)
+            return
+        d = balancer.acquire(request)
         d.addCallbacks(self._leased, self._failBeforeResponse)
         if not d.called:
             self._waiting = d
