@@ -221,3 +221,63 @@ class HTTP2Tests(TestCase):
         response = yield client.request(b"GET /one HTTP/1.1\r\nHost: localhost\r\n\r\n")
         self.assertTrue(response.startswith(b"HTTP/1.1 200 OK\r\n"))
         self.assertIn(b"via: 1.1 txrevproxy", response)
+
+
+class HTTP2FilterTests(TestCase):
+    """
+    Filters see HTTP/2 streams like HTTP/1.1 requests: their answers and
+    the fields they add go out as HTTP/2 fields.
+    """
+
+    @inlineCallbacks
+    def test_filters_over_http2(self):
+        from .test_config import parse
+
+        directory = temporary_directory(self)
+        cert, key = CertificateMaker(directory).write("localhost", ["localhost"])
+        backend_port = yield listen(CountingSite(Echo()), self)
+        config = parse(
+            """
+[listeners.websecure]
+endpoint = "tcp:0:interface=127.0.0.1"
+tls = "main"
+filters = ["secure", "limit"]
+
+[tls.main]
+certificates = [{ cert = "%s", key = "%s" }]
+
+[upstreams.app]
+servers = [{ url = "http://127.0.0.1:%d" }]
+
+[[routes]]
+upstream = "app"
+
+[filters.secure]
+type = "security_headers"
+
+[filters.limit]
+type = "rate_limit"
+rate = "1/m"
+burst = 2
+"""
+            % (cert, key, backend_port)
+        )
+        service = ProxyService(config, reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+        client = yield connect_h2(service.ports[0].getHost().port)
+
+        def close():
+            client.transport.loseConnection()
+            return client.closed
+
+        self.addCleanup(close)
+        first = yield client.request(b"GET", b"/")
+        self.assertEqual(first.status, 200)
+        self.assertEqual(first.header(b"strict-transport-security")[:8], b"max-age=")
+        self.assertEqual(first.header(b"ratelimit-remaining"), b"1")
+        yield client.request(b"GET", b"/")
+        refused = yield client.request(b"GET", b"/")
+        self.assertEqual(refused.status, 429)
+        self.assertEqual(refused.header(b"retry-after"), b"60")
+        self.assertEqual(refused.header(b"x-content-type-options"), b"nosniff")

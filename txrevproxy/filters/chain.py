@@ -105,33 +105,39 @@ def answer(request, verdict: Answer) -> None:
 def run_filters(request, filters: Sequence, proceed) -> None:
     """
     Run C{filters} on C{request} in order; call C{proceed()} when every one
-    lets it through.
+    lets it through.  The filters a request passed see its response head,
+    whoever answers it (a backend, the proxy, a later filter).
 
     @param proceed: goes on with the request (routes it, or forwards it).
     """
-    index = 0
-    while index < len(filters):
+    for index, each in enumerate(filters):
         try:
-            verdict = filters[index].request(request)
+            verdict = each.request(request)
         except Exception:
-            log.failure("filter {filter!r} failed", filter=filters[index])
+            log.failure("filter {filter!r} failed", filter=each)
+            _passed(request, filters[:index])
             send_error(request, 500)
             return
-        index += 1
         if verdict is None:
             continue
+        _passed(request, filters[:index])
         if isinstance(verdict, Answer):
             answer(request, verdict)
-            return
-        _Waiting(request, filters, index, proceed).wait(verdict)
+        else:
+            _Waiting(request, filters, index, proceed).wait(verdict)
         return
-    request.response_filters = tuple(request.response_filters) + tuple(filters)
+    _passed(request, filters)
     proceed()
+
+
+def _passed(request, filters: Sequence) -> None:
+    if filters:
+        request.response_filters = tuple(request.response_filters) + tuple(filters)
 
 
 class _Waiting:
     """
-    A filter chain held on a filter's L{Deferred}.
+    A filter chain held on the L{Deferred} of the filter at C{index}.
     """
 
     def __init__(self, request, filters: Sequence, index: int, proceed) -> None:
@@ -152,9 +158,8 @@ class _Waiting:
         if verdict is not None:
             answer(request, verdict)
             return
-        rest = self._filters[self._index :]
-        done = self._filters[: self._index]
-        request.response_filters = tuple(request.response_filters) + tuple(done)
+        _passed(request, self._filters[self._index : self._index + 1])
+        rest = self._filters[self._index + 1 :]
         hold = self._hold
 
         def proceed() -> None:
