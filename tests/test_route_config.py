@@ -161,7 +161,7 @@ def test_route_key(text, get, value):
         (
             'upstream = "app"\nfilters = ["ratelimit"]',
             [
-                "routes[0].filters: unknown key (known keys: add_prefix, error_pages, headers, "
+                "routes[0].filters: unknown key (known keys: add_prefix, cache, error_pages, headers, "
                 "host, methods, path, preserve_host, priority, query, redirect, request_headers, "
                 "respond, response_headers, rewrite, strip_prefix, upstream)"
             ],

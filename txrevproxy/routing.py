@@ -29,13 +29,14 @@ same L{Router.select}.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import attr
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET
 
 from .answers import RedirectResource, RespondResource
+from .cache.resource import CachingProxyResource
 from .config.model import Config, Route
 from .matchers import Matchers, route_matchers
 from .proxy.errors import respond_with_error
@@ -351,12 +352,20 @@ def build_router(
     return Router(routes, exact, wildcard, default)
 
 
-def build_root(config: Config, balancers: Dict[str, object], reactor) -> Router:
+def build_root(
+    config: Config,
+    balancers: Dict[str, object],
+    reactor,
+    caches: Optional[Mapping[str, object]] = None,
+) -> Router:
     """
     The resource tree of a configuration: the one place it is built, so
     a reload swaps it whole.
 
     @param balancers: the balancer of each upstream, by name.
+    @param caches: the L{txrevproxy.cache.shared.SharedCache} of each
+        C{[caches.NAME]} table, by name; a route whose cache is not there
+        (as when only explaining routes) is not cached.
     """
 
     def resource_for(route: Route) -> IResource:
@@ -386,6 +395,9 @@ def build_root(config: Config, balancers: Dict[str, object], reactor) -> Router:
             response_rules=response_rules,
             error_pages=pages or None,
         )
+        cache = None if route.cache is None or caches is None else caches.get(route.cache)
+        if cache is not None:
+            return CachingProxyResource(target, cache)
         return ReverseProxyResource(target)
 
     return build_router(config.routes, resource_for)

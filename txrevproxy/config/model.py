@@ -443,6 +443,8 @@ class Route:
     @ivar redirect: answer with a redirect instead of forwarding.
     @ivar respond: answer with a fixed response instead of forwarding.
     @ivar error_pages: pages replacing the proxy's own 502, 503 and 504.
+    @ivar cache: the name of a L{CacheSettings} table in L{Config.caches}
+        that stores this route's responses, or L{None}.
     """
 
     index: int
@@ -462,6 +464,7 @@ class Route:
     redirect: Optional[Redirect] = None
     respond: Optional[Respond] = None
     error_pages: Tuple[ErrorPage, ...] = ()
+    cache: Optional[str] = None
 
     @property
     def matchers(self) -> Tuple[object, ...]:
@@ -473,11 +476,39 @@ class Route:
 
 
 @attr.s(frozen=True, auto_attribs=True)
+class CacheSettings:
+    """
+    One C{[caches.NAME]} table: a shared HTTP cache (RFC 9111) that routes
+    name in their C{cache} key.
+
+    @ivar store: C{"memory"}, the only kind of store for now.
+    @ivar max_size: the bytes the store may hold (bodies and fields); the
+        least recently used responses go first.
+    @ivar max_object_size: the largest body stored; a larger response is
+        passed on without being stored.
+    @ivar default_ttl: the heuristic freshness lifetime, in seconds, of a
+        storable response without explicit expiration, where RFC 9111
+        section 4.2.2 allows one; C{0}: no heuristic freshness.
+    @ivar store_set_cookie: store responses that carry Set-Cookie (their
+        Set-Cookie fields are never stored nor sent to anyone else); by
+        default such responses are not stored.
+    """
+
+    name: str
+    store: str = "memory"
+    max_size: int = 256 * 1024 * 1024
+    max_object_size: int = 8 * 1024 * 1024
+    default_ttl: float = 0.0
+    store_set_cookie: bool = False
+
+
+@attr.s(frozen=True, auto_attribs=True)
 class Config:
     """
     A whole, validated configuration.
 
     @ivar tls: the C{[tls.NAME]} tables, by name.
+    @ivar caches: the C{[caches.NAME]} tables, by name.
     @ivar source: the path it was read from, if any.
     """
 
@@ -486,4 +517,5 @@ class Config:
     upstreams: Mapping[str, Upstream]
     routes: Tuple[Route, ...]
     tls: Mapping[str, TLS] = attr.Factory(dict)
+    caches: Mapping[str, CacheSettings] = attr.Factory(dict)
     source: Optional[str] = None

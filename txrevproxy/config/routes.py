@@ -375,6 +375,7 @@ FORWARDING_KEYS = (
     "rewrite",
     "request_headers",
     "error_pages",
+    "cache",
 )
 
 
@@ -417,6 +418,7 @@ ROUTE = Table(
         "request_headers": Field(_header_rules(True), default=MODEL_DEFAULT),
         "response_headers": Field(_header_rules(False), default=MODEL_DEFAULT),
         "error_pages": Field(error_pages, default=MODEL_DEFAULT),
+        "cache": Field(name, default=MODEL_DEFAULT),
     },
     checks=(_one_answer,),
 )

@@ -1,0 +1,116 @@
+"""
+Answering a client from a stored response: whole, as a 304 to its
+conditional request, or as the byte range it asked for; with C{Age} and
+C{Cache-Status} (RFC 9211).
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+from ..proxy.errors import reason_phrase
+from ..proxy.headers import client_response_headers
+from . import policy
+from .store import StoredResponse
+
+Header = Tuple[bytes, bytes]
+
+#: The name this cache goes by in Cache-Status.
+CACHE_NAME = b"txrevproxy"
+
+#: Fields the cache never keeps: Set-Cookie (another user's cookie).
+_NOT_STORED = frozenset([b"set-cookie"])
+
+
+def storable_headers(headers: List[Header]) -> List[Header]:
+    """
+    The fields of a backend response that the cache keeps: its
+    end-to-end fields without Content-Length or Set-Cookie.  Age stays,
+    for the age calculation, and is replaced in every answer.
+    """
+    return [
+        (name, value)
+        for name, value in client_response_headers(headers, False)
+        if name.lower() not in _NOT_STORED
+    ]
+
+
+def cache_status(*parameters: bytes) -> Header:
+    """
+    A Cache-Status field (RFC 9211): this cache's name, then the
+    parameters (C{b"hit"}, C{b"fwd=uri-miss"}, C{b"ttl=30"} ...).
+    """
+    return (b"Cache-Status", b"; ".join((CACHE_NAME,) + parameters))
+
+
+def serve_stored(
+    request,
+    stored: StoredResponse,
+    age: float,
+    lifetime: float,
+    status_parameters: Tuple[bytes, ...],
+    request_headers: List[Header],
+    response_rules=None,
+) -> None:
+    """
+    Answer C{request} from C{stored} and finish it.
+
+    @param age: the stored response's current age, in seconds.
+    @param lifetime: its freshness lifetime, for the C{ttl} of
+        Cache-Status (negative once stale).
+    @param status_parameters: what Cache-Status says besides the name and
+        the ttl.
+    @param request_headers: the client's own request fields (its
+        conditional and Range fields decide the answer).
+    @param response_rules: the route's response header rules, or L{None}.
+    """
+    headers = [pair for pair in stored.headers if pair[0].lower() != b"age"]
+    headers.append((b"Age", b"%d" % (int(age),)))
+    headers.append(
+        cache_status(*status_parameters + (b"ttl=%d" % (int(lifetime - age),),))
+    )
+    if response_rules is not None:
+        headers = response_rules.apply(headers, request)
+    body = stored.body
+    status = stored.status
+    if status == 200 and policy.not_modified(list(stored.headers), request_headers):
+        headers = [
+            (name, value)
+            for name, value in headers
+            if name.lower() in policy.NOT_MODIFIED_FIELDS
+            or name.lower() in (b"age", b"cache-status")
+        ]
+        _answer(request, 304, headers, b"")
+        return
+    if status == 200:
+        chosen = policy.byte_range(
+            policy.first_value(request_headers, b"range"),
+            policy.first_value(request_headers, b"if-range"),
+            list(stored.headers),
+            len(body),
+        )
+        if chosen is not None:
+            first, last = chosen
+            if first == len(body):
+                headers.append((b"Content-Range", b"bytes */%d" % (len(body),)))
+                _answer(request, 416, headers, b"")
+                return
+            headers.append(
+                (b"Content-Range", b"bytes %d-%d/%d" % (first, last, len(body)))
+            )
+            _answer(request, 206, headers, body[first : last + 1])
+            return
+    _answer(request, status, headers, body, stored.reason)
+
+
+def _answer(
+    request, status: int, headers: List[Header], body: bytes, reason: Optional[bytes] = None
+) -> None:
+    if status not in (204, 304):
+        headers.append((b"Content-Length", b"%d" % (len(body),)))
+    request.writeResponseHead(
+        status, reason or reason_phrase(status), headers, len(body)
+    )
+    if body:
+        request.write(body)
+    request.finish()
