@@ -30,7 +30,7 @@ from ..proxy.errors import abort_response
 from ..proxy.exchange import ProxyExchange
 from . import policy
 from .policy import Timing
-from .serve import cache_status, serve_stored, storable_headers
+from .serve import ClientResponse, cache_status, serve_stored, storable_headers
 from .store import StoredResponse
 
 Header = Tuple[bytes, bytes]
@@ -54,7 +54,11 @@ class Waiter:
     @ivar request: the client request.
     @ivar fields: its header fields.
     @ivar gone: whether its client went away.
+    @ivar response: its L{ClientResponse}, once the shared response
+        started.
     """
+
+    response: Optional[ClientResponse] = None
 
     def __init__(self, request, fields: List[Header]) -> None:
         self.request = request
@@ -130,7 +134,7 @@ class Fetch:
             return
         self._startWaiter(waiter, status, reason, kept, self._length)
         for chunk in chunks:
-            request.write(chunk)
+            waiter.response.write(chunk)
 
     # What the exchange reports -----------------------------------------------
 
@@ -216,7 +220,7 @@ class Fetch:
                 chunks.append(data)
         for waiter in self._streaming:
             if not waiter.gone:
-                waiter.request.write(data)
+                waiter.response.write(data)
 
     def ended(self) -> None:
         """
@@ -243,7 +247,7 @@ class Fetch:
             self.cache.metrics.bytes_stored += len(body)
         for waiter in self._streaming:
             if not waiter.gone:
-                waiter.request.finish()
+                waiter.response.finish()
         self._close()
 
     def failed(self) -> bool:
@@ -339,7 +343,7 @@ class Fetch:
         rules = self.target.response_rules
         if rules is not None:
             headers = rules.apply(headers, waiter.request)
-        waiter.request.writeResponseHead(status, reason, headers, length)
+        waiter.response = ClientResponse(waiter.request, status, reason, headers, length)
         self._streaming.append(waiter)
 
     def _sendWaitersOn(self) -> None:

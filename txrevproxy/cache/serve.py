@@ -103,14 +103,36 @@ def serve_stored(
     _answer(request, status, headers, body, stored.reason)
 
 
+class ClientResponse:
+    """
+    A response the cache writes to a client itself (an answer from the
+    store, or a shared response streamed to a waiting request) rather
+    than passing it through an exchange: the one place those answers are
+    written, so that what the exchange does to every response head and
+    body on its way to the client applies here too.
+    """
+
+    def __init__(
+        self, request, status: int, reason: bytes, headers: List[Header], length: Optional[int]
+    ) -> None:
+        self.request = request
+        request.writeResponseHead(status, reason, headers, length)
+
+    def write(self, data: bytes) -> None:
+        self.request.write(data)
+
+    def finish(self) -> None:
+        self.request.finish()
+
+
 def _answer(
     request, status: int, headers: List[Header], body: bytes, reason: Optional[bytes] = None
 ) -> None:
     if status not in (204, 304):
         headers.append((b"Content-Length", b"%d" % (len(body),)))
-    request.writeResponseHead(
-        status, reason or reason_phrase(status), headers, len(body)
+    response = ClientResponse(
+        request, status, reason or reason_phrase(status), headers, len(body)
     )
     if body:
-        request.write(body)
-    request.finish()
+        response.write(body)
+    response.finish()
