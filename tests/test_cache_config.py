@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from txrevproxy.config import load_config
 from txrevproxy.config.model import CacheSettings
 
 from .test_config import document, parse, problems
@@ -29,6 +30,13 @@ def test_cache_table_and_route_key():
             store_set_cookie=True,
         )
     }
+
+
+def test_disk_path_is_taken_from_the_configuration_directory(tmp_path):
+    source = tmp_path / "proxy.toml"
+    source.write_text(document(extra='[caches.big]\nstore = "disk"\npath = "cache/big"'))
+    config = load_config(str(source))
+    assert config.caches["big"].path == str(tmp_path / "cache" / "big")
 
 
 def test_cache_defaults_match_the_model():
@@ -59,7 +67,17 @@ def test_cache_defaults_match_the_model():
         (
             'upstream = "app"',
             '[caches.pages]\nstore = "redis"',
-            ['caches.pages.store: unknown value "redis"; expected one of "memory"'],
+            ['caches.pages.store: unknown value "redis"; expected one of "memory", "disk"'],
+        ),
+        (
+            'upstream = "app"',
+            '[caches.pages]\nstore = "disk"',
+            ['caches.pages.path: store = "disk" needs the directory of its files'],
+        ),
+        (
+            'upstream = "app"',
+            '[caches.pages]\npath = "cache"',
+            ['caches.pages.path: only meaningful with store = "disk"'],
         ),
         (
             'upstream = "app"',

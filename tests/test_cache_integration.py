@@ -81,8 +81,14 @@ class Scripted(resource.Resource):
 class CacheTestCase(TestCase):
     timeout = 15
 
+    #: Extra options of the cache table (a disk store in subclasses).
+    store_options: dict = {}
+
     @inlineCallbacks
     def startWith(self, answer: Callable, **cache_options):
+        cache_options = dict(self.store_options, **cache_options)
+        if cache_options.get("store") == "disk":
+            cache_options["path"] = self.mktemp()
         self.backend = Scripted(answer)
         endpoint = TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
         self.backend_listener = yield endpoint.listen(CountingSite(self.backend))
@@ -438,3 +444,27 @@ class CoalescingTests(CacheTestCase):
         self.assertEqual(len(self.backend.requests), 3)
         for raw in responses:
             self.assertEqual(parse_response(raw)[2], b"mine")
+
+
+class DiskHitTests(HitTests):
+    """
+    The same, with bodies in files.
+    """
+
+    store_options = {"store": "disk"}
+
+    @inlineCallbacks
+    def test_large_body_streams_from_its_file(self):
+        body = bytes(range(256)) * 4096 * 2
+        yield self.startWith(cacheable(body=body))
+        yield get(self.port)
+        status, headers, served = yield get(self.port)
+        self.assertEqual((status, served), (200, body))
+        self.assertEqual(headers[b"content-length"], [b"%d" % (len(body),)])
+        status, _, part = yield get(self.port, extra=b"Range: bytes=100000-300000\r\n")
+        self.assertEqual((status, part), (206, body[100000:300001]))
+        self.assertEqual(len(self.backend.requests), 1)
+
+
+class DiskCoalescingTests(CoalescingTests):
+    store_options = {"store": "disk"}

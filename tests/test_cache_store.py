@@ -4,9 +4,13 @@ The in-memory store, and the purge API of a shared cache.
 
 from __future__ import annotations
 
+import os
+
+import attr
 from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
 
+from txrevproxy.cache.disk import DiskStore
 from txrevproxy.cache.policy import Timing
 from txrevproxy.cache.shared import SharedCache, build_caches
 from txrevproxy.cache.store import OVERHEAD, MemoryStore, StoredResponse
@@ -112,3 +116,68 @@ def test_a_reload_keeps_the_store():
     assert second["pages"].store is first["pages"].store
     assert second["pages"].store.max_size == 1 << 20
     assert list(second["other"].store.keys()) == []
+
+
+def stored_on(store, key: bytes, body: bytes) -> StoredResponse:
+    writer = store.writer()
+    writer.write(body[:3])
+    writer.write(body[3:])
+    stored = attr.evolve(response(key), body=writer.close())
+    store.put(stored)
+    return stored
+
+
+def test_disk_store_keeps_bodies_in_files_and_removes_them(tmp_path):
+    directory = str(tmp_path / "bodies")
+    store = DiskStore(directory, 10000)
+    verifyObject(ICacheStore, store)
+    first = stored_on(store, b"https://h/1", b"first body")
+    with first.body.open() as file:
+        assert file.read() == b"first body"
+    assert len(first.body) == 10
+    second = stored_on(store, b"https://h/2", b"second")
+    assert len(os.listdir(directory)) == 2
+    # Replaced, purged: the file goes.
+    stored_on(store, b"https://h/1", b"again")
+    assert not os.path.exists(first.body.path)
+    store.remove(b"https://h/2")
+    assert not os.path.exists(second.body.path)
+    assert len(os.listdir(directory)) == 1
+
+
+def test_disk_store_evicts_files_too(tmp_path):
+    directory = str(tmp_path)
+    each = response(b"https://h/1", b"").size + 100
+    store = DiskStore(directory, 2 * each + 10)
+    for number in range(5):
+        stored_on(store, b"https://h/%d" % (number,), b"x" * 100)
+    assert len(os.listdir(directory)) == 2
+    assert store.size <= store.max_size
+
+
+def test_discarded_body_leaves_no_file(tmp_path):
+    store = DiskStore(str(tmp_path), 10000)
+    writer = store.writer()
+    writer.write(b"part")
+    assert writer.received() is None
+    writer.discard()
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_a_new_disk_store_empties_its_directory_of_bodies_only(tmp_path):
+    store = DiskStore(str(tmp_path), 10000)
+    stored_on(store, b"https://h/1", b"old")
+    (tmp_path / "keep.txt").write_text("not ours")
+    DiskStore(str(tmp_path), 10000)
+    assert os.listdir(str(tmp_path)) == ["keep.txt"]
+
+
+def test_a_reload_to_another_directory_makes_a_new_store(tmp_path):
+    clock = Clock()
+    disk = CacheSettings("big", store="disk", path=str(tmp_path / "a"))
+    first = build_caches({"big": disk}, clock, {})
+    same = build_caches({"big": disk}, clock, first)
+    moved = build_caches({"big": attr.evolve(disk, path=str(tmp_path / "b"))}, clock, same)
+    assert same["big"].store is first["big"].store
+    assert moved["big"].store is not first["big"].store
+    assert isinstance(moved["big"].store, DiskStore)

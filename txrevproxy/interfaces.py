@@ -181,6 +181,14 @@ class ICacheStore(Interface):
         @return: a L{list} of L{StoredResponse}.
         """
 
+    def writer():
+        """
+        Somewhere to put a body as it arrives, before the response is
+        stored with L{put}.
+
+        @return: an L{IBodyWriter}.
+        """
+
     def put(response):
         """
         Store a response, replacing the one stored for the same key and
@@ -200,4 +208,35 @@ class ICacheStore(Interface):
         Forget every response whose primary key starts with C{prefix}.
 
         @return: how many were forgotten.
+        """
+
+
+class IBodyWriter(Interface):
+    """
+    A body being received for an L{ICacheStore}: in memory, or in a file.
+    """
+
+    def write(data):
+        """
+        Keep the next body bytes.
+        """
+
+    def received():
+        """
+        The bytes kept so far, for a request that joins a response already
+        streaming; L{None} when the store cannot give them back cheaply
+        (such a request then makes its own backend request).
+        """
+
+    def close():
+        """
+        The body is complete.
+
+        @return: the body as the store's responses hold it: L{bytes}, or
+            an object with C{len()} whose C{open()} returns a binary file.
+        """
+
+    def discard():
+        """
+        The body will not be stored: let go of what was kept.
         """

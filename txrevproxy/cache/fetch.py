@@ -26,6 +26,7 @@ from typing import List, Optional, Tuple
 import attr
 from twisted.logger import Logger
 
+from ..interfaces import IBodyWriter
 from ..proxy.errors import abort_response
 from ..proxy.exchange import ProxyExchange
 from . import policy
@@ -106,7 +107,7 @@ class Fetch:
         self.request_time = cache.clock.seconds()
         self._waiting: List[Waiter] = []
         self._streaming: List[Waiter] = []
-        self._chunks: Optional[List[bytes]] = None
+        self._body: Optional[IBodyWriter] = None
         self._size = 0
         self._length: Optional[int] = None
         self._head: Optional[Tuple[int, bytes, List[Header], Tuple[bytes, ...], float]] = None
@@ -126,7 +127,7 @@ class Fetch:
         # The response is already streaming: a waiter that matches gets
         # what arrived so far, then the rest with the others.
         status, reason, kept, fields, _ = head
-        chunks = self._chunks
+        chunks = None if self._body is None else self._body.received()
         if chunks is None or policy.vary_values(fields, waiter.fields) != policy.vary_values(
             fields, self.fields
         ):
@@ -194,7 +195,7 @@ class Fetch:
         kept = storable_headers(headers)
         self._head = (status, reason, kept, fields, now)
         self._length = length
-        self._chunks = []
+        self._body = cache.store.writer()
         leader_values = policy.vary_values(fields, self.fields)
         waiting, self._waiting = self._waiting, []
         for waiter in waiting:
@@ -211,13 +212,14 @@ class Fetch:
         Body bytes arrived: keep them while the body fits the cache, and
         pass them to the waiters that got the head.
         """
-        chunks = self._chunks
-        if chunks is not None:
+        body = self._body
+        if body is not None:
             self._size += len(data)
             if self._size > self.cache.settings.max_object_size:
-                self._chunks = None
+                body.discard()
+                self._body = None
             else:
-                chunks.append(data)
+                body.write(data)
         for waiter in self._streaming:
             if not waiter.gone:
                 waiter.response.write(data)
@@ -228,10 +230,11 @@ class Fetch:
         """
         if self._closed:
             return
-        chunks = self._chunks
-        if chunks is not None and self._head is not None:
+        writer = self._body
+        if writer is not None:
+            self._body = None
             status, reason, kept, fields, received_at = self._head
-            body = b"".join(chunks)
+            body = writer.close()
             self.cache.store.put(
                 StoredResponse(
                     key=self.key,
@@ -360,5 +363,8 @@ class Fetch:
 
     def _close(self) -> None:
         self._closed = True
+        if self._body is not None:
+            self._body.discard()
+            self._body = None
         if self.cache.fetches.get(self.key) is self:
             del self.cache.fetches[self.key]

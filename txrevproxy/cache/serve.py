@@ -6,9 +6,12 @@ C{Cache-Status} (RFC 9211).
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import IO, List, Optional, Tuple
 
-from ..proxy.errors import reason_phrase
+from twisted.internet.interfaces import IPullProducer
+from zope.interface import implementer
+
+from ..proxy.errors import abort_response, reason_phrase
 from ..proxy.headers import client_response_headers
 from . import policy
 from .store import StoredResponse
@@ -98,9 +101,9 @@ def serve_stored(
             headers.append(
                 (b"Content-Range", b"bytes %d-%d/%d" % (first, last, len(body)))
             )
-            _answer(request, 206, headers, body[first : last + 1])
+            _answer(request, 206, headers, body, first, last + 1 - first)
             return
-    _answer(request, status, headers, body, stored.reason)
+    _answer(request, status, headers, body, reason=stored.reason)
 
 
 class ClientResponse:
@@ -126,13 +129,71 @@ class ClientResponse:
 
 
 def _answer(
-    request, status: int, headers: List[Header], body: bytes, reason: Optional[bytes] = None
+    request,
+    status: int,
+    headers: List[Header],
+    body,
+    first: int = 0,
+    count: Optional[int] = None,
+    reason: Optional[bytes] = None,
 ) -> None:
+    """
+    Send C{count} bytes of C{body} from C{first} (all of it by default):
+    at once from memory, or read from a file as the client takes them.
+    """
+    if count is None:
+        count = len(body)
+    source = None
+    if count and request.method != b"HEAD" and not isinstance(body, bytes):
+        source = body.open()
+        source.seek(first)
     if status not in (204, 304):
-        headers.append((b"Content-Length", b"%d" % (len(body),)))
-    response = ClientResponse(
-        request, status, reason or reason_phrase(status), headers, len(body)
-    )
-    if body:
-        response.write(body)
+        headers.append((b"Content-Length", b"%d" % (count,)))
+    response = ClientResponse(request, status, reason or reason_phrase(status), headers, count)
+    if source is not None:
+        FileProducer(response, source, count).start()
+        return
+    if count and isinstance(body, bytes):
+        response.write(body[first : first + count])
     response.finish()
+
+
+@implementer(IPullProducer)
+class FileProducer:
+    """
+    Sends a part of a file to a client one chunk at a time, each when the
+    connection has taken the previous one, as C{twisted.web.static.File}
+    does: a body on disk is never whole in memory.
+    """
+
+    chunk_size = 64 * 1024
+
+    def __init__(self, response: ClientResponse, source: IO[bytes], count: int) -> None:
+        self._response = response
+        self._source = source
+        self._left = count
+
+    def start(self) -> None:
+        self._response.request.registerProducer(self, False)
+
+    def resumeProducing(self) -> None:
+        if self._source is None:
+            return
+        data = self._source.read(min(self.chunk_size, self._left))
+        self._left -= len(data)
+        if data:
+            self._response.write(data)
+        if not data or not self._left:
+            self.stopProducing()
+            self._response.request.unregisterProducer()
+            if self._left:
+                # The file is shorter than it was: never pass a truncated
+                # body off as complete.
+                abort_response(self._response.request)
+            else:
+                self._response.finish()
+
+    def stopProducing(self) -> None:
+        if self._source is not None:
+            self._source.close()
+            self._source = None

@@ -13,6 +13,7 @@ from ..config.model import CacheSettings
 from ..interfaces import ICacheStore
 from ..target import request_host
 from . import policy
+from .disk import DiskStore
 from .store import MemoryStore, StoredResponse
 
 Header = Tuple[bytes, bytes]
@@ -154,6 +155,8 @@ def make_store(settings: CacheSettings) -> ICacheStore:
     """
     The store a C{[caches.NAME]} table asks for.
     """
+    if settings.store == "disk":
+        return DiskStore(settings.path, settings.max_size)
     return MemoryStore(settings.max_size)
 
 
@@ -163,14 +166,18 @@ def build_caches(
     previous: Mapping[str, SharedCache],
 ) -> Dict[str, SharedCache]:
     """
-    The caches of a configuration.  A cache of the same name and kind of
-    store in the configuration being replaced keeps that store (with the
+    The caches of a configuration.  A cache of the same name, kind of
+    store and directory in the configuration being replaced keeps that
+    store (with the
     new size bound): a reload does not empty the cache.
     """
     caches = {}
     for name, table in settings.items():
         old = previous.get(name)
-        if old is not None and old.settings.store == table.store:
+        if old is not None and (old.settings.store, old.settings.path) == (
+            table.store,
+            table.path,
+        ):
             store = old.store
             store.max_size = table.max_size
         else:

@@ -6,12 +6,12 @@ L{ICacheStore}) within a byte bound, least recently used first out.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import attr
 from zope.interface import implementer
 
-from ..interfaces import ICacheStore
+from ..interfaces import IBodyWriter, ICacheStore
 from .policy import Timing
 
 Header = Tuple[bytes, bytes]
@@ -34,7 +34,9 @@ class StoredResponse:
     @ivar reason: its reason phrase.
     @ivar headers: its end-to-end fields, without Content-Length (the
         cache frames what it serves), hop-by-hop fields or Set-Cookie.
-    @ivar body: the whole body.
+    @ivar body: the whole body: L{bytes}, or for a store that keeps
+        bodies elsewhere an object with C{len()} and C{open()} (see
+        L{IBodyWriter.close}).
     @ivar timing: when it was requested and received, for its age.
     """
 
@@ -44,7 +46,7 @@ class StoredResponse:
     status: int
     reason: bytes
     headers: Tuple[Header, ...]
-    body: bytes
+    body: Any
     timing: Timing
 
     @property
@@ -65,6 +67,30 @@ class StoredResponse:
         What tells it apart from the other responses of its key.
         """
         return (self.vary_fields, self.vary_values)
+
+
+@implementer(IBodyWriter)
+class MemoryBodyWriter:
+    """
+    A body kept in memory as its chunks.
+    """
+
+    def __init__(self) -> None:
+        self._chunks: Optional[List[bytes]] = []
+
+    def write(self, data: bytes) -> None:
+        self._chunks.append(data)
+
+    def received(self) -> Optional[List[bytes]]:
+        return self._chunks
+
+    def close(self) -> bytes:
+        body = b"".join(self._chunks)
+        self._chunks = None
+        return body
+
+    def discard(self) -> None:
+        self._chunks = None
 
 
 @implementer(ICacheStore)
@@ -89,6 +115,9 @@ class MemoryStore:
         self._entries.move_to_end(key)
         return list(found)
 
+    def writer(self) -> MemoryBodyWriter:
+        return MemoryBodyWriter()
+
     def put(self, response: StoredResponse) -> None:
         found = self._entries.get(response.key)
         if found is None:
@@ -98,7 +127,7 @@ class MemoryStore:
             for old in found:
                 if old.variant == response.variant:
                     found.remove(old)
-                    self.size -= old.size
+                    self._forget([old])
                     break
         found.insert(0, response)
         self.size += response.size
@@ -108,14 +137,25 @@ class MemoryStore:
         entries = self._entries
         while self.size > self.max_size and entries:
             _, evicted = entries.popitem(last=False)
-            self.size -= sum(response.size for response in evicted)
+            self._forget(evicted)
 
     def remove(self, key: bytes) -> int:
         found = self._entries.pop(key, None)
         if not found:
             return 0
-        self.size -= sum(response.size for response in found)
+        self._forget(found)
         return len(found)
+
+    def _forget(self, responses: List[StoredResponse]) -> None:
+        for response in responses:
+            self.size -= response.size
+            self.forgotten(response)
+
+    def forgotten(self, response: StoredResponse) -> None:
+        """
+        A response left the store; a store that keeps bodies elsewhere
+        lets go of its body here.
+        """
 
     def remove_prefix(self, prefix: bytes) -> int:
         keys = [key for key in self._entries if key.startswith(prefix)]

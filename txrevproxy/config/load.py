@@ -481,7 +481,11 @@ def _absolute_paths(config: Config, base: str) -> Config:
         )
         for upstream_name, upstream in config.upstreams.items()
     }
-    return attr.evolve(config, tls=tls, upstreams=upstreams)
+    caches = {
+        cache_name: attr.evolve(cache, path=absolute(cache.path))
+        for cache_name, cache in config.caches.items()
+    }
+    return attr.evolve(config, tls=tls, upstreams=upstreams, caches=caches)
 
 
 def _route_conflicts(routes: Iterable[Route]) -> Iterable[Problem]:

@@ -481,7 +481,9 @@ class CacheSettings:
     One C{[caches.NAME]} table: a shared HTTP cache (RFC 9111) that routes
     name in their C{cache} key.
 
-    @ivar store: C{"memory"}, the only kind of store for now.
+    @ivar store: C{"memory"}, or C{"disk"}: bodies in files under
+        L{path}, for large objects.
+    @ivar path: the directory of a disk store (absolute once loaded).
     @ivar max_size: the bytes the store may hold (bodies and fields); the
         least recently used responses go first.
     @ivar max_object_size: the largest body stored; a larger response is
@@ -496,6 +498,7 @@ class CacheSettings:
 
     name: str
     store: str = "memory"
+    path: Optional[str] = None
     max_size: int = 256 * 1024 * 1024
     max_object_size: int = 8 * 1024 * 1024
     default_ttl: float = 0.0
