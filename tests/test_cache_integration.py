@@ -4,6 +4,8 @@ The shared cache over loopback: a real backend, the proxy, raw clients.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from typing import Callable, List
 
 import attr
@@ -88,7 +90,8 @@ class CacheTestCase(TestCase):
     def startWith(self, answer: Callable, **cache_options):
         cache_options = dict(self.store_options, **cache_options)
         if cache_options.get("store") == "disk":
-            cache_options["path"] = self.mktemp()
+            cache_options["path"] = tempfile.mkdtemp()
+            self.addCleanup(shutil.rmtree, cache_options["path"])
         self.backend = Scripted(answer)
         endpoint = TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
         self.backend_listener = yield endpoint.listen(CountingSite(self.backend))
