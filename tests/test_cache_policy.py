@@ -30,6 +30,23 @@ def fields(text: str):
     return pairs
 
 
+@pytest.mark.parametrize(
+    "value",
+    [DATE, b"Sunday, 06-Nov-94 08:49:37 GMT", b"Sun Nov  6 08:49:37 1994"],
+)
+def test_the_three_date_forms(value):
+    """
+    RFC 9110 section 5.6.7: IMF-fixdate, and the obsolete RFC 850 and
+    asctime forms, all in UTC.
+    """
+    assert policy.http_date(value) == DATE_SECONDS
+
+
+@pytest.mark.parametrize("value", [b"0", b"", b"yesterday", None])
+def test_invalid_dates(value):
+    assert policy.http_date(value) is None
+
+
 def test_parse_cache_control():
     assert policy.parse_cache_control(
         [b'max-age=60, No-Cache="Set-Cookie, X", s-maxage="30"', b"public, max-age=5"]

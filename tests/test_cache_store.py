@@ -168,8 +168,13 @@ def test_a_new_disk_store_empties_its_directory_of_bodies_only(tmp_path):
     store = DiskStore(str(tmp_path), 10000)
     stored_on(store, b"https://h/1", b"old")
     (tmp_path / "keep.txt").write_text("not ours")
-    DiskStore(str(tmp_path), 10000)
+    DiskStore(str(tmp_path), 10000).writer().discard()
     assert os.listdir(str(tmp_path)) == ["keep.txt"]
+
+
+def test_making_a_disk_store_touches_no_file(tmp_path):
+    DiskStore(str(tmp_path / "later"), 10000)
+    assert os.listdir(str(tmp_path)) == []
 
 
 def test_a_reload_to_another_directory_makes_a_new_store(tmp_path):

@@ -8,7 +8,8 @@ it arrives and served chunk by chunk as the client reads (see
 L{txrevproxy.cache.serve}), so no body is ever whole in memory.  The
 reads and writes are small, local and sequential, made on the reactor
 thread as C{twisted.web.static.File} serves files.  The index is not
-kept across restarts: a new store empties its directory of bodies.
+kept across restarts: a new store empties its directory of bodies before
+its first write.
 """
 
 from __future__ import annotations
@@ -89,16 +90,29 @@ class DiskStore(MemoryStore):
     still reading it keeps reading (the file stays until it is closed).
     """
 
+    _prepared = False
+
     def __init__(self, directory: str, max_size: int) -> None:
         super().__init__(max_size)
         self.directory = directory
-        os.makedirs(directory, exist_ok=True)
-        for name in os.listdir(directory):
-            if name.endswith(_SUFFIX):
-                _remove(os.path.join(directory, name))
 
     def writer(self) -> FileBodyWriter:
+        if not self._prepared:
+            self._prepare()
         return FileBodyWriter(self.directory)
+
+    def _prepare(self) -> None:
+        """
+        Make the directory, and remove the bodies a previous store left
+        there.  Done on the first write rather than when the store is made,
+        so that making a runtime only to explain a request
+        (C{txrevproxy route}) touches no file.
+        """
+        self._prepared = True
+        os.makedirs(self.directory, exist_ok=True)
+        for name in os.listdir(self.directory):
+            if name.endswith(_SUFFIX):
+                _remove(os.path.join(self.directory, name))
 
     def forgotten(self, response: StoredResponse) -> None:
         _remove(response.body.path)

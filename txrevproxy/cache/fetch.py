@@ -29,6 +29,7 @@ from twisted.logger import Logger
 from ..interfaces import IBodyWriter
 from ..proxy.errors import abort_response
 from ..proxy.exchange import ProxyExchange
+from ..proxy.headers import http_date
 from . import policy
 from .policy import Timing
 from .serve import ClientResponse, cache_status, serve_stored, storable_headers
@@ -193,6 +194,10 @@ class Fetch:
             return None if self.leader is None else forwarded
         fields = policy.vary_fields(headers) or ()
         kept = storable_headers(headers)
+        if policy.first_value(kept, b"date") is None:
+            # RFC 9110 section 6.6.1: a cache adds the Date it received
+            # the response at, which its Expires and age are counted from.
+            kept.append((b"Date", http_date(now)))
         self._head = (status, reason, kept, fields, now)
         self._length = length
         self._body = cache.store.writer()

@@ -10,6 +10,7 @@ applies them.
 
 from __future__ import annotations
 
+from datetime import timezone
 from email.utils import parsedate_to_datetime
 from typing import Dict, Iterable, List, Optional, Tuple
 
@@ -102,9 +103,13 @@ def http_date(value: Optional[bytes]) -> Optional[float]:
     if value is None:
         return None
     try:
-        return parsedate_to_datetime(value.decode("latin-1")).timestamp()
+        moment = parsedate_to_datetime(value.decode("latin-1"))
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
+    if moment.tzinfo is None:
+        # The asctime form has no zone; HTTP dates are all UTC.
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
 
 
 def first_value(headers: Iterable[Header], name: bytes) -> Optional[bytes]:
