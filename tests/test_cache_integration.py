@@ -218,6 +218,15 @@ class HitTests(CacheTestCase):
         self.assertEqual(headers[b"cache-status"], [b"txrevproxy; fwd=request; fwd-status=200; stored"])
 
     @inlineCallbacks
+    def test_upgrade_requests_bypass_the_cache(self):
+        yield self.startWith(cacheable())
+        yield get(self.port)
+        upgrade = b"Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        status, headers, _ = yield get(self.port, extra=upgrade)
+        self.assertEqual(headers[b"cache-status"], [b"txrevproxy; fwd=request"])
+        self.assertEqual(len(self.backend.requests), 2)
+
+    @inlineCallbacks
     def test_only_if_cached_miss_is_504(self):
         yield self.startWith(cacheable())
         status, headers, _ = yield get(self.port, extra=b"Cache-Control: only-if-cached\r\n")

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import List, Tuple
 
-from twisted.web.server import NOT_DONE_YET
-
 from ..proxy.errors import respond_with_error
 from ..proxy.resource import ReverseProxyResource
 from . import policy
@@ -42,17 +40,17 @@ class CachingProxyResource(ReverseProxyResource):
         super().__init__(target)
         self.cache = cache
 
-    def render(self, request):
+    def forward(self, request) -> None:
         target = self.target
-        if target.error_pages is not None:
-            request.error_pages = target.error_pages
         method = request.method
         key = request_key(request)
         if method != b"GET" and method != b"HEAD":
             CachingExchange(request, target, self.cache, key, parameters=(b"fwd=method",)).start()
-            return NOT_DONE_YET
-        self._lookup(request, key, request_fields(request))
-        return NOT_DONE_YET
+        elif request.requestHeaders.hasHeader(b"upgrade"):
+            # A WebSocket handshake wants the backend, never a stored page.
+            CachingExchange(request, target, self.cache, key, parameters=(b"fwd=request",)).start()
+        else:
+            self._lookup(request, key, request_fields(request))
 
     def _lookup(self, request, key: bytes, fields: List[Header]) -> None:
         cache = self.cache
