@@ -368,8 +368,7 @@ class RevalidationTests(CacheTestCase):
         yield get(self.port)
         _, _, body = yield get(self.port)
         self.assertEqual(body, b"version 1")
-        while len(versions) < 2 or self.cache.fetches:
-            yield deferLater(reactor, 0.01, lambda: None)
+        yield until(lambda: len(versions) == 2 and not self.cache.fetches)
         self.assertEqual(versions, [None, b'"v1"'])
         _, _, body = yield get(self.port)
         self.assertEqual(body, b"version 2")
@@ -389,34 +388,56 @@ class RevalidationTests(CacheTestCase):
                 connection.abort()
 
 
+class Held:
+    """
+    A backend answer held open: the first request gets the head fields
+    and then whatever the test writes to C{first}; later requests are
+    answered at once with C{later}.
+    """
+
+    def __init__(self, cache_control: bytes, length: bytes = b"", later: bytes = b"") -> None:
+        self.cache_control = cache_control
+        self.length = length
+        self.later = later
+        self.first = None
+        self.arrived = Deferred()
+
+    def __call__(self, request):
+        request.setHeader(b"Cache-Control", self.cache_control)
+        if self.length:
+            request.setHeader(b"Content-Length", self.length)
+        if self.first is not None:
+            return self.later
+        self.first = request
+        self.arrived.callback(None)
+        return server.NOT_DONE_YET
+
+
+@inlineCallbacks
+def until(condition: Callable[[], bool]):
+    """
+    Wait, a reactor turn at a time, until C{condition()} holds.
+    """
+    while not condition():
+        yield deferLater(reactor, 0.01, lambda: None)
+
+
 class CoalescingTests(CacheTestCase):
     @inlineCallbacks
     def test_concurrent_misses_make_one_backend_request_and_stream(self):
-        held: List = []
-        arrived = Deferred()
-
-        def answer(request):
-            request.setHeader(b"Cache-Control", b"max-age=60")
-            request.setHeader(b"Content-Length", b"10")
-            request.write(b"first")
-            held.append(request)
-            if not arrived.called:
-                arrived.callback(None)
-            return server.NOT_DONE_YET
-
-        yield self.startWith(answer)
+        held = Held(b"max-age=60", b"10")
+        yield self.startWith(held)
         clients = 5
         connected = yield connect_clients(self.port, clients)
-        yield arrived
+        yield held.arrived
         # Every client has its request in: one leads, the others wait.
-        while self.cache.metrics.coalesced < clients - 1:
-            yield deferLater(reactor, 0.01, lambda: None)
+        yield until(lambda: self.cache.metrics.coalesced == clients - 1)
+        held.first.write(b"first")
         # The first half of the body reaches every client before the
         # backend sends the rest.
-        while not all(client.received.endswith(b"first") for client in connected):
-            yield deferLater(reactor, 0.01, lambda: None)
-        held[0].write(b"-last")
-        held[0].finish()
+        yield until(lambda: all(client.received.endswith(b"first") for client in connected))
+        held.first.write(b"-last")
+        held.first.finish()
         responses = yield gatherResults([client.closed for client in connected])
         self.assertEqual(len(self.backend.requests), 1)
         for raw in responses:
@@ -433,29 +454,58 @@ class CoalescingTests(CacheTestCase):
         self.assertEqual(len(self.backend.requests), 1)
 
     @inlineCallbacks
+    def test_leader_leaving_does_not_cut_the_others(self):
+        held = Held(b"max-age=60", b"10")
+        yield self.startWith(held)
+        [leader] = yield connect_clients(self.port, 1)
+        yield held.arrived
+        others = yield connect_clients(self.port, 2)
+        yield until(lambda: self.cache.metrics.coalesced == 2)
+        held.first.write(b"first")
+        yield until(lambda: leader.received.endswith(b"first"))
+        leader.transport.abortConnection()
+        yield leader.closed
+        held.first.write(b"-last")
+        held.first.finish()
+        responses = yield gatherResults([client.closed for client in others])
+        for raw in responses:
+            self.assertEqual(parse_response(raw)[2], b"first-last")
+        _, _, body = yield get(self.port)
+        self.assertEqual(body, b"first-last")
+        self.assertEqual(len(self.backend.requests), 1)
+
+    @inlineCallbacks
     def test_waiters_go_to_the_backend_when_the_response_is_uncacheable(self):
-        held: List = []
-        arrived = Deferred()
-
-        def answer(request):
-            request.setHeader(b"Cache-Control", b"private")
-            held.append(request)
-            if not arrived.called:
-                arrived.callback(None)
-                return server.NOT_DONE_YET
-            return b"mine"
-
-        yield self.startWith(answer)
+        held = Held(b"private", later=b"mine")
+        yield self.startWith(held)
         connected = yield connect_clients(self.port, 3)
-        yield arrived
-        while self.cache.metrics.coalesced < 2:
-            yield deferLater(reactor, 0.01, lambda: None)
-        held[0].write(b"mine")
-        held[0].finish()
+        yield held.arrived
+        yield until(lambda: self.cache.metrics.coalesced == 2)
+        held.first.write(b"mine")
+        held.first.finish()
         responses = yield gatherResults([client.closed for client in connected])
         self.assertEqual(len(self.backend.requests), 3)
         for raw in responses:
             self.assertEqual(parse_response(raw)[2], b"mine")
+
+
+class MidStreamTests(CacheTestCase):
+    @inlineCallbacks
+    def test_a_request_joining_mid_stream_gets_what_arrived_then_the_rest(self):
+        held = Held(b"max-age=60")
+        yield self.startWith(held)
+        [leader] = yield connect_clients(self.port, 1)
+        yield held.arrived
+        held.first.write(b"first")
+        yield until(lambda: b"first" in leader.received)
+        [late] = yield connect_clients(self.port, 1)
+        yield until(lambda: self.cache.metrics.coalesced == 1)
+        held.first.write(b"-last")
+        held.first.finish()
+        for client in (leader, late):
+            raw = yield client.closed
+            self.assertEqual(parse_response(raw)[2], b"first-last")
+        self.assertEqual(len(self.backend.requests), 1)
 
 
 class DiskHitTests(HitTests):

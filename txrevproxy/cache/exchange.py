@@ -107,6 +107,21 @@ class CachingExchange(ProxyExchange):
             return
         super()._responseTimedOut()
 
+    def clientGone(self) -> None:
+        fetch = self.fetch
+        if fetch is not None and fetch.leader is None:
+            # Told twice (as the producer, and as the request's handler).
+            return
+        if fetch is not None and not self._diverted and fetch.shared():
+            # Other clients, or the store, still want this response: read
+            # it to its end for them.  The gone client may have paused the
+            # backend read.
+            self._diverted = True
+            fetch.leader = None
+            self.resumeProducing()
+            return
+        super().clientGone()
+
     def _abortClient(self, outcome: str) -> None:
         if self._diverted:
             self._end(abort_upstream=True, outcome=outcome)

@@ -212,6 +212,15 @@ class Fetch:
             self._startWaiter(waiter, status, reason, kept, length)
         return None if self.leader is None else forwarded + (b"stored",)
 
+    def shared(self) -> bool:
+        """
+        Whether the response streaming now is wanted by more than its
+        leader: it is being stored, or waiters are getting it.
+        """
+        return self._body is not None or any(
+            not waiter.gone for waiter in self._streaming
+        )
+
     def received(self, data: bytes) -> None:
         """
         Body bytes arrived: keep them while the body fits the cache, and
