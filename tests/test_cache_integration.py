@@ -489,6 +489,33 @@ class CoalescingTests(CacheTestCase):
             self.assertEqual(parse_response(raw)[2], b"mine")
 
 
+    @inlineCallbacks
+    def test_a_slow_waiter_paces_the_backend_read(self):
+        """
+        A waiter whose connection is full holds the backend read (and so
+        the others) instead of having the body pile up in memory for it.
+        """
+        size = 8 * 1024 * 1024
+        held = Held(b"max-age=60", b"%d" % (size,))
+        yield self.startWith(held, max_object_size=size)
+        [leader] = yield connect_clients(self.port, 1)
+        yield held.arrived
+        [slow] = yield connect_clients(self.port, 1)
+        slow.transport.pauseProducing()
+        yield until(lambda: self.cache.metrics.coalesced == 1)
+        fetch = self.cache.fetches[b"http://shop.test/page"]
+        chunk = b"x" * (1024 * 1024)
+        for _ in range(size // len(chunk)):
+            held.first.write(chunk)
+        yield until(lambda: any(hold is not fetch.exchange for hold in fetch.exchange._holds or ()))
+        self.assertLess(len(leader.received), size)
+        slow.transport.resumeProducing()
+        held.first.finish()
+        for client in (leader, slow):
+            raw = yield client.closed
+            self.assertEqual(len(parse_response(raw)[2]), size)
+
+
 class MidStreamTests(CacheTestCase):
     @inlineCallbacks
     def test_a_request_joining_mid_stream_gets_what_arrived_then_the_rest(self):

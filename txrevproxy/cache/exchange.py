@@ -9,7 +9,7 @@ for any of this.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Optional, Set, Tuple
 
 from twisted.web.http_headers import Headers
 
@@ -37,6 +37,9 @@ class CachingExchange(ProxyExchange):
     """
 
     _diverted = False
+    #: What pauses the backend read now: this exchange itself (its
+    #: client's connection is full) and the waiters whose connections are.
+    _holds: Optional[Set[object]] = None
 
     def __init__(
         self,
@@ -52,6 +55,8 @@ class CachingExchange(ProxyExchange):
         self.key = key
         self.fetch = fetch
         self._parameters = parameters
+        if fetch is not None:
+            fetch.exchange = self
 
     def responseHead(self, status, reason, headers, length) -> None:
         method = self.request.method
@@ -118,9 +123,40 @@ class CachingExchange(ProxyExchange):
             # backend read.
             self._diverted = True
             fetch.leader = None
-            self.resumeProducing()
+            self.release(self)
             return
         super().clientGone()
+
+    # Flow control: the backend read waits for the slowest client -------------
+
+    def hold(self, source: object) -> None:
+        """
+        Pause the backend read until C{source} lets go: a client's
+        connection (the leader's, or a waiter's) cannot take more now.
+        """
+        holds = self._holds
+        if holds is None:
+            holds = self._holds = set()
+        if not holds and self._upstream is not None:
+            self._upstream.transport.pauseProducing()
+        holds.add(source)
+
+    def release(self, source: object) -> None:
+        """
+        C{source} can take more (or is gone); the backend read resumes
+        when nothing else holds it.
+        """
+        holds = self._holds
+        if holds and source in holds:
+            holds.discard(source)
+            if not holds and self._upstream is not None:
+                self._upstream.transport.resumeProducing()
+
+    def pauseProducing(self) -> None:
+        self.hold(self)
+
+    def resumeProducing(self) -> None:
+        self.release(self)
 
     def _abortClient(self, outcome: str) -> None:
         if self._diverted:

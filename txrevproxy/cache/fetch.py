@@ -24,7 +24,8 @@ from __future__ import annotations
 from typing import List, Optional, Tuple
 
 import attr
-from twisted.logger import Logger
+from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
 
 from ..interfaces import IBodyWriter
 from ..proxy.errors import abort_response
@@ -49,6 +50,7 @@ def request_fields(request) -> List[Header]:
     ]
 
 
+@implementer(IPushProducer)
 class Waiter:
     """
     A client request waiting for another request's backend response.
@@ -61,6 +63,9 @@ class Waiter:
     """
 
     response: Optional[ClientResponse] = None
+    #: The exchange whose backend read waits for this waiter's connection,
+    #: once the shared response streams to it.
+    exchange = None
 
     def __init__(self, request, fields: List[Header]) -> None:
         self.request = request
@@ -70,6 +75,32 @@ class Waiter:
 
     def _clientGone(self, reason) -> None:
         self.gone = True
+        self.resumeProducing()
+
+    def streamFrom(self, exchange, response: ClientResponse) -> None:
+        """
+        The shared response starts: this waiter's connection now paces
+        the backend read, as a direct client's would.
+        """
+        self.response = response
+        self.exchange = exchange
+        self.request.registerProducer(self, True)
+
+    def finish(self) -> None:
+        self.request.unregisterProducer()
+        self.response.finish()
+
+    def pauseProducing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.hold(self)
+
+    def resumeProducing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.release(self)
+
+    def stopProducing(self) -> None:
+        self.gone = True
+        self.resumeProducing()
 
 
 class Fetch:
@@ -85,8 +116,6 @@ class Fetch:
     @ivar forwarded: why the leader was forwarded, the C{fwd} parameter
         of Cache-Status (C{b"fwd=uri-miss"} ...).
     """
-
-    log = Logger()
 
     def __init__(
         self,
@@ -113,6 +142,8 @@ class Fetch:
         self._length: Optional[int] = None
         self._head: Optional[Tuple[int, bytes, List[Header], Tuple[bytes, ...], float]] = None
         self._closed = False
+        #: The L{CachingExchange} that feeds it.
+        self.exchange = None
         cache.fetches[key] = self
 
     def join(self, request, fields: List[Header]) -> None:
@@ -264,7 +295,7 @@ class Fetch:
             self.cache.metrics.bytes_stored += len(body)
         for waiter in self._streaming:
             if not waiter.gone:
-                waiter.response.finish()
+                waiter.finish()
         self._close()
 
     def failed(self) -> bool:
@@ -360,7 +391,9 @@ class Fetch:
         rules = self.target.response_rules
         if rules is not None:
             headers = rules.apply(headers, waiter.request)
-        waiter.response = ClientResponse(waiter.request, status, reason, headers, length)
+        waiter.streamFrom(
+            self.exchange, ClientResponse(waiter.request, status, reason, headers, length)
+        )
         self._streaming.append(waiter)
 
     def _sendWaitersOn(self) -> None:
