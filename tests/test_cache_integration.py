@@ -516,6 +516,21 @@ class CoalescingTests(CacheTestCase):
             self.assertEqual(len(parse_response(raw)[2]), size)
 
 
+    @inlineCallbacks
+    def test_a_response_in_flight_when_its_url_is_purged_is_not_stored(self):
+        held = Held(b"max-age=60", later=b"new")
+        yield self.startWith(held)
+        [first] = yield connect_clients(self.port, 1)
+        yield held.arrived
+        self.assertEqual(self.cache.purge("http://shop.test/page"), 0)
+        held.first.write(b"old")
+        held.first.finish()
+        raw = yield first.closed
+        self.assertEqual(parse_response(raw)[2], b"old")
+        _, _, body = yield get(self.port)
+        self.assertEqual(body, b"new")
+
+
 class MidStreamTests(CacheTestCase):
     @inlineCallbacks
     def test_a_request_joining_mid_stream_gets_what_arrived_then_the_rest(self):

@@ -142,6 +142,7 @@ class Fetch:
         self._length: Optional[int] = None
         self._head: Optional[Tuple[int, bytes, List[Header], Tuple[bytes, ...], float]] = None
         self._closed = False
+        self._forgotten = False
         #: The L{CachingExchange} that feeds it.
         self.exchange = None
         cache.fetches[key] = self
@@ -169,6 +170,17 @@ class Fetch:
         for chunk in chunks:
             waiter.response.write(chunk)
 
+    def forget(self) -> None:
+        """
+        Its URL was purged or invalidated while it was in flight: what it
+        brings is still passed to the requests waiting for it, but not
+        stored (it may be what the purge meant to remove).
+        """
+        self._forgotten = True
+        if self._body is not None:
+            self._body.discard()
+            self._body = None
+
     # What the exchange reports -----------------------------------------------
 
     def responded(
@@ -192,7 +204,8 @@ class Fetch:
                 ),
                 timing=Timing(self.request_time, now),
             )
-            cache.store.put(refreshed)
+            if not self._forgotten:
+                cache.store.put(refreshed)
             self._answerAll(refreshed, (self.forwarded, b"fwd-status=304"))
             return None
         if (
@@ -231,7 +244,8 @@ class Fetch:
             kept.append((b"Date", http_date(now)))
         self._head = (status, reason, kept, fields, now)
         self._length = length
-        self._body = cache.store.writer()
+        if not self._forgotten:
+            self._body = cache.store.writer()
         leader_values = policy.vary_values(fields, self.fields)
         waiting, self._waiting = self._waiting, []
         for waiter in waiting:

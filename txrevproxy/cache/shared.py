@@ -14,6 +14,7 @@ from ..interfaces import ICacheStore
 from ..target import request_host
 from . import policy
 from .disk import DiskStore
+from .fetch import Fetch
 from .store import MemoryStore, StoredResponse
 
 Header = Tuple[bytes, bytes]
@@ -87,7 +88,7 @@ class SharedCache:
         self.settings = settings
         self.store = store
         self.clock = clock
-        self.fetches: Dict[bytes, object] = {}
+        self.fetches: Dict[bytes, Fetch] = {}
         self.metrics = CacheMetrics()
 
     def select(
@@ -114,7 +115,7 @@ class SharedCache:
         for the same-origin URIs its response's Location and
         Content-Location name (RFC 9111 section 4.4).
         """
-        self.store.remove(key)
+        self._remove(key)
         base = key.decode("latin-1")
         origin = urlsplit(base)[:2]
         for location in locations:
@@ -122,11 +123,12 @@ class SharedCache:
             if urlsplit(url)[:2] == origin:
                 other = _key_of_url(url)
                 if other is not None:
-                    self.store.remove(other)
+                    self._remove(other)
 
     def purge(self, url: str) -> int:
         """
-        Forget every stored response for one URL (all its Vary variants).
+        Forget every stored response for one URL (all its Vary variants);
+        a response being fetched for it meanwhile is not stored.
 
         @param url: an absolute C{http} or C{https} URL; its port is
             ignored, its scheme and query are not.
@@ -136,6 +138,16 @@ class SharedCache:
         key = _key_of_url(url)
         if key is None:
             raise ValueError("not an absolute http(s) URL: %r" % (url,))
+        return self._remove(key)
+
+    def _remove(self, key: bytes) -> int:
+        """
+        Forget what is stored for C{key}, and keep a response in flight
+        for it from being stored.
+        """
+        fetch = self.fetches.get(key)
+        if fetch is not None:
+            fetch.forget()
         return self.store.remove(key)
 
     def purge_prefix(self, prefix: str) -> int:
@@ -148,6 +160,9 @@ class SharedCache:
             raise ValueError("not an absolute http(s) URL: %r" % (prefix,))
         if not urlsplit(prefix).path:
             key = key[:-1]
+        for fetched, fetch in self.fetches.items():
+            if fetched.startswith(key):
+                fetch.forget()
         return self.store.remove_prefix(key)
 
 
