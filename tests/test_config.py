@@ -26,6 +26,7 @@ from txrevproxy.config import (
     parse_config,
 )
 from txrevproxy.config import load as schema
+from txrevproxy.config.caches import CACHE
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -111,6 +112,7 @@ def test_schema_defaults_match_model_defaults():
         (schema.HEALTH, model.HealthCheck, set()),
         (schema.OUTLIER, model.OutlierDetection, set()),
         (schema.ROUTE, model.Route, {"index"}),
+        (CACHE, model.CacheSettings, {"name"}),
         (schema.CONFIG, model.Config, {"source"}),
     ],
 )
@@ -530,7 +532,7 @@ PROBLEMS = [
         ['routes[1].path: "/api" for host "b.test" is already routed by routes[0]'],
     ),
     # Unknown keys and tables
-    ({"extra": "[log]\naccess = \"-\""}, ['log: unknown key (known keys: filters, listeners, routes, server, tls, upstreams)']),
+    ({"extra": "[log]\naccess = \"-\""}, ['log: unknown key (known keys: caches, filters, listeners, routes, server, tls, upstreams)']),
     ({"server": "keepalive = \"5s\""}, ['server.keepalive: unknown key; did you mean "keepalive_timeout"?']),
     ({"listener": 'endpoint = "tcp:8080"\ntsl = "default"'}, ['listeners.web.tsl: unknown key; did you mean "tls"?']),
     (

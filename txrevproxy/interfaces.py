@@ -161,3 +161,87 @@ class IBodyTransform(Interface):
 
         @return: the last bytes to send to the client.
         """
+
+
+class ICacheStore(Interface):
+    """
+    Where a C{[caches.NAME]} table keeps its responses
+    (L{txrevproxy.cache.store.StoredResponse}): bounded by bytes, evicting
+    the least recently used.
+
+    A store outlives the configuration that made it: a reload hands it to
+    the new runtime, so what is stored stays.  Every method is called on
+    the reactor thread and must return quickly.
+    """
+
+    size = Attribute("The bytes stored now (bodies and fields).")
+    max_size = Attribute("The bytes it may hold; settable (a reload may change it).")
+
+    def variants(key):
+        """
+        The responses stored for a primary key (one per set of Vary
+        values), most recent first; counts as a use of each.
+
+        @param key: the request's URL as bytes (C{b"https://host/path?q"}).
+        @return: a L{list} of L{StoredResponse}.
+        """
+
+    def writer():
+        """
+        Somewhere to put a body as it arrives, before the response is
+        stored with L{put}.
+
+        @return: an L{IBodyWriter}.
+        """
+
+    def put(response):
+        """
+        Store a response, replacing the one stored for the same key and
+        Vary values, then evict the least recently used responses while
+        the store is over its C{max_size}.
+        """
+
+    def remove(key):
+        """
+        Forget every response stored for a primary key.
+
+        @return: how many were forgotten.
+        """
+
+    def remove_prefix(prefix):
+        """
+        Forget every response whose primary key starts with C{prefix}.
+
+        @return: how many were forgotten.
+        """
+
+
+class IBodyWriter(Interface):
+    """
+    A body being received for an L{ICacheStore}: in memory, or in a file.
+    """
+
+    def write(data):
+        """
+        Keep the next body bytes.
+        """
+
+    def received():
+        """
+        The bytes kept so far, for a request that joins a response already
+        streaming; L{None} when the store cannot give them back cheaply
+        (such a request then makes its own backend request).
+        """
+
+    def close():
+        """
+        The body is complete.
+
+        @return: the body as the store's responses hold it: L{bytes}, or
+            an object with C{len()} whose C{open()} returns a binary file.
+        """
+
+    def discard():
+        """
+        The body will not be stored: let go of what was kept.
+        """

@@ -36,6 +36,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET
 
 from .answers import RedirectResource, RespondResource
+from .cache.resource import CachingProxyResource
 from .config.model import Config, Route
 from .matchers import Matchers, route_matchers
 from .filters.chain import FilteredResource
@@ -357,6 +358,7 @@ def build_root(
     balancers: Dict[str, object],
     reactor,
     filters: Optional[Mapping[str, object]] = None,
+    caches: Optional[Mapping[str, object]] = None,
 ) -> Router:
     """
     The resource tree of a configuration: the one place it is built, so
@@ -365,6 +367,9 @@ def build_root(
     @param balancers: the balancer of each upstream, by name.
     @param filters: the configured filters
         (L{txrevproxy.interfaces.IFilter}), by name.
+    @param caches: the L{txrevproxy.cache.shared.SharedCache} of each
+        C{[caches.NAME]} table, by name; a route whose cache is not there
+        (as when only explaining routes) is not cached.
     """
 
     def resource_for(route: Route) -> IResource:
@@ -402,6 +407,9 @@ def build_root(
             response_rules=response_rules,
             error_pages=pages or None,
         )
+        cache = None if route.cache is None or caches is None else caches.get(route.cache)
+        if cache is not None:
+            return CachingProxyResource(target, cache)
         return ReverseProxyResource(target)
 
     return build_router(config.routes, resource_for)

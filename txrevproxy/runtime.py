@@ -16,6 +16,7 @@ from twisted.internet.interfaces import IProtocolFactory
 from twisted.logger import Logger
 
 from .balancer import Backend, Balancer
+from .cache.shared import SharedCache, build_caches
 from .config.model import Config, Listener, Upstream
 from .filters.build import build_filters
 from .health import HealthChecker
@@ -113,13 +114,21 @@ class Runtime:
     @ivar root: the L{Router}, the resource tree all routed listeners share.
     @ivar filters: the configured filters
         (L{txrevproxy.interfaces.IFilter}), by name.
+    @ivar caches: the L{SharedCache} of each C{[caches.NAME]} table, by
+        name; a reload passes them to the new runtime (C{previous_caches}),
+        which keeps their stores.
     @ivar health_checkers: the L{HealthChecker} of each upstream with a
         C{health} table, for the service to start and stop.
     @ivar ports: the port each listener listens on, once it does (an HTTP
         listener redirecting to HTTPS needs the HTTPS one's).
     """
 
-    def __init__(self, config: Config, reactor) -> None:
+    def __init__(
+        self,
+        config: Config,
+        reactor,
+        previous_caches: Mapping[str, SharedCache] = {},
+    ) -> None:
         self.config = config
         self.balancers: Dict[str, Balancer] = {}
         self.health_checkers: List[HealthChecker] = []
@@ -133,7 +142,10 @@ class Runtime:
                 )
 
         self.filters = build_filters(config, reactor)
-        self.root = build_root(config, self.balancers, reactor, self.filters)
+        self.caches = build_caches(config.caches, reactor, previous_caches)
+        self.root = build_root(
+            config, self.balancers, reactor, self.filters, self.caches
+        )
         self.stores: Dict[str, CertificateStore] = {
             name: CertificateStore(block)
             for name, block in config.tls.items()

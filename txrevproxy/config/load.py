@@ -34,6 +34,7 @@ from .model import (
     Upstream,
 )
 from .filters import filter_names, filter_problems, filter_references, filter_table
+from .caches import CACHE
 from .routes import ROUTE
 from .schema import (
     MODEL_DEFAULT,
@@ -342,25 +343,36 @@ CONFIG = Table(
         "filters": Field(
             named_tables(filter_table, example="[filters.ratelimit]"), default={}
         ),
+        "caches": Field(named_tables(CACHE, example="[caches.pages]"), default={}),
     },
 )
 
 
-def _route_references(data: Mapping[str, Any]) -> Iterable[Problem]:
+def _route_references(
+    data: Mapping[str, Any],
+    key: str = "upstream",
+    tables: str = "upstreams",
+    absent: Any = None,
+) -> Iterable[Problem]:
     """
-    Every route's upstream must exist.  Checked on the document as parsed,
-    so that a route naming a missing upstream is reported even when other
-    keys of the route or of the upstreams have problems of their own.
+    Every route's upstream (or other C{key} naming one of the C{tables})
+    must exist.  Checked on the document as parsed, so that a route naming
+    a missing upstream is reported even when other keys of the route or
+    of the upstreams have problems of their own.
+
+    @param absent: what stands for the tables when the document has none
+        (L{None}: nothing is checked, another problem says they are
+        missing).
     """
-    upstreams = data.get("upstreams")
+    named = data.get(tables, absent)
     routes = data.get("routes")
-    if not isinstance(upstreams, dict) or not isinstance(routes, list):
+    if not isinstance(named, dict) or not isinstance(routes, list):
         return
     for index, route in enumerate(routes):
-        wanted = route.get("upstream") if isinstance(route, dict) else None
-        message = _missing_reference(wanted, upstreams, "upstream")
+        wanted = route.get(key) if isinstance(route, dict) else None
+        message = _missing_reference(wanted, named, key)
         if message:
-            yield ("routes[%d].upstream" % (index,), message)
+            yield ("routes[%d].%s" % (index, key), message)
 
 
 def _missing_reference(wanted: Any, known: Iterable[str], what: str) -> Optional[str]:
@@ -483,7 +495,13 @@ def _absolute_paths(config: Config, base: str) -> Config:
         filter_name: attr.evolve(table, directory=os.path.abspath(base))
         for filter_name, table in config.filters.items()
     }
-    return attr.evolve(config, tls=tls, upstreams=upstreams, filters=filters)
+    caches = {
+        cache_name: attr.evolve(cache, path=absolute(cache.path))
+        for cache_name, cache in config.caches.items()
+    }
+    return attr.evolve(
+        config, tls=tls, upstreams=upstreams, filters=filters, caches=caches
+    )
 
 
 def _route_conflicts(routes: Iterable[Route]) -> Iterable[Problem]:
@@ -572,6 +590,7 @@ def parse_config(data: Mapping[str, Any], source: Optional[str] = None) -> Confi
     problems.extend(_route_references(data))
     problems.extend(_listener_references(data))
     problems.extend(filter_references(data))
+    problems.extend(_route_references(data, "cache", "caches", absent={}))
     base = os.path.dirname(os.path.abspath(source)) if source else os.getcwd()
     if config is not None:
         problems.extend(_route_conflicts(config.routes))

@@ -463,6 +463,8 @@ class Route:
     @ivar error_pages: pages replacing the proxy's own 502, 503 and 504.
     @ivar filters: names of L{FilterConfig}s run on the route's requests,
         after the listener's.
+    @ivar cache: the name of a L{CacheSettings} table in L{Config.caches}
+        that stores this route's responses, or L{None}.
     """
 
     index: int
@@ -483,6 +485,7 @@ class Route:
     respond: Optional[Respond] = None
     error_pages: Tuple[ErrorPage, ...] = ()
     filters: Tuple[str, ...] = ()
+    cache: Optional[str] = None
 
     @property
     def matchers(self) -> Tuple[object, ...]:
@@ -515,12 +518,43 @@ class FilterConfig:
 
 
 @attr.s(frozen=True, auto_attribs=True)
+class CacheSettings:
+    """
+    One C{[caches.NAME]} table: a shared HTTP cache (RFC 9111) that routes
+    name in their C{cache} key.
+
+    @ivar store: C{"memory"}, or C{"disk"}: bodies in files under
+        L{path}, for large objects.
+    @ivar path: the directory of a disk store (absolute once loaded).
+    @ivar max_size: the bytes the store may hold (bodies and fields); the
+        least recently used responses go first.
+    @ivar max_object_size: the largest body stored; a larger response is
+        passed on without being stored.
+    @ivar default_ttl: the heuristic freshness lifetime, in seconds, of a
+        storable response without explicit expiration, where RFC 9111
+        section 4.2.2 allows one; C{0}: no heuristic freshness.
+    @ivar store_set_cookie: store responses that carry Set-Cookie (their
+        Set-Cookie fields are never stored nor sent to anyone else); by
+        default such responses are not stored.
+    """
+
+    name: str
+    store: str = "memory"
+    path: Optional[str] = None
+    max_size: int = 256 * 1024 * 1024
+    max_object_size: int = 8 * 1024 * 1024
+    default_ttl: float = 0.0
+    store_set_cookie: bool = False
+
+
+@attr.s(frozen=True, auto_attribs=True)
 class Config:
     """
     A whole, validated configuration.
 
     @ivar tls: the C{[tls.NAME]} tables, by name.
     @ivar filters: the C{[filters.NAME]} tables, by name.
+    @ivar caches: the C{[caches.NAME]} tables, by name.
     @ivar source: the path it was read from, if any.
     """
 
@@ -530,4 +564,5 @@ class Config:
     routes: Tuple[Route, ...]
     tls: Mapping[str, TLS] = attr.Factory(dict)
     filters: Mapping[str, "FilterConfig"] = attr.Factory(dict)
+    caches: Mapping[str, CacheSettings] = attr.Factory(dict)
     source: Optional[str] = None

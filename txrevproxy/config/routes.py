@@ -376,6 +376,7 @@ FORWARDING_KEYS = (
     "rewrite",
     "request_headers",
     "error_pages",
+    "cache",
 )
 
 
@@ -419,6 +420,7 @@ ROUTE = Table(
         "response_headers": Field(_header_rules(False), default=MODEL_DEFAULT),
         "error_pages": Field(error_pages, default=MODEL_DEFAULT),
         "filters": Field(filter_names, default=MODEL_DEFAULT),
+        "cache": Field(name, default=MODEL_DEFAULT),
     },
     checks=(_one_answer,),
 )

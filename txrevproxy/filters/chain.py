@@ -11,7 +11,7 @@ no L{Deferred}.
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -171,6 +171,44 @@ class _Waiting:
     def _failed(self, reason: Failure) -> None:
         log.failure("filter failed", reason)
         send_error(self._request, 500)
+
+
+def filter_response_head(
+    request, status: int, headers: List[Header], length: Optional[int]
+) -> Tuple[List[Header], Optional[int], Optional[IBodyTransform]]:
+    """
+    Apply the response filters of C{request} to a response head about to
+    be written (by an exchange, or by the cache).
+
+    @return: the head's fields and body length, and the transform every
+        body byte must go through (L{None}: none); a transformed body has
+        no Content-Length.
+    """
+    if not request.response_filters or status == 101:
+        return headers, length, None
+    transform = response_transform(request, status, headers)
+    if transform is not None:
+        headers = [field for field in headers if field[0].lower() != b"content-length"]
+        length = None
+    return headers, length, transform
+
+
+def write_transformed(request, transform: IBodyTransform, data: bytes) -> None:
+    """
+    Write response body bytes to C{request} through a filter's transform.
+    """
+    data = transform.transform(data)
+    if data:
+        request.write(data)
+
+
+def write_transformed_end(request, transform: IBodyTransform) -> None:
+    """
+    The body is complete: write what the transform still holds.
+    """
+    tail = transform.finish()
+    if tail:
+        request.write(tail)
 
 
 def response_transform(

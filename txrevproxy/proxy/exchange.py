@@ -29,7 +29,11 @@ from ..balancer import (
     TIMEOUT,
     NoBackendAvailable,
 )
-from ..filters.chain import response_transform
+from ..filters.chain import (
+    filter_response_head,
+    write_transformed,
+    write_transformed_end,
+)
 from .errors import abort_response, reason_phrase, respond_with_error
 from .headers import client_response_headers, upgrade_response_headers
 from .response_parser import ResponseParseError
@@ -272,13 +276,10 @@ class ProxyExchange:
         set_cookie = self._lease.set_cookie
         if set_cookie is not None:
             passed_on.append((b"Set-Cookie", set_cookie))
-        if request.response_filters and status != 101:
-            self._transform = response_transform(request, status, passed_on)
-            if self._transform is not None:
-                passed_on = [
-                    field for field in passed_on if field[0].lower() != b"content-length"
-                ]
-                length = None
+        if request.response_filters:
+            passed_on, length, self._transform = filter_response_head(
+                request, status, passed_on, length
+            )
         request.writeResponseHead(
             status, reason or reason_phrase(status), passed_on, length
         )
@@ -303,20 +304,15 @@ class ProxyExchange:
         self._tunnel.fromBackend(data)
 
     def responseBody(self, data: bytes) -> None:
-        transform = self._transform
-        if transform is not None:
-            data = transform.transform(data)
-            if not data:
-                return
-        self.request.write(data)
+        if self._transform is None:
+            self.request.write(data)
+        else:
+            write_transformed(self.request, self._transform, data)
 
     def responseEnd(self) -> None:
         request = self.request
-        transform = self._transform
-        if transform is not None:
-            tail = transform.finish()
-            if tail:
-                request.write(tail)
+        if self._transform is not None:
+            write_transformed_end(request, self._transform)
         if not request.bodyComplete:
             # The backend answered before the upload ended; the protocol
             # closes that connection, and the client's connection closes

@@ -133,5 +133,13 @@ class ReverseProxyResource(Resource):
         target = self.target
         if target.error_pages is not None:
             request.error_pages = target.error_pages
-        ProxyExchange(request, target).start()
+        self.forward(request)
         return NOT_DONE_YET
+
+    def forward(self, request) -> None:
+        """
+        Send the request to a backend.  A route with a cache overrides
+        this to answer from its store first, so whatever L{render} does
+        before (the route's request filters) applies to cached routes too.
+        """
+        ProxyExchange(request, self.target).start()

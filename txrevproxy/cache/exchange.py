@@ -1,0 +1,203 @@
+"""
+The exchange of a route with a cache: a L{ProxyExchange} that reports the
+response to its L{Fetch} (which stores it and shares it with the waiting
+requests) and invalidates stored responses after unsafe requests.
+
+Routes without a cache use L{ProxyExchange} itself, so they pay nothing
+for any of this.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Set, Tuple
+
+from twisted.web.http_headers import Headers
+
+from ..balancer import SUCCESS, TIMEOUT
+from ..proxy.exchange import ProxyExchange
+from ..proxy.server import new_request_id
+from . import policy
+from .fetch import Fetch
+from .serve import cache_status
+
+
+class CachingExchange(ProxyExchange):
+    """
+    A proxied request on a route with a cache.
+
+    When its L{Fetch} answers the client itself (from a refreshed or stale
+    stored response), the exchange is "diverted": it reads the backend's
+    response to its end and passes nothing on.
+
+    @ivar cache: the route's L{txrevproxy.cache.shared.SharedCache}.
+    @ivar key: the request's primary cache key.
+    @ivar fetch: the L{Fetch} fed with the response, or L{None} for a
+        request whose response is not stored (unsafe methods, ranges,
+        conditional requests on a miss).
+    """
+
+    _diverted = False
+    #: What pauses the backend read now: this exchange itself (its
+    #: client's connection is full) and the waiters whose connections are.
+    _holds: Optional[Set[object]] = None
+
+    def __init__(
+        self,
+        request,
+        target,
+        cache,
+        key: bytes,
+        fetch: Optional[Fetch] = None,
+        parameters: Tuple[bytes, ...] = (),
+    ) -> None:
+        super().__init__(request, target)
+        self.cache = cache
+        self.key = key
+        self.fetch = fetch
+        self._parameters = parameters
+        if fetch is not None:
+            fetch.exchange = self
+
+    def responseHead(self, status, reason, headers, length) -> None:
+        method = self.request.method
+        if method not in policy.SAFE_METHODS:
+            targets = policy.invalidated_targets(method, status, headers)
+            if targets is not None:
+                self.cache.invalidate(self.key, targets)
+        parameters: Optional[Tuple[bytes, ...]] = self._parameters
+        fetch = self.fetch
+        if fetch is not None:
+            parameters = fetch.responded(status, reason, headers, length)
+            if parameters is None:
+                self._responding = True
+                self._status = status
+                self._diverted = True
+                return
+        if status != 101:
+            headers = headers + [cache_status(*parameters)]
+        super().responseHead(status, reason, headers, length)
+
+    def responseBody(self, data: bytes) -> None:
+        fetch = self.fetch
+        if fetch is not None:
+            fetch.received(data)
+        if not self._diverted:
+            super().responseBody(data)
+
+    def responseEnd(self) -> None:
+        fetch = self.fetch
+        if fetch is not None:
+            self.fetch = None
+            fetch.ended()
+        if self._diverted:
+            self._end()
+        else:
+            super().responseEnd()
+
+    def _failBeforeResponse(self, reason) -> None:
+        fetch = self.fetch
+        self.fetch = None
+        if fetch is not None and fetch.failed():
+            self._waiting = None
+            self._end()
+            return
+        super()._failBeforeResponse(reason)
+
+    def _responseTimedOut(self) -> None:
+        fetch = self.fetch
+        self.fetch = None
+        if fetch is not None and fetch.failed():
+            self._timer = None
+            self._end(abort_upstream=True, outcome=TIMEOUT)
+            return
+        super()._responseTimedOut()
+
+    def clientGone(self) -> None:
+        fetch = self.fetch
+        if fetch is not None and fetch.leader is None:
+            # Told twice (as the producer, and as the request's handler).
+            return
+        if fetch is not None and not self._diverted and fetch.shared():
+            # Other clients, or the store, still want this response: read
+            # it to its end for them.  The gone client may have paused the
+            # backend read.
+            self._diverted = True
+            fetch.leader = None
+            self.release(self)
+            return
+        super().clientGone()
+
+    # Flow control: the backend read waits for the slowest client -------------
+
+    def hold(self, source: object) -> None:
+        """
+        Pause the backend read until C{source} lets go: a client's
+        connection (the leader's, or a waiter's) cannot take more now.
+        """
+        holds = self._holds
+        if holds is None:
+            holds = self._holds = set()
+        if not holds and self._upstream is not None:
+            self._upstream.transport.pauseProducing()
+        holds.add(source)
+
+    def release(self, source: object) -> None:
+        """
+        C{source} can take more (or is gone); the backend read resumes
+        when nothing else holds it.
+        """
+        holds = self._holds
+        if holds and source in holds:
+            holds.discard(source)
+            if not holds and self._upstream is not None:
+                self._upstream.transport.resumeProducing()
+
+    def pauseProducing(self) -> None:
+        self.hold(self)
+
+    def resumeProducing(self) -> None:
+        self.release(self)
+
+    def _abortClient(self, outcome: str) -> None:
+        if self._diverted:
+            self._end(abort_upstream=True, outcome=outcome)
+        else:
+            super()._abortClient(outcome)
+
+    def _end(self, abort_upstream: bool = False, outcome: str = SUCCESS) -> None:
+        fetch = self.fetch
+        if fetch is not None:
+            self.fetch = None
+            fetch.abandoned()
+        super()._end(abort_upstream, outcome)
+
+
+class BackgroundRequest:
+    """
+    The request of a revalidation made behind a stale answer
+    (stale-while-revalidate): a copy of the client request that caused it,
+    with no client.  It offers what a L{ProxyExchange} reads of a request;
+    its response goes to its L{Fetch} only (the exchange is diverted), and
+    L{finished} makes the error answers of the exchange do nothing.
+    """
+
+    bodyComplete = True
+    bodyLength = 0
+    finished = True
+    _disconnected = False
+    error_pages = None
+
+    def __init__(self, request) -> None:
+        self.method = b"GET"
+        self.uri = request.uri
+        self.path = request.path
+        self.clientproto = request.clientproto
+        self.connection = request.connection
+        self.site = request.site
+        self.request_id = new_request_id()
+        self.requestHeaders = Headers(
+            {name: list(values) for name, values in request.requestHeaders.getAllRawHeaders()}
+        )
+
+    def requestedUpgrade(self) -> None:
+        return None

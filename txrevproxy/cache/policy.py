@@ -1,0 +1,527 @@
+"""
+The rules of a shared HTTP cache (RFC 9111, with RFC 5861's
+C{stale-while-revalidate} and C{stale-if-error}), as pure functions.
+
+Nothing here touches a transport, a clock or a store: the times come in
+as seconds, the headers as lists of C{(name, value)} byte pairs, so every
+rule is tested from a table of the RFC's cases.  L{txrevproxy.cache.shared}
+applies them.
+"""
+
+from __future__ import annotations
+
+from datetime import timezone
+from email.utils import parsedate_to_datetime
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import attr
+
+Header = Tuple[bytes, bytes]
+Directives = Dict[bytes, Optional[bytes]]
+
+#: Statuses a cache may store and give a heuristic freshness lifetime
+#: (RFC 9110 section 15.1, "heuristically cacheable").
+HEURISTICALLY_CACHEABLE = frozenset(
+    [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501]
+)
+
+#: The final statuses this cache stores: those above, and redirects that
+#: need explicit freshness.  206 (partial content) and 304 are never
+#: stored; ranges are served from complete stored responses.
+UNDERSTOOD = HEURISTICALLY_CACHEABLE | frozenset([302, 307])
+
+#: Methods that do not change the resource (RFC 9110 section 9.2.1); any
+#: other method invalidates what is stored for its target (RFC 9111
+#: section 4.4).
+SAFE_METHODS = frozenset([b"GET", b"HEAD", b"OPTIONS", b"TRACE"])
+
+#: Statuses that let a stale response be served under stale-if-error
+#: (RFC 5861 section 4).
+ERROR_STATUSES = frozenset([500, 502, 503, 504])
+
+
+def header_values(headers: Iterable[Header], name: bytes) -> List[bytes]:
+    """
+    The values of every field named C{name} (lower-case).
+    """
+    return [value for field, value in headers if field.lower() == name]
+
+
+def parse_cache_control(values: Iterable[bytes]) -> Directives:
+    """
+    The directives of Cache-Control field values (RFC 9111 section 5.2):
+    lower-cased names to their argument (unquoted) or L{None}.  When a
+    directive appears twice the first one counts; a malformed list item
+    is skipped.
+    """
+    directives: Directives = {}
+    for value in values:
+        for item in _split_list(value):
+            name, equals, argument = item.partition(b"=")
+            name = name.strip().lower()
+            if not name:
+                continue
+            if name not in directives:
+                directives[name] = argument.strip().strip(b'"') if equals else None
+    return directives
+
+
+def _split_list(value: bytes) -> List[bytes]:
+    """
+    The items of a comma-separated list, keeping commas inside quotes
+    (C{no-cache="a, b"}).
+    """
+    items = []
+    start = 0
+    quoted = False
+    for position, byte in enumerate(value):
+        if byte == 0x22:
+            quoted = not quoted
+        elif byte == 0x2C and not quoted:
+            items.append(value[start:position])
+            start = position + 1
+    items.append(value[start:])
+    return [item.strip() for item in items if item.strip()]
+
+
+def delta_seconds(directives: Directives, name: bytes) -> Optional[int]:
+    """
+    The delta-seconds argument of a directive (RFC 9111 section 1.2.2), or
+    L{None} when it is absent or not a non-negative integer.
+    """
+    argument = directives.get(name)
+    if argument is None or not argument.isdigit():
+        return None
+    return int(argument)
+
+
+def http_date(value: Optional[bytes]) -> Optional[float]:
+    """
+    An HTTP date (RFC 9110 section 5.6.7, any of its three forms) as
+    seconds since the epoch, or L{None} when it is not one.
+    """
+    if value is None:
+        return None
+    try:
+        moment = parsedate_to_datetime(value.decode("latin-1"))
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if moment.tzinfo is None:
+        # The asctime form has no zone; HTTP dates are all UTC.
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def first_value(headers: Iterable[Header], name: bytes) -> Optional[bytes]:
+    """
+    The first value of the field C{name} (lower-case), or L{None}.
+    """
+    for field, value in headers:
+        if field.lower() == name:
+            return value
+    return None
+
+
+def response_cache_control(headers: Iterable[Header]) -> Directives:
+    return parse_cache_control(header_values(headers, b"cache-control"))
+
+
+def request_cache_control(headers: Iterable[Header]) -> Directives:
+    """
+    A request's Cache-Control directives; a request without Cache-Control
+    but with C{Pragma: no-cache} means C{no-cache} (RFC 9111 section 5.4).
+    """
+    values = header_values(headers, b"cache-control")
+    if values:
+        return parse_cache_control(values)
+    pragma = b",".join(header_values(headers, b"pragma")).lower()
+    return {b"no-cache": None} if b"no-cache" in pragma else {}
+
+
+def has_explicit_expiration(directives: Directives, headers: Iterable[Header]) -> bool:
+    return (
+        b"s-maxage" in directives
+        or b"max-age" in directives
+        or first_value(headers, b"expires") is not None
+    )
+
+
+def uncacheable_reason(
+    method: bytes,
+    request_headers: Iterable[Header],
+    status: int,
+    headers: List[Header],
+    *,
+    store_set_cookie: bool,
+    heuristic: bool,
+) -> Optional[str]:
+    """
+    Why a shared cache must not store a response (RFC 9111 section 3), or
+    L{None} when it may.
+
+    @param method: the request method; only GET responses are stored.
+    @param store_set_cookie: store responses that carry Set-Cookie (the
+        cache then never sends those fields to anyone else).
+    @param heuristic: whether heuristic freshness is configured; a
+        response without explicit expiration is only worth storing with
+        one, or with a validator to revalidate it by.
+    @return: a short reason, for Cache-Status and for tests.
+    """
+    if method != b"GET":
+        return "method"
+    if status not in UNDERSTOOD:
+        return "status"
+    request_directives = request_cache_control(request_headers)
+    if b"no-store" in request_directives:
+        return "request no-store"
+    directives = response_cache_control(headers)
+    if b"no-store" in directives:
+        return "no-store"
+    if b"private" in directives:
+        # A shared cache stores no private response at all (the qualified
+        # form, private="field", is treated as unqualified).
+        return "private"
+    authorized = any(name.lower() == b"authorization" for name, _ in request_headers)
+    if authorized and not (
+        b"public" in directives
+        or b"s-maxage" in directives
+        or b"must-revalidate" in directives
+    ):
+        # RFC 9111 section 3.5.
+        return "authorization"
+    if not store_set_cookie and first_value(headers, b"set-cookie") is not None:
+        return "set-cookie"
+    vary = vary_fields(headers)
+    if vary is None:
+        return "vary *"
+    explicit = has_explicit_expiration(directives, headers)
+    if not explicit and b"public" not in directives:
+        if status not in HEURISTICALLY_CACHEABLE:
+            return "no expiration"
+        if not heuristic and not _has_validator(headers) and b"no-cache" not in directives:
+            return "no expiration"
+    return None
+
+
+def _has_validator(headers: Iterable[Header]) -> bool:
+    return (
+        first_value(headers, b"etag") is not None
+        or first_value(headers, b"last-modified") is not None
+    )
+
+
+def vary_fields(headers: Iterable[Header]) -> Optional[Tuple[bytes, ...]]:
+    """
+    The lower-cased field names a response's Vary lists, sorted, or
+    L{None} for C{Vary: *}, which no later request matches (RFC 9111
+    section 4.1).
+    """
+    names = set()
+    for value in header_values(headers, b"vary"):
+        for name in value.split(b","):
+            name = name.strip().lower()
+            if name == b"*":
+                return None
+            if name:
+                names.add(name)
+    return tuple(sorted(names))
+
+
+def vary_values(
+    fields: Tuple[bytes, ...], request_headers: Iterable[Header]
+) -> Tuple[bytes, ...]:
+    """
+    A request's values of the fields a response varies on, normalised
+    (combined with commas, whitespace around items removed), so two
+    requests match when these are equal.
+    """
+    request_headers = list(request_headers)
+    return tuple(
+        b",".join(
+            item.strip()
+            for value in header_values(request_headers, name)
+            for item in value.split(b",")
+        )
+        for name in fields
+    )
+
+
+def freshness_lifetime(
+    status: int, headers: Iterable[Header], default_ttl: float
+) -> float:
+    """
+    How long a response stays fresh in a shared cache (RFC 9111 section
+    4.2.1): C{s-maxage}, else C{max-age}, else C{Expires} minus C{Date}
+    (an invalid Expires means already expired), else the heuristic
+    C{default_ttl} where section 4.2.2 allows one, else 0.
+    """
+    headers = list(headers)
+    directives = response_cache_control(headers)
+    for name in (b"s-maxage", b"max-age"):
+        if name in directives:
+            seconds = delta_seconds(directives, name)
+            return 0.0 if seconds is None else float(seconds)
+    expires = first_value(headers, b"expires")
+    if expires is not None:
+        expires_at = http_date(expires)
+        date = http_date(first_value(headers, b"date"))
+        if expires_at is None or date is None:
+            return 0.0
+        return max(0.0, expires_at - date)
+    if default_ttl and (status in HEURISTICALLY_CACHEABLE or b"public" in directives):
+        return default_ttl
+    return 0.0
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class Timing:
+    """
+    When a stored response was requested and received, for its age.
+
+    @ivar request_time: when the request that got it was sent.
+    @ivar response_time: when its head was received.
+    """
+
+    request_time: float
+    response_time: float
+
+
+def current_age(headers: Iterable[Header], timing: Timing, now: float) -> float:
+    """
+    The age of a stored response (RFC 9111 section 4.2.3): what it had
+    when received (from Age and Date, corrected for the response delay)
+    plus how long it has been stored.
+    """
+    headers = list(headers)
+    age_value = first_value(headers, b"age")
+    age = int(age_value) if age_value is not None and age_value.isdigit() else 0
+    date = http_date(first_value(headers, b"date"))
+    apparent_age = 0.0 if date is None else max(0.0, timing.response_time - date)
+    response_delay = timing.response_time - timing.request_time
+    corrected_initial_age = max(apparent_age, age + response_delay)
+    return corrected_initial_age + (now - timing.response_time)
+
+
+#: What a cache does with a stored response for a request (L{decide}).
+FRESH = "fresh"  # serve it
+STALE = "stale"  # serve it stale (max-stale allows)
+STALE_REVALIDATE = "stale-while-revalidate"  # serve it, revalidate behind
+REVALIDATE = "revalidate"  # ask the origin first
+
+
+def must_revalidate_when_stale(directives: Directives) -> bool:
+    """
+    Whether a stale response must never be served unvalidated, whatever
+    the request allows (RFC 9111 sections 5.2.2.2, 5.2.2.8, 5.2.2.10:
+    s-maxage implies proxy-revalidate in a shared cache).
+    """
+    return (
+        b"must-revalidate" in directives
+        or b"proxy-revalidate" in directives
+        or b"s-maxage" in directives
+    )
+
+
+def decide(
+    request_directives: Directives,
+    response_directives: Directives,
+    lifetime: float,
+    age: float,
+) -> str:
+    """
+    Whether a stored response may answer a request (RFC 9111 section 4.2,
+    5.2.1, 5.2.2; RFC 5861 section 3).
+
+    @return: L{FRESH}, L{STALE}, L{STALE_REVALIDATE} or L{REVALIDATE}.
+    """
+    if b"no-cache" in request_directives or b"no-cache" in response_directives:
+        return REVALIDATE
+    max_age = delta_seconds(request_directives, b"max-age")
+    if max_age is not None and age > max_age:
+        return REVALIDATE
+    remaining = lifetime - age
+    min_fresh = delta_seconds(request_directives, b"min-fresh")
+    if min_fresh is not None and remaining < min_fresh:
+        return REVALIDATE
+    if remaining > 0:
+        return FRESH
+    if must_revalidate_when_stale(response_directives):
+        return REVALIDATE
+    staleness = -remaining
+    if b"max-stale" in request_directives:
+        allowed = delta_seconds(request_directives, b"max-stale")
+        if allowed is None and request_directives[b"max-stale"] is None:
+            return STALE
+        if allowed is not None and staleness <= allowed:
+            return STALE
+    window = delta_seconds(response_directives, b"stale-while-revalidate")
+    if window is not None and staleness <= window:
+        return STALE_REVALIDATE
+    return REVALIDATE
+
+
+def stale_if_error_allows(
+    request_directives: Directives,
+    response_directives: Directives,
+    lifetime: float,
+    age: float,
+) -> bool:
+    """
+    Whether a stale response may be served because the origin failed
+    (RFC 5861 section 4: within the stale-if-error window of the response
+    or of the request).  Never for a response that must be revalidated
+    when stale, nor for a request that insisted on validation.
+    """
+    if must_revalidate_when_stale(response_directives):
+        return False
+    if b"no-cache" in request_directives or b"no-cache" in response_directives:
+        return False
+    staleness = age - lifetime
+    for directives in (request_directives, response_directives):
+        window = delta_seconds(directives, b"stale-if-error")
+        if window is not None and staleness <= window:
+            return True
+    return False
+
+
+def validators(headers: Iterable[Header]) -> List[Header]:
+    """
+    The conditional request fields that revalidate a stored response
+    (RFC 9111 section 4.3.1): If-None-Match with its ETag, and
+    If-Modified-Since with its Last-Modified.
+    """
+    headers = list(headers)
+    fields = []
+    etag = first_value(headers, b"etag")
+    if etag is not None:
+        fields.append((b"If-None-Match", etag))
+    modified = first_value(headers, b"last-modified")
+    if modified is not None:
+        fields.append((b"If-Modified-Since", modified))
+    return fields
+
+
+#: Fields a 304 must not change in a stored response (RFC 9111 section
+#: 3.2: the framing of the stored body stays the stored body's).
+_KEPT_ON_UPDATE = frozenset(
+    [b"content-length", b"content-encoding", b"content-range", b"transfer-encoding"]
+)
+
+
+def updated_headers(stored: List[Header], fresh: List[Header]) -> List[Header]:
+    """
+    A stored response's fields updated from a 304 (RFC 9111 section 3.2):
+    each field the 304 carries replaces the stored fields of that name,
+    except the ones that describe the stored body.
+    """
+    replaced = {
+        name.lower() for name, _ in fresh if name.lower() not in _KEPT_ON_UPDATE
+    }
+    kept = [(name, value) for name, value in stored if name.lower() not in replaced]
+    return kept + [(name, value) for name, value in fresh if name.lower() in replaced]
+
+
+def invalidated_targets(
+    method: bytes, status: int, headers: Iterable[Header]
+) -> Optional[List[bytes]]:
+    """
+    What an unsafe request invalidates (RFC 9111 section 4.4): after a
+    non-error response, its own target (L{None} stands for it) and the
+    URI references in Location and Content-Location.
+
+    @return: L{None} when nothing is invalidated, else the Location and
+        Content-Location values (possibly empty).
+    """
+    if method in SAFE_METHODS or not 200 <= status < 400:
+        return None
+    return [
+        value
+        for name, value in headers
+        if name.lower() in (b"location", b"content-location")
+    ]
+
+
+def etag_matches(etag: Optional[bytes], if_none_match: List[bytes]) -> bool:
+    """
+    Whether If-None-Match values match an entity tag, by weak comparison
+    (RFC 9110 section 13.1.2).
+    """
+    if etag is None:
+        return any(value.strip() == b"*" for value in if_none_match)
+    opaque = etag[2:] if etag.startswith(b"W/") else etag
+    for value in if_none_match:
+        for tag in value.split(b","):
+            tag = tag.strip()
+            if tag == b"*" or (tag[2:] if tag.startswith(b"W/") else tag) == opaque:
+                return True
+    return False
+
+
+def not_modified(stored: List[Header], request_headers: List[Header]) -> bool:
+    """
+    Whether a client's conditional GET or HEAD is answered 304 from a
+    stored response (RFC 9110 section 13.2.2): If-None-Match when
+    present, else If-Modified-Since against Last-Modified.
+    """
+    if_none_match = header_values(request_headers, b"if-none-match")
+    if if_none_match:
+        return etag_matches(first_value(stored, b"etag"), if_none_match)
+    since = http_date(first_value(request_headers, b"if-modified-since"))
+    modified = http_date(first_value(stored, b"last-modified"))
+    if since is None or modified is None:
+        return False
+    return modified <= since
+
+
+#: The fields a 304 from the cache carries (RFC 9110 section 15.4.5).
+NOT_MODIFIED_FIELDS = frozenset(
+    [b"cache-control", b"content-location", b"date", b"etag", b"expires", b"vary"]
+)
+
+
+def byte_range(
+    range_value: Optional[bytes],
+    if_range: Optional[bytes],
+    stored: List[Header],
+    length: int,
+) -> Optional[Tuple[int, int]]:
+    """
+    The one byte range a request asks of a stored body of C{length} bytes
+    (RFC 9110 section 14), as C{(first, last)} inclusive.
+
+    @return: L{None} to send the whole body (no Range, an If-Range that
+        does not match, several ranges, or a Range that is not bytes);
+        C{(length, length)} when the range cannot be satisfied (416).
+    """
+    if range_value is None:
+        return None
+    if if_range is not None:
+        etag = first_value(stored, b"etag")
+        if if_range.startswith(b'"'):
+            # A strong comparison: a weak ETag never matches.
+            if etag is None or etag != if_range:
+                return None
+        elif http_date(if_range) is None or first_value(stored, b"last-modified") != if_range:
+            return None
+    unit, equals, spec = range_value.partition(b"=")
+    if not equals or unit.strip().lower() != b"bytes" or b"," in spec:
+        return None
+    first, dash, last = spec.strip().partition(b"-")
+    if not dash:
+        return None
+    if not first:
+        if not last.isdigit():
+            return None
+        suffix = int(last)
+        if suffix == 0 or length == 0:
+            return (length, length)
+        return (max(0, length - suffix), length - 1)
+    if not first.isdigit() or (last and not last.isdigit()):
+        return None
+    start = int(first)
+    if last and int(last) < start:
+        return None
+    if start >= length:
+        return (length, length)
+    end = int(last) if last else length - 1
+    return (start, min(end, length - 1))

@@ -1,0 +1,130 @@
+"""
+The resource of a route with a cache: it answers from the store what it
+may (RFC 9111 section 4), and forwards the rest through a
+L{CachingExchange}, coalescing concurrent misses.
+"""
+
+from __future__ import annotations
+
+from typing import List, Tuple
+
+from ..proxy.errors import respond_with_error
+from ..proxy.resource import ReverseProxyResource
+from . import policy
+from .exchange import BackgroundRequest, CachingExchange
+from .fetch import Fetch, request_fields
+from .serve import cache_status, serve_stored
+from .shared import SharedCache, request_key
+
+Header = Tuple[bytes, bytes]
+
+#: Request fields that make a request ask for something other than the
+#: whole current response: such a request neither leads nor joins a
+#: shared backend request on a miss (it is forwarded as it is), and the
+#: cache replaces them with its own validators when it revalidates.
+_PARTICULAR = (b"range", b"if-range", b"if-none-match", b"if-modified-since", b"if-match", b"if-unmodified-since")
+
+
+def _particular(fields: List[Header]) -> bool:
+    return any(name.lower() in _PARTICULAR for name, _ in fields)
+
+
+class CachingProxyResource(ReverseProxyResource):
+    """
+    A route's leaf that proxies through a shared cache.
+
+    @ivar cache: the L{SharedCache} named by the route's C{cache}.
+    """
+
+    def __init__(self, target, cache: SharedCache) -> None:
+        super().__init__(target)
+        self.cache = cache
+
+    def forward(self, request) -> None:
+        target = self.target
+        method = request.method
+        key = request_key(request)
+        if method != b"GET" and method != b"HEAD":
+            CachingExchange(request, target, self.cache, key, parameters=(b"fwd=method",)).start()
+        elif request.requestHeaders.hasHeader(b"upgrade"):
+            # A WebSocket handshake wants the backend, never a stored page.
+            CachingExchange(request, target, self.cache, key, parameters=(b"fwd=request",)).start()
+        else:
+            self._lookup(request, key, request_fields(request))
+
+    def _lookup(self, request, key: bytes, fields: List[Header]) -> None:
+        cache = self.cache
+        metrics = cache.metrics
+        directives = policy.request_cache_control(fields)
+        stored, vary_miss = cache.select(key, fields)
+        forwarded = b"fwd=vary-miss" if vary_miss else b"fwd=uri-miss"
+        if stored is not None:
+            now = cache.clock.seconds()
+            response_directives = policy.response_cache_control(stored.headers)
+            lifetime = policy.freshness_lifetime(
+                stored.status, stored.headers, cache.settings.default_ttl
+            )
+            age = policy.current_age(stored.headers, stored.timing, now)
+            decision = policy.decide(directives, response_directives, lifetime, age)
+            if decision != policy.REVALIDATE:
+                if decision == policy.FRESH:
+                    metrics.hits += 1
+                else:
+                    metrics.stale += 1
+                if decision == policy.STALE_REVALIDATE and key not in cache.fetches:
+                    # Before answering: a finished request lets go of its
+                    # connection, which the revalidation copies.
+                    self._revalidateBehind(request, key, fields, stored)
+                serve_stored(
+                    request, stored, age, lifetime, (b"hit",), fields, self.target.response_rules
+                )
+                return
+            client_asked = b"no-cache" in directives or b"max-age" in directives or (
+                b"min-fresh" in directives
+            )
+            forwarded = b"fwd=request" if client_asked else b"fwd=stale"
+        if b"only-if-cached" in directives:
+            request.responseHeaders.addRawHeader(
+                *cache_status(b"fwd=miss", b"detail=only-if-cached")
+            )
+            respond_with_error(request, 504)
+            return
+        fetch = cache.fetches.get(key)
+        particular = _particular(fields) and stored is None
+        if fetch is not None and not particular and request.bodyComplete:
+            fetch.join(request, fields)
+            return
+        if request.method != b"GET" or particular or not request.bodyComplete:
+            metrics.misses += 1
+            CachingExchange(request, self.target, cache, key, parameters=(forwarded,)).start()
+            return
+        if stored is None:
+            metrics.misses += 1
+        else:
+            self._validate(request, stored)
+        fetch = Fetch(cache, self.target, key, fields, stored, request, forwarded)
+        CachingExchange(request, self.target, cache, key, fetch).start()
+
+    def _validate(self, request, stored) -> None:
+        """
+        Make C{request} ask the backend whether C{stored} is still current
+        (RFC 9111 section 4.3.1), instead of its own conditions.
+        """
+        headers = request.requestHeaders
+        for name in _PARTICULAR:
+            headers.removeHeader(name)
+        validators = policy.validators(stored.headers)
+        for name, value in validators:
+            headers.setRawHeaders(name, [value])
+        if validators:
+            self.cache.metrics.revalidations += 1
+
+    def _revalidateBehind(self, request, key: bytes, fields: List[Header], stored) -> None:
+        """
+        Revalidate a stale response that was just served
+        (stale-while-revalidate), with no client waiting.
+        """
+        background = BackgroundRequest(request)
+        self._validate(background, stored)
+        fetch = Fetch(self.cache, self.target, key, fields, stored, None, b"fwd=stale")
+        CachingExchange(background, self.target, self.cache, key, fetch).start()

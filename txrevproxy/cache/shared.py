@@ -1,0 +1,201 @@
+"""
+One configured shared cache (a C{[caches.NAME]} table) as the runtime
+holds it: its store, the backend requests in flight for it (for request
+coalescing), its counters, and the purge API.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Mapping, Optional, Tuple
+from urllib.parse import urljoin, urlsplit
+
+from ..config.model import CacheSettings
+from ..interfaces import ICacheStore
+from ..target import request_host
+from . import policy
+from .disk import DiskStore
+from .fetch import Fetch
+from .store import MemoryStore, StoredResponse
+
+Header = Tuple[bytes, bytes]
+
+
+class CacheMetrics:
+    """
+    The counters of one cache, plain attributes for the metrics endpoint
+    to read.
+
+    @ivar hits: requests answered from a fresh stored response.
+    @ivar stale: requests answered from a stale one (max-stale,
+        stale-while-revalidate, stale-if-error).
+    @ivar misses: requests forwarded because nothing usable was stored.
+    @ivar revalidations: conditional requests sent to revalidate a stored
+        response.
+    @ivar coalesced: requests that waited for another request's backend
+        response instead of making their own.
+    @ivar bytes_stored: body bytes put into the store, in total.
+    """
+
+    def __init__(self) -> None:
+        self.hits = 0
+        self.stale = 0
+        self.misses = 0
+        self.revalidations = 0
+        self.coalesced = 0
+        self.bytes_stored = 0
+
+
+def url_key(scheme: bytes, host: bytes, target: bytes) -> bytes:
+    """
+    The primary cache key of a request: its URL without the port (the
+    listeners of one proxy share the routes), C{b"https://host/p?q"}.
+    """
+    return scheme + b"://" + host + target
+
+
+def request_key(request) -> bytes:
+    return url_key(request.site.scheme, request_host(request), request.uri)
+
+
+def _key_of_url(url: str) -> Optional[bytes]:
+    """
+    The primary key of an absolute http(s) URL, or L{None}.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+    return url_key(
+        parts.scheme.encode("ascii"),
+        parts.hostname.rstrip(".").encode("idna"),
+        target.encode("utf-8"),
+    )
+
+
+class SharedCache:
+    """
+    A shared cache: see the module docstring.
+
+    @ivar settings: its L{CacheSettings}.
+    @ivar store: its L{ICacheStore}, which a reload hands over.
+    @ivar clock: the time source of ages.
+    @ivar fetches: the backend requests in flight that requests for the
+        same key may wait for, by primary key.
+    @ivar metrics: its L{CacheMetrics}.
+    """
+
+    def __init__(self, settings: CacheSettings, store: ICacheStore, clock) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.fetches: Dict[bytes, Fetch] = {}
+        self.metrics = CacheMetrics()
+
+    def select(
+        self, key: bytes, request_headers: List[Header]
+    ) -> Tuple[Optional[StoredResponse], bool]:
+        """
+        The stored response that matches a request's Vary values (RFC 9111
+        section 4.1), the most recent one when several do.
+
+        @return: the response or L{None}, and whether responses were
+            stored for the key but none matched (a "vary miss").
+        """
+        variants = self.store.variants(key)
+        for stored in variants:
+            if stored.vary_values == policy.vary_values(
+                stored.vary_fields, request_headers
+            ):
+                return stored, False
+        return None, bool(variants)
+
+    def invalidate(self, key: bytes, locations: List[bytes]) -> None:
+        """
+        Forget what is stored for a target an unsafe request changed, and
+        for the same-origin URIs its response's Location and
+        Content-Location name (RFC 9111 section 4.4).
+        """
+        self._remove(key)
+        base = key.decode("latin-1")
+        origin = urlsplit(base)[:2]
+        for location in locations:
+            url = urljoin(base, location.decode("latin-1"))
+            if urlsplit(url)[:2] == origin:
+                other = _key_of_url(url)
+                if other is not None:
+                    self._remove(other)
+
+    def purge(self, url: str) -> int:
+        """
+        Forget every stored response for one URL (all its Vary variants);
+        a response being fetched for it meanwhile is not stored.
+
+        @param url: an absolute C{http} or C{https} URL; its port is
+            ignored, its scheme and query are not.
+        @return: how many responses were forgotten.
+        @raise ValueError: when C{url} is not such a URL.
+        """
+        key = _key_of_url(url)
+        if key is None:
+            raise ValueError("not an absolute http(s) URL: %r" % (url,))
+        return self._remove(key)
+
+    def _remove(self, key: bytes) -> int:
+        """
+        Forget what is stored for C{key}, and keep a response in flight
+        for it from being stored.
+        """
+        fetch = self.fetches.get(key)
+        if fetch is not None:
+            fetch.forget()
+        return self.store.remove(key)
+
+    def purge_prefix(self, prefix: str) -> int:
+        """
+        Forget every stored response whose URL starts with C{prefix}
+        (C{"https://shop.example.test/products/"}), as for L{purge}.
+        """
+        key = _key_of_url(prefix)
+        if key is None:
+            raise ValueError("not an absolute http(s) URL: %r" % (prefix,))
+        if not urlsplit(prefix).path:
+            key = key[:-1]
+        for fetched, fetch in self.fetches.items():
+            if fetched.startswith(key):
+                fetch.forget()
+        return self.store.remove_prefix(key)
+
+
+def make_store(settings: CacheSettings) -> ICacheStore:
+    """
+    The store a C{[caches.NAME]} table asks for.
+    """
+    if settings.store == "disk":
+        return DiskStore(settings.path, settings.max_size)
+    return MemoryStore(settings.max_size)
+
+
+def build_caches(
+    settings: Mapping[str, CacheSettings],
+    clock,
+    previous: Mapping[str, SharedCache],
+) -> Dict[str, SharedCache]:
+    """
+    The caches of a configuration.  A cache of the same name, kind of
+    store and directory in the configuration being replaced keeps that
+    store (with the
+    new size bound): a reload does not empty the cache.
+    """
+    caches = {}
+    for name, table in settings.items():
+        old = previous.get(name)
+        if old is not None and (old.settings.store, old.settings.path) == (
+            table.store,
+            table.path,
+        ):
+            store = old.store
+            store.max_size = table.max_size
+        else:
+            store = make_store(table)
+        caches[name] = SharedCache(table, store, clock)
+    return caches
