@@ -497,4 +497,9 @@ def test_route_command_lists_filters_without_running_them():
     )
     lines = explain(config, "GET", "http://localhost:8080/x", client_ip="192.0.2.1")
     assert "filters:  private (listener), limit (route) (run in this order; not run here)" in lines
+    cached = parse(
+        document(route='upstream = "app"\ncache = "pages"', extra="[caches.pages]")
+    )
+    lines = explain(cached, "GET", "http://localhost:8080/x", client_ip="192.0.2.1")
+    assert any(line.startswith("cache:    pages") for line in lines)
     assert any(line.startswith("sent to http://127.0.0.1:9001") for line in lines)

@@ -309,6 +309,11 @@ def explain(
     applied = _filter_names(listener, chosen)
     if applied:
         lines.append("filters:  %s (run in this order; not run here)" % (applied,))
+    if isinstance(chosen, Candidate) and chosen.route.cache is not None:
+        lines.append(
+            "cache:    %s (a stored fresh response would answer; not looked up here)"
+            % (chosen.route.cache,)
+        )
     if not isinstance(resource, ReverseProxyResource):
         if resource is not None:
             request.renderLeaf(resource)
