@@ -12,12 +12,16 @@ import random
 from typing import Dict, List, Mapping, Optional
 
 from twisted.internet.interfaces import IProtocolFactory
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from .accesslog import AccessLog
 from .balancer import Backend, Balancer
 from .config.model import Config, Listener, Upstream
 from .health import HealthChecker
 from .interfaces import IBalancingPolicy
+from .metrics import Metrics
+from .observe import RequestObserver
 from .policies import installed_policies
 from .proxy.http2 import NegotiatingSite
 from .proxy.pool import ConnectionPool, backend_endpoint
@@ -27,6 +31,9 @@ from .tls.server import tls_factory
 from .tls.store import CertificateStore
 
 log = Logger()
+
+#: Seconds between checks whether a runtime a reload replaced is idle.
+RETIRE_CHECK = 1.0
 
 
 def _warn_unverified(upstream: Upstream) -> None:
@@ -113,10 +120,23 @@ class Runtime:
         C{health} table, for the service to start and stop.
     @ivar ports: the port each listener listens on, once it does (an HTTP
         listener redirecting to HTTPS needs the HTTPS one's).
+
+    Each site counts its requests in C{metrics} (a new L{Metrics} when not
+    given) and writes them to C{access_log} (none when not given).
     """
 
-    def __init__(self, config: Config, reactor) -> None:
+    def __init__(
+        self,
+        config: Config,
+        reactor,
+        metrics: Optional[Metrics] = None,
+        access_log: Optional[AccessLog] = None,
+    ) -> None:
         self.config = config
+        self._reactor = reactor
+        metrics = Metrics() if metrics is None else metrics
+        if access_log is None:
+            access_log = AccessLog(reactor)
         self.balancers: Dict[str, Balancer] = {}
         self.health_checkers: List[HealthChecker] = []
         policies = installed_policies()
@@ -135,6 +155,7 @@ class Runtime:
             if any(listener.tls == name for listener in config.listeners.values())
         }
         self.ports: Dict[str, int] = {}
+        self._retiring: Optional[LoopingCall] = None
         self.sites: Dict[str, ProxySite] = {
             name: (NegotiatingSite if _serves_http2(listener) else ProxySite)(
                 self.root
@@ -147,6 +168,10 @@ class Runtime:
                 scheme=b"http" if listener.tls is None else b"https",
                 hsts=None if listener.hsts is None else listener.hsts.encode("ascii"),
                 client_subject_header=_subject_header(config, listener),
+                stats=metrics.listener(name),
+                observe=RequestObserver(
+                    name, self.root, metrics, access_log, reactor
+                ),
             )
             for name, listener in config.listeners.items()
         }
@@ -181,5 +206,22 @@ class Runtime:
         Close the backend pools: idle connections now, busy ones when their
         exchanges end.
         """
+        if self._retiring is not None and self._retiring.running:
+            self._retiring.stop()
+        self._retiring = None
         for balancer in self.balancers.values():
             balancer.close()
+
+    def retire(self) -> None:
+        """
+        A reload replaced this runtime: L{close} it once no request is in
+        flight or queued on its balancers (closing at once would answer the
+        queued ones 503), checked every L{RETIRE_CHECK} seconds.
+        """
+        self._retiring = LoopingCall(self._closeWhenIdle)
+        self._retiring.clock = self._reactor
+        self._retiring.start(RETIRE_CHECK, now=True)
+
+    def _closeWhenIdle(self) -> None:
+        if not any(b.in_flight or b.queued for b in self.balancers.values()):
+            self.close()

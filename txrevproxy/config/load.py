@@ -22,10 +22,12 @@ from ..tls.files import FileProblem, collect, read_ca
 from ..policies import policy_names
 from .model import (
     TLS,
+    AdminSettings,
     BackendServer,
     Config,
     HealthCheck,
     Listener,
+    LogSettings,
     OutlierDetection,
     Route,
     ServerSettings,
@@ -46,6 +48,7 @@ from .schema import (
     named_tables,
 )
 from .values import (
+    access_log,
     backend_url,
     boolean,
     cookie_name,
@@ -68,6 +71,7 @@ from .values import (
     server_names,
     size,
     tls_version,
+    token,
 )
 
 if sys.version_info >= (3, 11):
@@ -130,6 +134,23 @@ SERVER = Table(
         "max_header_size": Field(size, default="32KiB"),
         "header_timeout": Field(duration, default="10s"),
         "allowed_methods": Field(method_names, default=[]),
+        "shutdown_timeout": Field(duration, default="30s"),
+    },
+)
+
+LOG = Table(
+    LogSettings,
+    {
+        "access": Field(access_log, default="-"),
+        "format": Field(one_of("combined", "json"), default="combined"),
+    },
+)
+
+ADMIN = Table(
+    AdminSettings,
+    {
+        "endpoint": Field(endpoint, default="tcp:9901:interface=127.0.0.1"),
+        "token": Field(token, default=MODEL_DEFAULT),
     },
 )
 
@@ -332,6 +353,8 @@ CONFIG = Table(
             missing="at least one [[routes]] table is required",
         ),
         "tls": Field(named_tables(TLS_TABLE, example="[tls.default]"), default={}),
+        "log": Field(LOG, default=MODEL_DEFAULT),
+        "admin": Field(ADMIN, default=MODEL_DEFAULT),
     },
 )
 
@@ -469,7 +492,10 @@ def _absolute_paths(config: Config, base: str) -> Config:
         )
         for upstream_name, upstream in config.upstreams.items()
     }
-    return attr.evolve(config, tls=tls, upstreams=upstreams)
+    log = config.log
+    if log.access not in (None, "-"):
+        log = attr.evolve(log, access=absolute(log.access))
+    return attr.evolve(config, tls=tls, upstreams=upstreams, log=log)
 
 
 def _route_conflicts(routes: Iterable[Route]) -> Iterable[Problem]:

@@ -36,6 +36,8 @@ class ServerSettings:
     @ivar header_timeout: seconds a client may take to send a whole request
         head once it started (else 408).
     @ivar allowed_methods: the request methods served; empty: any.
+    @ivar shutdown_timeout: seconds a graceful shutdown waits for requests
+        in flight before it closes the connections that still carry one.
     """
 
     trusted_proxies: Tuple[IPNetwork, ...] = ()
@@ -46,6 +48,37 @@ class ServerSettings:
     max_header_size: int = 32768
     header_timeout: float = 10.0
     allowed_methods: Tuple[str, ...] = ()
+    shutdown_timeout: float = 30.0
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class LogSettings:
+    """
+    The C{[log]} table: the access log.  (Everything else the proxy says
+    goes through C{twisted.logger}, where twistd sends it.)
+
+    @ivar access: C{"-"} for standard output, or a file path (absolute
+        once loaded); L{None} (C{"off"} in the file): no access log.
+    @ivar format: C{"combined"} (the Apache and nginx format) or
+        C{"json"} (one object per line).
+    """
+
+    access: Optional[str] = None
+    format: str = "combined"
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class AdminSettings:
+    """
+    The C{[admin]} table: the admin API (status, metrics, reload, drain).
+
+    @ivar endpoint: where it listens, a server endpoint description.
+    @ivar token: when set, every request must carry C{Authorization:
+        Bearer TOKEN}.
+    """
+
+    endpoint: str = "tcp:9901:interface=127.0.0.1"
+    token: Optional[str] = None
 
 
 @attr.s(frozen=True, auto_attribs=True)
@@ -478,6 +511,8 @@ class Config:
     A whole, validated configuration.
 
     @ivar tls: the C{[tls.NAME]} tables, by name.
+    @ivar log: the C{[log]} table.
+    @ivar admin: the C{[admin]} table; L{None}: no admin API.
     @ivar source: the path it was read from, if any.
     """
 
@@ -486,4 +521,6 @@ class Config:
     upstreams: Mapping[str, Upstream]
     routes: Tuple[Route, ...]
     tls: Mapping[str, TLS] = attr.Factory(dict)
+    log: LogSettings = LogSettings()
+    admin: Optional[AdminSettings] = None
     source: Optional[str] = None

@@ -14,13 +14,16 @@ from __future__ import annotations
 import ipaddress
 import random
 import re
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
+from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web import http, server
+from zope.interface import implementer
 
 from ..config.model import ServerSettings
+from ..metrics import ListenerStats
 from .errors import error_body, reason_phrase, respond_with_error
 from .headers import connection_tokens, http_date, requested_upgrade
 from .chunked import ChunkedDecoder
@@ -90,6 +93,7 @@ class ProxyRequest(server.Request):
         C{bodyTooLarge} and C{clientGone}.
     @ivar bodyLength: the declared body length, or L{None} when chunked.
     @ivar bodyComplete: whether the whole request body has been received.
+    @ivar bodyBytes: how many request body bytes have been received.
     @ivar request_id: the ID sent to the backend, returned to the client and
         shown on error pages.
     @ivar truncationVisible: whether the response's framing (a length, or
@@ -99,6 +103,14 @@ class ProxyRequest(server.Request):
         the HTTP/2 connection for a stream.
     @ivar error_pages: the pages of the route that took the request, by
         status (see L{respond_with_error}), or L{None}.
+    @ivar started: when the request was dispatched (its head was in).
+    @ivar router: the L{Router} that routed it, or L{None}.
+    @ivar route_index: the position of the route that took it in the
+        router's C{routes}, or L{None}.
+    @ivar backend: the L{txrevproxy.balancer.Backend} that answered (the
+        last one tried), or L{None}.
+    @ivar upstream_time: seconds from choosing that backend to its
+        response head, or L{None}.
     """
 
     log = Logger()
@@ -108,8 +120,14 @@ class ProxyRequest(server.Request):
     request_id = b"-"
     truncationVisible = False
     error_pages = None
+    started = 0.0
+    router = None
+    route_index: Optional[int] = None
+    backend = None
+    upstream_time: Optional[float] = None
+    _chosenAt = 0.0
     _dispatched = False
-    _bodyReceived = 0
+    bodyBytes = 0
     _early: Optional[List[bytes]] = None
 
     @property
@@ -147,9 +165,9 @@ class ProxyRequest(server.Request):
             self.handler.bodyReceived(chunk)
 
     def handleContentChunk(self, data: bytes) -> None:
-        self._bodyReceived += len(data)
+        self.bodyBytes += len(data)
         limit = self.site.max_request_body
-        if limit and self._bodyReceived > limit:
+        if limit and self.bodyBytes > limit:
             if self._early is not None:
                 self._early = None
                 self._prepare(*self._head)
@@ -183,6 +201,7 @@ class ProxyRequest(server.Request):
         self.clientproto = version
         self.args = {}
         self.site = self.channel.site
+        self.started = self.site.reactor.seconds()
         self.request_id = self._requestID(self.connection.trusted)
 
     def _dispatch(self, command: bytes, path: bytes, version: bytes) -> None:
@@ -209,7 +228,11 @@ class ProxyRequest(server.Request):
         try:
             self.renderLeaf(site.getResourceFor(self))
         except Exception:
-            self.log.failure("error while routing {uri!r}", uri=self.uri)
+            self.log.failure(
+                "error while routing {uri!r} (request id {request_id})",
+                uri=self.uri,
+                request_id=self.request_id.decode("ascii"),
+            )
             respond_with_error(self, 500)
 
     def renderLeaf(self, resource) -> None:
@@ -385,9 +408,30 @@ class ProxyRequest(server.Request):
             self.channel.persistent = False
         super().finish()
 
+    def backendChosen(self, backend) -> None:
+        """
+        Called by the exchange with each backend it tries, for the logs and
+        metrics.
+        """
+        self.backend = backend
+        self._chosenAt = self.site.reactor.seconds()
+
+    def backendAnswered(self) -> None:
+        """
+        Called by the exchange when the chosen backend's response head
+        arrived.
+        """
+        self.upstream_time = self.site.reactor.seconds() - self._chosenAt
+
     def connectionLost(self, reason) -> None:
         super().connectionLost(reason)
         self.handler.clientGone()
+        if self._dispatched and not self.finished:
+            # Logged and counted too, as nginx does (499: the client went
+            # before any answer).
+            if not self.startedWriting:
+                self.code = 499
+            self.site.log(self)
 
 
 class ClientConnection:
@@ -397,10 +441,13 @@ class ClientConnection:
 
     @ivar client_ip: the peer address, as bytes.
     @ivar trusted: whether the peer is one of C{[server] trusted_proxies}.
+    @ivar tls_version: the TLS version of the connection, such as
+        C{"TLSv1.3"}, once its handshake completed; L{None} without TLS.
     """
 
     client_ip = b""
     trusted = False
+    tls_version: Optional[str] = None
     _client_subject: object = None
 
     def learnPeer(self) -> None:
@@ -414,6 +461,15 @@ class ClientConnection:
         host = getattr(self._peer, "host", None)
         self.client_ip = host.encode("ascii") if host else b"unix"
         self.trusted = self.site.is_trusted(host)
+
+    def handshakeCompleted(self) -> None:
+        """
+        The TLS handshake completed (L{IHandshakeListener}): note and count
+        its version.
+        """
+        version = self.transport.getHandle().get_protocol_version_name()
+        self.tls_version = version
+        self.site.stats.handshake(version)
 
     def client_subject(self) -> Optional[bytes]:
         """
@@ -445,6 +501,7 @@ class ClientConnection:
         return self._host
 
 
+@implementer(IHandshakeListener)
 class ProxyChannel(ClientConnection, http.HTTPChannel):
     """
     An HTTP/1.1 server connection that streams request bodies and reads
@@ -474,10 +531,24 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
         self.totalHeadersSize = site.max_header_size
         self.maxHeaders = site.max_headers
         site.channels.add(self)
+        site.stats.connections += 1
 
     def connectionLost(self, reason) -> None:
-        self.site.channels.discard(self)
+        site = self.site
+        site.channels.discard(self)
+        site.stats.connections -= 1
         super().connectionLost(reason)
+
+    def _protocolUpgradeForWebsockets(self, protocol) -> None:
+        """
+        The connection became a tunnel (see L{txrevproxy.proxy.tunnel}),
+        which owns it from now on: it is no longer an HTTP connection of
+        the site's (the tunnel closes it on its own timeout, or at exit).
+        """
+        site = self.site
+        site.channels.discard(self)
+        site.stats.connections -= 1
+        super()._protocolUpgradeForWebsockets(protocol)
 
     def dataReceived(self, data: bytes) -> None:
         if self.headStarted is None and not self.requests:
@@ -638,12 +709,16 @@ class ProxySite(server.Site):
 
     @ivar max_request_body: request body limit in bytes (0: none).
     @ivar channels: the open HTTP/1.1 connections.
+    @ivar h2_connections: the open HTTP/2 connections.
     @ivar scheme: C{b"http"} or C{b"https"}, as the backend is told in
         X-Forwarded-Proto.
     @ivar hsts: the Strict-Transport-Security value added to responses that
         do not carry one, or L{None}.
     @ivar client_subject_header: the header that carries the verified
         client certificate subject to the backend (mutual TLS), or L{None}.
+    @ivar stats: the listener's L{ListenerStats}.
+    @ivar observe: called with each finished request (access log and
+        metrics; see L{txrevproxy.observe}), or L{None}.
     """
 
     protocol = ProxyChannel
@@ -658,8 +733,12 @@ class ProxySite(server.Site):
         scheme: bytes = b"http",
         hsts: Optional[bytes] = None,
         client_subject_header: Optional[bytes] = None,
+        stats: Optional[ListenerStats] = None,
+        observe: Optional[Callable[[ProxyRequest], None]] = None,
     ) -> None:
         super().__init__(resource, reactor=reactor, timeout=settings.keepalive_timeout)
+        self.stats = ListenerStats() if stats is None else stats
+        self.observe = observe
         self.max_request_body = settings.max_request_body
         self.max_request_line = settings.max_request_line
         self.max_headers = settings.max_headers
@@ -670,6 +749,7 @@ class ProxySite(server.Site):
         )
         self.allow_header = b", ".join(sorted(self.allowed_methods))
         self.channels: Set[ProxyChannel] = set()
+        self.h2_connections: Set = set()
         self._sweeper: Optional[LoopingCall] = None
         self.scheme = scheme
         self.hsts = hsts
@@ -701,6 +781,36 @@ class ProxySite(server.Site):
             if started is not None and started <= too_early:
                 channel.reject(408)
 
+    def closeIdleConnections(self) -> int:
+        """
+        Close the connections that carry no request now, and have those that
+        do close after their current response (a graceful shutdown, or a
+        listener a reload removed).  Called again until none is busy, since
+        a request may start on a connection in the meantime.
+
+        @return: how many connections are still busy.
+        """
+        busy = 0
+        for channel in list(self.channels):
+            if channel.requests:
+                channel.persistent = False
+                busy += 1
+            else:
+                channel.transport.loseConnection()
+        for connection in list(self.h2_connections):
+            if connection.streams:
+                busy += 1
+            else:
+                connection.transport.loseConnection()
+        return busy
+
+    def abortConnections(self) -> None:
+        """
+        Close every connection at once: a graceful shutdown ran out of time.
+        """
+        for connection in list(self.channels) + list(self.h2_connections):
+            connection.transport.abortConnection()
+
     def is_trusted(self, host: Optional[str]) -> bool:
         """
         Whether a peer address is a trusted proxy; remembered per address,
@@ -722,7 +832,11 @@ class ProxySite(server.Site):
 
     def log(self, request) -> None:
         """
-        No per-request log through twisted.web's log file: it costs about
-        half the throughput.  The access log comes with its own buffered
-        writer.
+        Called by twisted.web as a request finishes (and by L{ProxyRequest}
+        when its client went first).  Not twisted.web's log file, which
+        costs about half the throughput: the access log comes with its own
+        buffered writer.
         """
+        observe = self.observe
+        if observe is not None:
+            observe(request)
