@@ -3,8 +3,9 @@ The admin API, on C{[admin] endpoint}: status, metrics, reload, drain.
 
 Every answer is JSON (but C{/metrics}, in the Prometheus text format),
 errors included: C{{"error": "sentence"}} with the right status.  The API
-talks to the proxy through an L{IProxyControl}, which the L{ProxyService}
-provides.
+talks to the proxy through an L{IProxyControl}: the L{ProxyService} of a
+single process, or the L{txrevproxy.workers.WorkerSupervisor} that asks
+each of its workers and sums their answers.
 
 Adding an operation is one L{AdminAPI.add} call (as C{POST /cache/purge}
 will be)::
@@ -39,7 +40,8 @@ from .service import listen_now
 class IProxyControl(Interface):
     """
     What the admin API asks of the proxy.  Every method but
-    C{admin_token} returns its answer or a L{Deferred} of it.
+    C{admin_token} returns its answer or a L{Deferred} of it (a proxy with
+    workers asks them over a pipe).
 
     @ivar config: the current L{Config}.
     """

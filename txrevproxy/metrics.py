@@ -10,7 +10,8 @@ everything runs in the reactor thread.  What the balancers already know
 only when the metrics are scraped.
 
 A scrape turns all of it into a L{Snapshot}: plain data that sums across
-processes; C{prometheus_client} then only
+processes, which is how the parent of several workers serves the total of
+its workers (see L{txrevproxy.workers}); C{prometheus_client} then only
 renders families built from the snapshot (L{render}).  Its own
 multiprocess mode would have every increment write to a memory-mapped
 file, which costs more per request than the whole of this module.

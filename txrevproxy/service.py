@@ -57,6 +57,21 @@ def config_digest(config: Config) -> Optional[str]:
         return None
 
 
+def moved_listeners(old: Config, new: Config) -> List[str]:
+    """
+    The problems of a reload that adds, removes or moves a listener, for a
+    proxy with workers: their sockets were opened by the parent at start.
+    """
+    before = {name: listener.endpoint for name, listener in old.listeners.items()}
+    after = {name: listener.endpoint for name, listener in new.listeners.items()}
+    return [
+        "listeners.%s.endpoint: changed; with [server] workers, adding, "
+        "removing or moving a listener needs a restart" % (name,)
+        for name in sorted(set(before) | set(after))
+        if before.get(name) != after.get(name)
+    ]
+
+
 class ListenError(Exception):
     """
     A listener could not open its endpoint or read its certificates; the
@@ -134,14 +149,23 @@ class ProxyService(MultiService):
     @ivar metrics: the process's L{Metrics}, kept across reloads.
     @ivar access_log: the process's L{AccessLog}.
     @ivar started: when the service was made, for the uptime.
+    @param inherited: for a worker process, the listening sockets its
+        parent opened: by listener name, C{(file descriptor, address
+        family)}; they are adopted instead of listening.
     """
 
     log = Logger()
 
-    def __init__(self, config: Config, reactor) -> None:
+    def __init__(
+        self,
+        config: Config,
+        reactor,
+        inherited: Optional[Mapping[str, Tuple[int, int]]] = None,
+    ) -> None:
         super().__init__()
         self.config = config
         self._reactor = reactor
+        self._inherited = dict(inherited or {})
         self.runtime: Optional[Runtime] = None
         self.metrics = Metrics()
         self.access_log = AccessLog(reactor)
@@ -197,10 +221,14 @@ class ProxyService(MultiService):
 
     def _open(self, name: str, description: str, factory):
         """
-        Listen on a listener's endpoint.
+        Listen on a listener's endpoint (or adopt the socket the parent
+        process opened for it).
 
         @raise ListenError: it cannot listen; the message names the key.
         """
+        if name in self._inherited:
+            fd, family = self._inherited[name]
+            return self._reactor.adoptStreamPort(fd, family, factory)
         return listen_now(
             self._reactor, description, factory, "listeners.%s.endpoint" % (name,)
         )
@@ -242,7 +270,7 @@ class ProxyService(MultiService):
                 config = load_config(self.config.source)
             except ConfigError as error:
                 return self._reloadFailed(error.problems)
-        problems = []
+        problems = self._listener_problems(config)
         try:
             self.access_log.configure(config.log)
         except OSError as error:
@@ -276,6 +304,15 @@ class ProxyService(MultiService):
         self.metrics.reloaded(True)
         self.log.info("reload: serving the configuration of {source}", source=config.source)
         return []
+
+    def _listener_problems(self, config: Config) -> List[str]:
+        """
+        What keeps the listeners of C{config} from being served: a worker
+        process cannot open sockets of its own.
+        """
+        if not self._inherited:
+            return []
+        return moved_listeners(self.config, config)
 
     def _swap(
         self, config: Config, runtime: Runtime, opened: Mapping[str, Tuple[Any, ListenerSlot]]

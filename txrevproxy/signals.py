@@ -1,5 +1,6 @@
 """
-The signals an operator sends to a running proxy:
+The signals an operator sends to a running proxy, for the twistd process
+and for each worker process alike:
 
   - SIGHUP reloads the configuration (certificates included);
   - SIGUSR1 opens the access log file again (after logrotate);

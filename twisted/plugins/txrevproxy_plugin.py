@@ -43,7 +43,8 @@ class StartFailure(SystemExit, Exception):
 
 class _TwistdService(MultiService):
     """
-    The service twistd runs, around the L{ProxyService} and its admin API:
+    The service twistd runs, around the proxy (a L{ProxyService}, or the
+    L{WorkerSupervisor} of its worker processes) and its admin API:
 
       - when a listener cannot open its endpoint, the process exits
         non-zero with the sentence naming the key, instead of a traceback;
@@ -102,7 +103,12 @@ class ProxyServiceMaker:
             config = load_config(options["config"])
         except ConfigError as error:
             raise StartFailure(str(error))
-        proxy = ProxyService(config, reactor)
+        if config.server.workers > 1:
+            from txrevproxy.workers import WorkerSupervisor
+
+            proxy = WorkerSupervisor(config, reactor)
+        else:
+            proxy = ProxyService(config, reactor)
         top = _TwistdService(reactor, proxy)
         proxy.setServiceParent(top)
         if config.admin is not None:

@@ -72,6 +72,7 @@ from .values import (
     size,
     tls_version,
     token,
+    worker_count,
 )
 
 if sys.version_info >= (3, 11):
@@ -134,6 +135,7 @@ SERVER = Table(
         "max_header_size": Field(size, default="32KiB"),
         "header_timeout": Field(duration, default="10s"),
         "allowed_methods": Field(method_names, default=[]),
+        "workers": Field(worker_count, default=1),
         "shutdown_timeout": Field(duration, default="30s"),
     },
 )

@@ -36,6 +36,10 @@ class ServerSettings:
     @ivar header_timeout: seconds a client may take to send a whole request
         head once it started (else 408).
     @ivar allowed_methods: the request methods served; empty: any.
+    @ivar workers: processes serving the listeners; C{1} serves in the
+        twistd process itself, more run that many worker processes that
+        share the parent's listening sockets (C{"auto"} in the file: one
+        per core).
     @ivar shutdown_timeout: seconds a graceful shutdown waits for requests
         in flight before it closes the connections that still carry one.
     """
@@ -48,6 +52,7 @@ class ServerSettings:
     max_header_size: int = 32768
     header_timeout: float = 10.0
     allowed_methods: Tuple[str, ...] = ()
+    workers: int = 1
     shutdown_timeout: float = 30.0
 
 

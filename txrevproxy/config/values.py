@@ -10,6 +10,7 @@ L{Invalid} with a sentence that makes sense after the key path
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from typing import Any, Callable, Optional, Tuple
 
@@ -505,6 +506,18 @@ def _authority(netloc: str, shown: str, default_port: int) -> Tuple[str, int]:
 
 
 _PORT = re.compile(r":[0-9]{1,5}\Z")
+
+
+def worker_count(value: Any) -> int:
+    """
+    C{[server] workers}: a number of processes, or C{"auto"} for one per
+    core (as the machine loading the configuration counts them).
+    """
+    if value == "auto":
+        return os.cpu_count() or 1
+    if isinstance(value, str):
+        raise expected('a number of processes or "auto"', value)
+    return integer(minimum=1, maximum=256)(value)
 
 
 def access_log(value: Any) -> Optional[str]:
