@@ -145,6 +145,24 @@ class ReloadTests(TestCase):
         self.assertFalse(other.connected)
 
     @inlineCallbacks
+    def test_moved_listener_listens_on_its_new_endpoint(self):
+        old = self.service.ports[0]
+        self.path.write_text(
+            CONFIG.format(one=self.one, two=self.two, route="two").replace(
+                "tcp:0:", "tcp:0:backlog=7:"
+            )
+        )
+        self.assertEqual(self.service.reload(), [])
+        self.port = self.service.ports[0].getHost().port
+        self.assertEqual((yield self.get(keep_alive=False)), (200, b"two"))
+        yield deferLater(reactor, 0.01)
+        self.assertFalse(old.connected)
+        # And it is swapped like any other on the next reload.
+        self.path.write_text(self.path.read_text().replace('"two"\n', '"one"\n'))
+        self.assertEqual(self.service.reload(), [])
+        self.assertEqual((yield self.get(keep_alive=False)), (200, b"one"))
+
+    @inlineCallbacks
     def test_drain_through_the_service_outlasts_a_reload(self):
         state = self.service.set_draining("one", 0, True)
         self.assertTrue(state["draining"])

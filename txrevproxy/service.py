@@ -320,19 +320,20 @@ class ProxyService(MultiService):
         old, self.runtime = self.runtime, runtime
         old_config, self.config = self.config, config
         ports: Dict[str, Any] = {}
+        slots: Dict[str, ListenerSlot] = {}
         for name in config.listeners:
             if name in opened:
-                ports[name], self._slots[name] = opened[name]
+                ports[name], slots[name] = opened[name]
             else:
                 ports[name] = self._ports.pop(name)
-                self._slots[name].switch(runtime.factories[name])
+                slots[name] = self._slots[name]
+                slots[name].switch(runtime.factories[name])
                 # Requests on connections already open route by the new
                 # configuration too.
                 old.sites[name].resource = runtime.sites[name].resource
-        for name, port in self._ports.items():
+        for port in self._ports.values():
             port.stopListening()
-            del self._slots[name]
-        self._ports = ports
+        self._ports, self._slots = ports, slots
         for name in old_config.listeners:
             if name not in config.listeners or name in opened:
                 old.sites[name].closeIdleConnections()
