@@ -101,6 +101,23 @@ def test_sighup_reloads_the_routes(tmp_path, backend):
         assert proxy.process.poll() is None
 
 
+def test_sigusr1_reopens_the_access_log(tmp_path, backend):
+    admin = free_port()
+    text = config(backend, admin) + '\n[log]\naccess = "access.log"\n'
+    with proxy_process(tmp_path, [], text) as proxy:
+        url = "http://127.0.0.1:%d/fixed" % proxy.port
+        log = tmp_path / "access.log"
+        fetch(url)
+        until(lambda: log.exists() and log.read_text().count("\n") == 1)
+        log.rename(tmp_path / "access.log.1")
+        proxy.process.send_signal(signal.SIGUSR1)
+        until(lambda: log.exists())
+        fetch(url)
+        until(lambda: log.read_text().count("\n") == 1)
+        assert '"GET /fixed HTTP/1.1" 200 3' in log.read_text()
+        assert (tmp_path / "access.log.1").read_text().count("\n") == 1
+
+
 def worker_connections(admin: int):
     status = json.loads(fetch("http://127.0.0.1:%d/status" % admin))
     return {

@@ -120,6 +120,7 @@ class Runtime:
         C{health} table, for the service to start and stop.
     @ivar ports: the port each listener listens on, once it does (an HTTP
         listener redirecting to HTTPS needs the HTTPS one's).
+    @ivar closed: whether L{close} was called.
 
     Each site counts its requests in C{metrics} (a new L{Metrics} when not
     given) and writes them to C{access_log} (none when not given).
@@ -156,6 +157,7 @@ class Runtime:
         }
         self.ports: Dict[str, int] = {}
         self._retiring: Optional[LoopingCall] = None
+        self.closed = False
         self.sites: Dict[str, ProxySite] = {
             name: (NegotiatingSite if _serves_http2(listener) else ProxySite)(
                 self.root
@@ -209,6 +211,7 @@ class Runtime:
         if self._retiring is not None and self._retiring.running:
             self._retiring.stop()
         self._retiring = None
+        self.closed = True
         for balancer in self.balancers.values():
             balancer.close()
 

@@ -345,7 +345,7 @@ class ProxyService(MultiService):
             checker.setServiceParent(self)
         self.metrics.retire(old.balancers)
         old.retire()
-        self._retired = [r for r in self._retired if r._retiring] + [old]
+        self._retired = [r for r in self._retired if not r.closed] + [old]
 
     def _reloadFailed(self, problems: List[str]) -> List[str]:
         for problem in problems:
