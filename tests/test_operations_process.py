@@ -79,9 +79,17 @@ def fetch(url: str, method: str = "GET") -> bytes:
 
 
 def until(condition):
+    """
+    Poll C{condition} until it is true; a connection it cannot make yet
+    (with workers, the listener accepts connections a moment before the
+    admin API does) counts as false.
+    """
     deadline = time.monotonic() + WAIT
     while True:
-        value = condition()
+        try:
+            value = condition()
+        except OSError:
+            value = None
         if value:
             return value
         assert time.monotonic() < deadline, "condition not met in time"
