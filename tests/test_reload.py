@@ -133,6 +133,17 @@ class ReloadTests(TestCase):
         self.flushLoggedErrors()
 
     @inlineCallbacks
+    def test_access_log_that_cannot_be_opened_fails_the_reload(self):
+        self.write("two", '\n[log]\naccess = "no/such/dir/access.log"\n')
+        [problem] = self.service.reload()
+        self.assertTrue(
+            problem.startswith("log.access: cannot open /"), problem
+        )
+        self.assertIsNone(self.service.access_log.path)
+        self.assertEqual((yield self.get()), (200, b"one"))
+        self.flushLoggedErrors()
+
+    @inlineCallbacks
     def test_new_listener_listens_and_removed_one_stops(self):
         self.write("one", '\n[listeners.other]\nendpoint = "tcp:0:interface=127.0.0.1"\n')
         self.assertEqual(self.service.reload(), [])

@@ -188,15 +188,12 @@ class ProxyService(MultiService):
 
     def _listen(self) -> None:
         try:
-            self.access_log.configure(self.config.log)
-        except OSError as error:
-            message = "log.access: cannot open %s: %s" % (
-                self.config.log.access,
-                error.strerror or error,
-            )
-            self.log.critical("{message}", message=message)
-            raise ListenError(message)
-        runtime = self.runtime = self._runtime(self.config)
+            self._configure_access_log(self.config)
+            runtime = self.runtime = self._runtime(self.config)
+        except ListenError as error:
+            self.log.critical("{message}", message=str(error))
+            raise
+        self.metrics.balancers = runtime.balancers
         for checker in runtime.health_checkers:
             checker.setServiceParent(self)
         for name, listener in self.config.listeners.items():
@@ -214,10 +211,22 @@ class ProxyService(MultiService):
             runtime = Runtime(config, self._reactor, self.metrics, self.access_log)
         except CertificateError as error:
             # The files changed since the configuration was validated.
-            self.log.critical("{message}", message=str(error))
             raise ListenError(str(error))
-        self.metrics.balancers = runtime.balancers
         return runtime
+
+    def _configure_access_log(self, config: Config) -> None:
+        """
+        Write the access log as C{config} says from now on.
+
+        @raise ListenError: its file cannot be opened.
+        """
+        try:
+            self.access_log.configure(config.log)
+        except OSError as error:
+            raise ListenError(
+                "log.access: cannot open %s: %s"
+                % (config.log.access, error.strerror or error)
+            )
 
     def _open(self, name: str, description: str, factory):
         """
@@ -271,33 +280,25 @@ class ProxyService(MultiService):
             except ConfigError as error:
                 return self._reloadFailed(error.problems)
         problems = self._listener_problems(config)
-        try:
-            self.access_log.configure(config.log)
-        except OSError as error:
-            problems.append(
-                "log.access: cannot open %s: %s"
-                % (config.log.access, error.strerror or error)
-            )
         if problems:
             return self._reloadFailed(problems)
-        old_metrics_balancers = self.metrics.balancers
         try:
             runtime = self._runtime(config)
         except ListenError as error:
             return self._reloadFailed([str(error)])
         opened: Dict[str, Tuple[Any, ListenerSlot]] = {}
-        for name, listener in config.listeners.items():
-            before = self.config.listeners.get(name)
-            if before is None or before.endpoint != listener.endpoint:
-                slot = ListenerSlot(runtime.factories[name])
-                try:
+        try:
+            for name, listener in config.listeners.items():
+                before = self.config.listeners.get(name)
+                if before is None or before.endpoint != listener.endpoint:
+                    slot = ListenerSlot(runtime.factories[name])
                     opened[name] = (self._open(name, listener.endpoint, slot), slot)
-                except ListenError as error:
-                    for port, _ in opened.values():
-                        port.stopListening()
-                    runtime.close()
-                    self.metrics.balancers = old_metrics_balancers
-                    return self._reloadFailed([str(error)])
+            self._configure_access_log(config)
+        except ListenError as error:
+            for port, _ in opened.values():
+                port.stopListening()
+            runtime.close()
+            return self._reloadFailed([str(error)])
         self._redrain(runtime)
         self._swap(config, runtime, opened)
         self._config_digest = config_digest(config)
@@ -344,6 +345,7 @@ class ProxyService(MultiService):
         for checker in runtime.health_checkers:
             checker.setServiceParent(self)
         self.metrics.retire(old.balancers)
+        self.metrics.balancers = runtime.balancers
         old.retire()
         self._retired = [r for r in self._retired if not r.closed] + [old]
 
