@@ -7,7 +7,6 @@ proxy.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import attr

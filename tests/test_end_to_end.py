@@ -12,7 +12,6 @@ found by twistd.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import sys
 from typing import Dict, List

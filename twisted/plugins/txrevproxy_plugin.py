@@ -9,7 +9,6 @@ imported inside L{ProxyServiceMaker.makeService}.
 from __future__ import annotations
 
 from twisted.application.service import IServiceMaker, MultiService
-from twisted.logger import Logger
 from twisted.plugin import IPlugin
 from twisted.python import usage
 from zope.interface import implementer
@@ -51,8 +50,6 @@ class _TwistdService(MultiService):
       - SIGHUP reloads, SIGUSR1 reopens the access log, SIGTERM and SIGINT
         stop gracefully and exit 0 (see L{txrevproxy.signals}).
     """
-
-    log = Logger()
 
     def __init__(self, reactor, proxy) -> None:
         super().__init__()
