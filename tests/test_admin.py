@@ -13,6 +13,7 @@ import treq
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 from twisted.web import server
 
@@ -157,6 +158,24 @@ class AdminTests(TestCase):
         self.assertEqual((code, body), (200, {"reloaded": True}))
         self.assertEqual((yield self.proxied("/fixed2")), 204)
         self.flushLoggedErrors()
+
+    @inlineCallbacks
+    def test_backend_connections_leave_no_factory_lines_in_the_log(self):
+        yield self.start()
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        self.assertEqual((yield self.proxied()), 200)
+        # The pool's factory is a plain Factory (the test's own client
+        # logs through another).
+        self.assertEqual(
+            [
+                e["log_format"]
+                for e in events
+                if e.get("log_namespace") == "twisted.internet.protocol.Factory"
+            ],
+            [],
+        )
 
     @inlineCallbacks
     def test_metrics_parse_and_count_the_requests_sent(self):

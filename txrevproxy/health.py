@@ -99,9 +99,9 @@ def _tcp_check(backend: Backend) -> Deferred:
     def connected(protocol: Protocol) -> None:
         protocol.transport.loseConnection()
 
-    return backend.pool.endpoint.connect(Factory.forProtocol(Protocol)).addCallback(
-        connected
-    )
+    factory = Factory.forProtocol(Protocol)
+    factory.noisy = False
+    return backend.pool.endpoint.connect(factory).addCallback(connected)
 
 
 class HealthChecker(Service):

@@ -93,6 +93,9 @@ class ConnectionPool:
         self._sweeper = None
         self._closed = False
         self._factory = Factory.forProtocol(lambda: UpstreamProtocol(self))
+        # Twisted logs a factory's start and stop, here for every backend
+        # connection: two lines of noise per connection in the proxy's log.
+        self._factory.noisy = False
 
     @property
     def idle_count(self) -> int:
