@@ -134,10 +134,9 @@ class WorkerSupervisor(Service):
 
     log = Logger()
 
-    def __init__(self, config: Config, reactor, executable: str = sys.executable):
+    def __init__(self, config: Config, reactor) -> None:
         self.config = config
         self.reactor = reactor
-        self._executable = executable
         self._ports: Dict[str, Any] = {}
         self.workers: List[Optional[WorkerProcess]] = [None] * config.server.workers
         self.started = reactor.seconds()
@@ -170,8 +169,9 @@ class WorkerSupervisor(Service):
 
     def _spawn(self, index: int) -> None:
         self._restarts.pop(index, None)
+        # The interpreter twistd runs on (CPython or PyPy) runs the workers.
         arguments = [
-            self._executable,
+            sys.executable,
             "-m",
             "txrevproxy.worker",
             "--config",
@@ -184,7 +184,7 @@ class WorkerSupervisor(Service):
             arguments += ["--listener", "%s=%d:%d" % (name, fd, _family(port))]
         worker = WorkerProcess(self, index)
         self.reactor.spawnProcess(
-            worker, self._executable, arguments, env=dict(os.environ), childFDs=child_fds
+            worker, sys.executable, arguments, env=dict(os.environ), childFDs=child_fds
         )
         self.workers[index] = worker
         self.log.info("worker {index} started, pid {pid}", index=index, pid=worker.pid)
