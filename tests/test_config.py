@@ -106,6 +106,8 @@ def test_schema_defaults_match_model_defaults():
     "table, model_class, not_keys",
     [
         (schema.SERVER, model.ServerSettings, set()),
+        (schema.LOG, model.LogSettings, set()),
+        (schema.ADMIN, model.AdminSettings, set()),
         (schema.LISTENER, model.Listener, {"name"}),
         (schema.UPSTREAM, model.Upstream, {"name"}),
         (schema.STICKY, model.Sticky, set()),
@@ -532,7 +534,7 @@ PROBLEMS = [
         ['routes[1].path: "/api" for host "b.test" is already routed by routes[0]'],
     ),
     # Unknown keys and tables
-    ({"extra": "[log]\naccess = \"-\""}, ['log: unknown key (known keys: caches, filters, listeners, routes, server, tls, upstreams)']),
+    ({"extra": "[logs]\naccess = \"-\""}, ['logs: unknown key; did you mean "log"?']),
     ({"server": "keepalive = \"5s\""}, ['server.keepalive: unknown key; did you mean "keepalive_timeout"?']),
     ({"listener": 'endpoint = "tcp:8080"\ntsl = "default"'}, ['listeners.web.tsl: unknown key; did you mean "tls"?']),
     (

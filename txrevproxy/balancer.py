@@ -240,6 +240,9 @@ class Balancer:
     @ivar clock: the reactor's clock.
     @ivar in_flight: exchanges in progress on all backends.
     @ivar retries: how many other backends a failed request may try.
+    @ivar retried: how many retries were made (for metrics).
+    @ivar queue_timeouts: how many requests waited C{queue_timeout} in
+        vain (for metrics).
     """
 
     log = Logger()
@@ -264,6 +267,8 @@ class Balancer:
         self._queue: Deque[_Waiter] = deque()
         self._full = 0
         self._retrying = 0
+        self.retried = 0
+        self.queue_timeouts = 0
         self._eligible: Sequence[Backend] = ()
         self._update()
 
@@ -342,6 +347,7 @@ class Balancer:
         self.in_flight += 1
         if retry:
             self._retrying += 1
+            self.retried += 1
         return Lease(self, backend, set_cookie, retry)
 
     def _release(self, lease: Lease, outcome: str, status: int) -> None:
@@ -385,6 +391,7 @@ class Balancer:
         waiter.deferred = None
 
     def _timedOut(self, waiter: _Waiter) -> None:
+        self.queue_timeouts += 1
         self._queue.remove(waiter)
         self._refuse(waiter)
 

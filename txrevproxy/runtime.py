@@ -13,14 +13,18 @@ from typing import Dict, List, Mapping, Optional
 
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.interfaces import IProtocolFactory
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from .accesslog import AccessLog
 from .balancer import Backend, Balancer
 from .cache.shared import SharedCache, build_caches
 from .config.model import Config, Listener, Upstream
 from .filters.build import build_filters
 from .health import HealthChecker
 from .interfaces import IBalancingPolicy
+from .metrics import Metrics
+from .observe import RequestObserver
 from .policies import installed_policies
 from .proxy.http2 import NegotiatingSite
 from .proxy.pool import ConnectionPool, backend_endpoint
@@ -30,6 +34,9 @@ from .tls.server import tls_factory
 from .tls.store import CertificateStore
 
 log = Logger()
+
+#: Seconds between checks whether a runtime a reload replaced is idle.
+RETIRE_CHECK = 1.0
 
 
 def _warn_unverified(upstream: Upstream) -> None:
@@ -121,6 +128,10 @@ class Runtime:
         C{health} table, for the service to start and stop.
     @ivar ports: the port each listener listens on, once it does (an HTTP
         listener redirecting to HTTPS needs the HTTPS one's).
+    @ivar closed: whether L{close} was called.
+
+    Each site counts its requests in C{metrics} (a new L{Metrics} when not
+    given) and writes them to C{access_log} (none when not given).
     """
 
     def __init__(
@@ -128,8 +139,14 @@ class Runtime:
         config: Config,
         reactor,
         previous_caches: Mapping[str, SharedCache] = {},
+        metrics: Optional[Metrics] = None,
+        access_log: Optional[AccessLog] = None,
     ) -> None:
         self.config = config
+        self._reactor = reactor
+        metrics = Metrics() if metrics is None else metrics
+        if access_log is None:
+            access_log = AccessLog(reactor)
         self.balancers: Dict[str, Balancer] = {}
         self.health_checkers: List[HealthChecker] = []
         policies = installed_policies()
@@ -152,6 +169,8 @@ class Runtime:
             if any(listener.tls == name for listener in config.listeners.values())
         }
         self.ports: Dict[str, int] = {}
+        self._retiring: Optional[LoopingCall] = None
+        self.closed = False
         self.sites: Dict[str, ProxySite] = {
             name: (NegotiatingSite if _serves_http2(listener) else ProxySite)(
                 self.root
@@ -166,6 +185,10 @@ class Runtime:
                 client_subject_header=_subject_header(config, listener),
                 filters=[self.filters[name] for name in listener.filters],
                 proxy_protocol=listener.proxy_protocol,
+                stats=metrics.listener(name),
+                observe=RequestObserver(
+                    name, self.root, metrics, access_log, reactor
+                ),
             )
             for name, listener in config.listeners.items()
         }
@@ -202,6 +225,10 @@ class Runtime:
 
         @return: a L{Deferred} that fires when the filters are closed.
         """
+        if self._retiring is not None and self._retiring.running:
+            self._retiring.stop()
+        self._retiring = None
+        self.closed = True
         for balancer in self.balancers.values():
             balancer.close()
         closing = [
@@ -210,3 +237,17 @@ class Runtime:
             if getattr(each, "close", None) is not None
         ]
         return DeferredList(closing)
+
+    def retire(self) -> None:
+        """
+        A reload replaced this runtime: L{close} it once no request is in
+        flight or queued on its balancers (closing at once would answer the
+        queued ones 503), checked every L{RETIRE_CHECK} seconds.
+        """
+        self._retiring = LoopingCall(self._closeWhenIdle)
+        self._retiring.clock = self._reactor
+        self._retiring.start(RETIRE_CHECK, now=True)
+
+    def _closeWhenIdle(self) -> None:
+        if not any(b.in_flight or b.queued for b in self.balancers.values()):
+            self.close()

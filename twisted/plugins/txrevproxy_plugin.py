@@ -9,7 +9,6 @@ imported inside L{ProxyServiceMaker.makeService}.
 from __future__ import annotations
 
 from twisted.application.service import IServiceMaker, MultiService
-from twisted.logger import Logger
 from twisted.plugin import IPlugin
 from twisted.python import usage
 from zope.interface import implementer
@@ -43,22 +42,20 @@ class StartFailure(SystemExit, Exception):
 
 class _TwistdService(MultiService):
     """
-    The service twistd runs, around the L{ProxyService}:
+    The service twistd runs, around the proxy (a L{ProxyService}, or the
+    L{WorkerSupervisor} of its worker processes) and its admin API:
 
       - when a listener cannot open its endpoint, the process exits
         non-zero with the sentence naming the key, instead of a traceback;
-      - SIGHUP reads the listeners' certificates again (new handshakes get
-        the new ones; a broken new file keeps the old one serving and is
-        logged).  The signal handler only schedules the work, through
-        C{callFromThread}, which is safe to call from a signal handler.
+      - SIGHUP reloads, SIGUSR1 reopens the access log, SIGTERM and SIGINT
+        stop gracefully and exit 0 (see L{txrevproxy.signals}).
     """
 
-    log = Logger()
-
-    def __init__(self, reactor) -> None:
+    def __init__(self, reactor, proxy) -> None:
         super().__init__()
         self._reactor = reactor
-        self._previous_sighup = None
+        self.proxy = proxy
+        self._restore_signals = None
 
     def privilegedStartService(self) -> None:
         from txrevproxy.service import ListenError
@@ -69,29 +66,16 @@ class _TwistdService(MultiService):
             raise StartFailure(str(error))
 
     def startService(self) -> None:
-        import signal
+        from txrevproxy.signals import handle_signals
 
         super().startService()
-        self._previous_sighup = signal.signal(signal.SIGHUP, self._onSIGHUP)
+        self._restore_signals = handle_signals(self._reactor, self.proxy)
 
     def stopService(self):
-        import signal
-
-        if self._previous_sighup is not None:
-            signal.signal(signal.SIGHUP, self._previous_sighup)
-            self._previous_sighup = None
+        if self._restore_signals is not None:
+            self._restore_signals()
+            self._restore_signals = None
         return super().stopService()
-
-    def _onSIGHUP(self, signum, frame) -> None:
-        self._reactor.callFromThread(self.reload_certificates)
-
-    def reload_certificates(self) -> None:
-        for service in self:
-            problems = service.reload_certificates()
-            for problem in problems:
-                self.log.error("reload: {problem}", problem=problem)
-            if not problems:
-                self.log.info("reload: certificates read again")
 
 
 @implementer(IServiceMaker, IPlugin)
@@ -108,6 +92,7 @@ class ProxyServiceMaker:
         """
         from twisted.internet import reactor
 
+        from txrevproxy.admin import AdminService
         from txrevproxy.config import ConfigError, load_config
         from txrevproxy.service import ProxyService
 
@@ -115,8 +100,16 @@ class ProxyServiceMaker:
             config = load_config(options["config"])
         except ConfigError as error:
             raise StartFailure(str(error))
-        top = _TwistdService(reactor)
-        ProxyService(config, reactor).setServiceParent(top)
+        if config.server.workers > 1:
+            from txrevproxy.workers import WorkerSupervisor
+
+            proxy = WorkerSupervisor(config, reactor)
+        else:
+            proxy = ProxyService(config, reactor)
+        top = _TwistdService(reactor, proxy)
+        proxy.setServiceParent(top)
+        if config.admin is not None:
+            AdminService(proxy, reactor).setServiceParent(top)
         return top
 
 

@@ -201,3 +201,12 @@ class BackgroundRequest:
 
     def requestedUpgrade(self) -> None:
         return None
+
+    def backendChosen(self, backend) -> None:
+        """
+        Nothing to record: a revalidation is not a client's request, so it
+        is not in the access log nor the request metrics.
+        """
+
+    def backendAnswered(self) -> None:
+        pass

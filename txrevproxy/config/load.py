@@ -22,10 +22,12 @@ from ..tls.files import FileProblem, collect, read_ca
 from ..policies import policy_names
 from .model import (
     TLS,
+    AdminSettings,
     BackendServer,
     Config,
     HealthCheck,
     Listener,
+    LogSettings,
     OutlierDetection,
     Route,
     ServerSettings,
@@ -48,6 +50,7 @@ from .schema import (
     named_tables,
 )
 from .values import (
+    access_log,
     backend_url,
     boolean,
     cookie_name,
@@ -70,6 +73,8 @@ from .values import (
     server_names,
     size,
     tls_version,
+    token,
+    worker_count,
 )
 
 if sys.version_info >= (3, 11):
@@ -136,6 +141,24 @@ SERVER = Table(
         "max_requests_per_connection": Field(integer(0), default=1000),
         "body_timeout": Field(duration, default="60s"),
         "min_body_rate": Field(size, default="1KiB"),
+        "workers": Field(worker_count, default=1),
+        "shutdown_timeout": Field(duration, default="30s"),
+    },
+)
+
+LOG = Table(
+    LogSettings,
+    {
+        "access": Field(access_log, default="-"),
+        "format": Field(one_of("combined", "json"), default="combined"),
+    },
+)
+
+ADMIN = Table(
+    AdminSettings,
+    {
+        "endpoint": Field(endpoint, default="tcp:9901:interface=127.0.0.1"),
+        "token": Field(token, default=MODEL_DEFAULT),
     },
 )
 
@@ -344,6 +367,8 @@ CONFIG = Table(
             named_tables(filter_table, example="[filters.ratelimit]"), default={}
         ),
         "caches": Field(named_tables(CACHE, example="[caches.pages]"), default={}),
+        "log": Field(LOG, default=MODEL_DEFAULT),
+        "admin": Field(ADMIN, default=MODEL_DEFAULT),
     },
 )
 
@@ -499,8 +524,11 @@ def _absolute_paths(config: Config, base: str) -> Config:
         cache_name: attr.evolve(cache, path=absolute(cache.path))
         for cache_name, cache in config.caches.items()
     }
+    log = config.log
+    if log.access not in (None, "-"):
+        log = attr.evolve(log, access=absolute(log.access))
     return attr.evolve(
-        config, tls=tls, upstreams=upstreams, filters=filters, caches=caches
+        config, tls=tls, upstreams=upstreams, filters=filters, caches=caches, log=log
     )
 
 

@@ -44,6 +44,12 @@ class ServerSettings:
         rate is measured; C{0}: not measured.
     @ivar min_body_rate: bytes per second a request body must average over
         each C{body_timeout} window (else 408).
+    @ivar workers: processes serving the listeners; C{1} serves in the
+        twistd process itself, more run that many worker processes that
+        share the parent's listening sockets (C{"auto"} in the file: one
+        per core).
+    @ivar shutdown_timeout: seconds a graceful shutdown waits for requests
+        in flight before it closes the connections that still carry one.
     """
 
     trusted_proxies: Tuple[IPNetwork, ...] = ()
@@ -58,6 +64,38 @@ class ServerSettings:
     max_requests_per_connection: int = 1000
     body_timeout: float = 60.0
     min_body_rate: int = 1024
+    workers: int = 1
+    shutdown_timeout: float = 30.0
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class LogSettings:
+    """
+    The C{[log]} table: the access log.  (Everything else the proxy says
+    goes through C{twisted.logger}, where twistd sends it.)
+
+    @ivar access: C{"-"} for standard output, or a file path (absolute
+        once loaded); L{None} (C{"off"} in the file): no access log.
+    @ivar format: C{"combined"} (the Apache and nginx format) or
+        C{"json"} (one object per line).
+    """
+
+    access: Optional[str] = None
+    format: str = "combined"
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class AdminSettings:
+    """
+    The C{[admin]} table: the admin API (status, metrics, reload, drain).
+
+    @ivar endpoint: where it listens, a server endpoint description.
+    @ivar token: when set, every request must carry C{Authorization:
+        Bearer TOKEN}.
+    """
+
+    endpoint: str = "tcp:9901:interface=127.0.0.1"
+    token: Optional[str] = None
 
 
 @attr.s(frozen=True, auto_attribs=True)
@@ -555,6 +593,8 @@ class Config:
     @ivar tls: the C{[tls.NAME]} tables, by name.
     @ivar filters: the C{[filters.NAME]} tables, by name.
     @ivar caches: the C{[caches.NAME]} tables, by name.
+    @ivar log: the C{[log]} table.
+    @ivar admin: the C{[admin]} table; L{None}: no admin API.
     @ivar source: the path it was read from, if any.
     """
 
@@ -565,4 +605,6 @@ class Config:
     tls: Mapping[str, TLS] = attr.Factory(dict)
     filters: Mapping[str, "FilterConfig"] = attr.Factory(dict)
     caches: Mapping[str, CacheSettings] = attr.Factory(dict)
+    log: LogSettings = LogSettings()
+    admin: Optional[AdminSettings] = None
     source: Optional[str] = None

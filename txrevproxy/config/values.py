@@ -10,6 +10,7 @@ L{Invalid} with a sentence that makes sense after the key path
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from typing import Any, Callable, Optional, Tuple
 
@@ -505,3 +506,35 @@ def _authority(netloc: str, shown: str, default_port: int) -> Tuple[str, int]:
 
 
 _PORT = re.compile(r":[0-9]{1,5}\Z")
+
+
+def worker_count(value: Any) -> int:
+    """
+    C{[server] workers}: a number of processes, or C{"auto"} for one per
+    core (as the machine loading the configuration counts them).
+    """
+    if value == "auto":
+        return os.cpu_count() or 1
+    if isinstance(value, str):
+        raise expected('a number of processes or "auto"', value)
+    return integer(minimum=1, maximum=256)(value)
+
+
+def access_log(value: Any) -> Optional[str]:
+    """
+    C{[log] access}: C{"-"} (standard output), a file path, or C{"off"}
+    (L{None}).
+    """
+    if not isinstance(value, str) or not value:
+        raise expected('"-", a file path or "off"', value)
+    return None if value == "off" else value
+
+
+def token(value: Any) -> str:
+    """
+    A bearer token: printable ASCII without spaces, as an Authorization
+    header carries it (RFC 6750 section 2.1).
+    """
+    if not isinstance(value, str) or not re.match(r"[A-Za-z0-9._~+/=-]+\Z", value):
+        raise expected("a token of letters, digits and ._~+/=-", value)
+    return value

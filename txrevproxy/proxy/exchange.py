@@ -151,6 +151,7 @@ class ProxyExchange:
             lease.release(ABANDONED)
             return
         self._lease = lease
+        self.request.backendChosen(lease.backend)
         self._head = self.target.request_head(
             self.request, lease.backend.server, self._body_framing, self._upgrade
         )
@@ -266,6 +267,7 @@ class ProxyExchange:
 
     def responseHead(self, status, reason, headers, length) -> None:
         request = self.request
+        request.backendAnswered()
         self._responding = True
         self._status = status
         passed_on = client_response_headers(headers, length is not None)

@@ -24,9 +24,10 @@ from __future__ import annotations
 from typing import List, Optional
 
 from h2.errors import ErrorCodes
-from twisted.internet.interfaces import IProtocol
+from twisted.internet.interfaces import IHandshakeListener, IProtocol
 from twisted.python.components import proxyForInterface
 from twisted.web._http2 import H2Connection
+from zope.interface import implementer
 
 from .server import (
     NO_BODY_CODES,
@@ -150,10 +151,15 @@ class ProxyH2Connection(ClientConnection, H2Connection):
 
     def connectionMade(self) -> None:
         self.learnPeer()
+        self.site.h2_connections.add(self)
         super().connectionMade()
 
     def connectionLost(self, reason, _cancelTimeouts=True) -> None:
         self.forgetPeer()
+        site = self.site
+        site.h2_connections.discard(self)
+        # Counted open by the HTTP/1.1 channel it took over from.
+        site.stats.connections -= 1
         super().connectionLost(reason, _cancelTimeouts)
 
     def requestFactory(self, stream, queued: bool = False) -> HTTP2ProxyRequest:
@@ -191,6 +197,7 @@ class ProxyH2Connection(ClientConnection, H2Connection):
             self._tryToWriteControlData()
 
 
+@implementer(IHandshakeListener)
 class NegotiatingChannel(proxyForInterface(IProtocol, "_channel")):  # type: ignore[misc]
     """
     A TLS connection's HTTP protocol, chosen by ALPN: it starts as the
@@ -206,6 +213,9 @@ class NegotiatingChannel(proxyForInterface(IProtocol, "_channel")):  # type: ign
     def __init__(self, channel, site: "NegotiatingSite") -> None:
         self._channel = channel
         self._site = site
+
+    def handshakeCompleted(self) -> None:
+        self._channel.handshakeCompleted()
 
     def dataReceived(self, data: bytes) -> None:
         if not self._decided:
@@ -228,6 +238,7 @@ class NegotiatingChannel(proxyForInterface(IProtocol, "_channel")):  # type: ign
         self._channel.forgetPeer()
         h2 = ProxyH2Connection(site.reactor)
         h2.site = site
+        h2.tls_version = self._channel.tls_version
         h2.factory = site
         h2.timeOut = site.timeOut
         h2.callLater = site.reactor.callLater

@@ -14,14 +14,17 @@ from __future__ import annotations
 import ipaddress
 import random
 import re
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
+from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web import http, server
+from zope.interface import implementer
 
 from ..config.model import ServerSettings
 from ..filters.chain import run_filters
+from ..metrics import ListenerStats
 from .errors import error_body, reason_phrase, respond_with_error
 from .headers import connection_tokens, http_date, requested_upgrade
 from .chunked import ChunkedDecoder
@@ -91,6 +94,7 @@ class ProxyRequest(server.Request):
         C{bodyTooLarge} and C{clientGone}.
     @ivar bodyLength: the declared body length, or L{None} when chunked.
     @ivar bodyComplete: whether the whole request body has been received.
+    @ivar bodyBytes: how many request body bytes have been received.
     @ivar request_id: the ID sent to the backend, returned to the client and
         shown on error pages.
     @ivar truncationVisible: whether the response's framing (a length, or
@@ -102,6 +106,14 @@ class ProxyRequest(server.Request):
         the HTTP/2 connection for a stream.
     @ivar error_pages: the pages of the route that took the request, by
         status (see L{respond_with_error}), or L{None}.
+    @ivar started: when the request was dispatched (its head was in).
+    @ivar router: the L{Router} that routed it, or L{None}.
+    @ivar route_index: the position of the route that took it in the
+        router's C{routes}, or L{None}.
+    @ivar backend: the L{txrevproxy.balancer.Backend} that answered (the
+        last one tried), or L{None}.
+    @ivar upstream_time: seconds from choosing that backend to its
+        response head, or L{None}.
     """
 
     log = Logger()
@@ -111,8 +123,14 @@ class ProxyRequest(server.Request):
     request_id = b"-"
     truncationVisible = False
     error_pages = None
+    started = 0.0
+    router = None
+    route_index: Optional[int] = None
+    backend = None
+    upstream_time: Optional[float] = None
+    _chosenAt = 0.0
     _dispatched = False
-    _bodyReceived = 0
+    bodyBytes = 0
     _early: Optional[List[bytes]] = None
     response_filters: Tuple = ()
     readingPaused = False
@@ -164,9 +182,9 @@ class ProxyRequest(server.Request):
             self.handler.bodyReceived(chunk)
 
     def handleContentChunk(self, data: bytes) -> None:
-        self._bodyReceived += len(data)
+        self.bodyBytes += len(data)
         limit = self.site.max_request_body
-        if limit and self._bodyReceived > limit:
+        if limit and self.bodyBytes > limit:
             if self._early is not None:
                 self._early = None
                 self._prepare(*self._head)
@@ -200,6 +218,7 @@ class ProxyRequest(server.Request):
         self.clientproto = version
         self.args = {}
         self.site = self.channel.site
+        self.started = self.site.reactor.seconds()
         self.request_id = self._requestID(self.connection.trusted)
 
     def _dispatch(self, command: bytes, path: bytes, version: bytes) -> None:
@@ -235,7 +254,11 @@ class ProxyRequest(server.Request):
         try:
             self.renderLeaf(self.site.getResourceFor(self))
         except Exception:
-            self.log.failure("error while routing {uri!r}", uri=self.uri)
+            self.log.failure(
+                "error while routing {uri!r} (request id {request_id})",
+                uri=self.uri,
+                request_id=self.request_id.decode("ascii"),
+            )
             respond_with_error(self, 500)
 
     def renderLeaf(self, resource) -> None:
@@ -411,9 +434,30 @@ class ProxyRequest(server.Request):
             self.channel.persistent = False
         super().finish()
 
+    def backendChosen(self, backend) -> None:
+        """
+        Called by the exchange with each backend it tries, for the logs and
+        metrics.
+        """
+        self.backend = backend
+        self._chosenAt = self.site.reactor.seconds()
+
+    def backendAnswered(self) -> None:
+        """
+        Called by the exchange when the chosen backend's response head
+        arrived.
+        """
+        self.upstream_time = self.site.reactor.seconds() - self._chosenAt
+
     def connectionLost(self, reason) -> None:
         super().connectionLost(reason)
         self.handler.clientGone()
+        if self._dispatched and not self.finished:
+            # Logged and counted too, as nginx does (499: the client went
+            # before any answer).
+            if not self.startedWriting:
+                self.code = 499
+            self.site.log(self)
 
 
 class ClientConnection:
@@ -423,10 +467,13 @@ class ClientConnection:
 
     @ivar client_ip: the peer address, as bytes.
     @ivar trusted: whether the peer is one of C{[server] trusted_proxies}.
+    @ivar tls_version: the TLS version of the connection, such as
+        C{"TLSv1.3"}, once its handshake completed; L{None} without TLS.
     """
 
     client_ip = b""
     trusted = False
+    tls_version: Optional[str] = None
     _client_subject: object = None
     _counted = False
 
@@ -461,6 +508,15 @@ class ClientConnection:
         limit = self.site.max_connections_per_ip
         return bool(limit) and self.site.connection_count(self.client_ip) > limit
 
+    def handshakeCompleted(self) -> None:
+        """
+        The TLS handshake completed (L{IHandshakeListener}): note and count
+        its version.
+        """
+        version = self.transport.getHandle().get_protocol_version_name()
+        self.tls_version = version
+        self.site.stats.handshake(version)
+
     def client_subject(self) -> Optional[bytes]:
         """
         The subject (RFC 4514) of the certificate the client presented and
@@ -491,6 +547,7 @@ class ClientConnection:
         return self._host
 
 
+@implementer(IHandshakeListener)
 class ProxyChannel(ClientConnection, http.HTTPChannel):
     """
     An HTTP/1.1 server connection that streams request bodies and reads
@@ -529,13 +586,29 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
         self.totalHeadersSize = site.max_header_size
         self.maxHeaders = site.max_headers
         site.channels.add(self)
+        site.stats.connections += 1
         if not self._peerPending and self.overConnectionLimit():
             self.reject(429)
 
     def connectionLost(self, reason) -> None:
-        self.site.channels.discard(self)
+        site = self.site
+        site.channels.discard(self)
+        site.stats.connections -= 1
         self.forgetPeer()
         super().connectionLost(reason)
+
+    def _protocolUpgradeForWebsockets(self, protocol) -> None:
+        """
+        The connection became a tunnel (see L{txrevproxy.proxy.tunnel}),
+        which owns it from now on: it is no longer an HTTP connection of
+        the site's (the tunnel closes it on its own timeout, or at exit).
+        """
+        site = self.site
+        site.channels.discard(self)
+        site.stats.connections -= 1
+        # Nor does it count against max_connections_per_ip any longer.
+        self.forgetPeer()
+        super()._protocolUpgradeForWebsockets(protocol)
 
     def dataReceived(self, data: bytes) -> None:
         if self._peerPending:
@@ -702,7 +775,7 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
         if request is None or request.bodyComplete:
             self._bodyWindow = None
             return
-        received = request._bodyReceived
+        received = request.bodyBytes
         if request.readingPaused or self._bodyWindow is None:
             self._bodyWindow = (now, received)
             return
@@ -729,6 +802,7 @@ class ProxySite(server.Site):
 
     @ivar max_request_body: request body limit in bytes (0: none).
     @ivar channels: the open HTTP/1.1 connections.
+    @ivar h2_connections: the open HTTP/2 connections.
     @ivar scheme: C{b"http"} or C{b"https"}, as the backend is told in
         X-Forwarded-Proto.
     @ivar hsts: the Strict-Transport-Security value added to responses that
@@ -740,6 +814,9 @@ class ProxySite(server.Site):
     @ivar proxy_protocol: connections start with a PROXY protocol header
         (read by the endpoint's wrapper), so the client is known only once
         the first bytes are in.
+    @ivar stats: the listener's L{ListenerStats}.
+    @ivar observe: called with each finished request (access log and
+        metrics; see L{txrevproxy.observe}), or L{None}.
     """
 
     protocol = ProxyChannel
@@ -756,10 +833,14 @@ class ProxySite(server.Site):
         client_subject_header: Optional[bytes] = None,
         filters: Tuple = (),
         proxy_protocol: bool = False,
+        stats: Optional[ListenerStats] = None,
+        observe: Optional[Callable[[ProxyRequest], None]] = None,
     ) -> None:
         super().__init__(resource, reactor=reactor, timeout=settings.keepalive_timeout)
         self.filters = tuple(filters)
         self.proxy_protocol = proxy_protocol
+        self.stats = ListenerStats() if stats is None else stats
+        self.observe = observe
         self.max_request_body = settings.max_request_body
         self.max_request_line = settings.max_request_line
         self.max_headers = settings.max_headers
@@ -775,6 +856,7 @@ class ProxySite(server.Site):
         )
         self.allow_header = b", ".join(sorted(self.allowed_methods))
         self.channels: Set[ProxyChannel] = set()
+        self.h2_connections: Set = set()
         self._sweeper: Optional[LoopingCall] = None
         self.scheme = scheme
         self.hsts = hsts
@@ -833,6 +915,36 @@ class ProxySite(server.Site):
             elif window:
                 channel.checkBodyRate(now, window, self.min_body_bytes)
 
+    def closeIdleConnections(self) -> int:
+        """
+        Close the connections that carry no request now, and have those that
+        do close after their current response (a graceful shutdown, or a
+        listener a reload removed).  Called again until none is busy, since
+        a request may start on a connection in the meantime.
+
+        @return: how many connections are still busy.
+        """
+        busy = 0
+        for channel in list(self.channels):
+            if channel.requests:
+                channel.persistent = False
+                busy += 1
+            else:
+                channel.transport.loseConnection()
+        for connection in list(self.h2_connections):
+            if connection.streams:
+                busy += 1
+            else:
+                connection.transport.loseConnection()
+        return busy
+
+    def abortConnections(self) -> None:
+        """
+        Close every connection at once: a graceful shutdown ran out of time.
+        """
+        for connection in list(self.channels) + list(self.h2_connections):
+            connection.transport.abortConnection()
+
     def is_trusted(self, host: Optional[str]) -> bool:
         """
         Whether a peer address is a trusted proxy; remembered per address,
@@ -854,7 +966,11 @@ class ProxySite(server.Site):
 
     def log(self, request) -> None:
         """
-        No per-request log through twisted.web's log file: it costs about
-        half the throughput.  The access log comes with its own buffered
-        writer.
+        Called by twisted.web as a request finishes (and by L{ProxyRequest}
+        when its client went first).  Not twisted.web's log file, which
+        costs about half the throughput: the access log comes with its own
+        buffered writer.
         """
+        observe = self.observe
+        if observe is not None:
+            observe(request)

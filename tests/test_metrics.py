@@ -1,0 +1,88 @@
+"""
+L{txrevproxy.metrics}: what a request counts, snapshots that add up across
+processes, and their rendering in the Prometheus text format.
+"""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from txrevproxy.metrics import Metrics, merge, render
+
+
+def samples(snapshot, family):
+    text = render(snapshot).decode("utf-8")
+    [parsed] = [f for f in text_string_to_metric_families(text) if f.name == family]
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for sample in parsed.samples
+    }
+
+
+def test_requests_count_by_status_class_and_bytes_by_listener():
+    metrics = Metrics()
+    route = metrics.route("web", "0", "app")
+    route.record(200, 0.003, 10, 100)
+    route.record(204, 0.2, 0, 0)
+    route.record(502, 3.0, 0, 20)
+    route.record(499, 0.1, 5, 0)
+    snapshot = metrics.snapshot()
+    assert snapshot["requests"] == {
+        "web\t0\tapp\t1xx": 0,
+        "web\t0\tapp\t2xx": 2,
+        "web\t0\tapp\t3xx": 0,
+        "web\t0\tapp\t4xx": 1,
+        "web\t0\tapp\t5xx": 1,
+    }
+    assert (snapshot["received_bytes"], snapshot["sent_bytes"]) == (
+        {"web": 15},
+        {"web": 120},
+    )
+
+
+def test_histogram_buckets_are_cumulative():
+    metrics = Metrics()
+    route = metrics.route("web", "0", None)
+    for duration in (0.005, 0.006, 0.3, 100.0):
+        route.record(200, duration, 0, 0)
+    found = samples(metrics.snapshot(), "txrevproxy_request_duration_seconds")
+    labels = (("listener", "web"), ("route", "0"))
+
+    def bucket(le):
+        key = tuple(sorted(labels + (("le", le),)))
+        return found[("txrevproxy_request_duration_seconds_bucket", key)]
+
+    assert [bucket("0.005"), bucket("0.01"), bucket("0.5"), bucket("30.0"), bucket("+Inf")] == [
+        1.0,
+        2.0,
+        3.0,
+        3.0,
+        4.0,
+    ]
+    assert found[("txrevproxy_request_duration_seconds_count", labels)] == 4.0
+    assert found[("txrevproxy_request_duration_seconds_sum", labels)] == 100.311
+
+
+def test_snapshots_of_several_processes_add_up():
+    first, second = Metrics(), Metrics()
+    first.route("web", "0", "app").record(200, 0.1, 0, 1)
+    second.route("web", "0", "app").record(200, 0.2, 0, 2)
+    second.route("web", "1", "api").record(500, 0.2, 0, 2)
+    total = merge([first.snapshot(), second.snapshot()])
+    assert total["requests"]["web\t0\tapp\t2xx"] == 2
+    assert total["requests"]["web\t1\tapi\t5xx"] == 1
+    assert total["sent_bytes"] == {"web": 5}
+    counts = total["request_duration_seconds"]["web\t0"]
+    assert sum(counts[:-1]) == 2
+    assert abs(counts[-1] - 0.3) < 1e-9
+
+
+def test_tls_handshakes_and_reloads():
+    metrics = Metrics()
+    metrics.listener("websecure").handshake("TLSv1.3")
+    metrics.listener("websecure").handshake("TLSv1.3")
+    metrics.reloaded(True)
+    metrics.reloaded(False)
+    snapshot = metrics.snapshot()
+    assert snapshot["tls_handshakes"] == {"websecure\tTLSv1.3": 2}
+    assert snapshot["reloads"] == {"success": 1, "failure": 1}
