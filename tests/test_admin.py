@@ -46,9 +46,21 @@ endpoint = "tcp:0:interface=127.0.0.1"
 
 class AdminClient:
     """
-    Requests to the admin API and through the proxy, for the tests that
-    start both (C{self.admin_url}, C{self.port}).
+    A proxy and its admin API started from a configuration, and requests
+    to both.
     """
+
+    def start_with(self, text: str) -> None:
+        self.path = Path(temporary_directory(self)) / "proxy.toml"
+        self.path.write_text(text)
+        self.proxy = ProxyService(load_config(str(self.path)), reactor)
+        self.proxy.startService()
+        self.addCleanup(self.proxy.stopService)
+        self.admin = AdminService(self.proxy, reactor)
+        self.admin.startService()
+        self.addCleanup(self.admin.stopService)
+        self.port = self.proxy.ports[0].getHost().port
+        self.admin_url = "http://127.0.0.1:%d" % (self.admin.port.getHost().port,)
 
     @inlineCallbacks
     def call(self, method: str, path: str, token: str = ""):
@@ -80,23 +92,14 @@ class AdminTests(AdminClient, TestCase):
     @inlineCallbacks
     def start(self, token: str = ""):
         self.backend = yield listen(server.Site(Echo()), self)
-        self.path = Path(temporary_directory(self)) / "proxy.toml"
-        self.path.write_text(
+        self.start_with(
             CONFIG.format(
                 backend=self.backend, token='token = "%s"' % token if token else ""
             )
         )
-        self.proxy = ProxyService(load_config(str(self.path)), reactor)
-        self.proxy.startService()
-        self.addCleanup(self.proxy.stopService)
         # The second backend refuses connections: drain it so that every
         # request goes to the first.
         self.proxy.set_draining("app", 1, True)
-        self.admin = AdminService(self.proxy, reactor)
-        self.admin.startService()
-        self.addCleanup(self.admin.stopService)
-        self.port = self.proxy.ports[0].getHost().port
-        self.admin_url = "http://127.0.0.1:%d" % (self.admin.port.getHost().port,)
 
     @inlineCallbacks
     def test_status_describes_listeners_and_upstreams(self):
@@ -263,16 +266,7 @@ class PurgeTests(AdminClient, TestCase):
     def start(self, token: str = ""):
         self.origin = Cacheable()
         self.backend = yield listen(server.Site(self.origin), self)
-        self.path = Path(temporary_directory(self)) / "proxy.toml"
-        self.path.write_text(CACHED.format(backend=self.backend))
-        self.proxy = ProxyService(load_config(str(self.path)), reactor)
-        self.proxy.startService()
-        self.addCleanup(self.proxy.stopService)
-        self.admin = AdminService(self.proxy, reactor)
-        self.admin.startService()
-        self.addCleanup(self.admin.stopService)
-        self.port = self.proxy.ports[0].getHost().port
-        self.admin_url = "http://127.0.0.1:%d" % (self.admin.port.getHost().port,)
+        self.start_with(CACHED.format(backend=self.backend))
 
     @inlineCallbacks
     def test_purge_by_url_and_by_prefix(self):
