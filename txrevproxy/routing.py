@@ -377,9 +377,7 @@ def build_root(
     def resource_for(route: Route) -> IResource:
         resource = _route_resource(route)
         if route.filters:
-            return FilteredResource(
-                [filters[name] for name in route.filters], resource, route.index
-            )
+            return FilteredResource([filters[name] for name in route.filters], resource)
         return resource
 
     def _route_resource(route: Route) -> IResource:

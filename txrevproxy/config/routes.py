@@ -41,20 +41,16 @@ from .values import (
     header_name,
     host_names,
     integer,
+    method_name,
     name,
     route_path,
 )
 
-_METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
-
-
-def _method(value: Any) -> str:
-    if not isinstance(value, str) or not _METHOD.match(value):
-        raise expected('a method such as "GET"', value)
-    return value.upper()
-
-
-_methods = array_of(_method, min_items=1, what='an array such as ["GET", "HEAD"]')
+_methods = array_of(
+    lambda value: method_name(value).upper(),
+    min_items=1,
+    what='an array such as ["GET", "HEAD"]',
+)
 
 
 def methods(value: Any) -> Tuple[str, ...]:

@@ -28,9 +28,8 @@ import attr
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
-from ..config.schema import Field, Invalid, Table, expected
+from ..config.schema import MODEL_DEFAULT, Field, Invalid, Table, expected
 from ..config.values import duration, file_path, header_name
-from ..config.schema import MODEL_DEFAULT
 from ..interfaces import IFilter
 from . import Answer
 

@@ -263,17 +263,11 @@ class FilteredResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, filters: Sequence, resource, route_key=None) -> None:
-        """
-        @param route_key: what identifies the route (its index), for
-            filters that keep state per route (C{request.route_key}).
-        """
+    def __init__(self, filters: Sequence, resource) -> None:
         super().__init__()
         self.filters = tuple(filters)
         self.resource = resource
-        self.route_key = route_key
 
     def render(self, request):
-        request.route_key = self.route_key
         run_filters(request, self.filters, lambda: request.renderLeaf(self.resource))
         return NOT_DONE_YET

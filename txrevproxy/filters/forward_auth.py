@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import attr
 from twisted.internet.defer import Deferred
+from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -141,8 +142,6 @@ class ForwardAuth:
         )
 
     def _failed(self, reason, request) -> Answer:
-        from twisted.internet.defer import TimeoutError as DeferredTimeout
-
         if reason.check(DeferredTimeout):
             log.warn("forward_auth: {url} did not answer in time", url=self._url)
             return Answer(504)

@@ -113,7 +113,8 @@ def _key_function(parts: Tuple[str, ...]) -> Callable[[Any], Any]:
         if part == "client_ip":
             getters.append(client_address)
         elif part == "route":
-            getters.append(lambda request: getattr(request, "route_key", None))
+            # Set by the router; None before routing (a listener's filter).
+            getters.append(lambda request: request.route_index)
         else:
             header = part[len("header:") :].lower().encode("ascii")
             getters.append(

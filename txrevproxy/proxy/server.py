@@ -201,7 +201,8 @@ class ProxyRequest(server.Request):
             self.handler.bodyReceived(data)
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
-        self.dispatchBody()
+        if self._early is not None:
+            self.dispatchBody()
         self.bodyComplete = True
         if self._dispatched:
             self.handler.bodyFinished()
@@ -490,7 +491,8 @@ class ClientConnection:
         site = self.site
         self.trusted = site.is_trusted(host)
         if site.max_connections_per_ip:
-            self._counted = site.count_connection(self.client_ip, 1)
+            site.count_connection(self.client_ip, 1)
+            self._counted = True
 
     def forgetPeer(self) -> None:
         """
@@ -864,12 +866,10 @@ class ProxySite(server.Site):
         self._trusted_networks = settings.trusted_proxies
         self._trust: Dict[Optional[str], bool] = {}
 
-    def count_connection(self, address: bytes, change: int) -> bool:
+    def count_connection(self, address: bytes, change: int) -> None:
         """
         Count a connection from C{address} opening (C{+1}) or closing
         (C{-1}), for C{max_connections_per_ip}.
-
-        @return: True, for the connection to note that it counted.
         """
         counts = self._connections_by_ip
         count = counts.get(address, 0) + change
@@ -877,7 +877,6 @@ class ProxySite(server.Site):
             counts[address] = count
         else:
             counts.pop(address, None)
-        return True
 
     def connection_count(self, address: bytes) -> int:
         """
