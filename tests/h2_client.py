@@ -138,7 +138,12 @@ class H2Client(Protocol):
             elif isinstance(event, h2.events.StreamEnded):
                 self._done(event.stream_id)
             elif isinstance(event, h2.events.StreamReset):
-                self._responses[event.stream_id].reset = event.error_code
+                response = self._responses.get(event.stream_id)
+                if response is None:
+                    # RST_STREAM(NO_ERROR) after a complete response: the
+                    # server wants no more of the upload (RFC 9113 8.1).
+                    continue
+                response.reset = event.error_code
                 self._unsent.pop(event.stream_id, None)
                 self._done(event.stream_id)
             elif isinstance(event, h2.events.WindowUpdated):

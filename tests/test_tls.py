@@ -12,6 +12,8 @@ from twisted.internet import reactor
 from twisted.internet.defer import DeferredList, inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
+from twisted.web.resource import Resource
+from twisted.web.server import Site
 
 from txrevproxy.config.model import (
     TLS,
@@ -24,6 +26,7 @@ from txrevproxy.config.model import (
     Upstream,
 )
 from txrevproxy.service import ProxyService
+from txrevproxy.tls.sized_reads import MAX_READ, MIN_READ, read_size
 
 from .loopback import (
     CountingSite,
@@ -45,6 +48,28 @@ from .tls_clients import (
 )
 
 REQUEST = b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n"
+
+
+def test_tls_reads_stay_between_a_floor_and_one_record():
+    """
+    L{read_size} keeps reads out of OpenSSL between a small floor and one
+    TLS record.
+    """
+    assert read_size(-5) == MIN_READ
+    assert read_size(0) == MIN_READ
+    assert read_size(3000) == 3000
+    assert read_size(10**6) == MAX_READ
+
+
+class ReturnBody(Resource):
+    """
+    Answers with the request body.
+    """
+
+    isLeaf = True
+
+    def render(self, request):
+        return request.content.read()
 
 
 def serial(client) -> int:
@@ -283,6 +308,27 @@ class TLSListenerTests(TestCase):
         client.transport.write(b"over tls")
         while client.received != b"OVER TLS":
             yield deferLater(reactor, 0.01, lambda: None)
+
+    @inlineCallbacks
+    def test_bodies_larger_than_a_tls_record_pass_whole_both_ways(self):
+        """
+        The listener's reads out of OpenSSL are sized to what came in (see
+        L{txrevproxy.tls.sized_reads}); bodies of many records, sent in one
+        write, still arrive whole and in order.
+        """
+        self.backend_port = yield listen(Site(ReturnBody()), self)
+        port = self.start(http2=False)
+        client = yield self.connect(port, "localhost")
+        body = bytes(range(256)) * 1200
+        response = yield client.request(
+            b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(body), body)
+        )
+        head, _, received = response.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
+        self.assertEqual(received, body)
+        small = yield client.request(REQUEST)
+        self.assertTrue(small.startswith(b"HTTP/1.1 200 "), small)
 
     @inlineCallbacks
     def test_hsts_is_added_to_responses(self):

@@ -28,6 +28,7 @@ from ..metrics import ListenerStats
 from .errors import error_body, reason_phrase, respond_with_error
 from .headers import connection_tokens, http_date, requested_upgrade
 from .chunked import ChunkedDecoder
+from .read_size import set_read_size
 from .request_head import field_line_status, request_line_status
 
 Header = Tuple[bytes, bytes]
@@ -575,6 +576,7 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        set_read_size(self.transport)
         site = self.site
         if site.proxy_protocol:
             # The client is named by the PROXY header, which comes with the

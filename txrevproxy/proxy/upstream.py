@@ -13,6 +13,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from .read_size import set_read_size
 from .response_parser import ResponseParseError, ResponseParser
 
 
@@ -47,6 +48,7 @@ class UpstreamProtocol(Protocol):
         self._lost = False
 
     def connectionMade(self) -> None:
+        set_read_size(self.transport)
         if ITCPTransport.providedBy(self.transport):
             self.transport.setTcpNoDelay(True)
 

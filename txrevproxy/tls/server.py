@@ -12,6 +12,7 @@ from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
+from .sized_reads import SizedReadsTLSProtocol
 from .store import HTTP1_ONLY, HTTP2_AND_HTTP1, CertificateStore
 
 
@@ -48,6 +49,8 @@ class ListenerTLSFactory(TLSMemoryBIOFactory):
 
     @ivar alpn_protocols: the ALPN protocols offered, preferred first.
     """
+
+    protocol = SizedReadsTLSProtocol
 
     def __init__(
         self, store: CertificateStore, alpn_protocols: Tuple[bytes, ...], site, clock

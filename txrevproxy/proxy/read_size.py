@@ -1,0 +1,31 @@
+"""
+How much a connection reads from its socket at a time.
+
+Twisted's TCP transports read up to 64 KiB per system call.  PyPy allocates
+a buffer of that size for every read however few bytes come, and with two
+reads per proxied request that alone cost a tenth of the proxy's time on a
+small response (measured with C{wrk} on PyPy 3.9: 103 us of CPU per request
+with 64 KiB reads, 93 us with 16 KiB or 4 KiB ones).  16 KiB keeps large
+bodies moving in few system calls, and is the largest TLS record.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import tcp
+
+#: Bytes read per system call.
+READ_SIZE = 16384
+
+
+def set_read_size(transport, size: int = READ_SIZE) -> None:
+    """
+    Make the TCP connection under C{transport}, found through any
+    protocols wrapping it (TLS, the PROXY protocol, the ALPN switch), read
+    up to C{size} bytes at a time.  Transports of other kinds keep their
+    own.
+    """
+    while transport is not None:
+        if isinstance(transport, tcp.Connection):
+            transport.bufferSize = size
+            return
+        transport = getattr(transport, "transport", None)
