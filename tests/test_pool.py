@@ -53,6 +53,9 @@ class Exchange:
     def upstreamFailed(self, reason):
         self.events.append(("failed", reason.type))
 
+    def responseTimedOut(self):
+        self.events.append("timed out")
+
 
 def make_pool(idle_timeout=10.0, max_idle=4):
     clock = MemoryReactorClock()
@@ -79,6 +82,52 @@ def test_clean_exchange_returns_connection_to_pool_and_it_is_reused():
     assert pool.take_idle() is conn
     assert conn.reused
     assert len(endpoint.connections) == 1
+
+
+def response_timers(clock, conn):
+    return [
+        call
+        for call in clock.getDelayedCalls()
+        if call.func == conn._responseTimedOut and call.active()
+    ]
+
+
+def test_one_timer_per_connection_times_each_exchange_from_its_request():
+    clock, _, pool = make_pool()
+    conn = connect(pool)
+    first = Exchange()
+    conn.sendHead(first, b"GET / HTTP/1.1\r\n\r\n", False, None)
+    conn.awaitResponse(clock, 30)
+    clock.advance(20)
+    conn.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    conn.stopAwaiting()
+    timer = conn._response_timer
+    second = Exchange()
+    conn.sendHead(second, b"GET / HTTP/1.1\r\n\r\n", False, None)
+    conn.awaitResponse(clock, 30)
+    # The first exchange's timer, pushed back rather than replaced.
+    assert conn._response_timer is timer
+    assert len(response_timers(clock, conn)) == 1
+    clock.advance(29)
+    assert second.events == []
+    clock.advance(1)
+    assert second.events == ["timed out"]
+    assert first.events[-1] == "end"
+
+
+def test_a_timer_that_comes_due_after_the_response_started_lapses():
+    clock, _, pool = make_pool()
+    conn = connect(pool)
+    exchange = Exchange()
+    conn.sendHead(exchange, b"GET / HTTP/1.1\r\n\r\n", False, None)
+    conn.awaitResponse(clock, 5)
+    conn.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+    conn.stopAwaiting()
+    clock.advance(10)
+    assert "timed out" not in exchange.events
+    assert conn._response_timer is None
+    conn.connectionLost(Failure(ConnectionResetError()))
+    assert response_timers(clock, conn) == []
 
 
 def test_connection_close_response_is_not_pooled():

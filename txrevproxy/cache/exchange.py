@@ -103,14 +103,13 @@ class CachingExchange(ProxyExchange):
             return
         super()._failBeforeResponse(reason)
 
-    def _responseTimedOut(self) -> None:
+    def responseTimedOut(self) -> None:
         fetch = self.fetch
         self.fetch = None
         if fetch is not None and fetch.failed():
-            self._timer = None
             self._end(abort_upstream=True, outcome=TIMEOUT)
             return
-        super()._responseTimedOut()
+        super().responseTimedOut()
 
     def clientGone(self) -> None:
         fetch = self.fetch

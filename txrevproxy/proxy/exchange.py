@@ -115,7 +115,6 @@ class ProxyExchange:
         self._pending_size = 0
         self._client_paused = False
         self._throttle: Optional[_UploadThrottle] = None
-        self._timer = None
         self._responding = False
         self._retried = False
         self._upgrade: Optional[bytes] = None
@@ -245,12 +244,13 @@ class ProxyExchange:
             self._startResponseTimer()
 
     def _startResponseTimer(self) -> None:
-        self._timer = self.target.clock.callLater(
-            self.target.response_timeout, self._responseTimedOut
-        )
+        self._upstream.awaitResponse(self.target.clock, self.target.response_timeout)
 
-    def _responseTimedOut(self) -> None:
-        self._timer = None
+    def responseTimedOut(self) -> None:
+        """
+        The backend did not start its response in time (called by the
+        L{UpstreamProtocol}).
+        """
         self._end(abort_upstream=True, outcome=TIMEOUT)
         respond_with_error(self.request, 504)
 
@@ -261,9 +261,7 @@ class ProxyExchange:
         The first response byte arrived: the backend is answering.
         """
         self._answered = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._upstream.stopAwaiting()
 
     def responseHead(self, status, reason, headers, length) -> None:
         request = self.request
@@ -448,9 +446,8 @@ class ProxyExchange:
         abort_response(self.request)
 
     def _cancelTimer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._upstream is not None:
+            self._upstream.stopAwaiting()
 
     def _end(self, abort_upstream: bool = False, outcome: str = SUCCESS) -> None:
         """

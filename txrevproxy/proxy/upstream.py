@@ -46,6 +46,8 @@ class UpstreamProtocol(Protocol):
         self._chunked_body = False
         self._body_done = True
         self._lost = False
+        self._response_timer = None
+        self._awaiting_response = False
 
     def connectionMade(self) -> None:
         set_read_size(self.transport)
@@ -92,6 +94,37 @@ class UpstreamProtocol(Protocol):
         if self._chunked_body:
             self.transport.write(b"0\r\n\r\n")
         self._body_done = True
+
+    def awaitResponse(self, clock, timeout: float) -> None:
+        """
+        The request is sent: if no response byte arrives within C{timeout}
+        seconds, the exchange hears C{responseTimedOut}.
+
+        The connection keeps one timer for all its exchanges and pushes it
+        back for each: moving a pending call later is an assignment, where
+        a new call and its cancellation are two operations on the reactor's
+        heap per request.  A timer that comes due when nothing is awaited
+        just lapses.
+        """
+        self._awaiting_response = True
+        timer = self._response_timer
+        if timer is None:
+            self._response_timer = clock.callLater(timeout, self._responseTimedOut)
+        else:
+            timer.reset(timeout)
+
+    def stopAwaiting(self) -> None:
+        """
+        The response started, or the exchange ended: no timeout any more.
+        """
+        self._awaiting_response = False
+
+    def _responseTimedOut(self) -> None:
+        self._response_timer = None
+        exchange = self.exchange
+        if self._awaiting_response and exchange is not None:
+            self._awaiting_response = False
+            exchange.responseTimedOut()
 
     def abort(self) -> None:
         """
@@ -163,6 +196,9 @@ class UpstreamProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = None) -> None:
         self._lost = True
+        if self._response_timer is not None:
+            self._response_timer.cancel()
+            self._response_timer = None
         self.pool.lost(self)
         completed = self._parser.feed_eof()
         exchange = self.exchange
