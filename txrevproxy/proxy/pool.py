@@ -13,7 +13,6 @@ from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
-    wrapClientTLS,
 )
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory
@@ -21,6 +20,7 @@ from twisted.logger import Logger
 
 from ..config.model import BackendServer, BackendTLS
 from ..tls.client import client_tls
+from ..tls.sized_reads import SizedReadsTLSEndpoint
 from .upstream import UpstreamProtocol
 
 
@@ -55,7 +55,7 @@ def backend_endpoint(
         )
     if server.scheme != "https":
         return endpoint
-    return wrapClientTLS(client_tls(tls or BackendTLS(server.host)), endpoint)
+    return SizedReadsTLSEndpoint(client_tls(tls or BackendTLS(server.host)), endpoint)
 
 
 def quiet_factory(build) -> Factory:

@@ -28,6 +28,7 @@ from ..metrics import ListenerStats
 from .errors import error_body, reason_phrase, respond_with_error
 from .headers import connection_tokens, http_date, requested_upgrade
 from .chunked import ChunkedDecoder
+from .direct_send import direct_writer
 from .read_size import set_read_size
 from .request_head import field_line_status, request_line_status
 
@@ -577,6 +578,7 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
     def connectionMade(self) -> None:
         super().connectionMade()
         set_read_size(self.transport)
+        self._send = direct_writer(self.transport)
         site = self.site
         if site.proxy_protocol:
             # The client is named by the PROXY header, which comes with the
@@ -652,6 +654,12 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
                 # expectation itself (it strips Expect) once it is willing
                 # to read the body.
                 self._send100Continue()
+
+    def write(self, data: bytes) -> None:
+        self._send(data)
+
+    def writeSequence(self, iovec) -> None:
+        self._send(b"".join(iovec))
 
     def lineReceived(self, line: bytes) -> None:
         lines = self._headLines

@@ -13,6 +13,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from .direct_send import direct_writer
 from .read_size import set_read_size
 from .response_parser import ResponseParseError, ResponseParser
 
@@ -51,6 +52,7 @@ class UpstreamProtocol(Protocol):
 
     def connectionMade(self) -> None:
         set_read_size(self.transport)
+        self._send = direct_writer(self.transport)
         if ITCPTransport.providedBy(self.transport):
             self.transport.setTcpNoDelay(True)
 
@@ -76,23 +78,23 @@ class UpstreamProtocol(Protocol):
         self._chunked_body = body == b"chunked"
         self._body_done = body is None
         self._parser.expect(head_request, upgrade)
-        self.transport.write(head)
+        self._send(head)
 
     def sendBody(self, data: bytes) -> None:
         """
         Write some request body bytes (chunk-encoding them if need be).
         """
         if self._chunked_body:
-            self.transport.writeSequence((b"%x\r\n" % (len(data),), data, b"\r\n"))
+            self._send(b"%x\r\n%s\r\n" % (len(data), data))
         else:
-            self.transport.write(data)
+            self._send(data)
 
     def finishBody(self) -> None:
         """
         The request body is complete.
         """
         if self._chunked_body:
-            self.transport.write(b"0\r\n\r\n")
+            self._send(b"0\r\n\r\n")
         self._body_done = True
 
     def awaitResponse(self, clock, timeout: float) -> None:

@@ -9,10 +9,9 @@ from typing import Tuple
 
 from OpenSSL import SSL
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
-from .sized_reads import SizedReadsTLSProtocol
+from .sized_reads import SizedReadsTLSFactory
 from .store import HTTP1_ONLY, HTTP2_AND_HTTP1, CertificateStore
 
 
@@ -38,7 +37,7 @@ class ServerTLS:
         return connection
 
 
-class ListenerTLSFactory(TLSMemoryBIOFactory):
+class ListenerTLSFactory(SizedReadsTLSFactory):
     """
     A listener's site served over TLS.
 
@@ -49,8 +48,6 @@ class ListenerTLSFactory(TLSMemoryBIOFactory):
 
     @ivar alpn_protocols: the ALPN protocols offered, preferred first.
     """
-
-    protocol = SizedReadsTLSProtocol
 
     def __init__(
         self, store: CertificateStore, alpn_protocols: Tuple[bytes, ...], site, clock
@@ -75,7 +72,7 @@ def tls_factory(site, store: CertificateStore, http2: bool, clock=None):
     @param http2: offer C{h2} before C{http/1.1} through ALPN; C{site} must
         then be a L{txrevproxy.proxy.http2.NegotiatingSite}, which speaks
         whichever protocol the handshake settled on.
-    @return: a L{TLSMemoryBIOFactory} to listen with.
+    @return: a L{twisted.protocols.tls.TLSMemoryBIOFactory} to listen with.
     """
     protocols = HTTP2_AND_HTTP1 if http2 else HTTP1_ONLY
     return ListenerTLSFactory(store, protocols, site, clock)

@@ -1,6 +1,6 @@
 """
-The TLS protocol of a listener's connections: Twisted's, reading out of
-OpenSSL in buffers sized to what is there.
+The TLS protocol of the proxy's connections, client and backend sides:
+Twisted's, reading out of OpenSSL in buffers sized to what is there.
 
 Twisted's L{TLSMemoryBIOProtocol} asks pyOpenSSL for up to 32 KiB at every
 read of decrypted bytes and of encrypted bytes to send, including the last
@@ -17,8 +17,12 @@ from __future__ import annotations
 
 from OpenSSL.SSL import Error, WantReadError, ZeroReturnError
 from twisted.protocols.policies import ProtocolWrapper
-from twisted.protocols.tls import BufferingTLSTransport
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ..proxy.direct_send import direct_writer
 
 #: The smallest read asked for: small requests and responses fit in one.
 MIN_READ = 512
@@ -41,7 +45,9 @@ class SizedReadsTLSProtocol(BufferingTLSTransport):
     find: decrypted data is never larger than the encrypted bytes just
     received, and the encrypted bytes waiting to be sent are about as many
     as the last time.  A read that fills its buffer is followed by another,
-    so nothing is left behind however the estimate falls.
+    so nothing is left behind however the estimate falls.  What it sends
+    goes straight to the socket when it can (see
+    L{txrevproxy.proxy.direct_send}).
 
     @ivar _received: how many encrypted bytes the last C{dataReceived}
         brought, or L{None} outside of it.
@@ -50,6 +56,10 @@ class SizedReadsTLSProtocol(BufferingTLSTransport):
 
     _received = None
     _sendEstimate = MIN_READ
+
+    def makeConnection(self, transport) -> None:
+        self._send = direct_writer(transport)
+        super().makeConnection(transport)
 
     def dataReceived(self, data: bytes) -> None:
         self._received = len(data)
@@ -92,9 +102,37 @@ class SizedReadsTLSProtocol(BufferingTLSTransport):
                 # Nothing (more) to send.
                 break
             sent += len(data)
-            self.transport.write(data)
+            self._send(data)
             if len(data) < size:
                 break
             size = MAX_READ
         if sent:
             self._sendEstimate = sent
+
+
+class SizedReadsTLSFactory(TLSMemoryBIOFactory):
+    """
+    Twisted's TLS wrapping factory, making L{SizedReadsTLSProtocol}s.
+    """
+
+    protocol = SizedReadsTLSProtocol
+
+
+@implementer(IStreamClientEndpoint)
+class SizedReadsTLSEndpoint:
+    """
+    Twisted's C{wrapClientTLS}: TLS over C{endpoint}'s connections, with
+    L{SizedReadsTLSProtocol}.
+
+    @ivar creator: the L{IOpenSSLClientConnectionCreator}.
+    @ivar endpoint: the endpoint to the backend.
+    """
+
+    def __init__(self, creator, endpoint: IStreamClientEndpoint) -> None:
+        self.creator = creator
+        self.endpoint = endpoint
+
+    def connect(self, protocolFactory):
+        factory = SizedReadsTLSFactory(self.creator, True, protocolFactory)
+        d = self.endpoint.connect(factory)
+        return d.addCallback(lambda protocol: protocol.wrappedProtocol)
