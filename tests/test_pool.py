@@ -41,6 +41,9 @@ class Exchange:
     def responseStarted(self):
         self.events.append("started")
 
+    def holdWrites(self):
+        return None
+
     def responseHead(self, status, reason, headers, length):
         self.events.append(("head", status, length))
 

@@ -12,6 +12,7 @@ import ipaddress
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import TestCase
+from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
@@ -193,3 +194,45 @@ class BadRequestTests(TestCase):
         self.assertIn(b"\r\nConnection: close\r\n", answer)
         self.assertTrue(transport.lose_called)
         self.assertEqual(recorder.requests, [])
+
+
+class HeldWritesTests(TestCase):
+    """
+    L{ProxyChannel.holdWrites}: what the proxy writes while the backend's
+    read is parsed goes out in one piece and in order.
+    """
+
+    def test_held_writes_go_out_together_on_release(self):
+        channel, transport = connect(Recorder())
+        channel.holdWrites()
+        channel.writeSequence([b"HTTP/1.1 200 OK\r\n", b"Content-Length: 2\r\n\r\n"])
+        channel.write(b"ok")
+        self.assertEqual(transport.value(), b"")
+        channel.releaseWrites()
+        self.assertEqual(
+            transport.value(), b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        )
+        channel.write(b"more")
+        self.assertTrue(transport.value().endswith(b"okmore"))
+
+    def test_twisted_response_heads_keep_their_place(self):
+        # An answer the proxy makes itself (an error page, for a pipelined
+        # request) comes after what is held, not before.
+        channel, transport = connect(Recorder())
+        channel.holdWrites()
+        channel.write(b"first response;")
+        headers = Headers({b"Content-Length": [b"0"]})
+        channel.writeHeaders(b"HTTP/1.1", b"404", b"Not Found", headers)
+        channel.releaseWrites()
+        self.assertEqual(
+            transport.value(),
+            b"first response;HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+        )
+
+    def test_closing_sends_what_is_held_first(self):
+        channel, transport = connect(Recorder())
+        channel.holdWrites()
+        channel.write(b"last response")
+        channel.loseConnection()
+        self.assertEqual(transport.value(), b"last response")
+        self.assertTrue(transport.disconnecting)

@@ -76,6 +76,9 @@ class _HTTPCheck:
     def responseStarted(self) -> None:
         pass
 
+    def holdWrites(self) -> None:
+        return None
+
     def responseHead(self, status, reason, headers, length) -> None:
         self._status = status
 

@@ -201,6 +201,12 @@ class BackgroundRequest:
     def requestedUpgrade(self) -> None:
         return None
 
+    def holdWrites(self) -> None:
+        """
+        Nothing to hold: there is no client.
+        """
+        return None
+
     def backendChosen(self, backend) -> None:
         """
         Nothing to record: a revalidation is not a client's request, so it

@@ -29,7 +29,9 @@ def direct_writer(transport) -> Callable[[bytes], None]:
     queued_write = transport.write
     if not isinstance(transport, tcp.Connection) or getattr(transport, "TLS", True):
         return queued_write
-    if not hasattr(transport, "_tempDataLen") or not hasattr(transport, "socket"):
+    if not all(
+        hasattr(transport, name) for name in ("_tempDataLen", "_aborting", "socket")
+    ):
         # Not the FileDescriptor this was written against.
         return queued_write
     send = transport.socket.send
@@ -41,6 +43,7 @@ def direct_writer(transport) -> Callable[[bytes], None]:
             and transport.connected
             and not transport.disconnecting
             and not transport._writeDisconnected
+            and not transport._aborting
         ):
             try:
                 sent = send(data)

@@ -263,6 +263,14 @@ class ProxyExchange:
         self._answered = True
         self._upstream.stopAwaiting()
 
+    def holdWrites(self):
+        """
+        Hold the client writes of what the backend sent in one read (see
+        L{ProxyRequest.holdWrites}); returns what releases them, or
+        L{None}.
+        """
+        return self.request.holdWrites()
+
     def responseHead(self, status, reason, headers, length) -> None:
         request = self.request
         request.backendAnswered()
@@ -290,6 +298,9 @@ class ProxyExchange:
         """
         The backend switched protocols: splice the two connections.
         """
+        # The tunnel writes to the client transport itself: the 101 head
+        # goes first.
+        self.request.channel.releaseWrites()
         self._tunnel = Tunnel(
             self.request.channel,
             self._upstream,

@@ -55,6 +55,13 @@ class HTTP2ProxyRequest(ProxyRequest):
         self.transport = stream
         self.connection = connection
 
+    def holdWrites(self) -> None:
+        """
+        Nothing to hold: the stream's writes are DATA frames, which the
+        connection's TLS layer already gathers.
+        """
+        return None
+
     def gotLength(self, length: Optional[int]) -> None:
         """
         Called by the stream once the request's headers are in, with the

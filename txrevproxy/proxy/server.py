@@ -275,6 +275,18 @@ class ProxyRequest(server.Request):
             self.write(body)
             self.finish()
 
+    def holdWrites(self) -> Optional[Callable[[], None]]:
+        """
+        Hold the response's writes (see L{ProxyChannel.holdWrites}).
+
+        @return: what releases them, or L{None} when nothing is held.
+        """
+        channel = self.channel
+        if channel is None:
+            return None
+        channel.holdWrites()
+        return channel.releaseWrites
+
     def requestedUpgrade(self) -> Optional[bytes]:
         """
         The protocol this request asks to switch to (such as
@@ -574,6 +586,7 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
     _peerPending = False
     _bodyRequest: Optional[ProxyRequest] = None
     _bodyWindow: Optional[Tuple[float, int]] = None
+    _held: Optional[List[bytes]] = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -655,11 +668,52 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
                 # to read the body.
                 self._send100Continue()
 
+    def holdWrites(self) -> None:
+        """
+        Keep what is written until L{releaseWrites}, to send it in one
+        system call: the upstream connection holds the writes it causes
+        while it parses what it read, which sends a small response's head
+        and body together.
+        """
+        if self._held is None:
+            self._held = []
+
+    def releaseWrites(self) -> None:
+        """
+        Send what was held since L{holdWrites}, and write at once again.
+        """
+        held = self._held
+        self._held = None
+        if held:
+            self._send(b"".join(held))
+
     def write(self, data: bytes) -> None:
-        self._send(data)
+        held = self._held
+        if held is None:
+            self._send(data)
+        else:
+            held.append(data)
 
     def writeSequence(self, iovec) -> None:
-        self._send(b"".join(iovec))
+        self.write(b"".join(iovec))
+
+    def writeHeaders(self, version, code, reason, headers) -> None:
+        """
+        Twisted's own response head (of the answers the proxy makes
+        itself, such as error pages), through L{write} so that it keeps
+        its place after what is held.
+        """
+        parts = [version, b" ", code, b" ", reason, b"\r\n"]
+        for name, values in headers.getAllRawHeaders():
+            for value in values:
+                parts += (name, b": ", value, b"\r\n")
+        parts.append(b"\r\n")
+        self.write(b"".join(parts))
+
+    def loseConnection(self) -> None:
+        # What is held goes before the connection closes.
+        self.releaseWrites()
+        super().loseConnection()
 
     def lineReceived(self, line: bytes) -> None:
         lines = self._headLines

@@ -140,8 +140,12 @@ class UpstreamProtocol(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         exchange = self.exchange
-        if exchange is not None and not self._parser.started:
-            exchange.responseStarted()
+        release = None
+        if exchange is not None:
+            if not self._parser.started:
+                exchange.responseStarted()
+            # What the client is sent of this read goes in one write.
+            release = exchange.holdWrites()
         try:
             self._parser.feed(data)
         except ResponseParseError as e:
@@ -155,6 +159,9 @@ class UpstreamProtocol(Protocol):
             self.transport.abortConnection()
             if exchange is not None:
                 exchange.upstreamFailed(Failure(e))
+        finally:
+            if release is not None:
+                release()
 
     def responseHead(self, status, reason, headers, length) -> None:
         if self.exchange is not None:
