@@ -27,12 +27,12 @@ def direct_writer(transport) -> Callable[[bytes], None]:
     C{write}.
     """
     queued_write = transport.write
-    if not isinstance(transport, tcp.Connection) or getattr(transport, "TLS", True):
-        return queued_write
-    if not all(
-        hasattr(transport, name) for name in ("_tempDataLen", "_aborting", "socket")
+    if (
+        not isinstance(transport, tcp.Connection)
+        or getattr(transport, "TLS", True)
+        # The transport's state this reads, as Twisted 25 and 26 keep it.
+        or not all(hasattr(transport, n) for n in ("_tempDataLen", "_aborting"))
     ):
-        # Not the FileDescriptor this was written against.
         return queued_write
     send = transport.socket.send
 

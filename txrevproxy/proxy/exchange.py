@@ -361,7 +361,7 @@ class ProxyExchange:
             # Most likely the backend closed this idle connection as we
             # reused it; a request without a body is safe to send again.
             self._retried = True
-            self._cancelTimer()
+            self._stopResponseTimeout()
             self._useConnection(upstream.pool)
             return
         self._retryOrFail(
@@ -380,7 +380,7 @@ class ProxyExchange:
         """
         if self._done:
             return
-        self._cancelTimer()
+        self._stopResponseTimeout()
         lease = self._lease
         self._lease = None
         lease.release(outcome)
@@ -456,7 +456,7 @@ class ProxyExchange:
         self._end(abort_upstream=True, outcome=outcome)
         abort_response(self.request)
 
-    def _cancelTimer(self) -> None:
+    def _stopResponseTimeout(self) -> None:
         if self._upstream is not None:
             self._upstream.stopAwaiting()
 
@@ -469,7 +469,7 @@ class ProxyExchange:
         @param outcome: what the lease reports to the balancer.
         """
         self._done = True
-        self._cancelTimer()
+        self._stopResponseTimeout()
         # The request and this exchange point at each other; breaking the
         # cycle lets reference counting free both at once instead of
         # leaving them to the cyclic garbage collector, whose full passes

@@ -16,8 +16,8 @@ request, against 30 us with reads sized as below).
 from __future__ import annotations
 
 from OpenSSL.SSL import Error, WantReadError, ZeroReturnError
-from twisted.protocols.policies import ProtocolWrapper
 from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
