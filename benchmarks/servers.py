@@ -264,12 +264,26 @@ upstream = "bench"
 _TWISTD = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
 
 
+def twistd_command(python: str) -> list[str]:
+    """
+    How to run twistd with C{python}: the C{twistd} script beside it, as an
+    operator runs it (on PyPy the proxy then starts itself again with its
+    nursery size, see C{txrevproxy.gc_nursery}), or else twistd's code
+    given with C{-c}.
+    """
+    script = os.path.join(os.path.dirname(python), "twistd")
+    if os.path.isfile(script):
+        return [script]
+    return [python, "-c", _TWISTD]
+
+
 def _txrevproxy_starter(name: str, python: Callable[[Workspace], str]):
     def start(ws: Workspace) -> RunningProxy:
         port = free_port()
         tls_port = free_port() if "tls" in TXREVPROXY_CAPABILITIES else None
         path = ws.write(name + ".toml", txrevproxy_config(ws, port, tls_port))
-        argv = [python(ws), "-c", _TWISTD, "-n", "--pidfile=", "txrevproxy", "--config", path]
+        argv = twistd_command(python(ws)) + [
+            "-n", "--pidfile=", "txrevproxy", "--config", path]
         # cwd is the temp dir so that the source tree's twisted/plugins, which
         # "python -c" would put on sys.path, does not shadow the installed one.
         started = ws.group.start(name, argv, PROXY_CPU, cwd=ws.tmp)

@@ -29,6 +29,7 @@ from twisted.logger import Logger
 from . import __version__
 from .config import ConfigError, load_config
 from .config.model import Config
+from .gc_nursery import with_nursery
 from .metrics import Metrics, Snapshot, merge
 from .service import config_digest, listen_now, moved_listeners
 from .worker import ANSWERS_FD
@@ -184,7 +185,11 @@ class WorkerSupervisor(Service):
             arguments += ["--listener", "%s=%d:%d" % (name, fd, _family(port))]
         worker = WorkerProcess(self, index)
         self.reactor.spawnProcess(
-            worker, sys.executable, arguments, env=dict(os.environ), childFDs=child_fds
+            worker,
+            sys.executable,
+            arguments,
+            env=with_nursery(os.environ),
+            childFDs=child_fds,
         )
         self.workers[index] = worker
         self.log.info("worker {index} started, pid {pid}", index=index, pid=worker.pid)

@@ -90,6 +90,14 @@ class ProxyServiceMaker:
         An invalid or unreadable configuration exits with every problem and
         its key path, exactly as C{txrevproxy check} prints them.
         """
+        if getattr(options, "parent", None) is not None:
+            # Run from twistd's command line (not by a test or another
+            # program): on PyPy, start again with a nursery sized for a
+            # proxy (see txrevproxy.gc_nursery), before anything opens.
+            from txrevproxy.gc_nursery import restart_with_nursery
+
+            restart_with_nursery()
+
         from twisted.internet import reactor
 
         from txrevproxy.admin import AdminService
