@@ -7,9 +7,20 @@ on the 2-core VM of the benchmarks.  A proxy has many requests in flight
 at once (64 in the benchmark), and each minor collection, which comes
 every 264 KiB of new objects, copies the objects of every request still in
 flight into the old generation, where a major collection has to walk them
-later.  With a 16 MiB nursery the collector's share of a small proxied
-GET fell from about 13 us of 72 to about 3 (4 MiB: 8; 8 MiB: 5; measured
-with C{benchmarks/cpu_probe.py}), for 16 MiB more memory per process.
+later.  CPU per small proxied GET under C{wrk}, C{twistd} pinned to one
+core, interleaved runs on one VM (the collector's own share measured with
+C{benchmarks/cpu_probe.py} in brackets):
+
+  - PyPy's 264 KiB: 89-119 us (12-14 us);
+  - 16 MiB: 61-79 us (2-4 us);
+  - 32 MiB: 58-64 us;
+  - 64 MiB: 51-60 us.
+
+Past the collector's own time, fewer objects reach the old generation,
+where every write to them costs more.  The price is memory: the nursery is
+allocated when the process starts, so a proxy at rest takes 64 MiB more
+(174 MiB of RSS, against 132 with 16 MiB); set C{PYPY_GC_NURSERY} lower
+where memory counts more than speed.
 
 PyPy reads the size from C{PYPY_GC_NURSERY} when it starts, and only then.
 So when C{twistd} runs the proxy on PyPy without that variable, the process
@@ -33,7 +44,7 @@ log = Logger()
 NURSERY_VARIABLE = "PYPY_GC_NURSERY"
 
 #: The nursery size the proxy runs with on PyPy, unless told otherwise.
-NURSERY_SIZE = "16M"
+NURSERY_SIZE = "64M"
 
 
 def with_nursery(
