@@ -143,14 +143,22 @@ def proxy_process(
         wait_for_port(port, process)
         yield ProxyProcess(process, port, config)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_process(process)
         log.close()
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """
+    Stop a proxy process as an operator does (SIGTERM), killing it if it
+    has not exited 20 seconds later.
+    """
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def proxy_modules_imported_by(module: str) -> List[str]:

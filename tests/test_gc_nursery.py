@@ -5,7 +5,6 @@ runs with, and starting again to get it.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import urllib.request
@@ -27,6 +26,7 @@ from .processes import (
     free_port,
     simple_config,
     source_tree_environment,
+    stop_process,
     temporary_directory,
     wait_for_port,
 )
@@ -182,7 +182,7 @@ class TwistdProcessTests(TestCase):
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        self.addCleanup(_stop, process)
+        self.addCleanup(stop_process, process)
         wait_for_port(port, process)
         with urllib.request.urlopen(
             "http://127.0.0.1:%d/fixed" % (port,), timeout=30
@@ -195,12 +195,3 @@ class TwistdProcessTests(TestCase):
         else:
             self.assertNotIn(expected, variables)
 
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

@@ -95,19 +95,26 @@ def response_timers(clock, conn):
     ]
 
 
+def send_get(conn, clock, timeout):
+    """
+    Send a GET on C{conn} and await its response for C{timeout} seconds,
+    as an exchange does; return the exchange.
+    """
+    exchange = Exchange()
+    conn.sendHead(exchange, b"GET / HTTP/1.1\r\n\r\n", False, None)
+    conn.awaitResponse(clock, timeout)
+    return exchange
+
+
 def test_one_timer_per_connection_times_each_exchange_from_its_request():
     clock, _, pool = make_pool()
     conn = connect(pool)
-    first = Exchange()
-    conn.sendHead(first, b"GET / HTTP/1.1\r\n\r\n", False, None)
-    conn.awaitResponse(clock, 30)
+    first = send_get(conn, clock, 30)
     clock.advance(20)
     conn.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
     conn.stopAwaiting()
     timer = conn._response_timer
-    second = Exchange()
-    conn.sendHead(second, b"GET / HTTP/1.1\r\n\r\n", False, None)
-    conn.awaitResponse(clock, 30)
+    second = send_get(conn, clock, 30)
     # The first exchange's timer, pushed back rather than replaced.
     assert conn._response_timer is timer
     assert len(response_timers(clock, conn)) == 1
@@ -121,9 +128,7 @@ def test_one_timer_per_connection_times_each_exchange_from_its_request():
 def test_a_timer_that_comes_due_after_the_response_started_lapses():
     clock, _, pool = make_pool()
     conn = connect(pool)
-    exchange = Exchange()
-    conn.sendHead(exchange, b"GET / HTTP/1.1\r\n\r\n", False, None)
-    conn.awaitResponse(clock, 5)
+    exchange = send_get(conn, clock, 5)
     conn.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
     conn.stopAwaiting()
     clock.advance(10)

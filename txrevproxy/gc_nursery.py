@@ -84,7 +84,7 @@ def command_line(
 def restart_with_nursery(
     *,
     implementation: str = sys.implementation.name,
-    environ: Optional[Mapping[str, str]] = None,
+    environ: Mapping[str, str] = os.environ,
     argv: Optional[List[str]] = None,
     executable: str = sys.executable,
     main_module: Optional[str] = None,
@@ -98,8 +98,6 @@ def restart_with_nursery(
     Call it only from the top of a program's start (the twistd plugin's
     C{makeService}), before anything is opened or started.
     """
-    if environ is None:
-        environ = os.environ
     if implementation != "pypy" or NURSERY_VARIABLE in environ:
         return
     if argv is None:

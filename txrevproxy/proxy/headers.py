@@ -172,17 +172,25 @@ def with_client_subject(
     return out
 
 
+def serialize_head(start_line: bytes, headers: Iterable[Header]) -> bytes:
+    """
+    The bytes of an HTTP/1.1 message head: its start line, its fields in
+    their order, and the empty line.
+    """
+    parts = [start_line, b"\r\n"]
+    for name, value in headers:
+        parts += (name, b": ", value, b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
 def serialize_request_head(
     method: bytes, target: bytes, headers: List[Header]
 ) -> bytes:
     """
     The bytes of an HTTP/1.1 request head, ready for the backend connection.
     """
-    parts = [method, b" ", target, b" HTTP/1.1\r\n"]
-    for name, value in headers:
-        parts += (name, b": ", value, b"\r\n")
-    parts.append(b"\r\n")
-    return b"".join(parts)
+    return serialize_head(b"%s %s HTTP/1.1" % (method, target), headers)
 
 
 def upgrade_response_headers(headers: List[Header]) -> List[Header]:

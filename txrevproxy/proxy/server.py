@@ -26,7 +26,7 @@ from ..config.model import ServerSettings
 from ..filters.chain import run_filters
 from ..metrics import ListenerStats
 from .errors import error_body, reason_phrase, respond_with_error
-from .headers import connection_tokens, http_date, requested_upgrade
+from .headers import connection_tokens, http_date, requested_upgrade, serialize_head
 from .chunked import ChunkedDecoder
 from .direct_send import direct_writer
 from .read_size import set_read_size
@@ -703,12 +703,16 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
         itself, such as error pages), through L{write} so that it keeps
         its place after what is held.
         """
-        parts = [version, b" ", code, b" ", reason, b"\r\n"]
-        for name, values in headers.getAllRawHeaders():
-            for value in values:
-                parts += (name, b": ", value, b"\r\n")
-        parts.append(b"\r\n")
-        self.write(b"".join(parts))
+        self.write(
+            serialize_head(
+                b"%s %s %s" % (version, code, reason),
+                (
+                    (name, value)
+                    for name, values in headers.getAllRawHeaders()
+                    for value in values
+                ),
+            )
+        )
 
     def loseConnection(self) -> None:
         # What is held goes before the connection closes.
