@@ -93,6 +93,9 @@ def run(argv: List[str]) -> None:
     """
     Run a worker until it is told to stop (or its parent goes).
     """
+    from .reactor import install_unless_chosen
+
+    install_unless_chosen()
     from twisted.internet import reactor
     from twisted.internet.stdio import StandardIO
     from twisted.logger import globalLogBeginner, textFileLogObserver

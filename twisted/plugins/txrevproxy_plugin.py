@@ -97,6 +97,11 @@ class ProxyServiceMaker:
             from txrevproxy.gc_nursery import restart_with_nursery
 
             restart_with_nursery()
+            # twistd installs its default reactor only after this, when
+            # none was chosen with --reactor: run on the proxy's own.
+            from txrevproxy.reactor import install_unless_chosen
+
+            install_unless_chosen()
 
         from twisted.internet import reactor
 
