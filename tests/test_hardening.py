@@ -209,6 +209,80 @@ class HeaderTimeoutTests(TestCase):
         site.stopFactory()
 
 
+class LingeringTransport(StringTransport):
+    """
+    A transport whose clean close never completes (a client that does not
+    read what is written to it), and which records being aborted.
+    """
+
+    aborted = False
+
+    def abortConnection(self):
+        self.aborted = True
+
+
+class KeepAliveTimeoutTests(TestCase):
+    """
+    A client connection idle for C{keepalive_timeout} is closed by the
+    site's sweep, about once a second.
+    """
+
+    def test_idle_connection_is_closed(self):
+        clock, site, channel, transport = connect(
+            ServerSettings(keepalive_timeout=5, header_timeout=60)
+        )
+        clock.advance(4)
+        self.assertFalse(transport.disconnecting)
+        clock.advance(2)
+        self.assertTrue(transport.disconnecting)
+        # Closed without a word: there is no request to answer.
+        self.assertEqual(transport.value(), b"")
+
+    def test_idle_time_counts_from_the_end_of_the_last_response(self):
+        recorder = Recorder()
+        clock, site, channel, transport = connect(
+            ServerSettings(keepalive_timeout=5, header_timeout=60), recorder
+        )
+        clock.advance(3)
+        channel.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        # A response that takes longer than the idle timeout is not idle.
+        clock.advance(10)
+        self.assertFalse(transport.disconnecting)
+        [request] = recorder.requests
+        request.setHeader(b"content-length", b"0")
+        request.finish()
+        clock.advance(4)
+        self.assertFalse(transport.disconnecting)
+        clock.advance(2)
+        self.assertTrue(transport.disconnecting)
+
+    def test_a_request_being_read_is_not_idle(self):
+        clock, site, channel, transport = connect(
+            ServerSettings(keepalive_timeout=5, header_timeout=60)
+        )
+        clock.advance(3)
+        channel.dataReceived(b"GET / HTTP/1.1\r\n")
+        clock.advance(10)
+        self.assertFalse(transport.disconnecting)
+
+    def test_a_close_that_does_not_complete_becomes_an_abort(self):
+        clock = MemoryReactorClock()
+        site = ProxySite(
+            Recorder(),
+            reactor=clock,
+            settings=ServerSettings(keepalive_timeout=5, header_timeout=60),
+        )
+        site.startFactory()
+        channel = site.buildProtocol(None)
+        transport = LingeringTransport()
+        channel.makeConnection(transport)
+        clock.advance(6)
+        self.assertTrue(transport.disconnecting)
+        self.assertFalse(transport.aborted)
+        clock.advance(channel.abortTimeout)
+        self.assertTrue(transport.aborted)
+
+
 class ConfigTests(TestCase):
     def test_keys(self):
         config = parse(

@@ -247,7 +247,7 @@ class NegotiatingChannel(proxyForInterface(IProtocol, "_channel")):  # type: ign
         h2.site = site
         h2.tls_version = self._channel.tls_version
         h2.factory = site
-        h2.timeOut = site.timeOut
+        h2.timeOut = site.keepalive_timeout
         h2.callLater = site.reactor.callLater
         h2.makeConnection(transport)
         transport.registerProducer(h2, True)

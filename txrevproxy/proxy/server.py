@@ -575,9 +575,14 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
     @ivar headStarted: when the request head being read began, or L{None}
         between heads; the site closes a connection whose head takes
         longer than C{header_timeout} (slowloris).
+    @ivar idleSince: when the connection last had no request (it opened,
+        or a response ended); the site closes a connection idle for
+        C{keepalive_timeout}.
     """
 
     headStarted: Optional[float] = None
+    idleSince = 0.0
+    _closingIdleSince: Optional[float] = None
     _headLines = 0
     _headSize = 0
     _awaitingDispatch: Optional[ProxyRequest] = None
@@ -604,6 +609,7 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
         self.MAX_LENGTH = max(site.max_request_line, site.max_header_size)
         self.totalHeadersSize = site.max_header_size
         self.maxHeaders = site.max_headers
+        self.idleSince = site.reactor.seconds()
         site.channels.add(self)
         site.stats.connections += 1
         if not self._peerPending and self.overConnectionLimit():
@@ -615,6 +621,34 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
         site.stats.connections -= 1
         self.forgetPeer()
         super().connectionLost(reason)
+
+    def requestDone(self, request) -> None:
+        super().requestDone(request)
+        now = self.site.reactor.seconds()
+        self.idleSince = now
+        if self._buffer and self.headStarted is None and not self.requests:
+            # Part of a pipelined head came with the previous request: its
+            # time counts from now.
+            self.headStarted = now
+
+    def isIdle(self) -> bool:
+        """
+        Whether the connection carries no request, and no head has started.
+        """
+        return not self.requests and self.headStarted is None
+
+    def closeIdle(self, now: float) -> None:
+        """
+        Close a connection that stayed idle for C{keepalive_timeout}, as
+        Twisted's own idle timeout does: cleanly, or, when the client has
+        not taken what is written to it C{abortTimeout} seconds later, at
+        once.
+        """
+        if self._closingIdleSince is None:
+            self._closingIdleSince = now
+            self.transport.loseConnection()
+        elif now - self._closingIdleSince >= self.abortTimeout:
+            self.transport.abortConnection()
 
     def _protocolUpgradeForWebsockets(self, protocol) -> None:
         """
@@ -906,7 +940,11 @@ class ProxySite(server.Site):
         stats: Optional[ListenerStats] = None,
         observe: Optional[Callable[[ProxyRequest], None]] = None,
     ) -> None:
-        super().__init__(resource, reactor=reactor, timeout=settings.keepalive_timeout)
+        # No timeout for twisted.web: its idle timer is a new call on the
+        # reactor for every request, where the sweep (see
+        # _closeSlowClients) checks every connection once a second.
+        super().__init__(resource, reactor=reactor, timeout=None)
+        self.keepalive_timeout = settings.keepalive_timeout
         self.filters = tuple(filters)
         self.proxy_protocol = proxy_protocol
         self.stats = ListenerStats() if stats is None else stats
@@ -968,17 +1006,22 @@ class ProxySite(server.Site):
         """
         Answer 408 to every client that has been sending one request head
         for longer than C{header_timeout}, or sends a body slower than
-        C{min_body_rate} (see L{ProxyChannel.checkBodyRate}).  One sweep a
-        second over the open connections costs less than a timer per
+        C{min_body_rate} (see L{ProxyChannel.checkBodyRate}), and close the
+        connections idle for longer than C{keepalive_timeout}.  One sweep
+        a second over the open connections costs less than a timer per
         request.
         """
         now = self.reactor.seconds()
         too_early = now - self.header_timeout
+        idle_before = now - self.keepalive_timeout
         window = self.body_timeout
         for channel in list(self.channels):
             started = channel.headStarted
             if started is not None and started <= too_early:
                 channel.reject(408)
+            elif channel.isIdle():
+                if channel.idleSince <= idle_before:
+                    channel.closeIdle(now)
             elif window:
                 channel.checkBodyRate(now, window, self.min_body_bytes)
 
