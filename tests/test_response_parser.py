@@ -155,6 +155,9 @@ def test_identical_repeated_content_length_is_accepted():
         b"HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nName : x\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nNoColon\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX: a\x00b\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n: empty name\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX",
         b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
@@ -178,6 +181,36 @@ def test_oversized_head_is_refused():
 def test_obsolete_line_folding_is_replaced_by_a_space():
     _, _, _, headers = parse_head(b"HTTP/1.1 200 OK\r\nX-Long: a\r\n  b\r\n")
     assert headers == [(b"X-Long", b"a b")]
+
+
+@pytest.mark.parametrize(
+    "fields, expected",
+    [
+        (b"", []),
+        (b"\r\nA: 1", [(b"A", b"1")]),
+        (b"\r\nA:1\r\nB:  two words \t\r\nC:\r\nD: x:y", [
+            (b"A", b"1"), (b"B", b"two words"), (b"C", b""), (b"D", b"x:y")
+        ]),
+        (b"\r\nA: 1\r\nA: 2\r\nX-\xff: \x01caf\xc3\xa9", None),
+        (b"\r\nA: 1\r\nA: 2\r\nB: caf\xc3\xa9\x01", [
+            (b"A", b"1"), (b"A", b"2"), (b"B", b"caf\xc3\xa9\x01")
+        ]),
+    ],
+)
+def test_plain_and_line_by_line_field_parsing_agree(fields, expected):
+    """
+    Well-formed CRLF field lines take the one-pass path; the same lines
+    ended by bare LF take the line-by-line one: the headers are the same,
+    and so is a refusal.
+    """
+    crlf = b"HTTP/1.1 200 OK" + fields
+    lf = crlf.replace(b"\r\n", b"\n")
+    if expected is None:
+        for head in (crlf, lf):
+            with pytest.raises(ResponseParseError):
+                parse_head(head)
+    else:
+        assert parse_head(crlf)[3] == parse_head(lf)[3] == expected
 
 
 def test_bare_lf_line_endings_are_accepted():

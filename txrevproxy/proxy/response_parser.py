@@ -9,6 +9,7 @@ arrive, so a response of any size passes through in constant memory.
 
 from __future__ import annotations
 
+import re
 from typing import List, Optional, Tuple
 
 from zope.interface import Interface
@@ -27,6 +28,14 @@ _TOKEN_CHARS = frozenset(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 )
 _HEX = frozenset(b"0123456789abcdefABCDEF")
+
+#: Header field lines as nearly every backend sends them: a token, a
+#: colon, a value without CR, LF or NUL, and CRLF.  A header section that
+#: is all such lines is split in one pass; any other (obsolete folding,
+#: bare LF, an error to report) is read line by line.
+_PLAIN_FIELD_LINES = re.compile(
+    rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n\x00]*\r\n)*"
+)
 
 
 class ResponseParseError(Exception):
@@ -120,8 +129,10 @@ def parse_head(head: bytes) -> Tuple[bytes, int, bytes, List[Header]]:
     @return: the version, status code, reason phrase and headers.
     @raise ResponseParseError: when the head is malformed.
     """
-    lines = head.split(b"\n")
-    status_line = lines[0].rstrip(b"\r")
+    status_line, _, fields = head.partition(b"\r\n")
+    if b"\n" in status_line:
+        status_line, _, fields = head.partition(b"\n")
+        status_line = status_line.rstrip(b"\r")
     parts = status_line.split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
         raise ResponseParseError("invalid status line %r" % (status_line[:80],))
@@ -129,8 +140,27 @@ def parse_head(head: bytes) -> Tuple[bytes, int, bytes, List[Header]]:
     if len(code) != 3 or not code.isdigit():
         raise ResponseParseError("invalid status code %r" % (code[:10],))
     reason = parts[2] if len(parts) == 3 else b""
+    fields += b"\r\n"
+    if _PLAIN_FIELD_LINES.fullmatch(fields):
+        headers = [
+            (name, value.strip(b" \t"))
+            for name, _, value in (
+                line.partition(b":") for line in fields[:-2].split(b"\r\n")
+            )
+        ]
+    else:
+        headers = _parse_field_lines(fields)
+    return parts[0], int(code), reason, headers
+
+
+def _parse_field_lines(fields: bytes) -> List[Header]:
+    """
+    Parse header field lines one by one, unfolding obsolete line folding.
+
+    @raise ResponseParseError: when a line is malformed.
+    """
     headers: List[Header] = []
-    for line in lines[1:]:
+    for line in fields.split(b"\n"):
         line = line.rstrip(b"\r")
         if not line:
             continue
@@ -147,7 +177,7 @@ def parse_head(head: bytes) -> Tuple[bytes, int, bytes, List[Header]]:
         if b"\x00" in value or b"\r" in value:
             raise ResponseParseError("invalid character in header %r" % (name,))
         headers.append((name, value))
-    return parts[0], int(code), reason, headers
+    return headers
 
 
 def _framing(
