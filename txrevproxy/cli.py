@@ -245,8 +245,11 @@ def _begin_logging(stream: TextIO) -> None:
 def demo(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """
     C{txrevproxy demo}: demo backends and the proxy in one foreground
-    process, until Ctrl-C or SIGTERM.
+    process, until Ctrl-C or SIGTERM, on the reactor twistd would use.
     """
+    from .reactor import install_unless_chosen
+
+    install_unless_chosen()
     from twisted.internet import reactor
 
     config = _load(args.config, stderr)
