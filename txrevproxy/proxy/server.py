@@ -623,6 +623,10 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
         super().connectionLost(reason)
 
     def requestDone(self, request) -> None:
+        """
+        A response ended: the connection is idle from now, unless a
+        pipelined request was waiting behind it.
+        """
         super().requestDone(request)
         now = self.site.reactor.seconds()
         self.idleSince = now
