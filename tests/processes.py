@@ -15,7 +15,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator, List
+import urllib.request
+from typing import Iterator, List, Optional, Tuple
 
 import attr
 
@@ -145,6 +146,41 @@ def proxy_process(
     finally:
         stop_process(process)
         log.close()
+
+
+def serving_twistd(
+    case, command: List[str], environment: Optional[dict] = None
+) -> Tuple[subprocess.Popen, Path]:
+    """
+    Run C{COMMAND txrevproxy --config FILE}, where C{COMMAND} runs twistd,
+    with a configuration whose C{/fixed} route answers C{ok} by itself;
+    check that it does, and stop the process after the test.
+
+    @param environment: the child's environment (default: the source
+        tree's, see L{source_tree_environment}).
+    @return: the running process and the path of its log.
+    """
+    directory = temporary_directory(case)
+    port = free_port()
+    config = directory / "proxy.toml"
+    config.write_text(
+        simple_config(port, ["http://127.0.0.1:9"])
+        + '\n[[routes]]\npath = "/fixed"\nrespond = { status = 200, body = "ok" }\n'
+    )
+    log_path = directory / "proxy.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command + ["txrevproxy", "--config", str(config)],
+            cwd=str(directory),
+            env=source_tree_environment() if environment is None else environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    case.addCleanup(stop_process, process)
+    wait_for_port(port, process)
+    with urllib.request.urlopen("http://127.0.0.1:%d/fixed" % (port,), timeout=30) as answer:
+        case.assertEqual(answer.read(), b"ok")
+    return process, log_path
 
 
 def stop_process(process: subprocess.Popen) -> None:

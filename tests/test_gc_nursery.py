@@ -5,9 +5,7 @@ runs with, and starting again to get it.
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 from unittest import SkipTest
 
@@ -23,12 +21,8 @@ from txrevproxy.gc_nursery import (
 )
 
 from .processes import (
-    free_port,
-    simple_config,
+    serving_twistd,
     source_tree_environment,
-    stop_process,
-    temporary_directory,
-    wait_for_port,
 )
 
 
@@ -165,29 +159,11 @@ class TwistdProcessTests(TestCase):
         twistd = Path(sys.executable).parent / "twistd"
         if not twistd.exists():
             raise SkipTest("no twistd script beside %s" % (sys.executable,))
-        directory = temporary_directory(self)
-        port = free_port()
-        config = directory / "proxy.toml"
-        config.write_text(
-            simple_config(port, ["http://127.0.0.1:9"])
-            + '\n[[routes]]\npath = "/fixed"\nrespond = { status = 200, body = "ok" }\n'
-        )
         environment = source_tree_environment()
         environment.pop(NURSERY_VARIABLE, None)
-        with open(directory / "proxy.log", "wb") as log:
-            process = subprocess.Popen(
-                [str(twistd), "-n", "--pidfile=", "txrevproxy", "--config", str(config)],
-                cwd=str(directory),
-                env=environment,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.addCleanup(stop_process, process)
-        wait_for_port(port, process)
-        with urllib.request.urlopen(
-            "http://127.0.0.1:%d/fixed" % (port,), timeout=30
-        ) as response:
-            self.assertEqual(response.read(), b"ok")
+        process, _ = serving_twistd(
+            self, [str(twistd), "-n", "--pidfile="], environment
+        )
         variables = Path("/proc/%d/environ" % (process.pid,)).read_bytes().split(b"\0")
         expected = (NURSERY_VARIABLE + "=" + NURSERY_SIZE).encode("ascii")
         if sys.implementation.name == "pypy":

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import urllib.request
 from unittest import SkipTest, mock
 
 from twisted.internet import main
@@ -19,13 +18,10 @@ from twisted.trial.unittest import TestCase
 from txrevproxy.reactor import EPollReactor, install_unless_chosen
 
 from .processes import (
-    free_port,
-    simple_config,
+    serving_twistd,
     source_tree_environment,
     stop_process,
-    temporary_directory,
     twistd_command,
-    wait_for_port,
 )
 
 if EPollReactor is not None:
@@ -163,32 +159,11 @@ class TwistdReactorTests(TestCase):
         Run twistd with C{options} before the plugin's name, check that it
         serves, stop it and return its log.
         """
-        directory = temporary_directory(self)
-        port = free_port()
-        config = directory / "proxy.toml"
-        config.write_text(
-            simple_config(port, ["http://127.0.0.1:9"])
-            + '\n[[routes]]\npath = "/fixed"\nrespond = { status = 200, body = "ok" }\n'
+        process, log = serving_twistd(
+            self, twistd_command("-n", "--pidfile=", *options)
         )
-        with open(directory / "proxy.log", "wb") as log:
-            process = subprocess.Popen(
-                twistd_command(
-                    "-n", "--pidfile=", *options, "txrevproxy", "--config", str(config)
-                ),
-                cwd=str(directory),
-                env=source_tree_environment(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            wait_for_port(port, process)
-            with urllib.request.urlopen(
-                "http://127.0.0.1:%d/fixed" % (port,), timeout=30
-            ) as response:
-                self.assertEqual(response.read(), b"ok")
-        finally:
-            stop_process(process)
-        return (directory / "proxy.log").read_text()
+        stop_process(process)
+        return log.read_text()
 
     def test_default(self):
         if EPollReactor is None:

@@ -30,11 +30,12 @@ _TOKEN_CHARS = frozenset(
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 
 #: Header field lines as nearly every backend sends them: a token, a
-#: colon, a value without CR, LF or NUL, and CRLF.  A header section that
-#: is all such lines is split in one pass; any other (obsolete folding,
-#: bare LF, an error to report) is read line by line.
+#: colon and a value without CR, LF or NUL, the lines separated by CRLF.
+#: A header section that is all such lines is split in one pass; any other
+#: (obsolete folding, bare LF, an error to report) is read line by line.
 _PLAIN_FIELD_LINES = re.compile(
-    rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n\x00]*\r\n)*"
+    rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n\x00]*"
+    rb"(?:\r\n[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n\x00]*)*"
 )
 
 
@@ -140,12 +141,11 @@ def parse_head(head: bytes) -> Tuple[bytes, int, bytes, List[Header]]:
     if len(code) != 3 or not code.isdigit():
         raise ResponseParseError("invalid status code %r" % (code[:10],))
     reason = parts[2] if len(parts) == 3 else b""
-    fields += b"\r\n"
     if _PLAIN_FIELD_LINES.fullmatch(fields):
         headers = [
             (name, value.strip(b" \t"))
             for name, _, value in (
-                line.partition(b":") for line in fields[:-2].split(b"\r\n")
+                line.partition(b":") for line in fields.split(b"\r\n")
             )
         ]
     else:

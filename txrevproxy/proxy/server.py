@@ -582,7 +582,6 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
 
     headStarted: Optional[float] = None
     idleSince = 0.0
-    _closingIdleSince: Optional[float] = None
     _headLines = 0
     _headSize = 0
     _awaitingDispatch: Optional[ProxyRequest] = None
@@ -641,17 +640,18 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
         """
         return not self.requests and self.headStarted is None
 
-    def closeIdle(self, now: float) -> None:
+    def closeIdle(self, overdue: float) -> None:
         """
         Close a connection that stayed idle for C{keepalive_timeout}, as
         Twisted's own idle timeout does: cleanly, or, when the client has
         not taken what is written to it C{abortTimeout} seconds later, at
         once.
+
+        @param overdue: seconds since the connection should have closed.
         """
-        if self._closingIdleSince is None:
-            self._closingIdleSince = now
+        if not self.transport.disconnecting:
             self.transport.loseConnection()
-        elif now - self._closingIdleSince >= self.abortTimeout:
+        elif overdue >= self.abortTimeout:
             self.transport.abortConnection()
 
     def _protocolUpgradeForWebsockets(self, protocol) -> None:
@@ -1017,15 +1017,16 @@ class ProxySite(server.Site):
         """
         now = self.reactor.seconds()
         too_early = now - self.header_timeout
-        idle_before = now - self.keepalive_timeout
+        keepalive = self.keepalive_timeout
         window = self.body_timeout
         for channel in list(self.channels):
             started = channel.headStarted
             if started is not None and started <= too_early:
                 channel.reject(408)
             elif channel.isIdle():
-                if channel.idleSince <= idle_before:
-                    channel.closeIdle(now)
+                overdue = now - channel.idleSince - keepalive
+                if overdue >= 0:
+                    channel.closeIdle(overdue)
             elif window:
                 channel.checkBodyRate(now, window, self.min_body_bytes)
 
