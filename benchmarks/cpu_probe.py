@@ -58,15 +58,15 @@ class GCTime:
 
 
 def main(config_path: str, warmup: float = 20.0, seconds: float = 15.0) -> None:
-    from txrevproxy.reactor import install_unless_chosen
+    from txrevproxy.net.reactor import install_unless_chosen
 
     # The reactor twistd runs the proxy on.
     install_unless_chosen()
     from twisted.internet import reactor
 
     from txrevproxy.config import load_config
-    from txrevproxy.proxy.server import ProxyRequest
-    from txrevproxy.service import ProxyService
+    from txrevproxy.server.channel import ProxyRequest
+    from txrevproxy.app.service import ProxyService
 
     served = [0]
     finish = ProxyRequest.finish

@@ -268,7 +268,7 @@ def twistd_command(python: str) -> list[str]:
     """
     How to run twistd with C{python}: the C{twistd} script beside it, as an
     operator runs it (on PyPy the proxy then starts itself again with its
-    nursery size, see C{txrevproxy.gc_nursery}), or else twistd's code
+    nursery size, see C{txrevproxy.app.gc_nursery}), or else twistd's code
     given with C{-c}.
     """
     script = os.path.join(os.path.dirname(python), "twistd")

@@ -14,10 +14,10 @@ from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
 from twisted.web.http_headers import Headers
 
-from txrevproxy.balancer import Backend, Balancer
+from txrevproxy.upstream.balancer import Backend, Balancer
 from txrevproxy.config.model import BackendServer, Upstream
-from txrevproxy.policies import installed_policies
-from txrevproxy.proxy.pool import ConnectionPool
+from txrevproxy.upstream.policies import installed_policies
+from txrevproxy.upstream.pool import ConnectionPool
 
 from .test_pool import FakeEndpoint
 

@@ -71,7 +71,7 @@ def check_with_plugins(directory: Path, config_text: str):
         [
             sys.executable,
             "-c",
-            "import sys; from txrevproxy.cli import main; sys.exit(main())",
+            "import sys; from txrevproxy.tools.cli import main; sys.exit(main())",
             "check",
             "--config",
             str(config),

@@ -22,7 +22,7 @@ from txrevproxy.config.model import (
     ServerSettings,
     Upstream,
 )
-from txrevproxy.service import ProxyService
+from txrevproxy.app.service import ProxyService
 
 
 class RawClient(Protocol):

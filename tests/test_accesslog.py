@@ -18,10 +18,10 @@ from twisted.trial.unittest import TestCase
 from twisted.web import server
 from twisted.web.http_headers import Headers
 
-from txrevproxy.accesslog import FLUSH_INTERVAL, FLUSH_SIZE, AccessLog
+from txrevproxy.observe.accesslog import FLUSH_INTERVAL, FLUSH_SIZE, AccessLog
 from txrevproxy.config import load_config
 from txrevproxy.config.model import LogSettings
-from txrevproxy.service import ProxyService
+from txrevproxy.app.service import ProxyService
 
 from .loopback import Echo, listen
 from .processes import temporary_directory

@@ -17,9 +17,9 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 from twisted.web import server
 
-from txrevproxy.admin import AdminService
+from txrevproxy.app.admin import AdminService
 from txrevproxy.config import load_config
-from txrevproxy.service import ProxyService
+from txrevproxy.app.service import ProxyService
 
 from .loopback import Echo, listen
 from .processes import temporary_directory

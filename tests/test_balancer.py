@@ -1,5 +1,5 @@
 """
-Tests for L{txrevproxy.balancer}: the queue for backends at their
+Tests for L{txrevproxy.upstream.balancer}: the queue for backends at their
 C{max_connections} and its timeout, draining, outlier detection with its
 back-off and cap, sticky sessions, the retry budget and the visible state;
 all in memory with a L{Clock}.
@@ -13,7 +13,7 @@ import pytest
 from twisted.internet.defer import CancelledError
 from twisted.internet.task import Clock
 
-from txrevproxy.balancer import (
+from txrevproxy.upstream.balancer import (
     ABANDONED,
     BROKEN,
     CONNECT_FAILED,

@@ -15,7 +15,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web import http, resource
 
 from txrevproxy.config.model import HealthCheck
-from txrevproxy.service import ProxyService
+from txrevproxy.app.service import ProxyService
 
 from .loopback import CountingSite, proxy_config, raw_exchange
 

@@ -11,7 +11,7 @@ from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.trial.unittest import TestCase
 
 from txrevproxy.config.model import TLS, CacheSettings, Listener, Route, TLSCertificate
-from txrevproxy.service import ProxyService
+from txrevproxy.app.service import ProxyService
 
 from .h2_client import connect_h2
 from .loopback import CountingSite, listen, proxy_config

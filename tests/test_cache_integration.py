@@ -17,7 +17,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web import resource, server
 
 from txrevproxy.config.model import CacheSettings, Route
-from txrevproxy.service import ProxyService
+from txrevproxy.app.service import ProxyService
 
 from .loopback import CountingSite, connect_raw, proxy_config, raw_exchange
 

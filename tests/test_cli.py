@@ -1,6 +1,6 @@
 """
-Tests for the C{txrevproxy} command (L{txrevproxy.cli}) and the demo
-backends it starts (L{txrevproxy.demo}).
+Tests for the C{txrevproxy} command (L{txrevproxy.tools.cli}) and the demo
+backends it starts (L{txrevproxy.tools.demo}).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import List, Tuple
 from twisted.trial.unittest import TestCase
 from twisted.web.test.requesthelper import DummyRequest
 
-from txrevproxy.cli import demo_backends, main
+from txrevproxy.tools.cli import demo_backends, main
 from txrevproxy.config import ConfigError, load_config, parse_config
-from txrevproxy.demo import DemoBackend
+from txrevproxy.tools.demo import DemoBackend
 
 from .processes import SOURCE_ROOT, temporary_directory
 

@@ -31,7 +31,7 @@ from txrevproxy.filters.compress import (
     choose_encoding,
 )
 from txrevproxy.interfaces import IBodyTransform, IFilter, IFilterType
-from txrevproxy.service import ProxyService
+from txrevproxy.app.service import ProxyService
 
 from .loopback import listen, raw_exchange
 from .processes import proxy_modules_imported_by

@@ -1,5 +1,5 @@
 """
-Tests of L{txrevproxy.proxy.direct_send}: writes that go straight to a TCP
+Tests of L{txrevproxy.net.direct_send}: writes that go straight to a TCP
 socket keep their order with the ones the transport queues, and other
 transports keep their own C{write}.
 """
@@ -13,7 +13,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import TestCase
 
-from txrevproxy.proxy.direct_send import direct_writer
+from txrevproxy.net.direct_send import direct_writer
 
 from .loopback import listen
 

@@ -24,7 +24,7 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from txrevproxy.config import ConfigError, load_config
-from txrevproxy.demo import demo_site
+from txrevproxy.tools.demo import demo_site
 
 from .loopback import CountingSite, connect_raw, raw_exchange
 from .processes import (
@@ -273,7 +273,7 @@ class DemoCommandTests(TestCase):
         command = [
             sys.executable,
             "-c",
-            "import sys; from txrevproxy.cli import main; sys.exit(main())",
+            "import sys; from txrevproxy.tools.cli import main; sys.exit(main())",
             "demo",
             "--config",
             config,

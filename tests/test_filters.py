@@ -499,7 +499,7 @@ def test_filter_problems(pieces, expected):
 
 
 def test_route_command_lists_filters_without_running_them():
-    from txrevproxy.explain import explain
+    from txrevproxy.tools.explain import explain
 
     config = parse(
         document(

@@ -1,5 +1,5 @@
 """
-Tests for L{txrevproxy.gc_nursery}: the PyPy nursery size a proxy process
+Tests for L{txrevproxy.app.gc_nursery}: the PyPy nursery size a proxy process
 runs with, and starting again to get it.
 """
 
@@ -12,7 +12,7 @@ from unittest import SkipTest
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
-from txrevproxy.gc_nursery import (
+from txrevproxy.app.gc_nursery import (
     NURSERY_SIZE,
     NURSERY_VARIABLE,
     command_line,
@@ -143,7 +143,7 @@ class RestartTests(TestCase):
             raise PermissionError(13, "Permission denied")
 
         self.restart(execve=execve)
-        [warning] = [e for e in events if e.get("log_namespace") == "txrevproxy.gc_nursery"]
+        [warning] = [e for e in events if e.get("log_namespace") == "txrevproxy.app.gc_nursery"]
         self.assertEqual(warning["log_level"], LogLevel.warn)
         self.assertIn("Permission denied", formatEvent(warning))
 

@@ -12,9 +12,9 @@ from twisted.trial.unittest import TestCase
 
 from txrevproxy.config import ConfigError
 from txrevproxy.config.model import ServerSettings
-from txrevproxy.proxy.chunked import ChunkedDecoder, MalformedChunks
-from txrevproxy.proxy.request_head import field_line_status, request_line_status
-from txrevproxy.proxy.server import ProxySite
+from txrevproxy.http.chunked import ChunkedDecoder, MalformedChunks
+from txrevproxy.http.request_head import field_line_status, request_line_status
+from txrevproxy.server.channel import ProxySite
 
 from .test_config import document, parse
 from .test_server import Recorder

@@ -1,11 +1,11 @@
 """
-Tests for L{txrevproxy.proxy.headers}: what crosses the proxy, and what it
+Tests for L{txrevproxy.http.headers}: what crosses the proxy, and what it
 adds (RFC 9110 section 7.6).
 """
 
 from __future__ import annotations
 
-from txrevproxy.proxy.headers import (
+from txrevproxy.http.headers import (
     client_response_headers,
     http_date,
     serialize_request_head,

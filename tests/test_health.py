@@ -1,5 +1,5 @@
 """
-Tests for L{txrevproxy.health}: the checks' requests, rise and fall, timeouts,
+Tests for L{txrevproxy.upstream.health}: the checks' requests, rise and fall, timeouts,
 TCP checks, jittered starts, and the service owning the checkers; in memory
 with a L{Clock} and backends on L{StringTransport}s.
 """
@@ -12,8 +12,8 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 
 from txrevproxy.config.model import HealthCheck
-from txrevproxy.health import HealthChecker
-from txrevproxy.service import ProxyService
+from txrevproxy.upstream.health import HealthChecker
+from txrevproxy.app.service import ProxyService
 
 from .balancing import make_balancer, server
 from .loopback import proxy_config

@@ -12,7 +12,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.web import resource
 
 from txrevproxy.config.model import TLS, Listener, ServerSettings, TLSCertificate
-from txrevproxy.service import ProxyService
+from txrevproxy.app.service import ProxyService
 
 from .h2_client import connect_h2
 from .loopback import CountingSite, Echo, echoed_headers, listen, proxy_config

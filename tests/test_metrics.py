@@ -1,5 +1,5 @@
 """
-L{txrevproxy.metrics}: what a request counts, snapshots that add up across
+L{txrevproxy.observe.metrics}: what a request counts, snapshots that add up across
 processes, and their rendering in the Prometheus text format.
 """
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from txrevproxy.metrics import Metrics, merge, render
+from txrevproxy.observe.metrics import Metrics, merge, render
 
 
 def samples(snapshot, family):

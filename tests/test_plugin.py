@@ -20,7 +20,7 @@ from zope.interface.verify import verifyObject
 
 from twisted.plugins.txrevproxy_plugin import Options, StartFailure, serviceMaker
 from txrevproxy.config import ConfigError, load_config
-from txrevproxy.service import ProxyService
+from txrevproxy.app.service import ProxyService
 
 from .processes import (
     SOURCE_ROOT,

@@ -1,5 +1,5 @@
 """
-Tests for the built-in balancing policies (L{txrevproxy.policies}): each is
+Tests for the built-in balancing policies (L{txrevproxy.upstream.policies}): each is
 an installed plugin, and each spreads requests as it promises, measured
 over many picks with a fixed random source and a L{Clock}.
 """
@@ -14,7 +14,7 @@ from twisted.plugin import IPlugin
 from zope.interface.verify import verifyObject
 
 from txrevproxy.interfaces import IBackendPicker, IBalancingPolicy
-from txrevproxy.policies import installed_policies, key_function, policy_names
+from txrevproxy.upstream.policies import installed_policies, key_function, policy_names
 
 from .balancing import FakeRequest, hold, make_balancer, pick, server
 from .processes import proxy_modules_imported_by

@@ -13,8 +13,8 @@ import pytest
 from twisted.internet.testing import MemoryReactorClock
 
 from txrevproxy.config import parse_config
-from txrevproxy.policies import policy_names
-from txrevproxy.runtime import Runtime
+from txrevproxy.upstream.policies import policy_names
+from txrevproxy.app.runtime import Runtime
 
 from .balancing import FakeRequest, pick
 from .doc_examples import check_with_plugins, example_files, installed_example

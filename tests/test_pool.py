@@ -1,5 +1,5 @@
 """
-Tests for L{txrevproxy.proxy.pool} and L{txrevproxy.proxy.upstream}: reuse
+Tests for L{txrevproxy.upstream.pool} and L{txrevproxy.upstream.connection}: reuse
 of clean connections only, the idle sweeper, and the request framing sent
 to backends, in memory.
 """
@@ -10,8 +10,8 @@ from twisted.internet.defer import succeed
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
-from txrevproxy.proxy.pool import ConnectionPool
-from txrevproxy.proxy.upstream import UpstreamProtocol
+from txrevproxy.upstream.pool import ConnectionPool
+from txrevproxy.upstream.connection import UpstreamProtocol
 
 
 class FakeEndpoint:

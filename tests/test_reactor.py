@@ -1,5 +1,5 @@
 """
-Tests for L{txrevproxy.reactor}: the epoll reactor without a logging
+Tests for L{txrevproxy.net.reactor}: the epoll reactor without a logging
 context per event, and when twistd runs the proxy on it.
 """
 
@@ -15,7 +15,7 @@ from twisted.internet.abstract import FileDescriptor
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 
-from txrevproxy.reactor import EPollReactor, install_unless_chosen
+from txrevproxy.net.reactor import EPollReactor, install_unless_chosen
 
 from .processes import (
     serving_twistd,
@@ -25,7 +25,7 @@ from .processes import (
 )
 
 if EPollReactor is not None:
-    from txrevproxy.reactor import ProxyEPollReactor
+    from txrevproxy.net.reactor import ProxyEPollReactor
 
 
 class PipeReader(FileDescriptor):
@@ -132,7 +132,7 @@ class InstallTests(TestCase):
         if EPollReactor is None:
             raise SkipTest("no epoll on this platform")
         code = (
-            "from txrevproxy.reactor import install_unless_chosen\n"
+            "from txrevproxy.net.reactor import install_unless_chosen\n"
             "print(install_unless_chosen())\n"
             "from twisted.internet import reactor\n"
             "print(type(reactor).__name__)\n"
@@ -169,7 +169,7 @@ class TwistdReactorTests(TestCase):
         if EPollReactor is None:
             raise SkipTest("no epoll on this platform")
         self.assertIn(
-            "reactor class: txrevproxy.reactor.ProxyEPollReactor", self.run_twistd()
+            "reactor class: txrevproxy.net.reactor.ProxyEPollReactor", self.run_twistd()
         )
 
     def test_chosen_reactor_is_kept(self):

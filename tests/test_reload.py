@@ -18,7 +18,7 @@ from twisted.web import resource, server
 from twisted.web.client import HTTPConnectionPool
 
 from txrevproxy.config import load_config
-from txrevproxy.service import ProxyService
+from txrevproxy.app.service import ProxyService
 
 from .loopback import listen
 from .processes import temporary_directory

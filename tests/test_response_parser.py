@@ -1,5 +1,5 @@
 """
-Tests for L{txrevproxy.proxy.response_parser}: framing by RFC 9112 section
+Tests for L{txrevproxy.http.response_parser}: framing by RFC 9112 section
 6.3, chunked decoding, incremental feeding and refusals.
 """
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from txrevproxy.proxy.response_parser import (
+from txrevproxy.http.response_parser import (
     ResponseParseError,
     ResponseParser,
     parse_head,

@@ -1,5 +1,5 @@
 """
-Tests for what the hot path (L{txrevproxy.proxy.exchange}) does with the
+Tests for what the hot path (L{txrevproxy.forward.exchange}) does with the
 balancer: retries on another backend and their rules, the outcome each
 exchange reports, the 503 of a request that waited too long for a backend,
 a client leaving the queue, and the sticky cookie; all in memory, clients
@@ -15,8 +15,8 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from txrevproxy.config.model import OutlierDetection, ServerSettings, Sticky
-from txrevproxy.proxy.resource import ProxyTarget, ReverseProxyResource
-from txrevproxy.proxy.server import ProxySite
+from txrevproxy.forward.resource import ProxyTarget, ReverseProxyResource
+from txrevproxy.server.channel import ProxySite
 
 from .balancing import make_balancer, server
 

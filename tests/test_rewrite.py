@@ -1,6 +1,6 @@
 """
-Tests for L{txrevproxy.rewrite}: every path rewrite and header rule, and
-the templates they expand (L{txrevproxy.variables}).
+Tests for L{txrevproxy.routing.rewrite}: every path rewrite and header rule, and
+the templates they expand (L{txrevproxy.config.variables}).
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.web.resource import Resource
 
 from txrevproxy.config.model import ServerSettings
-from txrevproxy.explain import replay
-from txrevproxy.proxy.server import ProxySite
-from txrevproxy.rewrite import HeaderRewrite, PathRewrite
-from txrevproxy.variables import Template
+from txrevproxy.tools.explain import replay
+from txrevproxy.server.channel import ProxySite
+from txrevproxy.routing.rewrite import HeaderRewrite, PathRewrite
+from txrevproxy.config.variables import Template
 
 from .test_route_config import route
 

@@ -1,5 +1,5 @@
 """
-Tests for C{txrevproxy route} (L{txrevproxy.explain}): the explanation of
+Tests for C{txrevproxy route} (L{txrevproxy.tools.explain}): the explanation of
 several requests, word for word, and the errors it reports.
 """
 

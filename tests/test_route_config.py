@@ -13,7 +13,7 @@ import pytest
 
 from txrevproxy.config import ConfigError, load_config
 from txrevproxy.config.model import ErrorPage, HeaderRules, Redirect, Respond, ValueMatch
-from txrevproxy.variables import Template
+from txrevproxy.config.variables import Template
 
 from .processes import SOURCE_ROOT
 from .test_config import document, parse, problems

@@ -1,6 +1,6 @@
 """
-Tests for L{txrevproxy.routing}, L{txrevproxy.target} and
-L{txrevproxy.answers}: which route a request gets (host, longest prefix,
+Tests for L{txrevproxy.routing.router}, L{txrevproxy.http.target} and
+L{txrevproxy.routing.redirects}: which route a request gets (host, longest prefix,
 matchers, priority and ties), what answers when none does, path
 normalisation against attempts to dodge a route, and the answers routes
 give without a backend.
@@ -20,11 +20,11 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from txrevproxy.config import parse_config
 from txrevproxy.config.model import ServerSettings
-from txrevproxy.explain import replay
-from txrevproxy.proxy.errors import respond_with_error
-from txrevproxy.proxy.server import ProxySite
-from txrevproxy.routing import Candidate, build_root, build_router
-from txrevproxy.target import normalize_path
+from txrevproxy.tools.explain import replay
+from txrevproxy.server.answers import respond_with_error
+from txrevproxy.server.channel import ProxySite
+from txrevproxy.routing.router import Candidate, build_root, build_router
+from txrevproxy.http.target import normalize_path
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -12,7 +12,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
 from txrevproxy.config import load_config
-from txrevproxy.service import ProxyService
+from txrevproxy.app.service import ProxyService
 
 from .loopback import CountingSite, Echo, echoed_headers, listen, raw_exchange
 from .processes import free_port, temporary_directory

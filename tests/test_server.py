@@ -1,5 +1,5 @@
 """
-Tests for L{txrevproxy.proxy.server} over a L{StringTransport}: request
+Tests for L{txrevproxy.server.channel} over a L{StringTransport}: request
 bodies reach the handler as they arrive, and a request answered before its
 body was read closes the connection, so the rest of that body is never
 parsed as a request.
@@ -17,8 +17,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from txrevproxy.config.model import ServerSettings
-from txrevproxy.proxy.errors import respond_with_error
-from txrevproxy.proxy.server import ProxySite
+from txrevproxy.server.answers import respond_with_error
+from txrevproxy.server.channel import ProxySite
 
 
 class Recorder(Resource):

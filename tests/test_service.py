@@ -1,5 +1,5 @@
 """
-Tests for L{txrevproxy.service}: listening, refusing to start on a busy
+Tests for L{txrevproxy.app.service}: listening, refusing to start on a busy
 port with a sentence, and stopping.
 """
 
@@ -9,7 +9,7 @@ from twisted.internet import reactor
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import TestCase
 
-from txrevproxy.service import ListenError, ProxyService, with_default_backlog
+from txrevproxy.app.service import ListenError, ProxyService, with_default_backlog
 
 from .loopback import proxy_config
 

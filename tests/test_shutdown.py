@@ -16,7 +16,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web import resource, server
 
 from txrevproxy.config.model import ServerSettings
-from txrevproxy.service import ProxyService
+from txrevproxy.app.service import ProxyService
 
 from .loopback import connect_raw, listen, proxy_config
 

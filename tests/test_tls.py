@@ -25,8 +25,8 @@ from txrevproxy.config.model import (
     TLSCertificate,
     Upstream,
 )
-from txrevproxy.service import ProxyService
-from txrevproxy.tls.sized_reads import MAX_READ, MIN_READ, read_size
+from txrevproxy.app.service import ProxyService
+from txrevproxy.net.sized_reads import MAX_READ, MIN_READ, read_size
 
 from .loopback import (
     CountingSite,
@@ -313,7 +313,7 @@ class TLSListenerTests(TestCase):
     def test_bodies_larger_than_a_tls_record_pass_whole_both_ways(self):
         """
         The listener's reads out of OpenSSL are sized to what came in (see
-        L{txrevproxy.tls.sized_reads}); bodies of many records, sent in one
+        L{txrevproxy.net.sized_reads}); bodies of many records, sent in one
         write, still arrive whole and in order.
         """
         self.backend_port = yield listen(Site(ReturnBody()), self)

@@ -12,7 +12,7 @@ import os
 
 from twisted.trial.unittest import TestCase
 
-from txrevproxy.cli import main
+from txrevproxy.tools.cli import main
 from txrevproxy.config import ConfigError, load_config
 from txrevproxy.config.model import TLS, BackendTLS, TLSCertificate
 from txrevproxy.tls.files import read_pair

@@ -21,7 +21,7 @@ from txrevproxy.config.model import (
     ServerSettings,
     TLSCertificate,
 )
-from txrevproxy.service import ProxyService
+from txrevproxy.app.service import ProxyService
 
 from .loopback import Echo, listen, proxy_config
 from .processes import temporary_directory

@@ -11,7 +11,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from txrevproxy.proxy.headers import requested_upgrade
+from txrevproxy.http.headers import requested_upgrade
 
 from .loopback import connect_raw, listen, proxy_config, start_proxy
 

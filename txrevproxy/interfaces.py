@@ -36,7 +36,7 @@ class IBalancingPolicy(Interface):
             (L{txrevproxy.config.model.Upstream}), for keys such as
             C{hash_key}.
         @param backends: every backend of the upstream
-            (L{txrevproxy.balancer.Backend}), in configuration order.
+            (L{txrevproxy.upstream.balancer.Backend}), in configuration order.
         @param clock: an L{IReactorTime}, for time-aware policies.
         @param random: a L{random.Random}, the only source of randomness a
             policy should use, so that tests can fix it.
@@ -115,7 +115,7 @@ class IFilter(Interface):
         Decide on a request.  Called on the hot path: return quickly, and
         return a L{Deferred} only when there is really something to wait for.
 
-        @param request: the L{txrevproxy.proxy.server.ProxyRequest}
+        @param request: the L{txrevproxy.server.channel.ProxyRequest}
             (C{request.connection.client_ip}, C{request.requestHeaders},
             C{request.method}, C{request.uri} ...).  Its body, if any, is
             held (up to a bound, then the client is paused) until every

@@ -18,7 +18,7 @@ from txrevproxy.interfaces import IBalancingPolicy
 @implementer(IPlugin, IBalancingPolicy)
 class BuiltInPolicy:
     """
-    A policy whose picker is a class of L{txrevproxy.policies}.
+    A policy whose picker is a class of L{txrevproxy.upstream.policies}.
     """
 
     def __init__(self, name: str, picker_class: str) -> None:
@@ -26,7 +26,7 @@ class BuiltInPolicy:
         self._picker_class = picker_class
 
     def picker(self, upstream, backends, clock, random):
-        from txrevproxy import policies
+        from txrevproxy.upstream import policies
 
         picker_class = getattr(policies, self._picker_class)
         return picker_class(upstream, backends, clock, random)

@@ -48,7 +48,7 @@ class _TwistdService(MultiService):
       - when a listener cannot open its endpoint, the process exits
         non-zero with the sentence naming the key, instead of a traceback;
       - SIGHUP reloads, SIGUSR1 reopens the access log, SIGTERM and SIGINT
-        stop gracefully and exit 0 (see L{txrevproxy.signals}).
+        stop gracefully and exit 0 (see L{txrevproxy.app.signals}).
     """
 
     def __init__(self, reactor, proxy) -> None:
@@ -58,7 +58,7 @@ class _TwistdService(MultiService):
         self._restore_signals = None
 
     def privilegedStartService(self) -> None:
-        from txrevproxy.service import ListenError
+        from txrevproxy.app.service import ListenError
 
         try:
             super().privilegedStartService()
@@ -66,7 +66,7 @@ class _TwistdService(MultiService):
             raise StartFailure(str(error))
 
     def startService(self) -> None:
-        from txrevproxy.signals import handle_signals
+        from txrevproxy.app.signals import handle_signals
 
         super().startService()
         self._restore_signals = handle_signals(self._reactor, self.proxy)
@@ -93,28 +93,28 @@ class ProxyServiceMaker:
         if getattr(options, "parent", None) is not None:
             # Run from twistd's command line (not by a test or another
             # program): on PyPy, start again with a nursery sized for a
-            # proxy (see txrevproxy.gc_nursery), before anything opens.
-            from txrevproxy.gc_nursery import restart_with_nursery
+            # proxy (see txrevproxy.app.gc_nursery), before anything opens.
+            from txrevproxy.app.gc_nursery import restart_with_nursery
 
             restart_with_nursery()
             # twistd installs its default reactor only after this, when
             # none was chosen with --reactor: run on the proxy's own.
-            from txrevproxy.reactor import install_unless_chosen
+            from txrevproxy.net.reactor import install_unless_chosen
 
             install_unless_chosen()
 
         from twisted.internet import reactor
 
-        from txrevproxy.admin import AdminService
+        from txrevproxy.app.admin import AdminService
         from txrevproxy.config import ConfigError, load_config
-        from txrevproxy.service import ProxyService
+        from txrevproxy.app.service import ProxyService
 
         try:
             config = load_config(options["config"])
         except ConfigError as error:
             raise StartFailure(str(error))
         if config.server.workers > 1:
-            from txrevproxy.workers import WorkerSupervisor
+            from txrevproxy.app.workers import WorkerSupervisor
 
             proxy = WorkerSupervisor(config, reactor)
         else:

@@ -28,9 +28,9 @@ from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 from ..interfaces import IBodyWriter
-from ..proxy.errors import abort_response
-from ..proxy.exchange import ProxyExchange
-from ..proxy.headers import http_date
+from ..server.answers import abort_response
+from ..forward.exchange import ProxyExchange
+from ..http.headers import http_date
 from . import policy
 from .policy import Timing
 from .serve import ClientResponse, cache_status, serve_stored, storable_headers

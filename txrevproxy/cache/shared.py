@@ -11,7 +11,7 @@ from urllib.parse import urljoin, urlsplit
 
 from ..config.model import CacheSettings
 from ..interfaces import ICacheStore
-from ..target import request_host
+from ..http.target import request_host
 from . import policy
 from .disk import DiskStore
 from .fetch import Fetch

@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional
 import attr
 
 from ..tls.files import FileProblem, collect, read_ca
-from ..policies import policy_names
+from ..upstream.policies import policy_names
 from .model import (
     TLS,
     AdminSettings,

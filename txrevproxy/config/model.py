@@ -16,7 +16,7 @@ from typing import Any, Mapping, Optional, Pattern, Tuple, Union
 
 import attr
 
-from ..variables import Template
+from .variables import Template
 
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
@@ -341,7 +341,7 @@ class Upstream:
         is answered 503.
     @ivar retries: how many other backends a failed request may be tried on.
     @ivar retry_budget: retries in progress allowed, as a percentage of the
-        requests in progress (at least L{txrevproxy.balancer.MIN_RETRIES}).
+        requests in progress (at least L{txrevproxy.upstream.balancer.MIN_RETRIES}).
     @ivar health: active health checks, or L{None}.
     @ivar outlier: passive health checks (outlier detection), or L{None}.
     """

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, Iterable, Tuple
 
-from ..variables import Template
+from .variables import Template
 from .model import (
     ErrorPage,
     HeaderRules,
@@ -196,7 +196,7 @@ REWRITE = Table(
 
 def template(value: Any) -> Template:
     """
-    A text with C{{name}} variables (see L{txrevproxy.variables}).
+    A text with C{{name}} variables (see L{txrevproxy.config.variables}).
     """
     if not isinstance(value, str):
         raise expected("a string", value)

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional, Tuple
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.testing import MemoryReactor
 
-from ..target import decode_unreserved
+from ..http.target import decode_unreserved
 from .model import IPNetwork
 from .schema import Invalid, array_of, describe, expected
 from .units import parse_duration, parse_size
@@ -409,7 +409,7 @@ def host_names(value: Any) -> Tuple[str, ...]:
 def route_path(value: Any) -> str:
     """
     A path prefix (a route's C{path}, C{add_prefix}) in canonical form:
-    normalised as request paths are (see L{txrevproxy.target}), then
+    normalised as request paths are (see L{txrevproxy.http.target}), then
     C{"/"} or segments joined by single slashes with no trailing slash
     (C{"/api/"}, C{"//api"} and C{"/%61pi"} are C{"/api"}).  Prefixes match
     whole segments, so the trailing slash carries no meaning.  Characters

@@ -20,7 +20,7 @@ from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
 from ..interfaces import IBodyTransform
-from ..proxy.errors import error_body, respond_with_error, send_answer
+from ..server.answers import error_body, respond_with_error, send_answer
 from . import Answer, Header
 
 log = Logger()

@@ -30,7 +30,7 @@ from zope.interface import implementer
 from ..config.schema import Field, Invalid, Table, array_of, describe, expected
 from ..config.values import duration, header_name
 from ..interfaces import IFilter
-from ..proxy.headers import HOP_BY_HOP
+from ..http.headers import HOP_BY_HOP
 from . import Answer
 from .client import client_address
 

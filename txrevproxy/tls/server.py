@@ -11,7 +11,7 @@ from OpenSSL import SSL
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from zope.interface import implementer
 
-from .sized_reads import SizedReadsTLSFactory
+from ..net.sized_reads import SizedReadsTLSFactory
 from .store import HTTP1_ONLY, HTTP2_AND_HTTP1, CertificateStore
 
 
@@ -70,7 +70,7 @@ def tls_factory(site, store: CertificateStore, http2: bool, clock=None):
     Serve C{site} over TLS with the certificates of C{store}.
 
     @param http2: offer C{h2} before C{http/1.1} through ALPN; C{site} must
-        then be a L{txrevproxy.proxy.http2.NegotiatingSite}, which speaks
+        then be a L{txrevproxy.server.http2.NegotiatingSite}, which speaks
         whichever protocol the handshake settled on.
     @return: a L{twisted.protocols.tls.TLSMemoryBIOFactory} to listen with.
     """

@@ -1,0 +1,307 @@
+"""
+The admin API, on C{[admin] endpoint}: status, metrics, reload, drain.
+
+Every answer is JSON (but C{/metrics}, in the Prometheus text format),
+errors included: C{{"error": "sentence"}} with the right status.  The API
+talks to the proxy through an L{IProxyControl}: the L{ProxyService} of a
+single process, or the L{txrevproxy.app.workers.WorkerSupervisor} that asks
+each of its workers and sums their answers.
+
+Adding an operation is one L{AdminAPI.add} call (as C{POST /cache/purge}
+is)::
+
+    api.add(b"POST", r"/cache/purge", self._purge)
+
+where C{purge(request, **groups)} returns a L{Reply} or a L{Deferred} of
+one, and raises L{AdminError} for a client's mistake.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from typing import Any, Callable, List, Optional, Pattern, Tuple
+from urllib.parse import unquote
+
+import attr
+from twisted.application.service import Service
+from twisted.internet.defer import maybeDeferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
+from zope.interface import Interface
+
+from ..observe.metrics import CONTENT_TYPE, render
+from .service import listen_now
+
+
+class IProxyControl(Interface):
+    """
+    What the admin API asks of the proxy.  Every method but
+    C{admin_token} returns its answer or a L{Deferred} of it (a proxy with
+    workers asks them over a pipe).
+
+    @ivar config: the current L{Config}.
+    """
+
+    def admin_token() -> Optional[str]:
+        """
+        The bearer token requests must carry (the current configuration's),
+        or L{None}.  Not a Deferred.
+        """
+
+    def status():
+        """
+        The status document (a dict).
+        """
+
+    def snapshot():
+        """
+        The metrics (a L{txrevproxy.observe.metrics.Snapshot}).
+        """
+
+    def reload():
+        """
+        Reload the configuration; the problems that kept the old one
+        (empty on success).
+        """
+
+    def set_draining(upstream: str, server: Any, draining: bool):
+        """
+        Drain or enable a backend, by position or URL; its state, or
+        L{KeyError} for an unknown upstream or server.
+        """
+
+    def purge_cache(cache: Optional[str], url: Optional[str], prefix: Optional[str]):
+        """
+        Forget the stored responses of C{url}, or of the URLs starting with
+        C{prefix}, in the cache named C{cache} (all when L{None}); how many
+        were forgotten, or L{KeyError} for an unknown cache.
+        """
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class Reply:
+    """
+    An admin answer: status, body and content type.
+    """
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+
+def json_reply(status: int, document: Any) -> Reply:
+    return Reply(status, json.dumps(document, indent=2, sort_keys=True).encode() + b"\n")
+
+
+class AdminError(Exception):
+    """
+    A request the admin API refuses: its status and sentence.
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+Handler = Callable[..., Any]
+
+
+class AdminAPI(Resource):
+    """
+    The admin API's one resource: it dispatches on method and path through
+    a table of operations, after checking the bearer token.
+    """
+
+    isLeaf = True
+    log = Logger()
+
+    def __init__(self, control) -> None:
+        super().__init__()
+        self.control = control
+        self._operations: List[Tuple[bytes, Pattern[str], Handler]] = []
+        self.add(b"GET", r"/status", self._status)
+        self.add(b"GET", r"/metrics", self._metrics)
+        self.add(b"POST", r"/reload", self._reload)
+        self.add(
+            b"POST",
+            r"/backends/(?P<upstream>[^/]+)/(?P<server>[^/]+)/(?P<action>drain|enable)",
+            self._drain,
+        )
+        self.add(b"POST", r"/cache/purge", self._purge)
+
+    def add(self, method: bytes, pattern: str, handler: Handler) -> None:
+        """
+        Answer C{method} on the paths C{pattern} matches whole with
+        C{handler(request, **named_groups)} (groups percent-decoded).
+        """
+        self._operations.append((method, re.compile(pattern + r"\Z"), handler))
+
+    def render(self, request):
+        d = maybeDeferred(self._dispatch, request)
+        d.addErrback(self._failed)
+        d.addCallback(self._send, request)
+        return NOT_DONE_YET
+
+    def _dispatch(self, request):
+        token = self.control.admin_token()
+        if token is not None:
+            given = request.getHeader(b"authorization") or b""
+            if not hmac.compare_digest(given, b"Bearer " + token.encode("ascii")):
+                request.setHeader(b"WWW-Authenticate", b'Bearer realm="txrevproxy"')
+                raise AdminError(401, "a valid bearer token is required")
+        path = request.path.decode("latin-1")
+        allowed = []
+        for method, pattern, handler in self._operations:
+            match = pattern.match(path)
+            if match is None:
+                continue
+            if method != request.method:
+                allowed.append(method)
+                continue
+            groups = {k: unquote(v) for k, v in match.groupdict().items()}
+            return handler(request, **groups)
+        if allowed:
+            request.setHeader(b"Allow", b", ".join(allowed))
+            raise AdminError(405, "use %s" % (b" or ".join(allowed).decode(),))
+        raise AdminError(404, "no such admin operation: %s" % (path,))
+
+    def _failed(self, failure: Failure) -> Reply:
+        if failure.check(AdminError):
+            return json_reply(failure.value.status, {"error": failure.value.message})
+        self.log.failure("admin request failed", failure)
+        return json_reply(500, {"error": "internal error; see the proxy's log"})
+
+    def _send(self, reply: Reply, request) -> None:
+        if request._disconnected:
+            return
+        request.setResponseCode(reply.status)
+        request.setHeader(b"Content-Type", reply.content_type.encode("ascii"))
+        request.setHeader(b"Content-Length", b"%d" % (len(reply.body),))
+        request.setHeader(b"Cache-Control", b"no-store")
+        request.write(reply.body)
+        request.finish()
+
+    # Operations --------------------------------------------------------------
+
+    def _status(self, request):
+        d = maybeDeferred(self.control.status)
+        return d.addCallback(lambda doc: json_reply(200, doc))
+
+    def _metrics(self, request):
+        return maybeDeferred(self.control.snapshot).addCallback(
+            lambda snapshot: Reply(200, render(snapshot), CONTENT_TYPE)
+        )
+
+    def _reload(self, request):
+        def done(problems: List[str]) -> Reply:
+            if problems:
+                return json_reply(422, {"reloaded": False, "problems": problems})
+            return json_reply(200, {"reloaded": True})
+
+        return maybeDeferred(self.control.reload).addCallback(done)
+
+    def _drain(self, request, upstream: str, server: str, action: str):
+        key: Any = int(server) if server.isdigit() else server
+
+        def unknown(failure: Failure):
+            failure.trap(KeyError)
+            raise AdminError(404, failure.value.args[0])
+
+        d = maybeDeferred(self.control.set_draining, upstream, key, action == "drain")
+        d.addCallbacks(lambda state: json_reply(200, state), unknown)
+        return d
+
+
+    def _purge(self, request):
+        """
+        C{POST /cache/purge?url=URL} or C{?prefix=URL}, optionally with
+        C{&cache=NAME} (by default every cache); the parameters may also
+        come as a JSON object in the body.
+        """
+        wanted = {
+            key.decode("latin-1"): values[0].decode("utf-8", "replace")
+            for key, values in request.args.items()
+        }
+        body = request.content.read() if request.content is not None else b""
+        if body.strip():
+            try:
+                document = json.loads(body)
+            except ValueError:
+                raise AdminError(400, "the body is not JSON")
+            if not isinstance(document, dict):
+                raise AdminError(400, "the body must be a JSON object")
+            wanted.update({k: v for k, v in document.items() if isinstance(v, str)})
+        url, prefix = wanted.get("url"), wanted.get("prefix")
+        if (url is None) == (prefix is None):
+            raise AdminError(400, "give exactly one of url and prefix")
+        target = url if url is not None else prefix
+        if not re.match(r"https?://[^/]+", target):
+            raise AdminError(400, "not an absolute http(s) URL: %s" % (target,))
+
+        def unknown(failure: Failure):
+            failure.trap(KeyError)
+            raise AdminError(404, failure.value.args[0])
+
+        d = maybeDeferred(self.control.purge_cache, wanted.get("cache"), url, prefix)
+        d.addCallbacks(lambda purged: json_reply(200, {"purged": purged}), unknown)
+        return d
+
+
+class _AdminSite(Site):
+    """
+    The admin API's site, without twisted.web's line per request in the
+    log (a scrape every few seconds would fill it).
+    """
+
+    noisy = False
+
+    def log(self, request) -> None:
+        pass
+
+
+class AdminService(Service):
+    """
+    Listens on C{[admin] endpoint} with the L{AdminAPI} of C{control}.
+
+    The endpoint is read at start: a reload changes the token, not where
+    the API listens.
+    """
+
+    log = Logger()
+
+    def __init__(self, control, reactor) -> None:
+        self.control = control
+        self.api = AdminAPI(control)
+        self._reactor = reactor
+        self.port = None
+
+    def privilegedStartService(self) -> None:
+        self._listen()
+        super().privilegedStartService()
+
+    def startService(self) -> None:
+        if self.port is None:
+            self._listen()
+        super().startService()
+
+    def _listen(self) -> None:
+        description = self.control.config.admin.endpoint
+        self.port = listen_now(
+            self._reactor,
+            description,
+            _AdminSite(self.api, reactor=self._reactor),
+            "admin.endpoint",
+        )
+        self.log.info("admin API on {address}", address=self.port.getHost())
+
+    def stopService(self):
+        super().stopService()
+        port, self.port = self.port, None
+        if port is not None:
+            return port.stopListening()
+        return None

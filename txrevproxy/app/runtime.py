@@ -1,0 +1,253 @@
+"""
+The runtime: the live objects (balancers, pools, resource tree, sites)
+built from one L{Config}.
+
+A reload builds a whole new L{Runtime} from the new configuration and
+swaps it in; nothing in a runtime is patched in place.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Dict, List, Mapping, Optional
+
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.interfaces import IProtocolFactory
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from ..observe.accesslog import AccessLog
+from ..upstream.balancer import Backend, Balancer
+from ..cache.shared import SharedCache, build_caches
+from ..config.model import Config, Listener, Upstream
+from ..filters.build import build_filters
+from ..upstream.health import HealthChecker
+from ..interfaces import IBalancingPolicy
+from ..observe.metrics import Metrics
+from ..observe.requests import RequestObserver
+from ..upstream.policies import installed_policies
+from ..server.http2 import NegotiatingSite
+from ..upstream.pool import ConnectionPool, backend_endpoint
+from ..server.channel import ProxySite
+from ..routing.router import HttpsRedirect, build_root
+from ..tls.server import tls_factory
+from ..tls.store import CertificateStore
+
+log = Logger()
+
+#: Seconds between checks whether a runtime a reload replaced is idle.
+RETIRE_CHECK = 1.0
+
+
+def _warn_unverified(upstream: Upstream) -> None:
+    """
+    Say, once per runtime, which https backends are not verified.
+    """
+    for index, server in enumerate(upstream.servers):
+        if server.scheme == "https" and not upstream.backend_tls(server).verify:
+            log.warn(
+                "upstreams.{upstream}.servers[{index}]: verify = false: the "
+                "certificate of {url} is not checked; anyone on the path can "
+                "impersonate this backend",
+                upstream=upstream.name,
+                index=index,
+                url=server.url,
+            )
+
+
+def _serves_http2(listener: Listener) -> bool:
+    """
+    Whether a listener offers HTTP/2: only over TLS (ALPN), as browsers do;
+    cleartext HTTP/2 (h2c) is not served.
+    """
+    return listener.tls is not None and listener.http2
+
+
+def _balancer(
+    upstream: Upstream, reactor, policies: Mapping[str, IBalancingPolicy]
+) -> Balancer:
+    """
+    The balancer of one upstream: a backend with its connection pool for
+    each server, and the picker of the upstream's policy.
+
+    @param policies: the installed balancing policies, by name.
+    """
+    backends = [
+        Backend(
+            server,
+            ConnectionPool(
+                reactor,
+                backend_endpoint(
+                    reactor,
+                    server,
+                    upstream.connect_timeout,
+                    upstream.backend_tls(server),
+                ),
+                server.url,
+                idle_timeout=upstream.idle_timeout,
+                max_idle=upstream.max_idle_connections,
+            ),
+            reactor,
+            upstream.slow_start,
+        )
+        for server in upstream.servers
+    ]
+    policy = policies[upstream.balance]
+    picker = policy.picker(upstream, backends, reactor, random.Random())
+    return Balancer(upstream, backends, picker, reactor)
+
+
+def _subject_header(config: Config, listener) -> Optional[bytes]:
+    """
+    The header a listener sends the verified client subject in, if its TLS
+    table asks for client certificates and names one.
+    """
+    block = config.tls.get(listener.tls) if listener.tls is not None else None
+    if block is None or block.client_ca is None or not block.client_subject_header:
+        return None
+    return block.client_subject_header.encode("ascii")
+
+
+class Runtime:
+    """
+    Everything that serves requests for one configuration.
+
+    @ivar sites: the L{ProxySite} of each listener, by listener name.
+    @ivar factories: what each listener listens with: its site, or the
+        site wrapped in TLS.
+    @ivar stores: the L{CertificateStore} of each C{[tls.NAME]} table a
+        listener uses, by table name.
+    @ivar balancers: the L{Balancer} of each upstream, by upstream name.
+    @ivar root: the L{Router}, the resource tree all routed listeners share.
+    @ivar filters: the configured filters
+        (L{txrevproxy.interfaces.IFilter}), by name.
+    @ivar caches: the L{SharedCache} of each C{[caches.NAME]} table, by
+        name; a reload passes them to the new runtime (C{previous_caches}),
+        which keeps their stores.
+    @ivar health_checkers: the L{HealthChecker} of each upstream with a
+        C{health} table, for the service to start and stop.
+    @ivar ports: the port each listener listens on, once it does (an HTTP
+        listener redirecting to HTTPS needs the HTTPS one's).
+    @ivar closed: whether L{close} was called.
+
+    Each site counts its requests in C{metrics} (a new L{Metrics} when not
+    given) and writes them to C{access_log} (none when not given).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        reactor,
+        previous_caches: Mapping[str, SharedCache] = {},
+        metrics: Optional[Metrics] = None,
+        access_log: Optional[AccessLog] = None,
+    ) -> None:
+        self.config = config
+        self._reactor = reactor
+        metrics = Metrics() if metrics is None else metrics
+        if access_log is None:
+            access_log = AccessLog(reactor)
+        self.balancers: Dict[str, Balancer] = {}
+        self.health_checkers: List[HealthChecker] = []
+        policies = installed_policies()
+        for name, upstream in config.upstreams.items():
+            _warn_unverified(upstream)
+            balancer = self.balancers[name] = _balancer(upstream, reactor, policies)
+            if upstream.health is not None:
+                self.health_checkers.append(
+                    HealthChecker(balancer, upstream.health, reactor, random.Random())
+                )
+
+        self.filters = build_filters(config, reactor)
+        self.caches = build_caches(config.caches, reactor, previous_caches)
+        self.root = build_root(
+            config, self.balancers, reactor, self.filters, self.caches
+        )
+        self.stores: Dict[str, CertificateStore] = {
+            name: CertificateStore(block)
+            for name, block in config.tls.items()
+            if any(listener.tls == name for listener in config.listeners.values())
+        }
+        self.ports: Dict[str, int] = {}
+        self._retiring: Optional[LoopingCall] = None
+        self.closed = False
+        self.sites: Dict[str, ProxySite] = {
+            name: (NegotiatingSite if _serves_http2(listener) else ProxySite)(
+                self.root
+                if listener.redirect_to_https is None
+                else HttpsRedirect(
+                    lambda target=listener.redirect_to_https: self.ports[target]
+                ),
+                reactor=reactor,
+                settings=config.server,
+                scheme=b"http" if listener.tls is None else b"https",
+                hsts=None if listener.hsts is None else listener.hsts.encode("ascii"),
+                client_subject_header=_subject_header(config, listener),
+                filters=[self.filters[name] for name in listener.filters],
+                proxy_protocol=listener.proxy_protocol,
+                stats=metrics.listener(name),
+                observe=RequestObserver(
+                    name, self.root, metrics, access_log, reactor
+                ),
+            )
+            for name, listener in config.listeners.items()
+        }
+        self.factories: Dict[str, IProtocolFactory] = {
+            name: (
+                self.sites[name]
+                if listener.tls is None
+                else tls_factory(
+                    self.sites[name],
+                    self.stores[listener.tls],
+                    _serves_http2(listener),
+                    reactor,
+                )
+            )
+            for name, listener in config.listeners.items()
+        }
+
+    def reload_certificates(self) -> List[str]:
+        """
+        Read every listener certificate again (see
+        L{CertificateStore.reload}).
+
+        @return: the problems found, each a sentence with its key path.
+        """
+        problems: List[str] = []
+        for store in self.stores.values():
+            problems.extend(store.reload())
+        return problems
+
+    def close(self) -> Deferred:
+        """
+        Close the backend pools (idle connections now, busy ones when their
+        exchanges end) and the filters that hold connections of their own.
+
+        @return: a L{Deferred} that fires when the filters are closed.
+        """
+        if self._retiring is not None and self._retiring.running:
+            self._retiring.stop()
+        self._retiring = None
+        self.closed = True
+        for balancer in self.balancers.values():
+            balancer.close()
+        closing = [
+            maybeDeferred(each.close)
+            for each in self.filters.values()
+            if getattr(each, "close", None) is not None
+        ]
+        return DeferredList(closing)
+
+    def retire(self) -> None:
+        """
+        A reload replaced this runtime: L{close} it once no request is in
+        flight or queued on its balancers (closing at once would answer the
+        queued ones 503), checked every L{RETIRE_CHECK} seconds.
+        """
+        self._retiring = LoopingCall(self._closeWhenIdle)
+        self._retiring.clock = self._reactor
+        self._retiring.start(RETIRE_CHECK, now=True)
+
+    def _closeWhenIdle(self) -> None:
+        if not any(b.in_flight or b.queued for b in self.balancers.values()):
+            self.close()

@@ -1,0 +1,554 @@
+"""
+ProxyService: the twistd service that owns the listeners and the runtime,
+reloads the configuration and shuts down gracefully.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
+
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.protocol import Factory
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+# Twisted's public proxyEndpoint wraps an endpoint; a worker adopts a
+# socket instead, so the factory is wrapped.
+from twisted.protocols.haproxy._wrapper import HAProxyWrappingFactory
+from twisted.python.failure import Failure
+
+from .. import __version__
+from ..observe.accesslog import AccessLog
+from ..config import ConfigError, load_config
+from ..config.model import Config
+from ..observe.metrics import Metrics, Snapshot
+from .runtime import Runtime
+from ..tls.store import CertificateError
+
+log = Logger()
+
+#: Listen backlog for TCP listeners that do not set one: Twisted's default
+#: of 50 refuses connections under a burst; nginx uses 511.
+DEFAULT_BACKLOG = 511
+
+
+def with_default_backlog(description: str) -> str:
+    """
+    A server endpoint description with L{DEFAULT_BACKLOG} added when it is
+    a TCP (or SSL) endpoint that does not choose a backlog itself.
+    """
+    kind = description.split(":", 1)[0].strip().lower()
+    if kind in ("tcp", "tcp6", "ssl") and "backlog=" not in description:
+        return description + ":backlog=%d" % (DEFAULT_BACKLOG,)
+    return description
+
+
+def config_digest(config: Config) -> Optional[str]:
+    """
+    The SHA-256 of the configuration file, for the status (which file is
+    being served, whatever its name); L{None} when it cannot be read.
+    """
+    if config.source is None:
+        return None
+    try:
+        with open(config.source, "rb") as file:
+            return hashlib.sha256(file.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def moved_listeners(old: Config, new: Config) -> List[str]:
+    """
+    The problems of a reload that adds, removes or moves a listener, for a
+    proxy with workers: their sockets were opened by the parent at start.
+    """
+    before = {name: listener.endpoint for name, listener in old.listeners.items()}
+    after = {name: listener.endpoint for name, listener in new.listeners.items()}
+    return [
+        "listeners.%s.endpoint: changed; with [server] workers, adding, "
+        "removing or moving a listener needs a restart" % (name,)
+        for name in sorted(set(before) | set(after))
+        if before.get(name) != after.get(name)
+    ]
+
+
+class ListenError(Exception):
+    """
+    A listener could not open its endpoint or read its certificates; the
+    message names the key.
+    """
+
+
+def listen_now(reactor, description: str, factory, key: str):
+    """
+    Listen on an endpoint, synchronously where the endpoint allows (TCP and
+    UNIX do), so that a failure stops what is being started at once.
+
+    @param key: the key path the description came from, for the message.
+    @return: the listening port.
+    @raise ListenError: it cannot listen; the message names C{key}.
+    """
+    endpoint = serverFromString(reactor, with_default_backlog(description))
+    result: List[Any] = []
+    endpoint.listen(factory).addBoth(result.append)
+    if result and isinstance(result[0], Failure):
+        message = "%s: cannot listen on %s: %s" % (
+            key,
+            description,
+            result[0].getErrorMessage(),
+        )
+        log.critical("{message}", message=message)
+        raise ListenError(message)
+    return result[0]
+
+
+class ListenerSlot(Factory):
+    """
+    The factory a listening port keeps across reloads: it hands each new
+    connection to the current runtime's factory for its listener, so that
+    a reload swaps what serves a listener without closing its socket.
+    """
+
+    noisy = False
+
+    def __init__(self, factory) -> None:
+        self.current = factory
+
+    def startFactory(self) -> None:
+        self.current.doStart()
+
+    def stopFactory(self) -> None:
+        self.current.doStop()
+
+    def buildProtocol(self, addr):
+        return self.current.buildProtocol(addr)
+
+    def switch(self, factory) -> None:
+        """
+        Serve new connections with C{factory}; those open stay with the
+        factory that accepted them.
+        """
+        factory.doStart()
+        old, self.current = self.current, factory
+        old.doStop()
+
+
+class ProxyService(MultiService):
+    """
+    Runs the proxy: listens on every listener's endpoint and serves requests
+    through a L{Runtime}, replaced whole by L{reload}.
+
+    Listening happens in L{privilegedStartService} when run by twistd (so
+    that ports below 1024 are bound before privileges are dropped) and
+    synchronously where the endpoint allows, so that a port already in use
+    stops the start with a sentence rather than a traceback.
+
+    The runtime's health checkers are child services: they start and stop
+    with this one, and a reload replaces them.
+
+    @ivar metrics: the process's L{Metrics}, kept across reloads.
+    @ivar access_log: the process's L{AccessLog}.
+    @ivar started: when the service was made, for the uptime.
+    @param inherited: for a worker process, the listening sockets its
+        parent opened: by listener name, C{(file descriptor, address
+        family)}; they are adopted instead of listening.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        config: Config,
+        reactor,
+        inherited: Optional[Mapping[str, Tuple[int, int]]] = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self._reactor = reactor
+        self._inherited = dict(inherited or {})
+        self.runtime: Optional[Runtime] = None
+        self.metrics = Metrics()
+        self.access_log = AccessLog(reactor)
+        self.started = reactor.seconds()
+        self._slots: Dict[str, ListenerSlot] = {}
+        self._ports: Dict[str, Any] = {}
+        self._retired: List[Runtime] = []
+        self._drained: Set[Tuple[str, str]] = set()
+        self._config_digest = config_digest(config)
+
+    def privilegedStartService(self) -> None:
+        self._listen()
+        super().privilegedStartService()
+
+    def startService(self) -> None:
+        if self.runtime is None:
+            self._listen()
+        self.access_log.start()
+        super().startService()
+
+    def _listen(self) -> None:
+        try:
+            self._configure_access_log(self.config)
+            runtime = self.runtime = self._runtime(self.config)
+        except ListenError as error:
+            self.log.critical("{message}", message=str(error))
+            raise
+        self.metrics.balancers = runtime.balancers
+        for checker in runtime.health_checkers:
+            checker.setServiceParent(self)
+        for name, listener in self.config.listeners.items():
+            slot = ListenerSlot(runtime.factories[name])
+            try:
+                self._ports[name] = self._open(name, listener.endpoint, slot)
+            except ListenError:
+                self._stopListening()
+                raise
+            self._slots[name] = slot
+            self._listening(name)
+
+    def _runtime(self, config: Config) -> Runtime:
+        try:
+            runtime = Runtime(
+                config,
+                self._reactor,
+                previous_caches=self.runtime.caches if self.runtime is not None else {},
+                metrics=self.metrics,
+                access_log=self.access_log,
+            )
+        except CertificateError as error:
+            # The files changed since the configuration was validated.
+            raise ListenError(str(error))
+        return runtime
+
+    def _configure_access_log(self, config: Config) -> None:
+        """
+        Write the access log as C{config} says from now on.
+
+        @raise ListenError: its file cannot be opened.
+        """
+        try:
+            self.access_log.configure(config.log)
+        except OSError as error:
+            raise ListenError(
+                "log.access: cannot open %s: %s"
+                % (config.log.access, error.strerror or error)
+            )
+
+    def _open(self, name: str, description: str, factory):
+        """
+        Listen on a listener's endpoint (or adopt the socket the parent
+        process opened for it).
+
+        @raise ListenError: it cannot listen; the message names the key.
+        """
+        listener = self.config.listeners.get(name)
+        if listener is not None and listener.proxy_protocol:
+            factory = HAProxyWrappingFactory(factory)
+        if name in self._inherited:
+            fd, family = self._inherited[name]
+            return self._reactor.adoptStreamPort(fd, family, factory)
+        return listen_now(
+            self._reactor, description, factory, "listeners.%s.endpoint" % (name,)
+        )
+
+    def _listening(self, name: str) -> None:
+        port = self._ports[name]
+        self.runtime.ports[name] = getattr(port.getHost(), "port", 0)
+        self.log.info("listener {name} on {address}", name=name, address=port.getHost())
+
+    def _stopListening(self) -> Deferred:
+        ports = list(self._ports.values())
+        self._ports = {}
+        self._slots = {}
+        return DeferredList(
+            [d for d in (port.stopListening() for port in ports) if d is not None]
+        )
+
+    # Reloading ---------------------------------------------------------------
+
+    def reload(self, config: Optional[Config] = None) -> List[str]:
+        """
+        Read the configuration file again (or take C{config}) and, when it
+        is valid and everything it needs can be set up, serve it from now
+        on, in one step: connections accepted from now on, and new requests
+        on open connections, get the new runtime; requests in flight finish
+        on the old one, whose backend pools close once it is idle.
+
+        A listener whose endpoint did not change keeps its socket; a new or
+        changed one listens before anything is swapped, so that a port in
+        use fails the reload, not the listener; a removed one stops
+        listening and its connections close once idle.  Certificates are
+        read again, as the new runtime reads them.
+
+        @return: the problems that kept the old configuration, each a
+            sentence with its key path (logged too); empty on success.
+        """
+        if config is None:
+            try:
+                config = load_config(self.config.source)
+            except ConfigError as error:
+                return self._reloadFailed(error.problems)
+        problems = self._listener_problems(config)
+        if problems:
+            return self._reloadFailed(problems)
+        try:
+            runtime = self._runtime(config)
+        except ListenError as error:
+            return self._reloadFailed([str(error)])
+        opened: Dict[str, Tuple[Any, ListenerSlot]] = {}
+        try:
+            for name, listener in config.listeners.items():
+                before = self.config.listeners.get(name)
+                if before is None or before.endpoint != listener.endpoint:
+                    slot = ListenerSlot(runtime.factories[name])
+                    opened[name] = (self._open(name, listener.endpoint, slot), slot)
+            self._configure_access_log(config)
+        except ListenError as error:
+            for port, _ in opened.values():
+                port.stopListening()
+            runtime.close()
+            return self._reloadFailed([str(error)])
+        self._redrain(runtime)
+        self._swap(config, runtime, opened)
+        self._config_digest = config_digest(config)
+        self.metrics.reloaded(True)
+        self.log.info("reload: serving the configuration of {source}", source=config.source)
+        return []
+
+    def _listener_problems(self, config: Config) -> List[str]:
+        """
+        What keeps the listeners of C{config} from being served: a worker
+        process cannot open sockets of its own.
+        """
+        if not self._inherited:
+            return []
+        return moved_listeners(self.config, config)
+
+    def _swap(
+        self, config: Config, runtime: Runtime, opened: Mapping[str, Tuple[Any, ListenerSlot]]
+    ) -> None:
+        old, self.runtime = self.runtime, runtime
+        old_config, self.config = self.config, config
+        ports: Dict[str, Any] = {}
+        slots: Dict[str, ListenerSlot] = {}
+        for name in config.listeners:
+            if name in opened:
+                ports[name], slots[name] = opened[name]
+            else:
+                ports[name] = self._ports.pop(name)
+                slots[name] = self._slots[name]
+                slots[name].switch(runtime.factories[name])
+                # Requests on connections already open route by the new
+                # configuration too.
+                old.sites[name].resource = runtime.sites[name].resource
+        for port in self._ports.values():
+            port.stopListening()
+        self._ports, self._slots = ports, slots
+        for name in old_config.listeners:
+            if name not in config.listeners or name in opened:
+                old.sites[name].closeIdleConnections()
+        for name in config.listeners:
+            self._listening(name)
+        for checker in old.health_checkers:
+            checker.disownServiceParent()
+        for checker in runtime.health_checkers:
+            checker.setServiceParent(self)
+        self.metrics.retire(old.balancers)
+        self.metrics.balancers = runtime.balancers
+        old.retire()
+        self._retired = [r for r in self._retired if not r.closed] + [old]
+
+    def _reloadFailed(self, problems: List[str]) -> List[str]:
+        for problem in problems:
+            self.log.error("reload: {problem}", problem=problem)
+        self.log.error("reload failed: still serving the previous configuration")
+        self.metrics.reloaded(False)
+        return problems
+
+    def reload_certificates(self) -> List[str]:
+        """
+        Read the listeners' certificate files again: new handshakes get the
+        new certificates, established connections keep theirs, and a
+        certificate whose new files are broken keeps being served from the
+        old ones.
+
+        @return: the problems found, each a sentence with its key path;
+            they are also logged.
+        """
+        if self.runtime is None:
+            return []
+        return self.runtime.reload_certificates()
+
+    def reopen_logs(self) -> None:
+        """
+        Open the access log file again (SIGUSR1, after logrotate).
+        """
+        self.access_log.reopen()
+
+    # What the admin API asks (see txrevproxy.app.admin.IProxyControl) -----------
+
+    def admin_token(self) -> Optional[str]:
+        admin = self.config.admin
+        return None if admin is None else admin.token
+
+    def status(self) -> Dict[str, Any]:
+        """
+        The status document of this process.
+        """
+        stats = self.metrics.listener
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime": self._reactor.seconds() - self.started,
+            "config": {"file": self.config.source, "sha256": self._config_digest},
+            "listeners": {
+                name: {
+                    "endpoint": listener.endpoint,
+                    "port": self.runtime.ports.get(name),
+                    "connections": stats(name).connections,
+                }
+                for name, listener in self.config.listeners.items()
+            },
+            "upstreams": {
+                name: balancer.state()
+                for name, balancer in self.runtime.balancers.items()
+            },
+        }
+
+    def snapshot(self) -> Snapshot:
+        return self.metrics.snapshot()
+
+    def set_draining(self, upstream: str, key, draining: bool) -> Dict[str, Any]:
+        """
+        Drain or enable a backend of the current runtime.  Drains made this
+        way outlast reloads, for as long as the backend stays configured.
+
+        @raise KeyError: no such upstream or server.
+        """
+        balancer = self.runtime.balancers.get(upstream)
+        if balancer is None:
+            raise KeyError("no upstream named %s" % (upstream,))
+        backend = balancer.backend(key)
+        drained = (upstream, backend.server.url)
+        if draining:
+            balancer.drain(key)
+            self._drained.add(drained)
+        else:
+            balancer.enable(key)
+            self._drained.discard(drained)
+        return balancer.state()["backends"][balancer.backends.index(backend)]
+
+    def purge_cache(self, cache: Optional[str], url: Optional[str], prefix: Optional[str]) -> int:
+        """
+        Forget stored responses: those of C{url}, or of every URL starting
+        with C{prefix}, in the cache named C{cache} (every cache when
+        L{None}).
+
+        @return: how many responses were forgotten.
+        @raise KeyError: no such cache.
+        @raise ValueError: the URL or prefix is not an absolute http(s) URL.
+        """
+        caches = self.runtime.caches
+        if cache is not None:
+            if cache not in caches:
+                raise KeyError("no cache named %s" % (cache,))
+            caches = {cache: caches[cache]}
+        return sum(
+            each.purge(url) if url is not None else each.purge_prefix(prefix)
+            for each in caches.values()
+        )
+
+    def _redrain(self, runtime: Runtime) -> None:
+        for upstream, url in list(self._drained):
+            balancer = runtime.balancers.get(upstream)
+            if balancer is not None and any(
+                backend.server.url == url for backend in balancer.backends
+            ):
+                balancer.drain(url)
+            else:
+                self._drained.discard((upstream, url))
+
+    @property
+    def ports(self) -> List:
+        """
+        The listening ports, in listener order (tests read their numbers).
+        """
+        return list(self._ports.values())
+
+    # Stopping ----------------------------------------------------------------
+
+    def stopService(self) -> Deferred:
+        """
+        Stop gracefully: stop listening, close idle client connections,
+        let the requests in flight finish for up to C{[server]
+        shutdown_timeout}, then close the connections still open.
+
+        @return: a L{Deferred} that fires when every connection is closed.
+        """
+        super().stopService()
+        stopped = self._stopListening()
+        sites = []
+        for runtime in [self.runtime] + self._retired:
+            if runtime is not None:
+                sites.extend(runtime.sites.values())
+        d = _close_connections(
+            sites, self._reactor, self.config.server.shutdown_timeout
+        )
+        d.addCallback(lambda _: stopped)
+        d.addCallback(self._closed)
+        return d
+
+    def _closed(self, _) -> Deferred:
+        closing = [
+            runtime.close()
+            for runtime in [self.runtime] + self._retired
+            if runtime is not None
+        ]
+        self._retired = []
+        self.access_log.stop()
+        return DeferredList(closing)
+
+
+#: Seconds between checks, during a graceful shutdown, of whether every
+#: connection closed.
+SHUTDOWN_CHECK = 0.1
+
+
+def _close_connections(sites, clock, timeout: float) -> Deferred:
+    """
+    Close the client connections of C{sites} as they become idle, and the
+    rest after C{timeout} seconds.
+
+    @return: a L{Deferred} that fires once they are all closed (at once
+        when none is busy).
+    """
+    done: Deferred = Deferred()
+    deadline = clock.seconds() + timeout
+
+    def check() -> None:
+        busy = sum(site.closeIdleConnections() for site in sites)
+        if not busy:
+            finish()
+        elif clock.seconds() >= deadline:
+            log.warn(
+                "shutdown: {busy} connections still busy after "
+                "shutdown_timeout; closing them",
+                busy=busy,
+            )
+            for site in sites:
+                site.abortConnections()
+            finish()
+
+    def finish() -> None:
+        if checker.running:
+            checker.stop()
+        if not done.called:
+            done.callback(None)
+
+    checker = LoopingCall(check)
+    checker.clock = clock
+    checker.start(SHUTDOWN_CHECK, now=True)
+    return done

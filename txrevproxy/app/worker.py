@@ -1,0 +1,120 @@
+"""
+One worker process of C{[server] workers = N}: a L{ProxyService} serving
+the listening sockets its parent opened (see L{txrevproxy.app.workers}), and
+answering the parent's questions over a pipe.
+
+The parent starts it as::
+
+    python -m txrevproxy.app.worker --config FILE --listener web=4:2 ...
+
+with each listener's socket as a file descriptor (C{NAME=FD:FAMILY}), its
+standard input the parent's questions and descriptor 3 its answers: one
+JSON object a line each way (L{ControlProtocol}).  When the parent goes
+away (its pipe closes) the worker stops gracefully.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Dict, List, Tuple
+
+from twisted.internet.defer import maybeDeferred
+from twisted.logger import Logger
+from twisted.protocols.basic import LineOnlyReceiver
+from twisted.python import usage
+
+#: The file descriptor a worker writes its answers to.
+ANSWERS_FD = 3
+
+
+class ControlProtocol(LineOnlyReceiver):
+    """
+    Answers the parent: each question C{{"id": N, "op": NAME, "args":
+    [...]}} gets C{{"id": N, "result": ...}}, or C{{"id": N, "error":
+    SENTENCE, "missing": true|false}} (C{missing}: an unknown upstream or
+    server, a L{KeyError}).
+    """
+
+    delimiter = b"\n"
+    MAX_LENGTH = 1 << 20
+    log = Logger()
+
+    def __init__(self, service, reactor) -> None:
+        self.service = service
+        self._reactor = reactor
+        self._operations = {
+            "status": service.status,
+            "snapshot": service.snapshot,
+            "reload": service.reload,
+            "set_draining": service.set_draining,
+            "purge_cache": service.purge_cache,
+            "reopen_logs": service.reopen_logs,
+        }
+
+    def lineReceived(self, line: bytes) -> None:
+        question = json.loads(line)
+        d = maybeDeferred(
+            lambda: self._operations[question["op"]](*question.get("args", ()))
+        )
+        d.addCallbacks(
+            lambda result: {"id": question["id"], "result": result},
+            lambda failure: {
+                "id": question["id"],
+                "error": str(failure.value.args[0] if failure.value.args else failure.value),
+                "missing": bool(failure.check(KeyError)),
+            },
+        )
+        d.addCallback(lambda answer: self.sendLine(json.dumps(answer).encode()))
+
+    def connectionLost(self, reason=None) -> None:
+        # The parent is gone: nobody supervises this worker any more.
+        if self._reactor.running:
+            self._reactor.stop()
+
+
+class Options(usage.Options):
+    optParameters = [["config", "c", None, "The configuration file (TOML)."]]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listeners"] = {}
+
+    def opt_listener(self, value: str) -> None:
+        """
+        A listener's inherited socket: NAME=FD:FAMILY.
+        """
+        name, _, rest = value.partition("=")
+        fd, _, family = rest.partition(":")
+        self["listeners"][name] = (int(fd), int(family))
+
+
+def run(argv: List[str]) -> None:
+    """
+    Run a worker until it is told to stop (or its parent goes).
+    """
+    from ..net.reactor import install_unless_chosen
+
+    install_unless_chosen()
+    from twisted.internet import reactor
+    from twisted.internet.stdio import StandardIO
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    from ..config import load_config
+    from .service import ProxyService
+    from .signals import handle_signals
+
+    options = Options()
+    options.parseOptions(argv)
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
+    inherited: Dict[str, Tuple[int, int]] = options["listeners"]
+    service = ProxyService(load_config(options["config"]), reactor, inherited)
+    service.startService()
+    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    handle_signals(reactor, service)
+    StandardIO(ControlProtocol(service, reactor), stdin=0, stdout=ANSWERS_FD, reactor=reactor)
+    reactor.run()
+
+
+if __name__ == "__main__":  # pragma: no cover - run by the supervisor
+    run(sys.argv[1:])

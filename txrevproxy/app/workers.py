@@ -1,0 +1,331 @@
+"""
+C{[server] workers = N}: the twistd process becomes a supervisor of N
+worker processes that share its listening sockets.
+
+The supervisor opens every listener's socket (before twistd drops
+privileges) and never accepts on it; each worker adopts them all
+(C{reactor.adoptStreamPort}) and the kernel hands each new connection to
+one of the workers waiting on the socket.  TLS is done in the workers, as
+in a single process.  A worker that dies is started again.  The
+supervisor passes SIGHUP, SIGUSR1 and a graceful stop on to every worker,
+and serves the admin API: it asks every worker over a pipe (see
+L{txrevproxy.app.worker}) and answers with the sum of their metrics and the
+list of their states.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from typing import Any, Dict, List, Optional
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, gatherResults, succeed
+from twisted.internet.protocol import Factory, ProcessProtocol
+from twisted.logger import Logger
+
+from .. import __version__
+from ..config import ConfigError, load_config
+from ..config.model import Config
+from .gc_nursery import with_nursery
+from ..observe.metrics import Metrics, Snapshot, merge
+from .service import config_digest, listen_now, moved_listeners
+from .worker import ANSWERS_FD
+
+#: Seconds before a worker that died is started again.
+RESTART_DELAY = 1.0
+
+#: Seconds a worker may take to answer a question.
+ANSWER_TIMEOUT = 10.0
+
+#: Seconds, beyond C{shutdown_timeout}, before a worker that does not
+#: stop is killed.
+KILL_GRACE = 5.0
+
+
+class WorkerFailed(Exception):
+    """
+    A worker answered a question with an error, or not at all.
+    """
+
+
+class WorkerProcess(ProcessProtocol):
+    """
+    The supervisor's side of one worker: its process and its pipe.
+
+    @ivar index: its position among the workers, kept when it restarts.
+    @ivar ended: fires when the process ended.
+    """
+
+    log = Logger()
+
+    def __init__(self, supervisor: "WorkerSupervisor", index: int) -> None:
+        self.supervisor = supervisor
+        self.index = index
+        self.ended: Deferred = Deferred()
+        self._answers: Dict[int, Deferred] = {}
+        self._next = 0
+        self._buffer = b""
+
+    pid: Optional[int] = None
+
+    def connectionMade(self) -> None:
+        self.pid = self.transport.pid
+
+    def ask(self, op: str, *args: Any) -> Deferred:
+        """
+        Ask the worker something (see L{txrevproxy.app.worker.ControlProtocol}).
+
+        @return: a L{Deferred} of the answer's result, failing with
+            L{KeyError} for an unknown upstream or server and with
+            L{WorkerFailed} otherwise.
+        """
+        self._next += 1
+        question_id = self._next
+        d: Deferred = Deferred()
+        self._answers[question_id] = d
+        line = json.dumps({"id": question_id, "op": op, "args": list(args)})
+        self.transport.writeToChild(0, line.encode() + b"\n")
+        return d.addTimeout(ANSWER_TIMEOUT, self.supervisor.reactor)
+
+    def childDataReceived(self, fd: int, data: bytes) -> None:
+        if fd != ANSWERS_FD:
+            return
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
+            answer = json.loads(line)
+            d = self._answers.pop(answer["id"], None)
+            if d is None:
+                continue
+            if "error" not in answer:
+                d.callback(answer["result"])
+            elif answer["missing"]:
+                d.errback(KeyError(answer["error"]))
+            else:
+                d.errback(WorkerFailed(answer["error"]))
+
+    def processEnded(self, reason) -> None:
+        answers, self._answers = self._answers, {}
+        for d in answers.values():
+            d.errback(WorkerFailed("worker %d ended" % (self.index,)))
+        self.ended.callback(reason.value)
+        self.supervisor.workerEnded(self, reason.value)
+
+
+def _family(port) -> int:
+    host = port.getHost()
+    if getattr(host, "type", None) == "TCP6":
+        return socket.AF_INET6
+    if getattr(host, "type", None) == "TCP":
+        return socket.AF_INET
+    return socket.AF_UNIX
+
+
+class WorkerSupervisor(Service):
+    """
+    Runs C{config.server.workers} worker processes; see the module
+    docstring.  It has what the admin API asks (L{IProxyControl}), and
+    C{reload} and C{reopen_logs} for the signals.
+
+    @ivar workers: the current L{WorkerProcess} of each position.
+    """
+
+    log = Logger()
+
+    def __init__(self, config: Config, reactor) -> None:
+        self.config = config
+        self.reactor = reactor
+        self._ports: Dict[str, Any] = {}
+        self.workers: List[Optional[WorkerProcess]] = [None] * config.server.workers
+        self.started = reactor.seconds()
+        self.metrics = Metrics()
+        self._digest = config_digest(config)
+        self._restarts: Dict[int, Any] = {}
+
+    def privilegedStartService(self) -> None:
+        for name, listener in self.config.listeners.items():
+            port = listen_now(
+                self.reactor, listener.endpoint, Factory(), "listeners.%s.endpoint" % (name,)
+            )
+            # The workers accept; this process only holds the socket.
+            port.stopReading()
+            self._ports[name] = port
+            self.log.info(
+                "listener {name} on {address}, for {n} workers",
+                name=name,
+                address=port.getHost(),
+                n=len(self.workers),
+            )
+        super().privilegedStartService()
+
+    def startService(self) -> None:
+        if not self._ports:
+            self.privilegedStartService()
+        super().startService()
+        for index in range(len(self.workers)):
+            self._spawn(index)
+
+    def _spawn(self, index: int) -> None:
+        self._restarts.pop(index, None)
+        # The interpreter twistd runs on (CPython or PyPy) runs the workers.
+        arguments = [
+            sys.executable,
+            "-m",
+            "txrevproxy.app.worker",
+            "--config",
+            os.path.abspath(self.config.source),
+        ]
+        child_fds: Dict[int, Any] = {0: "w", 1: 1, 2: 2, ANSWERS_FD: "r"}
+        for offset, (name, port) in enumerate(self._ports.items()):
+            fd = ANSWERS_FD + 1 + offset
+            child_fds[fd] = port.fileno()
+            arguments += ["--listener", "%s=%d:%d" % (name, fd, _family(port))]
+        worker = WorkerProcess(self, index)
+        self.reactor.spawnProcess(
+            worker,
+            sys.executable,
+            arguments,
+            env=with_nursery(os.environ),
+            childFDs=child_fds,
+        )
+        self.workers[index] = worker
+        self.log.info("worker {index} started, pid {pid}", index=index, pid=worker.pid)
+
+    def workerEnded(self, worker: WorkerProcess, reason) -> None:
+        if self.workers[worker.index] is not worker or not self.running:
+            return
+        self.log.error(
+            "worker {index} (pid {pid}) ended: {reason}; starting it again",
+            index=worker.index,
+            pid=worker.pid,
+            reason=reason,
+        )
+        self._restarts[worker.index] = self.reactor.callLater(
+            RESTART_DELAY, self._spawn, worker.index
+        )
+
+    def _live(self) -> List[WorkerProcess]:
+        return [w for w in self.workers if w is not None and not w.ended.called]
+
+    def _askAll(self, op: str, *args: Any) -> Deferred:
+        return gatherResults(
+            [worker.ask(op, *args) for worker in self._live()], consumeErrors=True
+        ).addErrback(lambda failure: failure.value.subFailure)
+
+    # Signals -----------------------------------------------------------------
+
+    def reload(self) -> Deferred:
+        """
+        Check the configuration file here, then have every worker reload it.
+
+        @return: a L{Deferred} of the problems (empty on success).
+        """
+        try:
+            config = load_config(self.config.source)
+        except ConfigError as error:
+            return succeed(self._reloaded([error.problems]))
+        problems = moved_listeners(self.config, config)
+        if config.server.workers != self.config.server.workers:
+            problems.append("server.workers: changed; this needs a restart")
+        if problems:
+            return succeed(self._reloaded([problems]))
+        d = self._askAll("reload")
+
+        def done(answers: List[List[str]]) -> List[str]:
+            problems = self._reloaded(answers)
+            if not problems:
+                self.config = config
+                self._digest = config_digest(config)
+            return problems
+
+        d.addCallback(done)
+        d.addErrback(lambda failure: self._reloaded([[str(failure.value)]]))
+        return d
+
+    def _reloaded(self, answers: List[List[str]]) -> List[str]:
+        problems = sorted({problem for answer in answers for problem in answer})
+        for problem in problems:
+            self.log.error("reload: {problem}", problem=problem)
+        self.metrics.reloaded(not problems)
+        if problems:
+            self.log.error("reload failed: still serving the previous configuration")
+        return problems
+
+    def reopen_logs(self) -> Deferred:
+        return self._askAll("reopen_logs")
+
+    # The admin API (see txrevproxy.app.admin.IProxyControl) -----------------------
+
+    def admin_token(self) -> Optional[str]:
+        admin = self.config.admin
+        return None if admin is None else admin.token
+
+    def status(self) -> Deferred:
+        def document(states: List[Dict[str, Any]]) -> Dict[str, Any]:
+            return {
+                "version": __version__,
+                "pid": os.getpid(),
+                "uptime": self.reactor.seconds() - self.started,
+                "config": {"file": self.config.source, "sha256": self._digest},
+                "workers": states,
+            }
+
+        return self._askAll("status").addCallback(document)
+
+    def snapshot(self) -> Deferred:
+        def total(snapshots: List[Snapshot]) -> Snapshot:
+            summed = merge(snapshots)
+            # Every worker counts each reload; the supervisor's count is
+            # the one that means something.
+            summed["reloads"] = self.metrics.snapshot()["reloads"]
+            return summed
+
+        return self._askAll("snapshot").addCallback(total)
+
+    def set_draining(self, upstream: str, key: Any, draining: bool) -> Deferred:
+        return self._askAll("set_draining", upstream, key, draining).addCallback(
+            lambda states: states[0]
+        )
+
+    def purge_cache(self, cache, url, prefix) -> Deferred:
+        """
+        Purge in every worker (each has its own store); the total purged.
+        """
+        return self._askAll("purge_cache", cache, url, prefix).addCallback(sum)
+
+    # Stopping ------------------------------------------------------------------
+
+    def stopService(self) -> Deferred:
+        """
+        Stop every worker gracefully (each has C{shutdown_timeout}), and
+        kill one that is still there after that and L{KILL_GRACE}.
+        """
+        super().stopService()
+        for call in self._restarts.values():
+            call.cancel()
+        self._restarts = {}
+        for port in self._ports.values():
+            port.stopListening()
+        self._ports = {}
+        workers = self._live()
+        for worker in workers:
+            worker.transport.signalProcess("TERM")
+        deadline = self.config.server.shutdown_timeout + KILL_GRACE
+        kill = self.reactor.callLater(deadline, self._kill, workers)
+        d = DeferredList([worker.ended for worker in workers])
+
+        def stopped(result):
+            if kill.active():
+                kill.cancel()
+            return result
+
+        return d.addCallback(stopped)
+
+    def _kill(self, workers: List[WorkerProcess]) -> None:
+        for worker in workers:
+            if not worker.ended.called:
+                self.log.error("worker {index} did not stop; killing it", index=worker.index)
+                worker.transport.signalProcess("KILL")

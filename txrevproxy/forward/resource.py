@@ -1,0 +1,145 @@
+"""
+The resource at the end of a route: it forwards the request to an upstream.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Mapping, Optional, Tuple
+
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from ..config.model import BackendServer
+from ..routing.rewrite import HeaderRewrite, PathRewrite
+from .exchange import ProxyExchange
+from ..http.headers import (
+    serialize_request_head,
+    upstream_request_headers,
+    with_client_subject,
+)
+
+_VIA = {
+    b"HTTP/1.1": b"1.1 txrevproxy",
+    b"HTTP/1.0": b"1.0 txrevproxy",
+    b"HTTP/2": b"2 txrevproxy",
+}
+
+
+class ProxyTarget:
+    """
+    What the hot path needs to forward a request on one route, worked out
+    once when the configuration is loaded.
+
+    @ivar balancer: picks the backend (see L{txrevproxy.upstream.balancer}).
+    @ivar clock: for the response timeout.
+    @ivar response_timeout: seconds from the end of the request to the first
+        response byte.
+    @ivar preserve_host: send the client's Host rather than the backend's.
+    @ivar tunnel_idle_timeout: seconds an upgraded (WebSocket) connection
+        may stay silent both ways before it is closed.
+    @ivar path_rewrite: the route's L{PathRewrite}, or L{None}: the
+        request target is sent as the client sent it.
+    @ivar request_rules: the route's request header rules, or L{None}.
+    @ivar response_rules: the route's response header rules, or L{None}
+        (applied by L{ProxyExchange}).
+    @ivar error_pages: the route's pages by status, each C{(body,
+        content type)}, or L{None}.
+    """
+
+    def __init__(
+        self,
+        balancer,
+        clock,
+        response_timeout: float,
+        preserve_host: bool,
+        tunnel_idle_timeout: float = 3600.0,
+        *,
+        path_rewrite: Optional[PathRewrite] = None,
+        request_rules: Optional[HeaderRewrite] = None,
+        response_rules: Optional[HeaderRewrite] = None,
+        error_pages: Optional[Mapping[int, Tuple[bytes, bytes]]] = None,
+    ):
+        self.balancer = balancer
+        self.clock = clock
+        self.response_timeout = response_timeout
+        self.preserve_host = preserve_host
+        self.tunnel_idle_timeout = tunnel_idle_timeout
+        self.path_rewrite = path_rewrite
+        self.request_rules = request_rules
+        self.response_rules = response_rules
+        self.error_pages = error_pages
+        self._authorities: Dict[BackendServer, bytes] = {}
+
+    def request_head(
+        self, request, server: BackendServer, framing, upgrade=None
+    ) -> bytes:
+        """
+        The request head to send to C{server} for C{request}.
+
+        @param framing: how the body is sent: L{None} (no body),
+            C{b"chunked"}, or a decimal Content-Length.
+        @param upgrade: the protocol the client asks to switch to, if any.
+        """
+        client_host = request.requestHeaders.getRawHeaders(b"host", [b""])[0]
+        if self.preserve_host:
+            host = client_host
+        else:
+            host = self._authorities.get(server)
+            if host is None:
+                host = self._authorities[server] = server.authority.encode("idna")
+        connection = request.connection
+        site = request.site
+        headers = upstream_request_headers(
+            [
+                (name, value)
+                for name, values in request.requestHeaders.getAllRawHeaders()
+                for value in values
+            ],
+            host=host,
+            client_host=client_host,
+            client_ip=connection.client_ip,
+            trusted=connection.trusted,
+            scheme=site.scheme,
+            via=_VIA.get(request.clientproto, b"1.1 txrevproxy"),
+            request_id=request.request_id,
+            body_framing=framing,
+            upgrade=upgrade,
+        )
+        subject_header = site.client_subject_header
+        if subject_header is not None:
+            headers = with_client_subject(
+                headers, subject_header, connection.client_subject()
+            )
+        if self.request_rules is not None:
+            headers = self.request_rules.apply(headers, request)
+        path_rewrite = self.path_rewrite
+        target = request.uri if path_rewrite is None else path_rewrite.target(request)
+        return serialize_request_head(request.method, target, headers)
+
+
+class ReverseProxyResource(Resource):
+    """
+    A leaf of the resource tree that proxies every request reaching it to
+    its L{ProxyTarget}.
+    """
+
+    isLeaf = True
+
+    def __init__(self, target: ProxyTarget) -> None:
+        super().__init__()
+        self.target = target
+
+    def render(self, request):
+        target = self.target
+        if target.error_pages is not None:
+            request.error_pages = target.error_pages
+        self.forward(request)
+        return NOT_DONE_YET
+
+    def forward(self, request) -> None:
+        """
+        Send the request to a backend.  A route with a cache overrides
+        this to answer from its store first, so whatever L{render} does
+        before (the route's request filters) applies to cached routes too.
+        """
+        ProxyExchange(request, self.target).start()

@@ -1,0 +1,394 @@
+"""
+Prometheus metrics, named C{txrevproxy_*}.
+
+The hot path pays for a request with a few integer additions: the objects
+it adds to (L{RouteStats}, L{ListenerStats}, L{UpstreamStats}) are made
+once per listener, route and upstream when a configuration is loaded, and
+kept across reloads, so counters never restart.  Nothing is locked, as
+everything runs in the reactor thread.  What the balancers already know
+(in-flight requests, health, ejections, queue, pool connections) is read
+only when the metrics are scraped.
+
+A scrape turns all of it into a L{Snapshot}: plain data that sums across
+processes, which is how the parent of several workers serves the total of
+its workers (see L{txrevproxy.app.workers}); C{prometheus_client} then only
+renders families built from the snapshot (L{render}).  Its own
+multiprocess mode would have every increment write to a memory-mapped
+file, which costs more per request than the whole of this module.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import CollectorRegistry
+
+PREFIX = "txrevproxy_"
+
+#: Upper bounds, in seconds, of the duration histograms' buckets.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+#: Every family: its type, help text and label names.
+FAMILIES: Dict[str, Tuple[str, str, Tuple[str, ...]]] = {
+    "requests": (
+        "counter",
+        "Requests answered, by listener, route, upstream and status class.",
+        ("listener", "route", "upstream", "status"),
+    ),
+    "request_duration_seconds": (
+        "histogram",
+        "Seconds from a request's head to the end of its response.",
+        ("listener", "route"),
+    ),
+    "upstream_response_seconds": (
+        "histogram",
+        "Seconds from choosing a backend to its response head.",
+        ("upstream",),
+    ),
+    "received_bytes": (
+        "counter",
+        "Request body bytes received from clients.",
+        ("listener",),
+    ),
+    "sent_bytes": ("counter", "Response body bytes sent to clients.", ("listener",)),
+    "client_connections": (
+        "gauge",
+        "Open client connections.",
+        ("listener",),
+    ),
+    "tls_handshakes": (
+        "counter",
+        "Completed TLS handshakes, by protocol version.",
+        ("listener", "version"),
+    ),
+    "backend_connections_active": (
+        "gauge",
+        "Backend connections carrying a request (or being opened).",
+        ("upstream", "backend"),
+    ),
+    "backend_connections_idle": (
+        "gauge",
+        "Idle keep-alive backend connections in the pool.",
+        ("upstream", "backend"),
+    ),
+    "backend_in_flight": (
+        "gauge",
+        "Requests in progress on a backend.",
+        ("upstream", "backend"),
+    ),
+    "backend_healthy": (
+        "gauge",
+        "1 when a backend passes its health checks and is not ejected.",
+        ("upstream", "backend"),
+    ),
+    "ejections": (
+        "counter",
+        "Backends ejected by outlier detection.",
+        ("upstream", "backend"),
+    ),
+    "retries": ("counter", "Requests tried again on another backend.", ("upstream",)),
+    "queue_length": (
+        "gauge",
+        "Requests waiting for a backend below its max_connections.",
+        ("upstream",),
+    ),
+    "queue_timeouts": (
+        "counter",
+        "Requests answered 503 after waiting queue_timeout.",
+        ("upstream",),
+    ),
+    "reloads": (
+        "counter",
+        "Configuration reloads, by outcome (success or failure).",
+        ("outcome",),
+    ),
+}
+
+#: The status classes, as the C{status} label shows them.
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+
+#: A scrape's data: for each family, each label values tuple (joined with
+#: tabs, so that it is a JSON key) and its value: a number, or for a
+#: histogram the bucket counts (not cumulative, the last one +Inf) then
+#: the sum.
+Snapshot = Dict[str, Dict[str, Any]]
+
+
+class Histogram:
+    """
+    Bucket counts and a sum, for L{BUCKETS}.
+    """
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(BUCKETS, value)] += 1
+        self.total += value
+
+    def sample(self) -> List[float]:
+        return self.counts + [self.total]
+
+
+class UpstreamStats:
+    """
+    What the hot path counts for one upstream.
+    """
+
+    __slots__ = ("response_time",)
+
+    def __init__(self) -> None:
+        self.response_time = Histogram()
+
+
+class ListenerStats:
+    """
+    What the hot path counts for one listener.
+
+    @ivar connections: open client connections.
+    @ivar handshakes: completed TLS handshakes by version name.
+    """
+
+    __slots__ = ("received", "sent", "connections", "handshakes")
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.sent = 0
+        self.connections = 0
+        self.handshakes: Dict[str, int] = {}
+
+    def handshake(self, version: str) -> None:
+        self.handshakes[version] = self.handshakes.get(version, 0) + 1
+
+
+class RouteStats:
+    """
+    What the hot path counts for the requests one route took on one
+    listener (route C{"none"}: those no route took).
+
+    @ivar upstream: the route's upstream's stats, or L{None} for a route
+        that answers by itself.
+    """
+
+    __slots__ = ("listener", "by_class", "duration", "upstream")
+
+    def __init__(self, listener: ListenerStats, upstream: Optional[UpstreamStats]):
+        self.listener = listener
+        self.upstream = upstream
+        self.by_class = [0] * len(STATUS_CLASSES)
+        self.duration = Histogram()
+
+    def record(self, status: int, duration: float, received: int, sent: int) -> None:
+        """
+        Count one finished request.
+        """
+        self.by_class[min(4, max(0, status // 100 - 1))] += 1
+        self.duration.observe(duration)
+        listener = self.listener
+        listener.received += received
+        listener.sent += sent
+
+
+def _key(*labels: str) -> str:
+    return "\t".join(labels)
+
+
+class Metrics:
+    """
+    The metrics of one process, kept for its whole life across reloads.
+
+    @ivar balancers: the current runtime's balancers, by upstream name,
+        read at each scrape.
+    """
+
+    def __init__(self) -> None:
+        self._listeners: Dict[str, ListenerStats] = {}
+        self._routes: Dict[Tuple[str, str, str], RouteStats] = {}
+        self._upstreams: Dict[str, UpstreamStats] = {}
+        self._reloads = {"success": 0, "failure": 0}
+        #: Counters of balancers retired by reloads, added to the current
+        #: ones' so that they do not restart: by family, then label key.
+        self._carried: Dict[str, Dict[str, int]] = {
+            "ejections": {},
+            "retries": {},
+            "queue_timeouts": {},
+        }
+        self.balancers: Dict[str, Any] = {}
+
+    def listener(self, name: str) -> ListenerStats:
+        stats = self._listeners.get(name)
+        if stats is None:
+            stats = self._listeners[name] = ListenerStats()
+        return stats
+
+    def upstream(self, name: str) -> UpstreamStats:
+        stats = self._upstreams.get(name)
+        if stats is None:
+            stats = self._upstreams[name] = UpstreamStats()
+        return stats
+
+    def route(self, listener: str, route: str, upstream: Optional[str]) -> RouteStats:
+        """
+        The stats of a route on a listener; C{route} is its position in the
+        file as a string, or C{"none"}.
+        """
+        key = (listener, route, upstream or "")
+        stats = self._routes.get(key)
+        if stats is None:
+            stats = self._routes[key] = RouteStats(
+                self.listener(listener),
+                None if upstream is None else self.upstream(upstream),
+            )
+        return stats
+
+    def reloaded(self, success: bool) -> None:
+        self._reloads["success" if success else "failure"] += 1
+
+    def retire(self, balancers: Dict[str, Any]) -> None:
+        """
+        Keep the counters of balancers a reload replaces.
+        """
+        for family, values in _balancer_counters(balancers).items():
+            carried = self._carried[family]
+            for key, value in values.items():
+                carried[key] = carried.get(key, 0) + value
+
+    def snapshot(self) -> Snapshot:
+        """
+        Every sample now, as plain data (see L{Snapshot}).
+        """
+        data: Snapshot = {name: {} for name in FAMILIES}
+        for (listener, route, upstream), stats in self._routes.items():
+            for status, count in zip(STATUS_CLASSES, stats.by_class):
+                data["requests"][_key(listener, route, upstream, status)] = count
+            data["request_duration_seconds"][_key(listener, route)] = (
+                stats.duration.sample()
+            )
+        for name, stats in self._upstreams.items():
+            data["upstream_response_seconds"][name] = stats.response_time.sample()
+        for name, listener_stats in self._listeners.items():
+            data["received_bytes"][name] = listener_stats.received
+            data["sent_bytes"][name] = listener_stats.sent
+            data["client_connections"][name] = listener_stats.connections
+            for version, count in listener_stats.handshakes.items():
+                data["tls_handshakes"][_key(name, version)] = count
+        for outcome, count in self._reloads.items():
+            data["reloads"][outcome] = count
+        for family, values in self._carried.items():
+            data[family].update(values)
+        for family, values in _balancer_counters(self.balancers).items():
+            merge_family(data[family], values)
+        for name, balancer in self.balancers.items():
+            data["queue_length"][name] = balancer.queued
+            for backend in balancer.backends:
+                key = _key(name, backend.server.url)
+                data["backend_connections_active"][key] = backend.pool.busy_count
+                data["backend_connections_idle"][key] = backend.pool.idle_count
+                data["backend_in_flight"][key] = backend.in_flight
+                data["backend_healthy"][key] = int(
+                    backend.healthy and not backend.ejected_until
+                )
+        return data
+
+
+def _balancer_counters(balancers: Dict[str, Any]) -> Dict[str, Dict[str, int]]:
+    counters: Dict[str, Dict[str, int]] = {
+        "ejections": {},
+        "retries": {},
+        "queue_timeouts": {},
+    }
+    for name, balancer in balancers.items():
+        counters["retries"][name] = balancer.retried
+        counters["queue_timeouts"][name] = balancer.queue_timeouts
+        for backend in balancer.backends:
+            counters["ejections"][_key(name, backend.server.url)] = backend.ejections
+    return counters
+
+
+def merge_family(into: Dict[str, Any], values: Dict[str, Any]) -> None:
+    """
+    Add one family's samples to another's: numbers add, histograms add
+    bucket by bucket.
+    """
+    for key, value in values.items():
+        present = into.get(key)
+        if present is None:
+            into[key] = list(value) if isinstance(value, list) else value
+        elif isinstance(value, list):
+            into[key] = [a + b for a, b in zip(present, value)]
+        else:
+            into[key] = present + value
+
+
+def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
+    """
+    The sum of several processes' snapshots.
+    """
+    total: Snapshot = {name: {} for name in FAMILIES}
+    for snapshot in snapshots:
+        for family, values in snapshot.items():
+            if family in total:
+                merge_family(total[family], values)
+    return total
+
+
+class _SnapshotCollector:
+    """
+    A C{prometheus_client} collector of one snapshot.
+    """
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+
+    def collect(self):
+        for name, (kind, documentation, labels) in FAMILIES.items():
+            yield _family(
+                PREFIX + name, kind, documentation, labels, self._snapshot.get(name, {})
+            )
+
+
+def _family(
+    name: str,
+    kind: str,
+    documentation: str,
+    labels: Sequence[str],
+    values: Dict[str, Any],
+):
+    if kind == "histogram":
+        family = HistogramMetricFamily(name, documentation, labels=labels)
+        for key, sample in sorted(values.items()):
+            counts, total = sample[:-1], sample[-1]
+            cumulative, buckets = 0, []
+            for bound, count in zip(BUCKETS + (float("inf"),), counts):
+                cumulative += count
+                buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+            family.add_metric(key.split("\t"), buckets, total)
+        return family
+    family_type = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+    family = family_type(name, documentation, labels=labels)
+    for key, value in sorted(values.items()):
+        family.add_metric(key.split("\t"), value)
+    return family
+
+
+def render(snapshot: Snapshot) -> bytes:
+    """
+    A snapshot in the Prometheus text format.
+    """
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_SnapshotCollector(snapshot))
+    return generate_latest(registry)
+
+
+#: The content type of L{render}'s output.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -1,0 +1,154 @@
+"""
+The short answers the proxy gives when it cannot pass a response on.
+
+Every one is plain text, names the status and the request ID (so an
+operator can find the request in the logs), and carries neither a traceback
+nor a backend address.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+from twisted.web.http import RESPONSES
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from ..http.headers import http_date
+
+Header = Tuple[bytes, bytes]
+
+_CONTENT_TYPE = b"text/plain; charset=utf-8"
+
+#: Statuses whose answers have no body, and no Content-Length either
+#: (RFC 9110 sections 8.6 and 15.4.5).
+_NO_BODY = frozenset([204, 304])
+
+#: Reason phrases of RFC 9110 where they differ from Twisted's older ones.
+_REASONS = {
+    413: b"Content Too Large",
+    414: b"URI Too Long",
+    421: b"Misdirected Request",
+    422: b"Unprocessable Content",
+    429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large",
+    504: b"Gateway Timeout",
+    505: b"HTTP Version Not Supported",
+}
+
+
+def reason_phrase(code: int) -> bytes:
+    """
+    The RFC 9110 reason phrase of a status code.
+    """
+    return _REASONS.get(code) or RESPONSES.get(code, b"Error")
+
+
+def error_body(code: int, request_id: bytes) -> bytes:
+    """
+    The body of an error answer.
+    """
+    return b"%d %s\nrequest id: %s\n" % (code, reason_phrase(code), request_id)
+
+
+def abort_response(request) -> None:
+    """
+    End a response that cannot be completed, so that the client sees it is
+    incomplete: close after what was sent when the body's framing (its
+    Content-Length or chunking) shows the truncation, and reset the
+    connection when the body is delimited by the close itself.
+    """
+    if request.producer is not None:
+        request.unregisterProducer()
+    transport = request.transport
+    if request.truncationVisible:
+        transport.loseConnection()
+    else:
+        transport.abortConnection()
+
+
+def respond_with_error(
+    request, code: int, retry_after: Optional[int] = None, close: bool = False
+) -> None:
+    """
+    Answer C{request} with a short error page, unless it is already
+    answered or its client is gone.  When part of a response already went
+    out, the client connection is aborted instead, so the client cannot
+    mistake a truncated response for a complete one.
+
+    The page is the route's own when its C{error_pages} has one for
+    C{code} (see L{ProxyRequest.error_pages}), else a few lines of text.
+
+    @param close: close the client connection after the answer, as for a
+        request that broke the protocol.
+    """
+    if request.finished or request._disconnected:
+        return
+    if request.startedWriting:
+        abort_response(request)
+        return
+    pages = getattr(request, "error_pages", None)
+    page = None if pages is None else pages.get(code)
+    if page is None:
+        body = error_body(code, request.request_id)
+        headers = [(b"Content-Type", _CONTENT_TYPE)]
+    else:
+        body, content_type = page
+        headers = [(b"Content-Type", content_type)]
+    if retry_after is not None:
+        headers.append((b"Retry-After", b"%d" % (retry_after,)))
+    send_answer(request, code, body, headers, close)
+
+
+def send_answer(
+    request, code: int, body: bytes, headers: List[Header], close: bool = False
+) -> None:
+    """
+    Answer C{request} with a whole response made by the proxy itself (an
+    error page, a redirect, a route's fixed response): C{headers}, then the
+    ones every answer carries (Content-Length, X-Request-ID unless given,
+    Date, the listener's Strict-Transport-Security).  C{headers} may be
+    changed by the response filters.
+
+    @param close: close the client connection after the answer.
+    """
+    request.setResponseCode(code, reason_phrase(code))
+    for each in request.response_filters:
+        # The filters the request passed see the answer's head too (a
+        # body transform they might offer is not used: answers are small
+        # and sent whole).
+        each.response(request, code, headers)
+    response_headers = request.responseHeaders
+    for name, value in headers:
+        response_headers.addRawHeader(name, value)
+    if code not in _NO_BODY:
+        response_headers.setRawHeaders(b"Content-Length", [b"%d" % (len(body),)])
+    if not response_headers.hasHeader(b"X-Request-ID"):
+        response_headers.setRawHeaders(b"X-Request-ID", [request.request_id])
+    site = request.site
+    response_headers.setRawHeaders(b"Date", [http_date(site.reactor.seconds())])
+    if site.hsts is not None:
+        response_headers.setRawHeaders(b"Strict-Transport-Security", [site.hsts])
+    if close:
+        request.closeAfterResponse()
+    else:
+        request.closeIfBodyPending()
+    request.write(body)
+    request.finish()
+
+
+class ErrorResource(Resource):
+    """
+    A leaf that answers every request with one error status, such as the
+    404 for a path no route covers.
+    """
+
+    isLeaf = True
+
+    def __init__(self, code: int) -> None:
+        super().__init__()
+        self.code = code
+
+    def render(self, request) -> int:
+        respond_with_error(request, self.code)
+        return NOT_DONE_YET

@@ -1,0 +1,264 @@
+"""
+HTTP/2 on TLS listeners: each stream is a L{ProxyRequest} like an HTTP/1.1
+request, carried to an HTTP/1.1 backend with the same semantics.
+
+Twisted's L{H2Connection} (on the C{h2} package) does the framing, HPACK
+and flow control, and gives each stream an L{H2Stream} as the request's
+channel.  This module fits the proxy's request to it:
+
+  - a request with a body is dispatched as soon as its headers are in, so
+    the body streams to the backend (Twisted's own path waits for the end
+    of the stream);
+  - the response head goes out through the stream's C{writeHeaders}, with
+    no connection-specific fields (RFC 9113 section 8.2.2);
+  - pausing the client's upload is stream-level: the stream stops opening
+    its flow-control window, the connection goes on;
+  - a response cut short is reset (RST_STREAM), never ended cleanly.
+
+L{NegotiatingSite} is the site of a TLS listener with C{http2 = true}: each
+connection starts as HTTP/1.1 and becomes HTTP/2 when ALPN chose C{h2}.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+from h2.errors import ErrorCodes
+from twisted.internet.interfaces import IHandshakeListener, IProtocol
+from twisted.python.components import proxyForInterface
+from twisted.web._http2 import H2Connection
+from zope.interface import implementer
+
+from .channel import (
+    NO_BODY_CODES,
+    ClientConnection,
+    Header,
+    ProxyRequest,
+    ProxySite,
+    ignore_data,
+)
+
+
+class HTTP2ProxyRequest(ProxyRequest):
+    """
+    One HTTP/2 stream's request.
+
+    Its C{transport} is the stream, so that the proxy's pausing and
+    aborting act on this stream alone.
+    """
+
+    connection = None
+    _dispatchCall = None
+
+    def __init__(self, stream, connection: "ProxyH2Connection") -> None:
+        super().__init__(stream, queued=False)
+        self.transport = stream
+        self.connection = connection
+
+    def holdWrites(self) -> None:
+        """
+        Nothing to hold: the stream's writes are DATA frames, which the
+        connection's TLS layer already gathers.
+        """
+        return None
+
+    def gotLength(self, length: Optional[int]) -> None:
+        """
+        Called by the stream once the request's headers are in, with the
+        declared body length (L{None}: unknown, 0: no body).
+
+        A body follows unless the length is 0: the request is routed on
+        the next turn of the reactor (the stream is not registered with its
+        connection yet, so it cannot answer now), or sooner when body bytes
+        or the end of the stream arrive first.
+        """
+        self.bodyLength = length
+        headers = self.requestHeaders
+        hosts = headers.getRawHeaders(b"host")
+        if hosts is not None and len(hosts) == 2 and hosts[0] == hosts[1]:
+            # :authority and a Host header that agree (RFC 9113 section
+            # 8.3.1); Twisted adds the first as a Host header.
+            headers.setRawHeaders(b"host", hosts[:1])
+        cookies = headers.getRawHeaders(b"cookie")
+        if cookies is not None and len(cookies) > 1:
+            # RFC 9113 section 8.2.3: crumbs are joined for HTTP/1.1.
+            headers.setRawHeaders(b"cookie", [b"; ".join(cookies)])
+        if length != 0:
+            reactor = self.channel.site.reactor
+            self._dispatchCall = reactor.callLater(0, self._dispatchStream)
+
+    def parseCookies(self) -> None:
+        """
+        Nothing to parse: the proxy passes cookies on untouched.
+        """
+
+    def _dispatchStream(self) -> None:
+        call = self._dispatchCall
+        self._dispatchCall = None
+        if call is not None and call.active():
+            call.cancel()
+        if not self._dispatched:
+            stream = self.channel
+            self._dispatch(stream.command, stream.path, b"HTTP/2")
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if not self._dispatched:
+            self._dispatchStream()
+        super().handleContentChunk(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        """
+        The stream ended.  If no body byte came before, the request is
+        dispatched now as one without a body.
+        """
+        if self._dispatchCall is not None:
+            self._dispatchCall.cancel()
+            self._dispatchCall = None
+        super().requestReceived(command, path, version)
+
+    def closeAfterResponse(self) -> None:
+        """
+        Nothing to do: an HTTP/2 stream ends with its response, the
+        connection goes on, and Connection is not an HTTP/2 field.
+        """
+
+    def writeResponseHead(
+        self, code: int, reason: bytes, headers: List[Header], length: Optional[int]
+    ) -> None:
+        """
+        Write a backend's response head as the stream's HEADERS frame.
+
+        @param length: unused: in HTTP/2 the stream's end frames the body,
+            and a Content-Length the backend sent is passed on with it.
+        """
+        self.code = code
+        self.code_message = reason
+        self.startedWriting = 1
+        # Ending the stream would make a cut-short body look complete; a
+        # reset stream (what the abort of an HTTP/2 stream sends) does not.
+        self.truncationVisible = False
+        block = self.responseHeaders
+        for name, value in headers + self.addedResponseHeaders(headers):
+            block.addRawHeader(name, value)
+        self.channel.writeHeaders(b"HTTP/2", b"%d" % (code,), reason, block)
+        if self.method == b"HEAD" or code in NO_BODY_CODES:
+            self.write = ignore_data
+
+    def connectionLost(self, reason) -> None:
+        if self._dispatchCall is not None:
+            self._dispatchCall.cancel()
+            self._dispatchCall = None
+        super().connectionLost(reason)
+
+
+class ProxyH2Connection(ClientConnection, H2Connection):
+    """
+    An HTTP/2 server connection whose streams are L{HTTP2ProxyRequest}s.
+    """
+
+    def connectionMade(self) -> None:
+        self.learnPeer()
+        self.site.h2_connections.add(self)
+        super().connectionMade()
+
+    def connectionLost(self, reason, _cancelTimeouts=True) -> None:
+        self.forgetPeer()
+        site = self.site
+        site.h2_connections.discard(self)
+        # Counted open by the HTTP/1.1 channel it took over from.
+        site.stats.connections -= 1
+        super().connectionLost(reason, _cancelTimeouts)
+
+    def requestFactory(self, stream, queued: bool = False) -> HTTP2ProxyRequest:
+        return HTTP2ProxyRequest(stream, self)
+
+    # A proxy may answer before the request body is in (an error, a backend
+    # that does not wait for the upload).  Twisted forgets a stream once its
+    # response is sent, and then fails on the client's later frames for it;
+    # these overrides drop such frames, and tell the client to stop sending
+    # (RFC 9113 section 8.1: RST_STREAM with NO_ERROR after a complete
+    # response).
+
+    def _requestDataReceived(self, event) -> None:
+        if event.stream_id in self.streams:
+            super()._requestDataReceived(event)
+        else:
+            # Still counted against the connection's window: give it back.
+            self.conn.acknowledge_received_data(
+                event.flow_controlled_length, event.stream_id
+            )
+
+    def _requestEnded(self, event) -> None:
+        if event.stream_id in self.streams:
+            super()._requestEnded(event)
+
+    def _requestAborted(self, event) -> None:
+        if event.stream_id in self.streams:
+            super()._requestAborted(event)
+
+    def _requestDone(self, streamID: int) -> None:
+        super()._requestDone(streamID)
+        state = self.conn.streams.get(streamID)
+        if state is not None and not state.closed:
+            self.conn.reset_stream(streamID, ErrorCodes.NO_ERROR)
+            self._tryToWriteControlData()
+
+
+@implementer(IHandshakeListener)
+class NegotiatingChannel(proxyForInterface(IProtocol, "_channel")):  # type: ignore[misc]
+    """
+    A TLS connection's HTTP protocol, chosen by ALPN: it starts as the
+    HTTP/1.1 L{ProxyChannel} and, when the handshake settled on C{h2}, hands
+    the connection to a L{ProxyH2Connection} before the first byte is read.
+
+    Twisted's own switch (C{_GenericHTTPChannelProtocol}) always builds
+    Twisted's L{H2Connection}, whose requests cannot stream to a backend.
+    """
+
+    _decided = False
+
+    def __init__(self, channel, site: "NegotiatingSite") -> None:
+        self._channel = channel
+        self._site = site
+
+    def handshakeCompleted(self) -> None:
+        self._channel.handshakeCompleted()
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self._decided:
+            self._decided = True
+            transport = self._channel.transport
+            if getattr(transport, "negotiatedProtocol", None) == b"h2":
+                self._channel = self._switchToHTTP2(transport)
+        # Looked up on every call: an upgraded (WebSocket) HTTP/1.1 channel
+        # replaces its own dataReceived.
+        self._channel.dataReceived(data)
+
+    def _switchToHTTP2(self, transport) -> ProxyH2Connection:
+        # HTTPChannel made itself the transport's producer; the HTTP/2
+        # connection takes that place, and the HTTP/1.1 idle timer goes.
+        transport.unregisterProducer()
+        self._channel.setTimeout(None)
+        site = self._site
+        site.channels.discard(self._channel)
+        # The HTTP/2 connection counts itself against the address's limit.
+        self._channel.forgetPeer()
+        h2 = ProxyH2Connection(site.reactor)
+        h2.site = site
+        h2.tls_version = self._channel.tls_version
+        h2.factory = site
+        h2.timeOut = site.keepalive_timeout
+        h2.callLater = site.reactor.callLater
+        h2.makeConnection(transport)
+        transport.registerProducer(h2, True)
+        return h2
+
+
+class NegotiatingSite(ProxySite):
+    """
+    The site of a TLS listener that serves HTTP/2 to clients that ask for
+    it through ALPN, and HTTP/1.1 to the others.
+    """
+
+    def buildProtocol(self, addr):
+        return NegotiatingChannel(super().buildProtocol(addr), self)

@@ -1,0 +1,473 @@
+"""
+The C{txrevproxy} command: tools around the proxy that twistd runs.
+
+C{txrevproxy check --config FILE} validates a configuration the way the
+proxy would at start (the C{nginx -t} of this project), C{txrevproxy
+route} explains where a request would go, C{txrevproxy demo} runs a
+configuration in the foreground with demo backends behind it, for a first
+try, and C{txrevproxy certs} makes development certificates.  The proxy
+itself runs under twistd: C{twistd -n txrevproxy --config FILE}.
+
+This module and the twistd plugin are the only places that use the global
+reactor, and only inside functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+from typing import Iterable, List, Optional, Sequence, TextIO, Tuple
+
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.error import CannotListenError
+
+from .. import __version__
+from ..config import ConfigError, load_config
+from ..config.model import Config
+
+#: The configuration file used when C{--config} is not given, as for twistd.
+DEFAULT_CONFIG = "proxy.toml"
+
+#: The configuration C{txrevproxy demo} runs when C{--config} is not given.
+DEMO_CONFIG = "examples/quickstart.toml"
+
+
+def _plural(count: int, word: str) -> str:
+    return "%d %s%s" % (count, word, "" if count == 1 else "s")
+
+
+def summary(config: Config) -> str:
+    """
+    One line telling what a valid configuration holds.
+    """
+    servers = sum(len(upstream.servers) for upstream in config.upstreams.values())
+    return "%s: OK: %s, %s (%s), %s" % (
+        config.source or "configuration",
+        _plural(len(config.listeners), "listener"),
+        _plural(len(config.upstreams), "upstream"),
+        _plural(servers, "server"),
+        _plural(len(config.routes), "route"),
+    )
+
+
+def _load(path: str, stderr: TextIO) -> Optional[Config]:
+    """
+    Load a configuration, or print every problem (one per line) to
+    C{stderr} and return None.
+    """
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(problem, file=stderr)
+        return None
+
+
+def check(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """
+    C{txrevproxy check}: validate without starting.
+    """
+    config = _load(args.config, stderr)
+    if config is None:
+        return 1
+    print(summary(config), file=stdout)
+    return 0
+
+
+def _loopback_host(host: str) -> Optional[str]:
+    """
+    The address to listen on for a backend host, if it is on this machine's
+    loopback (the only place the demo starts backends); otherwise None.
+    """
+    if host.lower() == "localhost":
+        return "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return host if address.is_loopback else None
+
+
+def demo_backends(config: Config) -> Tuple[List[Tuple[str, str, int]], List[str]]:
+    """
+    The demo backends to start for a configuration.
+
+    @return: C{(name, host, port)} for every distinct loopback backend, and
+        the URLs of the backends that are not on the loopback (not started).
+    """
+    backends: List[Tuple[str, str, int]] = []
+    elsewhere: List[str] = []
+    seen = set()
+    for upstream in config.upstreams.values():
+        for index, server in enumerate(upstream.servers):
+            host = _loopback_host(server.host)
+            if host is None:
+                elsewhere.append(server.url)
+            elif (host, server.port) not in seen:
+                seen.add((host, server.port))
+                name = "%s[%d] %s" % (upstream.name, index, server.url)
+                backends.append((name, host, server.port))
+    return backends, elsewhere
+
+
+def _try_urls(config: Config, ports: Iterable) -> List[str]:
+    """
+    A URL on each listening TCP port, for the "try" hint.
+    """
+    urls = []
+    for listener, port in zip(config.listeners.values(), ports):
+        address = port.getHost()
+        if not hasattr(address, "port"):
+            continue
+        host = address.host
+        if host in ("0.0.0.0", ""):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        if ":" in host:
+            host = "[%s]" % (host,)
+        kind = listener.endpoint.split(":", 1)[0].lower()
+        if listener.tls is not None or kind in ("ssl", "tls"):
+            https = _https_hint(config, listener, host)
+            if https is not None:
+                urls.append(https % (address.port, address.port))
+            continue
+        urls.append("http://%s:%d/" % (host, address.port))
+    return urls
+
+
+def _https_hint(config: Config, listener, host: str) -> Optional[str]:
+    """
+    A curl command line for an HTTPS listener (with C{%d} for its port):
+    for a listener whose default certificate sits beside a development
+    C{ca.pem} (as C{txrevproxy certs} writes them), trusting that CA and
+    asking for the certificate's first name on the loopback address.
+    """
+    block = config.tls.get(listener.tls) if listener.tls else None
+    if block is None or not block.certificates:
+        return None
+    first = block.certificates[0]
+    ca = os.path.join(os.path.dirname(first.cert), "ca.pem")
+    name = (first.names or ("localhost",))[0].replace("*", "www")
+    if not os.path.exists(ca):
+        return None
+    return "--cacert %s --resolve %s:%%d:%s https://%s:%%d/" % (
+        os.path.relpath(ca),
+        name,
+        host,
+        name,
+    )
+
+
+class _DemoFailure(Exception):
+    """
+    The demo cannot start; the message says why.
+    """
+
+
+async def _start_demo(
+    reactor, config: Config, stdout: TextIO, stderr: TextIO
+) -> None:
+    """
+    Start the demo backends, then the proxy, and arrange for both to stop
+    when the reactor does.  Log events are shown from then on (Twisted
+    keeps the earlier ones until then), so that a failure to start is told
+    once, by the message of the L{_DemoFailure}.
+    """
+    from .demo import listen_demo_backend
+    from ..app.service import ListenError, ProxyService
+
+    backends, elsewhere = demo_backends(config)
+    ports = []
+
+    def stop_backends() -> None:
+        for port in ports:
+            port.stopListening()
+
+    reactor.addSystemEventTrigger("after", "shutdown", stop_backends)
+    for name, host, port_number in backends:
+        try:
+            port = await listen_demo_backend(reactor, name, host, port_number)
+        except CannotListenError as error:
+            raise _DemoFailure(
+                "demo backend %s: cannot listen on %s port %d: %s"
+                % (name, host, port_number, error.socketError)
+            )
+        ports.append(port)
+        print("started demo backend %s" % (name,), file=stdout)
+    for url in elsewhere:
+        print("not started (not a loopback address): backend %s" % (url,), file=stdout)
+
+    service = ProxyService(config, reactor)
+    try:
+        service.startService()
+    except ListenError as error:
+        raise _DemoFailure(str(error))
+    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    _begin_logging(stderr)
+    for name, listener in config.listeners.items():
+        print("started proxy listener %s on %s" % (name, listener.endpoint), file=stdout)
+    urls = _try_urls(config, service.ports)
+    if urls:
+        print("", file=stdout)
+        print("Try it (each request goes to the next backend):", file=stdout)
+        print("    curl %s" % (urls[0],), file=stdout)
+        print("    curl --data-binary @README.rst %supload" % (urls[0],), file=stdout)
+        for url in urls[1:]:
+            print("    curl %s" % (url,), file=stdout)
+    print("", file=stdout)
+    print("Press Ctrl-C to stop.", file=stdout)
+    stdout.flush()
+
+
+def _begin_logging(stream: TextIO) -> None:
+    """
+    Show the proxy's warnings and errors (a backend down, a failed request)
+    on C{stream}; informational messages would drown the demo's own output.
+    """
+    from twisted.logger import (
+        FilteringLogObserver,
+        LogLevel,
+        LogLevelFilterPredicate,
+        globalLogBeginner,
+        textFileLogObserver,
+    )
+
+    observer = FilteringLogObserver(
+        textFileLogObserver(stream),
+        [LogLevelFilterPredicate(defaultLogLevel=LogLevel.warn)],
+    )
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+
+
+def demo(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """
+    C{txrevproxy demo}: demo backends and the proxy in one foreground
+    process, until Ctrl-C or SIGTERM, on the reactor twistd would use.
+    """
+    from ..net.reactor import install_unless_chosen
+
+    install_unless_chosen()
+    from twisted.internet import reactor
+
+    config = _load(args.config, stderr)
+    if config is None:
+        return 1
+    status = [0]
+
+    def failed(failure) -> None:
+        status[0] = 1
+        if failure.check(_DemoFailure):
+            print(failure.getErrorMessage(), file=stderr)
+        else:
+            print(failure.getTraceback(), file=stderr)
+        reactor.stop()
+
+    def start() -> None:
+        ensureDeferred(_start_demo(reactor, config, stdout, stderr)).addErrback(failed)
+
+    reactor.callWhenRunning(start)
+    reactor.run()
+    return status[0]
+
+
+def _certificate_name(text: str) -> str:
+    """
+    A name for C{txrevproxy certs}: an IP address, or a host name in the
+    form the configuration uses (lower-case, IDNA, C{*.} wildcard).
+
+    @raise Invalid: for anything else.
+    """
+    from ..config.values import server_name
+
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return server_name(text)
+
+
+def certs(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """
+    C{txrevproxy certs}: a development CA and a leaf certificate per name.
+    """
+    from ..config.schema import Invalid
+    from ..tls.devcerts import write_development_certificates
+
+    names = []
+    for text in args.names:
+        try:
+            names.append(_certificate_name(text))
+        except Invalid as invalid:
+            for _, message in invalid.problems:
+                print("%s: %s" % (text, message), file=stderr)
+            return 1
+    try:
+        written = write_development_certificates(args.out, names)
+    except (OSError, ValueError) as error:
+        print(str(error), file=stderr)
+        return 1
+    for path in written:
+        print("wrote %s" % (path,), file=stdout)
+    ca = os.path.join(args.out, "ca.pem")
+    print("", file=stdout)
+    print("Each NAME.pem has its key in NAME-key.pem.  Trust the development", file=stdout)
+    print("CA %s in your client, for example:" % (ca,), file=stdout)
+    print("    curl --cacert %s https://%s:8443/" % (ca, names[0].replace("*", "a")), file=stdout)
+    return 0
+
+
+def route(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """
+    C{txrevproxy route}: explain where a request would go.
+    """
+    from .explain import ExplainError, explain
+
+    config = _load(args.config, stderr)
+    if config is None:
+        return 1
+    try:
+        lines = explain(
+            config,
+            args.method,
+            args.url,
+            args.header,
+            listener_name=args.listener,
+            client_ip=args.client_ip,
+        )
+    except ExplainError as error:
+        print(str(error), file=stderr)
+        return 1
+    for line in lines:
+        print(line, file=stdout)
+    return 0
+
+
+def _add_config_option(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--config",
+        "-c",
+        default=default,
+        metavar="FILE",
+        help="the configuration file (default: %(default)s)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """
+    The command line of C{txrevproxy}.
+    """
+    parser = argparse.ArgumentParser(
+        prog="txrevproxy",
+        description=(
+            "Tools for txrevproxy, a reverse proxy on Twisted.  The proxy "
+            "itself runs under twistd: twistd -n txrevproxy --config FILE."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    check_parser = commands.add_parser(
+        "check",
+        help="validate a configuration file without starting",
+        description=(
+            "Validate a configuration file as the proxy would at start.  "
+            "Exit 0 with a one-line summary, or print every problem, each "
+            "with its key path, and exit 1."
+        ),
+    )
+    _add_config_option(check_parser, DEFAULT_CONFIG)
+    check_parser.set_defaults(run=check)
+
+    demo_parser = commands.add_parser(
+        "demo",
+        help="run a configuration with demo backends behind it",
+        description=(
+            "Start a demo backend for every upstream server on a loopback "
+            "address, then the proxy, in this one process, until Ctrl-C."
+        ),
+    )
+    _add_config_option(demo_parser, DEMO_CONFIG)
+    demo_parser.set_defaults(run=demo)
+
+    route_parser = commands.add_parser(
+        "route",
+        help="explain which route, upstream and backends a request would take",
+        description=(
+            "Explain how the proxy would route a request: the listener, the "
+            "route that wins and why every other route lost, the upstream, "
+            "the backends its balancer could pick, and the request head "
+            "sent to the backend (or the answer the proxy gives itself).  "
+            "Nothing is sent anywhere: the request goes through the "
+            "proxy's own parsing and routing in memory."
+        ),
+    )
+    _add_config_option(route_parser, DEFAULT_CONFIG)
+    route_parser.add_argument("method", metavar="METHOD", help="such as GET")
+    route_parser.add_argument(
+        "url", metavar="URL", help="such as https://shop.example.test/products/1"
+    )
+    route_parser.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="a request header (repeat for more); Host overrides the URL's",
+    )
+    route_parser.add_argument(
+        "--listener",
+        metavar="NAME",
+        help="the listener the request arrives on (default: the one of the "
+        "URL's scheme and port)",
+    )
+    route_parser.add_argument(
+        "--client-ip",
+        default="127.0.0.1",
+        metavar="ADDRESS",
+        help="the client's address (default: %(default)s)",
+    )
+    route_parser.set_defaults(run=route)
+
+    certs_parser = commands.add_parser(
+        "certs",
+        help="make a development CA and certificates for local HTTPS",
+        description=(
+            "Make a development CA (DIR/ca.pem and DIR/ca-key.pem, reused "
+            "when present) and, for each NAME, a certificate signed by it: "
+            "DIR/NAME.pem (the certificate, then the CA) and DIR/NAME-key.pem.  "
+            "A wildcard *.example.test is written as _wildcard.example.test.pem.  "
+            "For development only."
+        ),
+    )
+    certs_parser.add_argument(
+        "--out",
+        "-o",
+        required=True,
+        metavar="DIR",
+        help="the directory to write to (made if missing)",
+    )
+    certs_parser.add_argument(
+        "names",
+        nargs="+",
+        metavar="NAME",
+        help="a host name, a wildcard such as *.example.test, or an IP address",
+    )
+    certs_parser.set_defaults(run=certs)
+    return parser
+
+
+def main(
+    argv: Optional[Sequence[str]] = None,
+    stdout: Optional[TextIO] = None,
+    stderr: Optional[TextIO] = None,
+) -> int:
+    """
+    Run C{txrevproxy} with C{argv} (default: the process's arguments).
+
+    @return: the exit status.
+    """
+    args = build_parser().parse_args(argv)
+    return args.run(args, stdout or sys.stdout, stderr or sys.stderr)

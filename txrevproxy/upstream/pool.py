@@ -1,0 +1,190 @@
+"""
+Keep-alive connection pools, one per backend.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import deque
+from typing import Deque, Optional, Set
+
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+)
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+
+from ..config.model import BackendServer, BackendTLS
+from ..tls.client import client_tls
+from ..net.sized_reads import SizedReadsTLSEndpoint
+from .connection import UpstreamProtocol
+
+
+def backend_endpoint(
+    reactor,
+    server: BackendServer,
+    connect_timeout: float,
+    tls: Optional[BackendTLS] = None,
+) -> IStreamClientEndpoint:
+    """
+    The client endpoint for a backend: a plain TCP endpoint for an address
+    literal, so that no name resolution happens per connection, and a
+    L{HostnameEndpoint} (happy eyeballs over the resolved addresses) for a
+    name; wrapped in TLS for an C{https} backend.
+
+    @param tls: the TLS settings of an C{https} backend (default: verify
+        against the URL's host with the system's CAs).  Its C{ca} file is
+        read here, when the runtime is built.
+    """
+    try:
+        address = ipaddress.ip_address(server.host)
+    except ValueError:
+        endpoint: IStreamClientEndpoint = HostnameEndpoint(
+            reactor, server.host.encode("idna"), server.port, timeout=connect_timeout
+        )
+    else:
+        endpoint_type = (
+            TCP4ClientEndpoint if address.version == 4 else TCP6ClientEndpoint
+        )
+        endpoint = endpoint_type(
+            reactor, server.host, server.port, timeout=connect_timeout
+        )
+    if server.scheme != "https":
+        return endpoint
+    return SizedReadsTLSEndpoint(client_tls(tls or BackendTLS(server.host)), endpoint)
+
+
+def quiet_factory(build) -> Factory:
+    """
+    A client factory for C{build} that does not log "Starting factory" and
+    "Stopping factory" for each connection (a proxy makes many).
+    """
+    factory = Factory.forProtocol(build)
+    factory.noisy = False
+    return factory
+
+
+class ConnectionPool:
+    """
+    The idle keep-alive connections to one backend, and the way to make new
+    ones.
+
+    Idle connections are reused most-recently-used first, which keeps the
+    warm ones busy and lets the cold ones age out: a sweeper closes those
+    idle for longer than C{idle_timeout}.  The sweeper runs only while
+    there are idle connections, so an unused pool costs no timer.
+
+    @ivar name: the backend URL, for log messages.
+    @ivar endpoint: how connections to the backend are made (health checks
+        connect through it too).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        clock,
+        endpoint: IStreamClientEndpoint,
+        name: str,
+        idle_timeout: float,
+        max_idle: int,
+    ) -> None:
+        self._clock = clock
+        self.endpoint = endpoint
+        self.name = name
+        self._idle_timeout = idle_timeout
+        self._max_idle = max_idle
+        self._idle: Deque[UpstreamProtocol] = deque()
+        self._busy: Set[UpstreamProtocol] = set()
+        self._sweeper = None
+        self._closed = False
+        self._factory = quiet_factory(lambda: UpstreamProtocol(self))
+
+    @property
+    def idle_count(self) -> int:
+        """
+        How many connections wait idle in the pool.
+        """
+        return len(self._idle)
+
+    @property
+    def busy_count(self) -> int:
+        """
+        How many connections carry an exchange or are being opened.
+        """
+        return len(self._busy)
+
+    def take_idle(self) -> Optional[UpstreamProtocol]:
+        """
+        An idle connection, or L{None} when there is none; a request never
+        waits for a new connection when an idle one exists.
+        """
+        if not self._idle:
+            return None
+        connection = self._idle.pop()
+        self._busy.add(connection)
+        return connection
+
+    def connect(self) -> Deferred:
+        """
+        Open a new connection.
+
+        @return: a L{Deferred} that fires with a connected
+            L{UpstreamProtocol}, or fails with the connection error.
+        """
+        d = self.endpoint.connect(self._factory)
+        d.addCallback(self._connected)
+        return d
+
+    def _connected(self, connection: UpstreamProtocol) -> UpstreamProtocol:
+        self._busy.add(connection)
+        return connection
+
+    def release(self, connection: UpstreamProtocol) -> None:
+        """
+        Take back a connection whose exchange ended cleanly.
+        """
+        self._busy.discard(connection)
+        if self._closed or len(self._idle) >= self._max_idle:
+            connection.transport.loseConnection()
+            return
+        connection.idle_since = self._clock.seconds()
+        self._idle.append(connection)
+        if self._sweeper is None:
+            self._sweeper = self._clock.callLater(self._idle_timeout, self._sweep)
+
+    def lost(self, connection: UpstreamProtocol) -> None:
+        """
+        Forget a connection that closed, idle or not.
+        """
+        self._busy.discard(connection)
+        try:
+            self._idle.remove(connection)
+        except ValueError:
+            pass
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        deadline = self._clock.seconds() - self._idle_timeout
+        idle = self._idle
+        while idle and idle[0].idle_since <= deadline:
+            idle.popleft().transport.loseConnection()
+        if idle:
+            wait = idle[0].idle_since - deadline
+            self._sweeper = self._clock.callLater(wait, self._sweep)
+
+    def close(self) -> None:
+        """
+        Close the idle connections now and the busy ones when their
+        exchanges end; used when a reload retires this pool or on shutdown.
+        """
+        self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        while self._idle:
+            self._idle.pop().transport.loseConnection()
