@@ -64,9 +64,9 @@ def main(config_path: str, warmup: float = 20.0, seconds: float = 15.0) -> None:
     install_unless_chosen()
     from twisted.internet import reactor
 
-    from txrevproxy.config import load_config
-    from txrevproxy.server.channel import ProxyRequest
     from txrevproxy.app.service import ProxyService
+    from txrevproxy.config import load_config
+    from txrevproxy.server.request import ProxyRequest
 
     served = [0]
     finish = ProxyRequest.finish

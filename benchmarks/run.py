@@ -22,7 +22,13 @@ import report
 from processes import ProcessGroup, StartupError, pinning_available
 from scenarios import SCENARIOS, idle_connections_rss, run_wrk, streaming_rss
 from servers import (
-    CONTENDERS, DEFAULT_PYPY, HERE, Workspace, make_certificate, start_backend, start_proxy,
+    CONTENDERS,
+    DEFAULT_PYPY,
+    HERE,
+    Workspace,
+    make_certificate,
+    start_backend,
+    start_proxy,
 )
 
 #: Debian package for each program the harness runs.

@@ -19,7 +19,14 @@ import subprocess
 from dataclasses import dataclass
 from typing import Callable
 
-from processes import LOAD_CPU, PROXY_CPU, ProcessGroup, Started, StartupError, free_port
+from processes import (
+    LOAD_CPU,
+    PROXY_CPU,
+    ProcessGroup,
+    Started,
+    StartupError,
+    free_port,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

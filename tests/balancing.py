@@ -14,9 +14,9 @@ from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
 from twisted.web.http_headers import Headers
 
-from txrevproxy.upstream.balancer import Backend, Balancer
 from txrevproxy.config.model import BackendServer, Upstream
-from txrevproxy.upstream.policies import installed_policies
+from txrevproxy.plugins import balancing_policies
+from txrevproxy.upstream.balancer import Backend, Balancer
 from txrevproxy.upstream.pool import ConnectionPool
 
 from .test_pool import FakeEndpoint
@@ -77,7 +77,7 @@ def make_balancer(
         )
         for spec in upstream.servers
     ]
-    policy = installed_policies()[upstream.balance]
+    policy = balancing_policies()[upstream.balance]
     picker = policy.picker(upstream, backends, clock, random.Random(seed))
     return Balancer(upstream, backends, picker, clock)
 

@@ -14,6 +14,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.web import resource, server
 
+from txrevproxy.app.service import ProxyService
 from txrevproxy.config.model import (
     BackendServer,
     Config,
@@ -22,7 +23,6 @@ from txrevproxy.config.model import (
     ServerSettings,
     Upstream,
 )
-from txrevproxy.app.service import ProxyService
 
 
 class RawClient(Protocol):

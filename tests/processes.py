@@ -14,8 +14,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 import urllib.request
+from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
 
 import attr

@@ -18,10 +18,10 @@ from twisted.trial.unittest import TestCase
 from twisted.web import server
 from twisted.web.http_headers import Headers
 
-from txrevproxy.observe.accesslog import FLUSH_INTERVAL, FLUSH_SIZE, AccessLog
+from txrevproxy.app.service import ProxyService
 from txrevproxy.config import load_config
 from txrevproxy.config.model import LogSettings
-from txrevproxy.app.service import ProxyService
+from txrevproxy.observe.accesslog import FLUSH_INTERVAL, FLUSH_SIZE, AccessLog
 
 from .loopback import Echo, listen
 from .processes import temporary_directory

@@ -18,8 +18,8 @@ from twisted.trial.unittest import TestCase
 from twisted.web import server
 
 from txrevproxy.app.admin import AdminService
-from txrevproxy.config import load_config
 from txrevproxy.app.service import ProxyService
+from txrevproxy.config import load_config
 
 from .loopback import Echo, listen
 from .processes import temporary_directory

@@ -13,6 +13,7 @@ import pytest
 from twisted.internet.defer import CancelledError
 from twisted.internet.task import Clock
 
+from txrevproxy.config.model import OutlierDetection, Sticky
 from txrevproxy.upstream.balancer import (
     ABANDONED,
     BROKEN,
@@ -22,7 +23,6 @@ from txrevproxy.upstream.balancer import (
     TIMEOUT,
     NoBackendAvailable,
 )
-from txrevproxy.config.model import OutlierDetection, Sticky
 
 from .balancing import FakeRequest, hold, make_balancer, pick, server
 

@@ -14,8 +14,8 @@ from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.trial.unittest import TestCase
 from twisted.web import http, resource
 
-from txrevproxy.config.model import HealthCheck
 from txrevproxy.app.service import ProxyService
+from txrevproxy.config.model import HealthCheck
 
 from .loopback import CountingSite, proxy_config, raw_exchange
 

@@ -10,8 +10,8 @@ from twisted.internet import reactor
 from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.trial.unittest import TestCase
 
-from txrevproxy.config.model import TLS, CacheSettings, Listener, Route, TLSCertificate
 from txrevproxy.app.service import ProxyService
+from txrevproxy.config.model import TLS, CacheSettings, Listener, Route, TLSCertificate
 
 from .h2_client import connect_h2
 from .loopback import CountingSite, listen, proxy_config

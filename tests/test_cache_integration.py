@@ -16,8 +16,8 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 from twisted.web import resource, server
 
-from txrevproxy.config.model import CacheSettings, Route
 from txrevproxy.app.service import ProxyService
+from txrevproxy.config.model import CacheSettings, Route
 
 from .loopback import CountingSite, connect_raw, proxy_config, raw_exchange
 

@@ -11,8 +11,8 @@ from typing import List, Tuple
 from twisted.trial.unittest import TestCase
 from twisted.web.test.requesthelper import DummyRequest
 
-from txrevproxy.tools.cli import demo_backends, main
 from txrevproxy.config import ConfigError, load_config, parse_config
+from txrevproxy.tools.cli import demo_backends, main
 from txrevproxy.tools.demo import DemoBackend
 
 from .processes import SOURCE_ROOT, temporary_directory

@@ -22,6 +22,7 @@ from twisted.web import resource, server
 from twisted.web.test.requesthelper import DummyRequest
 from zope.interface.verify import verifyObject
 
+from txrevproxy.app.service import ProxyService
 from txrevproxy.config.schema import Invalid
 from txrevproxy.filters import FilterContext
 from txrevproxy.filters.compress import (
@@ -31,7 +32,6 @@ from txrevproxy.filters.compress import (
     choose_encoding,
 )
 from txrevproxy.interfaces import IBodyTransform, IFilter, IFilterType
-from txrevproxy.app.service import ProxyService
 
 from .loopback import listen, raw_exchange
 from .processes import proxy_modules_imported_by

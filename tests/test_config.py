@@ -21,11 +21,9 @@ from txrevproxy.config import (
     Route,
     ServerSettings,
     Upstream,
-    load_config,
-    model,
-    parse_config,
 )
 from txrevproxy.config import load as schema
+from txrevproxy.config import load_config, model, parse_config
 from txrevproxy.config.caches import CACHE
 
 if sys.version_info >= (3, 11):

@@ -16,12 +16,12 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import TestCase
 
-from txrevproxy.upstream.balancer import Backend, Balancer
 from txrevproxy.config.model import BackendServer, ServerSettings, Upstream
+from txrevproxy.forward.resource import ProxyTarget, ReverseProxyResource
+from txrevproxy.server.site import ProxySite
+from txrevproxy.upstream.balancer import Backend, Balancer
 from txrevproxy.upstream.policies import RoundRobin
 from txrevproxy.upstream.pool import ConnectionPool
-from txrevproxy.forward.resource import ProxyTarget, ReverseProxyResource
-from txrevproxy.server.channel import ProxySite
 
 from .test_pool import FakeEndpoint
 

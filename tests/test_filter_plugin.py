@@ -12,8 +12,8 @@ import pytest
 from twisted.internet.task import Clock
 
 from txrevproxy.config import ConfigError
-from txrevproxy.config.filters import installed_filter_types
 from txrevproxy.filters.build import build_filters
+from txrevproxy.plugins import filter_types
 
 from .doc_examples import check_with_plugins, example_files, installed_example
 from .test_config import document, parse
@@ -42,7 +42,7 @@ def plugin_directory(tmp_path: Path):
 
 
 def test_a_plugin_filter_is_used_by_name(plugin_directory):
-    assert "office_hours" in installed_filter_types()
+    assert "office_hours" in filter_types()
     config = parse(document(route='upstream = "app"\nfilters = ["hours"]', extra=HOURS))
     clock = Clock()
     hours = build_filters(config, clock)["hours"]

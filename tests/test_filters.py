@@ -17,8 +17,9 @@ from twisted.web.http_headers import Headers
 
 from txrevproxy.config import ConfigError
 from txrevproxy.config.schema import Invalid
-from txrevproxy.filters import Answer, FilterContext
 from txrevproxy.filters import (
+    Answer,
+    FilterContext,
     api_key,
     basic_auth,
     ip_filter,

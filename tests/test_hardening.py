@@ -14,7 +14,7 @@ from txrevproxy.config import ConfigError
 from txrevproxy.config.model import ServerSettings
 from txrevproxy.http.chunked import ChunkedDecoder, MalformedChunks
 from txrevproxy.http.request_head import field_line_status, request_line_status
-from txrevproxy.server.channel import ProxySite
+from txrevproxy.server.site import ProxySite
 
 from .test_config import document, parse
 from .test_server import Recorder

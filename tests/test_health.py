@@ -11,9 +11,9 @@ import random
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 
+from txrevproxy.app.service import ProxyService
 from txrevproxy.config.model import HealthCheck
 from txrevproxy.upstream.health import HealthChecker
-from txrevproxy.app.service import ProxyService
 
 from .balancing import make_balancer, server
 from .loopback import proxy_config

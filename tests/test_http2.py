@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from twisted.internet import reactor
 from twisted.internet.defer import gatherResults, inlineCallbacks
-from twisted.trial.unittest import TestCase
 from twisted.internet.protocol import Factory, Protocol
+from twisted.trial.unittest import TestCase
 from twisted.web import resource
 
-from txrevproxy.config.model import TLS, Listener, ServerSettings, TLSCertificate
 from txrevproxy.app.service import ProxyService
+from txrevproxy.config.model import TLS, Listener, ServerSettings, TLSCertificate
 
 from .h2_client import connect_h2
 from .loopback import CountingSite, Echo, echoed_headers, listen, proxy_config

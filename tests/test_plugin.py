@@ -19,8 +19,8 @@ from twisted.trial.unittest import SkipTest, TestCase
 from zope.interface.verify import verifyObject
 
 from twisted.plugins.txrevproxy_plugin import Options, StartFailure, serviceMaker
-from txrevproxy.config import ConfigError, load_config
 from txrevproxy.app.service import ProxyService
+from txrevproxy.config import ConfigError, load_config
 
 from .processes import (
     SOURCE_ROOT,

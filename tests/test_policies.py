@@ -14,7 +14,8 @@ from twisted.plugin import IPlugin
 from zope.interface.verify import verifyObject
 
 from txrevproxy.interfaces import IBackendPicker, IBalancingPolicy
-from txrevproxy.upstream.policies import installed_policies, key_function, policy_names
+from txrevproxy.plugins import balancing_policies, policy_names
+from txrevproxy.upstream.policies import key_function
 
 from .balancing import FakeRequest, hold, make_balancer, pick, server
 from .processes import proxy_modules_imported_by
@@ -41,7 +42,7 @@ def test_importing_the_policy_plugins_imports_only_the_interfaces():
 
 def test_built_in_policies_are_plugins():
     assert policy_names() == BUILT_IN
-    for name, policy in installed_policies().items():
+    for name, policy in balancing_policies().items():
         assert verifyObject(IPlugin, policy)
         assert verifyObject(IBalancingPolicy, policy)
         assert policy.name == name

@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 from twisted.internet.testing import MemoryReactorClock
 
-from txrevproxy.config import parse_config
-from txrevproxy.upstream.policies import policy_names
 from txrevproxy.app.runtime import Runtime
+from txrevproxy.config import parse_config
+from txrevproxy.plugins import policy_names
 
 from .balancing import FakeRequest, pick
 from .doc_examples import check_with_plugins, example_files, installed_example
 from .test_config import document, tomllib
+
 
 @pytest.fixture
 def plugin_directory(tmp_path: Path):

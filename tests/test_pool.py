@@ -10,8 +10,8 @@ from twisted.internet.defer import succeed
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
-from txrevproxy.upstream.pool import ConnectionPool
 from txrevproxy.upstream.connection import UpstreamProtocol
+from txrevproxy.upstream.pool import ConnectionPool
 
 
 class FakeEndpoint:

@@ -17,8 +17,8 @@ from twisted.trial.unittest import TestCase
 from twisted.web import resource, server
 from twisted.web.client import HTTPConnectionPool
 
-from txrevproxy.config import load_config
 from txrevproxy.app.service import ProxyService
+from txrevproxy.config import load_config
 
 from .loopback import listen
 from .processes import temporary_directory

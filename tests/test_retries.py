@@ -16,7 +16,7 @@ from twisted.python.failure import Failure
 
 from txrevproxy.config.model import OutlierDetection, ServerSettings, Sticky
 from txrevproxy.forward.resource import ProxyTarget, ReverseProxyResource
-from txrevproxy.server.channel import ProxySite
+from txrevproxy.server.site import ProxySite
 
 from .balancing import make_balancer, server
 

@@ -10,10 +10,10 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.web.resource import Resource
 
 from txrevproxy.config.model import ServerSettings
-from txrevproxy.tools.explain import replay
-from txrevproxy.server.channel import ProxySite
-from txrevproxy.routing.rewrite import HeaderRewrite, PathRewrite
 from txrevproxy.config.variables import Template
+from txrevproxy.routing.rewrite import HeaderRewrite, PathRewrite
+from txrevproxy.server.site import ProxySite
+from txrevproxy.tools.explain import replay
 
 from .test_route_config import route
 

@@ -204,6 +204,8 @@ class RouteCommandTests(TestCase):
               HTTP/1.1 308 Permanent Redirect
               Location: https://example.test:8443/x?y
               Content-Length: 0
+              X-Request-ID: *
+              Date: *
             """,
         )
 

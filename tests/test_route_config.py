@@ -12,7 +12,13 @@ import textwrap
 import pytest
 
 from txrevproxy.config import ConfigError, load_config
-from txrevproxy.config.model import ErrorPage, HeaderRules, Redirect, Respond, ValueMatch
+from txrevproxy.config.model import (
+    ErrorPage,
+    HeaderRules,
+    Redirect,
+    Respond,
+    ValueMatch,
+)
 from txrevproxy.config.variables import Template
 
 from .processes import SOURCE_ROOT

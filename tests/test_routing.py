@@ -18,13 +18,14 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.web.resource import Resource
 from twisted.web.test.requesthelper import DummyRequest
 
+from txrevproxy.app.assembly import build_root
 from txrevproxy.config import parse_config
 from txrevproxy.config.model import ServerSettings
-from txrevproxy.tools.explain import replay
-from txrevproxy.server.answers import respond_with_error
-from txrevproxy.server.channel import ProxySite
-from txrevproxy.routing.router import Candidate, build_root, build_router
 from txrevproxy.http.target import normalize_path
+from txrevproxy.routing.router import Candidate, build_router
+from txrevproxy.server.answers import respond_with_error
+from txrevproxy.server.site import ProxySite
+from txrevproxy.tools.explain import replay
 
 if sys.version_info >= (3, 11):
     import tomllib

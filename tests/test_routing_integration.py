@@ -11,8 +11,8 @@ from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
-from txrevproxy.config import load_config
 from txrevproxy.app.service import ProxyService
+from txrevproxy.config import load_config
 
 from .loopback import CountingSite, Echo, echoed_headers, listen, raw_exchange
 from .processes import free_port, temporary_directory

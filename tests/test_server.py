@@ -18,7 +18,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from txrevproxy.config.model import ServerSettings
 from txrevproxy.server.answers import respond_with_error
-from txrevproxy.server.channel import ProxySite
+from txrevproxy.server.site import ProxySite
 
 
 class Recorder(Resource):

@@ -15,8 +15,8 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 from twisted.web import resource, server
 
-from txrevproxy.config.model import ServerSettings
 from txrevproxy.app.service import ProxyService
+from txrevproxy.config.model import ServerSettings
 
 from .loopback import connect_raw, listen, proxy_config
 

@@ -15,6 +15,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
+from txrevproxy.app.service import ProxyService
 from txrevproxy.config.model import (
     TLS,
     BackendServer,
@@ -25,7 +26,6 @@ from txrevproxy.config.model import (
     TLSCertificate,
     Upstream,
 )
-from txrevproxy.app.service import ProxyService
 from txrevproxy.net.sized_reads import MAX_READ, MIN_READ, read_size
 
 from .loopback import (

@@ -12,11 +12,11 @@ import os
 
 from twisted.trial.unittest import TestCase
 
-from txrevproxy.tools.cli import main
 from txrevproxy.config import ConfigError, load_config
 from txrevproxy.config.model import TLS, BackendTLS, TLSCertificate
 from txrevproxy.tls.files import read_pair
 from txrevproxy.tls.store import CertificateStore, lookup
+from txrevproxy.tools.cli import main
 
 from .processes import temporary_directory
 from .tls_clients import CertificateMaker

@@ -12,6 +12,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 from twisted.web import server
 
+from txrevproxy.app.service import ProxyService
 from txrevproxy.config.model import (
     TLS,
     Config,
@@ -21,7 +22,6 @@ from txrevproxy.config.model import (
     ServerSettings,
     TLSCertificate,
 )
-from txrevproxy.app.service import ProxyService
 
 from .loopback import Echo, listen, proxy_config
 from .processes import temporary_directory

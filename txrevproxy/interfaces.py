@@ -8,7 +8,13 @@ C{docs/balancing.rst}), and named in the configuration file.
 
 from __future__ import annotations
 
+import os
+from typing import Any, Tuple
+
+import attr
 from zope.interface import Attribute, Interface
+
+Header = Tuple[bytes, bytes]
 
 
 class IBalancingPolicy(Interface):
@@ -115,7 +121,7 @@ class IFilter(Interface):
         Decide on a request.  Called on the hot path: return quickly, and
         return a L{Deferred} only when there is really something to wait for.
 
-        @param request: the L{txrevproxy.server.channel.ProxyRequest}
+        @param request: the L{txrevproxy.server.request.ProxyRequest}
             (C{request.connection.client_ip}, C{request.requestHeaders},
             C{request.method}, C{request.uri} ...).  Its body, if any, is
             held (up to a bound, then the client is paused) until every
@@ -244,4 +250,212 @@ class IBodyWriter(Interface):
     def discard():
         """
         The body will not be stored: let go of what was kept.
+        """
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class Answer:
+    """
+    A filter's own answer to a request, sent instead of forwarding it.
+
+    @ivar status: the status code.
+    @ivar headers: extra response fields (Content-Length, Date and
+        X-Request-ID are added).
+    @ivar body: the body; empty for the proxy's standard error page of
+        C{status} (with the request ID).
+    """
+
+    status: int
+    headers: Tuple[Header, ...] = ()
+    body: bytes = b""
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class FilterContext:
+    """
+    What a filter type's C{configure} gets besides its options.
+
+    @ivar name: the filter table's name (C{NAME} in C{[filters.NAME]}).
+    @ivar reactor: the reactor (time, connections), for filters that
+        keep time or call services.
+    @ivar server: the C{[server]} settings
+        (L{txrevproxy.config.model.ServerSettings}), for C{trusted_proxies}.
+    @ivar directory: the directory of the configuration file, which
+        relative paths in options are taken from.
+
+    While a configuration is only being checked, C{reactor} is L{None}.
+    """
+
+    name: str
+    reactor: Any
+    server: Any
+    directory: str = ""
+
+    def path(self, name: str) -> str:
+        """
+        The path a file option names, relative paths taken from
+        L{directory}.
+        """
+        return os.path.join(self.directory, os.path.expanduser(name))
+
+
+# The internal protocols of the request's path ------------------------------
+#
+# Not extension points for plugins: the seams between the rooms (server/,
+# forward/, upstream/, cache/), each with several implementations, written
+# down so that each implementation can be checked with verifyObject.
+
+
+class IRequestHandler(Interface):
+    """
+    What receives a client request's body as it streams in: the
+    C{handler} of an L{IProxiedRequest}.  The exchange that forwards it, a
+    filter chain that holds it while a filter decides, or a sink that drops
+    a body nobody wants.
+    """
+
+    def bodyReceived(data):
+        """
+        Some request body bytes arrived from the client.
+
+        @param data: the bytes (de-chunked).
+        """
+
+    def bodyFinished():
+        """
+        The request body is complete.
+        """
+
+    def bodyTooLarge():
+        """
+        The request body went over the listener's C{max_request_body}
+        mid-stream; nothing more of it follows.
+        """
+
+    def clientGone():
+        """
+        The client connection closed before the exchange ended.
+        """
+
+
+class IUpstreamExchange(Interface):
+    """
+    One exchange as the backend connection
+    (L{txrevproxy.upstream.connection.UpstreamProtocol}) sees it: what it
+    tells as the response arrives.  Implemented by the forwarding exchange,
+    the caching exchange and the health check.
+    """
+
+    def responseStarted():
+        """
+        The first byte of the response arrived: the backend is answering.
+        """
+
+    def holdWrites():
+        """
+        Hold the client writes that what the backend sent in one read
+        causes, so they leave in one system call.
+
+        @return: a callable that releases them, or L{None} when nothing
+            is held.
+        """
+
+    def responseHead(status, reason, headers, length):
+        """
+        The response head arrived.
+
+        @param status: the status code (an L{int}).
+        @param reason: the reason phrase (L{bytes}, maybe empty).
+        @param headers: the fields as a L{list} of C{(name, value)} pairs.
+        @param length: the body length when the framing gives one, else
+            L{None}.
+        """
+
+    def responseBody(data):
+        """
+        Some response body bytes arrived (de-chunked).
+        """
+
+    def responseEnd():
+        """
+        The response is complete.
+        """
+
+    def upstreamFailed(reason):
+        """
+        The backend connection failed, or broke the protocol, before the
+        response was complete.
+
+        @param reason: a L{twisted.python.failure.Failure}.
+        """
+
+
+class IProxiedRequest(Interface):
+    """
+    A client request as the exchange that forwards it sees it: the
+    L{txrevproxy.server.request.ProxyRequest} of an HTTP/1.x connection or
+    an HTTP/2 stream, or a request the cache makes itself (a background
+    revalidation).
+
+    Besides these, an exchange reads the request's head as C{twisted.web}
+    holds it (C{method}, C{uri}, C{clientproto}, C{requestHeaders}) and
+    writes the response body with C{write}, C{registerProducer},
+    C{unregisterProducer} and C{finish}.
+    """
+
+    handler = Attribute("The L{IRequestHandler} that receives the body.")
+    bodyLength = Attribute(
+        "The declared body length, or None when the body is chunked."
+    )
+    bodyComplete = Attribute("Whether the whole request body has arrived.")
+    request_id = Attribute("The request's ID (bytes), sent to the backend.")
+    response_filters = Attribute(
+        "The filters the request passed, which see its response head."
+    )
+    error_pages = Attribute(
+        "The pages of the route that took the request, by status, or None."
+    )
+
+    def pauseReading():
+        """
+        Stop reading the request body from the client (the backend is not
+        taking it).
+        """
+
+    def resumeReading():
+        """
+        Read the request body again.
+        """
+
+    def requestedUpgrade():
+        """
+        The protocol the request asks to switch to (C{b"websocket"}), or
+        L{None}.
+        """
+
+    def holdWrites():
+        """
+        Hold the response writes (see L{IUpstreamExchange.holdWrites}).
+
+        @return: what releases them, or L{None}.
+        """
+
+    def backendChosen(backend):
+        """
+        The balancer leased C{backend} for this request (for the access
+        log and the upstream timings).
+        """
+
+    def backendAnswered():
+        """
+        The chosen backend's response head arrived.
+        """
+
+    def writeResponseHead(code, reason, headers, length):
+        """
+        Send the response head to the client, with the fields every
+        response of the proxy carries added.
+
+        @param length: the body length, or L{None} when it is not known
+            (the body is then chunked, or delimited by the close).
         """

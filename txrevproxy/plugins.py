@@ -1,11 +1,20 @@
 """
-Finding the implementations of an extension point: the built-in ones and
-those of any plugin module in the C{twisted.plugins} package, by name.
+The plugin registries: the installed implementations of each extension
+point of L{txrevproxy.interfaces}, by the name the configuration uses.
+
+The built-ins are registered in C{twisted/plugins/} exactly as a third
+party's plugins are, and every registry is read through
+L{twisted.plugin.getPlugins}, so a built-in and a plugin are found, and
+named in the configuration, the same way.  Nothing here imports an
+implementation: a plugin's code is imported only when a configuration uses
+it.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, List
+
+from .interfaces import IBalancingPolicy, IFilterType
 
 
 def named_plugins(interface) -> Dict[str, Any]:
@@ -19,3 +28,25 @@ def named_plugins(interface) -> Dict[str, Any]:
     for plugin in getPlugins(interface):
         found.setdefault(plugin.name, plugin)
     return found
+
+
+def balancing_policies() -> Dict[str, IBalancingPolicy]:
+    """
+    Every installed balancing policy (an upstream's C{balance}), by name.
+    """
+    return named_plugins(IBalancingPolicy)
+
+
+def policy_names() -> List[str]:
+    """
+    The names an upstream's C{balance} key accepts, sorted.
+    """
+    return sorted(balancing_policies())
+
+
+def filter_types() -> Dict[str, IFilterType]:
+    """
+    Every installed filter type (a C{[filters.NAME]} table's C{type}), by
+    name.
+    """
+    return named_plugins(IFilterType)

@@ -106,8 +106,8 @@ class ProxyServiceMaker:
         from twisted.internet import reactor
 
         from txrevproxy.app.admin import AdminService
-        from txrevproxy.config import ConfigError, load_config
         from txrevproxy.app.service import ProxyService
+        from txrevproxy.config import ConfigError, load_config
 
         try:
             config = load_config(options["config"])

@@ -15,23 +15,26 @@ from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.web.resource import IResource
 
-from ..observe.accesslog import AccessLog
-from ..upstream.balancer import Backend, Balancer
 from ..cache.shared import SharedCache, build_caches
 from ..config.model import Config, Listener, Upstream
 from ..filters.build import build_filters
-from ..upstream.health import HealthChecker
+from ..filters.chain import FilteredResource
 from ..interfaces import IBalancingPolicy
+from ..observe.accesslog import AccessLog
 from ..observe.metrics import Metrics
 from ..observe.requests import RequestObserver
-from ..upstream.policies import installed_policies
+from ..plugins import balancing_policies
+from ..routing.redirects import HttpsRedirect
 from ..server.http2 import NegotiatingSite
-from ..upstream.pool import ConnectionPool, backend_endpoint
-from ..server.channel import ProxySite
-from ..routing.router import HttpsRedirect, build_root
+from ..server.site import ProxySite
 from ..tls.server import tls_factory
 from ..tls.store import CertificateStore
+from ..upstream.balancer import Backend, Balancer
+from ..upstream.health import HealthChecker
+from ..upstream.pool import ConnectionPool, backend_endpoint
+from .assembly import build_root
 
 log = Logger()
 
@@ -149,7 +152,7 @@ class Runtime:
             access_log = AccessLog(reactor)
         self.balancers: Dict[str, Balancer] = {}
         self.health_checkers: List[HealthChecker] = []
-        policies = installed_policies()
+        policies = balancing_policies()
         for name, upstream in config.upstreams.items():
             _warn_unverified(upstream)
             balancer = self.balancers[name] = _balancer(upstream, reactor, policies)
@@ -173,17 +176,12 @@ class Runtime:
         self.closed = False
         self.sites: Dict[str, ProxySite] = {
             name: (NegotiatingSite if _serves_http2(listener) else ProxySite)(
-                self.root
-                if listener.redirect_to_https is None
-                else HttpsRedirect(
-                    lambda target=listener.redirect_to_https: self.ports[target]
-                ),
+                self._listener_root(listener),
                 reactor=reactor,
                 settings=config.server,
                 scheme=b"http" if listener.tls is None else b"https",
                 hsts=None if listener.hsts is None else listener.hsts.encode("ascii"),
                 client_subject_header=_subject_header(config, listener),
-                filters=[self.filters[name] for name in listener.filters],
                 proxy_protocol=listener.proxy_protocol,
                 stats=metrics.listener(name),
                 observe=RequestObserver(
@@ -205,6 +203,24 @@ class Runtime:
             )
             for name, listener in config.listeners.items()
         }
+
+    def _listener_root(self, listener: Listener) -> IResource:
+        """
+        The root resource of a listener's site: the routes, or the redirect
+        to the HTTPS listener, behind the listener's own filters.  The
+        filters are part of the tree, so a reload that swaps a site's
+        resource swaps them too, for connections already open as well.
+        """
+        if listener.redirect_to_https is None:
+            root: IResource = self.root
+        else:
+            root = HttpsRedirect(
+                lambda target=listener.redirect_to_https: self.ports[target]
+            )
+        if listener.filters:
+            filters = [self.filters[name] for name in listener.filters]
+            root = FilteredResource(filters, root)
+        return root
 
     def reload_certificates(self) -> List[str]:
         """

@@ -15,18 +15,19 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+
 # Twisted's public proxyEndpoint wraps an endpoint; a worker adopts a
 # socket instead, so the factory is wrapped.
 from twisted.protocols.haproxy._wrapper import HAProxyWrappingFactory
 from twisted.python.failure import Failure
 
 from .. import __version__
-from ..observe.accesslog import AccessLog
 from ..config import ConfigError, load_config
 from ..config.model import Config
+from ..observe.accesslog import AccessLog
 from ..observe.metrics import Metrics, Snapshot
-from .runtime import Runtime
 from ..tls.store import CertificateError
+from .runtime import Runtime
 
 log = Logger()
 

@@ -29,8 +29,8 @@ from twisted.logger import Logger
 from .. import __version__
 from ..config import ConfigError, load_config
 from ..config.model import Config
-from .gc_nursery import with_nursery
 from ..observe.metrics import Metrics, Snapshot, merge
+from .gc_nursery import with_nursery
 from .service import config_digest, listen_now, moved_listeners
 from .worker import ANSWERS_FD
 

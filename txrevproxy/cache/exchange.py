@@ -13,9 +13,9 @@ from typing import Optional, Set, Tuple
 
 from twisted.web.http_headers import Headers
 
-from ..upstream.balancer import SUCCESS, TIMEOUT
 from ..forward.exchange import ProxyExchange
-from ..server.channel import new_request_id
+from ..server.request import new_request_id
+from ..upstream.balancer import SUCCESS, TIMEOUT
 from . import policy
 from .fetch import Fetch
 from .serve import cache_status

@@ -27,10 +27,10 @@ import attr
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
-from ..interfaces import IBodyWriter
-from ..server.answers import abort_response
 from ..forward.exchange import ProxyExchange
 from ..http.headers import http_date
+from ..interfaces import IBodyWriter
+from ..server.answers import abort_response
 from . import policy
 from .policy import Timing
 from .serve import ClientResponse, cache_status, serve_stored, storable_headers

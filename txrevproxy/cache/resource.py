@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import List, Tuple
 
-from ..server.answers import respond_with_error
 from ..forward.resource import ReverseProxyResource
+from ..server.answers import respond_with_error
 from . import policy
 from .exchange import BackgroundRequest, CachingExchange
 from .fetch import Fetch, request_fields

@@ -16,8 +16,8 @@ from ..filters.chain import (
     write_transformed,
     write_transformed_end,
 )
-from ..server.answers import abort_response, reason_phrase
 from ..http.headers import client_response_headers
+from ..server.answers import abort_response, reason_phrase
 from . import policy
 from .store import StoredResponse
 

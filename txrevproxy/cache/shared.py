@@ -10,8 +10,8 @@ from typing import Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urljoin, urlsplit
 
 from ..config.model import CacheSettings
-from ..interfaces import ICacheStore
 from ..http.target import request_host
+from ..interfaces import ICacheStore
 from . import policy
 from .disk import DiskStore
 from .fetch import Fetch

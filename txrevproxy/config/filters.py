@@ -12,21 +12,21 @@ path like any other problem.
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Any, Dict, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
-from ..filters import FilterContext
-from ..interfaces import IFilterType
-from ..plugins import named_plugins
+from ..interfaces import FilterContext
+from ..plugins import filter_types
 from .model import FilterConfig
-from .schema import Invalid, Problem, array_of, describe, expected, key_path
+from .schema import (
+    Invalid,
+    Problem,
+    array_of,
+    describe,
+    expected,
+    key_path,
+    missing_reference,
+)
 from .values import name
-
-
-def installed_filter_types() -> Dict[str, Any]:
-    """
-    Every installed filter type, by name.
-    """
-    return named_plugins(IFilterType)
 
 
 def filter_table(value: Any, name: str) -> FilterConfig:
@@ -39,7 +39,7 @@ def filter_table(value: Any, name: str) -> FilterConfig:
     kind = value.get("type")
     if kind is None:
         raise Invalid(problems=[(".type", "required key is missing")])
-    types = installed_filter_types()
+    types = filter_types()
     if kind not in types:
         known = ", ".join('"%s"' % (known,) for known in sorted(types))
         raise Invalid(
@@ -65,7 +65,7 @@ def configure_filter(table: FilterConfig, reactor, server, directory: str):
     """
     context = FilterContext(table.name, reactor, server, directory)
     try:
-        return installed_filter_types()[table.type].configure(
+        return filter_types()[table.type].configure(
             dict(table.options), context
         )
     except Invalid as invalid:
@@ -99,8 +99,6 @@ def filter_references(data: Mapping[str, Any]) -> Iterable[Problem]:
     Every name in a route's or a listener's C{filters} must be a
     C{[filters.NAME]} table; checked on the document as parsed.
     """
-    from .load import _missing_reference
-
     known = data.get("filters", {})
     if not isinstance(known, dict):
         return
@@ -121,6 +119,6 @@ def filter_references(data: Mapping[str, Any]) -> Iterable[Problem]:
         if not isinstance(wanted, list):
             continue
         for index, filter_name in enumerate(wanted):
-            message = _missing_reference(filter_name, known, "filter")
+            message = missing_reference(filter_name, known, "filter")
             if message:
                 yield ("%s.filters[%d]" % (where, index), message)

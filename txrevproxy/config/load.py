@@ -9,7 +9,6 @@ path, and raises one L{ConfigError} carrying all of them.
 
 from __future__ import annotations
 
-import difflib
 import mimetypes
 import os
 import re
@@ -18,8 +17,10 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 import attr
 
+from ..plugins import policy_names
 from ..tls.files import FileProblem, collect, read_ca
-from ..upstream.policies import policy_names
+from .caches import CACHE
+from .filters import filter_names, filter_problems, filter_references, filter_table
 from .model import (
     TLS,
     AdminSettings,
@@ -35,8 +36,6 @@ from .model import (
     TLSCertificate,
     Upstream,
 )
-from .filters import filter_names, filter_problems, filter_references, filter_table
-from .caches import CACHE
 from .routes import ROUTE
 from .schema import (
     MODEL_DEFAULT,
@@ -47,6 +46,7 @@ from .schema import (
     array_of,
     describe,
     key_path,
+    missing_reference,
     named_tables,
 )
 from .values import (
@@ -57,8 +57,8 @@ from .values import (
     duration,
     endpoint,
     file_path,
-    header_name,
     hash_key,
+    header_name,
     health_statuses,
     host_header,
     hsts_policy,
@@ -395,24 +395,9 @@ def _route_references(
         return
     for index, route in enumerate(routes):
         wanted = route.get(key) if isinstance(route, dict) else None
-        message = _missing_reference(wanted, named, key)
+        message = missing_reference(wanted, named, key)
         if message:
             yield ("routes[%d].%s" % (index, key), message)
-
-
-def _missing_reference(wanted: Any, known: Iterable[str], what: str) -> Optional[str]:
-    """
-    The problem of a reference to a named table that does not exist (with
-    the closest name as a suggestion), or None when it exists or is not a
-    name at all (its own converter reports that).
-    """
-    if not isinstance(wanted, str) or not wanted or wanted in known:
-        return None
-    message = 'no %s named "%s"' % (what, wanted)
-    close = difflib.get_close_matches(wanted, list(known), n=1)
-    if close:
-        message += '; did you mean "%s"?' % (close[0],)
-    return message
 
 
 def _listener_references(data: Mapping[str, Any]) -> Iterable[Problem]:
@@ -430,11 +415,11 @@ def _listener_references(data: Mapping[str, Any]) -> Iterable[Problem]:
         if not isinstance(listener, dict):
             continue
         where = "listeners" + key_path(listener_name)
-        message = _missing_reference(listener.get("tls"), blocks, "tls block")
+        message = missing_reference(listener.get("tls"), blocks, "tls block")
         if message:
             yield (where + ".tls", message)
         target = listener.get("redirect_to_https")
-        message = _missing_reference(target, listeners, "listener")
+        message = missing_reference(target, listeners, "listener")
         if message:
             yield (where + ".redirect_to_https", message)
         elif isinstance(target, str) and target and not _has_tls(listeners[target]):

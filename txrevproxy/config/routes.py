@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, Iterable, Tuple
 
-from .variables import Template
+from .filters import filter_names
 from .model import (
     ErrorPage,
     HeaderRules,
@@ -23,7 +23,6 @@ from .model import (
     Route,
     ValueMatch,
 )
-from .filters import filter_names
 from .schema import (
     MODEL_DEFAULT,
     Field,
@@ -45,6 +44,7 @@ from .values import (
     name,
     route_path,
 )
+from .variables import Template
 
 _methods = array_of(
     lambda value: method_name(value).upper(),

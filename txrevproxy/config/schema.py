@@ -258,3 +258,17 @@ def named_tables(table: Table, min_items: int = 0, example: str = "") -> Convert
 
     return convert
 
+
+def missing_reference(wanted: Any, known: Iterable[str], what: str) -> Optional[str]:
+    """
+    The problem of a reference to a named table that does not exist (with
+    the closest name as a suggestion), or None when it exists or is not a
+    name at all (its own converter reports that).
+    """
+    if not isinstance(wanted, str) or not wanted or wanted in known:
+        return None
+    message = 'no %s named "%s"' % (what, wanted)
+    close = difflib.get_close_matches(wanted, list(known), n=1)
+    if close:
+        message += '; did you mean "%s"?' % (close[0],)
+    return message

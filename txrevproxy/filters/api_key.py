@@ -22,8 +22,7 @@ from zope.interface import implementer
 
 from ..config.schema import MODEL_DEFAULT, Field, Invalid, Table, array_of, expected
 from ..config.values import boolean, file_path, header_name
-from ..interfaces import IFilter
-from . import Answer
+from ..interfaces import Answer, IFilter
 
 UNAUTHORIZED = Answer(401, ((b"WWW-Authenticate", b'ApiKey realm="txrevproxy"'),))
 

@@ -30,8 +30,7 @@ from zope.interface import implementer
 
 from ..config.schema import MODEL_DEFAULT, Field, Invalid, Table, expected
 from ..config.values import duration, file_path, header_name
-from ..interfaces import IFilter
-from . import Answer
+from ..interfaces import Answer, IFilter
 
 #: Remembered credentials, at most this many.
 _REMEMBERED = 10000
@@ -75,7 +74,7 @@ def _bcrypt_checker(hashed: bytes) -> Callable[[bytes], bool]:
 def _argon2_checker(hashed: bytes) -> Callable[[bytes], bool]:
     try:
         from argon2 import PasswordHasher
-        from argon2.exceptions import VerificationError, InvalidHashError
+        from argon2.exceptions import InvalidHashError, VerificationError
     except ImportError:
         raise ValueError(
             "argon2 hashes need the argon2-cffi package (pip install argon2-cffi)"

@@ -19,9 +19,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
-from ..interfaces import IBodyTransform
+from ..interfaces import Answer, Header, IBodyTransform
 from ..server.answers import error_body, respond_with_error, send_answer
-from . import Answer, Header
 
 log = Logger()
 

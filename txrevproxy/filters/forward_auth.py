@@ -29,9 +29,8 @@ from zope.interface import implementer
 
 from ..config.schema import Field, Invalid, Table, array_of, describe, expected
 from ..config.values import duration, header_name
-from ..interfaces import IFilter
 from ..http.headers import HOP_BY_HOP
-from . import Answer
+from ..interfaces import Answer, IFilter
 from .client import client_address
 
 log = Logger()

@@ -19,8 +19,7 @@ from zope.interface import implementer
 from ..config.model import IPNetwork
 from ..config.schema import Field, Table
 from ..config.values import integer, networks
-from ..interfaces import IFilter
-from . import Answer
+from ..interfaces import Answer, IFilter
 from .client import client_address
 
 #: Decisions remembered per address, at most this many.

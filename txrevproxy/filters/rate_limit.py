@@ -24,8 +24,7 @@ from zope.interface import implementer
 
 from ..config.schema import MODEL_DEFAULT, Field, Invalid, Table, describe, expected
 from ..config.values import integer
-from ..interfaces import IFilter
-from . import Answer
+from ..interfaces import Answer, IFilter
 from .client import client_address
 
 _RATE = re.compile(r"([0-9]+(?:\.[0-9]+)?)/(s|m|h)\Z")

@@ -22,8 +22,7 @@ from zope.interface import implementer
 
 from ..config.schema import MODEL_DEFAULT, Field, Table, array_of, describe, expected
 from ..config.values import boolean, integer
-from ..interfaces import IFilter
-from . import Answer
+from ..interfaces import Answer, IFilter
 from .client import client_address
 
 log = Logger()

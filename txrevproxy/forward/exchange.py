@@ -21,6 +21,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ..filters.chain import (
+    filter_response_head,
+    write_transformed,
+    write_transformed_end,
+)
+from ..http.headers import client_response_headers, upgrade_response_headers
+from ..http.response_parser import ResponseParseError
+from ..server.answers import abort_response, reason_phrase, respond_with_error
 from ..upstream.balancer import (
     ABANDONED,
     BROKEN,
@@ -29,14 +37,6 @@ from ..upstream.balancer import (
     TIMEOUT,
     NoBackendAvailable,
 )
-from ..filters.chain import (
-    filter_response_head,
-    write_transformed,
-    write_transformed_end,
-)
-from ..server.answers import abort_response, reason_phrase, respond_with_error
-from ..http.headers import client_response_headers, upgrade_response_headers
-from ..http.response_parser import ResponseParseError
 from .tunnel import Tunnel
 
 #: Request body bytes held while the backend connection is being set up,

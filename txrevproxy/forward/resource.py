@@ -10,13 +10,13 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from ..config.model import BackendServer
-from ..routing.rewrite import HeaderRewrite, PathRewrite
-from .exchange import ProxyExchange
 from ..http.headers import (
     serialize_request_head,
     upstream_request_headers,
     with_client_subject,
 )
+from ..routing.rewrite import HeaderRewrite, PathRewrite
+from .exchange import ProxyExchange
 
 _VIA = {
     b"HTTP/1.1": b"1.1 txrevproxy",

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from .accesslog import AccessLog
 from .metrics import Metrics
-from ..routing.router import Router
 
 
 class RequestObserver:
@@ -19,12 +18,15 @@ class RequestObserver:
     configuration, so that a request costs a list index.  A request routed
     by another router (a reload re-pointed the listener's connections while
     it was in flight, or the other way round) is looked up by name.
+
+    C{router} is the listener's L{txrevproxy.routing.router.Router}; only
+    its C{routes} are read, so this layer does not import the routing one.
     """
 
     def __init__(
         self,
         listener: str,
-        router: Router,
+        router,
         metrics: Metrics,
         access_log: AccessLog,
         clock,

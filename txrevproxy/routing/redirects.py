@@ -1,19 +1,22 @@
 """
 The answers a route gives without a backend: a redirect (C{redirect}) or
 a fixed response (C{respond}), such as a maintenance page or a health
-endpoint.  Both are leaves of the resource tree; their bytes are worked out
-when the configuration is loaded, and a redirect's Location expanded per
-request.
+endpoint, and the redirect of a listener with C{redirect_to_https}.  All
+are leaves of the resource tree; their bytes are worked out when the
+configuration is loaded, and a redirect's Location expanded per request.
+Each is written by L{txrevproxy.server.answers.send_answer}, the one writer
+of the proxy's own responses.
 """
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from ..config.model import Redirect, Respond
+from ..http.target import request_host
 from ..server.answers import Header, send_answer
 from .rewrite import HeaderRewrite
 
@@ -74,3 +77,29 @@ class RespondResource(_Answer):
     def render(self, request):
         headers = [(b"Content-Type", self.content_type)] if self.body else []
         return self.answer(request, self.body, headers)
+
+
+class HttpsRedirect(Resource):
+    """
+    The root of a listener with C{redirect_to_https}: every request gets a
+    308 (method and body kept, RFC 9110 section 15.4.9) to the same host
+    and target on the HTTPS listener's port.
+
+    @param https_port: returns the port the HTTPS listener listens on,
+        known once it listens.
+    """
+
+    isLeaf = True
+
+    def __init__(self, https_port: Callable[[], int]) -> None:
+        super().__init__()
+        self._https_port = https_port
+
+    def render(self, request):
+        port = self._https_port()
+        authority = request_host(request)
+        if port != 443:
+            authority += b":%d" % (port,)
+        location = b"https://" + authority + request.uri
+        send_answer(request, 308, b"", [(b"Location", location)])
+        return NOT_DONE_YET

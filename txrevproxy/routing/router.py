@@ -1,5 +1,5 @@
 """
-The routing tree: built from the configured routes by L{build_root}, it
+The routing tree: built from the configured routes by L{build_router}, it
 chooses the route of each request and hands the request to the route's
 resource.
 
@@ -29,21 +29,16 @@ same L{Router.select}.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import attr
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET
 
-from .redirects import RedirectResource, RespondResource
-from ..cache.resource import CachingProxyResource
-from ..config.model import Config, Route
-from .matchers import Matchers, route_matchers
-from ..filters.chain import FilteredResource
-from ..server.answers import respond_with_error
-from ..forward.resource import ProxyTarget, ReverseProxyResource
-from .rewrite import HeaderRewrite, PathRewrite
+from ..config.model import Route
 from ..http.target import normalize_path, path_segments, request_host, valid_host
+from ..server.answers import respond_with_error
+from .matchers import Matchers, route_matchers
 
 #: How a route names the host of a request, best first.
 EXACT_HOST, WILDCARD_HOST, ANY_HOST = 0, 1, 2
@@ -353,89 +348,3 @@ def build_router(
         "the routes for any host" if hostless else "no route for this host",
     )
     return Router(routes, exact, wildcard, default)
-
-
-def build_root(
-    config: Config,
-    balancers: Dict[str, object],
-    reactor,
-    filters: Optional[Mapping[str, object]] = None,
-    caches: Optional[Mapping[str, object]] = None,
-) -> Router:
-    """
-    The resource tree of a configuration: the one place it is built, so
-    a reload swaps it whole.
-
-    @param balancers: the balancer of each upstream, by name.
-    @param filters: the configured filters
-        (L{txrevproxy.interfaces.IFilter}), by name.
-    @param caches: the L{txrevproxy.cache.shared.SharedCache} of each
-        C{[caches.NAME]} table, by name; a route whose cache is not there
-        (as when only explaining routes) is not cached.
-    """
-
-    def resource_for(route: Route) -> IResource:
-        resource = _route_resource(route)
-        if route.filters:
-            return FilteredResource([filters[name] for name in route.filters], resource)
-        return resource
-
-    def _route_resource(route: Route) -> IResource:
-        response_rules = HeaderRewrite.for_rules(route.response_headers)
-        if route.redirect is not None:
-            return RedirectResource(route.redirect, response_rules)
-        if route.respond is not None:
-            return RespondResource(route.respond, response_rules)
-        upstream = config.upstreams[route.upstream]
-        preserve_host = (
-            upstream.preserve_host
-            if route.preserve_host is None
-            else route.preserve_host
-        )
-        pages = {
-            page.status: (page.body, page.content_type.encode("ascii"))
-            for page in route.error_pages
-        }
-        target = ProxyTarget(
-            balancers[route.upstream],
-            reactor,
-            upstream.response_timeout,
-            preserve_host,
-            upstream.tunnel_idle_timeout,
-            path_rewrite=PathRewrite.for_route(route),
-            request_rules=HeaderRewrite.for_rules(route.request_headers),
-            response_rules=response_rules,
-            error_pages=pages or None,
-        )
-        cache = None if route.cache is None or caches is None else caches.get(route.cache)
-        if cache is not None:
-            return CachingProxyResource(target, cache)
-        return ReverseProxyResource(target)
-
-    return build_router(config.routes, resource_for)
-
-
-class HttpsRedirect(Resource):
-    """
-    The root of a listener with C{redirect_to_https}: every request gets a
-    308 (method and body kept, RFC 9110 section 15.4.9) to the same host
-    and target on the HTTPS listener's port.
-
-    @param https_port: returns the port the HTTPS listener listens on,
-        known once it listens.
-    """
-
-    isLeaf = True
-
-    def __init__(self, https_port: Callable[[], int]) -> None:
-        super().__init__()
-        self._https_port = https_port
-
-    def render(self, request) -> bytes:
-        port = self._https_port()
-        authority = request_host(request)
-        if port != 443:
-            authority += b":%d" % (port,)
-        request.setResponseCode(308)
-        request.setHeader(b"Location", b"https://" + authority + request.uri)
-        return b""

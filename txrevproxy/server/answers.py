@@ -11,8 +11,6 @@ from __future__ import annotations
 from typing import List, Optional, Tuple
 
 from twisted.web.http import RESPONSES
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET
 
 from ..http.headers import http_date
 
@@ -135,20 +133,3 @@ def send_answer(
         request.closeIfBodyPending()
     request.write(body)
     request.finish()
-
-
-class ErrorResource(Resource):
-    """
-    A leaf that answers every request with one error status, such as the
-    404 for a path no route covers.
-    """
-
-    isLeaf = True
-
-    def __init__(self, code: int) -> None:
-        super().__init__()
-        self.code = code
-
-    def render(self, request) -> int:
-        respond_with_error(request, self.code)
-        return NOT_DONE_YET

@@ -29,14 +29,9 @@ from twisted.python.components import proxyForInterface
 from twisted.web._http2 import H2Connection
 from zope.interface import implementer
 
-from .channel import (
-    NO_BODY_CODES,
-    ClientConnection,
-    Header,
-    ProxyRequest,
-    ProxySite,
-    ignore_data,
-)
+from .channel import ClientConnection
+from .request import NO_BODY_CODES, Header, ProxyRequest, ignore_data
+from .site import ProxySite
 
 
 class HTTP2ProxyRequest(ProxyRequest):

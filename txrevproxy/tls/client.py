@@ -12,6 +12,8 @@ encrypted.
 
 from __future__ import annotations
 
+from typing import Optional
+
 from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
 from twisted.internet.abstract import isIPAddress, isIPv6Address
@@ -25,7 +27,6 @@ from twisted.internet.ssl import (
 )
 from zope.interface import implementer
 
-from ..config.model import BackendTLS
 from .files import read_ca
 
 #: The one protocol offered to a backend: the upstream client speaks
@@ -58,24 +59,32 @@ class UnverifiedClientTLS:
         return connection
 
 
-def client_tls(tls: BackendTLS) -> IOpenSSLClientConnectionCreator:
+def client_tls(
+    server_name: str, ca: Optional[str] = None, verify: bool = True
+) -> IOpenSSLClientConnectionCreator:
     """
-    The connection creator for a backend's TLS.  Reads the C{ca} file, so
-    it is called when the runtime is built, never per connection.
+    The connection creator for a backend's TLS (the settings of a
+    C{BackendTLS} of the configuration).  Reads the C{ca} file, so it is
+    called when the runtime is built, never per connection.
+
+    @param server_name: the name sent with SNI and verified.
+    @param ca: the PEM file of the authorities to trust, or L{None} for the
+        platform's.
+    @param verify: whether the backend's certificate is checked at all.
 
     @raise txrevproxy.tls.files.FileProblem: when the C{ca} file cannot be
         read.
     """
-    if not tls.verify:
-        return UnverifiedClientTLS(tls.server_name)
-    if tls.ca is None:
+    if not verify:
+        return UnverifiedClientTLS(server_name)
+    if ca is None:
         trust = platformTrust()
     else:
         trust = trustRootFromCertificates(
-            [Certificate.load(ca.public_bytes(Encoding.DER)) for ca in read_ca(tls.ca)]
+            [Certificate.load(each.public_bytes(Encoding.DER)) for each in read_ca(ca)]
         )
     return optionsForClientTLS(
-        tls.server_name,
+        server_name,
         trustRoot=trust,
         acceptableProtocols=list(BACKEND_PROTOCOLS),
         extraCertificateOptions={"raiseMinimumTo": TLSVersion.TLSv1_2},

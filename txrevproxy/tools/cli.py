@@ -176,8 +176,8 @@ async def _start_demo(
     keeps the earlier ones until then), so that a failure to start is told
     once, by the message of the L{_DemoFailure}.
     """
-    from .demo import listen_demo_backend
     from ..app.service import ListenError, ProxyService
+    from .demo import listen_demo_backend
 
     backends, elsewhere = demo_backends(config)
     ports = []

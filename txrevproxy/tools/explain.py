@@ -20,13 +20,13 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from ..config.model import Config, Listener, Route
-from ..server.answers import reason_phrase
-from ..forward.resource import ReverseProxyResource
-from ..server.channel import ProxySite
-from ..filters.chain import FilteredResource
-from ..routing.router import ANY_HOST, EXACT_HOST, Candidate, Router
 from ..app.runtime import Runtime
+from ..config.model import Config, Listener, Route
+from ..filters.chain import FilteredResource
+from ..forward.resource import ReverseProxyResource
+from ..routing.router import ANY_HOST, EXACT_HOST, Candidate, Router
+from ..server.answers import reason_phrase
+from ..server.site import ProxySite
 
 
 class ExplainError(Exception):
@@ -66,10 +66,10 @@ def replay(site: ProxySite, head: bytes, client_ip: str):
         holding the answer when the proxy refuses the head (400).
     """
     capture = _Capture()
-    # Filters are listed by the explanation, never run by it (one may call
-    # a service).
+    # The listener's filters are part of the root resource, so they are
+    # set aside with it: filters are listed by the explanation, never run
+    # by it (one may call a service).
     root, site.resource = site.resource, capture
-    filters, site.filters = site.filters, ()
     try:
         channel = site.buildProtocol(None)
         address = IPv6Address if ":" in client_ip else IPv4Address
@@ -78,8 +78,17 @@ def replay(site: ProxySite, head: bytes, client_ip: str):
         channel.dataReceived(head)
     finally:
         site.resource = root
-        site.filters = filters
     return capture.request, transport
+
+
+def _unfiltered(resource):
+    """
+    The resource behind a listener's or a route's filters, which an
+    explanation lists rather than runs.
+    """
+    if isinstance(resource, FilteredResource):
+        return resource.resource
+    return resource
 
 
 def request_head(method: str, url: str, headers: Sequence[str]) -> bytes:
@@ -267,8 +276,9 @@ def explain(
             + ["answer:   refused before routing"]
             + ["  " + line for line in _head_lines(transport.value())]
         )
-    if not isinstance(site.resource, Router):
-        request.renderLeaf(site.resource)
+    root = _unfiltered(site.resource)
+    if not isinstance(root, Router):
+        request.renderLeaf(root)
         return (
             lines
             + [
@@ -277,7 +287,7 @@ def explain(
             ]
             + ["  " + line for line in _head_lines(transport.value())]
         )
-    explanation = site.resource.explain(request)
+    explanation = root.explain(request)
     lines.append(
         "host:     %s" % (explanation.host.decode("ascii", "replace") or "(none)",)
     )
@@ -290,9 +300,7 @@ def explain(
     if isinstance(chosen, Candidate):
         lines.append("route:    %s" % (describe_route(chosen.route),))
         lines.append("          matched: %s" % (_why(chosen),))
-        resource = chosen.resource
-        if isinstance(resource, FilteredResource):
-            resource = resource.resource
+        resource = _unfiltered(chosen.resource)
     else:
         why = _NO_ROUTE[chosen]
         if chosen == 400:

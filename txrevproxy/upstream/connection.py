@@ -13,9 +13,9 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ..http.response_parser import ResponseParseError, ResponseParser
 from ..net.direct_send import direct_writer
 from ..net.read_size import set_read_size
-from ..http.response_parser import ResponseParseError, ResponseParser
 
 
 class UpstreamProtocol(Protocol):

@@ -22,9 +22,9 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from .balancer import Backend, Balancer
 from ..config.model import HealthCheck
 from ..http.headers import serialize_request_head
+from .balancer import Backend, Balancer
 from .pool import ConnectionPool, quiet_factory
 
 _USER_AGENT = b"txrevproxy-health-check"

@@ -1,42 +1,26 @@
 """
-The built-in balancing policies, and finding every installed one.
+The built-in balancing policies.
 
 Each class here is an L{IBackendPicker}: the per-upstream state of a policy.
 The policies themselves (L{IBalancingPolicy} plugins naming these classes)
 are registered in C{twisted/plugins/txrevproxy_balancing.py}, the way a
-third party registers its own, and found with L{twisted.plugin.getPlugins}.
+third party registers its own, and found through L{txrevproxy.plugins}.
 """
 
 from __future__ import annotations
 
 from bisect import bisect
 from hashlib import blake2b
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 from zope.interface import implementer
 
-from ..plugins import named_plugins
-from ..interfaces import IBackendPicker, IBalancingPolicy
 from ..http.headers import cookie_value
+from ..interfaces import IBackendPicker
 
 #: Points on the hash ring per backend of average weight: enough for each
 #: backend's share of keys to be within a few percent of its weight.
 RING_POINTS = 160
-
-
-def installed_policies() -> Dict[str, IBalancingPolicy]:
-    """
-    Every installed balancing policy, by name: the built-ins and those of
-    any plugin module in the C{twisted.plugins} package.
-    """
-    return named_plugins(IBalancingPolicy)
-
-
-def policy_names() -> List[str]:
-    """
-    The names an upstream's C{balance} key accepts, sorted.
-    """
-    return sorted(installed_policies())
 
 
 @implementer(IBackendPicker)

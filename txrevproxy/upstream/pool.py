@@ -19,8 +19,8 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from ..config.model import BackendServer, BackendTLS
-from ..tls.client import client_tls
 from ..net.sized_reads import SizedReadsTLSEndpoint
+from ..tls.client import client_tls
 from .connection import UpstreamProtocol
 
 
@@ -55,7 +55,9 @@ def backend_endpoint(
         )
     if server.scheme != "https":
         return endpoint
-    return SizedReadsTLSEndpoint(client_tls(tls or BackendTLS(server.host)), endpoint)
+    tls = tls or BackendTLS(server.host)
+    creator = client_tls(tls.server_name, tls.ca, tls.verify)
+    return SizedReadsTLSEndpoint(creator, endpoint)
 
 
 def quiet_factory(build) -> Factory:

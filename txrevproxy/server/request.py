@@ -1,0 +1,453 @@
+"""
+The request of the client side: a C{twisted.web} request whose body
+streams to its handler instead of being read whole first.
+
+L{ProxyRequest} is dispatched as soon as its head is in when a body
+follows, and passes each body chunk on to its C{handler} (the exchange
+that forwards it, see L{txrevproxy.forward.exchange}) as it arrives.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Callable, List, Optional, Tuple
+
+from twisted.logger import Logger
+from twisted.web import server
+
+from ..http.headers import http_date, requested_upgrade
+from .answers import respond_with_error
+
+Header = Tuple[bytes, bytes]
+NO_BODY_CODES = frozenset([204, 304])
+
+_MAX_REQUEST_ID = 200
+
+#: A Host field value (RFC 9110 section 7.2): a registered name or an IP
+#: literal, then an optional port.
+_HOST = re.compile(
+    rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?\Z"
+)
+
+
+class _Discard:
+    """
+    The handler of a request body that nobody wants (the request was
+    answered without a backend): its bytes are read and dropped.
+    """
+
+    def bodyReceived(self, data: bytes) -> None:
+        pass
+
+    def bodyFinished(self) -> None:
+        pass
+
+    def bodyTooLarge(self) -> None:
+        pass
+
+    def clientGone(self) -> None:
+        pass
+
+
+DISCARD = _Discard()
+
+def ignore_data(data: bytes) -> None:
+    """
+    Drop bytes: the C{write} of a response that has no body (HEAD, 204,
+    304), and what a channel does with data from a client it gave up on.
+    """
+
+
+def new_request_id() -> bytes:
+    """
+    A random request ID: 16 hex digits.
+    """
+    return b"%016x" % (random.getrandbits(64),)
+
+
+def _valid_request_id(value: bytes) -> bool:
+    return 0 < len(value) <= _MAX_REQUEST_ID and all(33 <= c < 127 for c in value)
+
+
+class ProxyRequest(server.Request):
+    """
+    A request that is dispatched as soon as its headers are complete when a
+    body follows, and whose body streams to L{handler}.
+
+    @ivar handler: receives C{bodyReceived}, C{bodyFinished},
+        C{bodyTooLarge} and C{clientGone}.
+    @ivar bodyLength: the declared body length, or L{None} when chunked.
+    @ivar bodyComplete: whether the whole request body has been received.
+    @ivar bodyBytes: how many request body bytes have been received.
+    @ivar request_id: the ID sent to the backend, returned to the client and
+        shown on error pages.
+    @ivar truncationVisible: whether the response's framing (a length, or
+        chunking) lets the client see that a body was cut short.
+    @ivar response_filters: the filters the request passed, which see its
+        response head (see L{txrevproxy.filters.chain}).
+    @ivar connection: the client connection's facts (C{client_ip},
+        C{trusted}, C{client_subject()}): the L{ProxyChannel} for HTTP/1.x,
+        the HTTP/2 connection for a stream.
+    @ivar error_pages: the pages of the route that took the request, by
+        status (see L{respond_with_error}), or L{None}.
+    @ivar started: when the request was dispatched (its head was in).
+    @ivar router: the L{Router} that routed it, or L{None}.
+    @ivar route_index: the position of the route that took it in the
+        router's C{routes}, or L{None}.
+    @ivar backend: the L{txrevproxy.upstream.balancer.Backend} that answered (the
+        last one tried), or L{None}.
+    @ivar upstream_time: seconds from choosing that backend to its
+        response head, or L{None}.
+    """
+
+    log = Logger()
+    handler = DISCARD
+    bodyLength: Optional[int] = 0
+    bodyComplete = False
+    request_id = b"-"
+    truncationVisible = False
+    error_pages = None
+    started = 0.0
+    router = None
+    route_index: Optional[int] = None
+    backend = None
+    upstream_time: Optional[float] = None
+    _chosenAt = 0.0
+    _dispatched = False
+    bodyBytes = 0
+    _early: Optional[List[bytes]] = None
+    response_filters: Tuple = ()
+    readingPaused = False
+
+    @property
+    def connection(self):
+        return self.channel
+
+    def headersReceived(
+        self, command: bytes, path: bytes, version: bytes, length: Optional[int]
+    ) -> None:
+        """
+        All headers are in and a body of C{length} bytes (L{None}: chunked)
+        follows.  The request is routed (L{dispatchBody}) once the channel
+        has parsed what it has read, so that a request whose first body
+        bytes are malformed (a smuggling attempt) is refused before any of
+        it reaches a backend; the body bytes parsed until then are held.
+        """
+        self.bodyLength = length
+        self.site = self.channel.site
+        self._head = (command, path, version)
+        self._early: Optional[List[bytes]] = []
+
+    def pauseReading(self) -> None:
+        """
+        Stop reading the client (its body is not wanted yet); the slow
+        client check does not count the time this lasts.
+        """
+        self.readingPaused = True
+        self.transport.pauseProducing()
+
+    def resumeReading(self) -> None:
+        self.readingPaused = False
+        self.transport.resumeProducing()
+
+    def dispatchBody(self) -> None:
+        """
+        Route a request whose body has started (see L{headersReceived}),
+        and hand it the body bytes held so far.
+        """
+        early = self._early
+        if early is None:
+            return
+        self._early = None
+        if self._disconnected:
+            return
+        self._dispatch(*self._head)
+        for chunk in early:
+            self.handler.bodyReceived(chunk)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        self.bodyBytes += len(data)
+        limit = self.site.max_request_body
+        if limit and self.bodyBytes > limit:
+            if self._early is not None:
+                self._early = None
+                self._prepare(*self._head)
+            handler = self.handler
+            self.handler = DISCARD
+            if handler is DISCARD:
+                respond_with_error(self, 413)
+            else:
+                handler.bodyTooLarge()
+            return
+        if self._early is not None:
+            self._early.append(data)
+        else:
+            self.handler.bodyReceived(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self._early is not None:
+            self.dispatchBody()
+        self.bodyComplete = True
+        if self._dispatched:
+            self.handler.bodyFinished()
+        else:
+            self._dispatch(command, path, version)
+
+    def _prepare(self, command: bytes, path: bytes, version: bytes) -> None:
+        """
+        Set the request's state from its request line.
+        """
+        self._dispatched = True
+        self.method = command
+        self.uri = path
+        self.clientproto = version
+        self.args = {}
+        self.site = self.channel.site
+        self.started = self.site.reactor.seconds()
+        self.request_id = self._requestID(self.connection.trusted)
+
+    def _dispatch(self, command: bytes, path: bytes, version: bytes) -> None:
+        self._prepare(command, path, version)
+        site = self.site
+        status = self._checkTarget()
+        if status:
+            respond_with_error(self, status, close=True)
+            return
+        allowed = site.allowed_methods
+        if allowed and self.method not in allowed:
+            self.responseHeaders.setRawHeaders(b"Allow", [site.allow_header])
+            respond_with_error(self, 405)
+            return
+        limit = site.max_request_body
+        if limit and self.bodyLength is not None and self.bodyLength > limit:
+            respond_with_error(self, 413)
+            return
+
+        # The root resources are leaves that route on the whole path (see
+        # txrevproxy.routing.router), so twisted.web's segment list is not needed.
+        self.prepath = []
+        self.postpath = []
+        self.renderLeaf(site.getResourceFor(self))
+
+    def renderLeaf(self, resource) -> None:
+        """
+        Let a leaf resource answer: it returns L{server.NOT_DONE_YET} and
+        answers in its own time, or returns the whole body.  A resource
+        that raises gets a 500, and the failure is logged; this holds for
+        the leaves a filter chain renders later (see
+        L{txrevproxy.filters.chain.FilteredResource}) as for the root.
+        """
+        try:
+            body = resource.render(self)
+        except Exception:
+            self.log.failure(
+                "error while routing {uri!r} (request id {request_id})",
+                uri=self.uri,
+                request_id=self.request_id.decode("ascii"),
+            )
+            respond_with_error(self, 500)
+            return
+        if body is not server.NOT_DONE_YET:
+            self.setHeader(b"Content-Length", b"%d" % (len(body),))
+            self.write(body)
+            self.finish()
+
+    def holdWrites(self) -> Optional[Callable[[], None]]:
+        """
+        Hold the response's writes (see L{ProxyChannel.holdWrites}).
+
+        @return: what releases them, or L{None} when nothing is held.
+        """
+        channel = self.channel
+        if channel is None:
+            return None
+        channel.holdWrites()
+        return channel.releaseWrites
+
+    def requestedUpgrade(self) -> Optional[bytes]:
+        """
+        The protocol this request asks to switch to (such as
+        C{b"websocket"}), or L{None}.
+        """
+        if not self.requestHeaders.hasHeader(b"upgrade"):
+            return None
+        return requested_upgrade(
+            self.method,
+            self.clientproto,
+            [
+                (name, value)
+                for name, values in self.requestHeaders.getAllRawHeaders()
+                for value in values
+            ],
+        )
+
+    def _requestID(self, trusted: bool) -> bytes:
+        """
+        A trusted proxy's X-Request-ID, or a new random one.
+        """
+        if trusted:
+            given = self.requestHeaders.getRawHeaders(b"x-request-id")
+            if given and _valid_request_id(given[-1]):
+                return given[-1]
+        return new_request_id()
+
+    def _checkTarget(self) -> int:
+        """
+        Check the request target and Host (RFC 9112 section 3.2); set
+        L{path} and, for an absolute-form target, the Host it names.
+
+        @return: 0 when acceptable, or the status to answer with.
+        """
+        uri = self.uri
+        hosts = self.requestHeaders.getRawHeaders(b"host")
+        if hosts is None:
+            if self.clientproto == b"HTTP/1.1":
+                return 400
+        elif len(hosts) != 1 or not _HOST.match(hosts[0]):
+            return 400
+        if self.method == b"CONNECT":
+            return 405
+        if uri[:1] == b"/":
+            self.path = uri.split(b"?", 1)[0]
+            return 0
+        if uri == b"*" and self.method == b"OPTIONS":
+            self.path = b"/"
+            return 0
+        scheme, sep, rest = uri.partition(b"://")
+        if sep and scheme.lower() in (b"http", b"https"):
+            authority, slash, remainder = rest.partition(b"/")
+            authority, query, after = authority.partition(b"?")
+            if not authority or b"@" in authority:
+                return 400
+            origin_form = slash + remainder
+            if query:
+                origin_form += b"?" + after
+            if not origin_form.startswith(b"/"):
+                origin_form = b"/" + origin_form
+            self.uri = origin_form
+            self.path = origin_form.split(b"?", 1)[0]
+            # The target's authority overrides any Host header (RFC 9112
+            # section 3.2.2).
+            self.requestHeaders.setRawHeaders(b"host", [authority])
+            return 0
+        return 400
+
+    def closeIfBodyPending(self) -> None:
+        """
+        Called before a response head is written: if the request body has
+        not been read to its end, the connection closes after the response
+        (the rest of the body cannot be told apart from a next request), and
+        the head says so.
+        """
+        if not self.bodyComplete:
+            self.closeAfterResponse()
+
+    def closeAfterResponse(self) -> None:
+        """
+        Close the client connection once this response is written, and say
+        so in its head.
+        """
+        if self.channel is not None:
+            self.channel.persistent = False
+            self.responseHeaders.setRawHeaders(b"Connection", [b"close"])
+
+    def writeResponseHead(
+        self, code: int, reason: bytes, headers: List[Header], length: Optional[int]
+    ) -> None:
+        """
+        Write a backend's response head straight to the client.
+
+        This is twisted.web's C{Request.write} head logic without its
+        L{Headers} round trip: the headers come from the backend already
+        validated (token names, no CR, LF or NUL in values) and filtered,
+        so they are written as they are, in their order.  Request state
+        (C{startedWriting}, C{chunked}) is kept as C{write} and C{finish}
+        expect it.
+
+        @param length: the body length when the head carries the framing
+            (a Content-Length, or a response that has no body); L{None}
+            when the body is chunked to an HTTP/1.1 client, or delimited by
+            the connection closing for an HTTP/1.0 one.
+        """
+        self.code = code
+        self.code_message = reason
+        self.startedWriting = 1
+        version = self.clientproto
+        if version != b"HTTP/1.1":
+            version = b"HTTP/1.0"
+        parts = [version, b" %d " % (code,), reason, b"\r\n"]
+        for name, value in headers + self.addedResponseHeaders(headers):
+            parts += (name, b": ", value, b"\r\n")
+        channel = self.channel
+        if not self.bodyComplete:
+            channel.persistent = False
+        if version == b"HTTP/1.1" and not channel.persistent:
+            parts.append(b"Connection: close\r\n")
+        no_body = self.method == b"HEAD" or code in NO_BODY_CODES
+        if length is None and not no_body and version == b"HTTP/1.1":
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+            self.chunked = 1
+        self.truncationVisible = length is not None or self.chunked
+        parts.append(b"\r\n")
+        channel.writeSequence(parts)
+        if no_body:
+            self.write = ignore_data
+
+    def addedResponseHeaders(self, headers: List[Header]) -> List[Header]:
+        """
+        What the proxy adds to a backend's response head unless the backend
+        sent it: Strict-Transport-Security (on a listener with C{hsts}),
+        X-Request-ID, and Date (RFC 9110 section 6.6.1: a recipient with a
+        clock adds Date to a response it forwards without one).
+        """
+        has_date = has_request_id = has_hsts = False
+        for name, _ in headers:
+            lname = name.lower()
+            if lname == b"date":
+                has_date = True
+            elif lname == b"x-request-id":
+                has_request_id = True
+            elif lname == b"strict-transport-security":
+                has_hsts = True
+        added = []
+        hsts = self.site.hsts
+        if hsts is not None and not has_hsts:
+            added.append((b"Strict-Transport-Security", hsts))
+        if not has_request_id:
+            added.append((b"X-Request-ID", self.request_id))
+        if not has_date:
+            added.append((b"Date", http_date(self.site.reactor.seconds())))
+        return added
+
+    def finish(self) -> None:
+        if not self.startedWriting:
+            self.closeIfBodyPending()
+        elif not self.bodyComplete and self.channel is not None:
+            self.channel.persistent = False
+        super().finish()
+
+    def backendChosen(self, backend) -> None:
+        """
+        Called by the exchange with each backend it tries, for the logs and
+        metrics.
+        """
+        self.backend = backend
+        self._chosenAt = self.site.reactor.seconds()
+
+    def backendAnswered(self) -> None:
+        """
+        Called by the exchange when the chosen backend's response head
+        arrived.
+        """
+        self.upstream_time = self.site.reactor.seconds() - self._chosenAt
+
+    def connectionLost(self, reason) -> None:
+        super().connectionLost(reason)
+        self.handler.clientGone()
+        if self._dispatched and not self.finished:
+            # Logged and counted too, as nginx does (499: the client went
+            # before any answer).
+            if not self.startedWriting:
+                self.code = 499
+            self.site.log(self)

@@ -1,0 +1,201 @@
+"""
+The site of one listener: the settings and limits its connections share,
+the sweep that closes slow and idle clients, and the log of finished
+requests.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Callable, Dict, Optional, Set
+
+from twisted.internet.task import LoopingCall
+from twisted.web import server
+
+from ..config.model import ServerSettings
+from ..observe.metrics import ListenerStats
+from .channel import ProxyChannel
+from .request import ProxyRequest
+
+
+class ProxySite(server.Site):
+    """
+    The site of one listener.
+
+    @ivar max_request_body: request body limit in bytes (0: none).
+    @ivar channels: the open HTTP/1.1 connections.
+    @ivar h2_connections: the open HTTP/2 connections.
+    @ivar scheme: C{b"http"} or C{b"https"}, as the backend is told in
+        X-Forwarded-Proto.
+    @ivar hsts: the Strict-Transport-Security value added to responses that
+        do not carry one, or L{None}.
+    @ivar client_subject_header: the header that carries the verified
+        client certificate subject to the backend (mutual TLS), or L{None}.
+    @ivar proxy_protocol: connections start with a PROXY protocol header
+        (read by the endpoint's wrapper), so the client is known only once
+        the first bytes are in.
+    @ivar stats: the listener's L{ListenerStats}.
+    @ivar observe: called with each finished request (access log and
+        metrics; see L{txrevproxy.observe.requests}), or L{None}.
+    """
+
+    protocol = ProxyChannel
+    requestFactory = ProxyRequest
+
+    def __init__(
+        self,
+        resource,
+        *,
+        reactor,
+        settings: ServerSettings,
+        scheme: bytes = b"http",
+        hsts: Optional[bytes] = None,
+        client_subject_header: Optional[bytes] = None,
+        proxy_protocol: bool = False,
+        stats: Optional[ListenerStats] = None,
+        observe: Optional[Callable[[ProxyRequest], None]] = None,
+    ) -> None:
+        # No timeout for twisted.web: its idle timer is a new call on the
+        # reactor for every request, where the sweep (see
+        # _closeSlowClients) checks every connection once a second.
+        super().__init__(resource, reactor=reactor, timeout=None)
+        self.keepalive_timeout = settings.keepalive_timeout
+        self.proxy_protocol = proxy_protocol
+        self.stats = ListenerStats() if stats is None else stats
+        self.observe = observe
+        self.max_request_body = settings.max_request_body
+        self.max_request_line = settings.max_request_line
+        self.max_headers = settings.max_headers
+        self.max_header_size = settings.max_header_size
+        self.header_timeout = settings.header_timeout
+        self.body_timeout = settings.body_timeout
+        self.min_body_bytes = max(1, int(settings.min_body_rate * settings.body_timeout))
+        self.max_connections_per_ip = settings.max_connections_per_ip
+        self.max_requests_per_connection = settings.max_requests_per_connection
+        self._connections_by_ip: Dict[bytes, int] = {}
+        self.allowed_methods = frozenset(
+            m.encode("ascii") for m in settings.allowed_methods
+        )
+        self.allow_header = b", ".join(sorted(self.allowed_methods))
+        self.channels: Set[ProxyChannel] = set()
+        self.h2_connections: Set = set()
+        self._sweeper: Optional[LoopingCall] = None
+        self.scheme = scheme
+        self.hsts = hsts
+        self.client_subject_header = client_subject_header
+        self._trusted_networks = settings.trusted_proxies
+        self._trust: Dict[Optional[str], bool] = {}
+
+    def count_connection(self, address: bytes, change: int) -> None:
+        """
+        Count a connection from C{address} opening (C{+1}) or closing
+        (C{-1}), for C{max_connections_per_ip}.
+        """
+        counts = self._connections_by_ip
+        count = counts.get(address, 0) + change
+        if count > 0:
+            counts[address] = count
+        else:
+            counts.pop(address, None)
+
+    def connection_count(self, address: bytes) -> int:
+        """
+        The open connections from C{address}.
+        """
+        return self._connections_by_ip.get(address, 0)
+
+    def startFactory(self) -> None:
+        super().startFactory()
+        self._sweeper = LoopingCall(self._closeSlowClients)
+        self._sweeper.clock = self.reactor
+        self._sweeper.start(min(1.0, self.header_timeout), now=False)
+
+    def stopFactory(self) -> None:
+        if self._sweeper is not None and self._sweeper.running:
+            self._sweeper.stop()
+        self._sweeper = None
+        super().stopFactory()
+
+    def _closeSlowClients(self) -> None:
+        """
+        Answer 408 to every client that has been sending one request head
+        for longer than C{header_timeout}, or sends a body slower than
+        C{min_body_rate} (see L{ProxyChannel.checkBodyRate}), and close the
+        connections idle for longer than C{keepalive_timeout}.  One sweep
+        a second over the open connections costs less than a timer per
+        request.
+        """
+        now = self.reactor.seconds()
+        too_early = now - self.header_timeout
+        keepalive = self.keepalive_timeout
+        window = self.body_timeout
+        for channel in list(self.channels):
+            started = channel.headStarted
+            if started is not None and started <= too_early:
+                channel.reject(408)
+            elif channel.isIdle():
+                overdue = now - channel.idleSince - keepalive
+                if overdue >= 0:
+                    channel.closeIdle(overdue)
+            elif window:
+                channel.checkBodyRate(now, window, self.min_body_bytes)
+
+    def closeIdleConnections(self) -> int:
+        """
+        Close the connections that carry no request now, and have those that
+        do close after their current response (a graceful shutdown, or a
+        listener a reload removed).  Called again until none is busy, since
+        a request may start on a connection in the meantime.
+
+        @return: how many connections are still busy.
+        """
+        busy = 0
+        for channel in list(self.channels):
+            if channel.requests:
+                channel.persistent = False
+                busy += 1
+            else:
+                channel.transport.loseConnection()
+        for connection in list(self.h2_connections):
+            if connection.streams:
+                busy += 1
+            else:
+                connection.transport.loseConnection()
+        return busy
+
+    def abortConnections(self) -> None:
+        """
+        Close every connection at once: a graceful shutdown ran out of time.
+        """
+        for connection in list(self.channels) + list(self.h2_connections):
+            connection.transport.abortConnection()
+
+    def is_trusted(self, host: Optional[str]) -> bool:
+        """
+        Whether a peer address is a trusted proxy; remembered per address,
+        since the same few peers connect again and again.
+        """
+        trusted = self._trust.get(host)
+        if trusted is None:
+            trusted = False
+            if host is not None and self._trusted_networks:
+                try:
+                    address = ipaddress.ip_address(host)
+                except ValueError:
+                    pass
+                else:
+                    trusted = any(address in net for net in self._trusted_networks)
+            if len(self._trust) < 10000:
+                self._trust[host] = trusted
+        return trusted
+
+    def log(self, request) -> None:
+        """
+        Called by twisted.web as a request finishes (and by L{ProxyRequest}
+        when its client went first).  Not twisted.web's log file, which
+        costs about half the throughput: the access log comes with its own
+        buffered writer.
+        """
+        observe = self.observe
+        if observe is not None:
+            observe(request)
