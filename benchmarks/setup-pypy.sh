@@ -3,8 +3,9 @@
 # txrevproxy-pypy column: a PyPy venv at benchmarks/.venv-pypy (or the path
 # given as $1) with txrevproxy installed from this checkout.
 #
-# cryptography 43.0.3 is the newest release with a binary wheel for PyPy 3.9;
-# --only-binary keeps pip from trying (and failing) to build one from source.
+# cryptography 43.0.3, bcrypt 4.2.0 and Brotli 1.0.9 are the newest releases
+# with binary wheels for PyPy 3.9 (constraints/pypy39.txt); --only-binary
+# keeps pip from trying (and failing) to build them from source.
 # The checkout is copied first so that the build neither leaves build/ and
 # *.egg-info in the working tree nor picks up stale files from them.
 set -eu
@@ -24,8 +25,9 @@ tar -C "$repo" --exclude=.git --exclude='.venv*' --exclude=build --exclude='*.eg
 
 pypy3 -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
-# One resolution for both, so that pyOpenSSL and Twisted resolve to releases
-# that accept cryptography 43 instead of asking for a newer one to build.
-"$venv/bin/python" -m pip install --quiet --only-binary cryptography \
-    "cryptography==43.0.3" "$src"
+# The versions CI's PyPy run uses (constraints/pypy39.txt): cryptography
+# 43.0.3, and the bcrypt and Brotli releases that still have PyPy 3.9
+# wheels, so pip neither resolves a newer one nor tries to build one.
+"$venv/bin/python" -m pip install --quiet --only-binary cryptography,bcrypt,brotli \
+    -c "$repo/constraints/pypy39.txt" "$src"
 echo "PyPy environment ready: $venv/bin/python"
