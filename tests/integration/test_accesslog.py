@@ -1,0 +1,228 @@
+"""
+The access log: both formats line for line, buffering until the timer or
+the size limit, reopening after logrotate, and lines written by a real
+proxy.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import attr
+import treq
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import Clock
+from twisted.trial.unittest import TestCase
+from twisted.web import server
+from twisted.web.http_headers import Headers
+
+from txrevproxy.app.service import ProxyService
+from txrevproxy.config import load_config
+from txrevproxy.config.model import LogSettings
+from txrevproxy.observe.accesslog import FLUSH_INTERVAL, FLUSH_SIZE, AccessLog
+
+from ..support.loopback import Echo, listen
+from ..support.processes import temporary_directory
+
+#: 2026-11-23 10:20:30 UTC
+NOW = 1795429230.0
+
+
+@attr.s(auto_attribs=True)
+class Connection:
+    client_ip: bytes = b"192.0.2.7"
+    tls_version: object = "TLSv1.3"
+
+
+@attr.s(auto_attribs=True)
+class Server:
+    url: str
+
+
+@attr.s(auto_attribs=True)
+class Backend:
+    server: Server
+
+
+@attr.s(auto_attribs=True)
+class Request:
+    """
+    The parts of a finished L{ProxyRequest} a line is made of.
+    """
+
+    method: bytes = b"GET"
+    uri: bytes = b"/products/1?x=1"
+    clientproto: bytes = b"HTTP/1.1"
+    code: int = 200
+    sentLength: int = 1234
+    request_id: bytes = b"0123456789abcdef"
+    connection: Connection = attr.Factory(Connection)
+    backend: object = attr.Factory(lambda: Backend(Server("http://10.0.0.1:8080")))
+    requestHeaders: Headers = attr.Factory(
+        lambda: Headers(
+            {b"user-agent": [b'curl/8.0 "quoted"'], b"referer": [b"https://a.test/"]}
+        )
+    )
+
+
+class Lines:
+    """
+    An access log writing into a file whose new lines the test reads.
+    """
+
+    def __init__(self, case: TestCase, format: str) -> None:
+        self.clock = Clock()
+        self.clock.advance(NOW)
+        self.path = Path(temporary_directory(case)) / "access.log"
+        self.log = AccessLog(self.clock)
+        self.log.configure(LogSettings(str(self.path), format))
+        self.log.start()
+        case.addCleanup(self.log.stop)
+        self._seen = 0
+
+    def read(self) -> bytes:
+        data = self.path.read_bytes()[self._seen :]
+        self._seen += len(data)
+        return data
+
+    def written(self, request, duration: float, upstream) -> bytes:
+        """
+        What the log writes for one request, once its timer fired.
+        """
+        self.log.record(request, duration, upstream)
+        self.clock.advance(FLUSH_INTERVAL)
+        return self.read()
+
+
+class FormatTests(TestCase):
+    def test_combined_line(self):
+        lines = Lines(self, "combined")
+        written = lines.written(Request(), 0.25, "app")
+        self.assertEqual(
+            written,
+            b'192.0.2.7 - - [23/Nov/2026:10:20:30 +0000] "GET /products/1?x=1 '
+            b'HTTP/1.1" 200 1234 "https://a.test/" "curl/8.0 \\x22quoted\\x22"\n',
+        )
+
+    def test_combined_line_without_body_referer_or_user_agent(self):
+        lines = Lines(self, "combined")
+        request = Request(code=499, sentLength=0, requestHeaders=Headers())
+        written = lines.written(request, 0.25, None)
+        self.assertEqual(
+            written,
+            b'192.0.2.7 - - [23/Nov/2026:10:20:30 +0000] "GET /products/1?x=1 '
+            b'HTTP/1.1" 499 - "-" "-"\n',
+        )
+
+    def test_json_line(self):
+        lines = Lines(self, "json")
+        written = lines.written(Request(), 0.0123456789, "app")
+        self.assertEqual(
+            written,
+            b'{"time":"2026-11-23T10:20:30Z","client":"192.0.2.7","method":"GET",'
+            b'"path":"/products/1?x=1","protocol":"HTTP/1.1","status":200,'
+            b'"bytes":1234,"duration":0.012346,"upstream":"app",'
+            b'"backend":"http://10.0.0.1:8080","request_id":"0123456789abcdef",'
+            b'"tls":"TLSv1.3","user_agent":"curl/8.0 \\"quoted\\"",'
+            b'"referer":"https://a.test/"}\n',
+        )
+
+    def test_json_line_of_a_request_no_backend_answered(self):
+        lines = Lines(self, "json")
+        request = Request(backend=None, requestHeaders=Headers())
+        request.connection.tls_version = None
+        written = lines.written(request, 0.5, None)
+        line = json.loads(written)
+        self.assertEqual(
+            [line[k] for k in ("upstream", "backend", "tls", "user_agent", "referer")],
+            [None] * 5,
+        )
+
+
+class BufferTests(TestCase):
+    def test_lines_wait_for_the_timer(self):
+        lines = Lines(self, "combined")
+        lines.log.record(Request(), 0.1, "app")
+        self.assertEqual(lines.read(), b"")
+        lines.clock.advance(FLUSH_INTERVAL)
+        self.assertEqual(lines.read().count(b"\n"), 1)
+
+    def test_a_full_buffer_is_written_at_once(self):
+        lines = Lines(self, "combined")
+        count = 0
+        written = b""
+        while not written:
+            lines.log.record(Request(), 0.1, "app")
+            count += 1
+            written = lines.read()
+        self.assertEqual(written.count(b"\n"), count)
+        self.assertGreaterEqual(len(written), FLUSH_SIZE)
+
+    def test_reopen_writes_to_the_new_file(self):
+        directory = Path(temporary_directory(self))
+        path = directory / "access.log"
+        clock = Clock()
+        log = AccessLog(clock)
+        log.configure(LogSettings(str(path), "combined"))
+        log.start()
+        self.addCleanup(log.stop)
+        log.record(Request(), 0.1, "app")
+        path.rename(directory / "access.log.1")
+        log.record(Request(code=404), 0.1, "app")
+        log.reopen()
+        log.record(Request(code=500), 0.1, "app")
+        log.stop()
+        old = (directory / "access.log.1").read_bytes()
+        self.assertEqual([b" 200 " in l for l in old.splitlines()], [True, False])
+        self.assertIn(b'" 404 ', old)
+        self.assertIn(b'" 500 ', path.read_bytes())
+
+
+class ProxyAccessLogTests(TestCase):
+    @inlineCallbacks
+    def test_proxy_writes_a_json_line_per_request(self):
+        backend = yield listen(server.Site(Echo()), self)
+        directory = Path(temporary_directory(self))
+        config = directory / "proxy.toml"
+        config.write_text(
+            '[server]\ntrusted_proxies = ["127.0.0.1"]\n'
+            '[listeners.web]\nendpoint = "tcp:0:interface=127.0.0.1"\n'
+            '[upstreams.app]\nservers = [{ url = "http://127.0.0.1:%d" }]\n'
+            '[[routes]]\nupstream = "app"\n'
+            '[log]\naccess = "access.log"\nformat = "json"\n' % (backend,)
+        )
+        service = ProxyService(load_config(str(config)), reactor)
+        service.startService()
+        port = service.ports[0].getHost().port
+        response = yield treq.get(
+            "http://127.0.0.1:%d/a?b=c" % (port,),
+            headers={"X-Request-ID": "given-id", "User-Agent": "test"},
+            persistent=False,
+        )
+        body = yield treq.content(response)
+        yield service.stopService()
+        [line] = (directory / "access.log").read_text().splitlines()
+        entry = json.loads(line)
+        entry.pop("time")
+        duration = entry.pop("duration")
+        self.assertGreaterEqual(duration, 0)
+        self.assertEqual(
+            entry,
+            {
+                "client": "127.0.0.1",
+                "method": "GET",
+                "path": "/a?b=c",
+                "protocol": "HTTP/1.1",
+                "status": 200,
+                "bytes": len(body),
+                "upstream": "app",
+                "backend": "http://127.0.0.1:%d" % (backend,),
+                "request_id": "given-id",
+                "tls": None,
+                "user_agent": "test",
+                "referer": None,
+            },
+        )
+        self.assertEqual(response.headers.getRawHeaders("x-request-id"), ["given-id"])

@@ -1,0 +1,197 @@
+"""
+The operations of a real C{twistd -n txrevproxy} process: SIGHUP reloads
+the routes, and C{workers = 2} spreads connections over two processes,
+survives the death of one, sums their metrics and stops cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from ..support.processes import free_port, proxy_process
+
+#: A bound on every wait for the process to do something.
+WAIT = 30.0
+
+CONFIG = """
+[server]
+workers = {workers}
+
+[listeners.web]
+endpoint = "tcp:{{port}}:interface=127.0.0.1"
+
+[upstreams.app]
+servers = [{{{{ url = "http://127.0.0.1:{backend}" }}}}]
+
+[[routes]]
+path = "/"
+upstream = "app"
+
+[[routes]]
+path = "/fixed"
+respond = {{{{ status = 200, body = "{fixed}" }}}}
+
+[admin]
+endpoint = "tcp:{admin}:interface=127.0.0.1"
+"""
+
+
+class _Backend(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"backend"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def backend():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Backend)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def config(backend: int, admin: int, workers: int = 1, fixed: str = "one") -> str:
+    return CONFIG.format(workers=workers, backend=backend, admin=admin, fixed=fixed)
+
+
+def fetch(url: str, method: str = "GET") -> bytes:
+    request = urllib.request.Request(url, method=method)
+    with urllib.request.urlopen(request, timeout=WAIT) as response:
+        return response.read()
+
+
+def until(condition):
+    """
+    Poll C{condition} until it is true; a connection it cannot make yet
+    (with workers, the listener accepts connections a moment before the
+    admin API does) counts as false.
+    """
+    deadline = time.monotonic() + WAIT
+    while True:
+        try:
+            value = condition()
+        except OSError:
+            value = None
+        if value:
+            return value
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_sighup_reloads_the_routes(tmp_path, backend):
+    admin = free_port()
+    with proxy_process(tmp_path, [], config(backend, admin)) as proxy:
+        url = "http://127.0.0.1:%d/fixed" % proxy.port
+        assert fetch(url) == b"one"
+        proxy.config.write_text(
+            config(backend, admin, fixed="two").format(port=proxy.port)
+        )
+        proxy.process.send_signal(signal.SIGHUP)
+        until(lambda: fetch(url) == b"two")
+        assert proxy.process.poll() is None
+
+
+def test_sigusr1_reopens_the_access_log(tmp_path, backend):
+    admin = free_port()
+    text = config(backend, admin) + '\n[log]\naccess = "access.log"\n'
+    with proxy_process(tmp_path, [], text) as proxy:
+        url = "http://127.0.0.1:%d/fixed" % proxy.port
+        log = tmp_path / "access.log"
+        fetch(url)
+        until(lambda: log.exists() and log.read_text().count("\n") == 1)
+        log.rename(tmp_path / "access.log.1")
+        proxy.process.send_signal(signal.SIGUSR1)
+        until(lambda: log.exists())
+        fetch(url)
+        until(lambda: log.read_text().count("\n") == 1)
+        assert '"GET /fixed HTTP/1.1" 200 3' in log.read_text()
+        assert (tmp_path / "access.log.1").read_text().count("\n") == 1
+
+
+def worker_connections(admin: int):
+    status = json.loads(fetch("http://127.0.0.1:%d/status" % admin))
+    return {
+        worker["pid"]: worker["listeners"]["web"]["connections"]
+        for worker in status["workers"]
+    }
+
+
+def requests_counted(admin: int) -> float:
+    text = fetch("http://127.0.0.1:%d/metrics" % admin).decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "txrevproxy_requests"
+        for sample in family.samples
+    )
+
+
+def test_two_workers_share_connections_and_survive_one_dying(tmp_path, backend):
+    admin = free_port()
+    with proxy_process(tmp_path, [], config(backend, admin, workers=2)) as proxy:
+        until(lambda: len(worker_connections(admin)) == 2)
+
+        # Connections held open until each worker has some.
+        held = []
+        for _ in range(200):
+            held.append(socket.create_connection(("127.0.0.1", proxy.port)))
+            time.sleep(0.01)
+            if all(worker_connections(admin).values()):
+                break
+        counts = worker_connections(admin)
+        assert all(counts.values()), counts
+        for connection in held:
+            connection.close()
+
+        sent = 20
+        for _ in range(sent):
+            assert fetch("http://127.0.0.1:%d/" % proxy.port) == b"backend"
+        assert requests_counted(admin) == sent
+
+        # A reload and a drain reach both workers.
+        proxy.config.write_text(
+            config(backend, admin, workers=2, fixed="two").format(port=proxy.port)
+        )
+        answer = fetch("http://127.0.0.1:%d/reload" % admin, method="POST")
+        assert json.loads(answer) == {"reloaded": True}
+        for _ in range(10):
+            assert fetch("http://127.0.0.1:%d/fixed" % proxy.port) == b"two"
+        fetch("http://127.0.0.1:%d/backends/app/0/drain" % admin, method="POST")
+        status = json.loads(fetch("http://127.0.0.1:%d/status" % admin))
+        assert [
+            worker["upstreams"]["app"]["backends"][0]["draining"]
+            for worker in status["workers"]
+        ] == [True, True]
+        fetch("http://127.0.0.1:%d/backends/app/0/enable" % admin, method="POST")
+
+        victim = sorted(counts)[0]
+        os.kill(victim, signal.SIGKILL)
+        for _ in range(sent):
+            assert fetch("http://127.0.0.1:%d/" % proxy.port) == b"backend"
+        pids = until(
+            lambda: (lambda p: len(p) == 2 and victim not in p and p)(
+                worker_connections(admin)
+            )
+        )
+        assert len(pids) == 2
+
+        proxy.process.send_signal(signal.SIGTERM)
+        assert proxy.process.wait(timeout=WAIT) == 0

@@ -1,0 +1,60 @@
+"""
+SIGHUP to a running C{twistd -n txrevproxy}: the listeners' certificates
+are read again, so new handshakes get the new certificate, and the proxy
+keeps running.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import ssl
+import time
+from pathlib import Path
+
+from cryptography import x509
+
+from ..support.processes import proxy_process
+from ..support.tls_clients import CertificateMaker
+
+CONFIG = """
+[listeners.websecure]
+endpoint = "tcp:{port}:interface=127.0.0.1"
+tls = "main"
+
+[tls.main]
+certificates = [{{ cert = "certs/site.pem", key = "certs/site-key.pem" }}]
+
+[upstreams.app]
+servers = [{{ url = "http://127.0.0.1:9" }}]
+
+[[routes]]
+upstream = "app"
+"""
+
+
+def served_serial(port: int, ca: Path) -> int:
+    """
+    The serial number of the certificate served for C{localhost}.
+    """
+    context = ssl.create_default_context(cafile=str(ca))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            der = tls.getpeercert(binary_form=True)
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def test_sighup_serves_the_new_certificate(tmp_path):
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    maker = CertificateMaker(certs)
+    maker.write("site", ["localhost"])
+    with proxy_process(tmp_path, [], CONFIG) as proxy:
+        first = served_serial(proxy.port, maker.ca_path)
+        maker.write("site", ["localhost"])
+        proxy.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while served_serial(proxy.port, maker.ca_path) == first:
+            assert time.monotonic() < deadline, "the new certificate was not served"
+            time.sleep(0.05)
+        assert proxy.process.poll() is None

@@ -1,0 +1,90 @@
+"""
+The C{[caches.NAME]} tables and a route's C{cache} key.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from txrevproxy.config import load_config
+from txrevproxy.config.model import CacheSettings
+
+from ..support.configs import document, parse, problems
+
+
+def test_cache_table_and_route_key():
+    config = parse(
+        document(
+            route='upstream = "app"\ncache = "pages"',
+            extra='[caches.pages]\nmax_size = "1MiB"\nmax_object_size = "64KiB"\n'
+            'default_ttl = "5m"\nstore_set_cookie = true',
+        )
+    )
+    assert config.routes[0].cache == "pages"
+    assert config.caches == {
+        "pages": CacheSettings(
+            "pages",
+            max_size=1024 * 1024,
+            max_object_size=64 * 1024,
+            default_ttl=300.0,
+            store_set_cookie=True,
+        )
+    }
+
+
+def test_disk_path_is_taken_from_the_configuration_directory(tmp_path):
+    source = tmp_path / "proxy.toml"
+    source.write_text(document(extra='[caches.big]\nstore = "disk"\npath = "cache/big"'))
+    config = load_config(str(source))
+    assert config.caches["big"].path == str(tmp_path / "cache" / "big")
+
+
+def test_cache_defaults_match_the_model():
+    config = parse(document(extra="[caches.pages]"))
+    assert config.caches["pages"] == CacheSettings("pages")
+    assert config.routes[0].cache is None
+
+
+@pytest.mark.parametrize(
+    "route, extra, expected",
+    [
+        (
+            'upstream = "app"\ncache = "page"',
+            "[caches.pages]",
+            ['routes[0].cache: no cache named "page"; did you mean "pages"?'],
+        ),
+        ('upstream = "app"\ncache = "pages"', "", ['routes[0].cache: no cache named "pages"']),
+        (
+            'respond = { status = 200 }\ncache = "pages"',
+            "[caches.pages]",
+            ["routes[0].cache: only a route with an upstream can use it"],
+        ),
+        (
+            'upstream = "app"',
+            '[caches.pages]\nmax_size = "1KiB"\nmax_object_size = "2KiB"',
+            ["caches.pages.max_object_size: must not be larger than max_size"],
+        ),
+        (
+            'upstream = "app"',
+            '[caches.pages]\nstore = "redis"',
+            ['caches.pages.store: unknown value "redis"; expected one of "memory", "disk"'],
+        ),
+        (
+            'upstream = "app"',
+            '[caches.pages]\nstore = "disk"',
+            ['caches.pages.path: store = "disk" needs the directory of its files'],
+        ),
+        (
+            'upstream = "app"',
+            '[caches.pages]\npath = "cache"',
+            ['caches.pages.path: only meaningful with store = "disk"'],
+        ),
+        (
+            'upstream = "app"',
+            '[caches.pages]\ndefault_ttl = "0s"',
+            ['caches.pages.default_ttl: must be longer than zero, got "0s"'],
+        ),
+    ],
+)
+def test_cache_problems(route, extra, expected):
+    assert problems(document(route=route, extra=extra)) == expected

@@ -1,0 +1,462 @@
+"""
+Tests of TLS without a network: the SNI lookup, the TLS keys of the
+configuration and their problems, the certificate store, and the
+C{txrevproxy certs} command.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import os
+
+from twisted.trial.unittest import TestCase
+
+from txrevproxy.config import ConfigError, load_config
+from txrevproxy.config.model import TLS, BackendTLS, TLSCertificate
+from txrevproxy.tls.files import read_pair
+from txrevproxy.tls.store import CertificateStore, lookup
+from txrevproxy.tools.cli import main
+
+from ..support.processes import temporary_directory
+from ..support.tls_clients import CertificateMaker
+
+TABLE = {"localhost": "L", "*.example.test": "W", "shop.example.test": "S"}
+
+
+class LookupTests(TestCase):
+    def test_exact_name_wins_over_wildcard(self):
+        self.assertEqual(lookup(TABLE, "shop.example.test", "D"), "S")
+
+    def test_wildcard_matches_one_label(self):
+        self.assertEqual(lookup(TABLE, "a.example.test", "D"), "W")
+
+    def test_wildcard_does_not_match_two_labels_or_the_parent(self):
+        self.assertEqual(lookup(TABLE, "a.b.example.test", "D"), "D")
+        self.assertEqual(lookup(TABLE, "example.test", "D"), "D")
+        self.assertEqual(lookup(TABLE, ".example.test", "D"), "D")
+
+    def test_names_are_case_insensitive_and_may_end_with_a_dot(self):
+        self.assertEqual(lookup(TABLE, "LocalHost.", "D"), "L")
+        self.assertEqual(lookup(TABLE, "A.Example.Test", "D"), "W")
+
+    def test_no_name_or_unknown_name_gets_the_default(self):
+        self.assertEqual(lookup(TABLE, None, "D"), "D")
+        self.assertEqual(lookup(TABLE, "", "D"), "D")
+        self.assertEqual(lookup(TABLE, "other.test", "D"), "D")
+
+
+LISTENERS = """
+[listeners.websecure]
+endpoint = "tcp:8443"
+tls = "default"
+
+[upstreams.app]
+servers = [{ url = "http://127.0.0.1:9001" }]
+
+[[routes]]
+upstream = "app"
+"""
+
+
+class ConfigTests(TestCase):
+    """
+    C{[tls.NAME]}, a listener's C{tls} and C{http2}, and the TLS keys of
+    upstreams, loaded from a file whose relative paths name files beside
+    it.
+    """
+
+    def setUp(self):
+        self.directory = temporary_directory(self)
+        (self.directory / "certs").mkdir()
+        self.maker = CertificateMaker(self.directory / "certs")
+        self.maker.write("localhost", ["localhost"])
+        self.maker.write("example", ["*.example.test"])
+
+    def load(self, text: str):
+        path = self.directory / "proxy.toml"
+        path.write_text(text)
+        return load_config(str(path))
+
+    def problems(self, text: str):
+        error = self.assertRaises(ConfigError, self.load, text)
+        return error.problems
+
+    def tls(self, body: str = "", certificates: str = "") -> str:
+        certificates = certificates or (
+            '{ names = ["localhost"], cert = "certs/localhost.pem", key = "certs/localhost-key.pem" },\n'
+            '{ names = ["*.example.test"], cert = "certs/example.pem", key = "certs/example-key.pem" },'
+        )
+        return LISTENERS + "\n[tls.default]\ncertificates = [\n%s\n]\n%s\n" % (
+            certificates,
+            body,
+        )
+
+    def test_client_certificate_keys(self):
+        config = self.load(
+            self.tls(
+                'client_ca = "certs/ca.pem"\nclient_auth = "optional"\n'
+                'client_subject_header = "X-Client-Subject"'
+            )
+        )
+        block = config.tls["default"]
+        self.assertEqual(block.client_ca, str(self.directory / "certs" / "ca.pem"))
+        self.assertEqual(
+            (block.client_auth, block.client_subject_header),
+            ("optional", "X-Client-Subject"),
+        )
+
+    def test_client_certificate_problems(self):
+        self.assertEqual(
+            self.problems(
+                self.tls(
+                    'client_auth = "optional"\nclient_subject_header = "X Subject"'
+                )
+            ),
+            [
+                'tls.default.client_subject_header: expected a header name such as '
+                '"X-Client-Subject", got "X Subject"',
+            ],
+        )
+        self.assertEqual(
+            self.problems(
+                self.tls('client_auth = "optional"\nclient_subject_header = "X-S"')
+            ),
+            [
+                "tls.default.client_auth: needs client_ca, the CAs of the client "
+                "certificates",
+                "tls.default.client_subject_header: needs client_ca, the CAs of the "
+                "client certificates",
+            ],
+        )
+        problems = self.problems(self.tls('client_ca = "certs/nothere.pem"'))
+        self.assertEqual(len(problems), 1)
+        self.assertTrue(
+            problems[0].startswith("tls.default.client_ca: certs/nothere.pem: "),
+            problems,
+        )
+
+    def test_redirect_and_hsts_keys(self):
+        config = self.load(
+            self.tls()
+            + '[listeners.web]\nendpoint = "tcp:8080"\nredirect_to_https = "websecure"\n'
+        )
+        self.assertEqual(config.listeners["web"].redirect_to_https, "websecure")
+        text = self.tls().replace(
+            'tls = "default"', 'tls = "default"\nhsts = "max-age=63072000; preload"'
+        )
+        self.assertEqual(
+            self.load(text).listeners["websecure"].hsts, "max-age=63072000; preload"
+        )
+
+    def test_redirect_and_hsts_problems(self):
+        text = self.tls() + (
+            '[listeners.web]\nendpoint = "tcp:8080"\nredirect_to_https = "websecur"\n'
+            'hsts = "max-age=60"\n'
+            '[listeners.other]\nendpoint = "tcp:8081"\nredirect_to_https = "web"\n'
+        )
+        self.assertEqual(
+            self.problems(text),
+            [
+                'listeners.web.redirect_to_https: no listener named "websecur"; '
+                'did you mean "websecure"?',
+                "listeners.web.hsts: only a listener with tls may send "
+                "Strict-Transport-Security (browsers ignore it over plain HTTP, "
+                "RFC 6797 section 7.2)",
+                'listeners.other.redirect_to_https: listener "web" has no tls: '
+                "redirect to a listener with tls",
+            ],
+        )
+        text = self.tls().replace('tls = "default"', 'tls = "default"\nhsts = "1 year"')
+        self.assertEqual(
+            self.problems(text),
+            [
+                'listeners.websecure.hsts: must have a max-age directive, such as '
+                '"max-age=31536000", got "1 year"'
+            ],
+        )
+
+    def test_tls_table_with_defaults_and_absolute_paths(self):
+        config = self.load(self.tls())
+        certs = str(self.directory / "certs")
+        self.assertEqual(
+            config.tls["default"],
+            TLS(
+                "default",
+                (
+                    TLSCertificate(
+                        os.path.join(certs, "localhost.pem"),
+                        os.path.join(certs, "localhost-key.pem"),
+                        ("localhost",),
+                    ),
+                    TLSCertificate(
+                        os.path.join(certs, "example.pem"),
+                        os.path.join(certs, "example-key.pem"),
+                        ("*.example.test",),
+                    ),
+                ),
+                directory=None,
+                default=None,
+                min_version="1.2",
+            ),
+        )
+        listener = config.listeners["websecure"]
+        self.assertEqual((listener.tls, listener.http2), ("default", True))
+
+    def test_missing_certificate_file(self):
+        (self.directory / "certs" / "example.pem").unlink()
+        self.assertEqual(
+            self.problems(self.tls()),
+            ["tls.default.certificates[1].cert: certs/example.pem: no such file"],
+        )
+
+    def test_key_that_does_not_match(self):
+        (self.directory / "certs" / "localhost-key.pem").write_bytes(
+            (self.directory / "certs" / "example-key.pem").read_bytes()
+        )
+        self.assertEqual(
+            self.problems(self.tls()),
+            [
+                "tls.default.certificates[0].key: certs/localhost-key.pem: does not "
+                "match the certificate certs/localhost.pem"
+            ],
+        )
+
+    def test_expired_certificate(self):
+        self.maker.write(
+            "localhost",
+            ["localhost"],
+            now=datetime.datetime(2020, 1, 1, 1, tzinfo=datetime.timezone.utc),
+            days=30,
+        )
+        self.assertEqual(
+            self.problems(self.tls()),
+            [
+                "tls.default.certificates[0].cert: certs/localhost.pem: expired on "
+                "2020-01-31 01:00 UTC"
+            ],
+        )
+
+    def test_not_pem(self):
+        (self.directory / "certs" / "localhost.pem").write_text("hello")
+        (self.directory / "certs" / "example-key.pem").write_text("hello")
+        self.assertEqual(
+            self.problems(self.tls()),
+            [
+                "tls.default.certificates[0].cert: certs/localhost.pem: not a PEM certificate",
+                "tls.default.certificates[1].key: certs/example-key.pem: not a PEM private key",
+            ],
+        )
+
+    def test_default_that_names_no_certificate(self):
+        self.assertEqual(
+            self.problems(self.tls('default = "www.other.test"')),
+            [
+                'tls.default.default: "www.other.test" names no certificate '
+                "(names: localhost, *.example.test)"
+            ],
+        )
+
+    def test_default_may_name_a_wildcard(self):
+        config = self.load(self.tls('default = "*.example.test"'))
+        self.assertEqual(config.tls["default"].default, "*.example.test")
+
+    def test_names_default_to_the_certificate_names(self):
+        config = self.load(
+            self.tls(
+                certificates='{ cert = "certs/example.pem", key = "certs/example-key.pem" }'
+            )
+        )
+        self.assertEqual(config.tls["default"].certificates[0].names, ())
+        store = CertificateStore(config.tls["default"])
+        self.assertIs(store.context_for("a.example.test"), store.default_context)
+
+    def test_a_name_served_twice(self):
+        self.assertEqual(
+            self.problems(
+                self.tls(
+                    certificates=(
+                        '{ names = ["localhost"], cert = "certs/localhost.pem", key = "certs/localhost-key.pem" },\n'
+                        '{ names = ["localhost"], cert = "certs/example.pem", key = "certs/example-key.pem" },'
+                    )
+                )
+            ),
+            ['tls.default.certificates[1].names: "localhost" is already served by certificates[0]'],
+        )
+
+    def test_listener_naming_no_tls_table(self):
+        self.assertEqual(
+            self.problems(LISTENERS.replace('tls = "default"', 'tls = "x"')),
+            ['listeners.websecure.tls: no tls block named "x"'],
+        )
+
+    def test_old_tls_versions_are_refused(self):
+        for version in ("1.0", "1.1"):
+            self.assertEqual(
+                self.problems(self.tls('min_version = "%s"' % (version,))),
+                [
+                    'tls.default.min_version: TLS %s is no longer safe and is not '
+                    'supported; use "1.2" or "1.3"' % (version,)
+                ],
+            )
+        self.assertEqual(
+            self.problems(self.tls("min_version = 1.2")),
+            ['tls.default.min_version: expected a TLS version, "1.2" or "1.3", got 1.2'],
+        )
+
+    def test_tls_table_without_certificates(self):
+        self.assertEqual(
+            self.problems(LISTENERS + '[tls.default]\nmin_version = "1.3"\n'),
+            [
+                'tls.default: no certificate: give certificates = [{ cert = "...", '
+                'key = "..." }] or directory = "..."'
+            ],
+        )
+
+    def test_directory_serves_every_pair_by_its_names(self):
+        self.maker.write("other", ["other.test", "www.other.test"])
+        (self.directory / "certs" / "README").write_text("not a certificate")
+        config = self.load(LISTENERS + '[tls.default]\ndirectory = "certs"\ndefault = "localhost"\n')
+        store = CertificateStore(config.tls["default"])
+        served = store._served
+        self.assertEqual(
+            sorted(served.by_name),
+            ["*.example.test", "localhost", "other.test", "www.other.test"],
+        )
+        self.assertIs(served.default, served.by_name["localhost"])
+
+    def test_directory_problems(self):
+        self.assertEqual(
+            self.problems(LISTENERS + '[tls.default]\ndirectory = "nowhere"\n'),
+            ["tls.default.directory: nowhere: no such directory"],
+        )
+        (self.directory / "empty").mkdir()
+        self.assertEqual(
+            self.problems(LISTENERS + '[tls.default]\ndirectory = "empty"\n'),
+            [
+                "tls.default.directory: empty: no certificate found (expected "
+                "NAME.pem with NAME-key.pem, NAME.crt with NAME.key, or "
+                "NAME/fullchain.pem with NAME/privkey.pem)"
+            ],
+        )
+        (self.directory / "certs" / "example-key.pem").write_bytes(
+            (self.directory / "certs" / "localhost-key.pem").read_bytes()
+        )
+        self.assertEqual(
+            self.problems(LISTENERS + '[tls.default]\ndirectory = "certs"\n'),
+            [
+                "tls.default.directory: certs/example-key.pem: does not match the "
+                "certificate certs/example.pem"
+            ],
+        )
+
+    def upstream(self, server: str, upstream: str = "") -> str:
+        return (
+            '[listeners.web]\nendpoint = "tcp:8080"\n\n[upstreams.app]\n'
+            "servers = [%s]\n%s\n\n[[routes]]\nupstream = \"app\"\n"
+        ) % (server, upstream)
+
+    def test_https_backend_tls_settings(self):
+        config = self.load(
+            self.upstream(
+                '{ url = "https://10.0.0.1" }, '
+                '{ url = "https://10.0.0.2:8443", tls_server_name = "api.internal", verify = false }',
+                'ca = "certs/ca.pem"',
+            )
+        )
+        upstream = config.upstreams["app"]
+        first, second = upstream.servers
+        self.assertEqual((first.scheme, first.port, second.port), ("https", 443, 8443))
+        ca = str(self.directory / "certs" / "ca.pem")
+        self.assertEqual(upstream.backend_tls(first), BackendTLS("10.0.0.1", ca, True))
+        self.assertEqual(
+            upstream.backend_tls(second), BackendTLS("api.internal", ca, False)
+        )
+
+    def test_https_backend_problems(self):
+        self.assertEqual(
+            self.problems(
+                self.upstream(
+                    '{ url = "https://10.0.0.1", ca = "certs/nothing.pem" }, '
+                    '{ url = "http://10.0.0.2", verify = false }',
+                    'ca = "certs/localhost-key.pem"',
+                )
+            ),
+            [
+                'upstreams.app.servers[1].verify: only meaningful for an https:// '
+                'backend, got "http://10.0.0.2"',
+            ],
+        )
+        self.assertEqual(
+            self.problems(
+                self.upstream(
+                    '{ url = "https://10.0.0.1", ca = "certs/nothing.pem" }',
+                    'ca = "certs/localhost-key.pem"',
+                )
+            ),
+            [
+                "upstreams.app.ca: certs/localhost-key.pem: not a PEM certificate",
+                "upstreams.app.servers[0].ca: certs/nothing.pem: no such file",
+            ],
+        )
+
+    def test_check_command_prints_certificate_problems(self):
+        (self.directory / "certs" / "example.pem").unlink()
+        path = self.directory / "proxy.toml"
+        path.write_text(self.tls())
+        out, err = io.StringIO(), io.StringIO()
+        self.assertEqual(main(["check", "--config", str(path)], out, err), 1)
+        self.assertEqual(
+            err.getvalue(),
+            "tls.default.certificates[1].cert: certs/example.pem: no such file\n",
+        )
+
+
+class CertsCommandTests(TestCase):
+    def test_certs_are_written_signed_and_load(self):
+        directory = temporary_directory(self) / "out"
+        out, err = io.StringIO(), io.StringIO()
+        status = main(["certs", "--out", str(directory), "localhost", "*.Example.test"], out, err)
+        self.assertEqual((status, err.getvalue()), (0, ""))
+        self.assertEqual(
+            sorted(os.listdir(str(directory))),
+            [
+                "_wildcard.example.test-key.pem",
+                "_wildcard.example.test.pem",
+                "ca-key.pem",
+                "ca.pem",
+                "localhost-key.pem",
+                "localhost.pem",
+            ],
+        )
+        self.assertEqual(os.stat(str(directory / "ca-key.pem")).st_mode & 0o777, 0o600)
+        ca = read_pair(str(directory / "ca.pem"), str(directory / "ca-key.pem")).leaf
+        for stem, names in [
+            ("localhost", ("localhost",)),
+            ("_wildcard.example.test", ("*.example.test",)),
+        ]:
+            pair = read_pair(str(directory / (stem + ".pem")), str(directory / (stem + "-key.pem")))
+            self.assertEqual(pair.dns_names, names)
+            self.assertEqual(pair.chain[1], ca)
+            pair.leaf.verify_directly_issued_by(ca)
+        # A second run reuses the CA.
+        before = (directory / "ca.pem").read_bytes()
+        self.assertEqual(main(["certs", "--out", str(directory), "other.test"], out, err), 0)
+        self.assertEqual((directory / "ca.pem").read_bytes(), before)
+        pair = read_pair(str(directory / "other.test.pem"), str(directory / "other.test-key.pem"))
+        pair.leaf.verify_directly_issued_by(ca)
+
+    def test_a_bad_name_is_refused(self):
+        directory = temporary_directory(self) / "out"
+        out, err = io.StringIO(), io.StringIO()
+        self.assertEqual(main(["certs", "--out", str(directory), "a b"], out, err), 1)
+        self.assertEqual(err.getvalue(), 'a b: "a b": a host name cannot contain spaces\n')
+        self.assertFalse(directory.exists())
+
+    def test_repository_development_certificates_load(self):
+        config = load_config(
+            os.path.join(os.path.dirname(__file__), "..", "..", "examples", "quickstart.toml")
+        )
+        store = CertificateStore(config.tls["default"])
+        self.assertIsNot(store.context_for("a.example.test"), store.default_context)
+        self.assertIs(store.context_for("localhost"), store.default_context)
