@@ -22,9 +22,10 @@ from txrevproxy.config import (
     ServerSettings,
     Upstream,
 )
-from txrevproxy.config import load as schema
+from txrevproxy.config import admin, listeners, load, log, server, upstreams
 from txrevproxy.config import load_config, model, parse_config
 from txrevproxy.config.caches import CACHE
+from txrevproxy.config.routes import ROUTE
 
 from ..support.configs import document, parse, problems
 
@@ -78,17 +79,17 @@ def test_schema_defaults_match_model_defaults():
 @pytest.mark.parametrize(
     "table, model_class, not_keys",
     [
-        (schema.SERVER, model.ServerSettings, set()),
-        (schema.LOG, model.LogSettings, set()),
-        (schema.ADMIN, model.AdminSettings, set()),
-        (schema.LISTENER, model.Listener, {"name"}),
-        (schema.UPSTREAM, model.Upstream, {"name"}),
-        (schema.STICKY, model.Sticky, set()),
-        (schema.HEALTH, model.HealthCheck, set()),
-        (schema.OUTLIER, model.OutlierDetection, set()),
-        (schema.ROUTE, model.Route, {"index"}),
+        (server.SERVER, model.ServerSettings, set()),
+        (log.LOG, model.LogSettings, set()),
+        (admin.ADMIN, model.AdminSettings, set()),
+        (listeners.LISTENER, model.Listener, {"name"}),
+        (upstreams.UPSTREAM, model.Upstream, {"name"}),
+        (upstreams.STICKY, model.Sticky, set()),
+        (upstreams.HEALTH, model.HealthCheck, set()),
+        (upstreams.OUTLIER, model.OutlierDetection, set()),
+        (ROUTE, model.Route, {"index"}),
         (CACHE, model.CacheSettings, {"name"}),
-        (schema.CONFIG, model.Config, {"source"}),
+        (load.CONFIG, model.Config, {"source"}),
     ],
 )
 def test_every_model_attribute_has_a_key(table, model_class, not_keys):

@@ -1,0 +1,136 @@
+"""
+The files a configuration names: checked when it is loaded (certificates,
+keys, CAs, error pages), made absolute from the configuration's directory,
+and error pages read into the model, so that nothing on the hot path
+reads a file.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+from typing import Iterable, List, Optional
+
+import attr
+
+from ..tls.files import FileProblem, collect, read_ca
+from .model import Config
+from .schema import Problem, key_path
+
+
+def file_problems(config: Config, base: str) -> Iterable[Problem]:
+    """
+    Read every certificate, key and CA file the configuration names, and
+    report those that cannot be used (missing, unreadable, a key that does
+    not match, expired), each with the file's name as written.
+    """
+    for block in config.tls.values():
+        prefix = "tls" + key_path(block.name)
+        for path, message in collect(block, base).problems:
+            yield (prefix + path, message)
+        if block.client_ca is not None:
+            try:
+                read_ca(block.client_ca, base)
+            except FileProblem as problem:
+                yield (prefix + ".client_ca", problem.message)
+    for upstream in config.upstreams.values():
+        prefix = "upstreams" + key_path(upstream.name)
+        places = [(prefix + ".ca", upstream.ca)] + [
+            ("%s.servers[%d].ca" % (prefix, index), server.ca)
+            for index, server in enumerate(upstream.servers)
+        ]
+        for path, ca in places:
+            if ca is not None:
+                try:
+                    read_ca(ca, base)
+                except FileProblem as problem:
+                    yield (path, problem.message)
+
+
+def absolute_paths(config: Config, base: str) -> Config:
+    """
+    The configuration with every file path absolute, taken from C{base}
+    (the configuration file's directory), so that it means the same
+    whatever the current directory is later.
+    """
+
+    def absolute(path: Optional[str]) -> Optional[str]:
+        return None if path is None else os.path.abspath(os.path.join(base, path))
+
+    tls = {
+        block_name: attr.evolve(
+            block,
+            directory=absolute(block.directory),
+            client_ca=absolute(block.client_ca),
+            certificates=tuple(
+                attr.evolve(spec, cert=absolute(spec.cert), key=absolute(spec.key))
+                for spec in block.certificates
+            ),
+        )
+        for block_name, block in config.tls.items()
+    }
+    upstreams = {
+        upstream_name: attr.evolve(
+            upstream,
+            ca=absolute(upstream.ca),
+            servers=tuple(
+                attr.evolve(server, ca=absolute(server.ca))
+                for server in upstream.servers
+            ),
+        )
+        for upstream_name, upstream in config.upstreams.items()
+    }
+    filters = {
+        filter_name: attr.evolve(table, directory=os.path.abspath(base))
+        for filter_name, table in config.filters.items()
+    }
+    caches = {
+        cache_name: attr.evolve(cache, path=absolute(cache.path))
+        for cache_name, cache in config.caches.items()
+    }
+    log = config.log
+    if log.access not in (None, "-"):
+        log = attr.evolve(log, access=absolute(log.access))
+    return attr.evolve(
+        config, tls=tls, upstreams=upstreams, filters=filters, caches=caches, log=log
+    )
+
+
+#: The largest error page read; a page is held in memory for the life of
+#: the configuration.
+ERROR_PAGE_LIMIT = 1024 * 1024
+
+
+def read_error_pages(config: Config, base: str, problems: List[Problem]) -> Config:
+    """
+    The configuration with every route's error pages read (from absolute
+    paths), so the hot path never reads a file; a page that cannot be read
+    is added to C{problems}.
+    """
+    routes = []
+    for route in config.routes:
+        pages = []
+        for page in route.error_pages:
+            path = os.path.abspath(os.path.join(base, page.path))
+            where = "routes[%d].error_pages.%d" % (route.index, page.status)
+            try:
+                with open(path, "rb") as file:
+                    body = file.read(ERROR_PAGE_LIMIT + 1)
+            except OSError as error:
+                problems.append(
+                    (where, "cannot read %s: %s" % (page.path, error.strerror or error))
+                )
+                continue
+            if len(body) > ERROR_PAGE_LIMIT:
+                problems.append(
+                    (where, "%s is larger than 1 MiB; keep it small" % (page.path,))
+                )
+                continue
+            content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+            if content_type.startswith("text/"):
+                content_type += "; charset=utf-8"
+            pages.append(
+                attr.evolve(page, path=path, body=body, content_type=content_type)
+            )
+        routes.append(attr.evolve(route, error_pages=tuple(pages)))
+    return attr.evolve(config, routes=tuple(routes))

@@ -1,0 +1,24 @@
+"""
+The C{[listeners.NAME]} tables: an endpoint each, with its TLS block,
+filters, redirect to HTTPS and PROXY protocol.
+"""
+
+from __future__ import annotations
+
+from .filters import filter_names
+from .model import Listener
+from .schema import MODEL_DEFAULT, Field, Table
+from .values import boolean, endpoint, hsts_policy, name
+
+LISTENER = Table(
+    Listener,
+    {
+        "endpoint": Field(endpoint),
+        "tls": Field(name, default=MODEL_DEFAULT),
+        "http2": Field(boolean, default=True),
+        "redirect_to_https": Field(name, default=MODEL_DEFAULT),
+        "hsts": Field(hsts_policy, default=MODEL_DEFAULT),
+        "filters": Field(filter_names, default=MODEL_DEFAULT),
+        "proxy_protocol": Field(boolean, default=False),
+    },
+)

@@ -1,0 +1,17 @@
+"""
+The C{[log]} table: the access log.
+"""
+
+from __future__ import annotations
+
+from .model import LogSettings
+from .schema import Field, Table
+from .values import access_log, one_of
+
+LOG = Table(
+    LogSettings,
+    {
+        "access": Field(access_log, default="-"),
+        "format": Field(one_of("combined", "json"), default="combined"),
+    },
+)

@@ -1,0 +1,174 @@
+"""
+The C{[upstreams.NAME]} tables: a group of backend servers, how they
+are balanced, their health checks, outlier detection and TLS.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable
+
+from ..plugins import policy_names
+from .model import BackendServer, HealthCheck, OutlierDetection, Sticky, Upstream
+from .schema import MODEL_DEFAULT, Field, Problem, Table, array_of, describe, key_path
+from .values import (
+    backend_url,
+    boolean,
+    cookie_name,
+    duration,
+    file_path,
+    hash_key,
+    health_statuses,
+    host_header,
+    integer,
+    one_of,
+    percent,
+    request_target,
+    server_name,
+)
+
+
+def balance_policy(value: Any) -> str:
+    """
+    The name of a balancing policy: a built-in or an installed plugin's
+    (looked up each time a configuration is loaded, so a plugin installed
+    since the last load counts).
+    """
+    return one_of(*policy_names())(value)
+
+
+def _distinct_servers(arguments: Dict[str, Any]) -> Iterable[Problem]:
+    """
+    The same backend twice in one upstream is a mistake (it would get twice
+    the traffic).
+    """
+    seen: Dict[Any, int] = {}
+    for index, server in enumerate(arguments["servers"]):
+        first = seen.setdefault((server.host, server.port), index)
+        if first != index:
+            yield (
+                ".servers[%d].url" % (index,),
+                "same backend as servers[%d] (%s)" % (first, server.url),
+            )
+
+
+#: The keys of an https backend's TLS, in an upstream and in each server.
+BACKEND_TLS_KEYS = ("ca", "tls_server_name", "verify")
+
+
+def _tls_keys_need_https(arguments: Dict[str, Any]) -> Iterable[Problem]:
+    if arguments["url"][1] != "https":
+        for key in BACKEND_TLS_KEYS:
+            if key in arguments:
+                yield (
+                    key_path(key),
+                    "only meaningful for an https:// backend, got %s"
+                    % (describe(arguments["url"][0]),),
+                )
+
+
+BACKEND = Table(
+    lambda url, **tls: BackendServer(*url, **tls),
+    {
+        "url": Field(backend_url),
+        "ca": Field(file_path, default=MODEL_DEFAULT),
+        "tls_server_name": Field(server_name, default=MODEL_DEFAULT),
+        "verify": Field(boolean, default=MODEL_DEFAULT),
+        "weight": Field(integer(minimum=1, maximum=256), default=1),
+        "max_connections": Field(integer(minimum=0), default=0),
+        "drain": Field(boolean, default=False),
+    },
+    checks=(_tls_keys_need_https,),
+)
+
+
+STICKY = Table(
+    Sticky,
+    {
+        "cookie": Field(cookie_name),
+        "ttl": Field(duration, default=MODEL_DEFAULT),
+    },
+)
+
+
+#: The keys of a health check that only an HTTP check has.
+HTTP_CHECK_KEYS = ("path", "statuses", "host")
+
+
+def _http_keys_need_http(arguments: Dict[str, Any]) -> Iterable[Problem]:
+    if arguments["type"] != "http":
+        for key in HTTP_CHECK_KEYS:
+            if key in arguments:
+                yield (key_path(key), 'only meaningful with type = "http"')
+
+
+HEALTH = Table(
+    HealthCheck,
+    {
+        "type": Field(one_of("http", "tcp"), default="http"),
+        "path": Field(request_target, default=MODEL_DEFAULT),
+        "interval": Field(duration, default="5s"),
+        "timeout": Field(duration, default="2s"),
+        "rise": Field(integer(minimum=1), default=2),
+        "fall": Field(integer(minimum=1), default=3),
+        "statuses": Field(health_statuses, default=MODEL_DEFAULT),
+        "host": Field(host_header, default=MODEL_DEFAULT),
+    },
+    checks=(_http_keys_need_http,),
+)
+
+
+def _ejection_times_in_order(arguments: Dict[str, Any]) -> Iterable[Problem]:
+    if arguments["max_ejection_time"] < arguments["ejection_time"]:
+        yield (".max_ejection_time", "must not be shorter than ejection_time")
+
+
+OUTLIER = Table(
+    OutlierDetection,
+    {
+        "consecutive_failures": Field(integer(minimum=1), default=5),
+        "count_5xx": Field(boolean, default=True),
+        "ejection_time": Field(duration, default="30s"),
+        "max_ejection_time": Field(duration, default="5m"),
+        "max_ejection_percent": Field(percent, default=50),
+    },
+    checks=(_ejection_times_in_order,),
+)
+
+
+def _hash_key_needs_hash(arguments: Dict[str, Any]) -> Iterable[Problem]:
+    if "hash_key" in arguments and arguments["balance"] != "hash":
+        yield (
+            ".hash_key",
+            'only meaningful with balance = "hash", got balance = %s'
+            % (describe(arguments["balance"]),),
+        )
+
+
+UPSTREAM = Table(
+    Upstream,
+    {
+        "servers": Field(
+            array_of(BACKEND, min_items=1, what="an array of tables with a url")
+        ),
+        "balance": Field(balance_policy, default="round_robin"),
+        "hash_key": Field(hash_key, default=MODEL_DEFAULT),
+        "sticky": Field(STICKY, default=MODEL_DEFAULT),
+        "slow_start": Field(duration, default=MODEL_DEFAULT),
+        "queue_size": Field(integer(minimum=0), default=100),
+        "queue_timeout": Field(duration, default="5s"),
+        "retries": Field(integer(minimum=0), default=1),
+        "retry_budget": Field(percent, default=20),
+        "health": Field(HEALTH, default=MODEL_DEFAULT),
+        "outlier": Field(OUTLIER, default=MODEL_DEFAULT),
+        "connect_timeout": Field(duration, default="5s"),
+        "response_timeout": Field(duration, default="60s"),
+        "idle_timeout": Field(duration, default="30s"),
+        "max_idle_connections": Field(integer(minimum=0), default=128),
+        "preserve_host": Field(boolean, default=True),
+        "tunnel_idle_timeout": Field(duration, default="1h"),
+        "ca": Field(file_path, default=MODEL_DEFAULT),
+        "tls_server_name": Field(server_name, default=MODEL_DEFAULT),
+        "verify": Field(boolean, default=True),
+    },
+    checks=(_distinct_servers, _hash_key_needs_hash),
+)
