@@ -344,6 +344,14 @@ class IUpstreamExchange(Interface):
     (L{txrevproxy.upstream.connection.UpstreamProtocol}) sees it: what it
     tells as the response arrives.  Implemented by the forwarding exchange,
     the caching exchange and the health check.
+
+    The connection tells an exchange at most one of L{responseEnd} and
+    L{upstreamFailed}, once, and nothing more after the exchange aborted
+    the connection.  Besides these methods, an exchange that
+    starts the connection's response timer (C{awaitResponse}) must have
+    C{responseTimedOut()}, and one whose request asks to switch protocols
+    must have C{responseUpgraded(rest)} and C{tunnelData(data)}, for the
+    bytes after a 101 answer; the health check does neither.
     """
 
     def responseStarted():

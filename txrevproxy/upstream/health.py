@@ -21,21 +21,27 @@ from twisted.internet.protocol import Protocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from ..config.model import HealthCheck
 from ..http.headers import serialize_request_head
+from ..interfaces import IUpstreamExchange
 from .balancer import Backend, Balancer
 from .pool import ConnectionPool, quiet_factory
 
 _USER_AGENT = b"txrevproxy-health-check"
 
 
+@implementer(IUpstreamExchange)
 class _HTTPCheck:
     """
     One HTTP check: sends the request head on a new connection and fires
     L{result} with the response status, or fails with why there was none.
     It receives the response as an exchange does (see
     L{txrevproxy.upstream.connection.UpstreamProtocol}), discarding the body.
+    Its request never asks to switch protocols, and its time limit is
+    L{result}'s own, so it hears neither C{responseUpgraded} nor
+    C{responseTimedOut}.
     """
 
     def __init__(self, head: bytes) -> None:

@@ -75,6 +75,11 @@ class ConnectionPool:
     The idle keep-alive connections to one backend, and the way to make new
     ones.
 
+    The idle list holds only connections in the C{IDLE} state (see
+    L{txrevproxy.upstream.connection}): one leaves it when the pool closes
+    it, when it is lost, and at once when it is dropped for sending bytes
+    nobody asked for.
+
     Idle connections are reused most-recently-used first, which keeps the
     warm ones busy and lets the cold ones age out: a sweeper closes those
     idle for longer than C{idle_timeout}.  The sweeper runs only while
@@ -152,7 +157,7 @@ class ConnectionPool:
         """
         self._busy.discard(connection)
         if self._closed or len(self._idle) >= self._max_idle:
-            connection.transport.loseConnection()
+            connection.close()
             return
         connection.idle_since = self._clock.seconds()
         self._idle.append(connection)
@@ -174,7 +179,7 @@ class ConnectionPool:
         deadline = self._clock.seconds() - self._idle_timeout
         idle = self._idle
         while idle and idle[0].idle_since <= deadline:
-            idle.popleft().transport.loseConnection()
+            idle.popleft().close()
         if idle:
             wait = idle[0].idle_since - deadline
             self._sweeper = self._clock.callLater(wait, self._sweep)
@@ -189,4 +194,4 @@ class ConnectionPool:
             self._sweeper.cancel()
             self._sweeper = None
         while self._idle:
-            self._idle.pop().transport.loseConnection()
+            self._idle.pop().close()
