@@ -150,7 +150,7 @@ class ProxyExchange:
     # Class defaults, which save setting them on every exchange; most are
     # set only by the few exchanges that need them.
     _state = WAITING
-    #: The L{Lease} held: set in every state between L{WAITING} and L{DONE}.
+    #: The L{Lease} held, from L{CONNECTING} until L{DONE} releases it.
     _lease = None
     #: The backend connection: set in L{SENDING}, L{RECEIVING},
     #: L{RESPONDING} and L{TUNNELLING}.
@@ -177,6 +177,7 @@ class ProxyExchange:
     _tried: Optional[List] = None
     #: The response filters' body transform, if any.
     _transform = None
+    #: The L{Tunnel}, from L{TUNNELLING} on.
     _tunnel: Optional[Tunnel] = None
 
     def __init__(self, request, target) -> None:
