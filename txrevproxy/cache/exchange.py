@@ -13,9 +13,12 @@ from typing import Optional, Set, Tuple
 
 from twisted.web.http_headers import Headers
 
-from ..forward.exchange import ProxyExchange
-from ..server.request import new_request_id
-from ..upstream.balancer import SUCCESS, TIMEOUT
+from zope.interface import implementer
+
+from ..forward.exchange import RESPONDING, ProxyExchange
+from ..interfaces import IProxiedRequest
+from ..server.request import DISCARD, new_request_id
+from ..upstream.balancer import SUCCESS
 from . import policy
 from .fetch import Fetch
 from .serve import cache_status
@@ -25,9 +28,17 @@ class CachingExchange(ProxyExchange):
     """
     A proxied request on a route with a cache.
 
+    It goes through the states of L{ProxyExchange}, and adds to three of
+    its transitions: to L{RESPONDING} (L{responseHead}), the L{Fetch}
+    decides whether the client gets the response; to L{DONE} with an
+    error (L{_answerFailure}), a stale response may stand in; and to
+    L{DONE} in any way (L{_end}), the fetch hears it was abandoned unless
+    it was told how it ended.
+
     When its L{Fetch} answers the client itself (from a refreshed or stale
-    stored response), the exchange is "diverted": it reads the backend's
-    response to its end and passes nothing on.
+    stored response), or the client went while others want the response,
+    the exchange is "diverted": it stays in L{RESPONDING}, reads the
+    backend's response to its end and passes nothing on.
 
     @ivar cache: the route's L{txrevproxy.cache.shared.SharedCache}.
     @ivar key: the request's primary cache key.
@@ -69,7 +80,7 @@ class CachingExchange(ProxyExchange):
         if fetch is not None:
             parameters = fetch.responded(status, reason, headers, length)
             if parameters is None:
-                self._responding = True
+                self._state = RESPONDING
                 self._status = status
                 self._diverted = True
                 return
@@ -94,36 +105,32 @@ class CachingExchange(ProxyExchange):
         else:
             super().responseEnd()
 
-    def _failBeforeResponse(self, reason) -> None:
+    def _answerFailure(self, code, outcome=SUCCESS, retry_after=None) -> None:
         fetch = self.fetch
-        self.fetch = None
-        if fetch is not None and fetch.failed():
-            self._waiting = None
-            self._end()
-            return
-        super()._failBeforeResponse(reason)
-
-    def responseTimedOut(self) -> None:
-        fetch = self.fetch
-        self.fetch = None
-        if fetch is not None and fetch.failed():
-            self._end(abort_upstream=True, outcome=TIMEOUT)
-            return
-        super().responseTimedOut()
+        if fetch is not None:
+            self.fetch = None
+            if fetch.failed():
+                # It answered from a stale response (stale-if-error).
+                self._end(abort_upstream=True, outcome=outcome)
+                return
+        super()._answerFailure(code, outcome, retry_after)
 
     def clientGone(self) -> None:
         fetch = self.fetch
-        if fetch is not None and fetch.leader is None:
-            # Told twice (as the producer, and as the request's handler).
-            return
-        if fetch is not None and not self._diverted and fetch.shared():
-            # Other clients, or the store, still want this response: read
-            # it to its end for them.  The gone client may have paused the
-            # backend read.
-            self._diverted = True
-            fetch.leader = None
-            self.release(self)
-            return
+        if fetch is not None:
+            if fetch.leader is None:
+                # No client to lose: a revalidation behind a stale answer,
+                # or a client already gone (told twice: as the producer,
+                # and as the request's handler).
+                return
+            if not self._diverted and fetch.shared():
+                # Other clients, or the store, still want this response:
+                # read it to its end for them.  The gone client may have
+                # paused the backend read.
+                self._diverted = True
+                fetch.leader = None
+                self.release(self)
+                return
         super().clientGone()
 
     # Flow control: the backend read waits for the slowest client -------------
@@ -159,11 +166,15 @@ class CachingExchange(ProxyExchange):
 
     def _abortClient(self, outcome: str) -> None:
         if self._diverted:
+            # The client has its answer already, or is gone: nothing of
+            # this response is on its connection to cut short.
             self._end(abort_upstream=True, outcome=outcome)
         else:
             super()._abortClient(outcome)
 
     def _end(self, abort_upstream: bool = False, outcome: str = SUCCESS) -> None:
+        # A fetch still set heard neither the end of the response nor the
+        # failure before it: what it got will not be whole.
         fetch = self.fetch
         if fetch is not None:
             self.fetch = None
@@ -171,20 +182,23 @@ class CachingExchange(ProxyExchange):
         super()._end(abort_upstream, outcome)
 
 
+@implementer(IProxiedRequest)
 class BackgroundRequest:
     """
     The request of a revalidation made behind a stale answer
     (stale-while-revalidate): a copy of the client request that caused it,
-    with no client.  It offers what a L{ProxyExchange} reads of a request;
-    its response goes to its L{Fetch} only (the exchange is diverted), and
+    with no client and no body.  Its response goes to its L{Fetch} only
+    (the exchange is diverted, so nothing is written to it), and
     L{finished} makes the error answers of the exchange do nothing.
     """
 
+    handler = DISCARD
     bodyComplete = True
     bodyLength = 0
     finished = True
     _disconnected = False
     error_pages = None
+    response_filters = ()
 
     def __init__(self, request) -> None:
         self.method = b"GET"
@@ -198,7 +212,20 @@ class BackgroundRequest:
             {name: list(values) for name, values in request.requestHeaders.getAllRawHeaders()}
         )
 
+    def pauseReading(self) -> None:
+        """
+        Nothing to pause: there is no body to read.
+        """
+
+    def resumeReading(self) -> None:
+        """
+        Nothing to resume: there is no body to read.
+        """
+
     def requestedUpgrade(self) -> None:
+        """
+        None: a revalidation is a plain GET.
+        """
         return None
 
     def holdWrites(self) -> None:
@@ -214,4 +241,12 @@ class BackgroundRequest:
         """
 
     def backendAnswered(self) -> None:
-        pass
+        """
+        Nothing to record, as for L{backendChosen}.
+        """
+
+    def writeResponseHead(self, code, reason, headers, length) -> None:
+        """
+        Nothing to write: the response goes to the L{Fetch}, which never
+        passes a revalidation's response on to its request.
+        """

@@ -28,6 +28,7 @@ from ..filters.chain import (
 )
 from ..http.headers import client_response_headers, upgrade_response_headers
 from ..http.response_parser import ResponseParseError
+from ..interfaces import IRequestHandler, IUpstreamExchange
 from ..server.answers import abort_response, reason_phrase, respond_with_error
 from ..upstream.balancer import (
     ABANDONED,
@@ -38,6 +39,29 @@ from ..upstream.balancer import (
     NoBackendAvailable,
 )
 from .tunnel import Tunnel
+
+# The states of an exchange (see ProxyExchange), in the order it goes
+# through them; a retry goes back to WAITING or CONNECTING.  Plain ints, so
+# that a state check is one identity test.
+
+#: No lease yet: not started, in the balancer's queue, or between a failed
+#: attempt and the next one.  The exchange holds no lease.
+WAITING = 0
+#: Leased: a connection to the backend is being taken from its pool or made.
+CONNECTING = 1
+#: The request head is sent, its body may be streaming, and the response is
+#: awaited (the response timer runs once the request is sent).
+SENDING = 2
+#: Response bytes arrived but not the whole head: nothing reached the client
+#: yet, but the backend may have acted on the request.
+RECEIVING = 3
+#: The response head was passed on (or, in a L{CachingExchange}, kept from
+#: the client): its body streams, and a failure can only cut it short.
+RESPONDING = 4
+#: The backend switched protocols (101): the two connections are spliced.
+TUNNELLING = 5
+#: Over: the lease is released, and whatever still arrives is ignored.
+DONE = 6
 
 #: Request body bytes held while the backend connection is being set up,
 #: beyond which the client is paused.
@@ -73,13 +97,44 @@ class _UploadThrottle:
         self.paused = False
 
 
-@implementer(IPushProducer)
+@implementer(IRequestHandler, IUpstreamExchange, IPushProducer)
 class ProxyExchange:
     """
     The life of one proxied request; see the module docstring.
 
-    It is registered as the streaming producer of the client response, so
-    the client transport's flow control reaches the backend read.
+    It is the request's C{handler}, the exchange of its backend
+    connection, and the streaming producer of the client response, so the
+    client transport's flow control reaches the backend read.
+
+    Its state is L{_state}, one of the module's constants; what may happen
+    in each (the transitions to L{DONE} are L{_end}, and its variants
+    L{_answerFailure} and L{_abortClient}; a retry is L{_retryOrFail}):
+
+      - L{WAITING}: the lease comes (L{_leased}): L{CONNECTING}; no
+        backend can take the request (L{_failBeforeResponse}): 503, 502
+        or 504, L{DONE}; the client goes: the wait is cancelled, L{DONE}.
+        Body bytes are held.
+      - L{CONNECTING}: connected (L{_connected}): L{SENDING}; the
+        connection failed: L{WAITING} for a retry, or the error, L{DONE};
+        the client goes: L{DONE} (the connection, once made, goes back to
+        the pool).  Body bytes are held.
+      - L{SENDING}: the first response byte (L{responseStarted}):
+        L{RECEIVING}; the response timer (L{responseTimedOut}): 504,
+        L{DONE}; the backend fails (L{upstreamFailed}): a new connection
+        to the same backend (L{CONNECTING}) when the one reused was
+        stale, else L{WAITING} for a retry, or 502, L{DONE}; the body is
+        too large: 413, L{DONE}; the client goes: L{DONE}.
+      - L{RECEIVING}: the head (L{responseHead}): L{RESPONDING}; the
+        backend fails: as in L{SENDING}, but never retried on another
+        backend.
+      - L{RESPONDING}: the end (L{responseEnd}): L{DONE}; a 101
+        (L{responseUpgraded}): L{TUNNELLING}; the backend fails, the body
+        is too large, or the client goes: the client connection is
+        aborted (L{_abortClient}), L{DONE}.
+      - L{TUNNELLING}: either side closes (the tunnel's C{on_close}):
+        L{DONE}.
+      - L{DONE}: a connection made late goes back to the pool, and
+        everything else is ignored.
 
     A request that fails on a backend before any response byte arrived is
     tried on another backend, up to the upstream's C{retries} and within
@@ -91,35 +146,43 @@ class ProxyExchange:
     """
 
     log = Logger()
-    _transform = None
 
-    # Rarely changed from these class defaults, which saves setting them on
-    # every exchange.
+    # Class defaults, which save setting them on every exchange; most are
+    # set only by the few exchanges that need them.
+    _state = WAITING
+    #: The L{Lease} held, from L{CONNECTING} until L{DONE} releases it.
+    _lease = None
+    #: The backend connection: set in L{SENDING}, L{RECEIVING},
+    #: L{RESPONDING} and L{TUNNELLING}.
+    _upstream = None
     #: The Deferred of a lease being waited for in the balancer's queue.
     _waiting = None
-    #: Whether a response byte arrived from the current backend.
-    _answered = False
+    #: How the request body is sent: L{None} (no body), C{b"chunked"}, or a
+    #: decimal Content-Length.
+    _body_framing: Optional[bytes] = None
+    #: The protocol the request asks to switch to, if any.
+    _upgrade: Optional[bytes] = None
+    #: Request body bytes that arrived before the backend connection.
+    _pending: Optional[List[bytes]] = None
+    _pending_size = 0
+    #: Whether the client read is paused because L{_pending} is full.
+    _client_paused = False
+    #: The producer on the backend transport during an upload.
+    _throttle: Optional[_UploadThrottle] = None
+    #: Whether a stale reused connection was replaced already.
+    _retried = False
     #: The response status, once the head arrived.
     _status = 0
     #: The backends this request failed on, once it is retried.
     _tried: Optional[List] = None
+    #: The response filters' body transform, if any.
+    _transform = None
+    #: The L{Tunnel}, from L{TUNNELLING} on.
+    _tunnel: Optional[Tunnel] = None
 
     def __init__(self, request, target) -> None:
         self.request = request
         self.target = target
-        self._lease = None
-        self._upstream = None
-        self._head = b""
-        self._body_framing: Optional[bytes] = None
-        self._pending: List[bytes] = []
-        self._pending_size = 0
-        self._client_paused = False
-        self._throttle: Optional[_UploadThrottle] = None
-        self._responding = False
-        self._retried = False
-        self._upgrade: Optional[bytes] = None
-        self._tunnel: Optional[Tunnel] = None
-        self._done = False
         request.handler = self
 
     def start(self) -> None:
@@ -145,11 +208,13 @@ class ProxyExchange:
     # Getting a connection --------------------------------------------------
 
     def _leased(self, lease) -> None:
+        """
+        L{WAITING} to L{CONNECTING}.  A wait is cancelled when the exchange
+        ends, so a lease never comes in another state.
+        """
         self._waiting = None
-        if self._done:
-            lease.release(ABANDONED)
-            return
         self._lease = lease
+        self._state = CONNECTING
         self.request.backendChosen(lease.backend)
         self._head = self.target.request_head(
             self.request, lease.backend.server, self._body_framing, self._upgrade
@@ -164,45 +229,54 @@ class ProxyExchange:
             pool.connect().addCallbacks(self._connected, self._connectFailed)
 
     def _connectFailed(self, reason: Failure) -> None:
-        # Nothing was sent, so any request may go to another backend.
-        self._retryOrFail(reason, CONNECT_FAILED, True)
+        if self._state is CONNECTING:
+            # Nothing was sent, so any request may go to another backend.
+            self._retryOrFail(reason, CONNECT_FAILED, True)
 
     def _connected(self, upstream) -> None:
-        if self._done:
+        """
+        L{CONNECTING} to L{SENDING}: send the request head, and the body
+        bytes held.
+        """
+        if self._state is not CONNECTING:
+            # The exchange ended while the connection was being made.
             upstream.pool.release(upstream)
             return
+        self._state = SENDING
         self._upstream = upstream
+        request = self.request
         upstream.sendHead(
             self,
             self._head,
-            self.request.method == b"HEAD",
+            request.method == b"HEAD",
             self._body_framing,
             self._upgrade is not None,
         )
         if self._body_framing is None:
             self._startResponseTimer()
             return
-        for chunk in self._pending:
-            upstream.sendBody(chunk)
-        self._pending = []
-        self._pending_size = 0
-        if self.request.bodyComplete:
+        pending = self._pending
+        if pending is not None:
+            self._pending = None
+            self._pending_size = 0
+            for chunk in pending:
+                upstream.sendBody(chunk)
+        if request.bodyComplete:
             self._finishUpload()
         else:
-            self._throttle = _UploadThrottle(self.request)
+            self._throttle = _UploadThrottle(request)
             upstream.transport.registerProducer(self._throttle, True)
         if self._client_paused:
             self._client_paused = False
-            self.request.resumeReading()
+            request.resumeReading()
 
-    # The request body (called by ProxyRequest) ------------------------------
+    # The request body (IRequestHandler) -------------------------------------
 
     def bodyReceived(self, data: bytes) -> None:
         """
-        Some request body bytes arrived from the client.
+        Some request body bytes arrived from the client: sent on when
+        connected, held before, dropped once L{DONE}.
         """
-        if self._done:
-            return
         upstream = self._upstream
         if upstream is not None:
             upstream.sendBody(data)
@@ -211,7 +285,12 @@ class ProxyExchange:
                 # channel; keep it paused while the backend is not reading.
                 self.request.pauseReading()
             return
-        self._pending.append(data)
+        if self._state is DONE:
+            return
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = []
+        pending.append(data)
         self._pending_size += len(data)
         if self._pending_size > _PENDING_BODY_LIMIT and not self._client_paused:
             self._client_paused = True
@@ -219,20 +298,29 @@ class ProxyExchange:
 
     def bodyFinished(self) -> None:
         """
-        The client's request body is complete.
+        The client's request body is complete: once connected, finish the
+        upload (before, L{_connected} does when it sends the body held).
         """
-        if self._upstream is not None and not self._done:
+        if self._upstream is not None:
             self._finishUpload()
 
     def bodyTooLarge(self) -> None:
         """
         The request body went over the configured limit mid-stream.
         """
-        if self._responding:
+        if self._state is RESPONDING:
             self._abortClient(ABANDONED)
         else:
             self._end(abort_upstream=True, outcome=ABANDONED)
             respond_with_error(self.request, 413)
+
+    def clientGone(self) -> None:
+        """
+        The client connection closed: abandon the backend exchange, so the
+        backend connection is neither leaked nor put back half-used, and
+        leave the balancer's queue if waiting there.
+        """
+        self._end(abort_upstream=True, outcome=ABANDONED)
 
     def _finishUpload(self) -> None:
         upstream = self._upstream
@@ -240,7 +328,9 @@ class ProxyExchange:
             upstream.transport.unregisterProducer()
             self._throttle = None
         upstream.finishBody()
-        if not self._responding:
+        if self._state is SENDING:
+            # The timer counts to the first response byte: not once the
+            # backend began answering before the upload ended.
             self._startResponseTimer()
 
     def _startResponseTimer(self) -> None:
@@ -249,18 +339,18 @@ class ProxyExchange:
     def responseTimedOut(self) -> None:
         """
         The backend did not start its response in time (called by the
-        L{UpstreamProtocol}).
+        L{UpstreamProtocol}, in L{SENDING}).
         """
-        self._end(abort_upstream=True, outcome=TIMEOUT)
-        respond_with_error(self.request, 504)
+        self._answerFailure(504, TIMEOUT)
 
-    # The response (called by UpstreamProtocol) ------------------------------
+    # The response (IUpstreamExchange) ---------------------------------------
 
     def responseStarted(self) -> None:
         """
-        The first response byte arrived: the backend is answering.
+        L{SENDING} to L{RECEIVING}: the first response byte arrived, the
+        backend is answering.
         """
-        self._answered = True
+        self._state = RECEIVING
         self._upstream.stopAwaiting()
 
     def holdWrites(self):
@@ -272,10 +362,13 @@ class ProxyExchange:
         return self.request.holdWrites()
 
     def responseHead(self, status, reason, headers, length) -> None:
+        """
+        L{RECEIVING} to L{RESPONDING}: pass the head on to the client.
+        """
+        self._state = RESPONDING
+        self._status = status
         request = self.request
         request.backendAnswered()
-        self._responding = True
-        self._status = status
         passed_on = client_response_headers(headers, length is not None)
         if self.target.response_rules is not None:
             passed_on = self.target.response_rules.apply(passed_on, request)
@@ -296,8 +389,10 @@ class ProxyExchange:
 
     def responseUpgraded(self, rest: bytes) -> None:
         """
-        The backend switched protocols: splice the two connections.
+        L{RESPONDING} to L{TUNNELLING}: the backend switched protocols,
+        splice the two connections.
         """
+        self._state = TUNNELLING
         # The tunnel writes to the client transport itself: the 101 head
         # goes first.
         self.request.channel.releaseWrites()
@@ -321,6 +416,9 @@ class ProxyExchange:
             write_transformed(self.request, self._transform, data)
 
     def responseEnd(self) -> None:
+        """
+        L{RESPONDING} to L{DONE}: the response is complete.
+        """
         request = self.request
         if self._transform is not None:
             write_transformed_end(request, self._transform)
@@ -337,52 +435,49 @@ class ProxyExchange:
         """
         The backend connection failed during the exchange.
         """
-        if self._done:
+        state = self._state
+        if state is DONE:
             return
-        if self._tunnel is not None:
+        if state is TUNNELLING:
             self._tunnel.backendClosed()
             return
         upstream = self._upstream
         self._upstream = None
-        if self._responding:
+        if state is RESPONDING:
             self.log.info(
                 "backend {backend} failed mid-response: {reason}",
-                backend=upstream.pool.name if upstream else "?",
+                backend=upstream.pool.name,
                 reason=reason.getErrorMessage(),
             )
             self._abortClient(BROKEN)
             return
-        if (
-            upstream is not None
-            and upstream.reused
-            and self._body_framing is None
-            and not self._retried
-        ):
+        # SENDING or RECEIVING: nothing reached the client yet.
+        if upstream.reused and self._body_framing is None and not self._retried:
             # Most likely the backend closed this idle connection as we
             # reused it; a request without a body is safe to send again.
             self._retried = True
-            self._stopResponseTimeout()
+            self._state = CONNECTING
             self._useConnection(upstream.pool)
             return
         self._retryOrFail(
             reason,
             BROKEN,
-            not self._answered
+            state is SENDING
             and self._body_framing is None
             and self.request.method in IDEMPOTENT_METHODS,
         )
 
+    # Retries and failures ---------------------------------------------------
+
     def _retryOrFail(self, reason: Failure, outcome: str, safe: bool) -> None:
         """
-        The current backend failed before answering: report it, and try
-        another backend when that is C{safe} and allowed, else answer the
-        client with the error.
+        The current backend failed before answering: give its lease back
+        (L{WAITING}), and try another backend when that is C{safe} and
+        allowed, else answer the client with the error.
         """
-        if self._done:
-            return
-        self._stopResponseTimeout()
         lease = self._lease
         self._lease = None
+        self._state = WAITING
         lease.release(outcome)
         balancer = self.target.balancer
         tried = self._tried
@@ -394,7 +489,7 @@ class ProxyExchange:
             if tried is None:
                 tried = self._tried = []
             tried.append(lease.backend)
-            self._answered = False
+            # A retry never waits in the queue: this fires at once.
             balancer.acquire(self.request, tried).addCallbacks(
                 self._leased, self._noBackendToRetry, errbackArgs=(reason,)
             )
@@ -409,14 +504,16 @@ class ProxyExchange:
         self._failBeforeResponse(reason)
 
     def _failBeforeResponse(self, reason: Failure) -> None:
-        self._waiting = None
-        if self._done:
+        """
+        In L{WAITING}, no backend answered: answer with the error C{reason}
+        calls for.  Also the errback of the balancer's queue, which a
+        cancelled wait fails (L{DONE}).
+        """
+        if self._state is DONE:
             return
+        self._waiting = None
         if reason.check(NoBackendAvailable):
-            self._end()
-            respond_with_error(
-                self.request, 503, retry_after=reason.value.retry_after
-            )
+            self._answerFailure(503, retry_after=reason.value.retry_after)
             return
         if reason.check(ConnectTimeoutError):
             code = 504
@@ -426,8 +523,7 @@ class ProxyExchange:
                 self.log.info(
                     "backend request failed: {reason}", reason=reason.getErrorMessage()
                 )
-        self._end()
-        respond_with_error(self.request, code)
+        self._answerFailure(code)
 
     # Flow control of the response (IPushProducer) ---------------------------
 
@@ -442,34 +538,43 @@ class ProxyExchange:
     def stopProducing(self) -> None:
         self.clientGone()
 
-    # Endings ---------------------------------------------------------------
+    # Endings: the transitions to DONE ---------------------------------------
 
-    def clientGone(self) -> None:
+    def _answerFailure(
+        self, code: int, outcome: str = SUCCESS, retry_after: Optional[int] = None
+    ) -> None:
         """
-        The client connection closed: abandon the backend exchange, so the
-        backend connection is neither leaked nor put back half-used.
+        L{DONE}, answering with the error page of C{code}: the backend
+        request failed before any response reached the client (a
+        L{CachingExchange} may answer from its store instead).
+
+        @param outcome: what the lease reports, if one is still held (a
+            response timeout); a failed attempt released its lease already.
+        @param retry_after: the C{Retry-After} of a 503.
         """
-        if not self._done:
-            self._end(abort_upstream=True, outcome=ABANDONED)
+        self._end(abort_upstream=True, outcome=outcome)
+        respond_with_error(self.request, code, retry_after=retry_after)
 
     def _abortClient(self, outcome: str) -> None:
+        """
+        L{DONE}, cutting the client's response short: part of it was sent.
+        """
         self._end(abort_upstream=True, outcome=outcome)
         abort_response(self.request)
 
-    def _stopResponseTimeout(self) -> None:
-        if self._upstream is not None:
-            self._upstream.stopAwaiting()
-
     def _end(self, abort_upstream: bool = False, outcome: str = SUCCESS) -> None:
         """
-        Mark the exchange over and give the backend lease back.
+        To L{DONE} (once: later calls do nothing): give the backend lease
+        back, or leave the balancer's queue.
 
         @param abort_upstream: drop the backend connection too, because it
             is in the middle of an exchange that will not complete.
         @param outcome: what the lease reports to the balancer.
         """
-        self._done = True
-        self._stopResponseTimeout()
+        state = self._state
+        if state is DONE:
+            return
+        self._state = DONE
         # The request and this exchange point at each other; breaking the
         # cycle lets reference counting free both at once instead of
         # leaving them to the cyclic garbage collector, whose full passes
@@ -477,14 +582,17 @@ class ProxyExchange:
         # default handler, which drops whatever still arrives.
         self.request.__dict__.pop("handler", None)
         upstream = self._upstream
-        self._upstream = None
-        if abort_upstream and upstream is not None:
-            upstream.abort()
-        if self._lease is not None:
-            self._lease.release(outcome, self._status)
-            self._lease = None
-        elif self._waiting is not None:
-            # Leave the balancer's queue.
+        if upstream is not None:
+            # A connection that stays was answered, so its response timer
+            # is stopped; one that is aborted leaves its exchange.
+            self._upstream = None
+            if abort_upstream:
+                upstream.abort()
+        if state is WAITING:
             waiting = self._waiting
-            self._waiting = None
-            waiting.cancel()
+            if waiting is not None:
+                # Leave the balancer's queue.
+                self._waiting = None
+                waiting.cancel()
+        else:
+            self._lease.release(outcome, self._status)
