@@ -15,15 +15,12 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
-
-# Twisted's public proxyEndpoint wraps an endpoint; a worker adopts a
-# socket instead, so the factory is wrapped.
-from twisted.protocols.haproxy._wrapper import HAProxyWrappingFactory
 from twisted.python.failure import Failure
 
 from .. import __version__
 from ..config import ConfigError, load_config
 from ..config.model import Config
+from ..net.proxy_protocol import proxy_protocol_factory
 from ..observe.accesslog import AccessLog
 from ..observe.metrics import Metrics, Snapshot
 from ..tls.store import CertificateError
@@ -247,7 +244,7 @@ class ProxyService(MultiService):
         """
         listener = self.config.listeners.get(name)
         if listener is not None and listener.proxy_protocol:
-            factory = HAProxyWrappingFactory(factory)
+            factory = proxy_protocol_factory(factory)
         if name in self._inherited:
             fd, family = self._inherited[name]
             return self._reactor.adoptStreamPort(fd, family, factory)

@@ -18,6 +18,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.testing import MemoryReactor
 
 from ..http.target import decode_unreserved
+from ..net.endpoint_port import endpoint_port
 from .model import IPNetwork
 from .schema import Invalid, array_of, describe, expected
 from .units import parse_duration, parse_size
@@ -273,8 +274,8 @@ def endpoint(value: Any) -> str:
         )
     # TCP endpoints take any integer as a port; the mistake would only show
     # when listening.
-    port = getattr(parsed, "_port", 0)
-    if isinstance(port, int) and not 0 <= port <= 65535:
+    port = endpoint_port(parsed)
+    if port is not None and not 0 <= port <= 65535:
         raise Invalid(
             "invalid server endpoint %s: port %d is out of range"
             % (describe(value), port)

@@ -16,8 +16,6 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-from twisted.web.http import _MalformedChunkedDataError
-
 #: chunk-size [ chunk-ext ]: at most 16 hex digits (a size below 2**64),
 #: then extensions of visible characters, spaces and tabs.
 _SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:[ \t]*;[\x20-\x7e\x80-\xff\t]*)?\Z")
@@ -35,10 +33,9 @@ MAX_TRAILER = 16384
 _SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
 
 
-class MalformedChunks(_MalformedChunkedDataError):
+class MalformedChunks(Exception):
     """
-    The body is not a valid chunked body.  (A subclass of Twisted's own
-    error, which its HTTP channel answers with 400.)
+    The body is not a valid chunked body.
     """
 
 
@@ -49,7 +46,13 @@ class ChunkedDecoder:
     @param on_data: called with each piece of decoded body.
     @param on_end: called once with the bytes that followed the body (the
         start of a pipelined request).
+
+    @cvar malformed: the error raised for a malformed body: L{MalformedChunks},
+        or in a subclass a subclass of it that is also the error the
+        channel reading the body expects.
     """
+
+    malformed = MalformedChunks
 
     def __init__(
         self, on_data: Callable[[bytes], None], on_end: Callable[[bytes], None]
@@ -87,7 +90,7 @@ class ChunkedDecoder:
         """
         ending = self._line + data[: 2 - len(self._line)]
         if ending != b"\r\n"[: len(ending)]:
-            raise MalformedChunks("chunk data not followed by CRLF")
+            raise self.malformed("chunk data not followed by CRLF")
         rest = data[2 - len(self._line) :]
         if len(ending) < 2:
             self._line = ending
@@ -105,20 +108,20 @@ class ChunkedDecoder:
         if end < 0:
             # Only a final CR may wait for its LF.
             if b"\n" in buffered or b"\r" in buffered[:-1]:
-                raise MalformedChunks("line break other than CRLF")
+                raise self.malformed("line break other than CRLF")
             if len(buffered) > MAX_LINE:
-                raise MalformedChunks("chunk line too long")
+                raise self.malformed("chunk line too long")
             self._line = buffered
             return b""
         line = buffered[:end]
         rest = buffered[end + 2 :]
         self._line = b""
         if len(line) > MAX_LINE:
-            raise MalformedChunks("chunk line too long")
+            raise self.malformed("chunk line too long")
         if self._state == _SIZE:
             match = _SIZE_LINE.match(line)
             if match is None:
-                raise MalformedChunks("invalid chunk size line")
+                raise self.malformed("invalid chunk size line")
             size = int(match.group(1), 16)
             if size:
                 self._remaining = size
@@ -132,7 +135,7 @@ class ChunkedDecoder:
             return b""
         self._trailer_size += len(line) + 2
         if self._trailer_size > MAX_TRAILER or not _TRAILER_LINE.match(line):
-            raise MalformedChunks("invalid trailer section")
+            raise self.malformed("invalid trailer section")
         return rest
 
     def noMoreData(self) -> None:
@@ -140,4 +143,4 @@ class ChunkedDecoder:
         The connection closed: a body cut short is malformed.
         """
         if self._state != _DONE:
-            raise MalformedChunks("chunked body cut short")
+            raise self.malformed("chunked body cut short")

@@ -18,6 +18,12 @@ from typing import Callable
 
 from twisted.internet import tcp
 
+TWISTED_PRIVATE = (
+    "twisted.internet.tcp.Connection._tempDataLen",
+    "twisted.internet.tcp.Connection._writeDisconnected",
+    "twisted.internet.tcp.Connection._aborting",
+)
+
 
 def direct_writer(transport) -> Callable[[bytes], None]:
     """

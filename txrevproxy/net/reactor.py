@@ -28,8 +28,15 @@ from twisted.logger import Logger
 
 try:
     from twisted.internet.epollreactor import EPollReactor
-except ImportError:  # No epoll on this platform.
+except ImportError:  # No epoll on this platform: nothing here is used.
     EPollReactor = None
+    TWISTED_PRIVATE = ()
+else:
+    TWISTED_PRIVATE = (
+        "twisted.internet.epollreactor.EPollReactor._poller",
+        "twisted.internet.epollreactor.EPollReactor._selectables",
+        "twisted.internet.epollreactor.EPollReactor._doReadOrWrite",
+    )
 
 
 if EPollReactor is not None:

@@ -25,6 +25,12 @@ import sys
 
 from twisted.internet import tcp
 
+TWISTED_PRIVATE = (
+    # Public, but that the connection reads this many bytes per system
+    # call is a detail of its doRead that Twisted does not document.
+    "twisted.internet.tcp.Connection.bufferSize",
+)
+
 #: Bytes read per system call.
 READ_SIZE = 16384 if sys.implementation.name == "pypy" else 65536
 

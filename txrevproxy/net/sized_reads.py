@@ -24,6 +24,16 @@ from zope.interface import implementer
 
 from .direct_send import direct_writer
 
+TWISTED_PRIVATE = (
+    "twisted.protocols.tls.TLSMemoryBIOProtocol._flushReceiveBIO",
+    "twisted.protocols.tls.TLSMemoryBIOProtocol._flushSendBIO",
+    "twisted.protocols.tls.TLSMemoryBIOProtocol._tlsConnection",
+    "twisted.protocols.tls.TLSMemoryBIOProtocol._lostTLSConnection",
+    "twisted.protocols.tls.TLSMemoryBIOProtocol._aborted",
+    "twisted.protocols.tls.TLSMemoryBIOProtocol._shutdownTLS",
+    "twisted.protocols.tls.TLSMemoryBIOProtocol._tlsShutdownFinished",
+)
+
 #: The smallest read asked for: small requests and responses fit in one.
 MIN_READ = 512
 #: The largest: a TLS record carries at most 16 KiB of data, and with its

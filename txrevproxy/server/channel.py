@@ -17,16 +17,32 @@ from twisted.internet.interfaces import IHandshakeListener
 from twisted.web import http
 from zope.interface import implementer
 
-from ..http.chunked import ChunkedDecoder
+from ..http.chunked import ChunkedDecoder, MalformedChunks
 from ..http.headers import connection_tokens, http_date, serialize_head
 from ..http.request_head import field_line_status, request_line_status
 from ..net.direct_send import direct_writer
+from ..net.malformed_body import BadRequestBody
 from ..net.read_size import set_read_size
 from .answers import error_body, reason_phrase
 from .request import DISCARD, ProxyRequest, ignore_data, new_request_id
 
 #: A client subject not read yet (L{None} means there is none).
 _UNREAD = object()
+
+
+class MalformedRequestChunks(MalformedChunks, BadRequestBody):
+    """
+    A malformed chunked request body: an error Twisted's channel answers
+    with 400 Bad Request.
+    """
+
+
+class RequestChunkedDecoder(ChunkedDecoder):
+    """
+    The strict chunked decoder, for the channel's request bodies.
+    """
+
+    malformed = MalformedRequestChunks
 
 
 class ClientConnection:
@@ -413,7 +429,7 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
             # No body: Twisted's path dispatches it from allContentReceived.
             return
         if self.length is None:
-            self._transferDecoder = ChunkedDecoder(
+            self._transferDecoder = RequestChunkedDecoder(
                 request.handleContentChunk, self._finishRequestBody
             )
         request.headersReceived(self._command, self._path, self._version, self.length)

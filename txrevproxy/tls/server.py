@@ -11,7 +11,7 @@ from OpenSSL import SSL
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from zope.interface import implementer
 
-from ..net.sized_reads import SizedReadsTLSFactory
+from ..net.alpn_untouched import ALPNUntouchedTLSFactory
 from .store import HTTP1_ONLY, HTTP2_AND_HTTP1, CertificateStore
 
 
@@ -37,7 +37,7 @@ class ServerTLS:
         return connection
 
 
-class ListenerTLSFactory(SizedReadsTLSFactory):
+class ListenerTLSFactory(ALPNUntouchedTLSFactory):
     """
     A listener's site served over TLS.
 
@@ -45,6 +45,8 @@ class ListenerTLSFactory(SizedReadsTLSFactory):
     connection, so the ALPN callback
     (L{txrevproxy.tls.store.select_protocol}) finds the listener's
     protocols through the connection's protocol's factory: this one.
+    Twisted's factory does not set them itself (see
+    L{txrevproxy.net.alpn_untouched}).
 
     @ivar alpn_protocols: the ALPN protocols offered, preferred first.
     """
@@ -54,15 +56,6 @@ class ListenerTLSFactory(SizedReadsTLSFactory):
     ) -> None:
         super().__init__(ServerTLS(store), False, site, clock)
         self.alpn_protocols = alpn_protocols
-
-    def _applyProtocolNegotiation(self, connection: SSL.Connection) -> None:
-        """
-        Leave ALPN alone.  Twisted before 26 calls this for every new
-        connection and, when the wrapped factory provides
-        C{IProtocolNegotiationFactory} (a twisted.web Site does), sets the
-        site's protocols on the connection's context, replacing the ALPN
-        callback the store set once and mutating a context in use.
-        """
 
 
 def tls_factory(site, store: CertificateStore, http2: bool, clock=None):
