@@ -154,14 +154,16 @@ def query_matchers(pairs: Sequence[Tuple[str, ValueMatch]]) -> List[QueryMatcher
 def route_matchers(route: Route) -> Optional[Matchers]:
     """
     The matchers of a route, made by the types its L{Route.matchers} name,
-    cheapest first (the built-ins, then the C{match} table's); L{None} when
-    it has none.
+    in that order (the built-in keys' first, which are cheap, then the
+    C{match} table's); L{None} when it has none.
     """
     wanted = route.matchers
     if not wanted:
         return None
     types = matcher_types()
     parts = [
-        part for matcher in wanted for part in types[matcher.type].matchers(matcher.settings)
+        part
+        for matcher in wanted
+        for part in types[matcher.type].matchers(matcher.settings)
     ]
     return Matchers(parts) if parts else None
