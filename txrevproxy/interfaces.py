@@ -222,6 +222,40 @@ class ICacheStore(Interface):
         """
 
 
+class ICacheStoreType(Interface):
+    """
+    A kind of L{ICacheStore}, named by the C{store} key of a
+    C{[caches.NAME]} table (C{"memory"}, C{"disk"}, or a plugin's name).
+
+    Provide it together with L{twisted.plugin.IPlugin} on an object in a
+    module of the C{twisted.plugins} package, as for L{IBalancingPolicy};
+    keep that module small and import the store in L{configure}.
+    """
+
+    name = Attribute(
+        "The name a cache table's store key uses, such as 'memory' "
+        "(letters, digits and _)."
+    )
+
+    def configure(settings, clock):
+        """
+        Make the store of a C{[caches.NAME]} table.  Called when a runtime
+        is built and the cache has no store yet: a reload that keeps the
+        table's C{store} and C{path} hands the old store to the new runtime
+        (setting its C{max_size}) instead.  Not called while a
+        configuration is only checked.  It must not block; a store that
+        touches files or services should do so when first used, so that a
+        runtime made only to explain a request (C{txrevproxy route})
+        touches nothing.
+
+        @param settings: the table, a
+            L{txrevproxy.config.model.CacheSettings}: its C{max_size}, and
+            its C{path} (absolute) when it has one.
+        @param clock: an L{IReactorTime}, for stores that keep time.
+        @return: an L{ICacheStore}.
+        """
+
+
 class IBodyWriter(Interface):
     """
     A body being received for an L{ICacheStore}: in memory, or in a file.
@@ -250,6 +284,79 @@ class IBodyWriter(Interface):
     def discard():
         """
         The body will not be stored: let go of what was kept.
+        """
+
+
+class IMatcherType(Interface):
+    """
+    A kind of route matcher: a condition on a request besides its host and
+    path, named by a key of a route's C{match} table (C{match = { NAME =
+    VALUE }}).  The built-in C{methods}, C{headers} and C{query} are
+    matcher types too, which a route may also give as keys of its own.
+
+    Provide it together with L{twisted.plugin.IPlugin} on an object in a
+    module of the C{twisted.plugins} package, as for L{IBalancingPolicy};
+    keep that module small and import the implementation in L{configure}
+    and L{matchers}.
+
+    The work is in two steps so that the configuration holds plain data:
+    L{configure} checks what the file says once, when it is loaded, and
+    L{matchers} makes the objects that test requests each time a runtime
+    is built from it.
+    """
+
+    name = Attribute(
+        "The key a route's match table uses, such as 'cookie' "
+        "(letters, digits and _)."
+    )
+
+    def configure(value):
+        """
+        Check the value a route gives this matcher type; called when a
+        configuration is loaded (C{txrevproxy check} calls it too).
+
+        @param value: the value as parsed from TOML (a L{dict}, L{list},
+            L{str} ...); do not change it.
+        @return: the settings L{matchers} is given: an immutable value
+            that compares equal for two routes that select the same
+            requests (a tuple, a frozen attrs instance), so that two
+            routes that could never be told apart are refused.
+        @raise txrevproxy.config.schema.Invalid: for a bad value; each
+            problem's path, relative to the value (C{""}, C{".beta"}),
+            is reported after the route's (C{routes[2].match.cookie.beta}).
+        """
+
+    def matchers(settings):
+        """
+        Make the matchers a route's settings ask for; called once per
+        route each time a runtime is built.
+
+        @param settings: what L{configure} returned.
+        @return: a sequence of L{IMatcher}, usually one.  Each counts as
+            one matcher when routes of the same prefix are ordered (more
+            matchers first), as each header of C{headers} does.
+        """
+
+
+class IMatcher(Interface):
+    """
+    One condition of a route, asked about every request the route is a
+    candidate for.
+    """
+
+    description = Attribute(
+        "What it wants, for C{txrevproxy route} to say why a request did "
+        "not match: 'method is GET or HEAD', 'cookie beta = \"yes\"'."
+    )
+
+    def matches(request):
+        """
+        Whether the request satisfies the condition.  Called on the hot
+        path, before any filter: decide from the request's head alone
+        (C{method}, C{uri}, C{requestHeaders}, C{getHeader}), quickly,
+        without I/O.
+
+        @return: L{True} or L{False}.
         """
 
 

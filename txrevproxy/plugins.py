@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List
 
-from .interfaces import IBalancingPolicy, IFilterType
+from .interfaces import IBalancingPolicy, ICacheStoreType, IFilterType, IMatcherType
 
 
 def named_plugins(interface) -> Dict[str, Any]:
@@ -50,3 +50,19 @@ def filter_types() -> Dict[str, IFilterType]:
     name.
     """
     return named_plugins(IFilterType)
+
+
+def matcher_types() -> Dict[str, IMatcherType]:
+    """
+    Every installed route matcher type (a key of a route's C{match}
+    table), by name.
+    """
+    return named_plugins(IMatcherType)
+
+
+def cache_store_types() -> Dict[str, ICacheStoreType]:
+    """
+    Every installed cache store type (a C{[caches.NAME]} table's
+    C{store}), by name.
+    """
+    return named_plugins(ICacheStoreType)

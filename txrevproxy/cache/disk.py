@@ -116,3 +116,12 @@ class DiskStore(MemoryStore):
 
     def forgotten(self, response: StoredResponse) -> None:
         _remove(response.body.path)
+
+
+def configure(settings, clock) -> DiskStore:
+    """
+    The store of a C{[caches.NAME]} table with C{store = "disk"} (see
+    L{txrevproxy.interfaces.ICacheStoreType.configure}); its C{path} is
+    required there.
+    """
+    return DiskStore(settings.path, settings.max_size)

@@ -12,10 +12,10 @@ from urllib.parse import urljoin, urlsplit
 from ..config.model import CacheSettings
 from ..http.target import request_host
 from ..interfaces import ICacheStore
+from ..plugins import cache_store_types
 from . import policy
-from .disk import DiskStore
 from .fetch import Fetch
-from .store import MemoryStore, StoredResponse
+from .store import StoredResponse
 
 Header = Tuple[bytes, bytes]
 
@@ -166,13 +166,12 @@ class SharedCache:
         return self.store.remove_prefix(key)
 
 
-def make_store(settings: CacheSettings) -> ICacheStore:
+def make_store(settings: CacheSettings, clock) -> ICacheStore:
     """
-    The store a C{[caches.NAME]} table asks for.
+    The store a C{[caches.NAME]} table asks for, made by the installed
+    L{txrevproxy.interfaces.ICacheStoreType} its C{store} names.
     """
-    if settings.store == "disk":
-        return DiskStore(settings.path, settings.max_size)
-    return MemoryStore(settings.max_size)
+    return cache_store_types()[settings.store].configure(settings, clock)
 
 
 def build_caches(
@@ -196,6 +195,6 @@ def build_caches(
             store = old.store
             store.max_size = table.max_size
         else:
-            store = make_store(table)
+            store = make_store(table, clock)
         caches[name] = SharedCache(table, store, clock)
     return caches

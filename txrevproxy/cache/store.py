@@ -167,3 +167,11 @@ class MemoryStore:
         recently used first (for tests and status pages).
         """
         return {key: len(found) for key, found in self._entries.items()}
+
+
+def configure(settings, clock) -> MemoryStore:
+    """
+    The store of a C{[caches.NAME]} table with C{store = "memory"} (see
+    L{txrevproxy.interfaces.ICacheStoreType.configure}).
+    """
+    return MemoryStore(settings.max_size)

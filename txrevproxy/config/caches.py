@@ -1,15 +1,33 @@
 """
 The schema of the C{[caches.NAME]} tables: shared HTTP caches (see
 C{docs/caching.rst}).
+
+A table's C{store} names an installed
+L{txrevproxy.interfaces.ICacheStoreType}: the built-in C{"memory"} and
+C{"disk"}, or a plugin's.
 """
 
 from __future__ import annotations
 
 from typing import Any, Dict, Iterable
 
+from ..plugins import cache_store_types
 from .model import CacheSettings
 from .schema import MODEL_DEFAULT, Field, Problem, Table
 from .values import boolean, duration, file_path, one_of, size
+
+#: The store of a table without a C{store} key.
+DEFAULT_STORE = "memory"
+
+
+def store_name(value: Any) -> str:
+    """
+    The name of an installed store type, looked up each time a
+    configuration is loaded (so a plugin installed since counts); a
+    problem lists them, the default first.
+    """
+    names = sorted(cache_store_types(), key=lambda name: (name != DEFAULT_STORE, name))
+    return one_of(*names)(value)
 
 
 def _object_fits(arguments: Dict[str, Any]) -> Iterable[Problem]:
@@ -18,16 +36,20 @@ def _object_fits(arguments: Dict[str, Any]) -> Iterable[Problem]:
 
 
 def _path_for_disk(arguments: Dict[str, Any]) -> Iterable[Problem]:
+    """
+    The disk store needs a directory, and the memory store has none; a
+    plugin's store may use C{path} or not.
+    """
     if arguments["store"] == "disk" and "path" not in arguments:
         yield (".path", 'store = "disk" needs the directory of its files')
-    if arguments["store"] != "disk" and "path" in arguments:
+    if arguments["store"] == DEFAULT_STORE and "path" in arguments:
         yield (".path", 'only meaningful with store = "disk"')
 
 
 CACHE = Table(
     CacheSettings,
     {
-        "store": Field(one_of("memory", "disk"), default="memory"),
+        "store": Field(store_name, default=DEFAULT_STORE),
         "path": Field(file_path, default=MODEL_DEFAULT),
         "max_size": Field(size, default="256MiB"),
         "max_object_size": Field(size, default="8MiB"),

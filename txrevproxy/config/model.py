@@ -399,6 +399,24 @@ class ValueMatch:
 
 
 @attr.s(frozen=True, auto_attribs=True)
+class MatcherConfig:
+    """
+    One matcher of a route: the name of an installed
+    L{txrevproxy.interfaces.IMatcherType}, and the settings its
+    C{configure} made of what the route says.
+
+    Compared by both, hashed by the type alone, so that settings need not
+    be hashable to tell two routes apart (see L{Route.matchers}).
+
+    @ivar type: the matcher type's name (C{"methods"}, C{"cookie"}).
+    @ivar settings: what its C{configure} returned.
+    """
+
+    type: str
+    settings: Any = attr.ib(hash=False)
+
+
+@attr.s(frozen=True, auto_attribs=True)
 class PathRegex:
     """
     A route's C{rewrite}: the first match of C{pattern} in the path is
@@ -490,6 +508,8 @@ class Route:
     @ivar headers: C{(lower-case name, match)} pairs, sorted, that every
         request must satisfy.
     @ivar query: C{(parameter, match)} pairs, sorted, likewise.
+    @ivar match: the matchers of the route's C{match} table, sorted by
+        type.
     @ivar priority: orders routes with the same path prefix; higher first.
     @ivar strip_prefix: remove L{path} from the path sent to the backend.
     @ivar add_prefix: put this path in front of the path sent.
@@ -513,6 +533,7 @@ class Route:
     methods: Tuple[str, ...] = ()
     headers: Tuple[Tuple[str, ValueMatch], ...] = ()
     query: Tuple[Tuple[str, ValueMatch], ...] = ()
+    match: Tuple[MatcherConfig, ...] = ()
     priority: int = 0
     strip_prefix: bool = False
     add_prefix: Optional[str] = None
@@ -526,12 +547,23 @@ class Route:
     cache: Optional[str] = None
 
     @property
-    def matchers(self) -> Tuple[object, ...]:
+    def matchers(self) -> Tuple[MatcherConfig, ...]:
         """
         What a request must satisfy besides host and path: the route's
-        C{methods}, C{headers} and C{query}, for comparing routes.
+        C{methods}, C{headers} and C{query} (those it has), then its
+        C{match} table, as one list of matchers of installed types, for
+        comparing routes and for making their matchers.
         """
-        return (self.methods, self.headers, self.query)
+        own = (
+            MatcherConfig(name, settings)
+            for name, settings in (
+                ("methods", self.methods),
+                ("headers", self.headers),
+                ("query", self.query),
+            )
+            if settings
+        )
+        return tuple(own) + self.match
 
 
 @attr.s(frozen=True, auto_attribs=True)
@@ -561,9 +593,12 @@ class CacheSettings:
     One C{[caches.NAME]} table: a shared HTTP cache (RFC 9111) that routes
     name in their C{cache} key.
 
-    @ivar store: C{"memory"}, or C{"disk"}: bodies in files under
-        L{path}, for large objects.
-    @ivar path: the directory of a disk store (absolute once loaded).
+    @ivar store: the name of an installed
+        L{txrevproxy.interfaces.ICacheStoreType}: C{"memory"}, or
+        C{"disk"} (bodies in files under L{path}, for large objects), or a
+        plugin's.
+    @ivar path: the directory of a disk store, or the path a plugin's
+        store uses (absolute once loaded).
     @ivar max_size: the bytes the store may hold (bodies and fields); the
         least recently used responses go first.
     @ivar max_object_size: the largest body stored; a larger response is

@@ -1,7 +1,7 @@
 """
 The schema of a C{[[routes]]} table: what a route matches (host, path,
-methods, headers, query, priority), how it rewrites what it forwards, and
-the answers it gives without a backend.
+methods, headers, query, the matchers of installed plugins, priority), how
+it rewrites what it forwards, and the answers it gives without a backend.
 
 Regular expressions are compiled and templates parsed here, when the
 configuration is loaded, so that a mistake is reported with its key path
@@ -13,10 +13,12 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, Iterable, Tuple
 
+from ..plugins import matcher_types
 from .filters import filter_names
 from .model import (
     ErrorPage,
     HeaderRules,
+    MatcherConfig,
     PathRegex,
     Redirect,
     Respond,
@@ -137,6 +139,42 @@ def _header(key: str) -> str:
 
 header_matches = _matches_table(_header, '{ "X-Env" = "beta" }')
 query_matches = _matches_table(_parameter, '{ "version" = "2" }')
+
+
+
+def match_table(value: Any) -> Tuple[MatcherConfig, ...]:
+    """
+    A route's C{match}: C{{ TYPE = VALUE, ... }}, each C{TYPE} an installed
+    L{txrevproxy.interfaces.IMatcherType} (looked up each time a
+    configuration is loaded) whose C{configure} accepts C{VALUE}; sorted by
+    type, so that the order written does not tell two routes apart.
+    """
+    if not isinstance(value, dict) or not value:
+        raise expected('a table such as { cookie = { beta = "yes" } }', value)
+    types = matcher_types()
+    problems = []
+    made = []
+    for key, raw in value.items():
+        path = key_path(key)
+        kind = types.get(key)
+        if kind is None:
+            known = ", ".join('"%s"' % (known,) for known in sorted(types))
+            problems.append(
+                (
+                    path,
+                    "unknown matcher type %s; installed types: %s"
+                    % (describe(key), known),
+                )
+            )
+            continue
+        try:
+            made.append(MatcherConfig(key, kind.configure(raw)))
+        except Invalid as invalid:
+            problems.extend((path + sub, text) for sub, text in invalid.problems)
+    if problems:
+        raise Invalid(problems=problems)
+    return tuple(sorted(made, key=lambda matcher: matcher.type))
+
 
 _REPLACEMENT = re.compile(r"\$(?:(\$)|(\d)|\{(\w+)\})")
 
@@ -407,6 +445,7 @@ ROUTE = Table(
         "methods": Field(methods, default=MODEL_DEFAULT),
         "headers": Field(header_matches, default=MODEL_DEFAULT),
         "query": Field(query_matches, default=MODEL_DEFAULT),
+        "match": Field(match_table, default=MODEL_DEFAULT),
         "priority": Field(integer(minimum=-1000000), default=0),
         "preserve_host": Field(boolean, default=MODEL_DEFAULT),
         "strip_prefix": Field(boolean, default=MODEL_DEFAULT),

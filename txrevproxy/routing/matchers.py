@@ -1,21 +1,27 @@
 """
-The optional conditions of a route besides host and path: its C{methods},
-C{headers} and C{query} matchers.
+The optional conditions of a route besides host and path: the built-in
+C{methods}, C{headers} and C{query} matchers, and L{route_matchers}, which
+makes a route's matchers, built-in or a plugin's, through the installed
+L{txrevproxy.interfaces.IMatcherType}s.
 
-Each matcher is built once from the configuration and asked one question
-per request, L{matches}; its L{description} says what it wants, so that
-C{txrevproxy route} can tell why a route did not match without a second
-implementation of the test.  A route without matchers has none of these
-objects, and its requests pay nothing for them.
+Each matcher (an L{IMatcher}) is built once from the configuration and
+asked one question per request, C{matches}; its C{description} says what
+it wants, so that C{txrevproxy route} can tell why a route did not match
+without a second implementation of the test.  A route without matchers
+has none of these objects, and its requests pay nothing for them.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 from urllib.parse import parse_qsl
 
+from zope.interface import implementer
+
 from ..config.model import Route, ValueMatch
+from ..interfaces import IMatcher
+from ..plugins import matcher_types
 
 
 def _value_test(match: ValueMatch) -> Callable[[Optional[List[str]]], bool]:
@@ -44,6 +50,7 @@ def _value_description(match: ValueMatch) -> str:
     return match.kind
 
 
+@implementer(IMatcher)
 class MethodMatcher:
     """
     The request's method is one of a list.
@@ -57,6 +64,7 @@ class MethodMatcher:
         return request.method in self._methods
 
 
+@implementer(IMatcher)
 class HeaderMatcher:
     """
     One of the request's fields of a header satisfies a L{ValueMatch}.
@@ -74,6 +82,7 @@ class HeaderMatcher:
         return self._test(values)
 
 
+@implementer(IMatcher)
 class QueryMatcher:
     """
     One of the values of a query parameter (percent-decoded, C{+} as a
@@ -121,13 +130,40 @@ class Matchers:
         return None
 
 
+def method_matchers(methods: Sequence[str]) -> Tuple[MethodMatcher]:
+    """
+    The matchers of the built-in C{methods} type: one for the list.
+    """
+    return (MethodMatcher(methods),)
+
+
+def header_matchers(pairs: Sequence[Tuple[str, ValueMatch]]) -> List[HeaderMatcher]:
+    """
+    The matchers of the built-in C{headers} type: one per header.
+    """
+    return [HeaderMatcher(name, match) for name, match in pairs]
+
+
+def query_matchers(pairs: Sequence[Tuple[str, ValueMatch]]) -> List[QueryMatcher]:
+    """
+    The matchers of the built-in C{query} type: one per parameter.
+    """
+    return [QueryMatcher(name, match) for name, match in pairs]
+
+
 def route_matchers(route: Route) -> Optional[Matchers]:
     """
-    The matchers of a route, or L{None} when it has none.
+    The matchers of a route, made by the types its L{Route.matchers} name,
+    in that order (the built-in keys' first, which are cheap, then the
+    C{match} table's); L{None} when it has none.
     """
-    parts: list = []
-    if route.methods:
-        parts.append(MethodMatcher(route.methods))
-    parts.extend(HeaderMatcher(name, match) for name, match in route.headers)
-    parts.extend(QueryMatcher(name, match) for name, match in route.query)
+    wanted = route.matchers
+    if not wanted:
+        return None
+    types = matcher_types()
+    parts = [
+        part
+        for matcher in wanted
+        for part in types[matcher.type].matchers(matcher.settings)
+    ]
     return Matchers(parts) if parts else None
