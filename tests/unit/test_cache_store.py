@@ -17,18 +17,7 @@ from txrevproxy.cache.store import OVERHEAD, MemoryStore, StoredResponse
 from txrevproxy.config.model import CacheSettings
 from txrevproxy.interfaces import ICacheStore
 
-
-def response(key: bytes, body: bytes = b"x" * 100, vary=((), ())) -> StoredResponse:
-    return StoredResponse(
-        key=key,
-        vary_fields=vary[0],
-        vary_values=vary[1],
-        status=200,
-        reason=b"OK",
-        headers=(),
-        body=body,
-        timing=Timing(0, 0),
-    )
+from ..support.stored_responses import response
 
 
 def test_memory_store_provides_the_interface():

@@ -21,9 +21,16 @@ from txrevproxy.config import (
     Route,
     ServerSettings,
     Upstream,
+    admin,
+    listeners,
+    load,
+    load_config,
+    log,
+    model,
+    parse_config,
+    server,
+    upstreams,
 )
-from txrevproxy.config import admin, listeners, load, log, server, upstreams
-from txrevproxy.config import load_config, model, parse_config
 from txrevproxy.config.caches import CACHE
 from txrevproxy.config.routes import ROUTE
 

@@ -16,7 +16,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.testing import MemoryReactorClock
 from twisted.web.resource import Resource
-from twisted.web.test.requesthelper import DummyRequest
 
 from txrevproxy.app.assembly import build_root
 from txrevproxy.config import parse_config
@@ -26,6 +25,8 @@ from txrevproxy.routing.router import Candidate, build_router
 from txrevproxy.server.answers import respond_with_error
 from txrevproxy.server.site import ProxySite
 from txrevproxy.tools.explain import replay
+
+from ..support.routing_requests import request
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -44,20 +45,6 @@ def router(routes: str):
     )
     config = parse_config(tomllib.loads(text))
     return build_router(config.routes, lambda route: route)
-
-
-def request(target: bytes, host: bytes = b"example.test", method: bytes = b"GET", headers=()):
-    """
-    A request as routing sees it.
-    """
-    made = DummyRequest([])
-    made.method = method
-    made.uri = target
-    made.path = target.split(b"?", 1)[0]
-    made.requestHeaders.setRawHeaders(b"host", [host])
-    for name, value in headers:
-        made.requestHeaders.addRawHeader(name, value)
-    return made
 
 
 def chosen(routes, *args, **kwargs):

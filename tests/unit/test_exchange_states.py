@@ -7,7 +7,11 @@ clients and backends on L{StringTransport}s.
 
 from __future__ import annotations
 
-from twisted.internet.error import ConnectionDone, ConnectionLost, ConnectionRefusedError
+from twisted.internet.error import (
+    ConnectionDone,
+    ConnectionLost,
+    ConnectionRefusedError,
+)
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
@@ -35,8 +39,8 @@ from txrevproxy.interfaces import IProxiedRequest, IRequestHandler, IUpstreamExc
 from txrevproxy.server.request import DISCARD
 from txrevproxy.server.site import ProxySite
 
-from .balancing import server
-from .test_retries import GET, OK, Proxy, status
+from ..support.balancing import server
+from ..support.proxies import GET, OK, Proxy, status
 
 
 def exchange_of(channel):

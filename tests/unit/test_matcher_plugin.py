@@ -8,8 +8,6 @@ document itself so that it cannot go stale.
 
 from __future__ import annotations
 
-import re
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -22,10 +20,11 @@ from txrevproxy.interfaces import IMatcher, IMatcherType
 from txrevproxy.plugins import matcher_types
 from txrevproxy.routing.router import Candidate, build_router
 
-from .doc_examples import check_with_plugins, example_files, installed_example
-from .processes import SOURCE_ROOT, proxy_modules_imported_by
-from .test_config import document, parse, problems
-from .test_routing import request
+from ..support.configs import document, parse, problems
+from ..support.doc_blocks import literal_block
+from ..support.doc_examples import check_with_plugins, example_files, installed_example
+from ..support.processes import proxy_modules_imported_by
+from ..support.routing_requests import request
 
 BUILT_IN = ["headers", "methods", "query"]
 
@@ -104,22 +103,6 @@ def plugin_directory(tmp_path: Path):
     modules = ["cookie_matcher", "twisted.plugins.cookie_matcher_plugin"]
     with installed_example(files, tmp_path, modules) as directory:
         yield directory
-
-
-
-
-def literal_block(document: str, *words: str) -> str:
-    """
-    The one literal block of C{docs/DOCUMENT} that contains every one of
-    C{words}, dedented: a configuration the document shows.
-    """
-    text = (SOURCE_ROOT / "docs" / document).read_text()
-    [block] = [
-        block
-        for block in re.findall(r"::\n\n((?:    .*\n|\n)+)", text)
-        if all(word in block for word in words)
-    ]
-    return textwrap.dedent(block)
 
 
 #: The route of docs/routing.rst that uses the example matcher, after the

@@ -25,11 +25,11 @@ from txrevproxy.config.model import CacheSettings
 from txrevproxy.interfaces import ICacheStore, ICacheStoreType
 from txrevproxy.plugins import cache_store_types
 
-from .doc_examples import check_with_plugins, example_files, installed_example
-from .processes import proxy_modules_imported_by
-from .test_cache_store import response
-from .test_config import document, parse, problems
-from .test_matcher_plugin import literal_block
+from ..support.configs import document, parse, problems
+from ..support.doc_blocks import literal_block
+from ..support.doc_examples import check_with_plugins, example_files, installed_example
+from ..support.processes import proxy_modules_imported_by
+from ..support.stored_responses import response
 
 
 def test_importing_the_store_plugins_imports_only_the_interfaces():

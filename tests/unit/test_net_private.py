@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 import pytest
-import twisted
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock
 
+import twisted
 import txrevproxy
 import txrevproxy.net
 
