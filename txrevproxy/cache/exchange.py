@@ -215,3 +215,6 @@ class BackgroundRequest:
 
     def backendAnswered(self) -> None:
         pass
+
+    def releaseHandler(self) -> None:
+        self.__dict__.pop("handler", None)

@@ -475,7 +475,7 @@ class ProxyExchange:
         # leaving them to the cyclic garbage collector, whose full passes
         # show up as latency spikes.  The request falls back to its class
         # default handler, which drops whatever still arrives.
-        self.request.__dict__.pop("handler", None)
+        self.request.releaseHandler()
         upstream = self._upstream
         self._upstream = None
         if abort_upstream and upstream is not None:
