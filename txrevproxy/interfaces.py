@@ -574,3 +574,11 @@ class IProxiedRequest(Interface):
         @param length: the body length, or L{None} when it is not known
             (the body is then chunked, or delimited by the close).
         """
+
+    def releaseHandler():
+        """
+        The exchange is over: forget it as the L{handler} (the request and
+        its exchange point at each other; breaking the cycle lets reference
+        counting free both), so that what still arrives of the body is
+        dropped.
+        """

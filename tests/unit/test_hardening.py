@@ -16,6 +16,7 @@ from txrevproxy.http.chunked import ChunkedDecoder, MalformedChunks
 from txrevproxy.http.request_head import field_line_status, request_line_status
 from txrevproxy.server.site import ProxySite
 
+from ..support.channels import connect
 from ..support.configs import document, parse
 from ..support.resources import Recorder
 
@@ -114,16 +115,6 @@ class ChunkedDecoderTests(TestCase):
         decoder = ChunkedDecoder(lambda data: None, lambda rest: None)
         decoder.dataReceived(b"5\r\nhel")
         self.assertRaises(MalformedChunks, decoder.noMoreData)
-
-
-def connect(settings: ServerSettings, resource=None):
-    clock = MemoryReactorClock()
-    site = ProxySite(resource or Recorder(), reactor=clock, settings=settings)
-    site.startFactory()
-    channel = site.buildProtocol(None)
-    transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.1", 4321))
-    channel.makeConnection(transport)
-    return clock, site, channel, transport
 
 
 def status(transport: StringTransport) -> int:

@@ -27,16 +27,6 @@ import txrevproxy.net
 
 PACKAGE = Path(txrevproxy.__file__).parent
 
-#: Modules whose private Twisted uses another helper is moving into
-#: txrevproxy.net; the second test leaves them out until then.  The lead
-#: empties this once the client side's helper has merged.
-SERVER_SIDE_PENDING = (
-    "txrevproxy.server",
-    "txrevproxy.filters",
-    "txrevproxy.forward.tunnel",
-    "txrevproxy.app.admin",
-)
-
 
 def net_modules() -> List[str]:
     """
@@ -228,11 +218,6 @@ def _outside_net() -> Iterator[Tuple[str, Path]]:
         name = ".".join(parts)
         if name == "txrevproxy.net" or name.startswith("txrevproxy.net."):
             continue
-        if any(
-            name == pending or name.startswith(pending + ".")
-            for pending in SERVER_SIDE_PENDING
-        ):
-            continue
         yield name, path
 
 
@@ -317,8 +302,8 @@ class PrivateUses(ast.NodeVisitor):
 
 def test_no_private_twisted_name_outside_net():
     """
-    No module outside L{txrevproxy.net} (but those in
-    L{SERVER_SIDE_PENDING}) imports a private Twisted module or name, or
+    No module outside L{txrevproxy.net} imports a private Twisted module
+    or name, or
     uses, overrides or looks up an underscored name that a module of
     L{txrevproxy.net} lists.
     """

@@ -33,6 +33,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import Interface
 
+from ..net.http_request import StreamingRequest
 from ..observe.metrics import CONTENT_TYPE, render
 from .service import listen_now
 
@@ -177,7 +178,7 @@ class AdminAPI(Resource):
         return json_reply(500, {"error": "internal error; see the proxy's log"})
 
     def _send(self, reply: Reply, request) -> None:
-        if request._disconnected:
+        if request.disconnected:
             return
         request.setResponseCode(reply.status)
         request.setHeader(b"Content-Type", reply.content_type.encode("ascii"))
@@ -255,10 +256,12 @@ class AdminAPI(Resource):
 class _AdminSite(Site):
     """
     The admin API's site, without twisted.web's line per request in the
-    log (a scrape every few seconds would fill it).
+    log (a scrape every few seconds would fill it), whose requests say
+    whether their client went (L{StreamingRequest.disconnected}).
     """
 
     noisy = False
+    requestFactory = StreamingRequest
 
     def log(self, request) -> None:
         pass

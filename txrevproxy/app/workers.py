@@ -67,7 +67,7 @@ class WorkerProcess(ProcessProtocol):
         self.ended: Deferred = Deferred()
         self._answers: Dict[int, Deferred] = {}
         self._next = 0
-        self._buffer = b""
+        self._partial_line = b""
 
     pid: Optional[int] = None
 
@@ -93,8 +93,8 @@ class WorkerProcess(ProcessProtocol):
     def childDataReceived(self, fd: int, data: bytes) -> None:
         if fd != ANSWERS_FD:
             return
-        self._buffer += data
-        *lines, self._buffer = self._buffer.split(b"\n")
+        self._partial_line += data
+        *lines, self._partial_line = self._partial_line.split(b"\n")
         for line in lines:
             answer = json.loads(line)
             d = self._answers.pop(answer["id"], None)

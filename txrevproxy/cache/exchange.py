@@ -250,3 +250,11 @@ class BackgroundRequest:
         Nothing to write: the response goes to the L{Fetch}, which never
         passes a revalidation's response on to its request.
         """
+
+    def releaseHandler(self) -> None:
+        """
+        The exchange that was the handler ended: fall back to the class's
+        L{DISCARD}, breaking the request-exchange cycle as
+        L{txrevproxy.server.request.ProxyRequest.releaseHandler} does.
+        """
+        self.__dict__.pop("handler", None)

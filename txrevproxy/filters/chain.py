@@ -19,7 +19,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
-from ..interfaces import Answer, Header, IBodyTransform
+from ..interfaces import Answer, Header, IBodyTransform, IRequestHandler
 from ..server.answers import error_body, respond_with_error, send_answer
 
 log = Logger()
@@ -29,6 +29,7 @@ log = Logger()
 HOLD_LIMIT = 64 * 1024
 
 
+@implementer(IRequestHandler)
 class BodyHold:
     """
     The handler of a request's body while a filter is deciding on it: the
@@ -81,7 +82,7 @@ def send_error(request, status: int) -> None:
     """
     The proxy's own error page, unless the request is already answered.
     """
-    if request.finished or request._disconnected or request.startedWriting:
+    if request.finished or request.disconnected or request.startedWriting:
         return
     respond_with_error(request, status)
 
@@ -90,7 +91,7 @@ def answer(request, verdict: Answer) -> None:
     """
     Send a filter's answer.
     """
-    if request.finished or request._disconnected or request.startedWriting:
+    if request.finished or request.disconnected or request.startedWriting:
         return
     headers = list(verdict.headers)
     body = verdict.body
@@ -114,24 +115,19 @@ def run_filters(request, filters: Sequence, proceed) -> None:
             verdict = each.request(request)
         except Exception:
             log.failure("filter {filter!r} failed", filter=each)
-            _passed(request, filters[:index])
+            request.passedFilters(filters[:index])
             send_error(request, 500)
             return
         if verdict is None:
             continue
-        _passed(request, filters[:index])
+        request.passedFilters(filters[:index])
         if isinstance(verdict, Answer):
             answer(request, verdict)
         else:
             _Waiting(request, filters, index, proceed).wait(verdict)
         return
-    _passed(request, filters)
+    request.passedFilters(filters)
     proceed()
-
-
-def _passed(request, filters: Sequence) -> None:
-    if filters:
-        request.response_filters = tuple(request.response_filters) + tuple(filters)
 
 
 class _Waiting:
@@ -152,12 +148,12 @@ class _Waiting:
 
     def _decided(self, verdict: Optional[Answer]) -> None:
         request = self._request
-        if request.finished or request._disconnected:
+        if request.finished or request.disconnected:
             return
         if verdict is not None:
             answer(request, verdict)
             return
-        _passed(request, self._filters[self._index : self._index + 1])
+        request.passedFilters(self._filters[self._index : self._index + 1])
         rest = self._filters[self._index + 1 :]
         hold = self._hold
 

@@ -14,9 +14,10 @@ def client_address(request) -> str:
     X-Forwarded-For that is not a trusted proxy (entries to its left could
     have been written by anyone), or the left-most when all are trusted.
 
-    Worked out once per request.
+    Worked out once per request, and kept in the request's
+    C{client_address} (see L{txrevproxy.server.request.ProxyRequest}).
     """
-    known = request.__dict__.get("_client_address")
+    known = getattr(request, "client_address", None)
     if known is not None:
         return known
     connection = request.connection
@@ -35,7 +36,7 @@ def client_address(request) -> str:
                 address = hop
                 if not _is_address(hop) or not site.is_trusted(hop):
                     break
-    request._client_address = address
+    request.client_address = address
     return address
 
 

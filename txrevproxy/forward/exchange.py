@@ -580,7 +580,7 @@ class ProxyExchange:
         # leaving them to the cyclic garbage collector, whose full passes
         # show up as latency spikes.  The request falls back to its class
         # default handler, which drops whatever still arrives.
-        self.request.__dict__.pop("handler", None)
+        self.request.releaseHandler()
         upstream = self._upstream
         if upstream is not None:
             # A connection that stays was answered, so its response timer

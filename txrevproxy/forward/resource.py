@@ -132,7 +132,7 @@ class ReverseProxyResource(Resource):
     def render(self, request):
         target = self.target
         if target.error_pages is not None:
-            request.error_pages = target.error_pages
+            request.useErrorPages(target.error_pages)
         self.forward(request)
         return NOT_DONE_YET
 

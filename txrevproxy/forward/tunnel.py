@@ -16,6 +16,8 @@ from typing import Callable
 
 from twisted.internet.protocol import Protocol
 
+from ..net.http_channel import take_over_for_tunnel
+
 
 class _ClientSide(Protocol):
     """
@@ -56,9 +58,7 @@ class Tunnel:
         self._timer = clock.callLater(idle_timeout, self._checkIdle)
         self._closed = False
 
-        pending = b"".join(channel._dataBuffer)
-        channel._dataBuffer = []
-        channel._protocolUpgradeForWebsockets(_ClientSide(self))
+        pending = take_over_for_tunnel(channel, _ClientSide(self))
         # The HTTP channel was the client transport's producer, and may
         # have paused it while it waited for this response.
         self._client.unregisterProducer()

@@ -220,8 +220,7 @@ class Router(Resource):
         if chosen.__class__ is int:
             respond_with_error(request, chosen)
             return NOT_DONE_YET
-        request.router = self
-        request.route_index = chosen.route.index
+        request.routed(self, chosen.route.index)
         return chosen.resource.render(request)
 
     def explain(self, request) -> Explanation:

@@ -12,7 +12,7 @@ from typing import List, Optional, Tuple
 
 from twisted.web.http import RESPONSES
 
-from ..http.headers import http_date
+from ..http.headers import http_date, serialize_head
 
 Header = Tuple[bytes, bytes]
 
@@ -80,7 +80,7 @@ def respond_with_error(
     @param close: close the client connection after the answer, as for a
         request that broke the protocol.
     """
-    if request.finished or request._disconnected:
+    if request.finished or request.disconnected:
         return
     if request.startedWriting:
         abort_response(request)
@@ -133,3 +133,28 @@ def send_answer(
         request.closeIfBodyPending()
     request.write(body)
     request.finish()
+
+
+def connection_answer(
+    code: int, request_id: bytes, now: float, hsts: Optional[bytes]
+) -> bytes:
+    """
+    The whole of an error answer (head and body) to a connection that gives
+    up before it has a request object to answer through: a head it will not
+    read any further, a client over its connection limit.  It carries what
+    every answer does, and says the connection closes.
+
+    @param now: the time, for the Date field.
+    @param hsts: the listener's Strict-Transport-Security value, or L{None}.
+    """
+    body = error_body(code, request_id)
+    fields = [
+        (b"Content-Type", _CONTENT_TYPE),
+        (b"Content-Length", b"%d" % (len(body),)),
+        (b"X-Request-ID", request_id),
+        (b"Date", http_date(now)),
+    ]
+    if hsts is not None:
+        fields.append((b"Strict-Transport-Security", hsts))
+    fields.append((b"Connection", b"close"))
+    return serialize_head(b"HTTP/1.1 %d %s" % (code, reason_phrase(code)), fields) + body

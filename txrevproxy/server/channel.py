@@ -14,20 +14,33 @@ from __future__ import annotations
 from typing import List, Optional, Tuple
 
 from twisted.internet.interfaces import IHandshakeListener
-from twisted.web import http
 from zope.interface import implementer
 
 from ..http.chunked import ChunkedDecoder, MalformedChunks
-from ..http.headers import connection_tokens, http_date, serialize_head
+from ..http.headers import connection_tokens, serialize_head
 from ..http.request_head import field_line_status, request_line_status
 from ..net.direct_send import direct_writer
+from ..net.http_channel import HTTPChannelBase
 from ..net.malformed_body import BadRequestBody
 from ..net.read_size import set_read_size
-from .answers import error_body, reason_phrase
-from .request import DISCARD, ProxyRequest, ignore_data, new_request_id
+from .answers import connection_answer
+from .request import DISCARD, ProxyRequest, new_request_id
 
 #: A client subject not read yet (L{None} means there is none).
 _UNREAD = object()
+
+_HTTP_11 = b"HTTP/1.1"
+_HTTP_10 = b"HTTP/1.0"
+
+# The states of a ProxyChannel (see its docstring).
+AWAITING_PEER = 0
+IDLE = 1
+READING_HEAD = 2
+DISPATCHING = 3
+READING_BODY = 4
+RESPONDING = 5
+UPGRADED = 6
+CLOSING = 7
 
 
 class MalformedRequestChunks(MalformedChunks, BadRequestBody):
@@ -134,7 +147,7 @@ class ClientConnection:
 
 
 @implementer(IHandshakeListener)
-class ProxyChannel(ClientConnection, http.HTTPChannel):
+class ProxyChannel(ClientConnection, HTTPChannelBase):
     """
     An HTTP/1.1 server connection that streams request bodies and reads
     request heads strictly (see L{txrevproxy.http.request_head}): a head
@@ -142,25 +155,68 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
     408, 414, 431 or 505, the connection is closed, and nothing of that
     request reaches a backend.
 
-    @ivar headStarted: when the request head being read began, or L{None}
-        between heads; the site closes a connection whose head takes
-        longer than C{header_timeout} (slowloris).
+    What it does with the bytes it reads depends on its L{state}, which
+    changes in L{_enter} only:
+
+      - C{AWAITING_PEER}: on a listener with the PROXY protocol, the first
+        bytes name the client; then C{IDLE}, or C{CLOSING} over the
+        client's connection limit.
+      - C{IDLE}: no request, no byte of a head (at first, and after a
+        response on a connection that stays open); the site closes the
+        connection after C{keepalive_timeout}.  The first byte starts
+        C{READING_HEAD}.
+      - C{READING_HEAD}: a head is arriving, each line checked as it comes;
+        the site answers 408 after C{header_timeout}.  A head without a
+        body leads to C{RESPONDING}, one with a body to C{DISPATCHING}.
+      - C{DISPATCHING}: the head is in and a body follows; the request is
+        routed once what was read with the head is parsed (a malformed
+        start of the body is refused first), then C{READING_BODY}.
+      - C{READING_BODY}: the body streams to the request's handler, at the
+        site's C{min_body_rate}; its end leads to C{RESPONDING}.  The
+        response may end first: the body is still read to its end, and
+        then the connection is C{CLOSING}.
+      - C{RESPONDING}: the request is read whole and its response is being
+        made; what the client sends meanwhile waits, unparsed
+        (pipelining).  The response's end leads to C{IDLE}, or to
+        C{CLOSING} when the connection does not persist; a switch of
+        protocols (a WebSocket) to C{UPGRADED}.
+      - C{UPGRADED}: the connection belongs to a tunnel (see
+        L{txrevproxy.forward.tunnel}), which receives what the client sends
+        and learns when the connection is lost.
+      - C{CLOSING}: the proxy gave up on the connection (it answered a head
+        it will not read, or ended the last response); what the client
+        sends is dropped.  L{reject} leads here from any state.
+
+    @ivar state: one of the states above.
+    @ivar headStarted: when the request head being read began: set in
+        C{READING_HEAD}, L{None} in every other state.
     @ivar idleSince: when the connection last had no request (it opened,
         or a response ended); the site closes a connection idle for
         C{keepalive_timeout}.
     """
 
+    state = IDLE
     headStarted: Optional[float] = None
     idleSince = 0.0
     _headLines = 0
     _headSize = 0
-    _awaitingDispatch: Optional[ProxyRequest] = None
-    _rejected = False
+    _requestLine = b""
+    _headVersion = _HTTP_11
     _served = 0
-    _peerPending = False
     _bodyRequest: Optional[ProxyRequest] = None
     _bodyWindow: Optional[Tuple[float, int]] = None
     _held: Optional[List[bytes]] = None
+    _tunnel = None
+
+    def _enter(self, state: int) -> None:
+        """
+        Move to C{state}: the one place the state changes.
+        """
+        self.state = state
+        if state is READING_HEAD:
+            self.headStarted = self.site.reactor.seconds()
+        else:
+            self.headStarted = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -170,7 +226,7 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
         if site.proxy_protocol:
             # The client is named by the PROXY header, which comes with the
             # first bytes.
-            self._peerPending = True
+            self._enter(AWAITING_PEER)
         else:
             self.learnPeer()
         # Twisted's own limits answer 400 or drop the connection; they are
@@ -181,10 +237,13 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
         self.idleSince = site.reactor.seconds()
         site.channels.add(self)
         site.stats.connections += 1
-        if not self._peerPending and self.overConnectionLimit():
+        if self.state is IDLE and self.overConnectionLimit():
             self.reject(429)
 
     def connectionLost(self, reason) -> None:
+        if self.state is UPGRADED:
+            self._tunnel.connectionLost(reason)
+            return
         site = self.site
         site.channels.discard(self)
         site.stats.connections -= 1
@@ -196,19 +255,20 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
         A response ended: the connection is idle from now, unless a
         pipelined request was waiting behind it.
         """
+        self.idleSince = self.site.reactor.seconds()
+        if self.state is RESPONDING:
+            self._enter(IDLE if self.persistent else CLOSING)
         super().requestDone(request)
-        now = self.site.reactor.seconds()
-        self.idleSince = now
-        if self._buffer and self.headStarted is None and not self.requests:
+        if self.state is IDLE and self.partialLine():
             # Part of a pipelined head came with the previous request: its
             # time counts from now.
-            self.headStarted = now
+            self._enter(READING_HEAD)
 
     def isIdle(self) -> bool:
         """
         Whether the connection carries no request, and no head has started.
         """
-        return not self.requests and self.headStarted is None
+        return not self.requests and self.state is not READING_HEAD
 
     def closeIdle(self, overdue: float) -> None:
         """
@@ -224,7 +284,7 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
         elif overdue >= self.abortTimeout:
             self.transport.abortConnection()
 
-    def _protocolUpgradeForWebsockets(self, protocol) -> None:
+    def switchProtocol(self, protocol) -> None:
         """
         The connection became a tunnel (see L{txrevproxy.forward.tunnel}),
         which owns it from now on: it is no longer an HTTP connection of
@@ -235,33 +295,40 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
         site.stats.connections -= 1
         # Nor does it count against max_connections_per_ip any longer.
         self.forgetPeer()
-        super()._protocolUpgradeForWebsockets(protocol)
+        self._tunnel = protocol
+        self._enter(UPGRADED)
+        protocol.makeConnection(self.transport)
 
     def dataReceived(self, data: bytes) -> None:
-        if self._peerPending:
-            self._peerPending = False
+        state = self.state
+        if state is IDLE:
+            self._enter(READING_HEAD)
+        elif state is UPGRADED:
+            self._tunnel.dataReceived(data)
+            return
+        elif state is CLOSING:
+            return
+        elif state is AWAITING_PEER:
             self.learnPeer()
             if self.overConnectionLimit():
                 self.reject(429)
                 return
-        if self.headStarted is None and not self.requests:
-            self.headStarted = self.site.reactor.seconds()
+            self._enter(READING_HEAD)
         super().dataReceived(data)
-        if self._rejected:
+        state = self.state
+        if state is CLOSING:
             return
-        pending = self._buffer
-        if self.line_mode and pending and (
-            b"\n" in pending or b"\r" in pending[:-1]
-        ):
-            # A head line ended by a bare LF or CR: waiting for a CRLF that
-            # is not coming would only hold the connection open.
-            self.reject(400)
-            return
-        request = self._awaitingDispatch
-        if request is not None:
+        if self.line_mode:
+            pending = self.partialLine()
+            if pending and (b"\n" in pending or b"\r" in pending[:-1]):
+                # A head line ended by a bare LF or CR: waiting for a CRLF
+                # that is not coming would only hold the connection open.
+                self.reject(400)
+        elif state is DISPATCHING:
             # Everything read so far is parsed, and the body's first bytes
             # (if any came) were well formed: route the request now.
-            self._awaitingDispatch = None
+            self._enter(READING_BODY)
+            request = self._bodyRequest
             request.dispatchBody()
             expect = request.requestHeaders.getRawHeaders(b"expect")
             if (
@@ -274,7 +341,7 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
                 # RFC 9110 section 10.1.1: the proxy satisfies the
                 # expectation itself (it strips Expect) once it is willing
                 # to read the body.
-                self._send100Continue()
+                self.sendContinue()
 
     def holdWrites(self) -> None:
         """
@@ -328,32 +395,44 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
         super().loseConnection()
 
     def lineReceived(self, line: bytes) -> None:
+        if self.state is CLOSING:
+            return
         lines = self._headLines
         site = self.site
         if lines == 0:
+            if not self.persistent:
+                # What a client sends after the response that closes the
+                # connection starts no request (Twisted drops it too).
+                self._enter(CLOSING)
+                return
             if not line:
                 # Twisted skips one empty line before a request (old
                 # clients sent CRLF after a POST body).
                 super().lineReceived(line)
                 return
-            if self.headStarted is None:
-                self.headStarted = site.reactor.seconds()
+            if self.state is not READING_HEAD:
+                # A pipelined request, parsed on from the same read as the
+                # response that just ended.
+                self._enter(READING_HEAD)
             if len(line) > site.max_request_line:
                 self.reject(414)
                 return
             status = request_line_status(line)
+            if status:
+                self.reject(status)
+                return
             self._headSize = len(line) + 2
+            self._requestLine = line
+            self._headVersion = _HTTP_11 if line.endswith(_HTTP_11) else _HTTP_10
         elif line:
             self._headSize += len(line) + 2
             if lines > site.max_headers or self._headSize > site.max_header_size:
                 status = 431
             else:
-                status = field_line_status(line, self._version)
-        else:
-            status = 0
-        if status:
-            self.reject(status)
-            return
+                status = field_line_status(line, self._headVersion)
+            if status:
+                self.reject(status)
+                return
         self._headLines = lines + 1
         super().lineReceived(line)
 
@@ -367,13 +446,10 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
         start a request.  The request's exchange, if it began, is
         abandoned, so its backend connection is dropped.
         """
-        if self._rejected:
+        if self.state is CLOSING:
             return
-        self._rejected = True
-        self._awaitingDispatch = None
-        self.headStarted = None
+        self._enter(CLOSING)
         self.persistent = False
-        self.dataReceived = self.lineReceived = self.rawDataReceived = ignore_data
         request = self.requests[-1] if self.requests else None
         if request is not None:
             handler = request.handler
@@ -383,23 +459,9 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
                 # The middle of a response is no place for an error.
                 self.transport.abortConnection()
                 return
-        request_id = new_request_id()
-        body = error_body(status, request_id)
+        site = self.site
         self.transport.write(
-            b"HTTP/1.1 %d %s\r\n"
-            b"Content-Type: text/plain; charset=utf-8\r\n"
-            b"Content-Length: %d\r\n"
-            b"X-Request-ID: %s\r\n"
-            b"Date: %s\r\n"
-            b"Connection: close\r\n\r\n%s"
-            % (
-                status,
-                reason_phrase(status),
-                len(body),
-                request_id,
-                http_date(self.site.reactor.seconds()),
-                body,
-            )
+            connection_answer(status, new_request_id(), site.reactor.seconds(), site.hsts)
         )
         self.transport.loseConnection()
 
@@ -423,19 +485,19 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
     def allHeadersReceived(self) -> None:
         request = self.requests[-1]
         self._headLines = self._headSize = 0
-        self.headStarted = None
-        self.persistent = self.checkPersistence(request, self._version)
-        if self.length == 0:
+        self.persistent = self.checkPersistence(request, self._headVersion)
+        length = self.length
+        if length == 0:
             # No body: Twisted's path dispatches it from allContentReceived.
             return
-        if self.length is None:
-            self._transferDecoder = RequestChunkedDecoder(
-                request.handleContentChunk, self._finishRequestBody
-            )
-        request.headersReceived(self._command, self._path, self._version, self.length)
-        self._awaitingDispatch = self._bodyRequest = request
+        if length is None:
+            self.decodeBodyWith(RequestChunkedDecoder)
+        command, path, version = self._requestLine.split(b" ")
+        request.headersReceived(command, path, version, length)
+        self._bodyRequest = request
+        self._enter(DISPATCHING)
 
-    def _respondToBadRequestAndDisconnect(self) -> None:
+    def badRequest(self) -> None:
         """
         What Twisted's parser calls on a malformed head or body (a bad
         header name, a second Content-Length, a bad chunk): see L{reject}.
@@ -470,5 +532,7 @@ class ProxyChannel(ClientConnection, http.HTTPChannel):
         if not self.requests:
             # The response ended before the request body did; the
             # connection is closing (see ProxyRequest.finish).
+            self._enter(CLOSING)
             return
+        self._enter(RESPONDING)
         super().allContentReceived()

@@ -2,7 +2,8 @@
 HTTP/2 on TLS listeners: each stream is a L{ProxyRequest} like an HTTP/1.1
 request, carried to an HTTP/1.1 backend with the same semantics.
 
-Twisted's L{H2Connection} (on the C{h2} package) does the framing, HPACK
+Twisted's HTTP/2 connection (on the C{h2} package, see
+L{txrevproxy.net.h2}) does the framing, HPACK
 and flow control, and gives each stream an L{H2Stream} as the request's
 channel.  This module fits the proxy's request to it:
 
@@ -23,14 +24,14 @@ from __future__ import annotations
 
 from typing import List, Optional
 
-from h2.errors import ErrorCodes
 from twisted.internet.interfaces import IHandshakeListener, IProtocol
 from twisted.python.components import proxyForInterface
-from twisted.web._http2 import H2Connection
 from zope.interface import implementer
 
+from ..net.h2 import EarlyAnswerH2Connection
+
 from .channel import ClientConnection
-from .request import NO_BODY_CODES, Header, ProxyRequest, ignore_data
+from .request import NO_BODY_CODES, Header, ProxyRequest
 from .site import ProxySite
 
 
@@ -137,7 +138,7 @@ class HTTP2ProxyRequest(ProxyRequest):
             block.addRawHeader(name, value)
         self.channel.writeHeaders(b"HTTP/2", b"%d" % (code,), reason, block)
         if self.method == b"HEAD" or code in NO_BODY_CODES:
-            self.write = ignore_data
+            self.bodyless = True
 
     def connectionLost(self, reason) -> None:
         if self._dispatchCall is not None:
@@ -146,9 +147,13 @@ class HTTP2ProxyRequest(ProxyRequest):
         super().connectionLost(reason)
 
 
-class ProxyH2Connection(ClientConnection, H2Connection):
+class ProxyH2Connection(ClientConnection, EarlyAnswerH2Connection):
     """
     An HTTP/2 server connection whose streams are L{HTTP2ProxyRequest}s.
+
+    A proxy may answer before the request body is in (an error, a backend
+    that does not wait for the upload): its base class drops the client's
+    frames for a stream already answered.
     """
 
     def connectionMade(self) -> None:
@@ -156,47 +161,15 @@ class ProxyH2Connection(ClientConnection, H2Connection):
         self.site.h2_connections.add(self)
         super().connectionMade()
 
-    def connectionLost(self, reason, _cancelTimeouts=True) -> None:
+    def connectionEnding(self) -> None:
         self.forgetPeer()
         site = self.site
         site.h2_connections.discard(self)
         # Counted open by the HTTP/1.1 channel it took over from.
         site.stats.connections -= 1
-        super().connectionLost(reason, _cancelTimeouts)
 
     def requestFactory(self, stream, queued: bool = False) -> HTTP2ProxyRequest:
         return HTTP2ProxyRequest(stream, self)
-
-    # A proxy may answer before the request body is in (an error, a backend
-    # that does not wait for the upload).  Twisted forgets a stream once its
-    # response is sent, and then fails on the client's later frames for it;
-    # these overrides drop such frames, and tell the client to stop sending
-    # (RFC 9113 section 8.1: RST_STREAM with NO_ERROR after a complete
-    # response).
-
-    def _requestDataReceived(self, event) -> None:
-        if event.stream_id in self.streams:
-            super()._requestDataReceived(event)
-        else:
-            # Still counted against the connection's window: give it back.
-            self.conn.acknowledge_received_data(
-                event.flow_controlled_length, event.stream_id
-            )
-
-    def _requestEnded(self, event) -> None:
-        if event.stream_id in self.streams:
-            super()._requestEnded(event)
-
-    def _requestAborted(self, event) -> None:
-        if event.stream_id in self.streams:
-            super()._requestAborted(event)
-
-    def _requestDone(self, streamID: int) -> None:
-        super()._requestDone(streamID)
-        state = self.conn.streams.get(streamID)
-        if state is not None and not state.closed:
-            self.conn.reset_stream(streamID, ErrorCodes.NO_ERROR)
-            self._tryToWriteControlData()
 
 
 @implementer(IHandshakeListener)
@@ -206,8 +179,8 @@ class NegotiatingChannel(proxyForInterface(IProtocol, "_channel")):  # type: ign
     HTTP/1.1 L{ProxyChannel} and, when the handshake settled on C{h2}, hands
     the connection to a L{ProxyH2Connection} before the first byte is read.
 
-    Twisted's own switch (C{_GenericHTTPChannelProtocol}) always builds
-    Twisted's L{H2Connection}, whose requests cannot stream to a backend.
+    Twisted's own switch always builds Twisted's HTTP/2 connection, whose
+    requests cannot stream to a backend.
     """
 
     _decided = False
@@ -225,8 +198,6 @@ class NegotiatingChannel(proxyForInterface(IProtocol, "_channel")):  # type: ign
             transport = self._channel.transport
             if getattr(transport, "negotiatedProtocol", None) == b"h2":
                 self._channel = self._switchToHTTP2(transport)
-        # Looked up on every call: an upgraded (WebSocket) HTTP/1.1 channel
-        # replaces its own dataReceived.
         self._channel.dataReceived(data)
 
     def _switchToHTTP2(self, transport) -> ProxyH2Connection:

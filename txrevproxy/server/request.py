@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from twisted.logger import Logger
 from twisted.web import server
+from zope.interface import implementer
 
 from ..http.headers import http_date, requested_upgrade
+from ..interfaces import IProxiedRequest, IRequestHandler
+from ..net.http_request import StreamingRequest
 from .answers import respond_with_error
 
 Header = Tuple[bytes, bytes]
@@ -31,6 +34,7 @@ _HOST = re.compile(
 )
 
 
+@implementer(IRequestHandler)
 class _Discard:
     """
     The handler of a request body that nobody wants (the request was
@@ -52,12 +56,6 @@ class _Discard:
 
 DISCARD = _Discard()
 
-def ignore_data(data: bytes) -> None:
-    """
-    Drop bytes: the C{write} of a response that has no body (HEAD, 204,
-    304), and what a channel does with data from a client it gave up on.
-    """
-
 
 def new_request_id() -> bytes:
     """
@@ -70,13 +68,19 @@ def _valid_request_id(value: bytes) -> bool:
     return 0 < len(value) <= _MAX_REQUEST_ID and all(33 <= c < 127 for c in value)
 
 
-class ProxyRequest(server.Request):
+@implementer(IProxiedRequest)
+class ProxyRequest(StreamingRequest):
     """
     A request that is dispatched as soon as its headers are complete when a
     body follows, and whose body streams to L{handler}.
 
-    @ivar handler: receives C{bodyReceived}, C{bodyFinished},
-        C{bodyTooLarge} and C{clientGone}.
+    The modules a request passes through record what they decided with its
+    methods: the router with L{routed}, the filter chain with
+    L{passedFilters}, the forwarding resource with L{useErrorPages}, the
+    exchange with L{releaseHandler}.
+
+    @ivar handler: the L{IRequestHandler} that receives C{bodyReceived},
+        C{bodyFinished}, C{bodyTooLarge} and C{clientGone}.
     @ivar bodyLength: the declared body length, or L{None} when chunked.
     @ivar bodyComplete: whether the whole request body has been received.
     @ivar bodyBytes: how many request body bytes have been received.
@@ -99,6 +103,9 @@ class ProxyRequest(server.Request):
         last one tried), or L{None}.
     @ivar upstream_time: seconds from choosing that backend to its
         response head, or L{None}.
+    @ivar client_address: the client's address as filters see it, worked
+        out on first use by L{txrevproxy.filters.client.client_address},
+        which keeps it here; L{None} until then.
     """
 
     log = Logger()
@@ -119,6 +126,7 @@ class ProxyRequest(server.Request):
     _early: Optional[List[bytes]] = None
     response_filters: Tuple = ()
     readingPaused = False
+    client_address: Optional[str] = None
 
     @property
     def connection(self):
@@ -160,7 +168,7 @@ class ProxyRequest(server.Request):
         if early is None:
             return
         self._early = None
-        if self._disconnected:
+        if self.disconnected:
             return
         self._dispatch(*self._head)
         for chunk in early:
@@ -252,6 +260,39 @@ class ProxyRequest(server.Request):
             self.setHeader(b"Content-Length", b"%d" % (len(body),))
             self.write(body)
             self.finish()
+
+    def routed(self, router, index: int) -> None:
+        """
+        C{router} chose its route at C{index} for this request (for the
+        access log and the metrics).
+        """
+        self.router = router
+        self.route_index = index
+
+    def passedFilters(self, filters: Sequence) -> None:
+        """
+        The request passed C{filters}, which see its response head after
+        the ones it passed before.
+        """
+        if filters:
+            self.response_filters = tuple(self.response_filters) + tuple(filters)
+
+    def useErrorPages(self, pages) -> None:
+        """
+        Answer errors with the pages of the route that took the request (by
+        status, see L{respond_with_error}) instead of the proxy's own.
+        """
+        self.error_pages = pages
+
+    def releaseHandler(self) -> None:
+        """
+        The exchange is over: the request falls back to its class default
+        handler, which drops whatever body still arrives.  The request and
+        its exchange pointed at each other; breaking the cycle lets
+        reference counting free both at once instead of leaving them to
+        the cyclic garbage collector.
+        """
+        self.__dict__.pop("handler", None)
 
     def holdWrites(self) -> Optional[Callable[[], None]]:
         """
@@ -392,7 +433,7 @@ class ProxyRequest(server.Request):
         parts.append(b"\r\n")
         channel.writeSequence(parts)
         if no_body:
-            self.write = ignore_data
+            self.bodyless = True
 
     def addedResponseHeaders(self, headers: List[Header]) -> List[Header]:
         """

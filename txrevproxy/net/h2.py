@@ -1,0 +1,66 @@
+"""
+Twisted's HTTP/2 server connection (C{twisted.web._http2}, a private
+module), fitted to a proxy that may answer a stream before its request
+body is in.
+
+Twisted forgets a stream once its response is sent, and then fails on the
+client's later frames for it.  L{EarlyAnswerH2Connection} drops such
+frames, and tells the client to stop sending (RFC 9113 section 8.1:
+RST_STREAM with NO_ERROR after a complete response).
+"""
+
+from __future__ import annotations
+
+from h2.errors import ErrorCodes
+from twisted.web._http2 import H2Connection
+
+TWISTED_PRIVATE = (
+    "twisted.web._http2.H2Connection",
+    "twisted.web._http2.H2Connection._requestDataReceived",
+    "twisted.web._http2.H2Connection._requestEnded",
+    "twisted.web._http2.H2Connection._requestAborted",
+    "twisted.web._http2.H2Connection._requestDone",
+    "twisted.web._http2.H2Connection._tryToWriteControlData",
+)
+
+
+class EarlyAnswerH2Connection(H2Connection):
+    """
+    An L{H2Connection} that tolerates frames of streams it already
+    answered, and calls L{connectionEnding} before it tears its streams
+    down (Twisted's C{connectionLost} has a private parameter a subclass
+    would otherwise have to repeat).
+    """
+
+    def connectionEnding(self) -> None:
+        """
+        The connection is lost (or given up on); its streams are told next.
+        """
+
+    def connectionLost(self, reason, _cancelTimeouts=True) -> None:
+        self.connectionEnding()
+        super().connectionLost(reason, _cancelTimeouts)
+
+    def _requestDataReceived(self, event) -> None:
+        if event.stream_id in self.streams:
+            super()._requestDataReceived(event)
+        else:
+            # Still counted against the connection's window: give it back.
+            self.conn.acknowledge_received_data(
+                event.flow_controlled_length, event.stream_id
+            )
+
+    def _requestEnded(self, event) -> None:
+        if event.stream_id in self.streams:
+            super()._requestEnded(event)
+
+    def _requestAborted(self, event) -> None:
+        if event.stream_id in self.streams:
+            super()._requestAborted(event)
+
+    def _requestDone(self, streamID: int) -> None:
+        super()._requestDone(streamID)
+        state = self.conn.streams.get(streamID)
+        if state is not None and not state.closed:
+            self.conn.reset_stream(streamID, ErrorCodes.NO_ERROR)
+            self._tryToWriteControlData()

@@ -1,0 +1,59 @@
+"""
+Twisted's request, with what the proxy needs of its private state behind
+public names.
+
+C{twisted.web}'s L{server.Request} keeps whether its client went in a
+private flag, and drops the body of a response that has none (a HEAD
+request's, a 204's, a 304's) by replacing its own C{write} on the
+instance.  L{StreamingRequest} offers the first as L{disconnected}, and
+writes body bytes itself, checking L{bodyless}: the write of every body
+chunk costs one call, as Twisted's does.  (Twisted still replaces C{write}
+for the head it writes itself, that of an answer the proxy makes to a HEAD
+request or with 204 or 304: nothing is written after that head.)
+"""
+
+from __future__ import annotations
+
+from twisted.web import server
+from twisted.web.http import toChunk
+
+TWISTED_PRIVATE = ("twisted.web.http.Request._disconnected",)
+
+
+class StreamingRequest(server.Request):
+    """
+    A L{server.Request} that says whether its client went, and writes the
+    body of a response whose head the proxy wrote itself.
+
+    @ivar bodyless: whether the response has no body (a HEAD request's,
+        a 204's, a 304's), so that what is written of it is dropped; set
+        by whoever writes a head without Twisted.
+    """
+
+    bodyless = False
+
+    @property
+    def disconnected(self) -> bool:
+        """
+        Whether the client connection (or the HTTP/2 stream) was lost.
+        """
+        return self._disconnected
+
+    def write(self, data: bytes) -> None:
+        """
+        Write response body bytes, or, before the head is out, let Twisted
+        write the head from C{responseHeaders} first.
+        """
+        if self.startedWriting and not (
+            self.finished or self._disconnected or self.bodyless
+        ):
+            self.sentLength += len(data)
+            if data:
+                if self.chunked:
+                    self.channel.writeSequence(toChunk(data))
+                else:
+                    self.channel.write(data)
+        elif not self.bodyless:
+            # The head, or what Twisted does with a write after finish or
+            # after the client went.
+            server.Request.write(self, data)
