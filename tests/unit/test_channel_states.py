@@ -13,8 +13,9 @@ from twisted.trial.unittest import TestCase
 
 from txrevproxy.config.model import ServerSettings
 from txrevproxy.http.headers import http_date
+from txrevproxy.http.status import reason_phrase
 from txrevproxy.server import channel as states
-from txrevproxy.server.answers import connection_answer, reason_phrase
+from txrevproxy.server.answers import connection_answer
 
 from ..support.channels import connect
 

@@ -19,6 +19,7 @@ from txrevproxy.config.model import MatcherConfig
 from txrevproxy.interfaces import IMatcher, IMatcherType
 from txrevproxy.plugins import matcher_types
 from txrevproxy.routing.router import Candidate, build_router
+from txrevproxy.tools.explain import describe_route
 
 from ..support.configs import document, parse, problems
 from ..support.doc_blocks import literal_block
@@ -143,6 +144,13 @@ def test_txrevproxy_route_says_why_a_plugin_matcher_did_not_match(plugin_directo
     assert [reason for _, reason in explanation.others] == [
         'does not match: cookie beta = "yes"'
     ]
+
+
+def test_txrevproxy_route_names_a_plugin_matcher_in_the_route_line(plugin_directory):
+    route = parse(document(extra=BETA)).routes[1]
+    assert describe_route(route) == (
+        'routes[1] (path "/", match cookie) -> upstream "app_beta"'
+    )
 
 
 def test_its_problems_have_key_paths(plugin_directory):

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Optional, Set, Tuple
 
 from twisted.web.http_headers import Headers
-
 from zope.interface import implementer
 
 from ..forward.exchange import RESPONDING, ProxyExchange
@@ -196,7 +195,6 @@ class BackgroundRequest:
     bodyComplete = True
     bodyLength = 0
     finished = True
-    _disconnected = False
     error_pages = None
     response_filters = ()
 

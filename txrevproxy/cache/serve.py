@@ -17,7 +17,8 @@ from ..filters.chain import (
     write_transformed_end,
 )
 from ..http.headers import client_response_headers
-from ..server.answers import abort_response, reason_phrase
+from ..http.status import reason_phrase
+from ..server.answers import abort_response
 from . import policy
 from .store import StoredResponse
 

@@ -28,8 +28,9 @@ from ..filters.chain import (
 )
 from ..http.headers import client_response_headers, upgrade_response_headers
 from ..http.response_parser import ResponseParseError
+from ..http.status import reason_phrase
 from ..interfaces import IRequestHandler, IUpstreamExchange
-from ..server.answers import abort_response, reason_phrase, respond_with_error
+from ..server.answers import abort_response, respond_with_error
 from ..upstream.balancer import (
     ABANDONED,
     BROKEN,

@@ -14,7 +14,7 @@ has none of these objects, and its requests pay nothing for them.
 from __future__ import annotations
 
 import json
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import parse_qsl
 
 from zope.interface import implementer
@@ -151,16 +151,23 @@ def query_matchers(pairs: Sequence[Tuple[str, ValueMatch]]) -> List[QueryMatcher
     return [QueryMatcher(name, match) for name, match in pairs]
 
 
-def route_matchers(route: Route) -> Optional[Matchers]:
+def route_matchers(
+    route: Route, types: Optional[Mapping[str, Any]] = None
+) -> Optional[Matchers]:
     """
     The matchers of a route, made by the types its L{Route.matchers} name,
     in that order (the built-in keys' first, which are cheap, then the
     C{match} table's); L{None} when it has none.
+
+    @param types: the installed matcher types (L{matcher_types}), looked
+        up once by a caller that builds many routes; looked up here if not
+        given.
     """
     wanted = route.matchers
     if not wanted:
         return None
-    types = matcher_types()
+    if types is None:
+        types = matcher_types()
     parts = [
         part
         for matcher in wanted

@@ -37,6 +37,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from ..config.model import Route
 from ..http.target import normalize_path, path_segments, request_host, valid_host
+from ..plugins import matcher_types
 from ..server.answers import respond_with_error
 from .matchers import Matchers, route_matchers
 
@@ -319,7 +320,11 @@ def build_router(
     @param resource_for: makes the leaf resource of a route; called once
         per route.
     """
-    made = [(route, resource_for(route), route_matchers(route)) for route in routes]
+    # The plugin registry is read once per tree, not once per route.
+    types = matcher_types()
+    made = [
+        (route, resource_for(route), route_matchers(route, types)) for route in routes
+    ]
 
     def tree(host: Optional[str], miss: int, description: str) -> RouteTree:
         candidates = []

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
-from twisted.web.http import RESPONSES
-
 from ..http.headers import http_date, serialize_head
+from ..http.status import reason_phrase
 
 Header = Tuple[bytes, bytes]
 
@@ -21,26 +20,6 @@ _CONTENT_TYPE = b"text/plain; charset=utf-8"
 #: Statuses whose answers have no body, and no Content-Length either
 #: (RFC 9110 sections 8.6 and 15.4.5).
 _NO_BODY = frozenset([204, 304])
-
-#: Reason phrases of RFC 9110 where they differ from Twisted's older ones.
-_REASONS = {
-    413: b"Content Too Large",
-    414: b"URI Too Long",
-    421: b"Misdirected Request",
-    422: b"Unprocessable Content",
-    429: b"Too Many Requests",
-    431: b"Request Header Fields Too Large",
-    504: b"Gateway Timeout",
-    505: b"HTTP Version Not Supported",
-}
-
-
-def reason_phrase(code: int) -> bytes:
-    """
-    The RFC 9110 reason phrase of a status code.
-    """
-    return _REASONS.get(code) or RESPONSES.get(code, b"Error")
-
 
 def error_body(code: int, request_id: bytes) -> bytes:
     """

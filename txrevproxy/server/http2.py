@@ -29,7 +29,6 @@ from twisted.python.components import proxyForInterface
 from zope.interface import implementer
 
 from ..net.h2 import EarlyAnswerH2Connection
-
 from .channel import ClientConnection
 from .request import NO_BODY_CODES, Header, ProxyRequest
 from .site import ProxySite

@@ -24,8 +24,8 @@ from ..app.runtime import Runtime
 from ..config.model import Config, Listener, Route
 from ..filters.chain import FilteredResource
 from ..forward.resource import ReverseProxyResource
+from ..http.status import reason_phrase
 from ..routing.router import ANY_HOST, EXACT_HOST, Candidate, Router
-from ..server.answers import reason_phrase
 from ..server.site import ProxySite
 
 
@@ -192,6 +192,7 @@ def describe_route(route: Route) -> str:
         parts.append("methods %s" % (" ".join(route.methods),))
     parts.extend("header %s" % (name,) for name, _ in route.headers)
     parts.extend("query %s" % (name,) for name, _ in route.query)
+    parts.extend("match %s" % (matcher.type,) for matcher in route.match)
     if route.priority:
         parts.append("priority %d" % (route.priority,))
     if route.redirect is not None:
