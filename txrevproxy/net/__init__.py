@@ -14,7 +14,7 @@ module handles, of which at least one must exist: for instance
 C{("twisted.protocols.tls.TLSMemoryBIOFactory._applyProtocolNegotiation",
 "twisted.protocols.tls.TLSMemoryBIOFactory._creatorCallable")}, the step
 Twisted 25.5 takes and the one Twisted 26 takes in its place.
-tests/test_net_private.py checks that each still exists in the Twisted
+tests/unit/test_net_private.py checks that each still exists in the Twisted
 that is installed, so an upgrade that removes one fails a named test
 instead of the proxy, and that no module outside this package uses a
 private Twisted name.
