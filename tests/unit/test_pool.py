@@ -13,36 +13,7 @@ from txrevproxy.upstream.connection import UpstreamProtocol
 from txrevproxy.upstream.pool import ConnectionPool
 
 from ..support.endpoints import FakeEndpoint
-
-
-class Exchange:
-    """
-    Records the response calls an L{UpstreamProtocol} makes.
-    """
-
-    def __init__(self):
-        self.events = []
-
-    def responseStarted(self):
-        self.events.append("started")
-
-    def holdWrites(self):
-        return None
-
-    def responseHead(self, status, reason, headers, length):
-        self.events.append(("head", status, length))
-
-    def responseBody(self, data):
-        self.events.append(("body", data))
-
-    def responseEnd(self):
-        self.events.append("end")
-
-    def upstreamFailed(self, reason):
-        self.events.append(("failed", reason.type))
-
-    def responseTimedOut(self):
-        self.events.append("timed out")
+from ..support.exchanges import RecordingExchange
 
 
 def make_pool(idle_timeout=10.0, max_idle=4):
@@ -61,7 +32,7 @@ def connect(pool):
 def test_clean_exchange_returns_connection_to_pool_and_it_is_reused():
     clock, endpoint, pool = make_pool()
     conn = connect(pool)
-    exchange = Exchange()
+    exchange = RecordingExchange()
     conn.sendHead(exchange, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", False, None)
     assert conn.transport.value() == b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"
     conn.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
@@ -85,7 +56,7 @@ def send_get(conn, clock, timeout):
     Send a GET on C{conn} and await its response for C{timeout} seconds,
     as an exchange does; return the exchange.
     """
-    exchange = Exchange()
+    exchange = RecordingExchange()
     conn.sendHead(exchange, b"GET / HTTP/1.1\r\n\r\n", False, None)
     conn.awaitResponse(clock, timeout)
     return exchange
@@ -126,7 +97,7 @@ def test_a_timer_that_comes_due_after_the_response_started_lapses():
 def test_connection_close_response_is_not_pooled():
     _, _, pool = make_pool()
     conn = connect(pool)
-    conn.sendHead(Exchange(), b"GET / HTTP/1.1\r\n\r\n", False, None)
+    conn.sendHead(RecordingExchange(), b"GET / HTTP/1.1\r\n\r\n", False, None)
     conn.dataReceived(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
     assert pool.idle_count == 0
     assert conn.transport.disconnecting
@@ -135,7 +106,7 @@ def test_connection_close_response_is_not_pooled():
 def test_response_before_whole_upload_closes_connection():
     _, _, pool = make_pool()
     conn = connect(pool)
-    conn.sendHead(Exchange(), b"POST / HTTP/1.1\r\n\r\n", False, b"10")
+    conn.sendHead(RecordingExchange(), b"POST / HTTP/1.1\r\n\r\n", False, b"10")
     conn.sendBody(b"abc")
     conn.dataReceived(b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n")
     assert pool.idle_count == 0
@@ -145,7 +116,7 @@ def test_response_before_whole_upload_closes_connection():
 def test_chunked_upload_framing():
     _, _, pool = make_pool()
     conn = connect(pool)
-    conn.sendHead(Exchange(), b"HEAD-BYTES", False, b"chunked")
+    conn.sendHead(RecordingExchange(), b"HEAD-BYTES", False, b"chunked")
     conn.sendBody(b"hello")
     conn.sendBody(b"!")
     conn.finishBody()
@@ -155,7 +126,7 @@ def test_chunked_upload_framing():
 def test_invalid_response_fails_exchange_and_drops_connection():
     _, _, pool = make_pool()
     conn = connect(pool)
-    exchange = Exchange()
+    exchange = RecordingExchange()
     conn.sendHead(exchange, b"GET / HTTP/1.1\r\n\r\n", False, None)
     conn.dataReceived(b"NOT HTTP\r\n\r\n")
     assert exchange.events[-1][0] == "failed"
@@ -166,7 +137,7 @@ def test_invalid_response_fails_exchange_and_drops_connection():
 def test_connection_lost_mid_body_fails_exchange():
     _, _, pool = make_pool()
     conn = connect(pool)
-    exchange = Exchange()
+    exchange = RecordingExchange()
     conn.sendHead(exchange, b"GET / HTTP/1.1\r\n\r\n", False, None)
     conn.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
     conn.connectionLost(Failure(ConnectionResetError()))
@@ -177,7 +148,7 @@ def test_connection_lost_mid_body_fails_exchange():
 def test_close_delimited_response_completes_on_close():
     _, _, pool = make_pool()
     conn = connect(pool)
-    exchange = Exchange()
+    exchange = RecordingExchange()
     conn.sendHead(exchange, b"GET / HTTP/1.1\r\n\r\n", False, None)
     conn.dataReceived(b"HTTP/1.1 200 OK\r\n\r\nabc")
     conn.connectionLost(Failure(ConnectionResetError()))
@@ -187,7 +158,7 @@ def test_close_delimited_response_completes_on_close():
 def test_idle_connection_closed_by_backend_leaves_pool():
     _, _, pool = make_pool()
     conn = connect(pool)
-    conn.sendHead(Exchange(), b"GET / HTTP/1.1\r\n\r\n", False, None)
+    conn.sendHead(RecordingExchange(), b"GET / HTTP/1.1\r\n\r\n", False, None)
     conn.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
     assert pool.idle_count == 1
     conn.connectionLost(Failure(ConnectionResetError()))
@@ -199,7 +170,7 @@ def test_sweeper_closes_connections_idle_past_the_timeout():
     clock, _, pool = make_pool(idle_timeout=10.0)
     first, second = connect(pool), connect(pool)
     for conn in (first, second):
-        conn.sendHead(Exchange(), b"GET / HTTP/1.1\r\n\r\n", False, None)
+        conn.sendHead(RecordingExchange(), b"GET / HTTP/1.1\r\n\r\n", False, None)
     first.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
     clock.advance(6)
     second.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
@@ -214,7 +185,7 @@ def test_idle_connections_beyond_max_idle_are_closed():
     _, _, pool = make_pool(max_idle=1)
     first, second = connect(pool), connect(pool)
     for conn in (first, second):
-        conn.sendHead(Exchange(), b"GET / HTTP/1.1\r\n\r\n", False, None)
+        conn.sendHead(RecordingExchange(), b"GET / HTTP/1.1\r\n\r\n", False, None)
         conn.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
     assert pool.idle_count == 1
     assert second.transport.disconnecting
@@ -224,7 +195,7 @@ def test_close_drops_idle_connections_and_refuses_later_ones():
     clock, _, pool = make_pool()
     idle, busy = connect(pool), connect(pool)
     for conn in (idle, busy):
-        conn.sendHead(Exchange(), b"GET / HTTP/1.1\r\n\r\n", False, None)
+        conn.sendHead(RecordingExchange(), b"GET / HTTP/1.1\r\n\r\n", False, None)
     idle.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
     pool.close()
     assert idle.transport.disconnecting

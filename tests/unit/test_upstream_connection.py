@@ -7,9 +7,8 @@ what the exchange hears and where the connection goes after.
 from __future__ import annotations
 
 import pytest
-from twisted.internet.defer import succeed
 from twisted.internet.error import ConnectionLost
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
@@ -27,72 +26,11 @@ from txrevproxy.upstream.connection import (
 from txrevproxy.upstream.health import _HTTPCheck
 from txrevproxy.upstream.pool import ConnectionPool
 
+from ..support.endpoints import FakeEndpoint
+from ..support.exchanges import RecordingExchange
+
 GET = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
-
-
-class FakeEndpoint:
-    """
-    Connects each new protocol to a L{StringTransport} at once.
-    """
-
-    def __init__(self):
-        self.connections = []
-
-    def connect(self, factory):
-        protocol = factory.buildProtocol(None)
-        protocol.makeConnection(StringTransport())
-        self.connections.append(protocol)
-        return succeed(protocol)
-
-
-class Exchange:
-    """
-    Records what an L{UpstreamProtocol} tells it, and the writes it holds
-    per read.
-
-    @ivar on_head: called with the status when the head arrives.
-    """
-
-    on_head = None
-
-    def __init__(self):
-        self.events = []
-        self.held = 0
-        self.released = 0
-
-    def responseStarted(self):
-        self.events.append("started")
-
-    def holdWrites(self):
-        self.held += 1
-        return self._release
-
-    def _release(self):
-        self.released += 1
-
-    def responseHead(self, status, reason, headers, length):
-        self.events.append(("head", status, length))
-        if self.on_head is not None:
-            self.on_head(status)
-
-    def responseBody(self, data):
-        self.events.append(("body", data))
-
-    def responseEnd(self):
-        self.events.append("end")
-
-    def upstreamFailed(self, reason):
-        self.events.append(("failed", reason.type))
-
-    def responseTimedOut(self):
-        self.events.append("timed out")
-
-    def responseUpgraded(self, rest):
-        self.events.append(("upgraded", rest))
-
-    def tunnelData(self, data):
-        self.events.append(("tunnel", data))
 
 
 @pytest.fixture
@@ -123,7 +61,7 @@ def test_a_new_connection_is_idle_and_provides_the_parsers_sink(conn):
 
 
 def test_response_in_one_read_returns_the_connection_to_the_pool(conn, pool):
-    exchange = Exchange()
+    exchange = RecordingExchange()
     conn.sendHead(exchange, GET, False, None)
     assert conn.state is AWAITING
     conn.dataReceived(OK)
@@ -134,7 +72,7 @@ def test_response_in_one_read_returns_the_connection_to_the_pool(conn, pool):
 
 
 def test_response_in_many_reads_starts_once_and_holds_writes_per_read(conn, pool):
-    exchange = Exchange()
+    exchange = RecordingExchange()
     conn.sendHead(exchange, GET, False, None)
     states = []
     for i in range(len(OK)):
@@ -152,7 +90,7 @@ def test_response_in_many_reads_starts_once_and_holds_writes_per_read(conn, pool
 
 
 def test_chunked_response_body_over_many_reads(conn, pool):
-    exchange = Exchange()
+    exchange = RecordingExchange()
     conn.sendHead(exchange, GET, False, None)
     conn.dataReceived(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel")
     assert conn.state is READING
@@ -172,7 +110,7 @@ def test_chunked_response_body_over_many_reads(conn, pool):
 
 
 def test_an_interim_response_leaves_the_final_head_awaited(conn):
-    exchange = Exchange()
+    exchange = RecordingExchange()
     conn.sendHead(exchange, GET, False, None)
     conn.dataReceived(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n")
     assert conn.state is AWAITING
@@ -187,7 +125,7 @@ def test_an_interim_response_leaves_the_final_head_awaited(conn):
 
 
 def test_request_body_sending_then_awaiting(conn, pool):
-    exchange = Exchange()
+    exchange = RecordingExchange()
     conn.sendHead(exchange, b"POST / HTTP/1.1\r\n\r\n", False, b"5")
     assert conn.state is SENDING
     conn.sendBody(b"hello")
@@ -198,7 +136,7 @@ def test_request_body_sending_then_awaiting(conn, pool):
 
 
 def test_response_during_upload_that_ends_first_closes_the_connection(conn, pool):
-    exchange = Exchange()
+    exchange = RecordingExchange()
     conn.sendHead(exchange, b"POST / HTTP/1.1\r\n\r\n", False, b"10")
     conn.sendBody(b"abc")
     conn.dataReceived(b"HTTP/1.1 413 Too Large\r\nContent-Length: 3\r\n\r\nno")
@@ -211,7 +149,7 @@ def test_response_during_upload_that_ends_first_closes_the_connection(conn, pool
 
 
 def test_upload_that_ends_during_the_response_keeps_the_connection(conn, pool):
-    exchange = Exchange()
+    exchange = RecordingExchange()
     conn.sendHead(exchange, b"POST / HTTP/1.1\r\n\r\n", False, b"3")
     conn.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nh")
     assert conn.state is EARLY_RESPONSE
@@ -223,7 +161,7 @@ def test_upload_that_ends_during_the_response_keeps_the_connection(conn, pool):
 
 
 def test_connection_lost_while_awaiting_fails_the_exchange_once(conn, pool):
-    exchange = Exchange()
+    exchange = RecordingExchange()
     conn.sendHead(exchange, GET, False, None)
     lose(conn)
     assert exchange.events == [("failed", ConnectionLost)]
@@ -232,7 +170,7 @@ def test_connection_lost_while_awaiting_fails_the_exchange_once(conn, pool):
 
 
 def test_connection_lost_while_reading_fails_the_exchange_once(conn, pool):
-    exchange = Exchange()
+    exchange = RecordingExchange()
     conn.sendHead(exchange, GET, False, None)
     conn.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhe")
     lose(conn)
@@ -242,7 +180,7 @@ def test_connection_lost_while_reading_fails_the_exchange_once(conn, pool):
 
 
 def test_connection_lost_ends_a_close_delimited_response(conn, pool):
-    exchange = Exchange()
+    exchange = RecordingExchange()
     conn.sendHead(exchange, GET, False, None)
     conn.dataReceived(b"HTTP/1.1 200 OK\r\n\r\nabc")
     lose(conn)
@@ -251,7 +189,7 @@ def test_connection_lost_ends_a_close_delimited_response(conn, pool):
 
 
 def test_connection_lost_while_idle_tells_nobody_and_leaves_the_pool(conn, pool):
-    exchange = Exchange()
+    exchange = RecordingExchange()
     conn.sendHead(exchange, GET, False, None)
     conn.dataReceived(OK)
     lose(conn)
@@ -261,7 +199,7 @@ def test_connection_lost_while_idle_tells_nobody_and_leaves_the_pool(conn, pool)
 
 
 def test_bytes_from_the_backend_while_idle_drop_the_connection(conn, pool):
-    exchange = Exchange()
+    exchange = RecordingExchange()
     conn.sendHead(exchange, GET, False, None)
     conn.dataReceived(OK)
     assert pool.idle_count == 1
@@ -275,7 +213,7 @@ def test_bytes_from_the_backend_while_idle_drop_the_connection(conn, pool):
 
 
 def test_an_invalid_response_fails_the_exchange_once(conn, pool):
-    exchange = Exchange()
+    exchange = RecordingExchange()
     conn.sendHead(exchange, GET, False, None)
     conn.dataReceived(b"NOT HTTP\r\n\r\n")
     lose(conn)
@@ -289,7 +227,7 @@ def test_an_exchange_that_aborts_mid_read_hears_nothing_more(conn, pool):
     The client went away while the head was written: the rest of the read
     reaches nobody, and the aborted connection is never pooled.
     """
-    exchange = Exchange()
+    exchange = RecordingExchange()
     exchange.on_head = lambda status: conn.abort()
     conn.sendHead(exchange, GET, False, None)
     conn.dataReceived(OK)
@@ -301,7 +239,7 @@ def test_an_exchange_that_aborts_mid_read_hears_nothing_more(conn, pool):
 
 
 def test_response_timeout_while_awaiting(conn, clock):
-    exchange = Exchange()
+    exchange = RecordingExchange()
     conn.sendHead(exchange, GET, False, None)
     conn.awaitResponse(clock, 5)
     clock.advance(4)
@@ -311,7 +249,7 @@ def test_response_timeout_while_awaiting(conn, clock):
 
 
 def test_response_timer_lapses_once_the_exchange_stops_awaiting(conn, clock):
-    exchange = Exchange()
+    exchange = RecordingExchange()
     conn.sendHead(exchange, GET, False, None)
     conn.awaitResponse(clock, 5)
     conn.dataReceived(b"HTTP/1.1 200")
@@ -322,7 +260,7 @@ def test_response_timer_lapses_once_the_exchange_stops_awaiting(conn, clock):
 
 
 def test_response_timer_lapses_on_an_idle_connection(conn, clock, pool):
-    exchange = Exchange()
+    exchange = RecordingExchange()
     conn.sendHead(exchange, GET, False, None)
     conn.awaitResponse(clock, 5)
     conn.dataReceived(OK)
@@ -334,7 +272,7 @@ def test_response_timer_lapses_on_an_idle_connection(conn, clock, pool):
 def test_switching_protocols_makes_a_tunnel_that_never_returns_to_the_pool(
     conn, pool
 ):
-    exchange = Exchange()
+    exchange = RecordingExchange()
     conn.sendHead(exchange, GET, False, None, upgrade=True)
     conn.dataReceived(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\nfirst"
@@ -353,7 +291,7 @@ def test_switching_protocols_makes_a_tunnel_that_never_returns_to_the_pool(
 
 
 def test_the_pool_closes_idle_connections_it_does_not_keep(conn, pool):
-    conn.sendHead(Exchange(), GET, False, None)
+    conn.sendHead(RecordingExchange(), GET, False, None)
     conn.dataReceived(OK)
     pool.close()
     assert conn.state is CLOSED and conn.transport.disconnecting
