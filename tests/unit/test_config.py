@@ -207,6 +207,8 @@ def test_full_configuration():
         ({"server": 'max_request_body = "10MB"'}, lambda c: c.server.max_request_body, 10**7),
         ({"server": 'keepalive_timeout = "1.5s"'}, lambda c: c.server.keepalive_timeout, 1.5),
         ({"server": "trusted_proxies = []"}, lambda c: c.server.trusted_proxies, ()),
+        ({"server": ""}, lambda c: c.server.forwarded, "off"),
+        ({"server": 'forwarded = "add"'}, lambda c: c.server.forwarded, "add"),
         (
             {"server": 'trusted_proxies = ["192.0.2.7"]'},
             lambda c: c.server.trusted_proxies,
@@ -258,6 +260,11 @@ PROBLEMS = [
         ],
     ),
     ({"server": "max_request_body = -1"}, ["server.max_request_body: must not be negative, got -1"]),
+    (
+        {"server": 'forwarded = "yes"'},
+        ['server.forwarded: unknown value "yes"; expected one of "off", "add"'],
+    ),
+    ({"server": "forwarded = true"}, ['server.forwarded: expected one of "off", "add", got true']),
     (
         {"server": "max_request_body = 1.5"},
         ['server.max_request_body: expected a size such as "64KiB" or a number of bytes, got 1.5'],

@@ -13,17 +13,18 @@ from txrevproxy.http.headers import (
 )
 
 
-def forward(headers, trusted=False, framing=None, host=b"shop.test"):
+def forward(headers, trusted=False, framing=None, host=b"shop.test", **more):
     return upstream_request_headers(
         headers,
         host=host,
         client_host=b"shop.test",
-        client_ip=b"192.0.2.7",
+        client_ip=more.pop("client_ip", b"192.0.2.7"),
         trusted=trusted,
         scheme=b"http",
         via=b"1.1 txrevproxy",
         request_id=b"rid1",
         body_framing=framing,
+        **more,
     )
 
 
@@ -94,6 +95,78 @@ def test_trusted_peer_forwarding_headers_are_extended():
     assert out[b"X-Forwarded-Proto"] == b"https"
     assert out[b"X-Forwarded-Host"] == b"www.shop.test"
     assert out[b"Via"] == b"1.1 edge, 1.1 txrevproxy"
+
+
+_SPOOFED = [
+    (b"Forwarded", b"for=1.2.3.4;proto=https"),
+    (b"X-Forwarded-Port", b"1"),
+    (b"X-Forwarded-Prefix", b"/evil"),
+]
+
+
+def test_untrusted_peer_forwarded_port_and_prefix_are_dropped():
+    out = forward(_SPOOFED)
+    assert b"forwarded" not in names(out)
+    assert b"x-forwarded-port" not in names(out)
+    assert b"x-forwarded-prefix" not in names(out)
+    out = dict(forward(_SPOOFED, port=b"8080", prefix=b"/api"))
+    assert out[b"X-Forwarded-Port"] == b"8080"
+    assert out[b"X-Forwarded-Prefix"] == b"/api"
+
+
+def test_untrusted_peer_forwarded_is_replaced_by_this_hop_when_adding():
+    out = forward(_SPOOFED, forwarded=True)
+    assert names(out).count(b"forwarded") == 1
+    assert dict(out)[b"Forwarded"] == b"for=192.0.2.7;proto=http;host=shop.test"
+    out = forward([], forwarded=True, client_ip=b"2001:db8::7")
+    assert dict(out)[b"Forwarded"] == (
+        b'for="[2001:db8::7]";proto=http;host=shop.test'
+    )
+
+
+def test_trusted_peer_forwarded_is_kept_unchanged_when_not_adding():
+    out = forward(
+        [
+            (b"Forwarded", b"for=_hidden"),
+            (b"forwarded", b'for="[2001:db8::1]";proto=https'),
+        ],
+        trusted=True,
+    )
+    assert dict(out)[b"Forwarded"] == (
+        b'for=_hidden, for="[2001:db8::1]";proto=https'
+    )
+    assert names(out).count(b"forwarded") == 1
+    assert b"forwarded" not in names(forward([], trusted=True))
+
+
+def test_trusted_peer_forwarded_is_extended_when_adding():
+    out = forward(
+        [(b"Forwarded", b"for=unknown"), (b"Forwarded", b"for=_lb;proto=https")],
+        trusted=True,
+        forwarded=True,
+    )
+    assert dict(out)[b"Forwarded"] == (
+        b"for=unknown, for=_lb;proto=https, for=192.0.2.7;proto=http;host=shop.test"
+    )
+
+
+def test_trusted_peer_malformed_forwarded_is_replaced_by_this_hop():
+    out = forward([(b"Forwarded", b'for="1.2.3.4')], trusted=True, forwarded=True)
+    assert dict(out)[b"Forwarded"] == b"for=192.0.2.7;proto=http;host=shop.test"
+
+
+def test_trusted_peer_port_is_kept_and_prefix_put_in_front():
+    headers = [(b"X-Forwarded-Port", b"443"), (b"X-Forwarded-Prefix", b"/outer/")]
+    out = dict(forward(headers, trusted=True, port=b"8080", prefix=b"/api"))
+    assert out[b"X-Forwarded-Port"] == b"443"
+    assert out[b"X-Forwarded-Prefix"] == b"/outer/api"
+    out = dict(forward(headers, trusted=True, port=b"8080"))
+    assert out[b"X-Forwarded-Prefix"] == b"/outer/"
+    out = dict(forward([(b"X-Forwarded-Prefix", b"/")], trusted=True, prefix=b"/api"))
+    assert out[b"X-Forwarded-Prefix"] == b"/api"
+    out = dict(forward([], trusted=True, port=b"8080", prefix=b"/api"))
+    assert out[b"X-Forwarded-Port"] == b"8080"
+    assert out[b"X-Forwarded-Prefix"] == b"/api"
 
 
 def test_body_framing_is_set_by_the_proxy():

@@ -113,6 +113,8 @@ class RouteCommandTests(TestCase):
               X-Forwarded-For: 127.0.0.1
               X-Forwarded-Proto: http
               X-Forwarded-Host: shop.example.test:8080
+              X-Forwarded-Port: 8080
+              X-Forwarded-Prefix: /api
               Via: 1.1 txrevproxy
               X-Request-ID: *
               X-Client: 127.0.0.1
@@ -146,6 +148,7 @@ class RouteCommandTests(TestCase):
               X-Forwarded-For: 192.0.2.9
               X-Forwarded-Proto: https
               X-Forwarded-Host: www.example.test
+              X-Forwarded-Port: 8443
               Via: 1.1 txrevproxy
               X-Request-ID: *
             """,

@@ -72,6 +72,7 @@ def build_root(
             request_rules=HeaderRewrite.for_rules(route.request_headers),
             response_rules=response_rules,
             error_pages=pages or None,
+            forwarded=config.server.forwarded == "add",
         )
         cache = None if route.cache is None or caches is None else caches.get(route.cache)
         if cache is not None:

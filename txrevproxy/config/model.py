@@ -50,6 +50,10 @@ class ServerSettings:
         per core).
     @ivar shutdown_timeout: seconds a graceful shutdown waits for requests
         in flight before it closes the connections that still carry one.
+    @ivar forwarded: C{"add"}: append this hop's element to the Forwarded
+        header (RFC 7239) sent to backends; C{"off"}: add none, pass a
+        trusted proxy's unchanged.  An untrusted peer's is dropped either
+        way.
     """
 
     trusted_proxies: Tuple[IPNetwork, ...] = ()
@@ -66,6 +70,7 @@ class ServerSettings:
     min_body_rate: int = 1024
     workers: int = 1
     shutdown_timeout: float = 30.0
+    forwarded: str = "off"
 
 
 @attr.s(frozen=True, auto_attribs=True)

@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from .model import ServerSettings
 from .schema import Field, Table
-from .values import duration, integer, method_names, networks, size, worker_count
+from .values import (
+    duration,
+    integer,
+    method_names,
+    networks,
+    one_of,
+    size,
+    worker_count,
+)
 
 SERVER = Table(
     ServerSettings,
@@ -26,5 +34,6 @@ SERVER = Table(
         "min_body_rate": Field(size, default="1KiB"),
         "workers": Field(worker_count, default=1),
         "shutdown_timeout": Field(duration, default="30s"),
+        "forwarded": Field(one_of("off", "add"), default="off"),
     },
 )

@@ -44,6 +44,10 @@ class ProxyTarget:
         (applied by L{ProxyExchange}).
     @ivar error_pages: the route's pages by status, each C{(body,
         content type)}, or L{None}.
+    @ivar forwarded: append this hop to the Forwarded header (C{[server]
+        forwarded = "add"}).
+    @ivar forwarded_prefix: what the route strips from paths, sent as
+        X-Forwarded-Prefix, or L{None}.
     """
 
     def __init__(
@@ -58,6 +62,7 @@ class ProxyTarget:
         request_rules: Optional[HeaderRewrite] = None,
         response_rules: Optional[HeaderRewrite] = None,
         error_pages: Optional[Mapping[int, Tuple[bytes, bytes]]] = None,
+        forwarded: bool = False,
     ):
         self.balancer = balancer
         self.clock = clock
@@ -68,6 +73,10 @@ class ProxyTarget:
         self.request_rules = request_rules
         self.response_rules = response_rules
         self.error_pages = error_pages
+        self.forwarded = forwarded
+        self.forwarded_prefix = (
+            None if path_rewrite is None else path_rewrite.stripped_prefix
+        )
         self._authorities: Dict[BackendServer, bytes] = {}
 
     def request_head(
@@ -104,6 +113,9 @@ class ProxyTarget:
             request_id=request.request_id,
             body_framing=framing,
             upgrade=upgrade,
+            port=connection.local_port,
+            prefix=self.forwarded_prefix,
+            forwarded=self.forwarded,
         )
         subject_header = site.client_subject_header
         if subject_header is not None:

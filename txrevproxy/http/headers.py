@@ -13,6 +13,8 @@ from typing import Iterable, List, Optional, Tuple
 
 from twisted.web.http import datetimeToString
 
+from .forwarded import extend_forwarded, hop_element
+
 Header = Tuple[bytes, bytes]
 
 #: Headers that describe one connection and never cross the proxy
@@ -43,6 +45,9 @@ _SET_BY_PROXY = frozenset(
         b"x-forwarded-for",
         b"x-forwarded-proto",
         b"x-forwarded-host",
+        b"x-forwarded-port",
+        b"x-forwarded-prefix",
+        b"forwarded",
         b"x-request-id",
         b"via",
     ]
@@ -97,6 +102,9 @@ def upstream_request_headers(
     request_id: bytes,
     body_framing: Optional[bytes],
     upgrade: Optional[bytes] = None,
+    port: Optional[bytes] = None,
+    prefix: Optional[bytes] = None,
+    forwarded: bool = False,
 ) -> List[Header]:
     """
     The header list to send to a backend for a client request.
@@ -117,6 +125,14 @@ def upstream_request_headers(
     @param upgrade: the protocol the client asks to switch to (see
         L{requested_upgrade}); then Upgrade and C{Connection: Upgrade} are
         passed on, the one case where those hop-by-hop headers cross.
+    @param port: the port the client connected to, sent as
+        X-Forwarded-Port (L{None}: not a TCP connection, none is sent).
+    @param prefix: the path prefix the route stripped, sent as
+        X-Forwarded-Prefix after a trusted proxy's own, or L{None}.
+    @param forwarded: append this hop's element to Forwarded (C{[server]
+        forwarded = "add"}, see L{txrevproxy.http.forwarded}); otherwise a
+        trusted proxy's Forwarded passes unchanged and nothing is added.
+        An untrusted peer's Forwarded is dropped either way.
     """
     # One pass: copy what crosses, and collect what the proxy rewrites.
     out = [(b"Host", host)]
@@ -135,16 +151,37 @@ def upstream_request_headers(
     forwarded_for = client_ip
     proto = scheme
     forwarded_host = client_host
+    prior_forwarded = None
     if trusted:
         prior_for = seen.get(b"x-forwarded-for")
         if prior_for:
             forwarded_for = prior_for + b", " + client_ip
         proto = seen.get(b"x-forwarded-proto") or scheme
         forwarded_host = seen.get(b"x-forwarded-host") or client_host
+        port = seen.get(b"x-forwarded-port") or port
+        prior_prefix = seen.get(b"x-forwarded-prefix")
+        if prior_prefix:
+            prefix = prior_prefix.rstrip(b"/") + prefix if prefix else prior_prefix
+        prior_forwarded = seen.get(b"forwarded")
     prior_via = seen.get(b"via")
     out.append((b"X-Forwarded-For", forwarded_for))
     out.append((b"X-Forwarded-Proto", proto))
     out.append((b"X-Forwarded-Host", forwarded_host))
+    if port is not None:
+        out.append((b"X-Forwarded-Port", port))
+    if prefix is not None:
+        out.append((b"X-Forwarded-Prefix", prefix))
+    if forwarded:
+        out.append(
+            (
+                b"Forwarded",
+                extend_forwarded(
+                    prior_forwarded, hop_element(client_ip, scheme, client_host)
+                ),
+            )
+        )
+    elif prior_forwarded is not None:
+        out.append((b"Forwarded", prior_forwarded))
     out.append((b"Via", prior_via + b", " + via if prior_via else via))
     out.append((b"X-Request-ID", request_id))
     if upgrade is not None:

@@ -30,10 +30,16 @@ class PathRewrite:
     appended to it after C{&}.
     """
 
+    #: The prefix removed from every path, as the backend is told in
+    #: X-Forwarded-Prefix (C{/api}); L{None} when none is.
+    stripped_prefix: Optional[bytes] = None
+
     def __init__(self, route: Route) -> None:
         self._strip = (
             len(path_segments(route.path.encode("ascii"))) if route.strip_prefix else 0
         )
+        if self._strip:
+            self.stripped_prefix = route.path.encode("ascii")
         prefix = route.add_prefix or "/"
         self._add = b"" if prefix == "/" else prefix.encode("ascii")
         regex = route.rewrite

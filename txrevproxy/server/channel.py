@@ -65,12 +65,16 @@ class ClientConnection:
 
     @ivar client_ip: the peer address, as bytes.
     @ivar trusted: whether the peer is one of C{[server] trusted_proxies}.
+    @ivar local_port: the port the client connected to (behind the PROXY
+        protocol, the one it connected to on the balancer), as decimal
+        bytes for X-Forwarded-Port; L{None} off TCP.
     @ivar tls_version: the TLS version of the connection, such as
         C{"TLSv1.3"}, once its handshake completed; L{None} without TLS.
     """
 
     client_ip = b""
     trusted = False
+    local_port: Optional[bytes] = None
     tls_version: Optional[str] = None
     _client_subject: object = None
     _counted = False
@@ -85,6 +89,9 @@ class ClientConnection:
         self._host = self.transport.getHost()
         host = getattr(self._peer, "host", None)
         self.client_ip = host.encode("ascii") if host else b"unix"
+        port = getattr(self._host, "port", None)
+        if port is not None:
+            self.local_port = b"%d" % (port,)
         site = self.site
         self.trusted = site.is_trusted(host)
         if site.max_connections_per_ip:

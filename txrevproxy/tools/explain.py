@@ -57,10 +57,11 @@ class _Transport(StringTransport):
         return None
 
 
-def replay(site: ProxySite, head: bytes, client_ip: str):
+def replay(site: ProxySite, head: bytes, client_ip: str, port: int = 80):
     """
     Parse a request head as the listener C{site} would, from a client at
-    C{client_ip}, and return the request before it is routed.
+    C{client_ip} connected to C{port}, and return the request before it is
+    routed.
 
     @return: the request and its transport, or L{None} and the transport
         holding the answer when the proxy refuses the head (400).
@@ -73,7 +74,10 @@ def replay(site: ProxySite, head: bytes, client_ip: str):
     try:
         channel = site.buildProtocol(None)
         address = IPv6Address if ":" in client_ip else IPv4Address
-        transport = _Transport(peerAddress=address("TCP", client_ip, 50000))
+        transport = _Transport(
+            hostAddress=IPv4Address("TCP", "127.0.0.1", port),
+            peerAddress=address("TCP", client_ip, 50000),
+        )
         channel.makeConnection(transport)
         channel.dataReceived(head)
     finally:
@@ -270,7 +274,7 @@ def explain(
         "listener: %s (%s; %s)" % (listener.name, listener.endpoint, how),
     ]
     site = runtime.sites[listener.name]
-    request, transport = replay(site, head, client_ip)
+    request, transport = replay(site, head, client_ip, runtime.ports[listener.name])
     if request is None:
         return (
             lines
