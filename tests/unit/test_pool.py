@@ -26,6 +26,9 @@ class Exchange:
     def responseStarted(self):
         self.events.append("started")
 
+    def checkDeadlines(self, now, read_at):
+        pass
+
     def holdWrites(self):
         return None
 

@@ -44,6 +44,14 @@ class ProxyTarget:
         (applied by L{ProxyExchange}).
     @ivar error_pages: the route's pages by status, each C{(body,
         content type)}, or L{None}.
+    @ivar connect_timeout: seconds to connect to a backend, passed to its
+        pool (which applies it when shorter than its endpoint's), or
+        L{None}: the pool's own.
+    @ivar read_timeout: seconds between two backend reads once the
+        response started.
+    @ivar send_timeout: seconds the client may leave the response paused.
+    @ivar total_timeout: seconds from dispatch to the end of the
+        response; C{0}: no limit.
     """
 
     def __init__(
@@ -58,6 +66,10 @@ class ProxyTarget:
         request_rules: Optional[HeaderRewrite] = None,
         response_rules: Optional[HeaderRewrite] = None,
         error_pages: Optional[Mapping[int, Tuple[bytes, bytes]]] = None,
+        connect_timeout: Optional[float] = None,
+        read_timeout: float = 60.0,
+        send_timeout: float = 60.0,
+        total_timeout: float = 0.0,
     ):
         self.balancer = balancer
         self.clock = clock
@@ -68,6 +80,10 @@ class ProxyTarget:
         self.request_rules = request_rules
         self.response_rules = response_rules
         self.error_pages = error_pages
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.send_timeout = send_timeout
+        self.total_timeout = total_timeout
         self._authorities: Dict[BackendServer, bytes] = {}
 
     def request_head(

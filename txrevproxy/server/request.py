@@ -114,6 +114,7 @@ class ProxyRequest(StreamingRequest):
     bodyComplete = False
     request_id = b"-"
     truncationVisible = False
+    timed_out = None
     error_pages = None
     started = 0.0
     router = None
