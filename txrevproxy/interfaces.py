@@ -458,7 +458,9 @@ class IUpstreamExchange(Interface):
     starts the connection's response timer (C{awaitResponse}) must have
     C{responseTimedOut()}, and one whose request asks to switch protocols
     must have C{responseUpgraded(rest)} and C{tunnelData(data)}, for the
-    bytes after a 101 answer; the health check does neither.
+    bytes after a 101 answer, and one on a connection of a pool that sweeps
+    deadlines must have C{checkDeadlines(now, read_at)} (see
+    L{txrevproxy.upstream.deadlines}); the health check does none of them.
     """
 
     def responseStarted():

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from typing import Optional
+
 import attr
 import treq
 from twisted.internet import reactor
@@ -58,6 +60,7 @@ class Request:
     code: int = 200
     sentLength: int = 1234
     request_id: bytes = b"0123456789abcdef"
+    timed_out: Optional[str] = None
     connection: Connection = attr.Factory(Connection)
     backend: object = attr.Factory(lambda: Backend(Server("http://10.0.0.1:8080")))
     requestHeaders: Headers = attr.Factory(
@@ -126,7 +129,7 @@ class FormatTests(TestCase):
             b'"bytes":1234,"duration":0.012346,"upstream":"app",'
             b'"backend":"http://10.0.0.1:8080","request_id":"0123456789abcdef",'
             b'"tls":"TLSv1.3","user_agent":"curl/8.0 \\"quoted\\"",'
-            b'"referer":"https://a.test/"}\n',
+            b'"referer":"https://a.test/","timeout":null}\n',
         )
 
     def test_json_line_of_a_request_no_backend_answered(self):
@@ -223,6 +226,7 @@ class ProxyAccessLogTests(TestCase):
                 "tls": None,
                 "user_agent": "test",
                 "referer": None,
+                "timeout": None,
             },
         )
         self.assertEqual(response.headers.getRawHeaders("x-request-id"), ["given-id"])

@@ -24,6 +24,9 @@ class RecordingExchange:
     def responseStarted(self):
         self.events.append("started")
 
+    def checkDeadlines(self, now, read_at):
+        pass
+
     def holdWrites(self):
         self.held += 1
         return self._release

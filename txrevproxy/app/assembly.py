@@ -65,7 +65,7 @@ def build_root(
         target = ProxyTarget(
             balancers[route.upstream],
             reactor,
-            upstream.response_timeout,
+            route.timeout(upstream, "response_timeout"),
             preserve_host,
             upstream.tunnel_idle_timeout,
             path_rewrite=PathRewrite.for_route(route),
@@ -73,6 +73,10 @@ def build_root(
             response_rules=response_rules,
             error_pages=pages or None,
             forwarded=config.server.forwarded == "add",
+            connect_timeout=route.timeout(upstream, "connect_timeout"),
+            read_timeout=route.timeout(upstream, "read_timeout"),
+            send_timeout=route.timeout(upstream, "send_timeout"),
+            total_timeout=route.timeout(upstream, "total_timeout") or 0.0,
         )
         cache = None if route.cache is None or caches is None else caches.get(route.cache)
         if cache is not None:

@@ -67,13 +67,19 @@ def _serves_http2(listener: Listener) -> bool:
 
 
 def _balancer(
-    upstream: Upstream, reactor, policies: Mapping[str, IBalancingPolicy]
+    upstream: Upstream,
+    reactor,
+    policies: Mapping[str, IBalancingPolicy],
+    connect_timeout: float,
 ) -> Balancer:
     """
     The balancer of one upstream: a backend with its connection pool for
     each server, and the picker of the upstream's policy.
 
     @param policies: the installed balancing policies, by name.
+    @param connect_timeout: the longest connect timeout of the upstream and
+        the routes to it, the endpoints' own; a route that asks for less
+        has its pool apply it.
     """
     backends = [
         Backend(
@@ -83,12 +89,13 @@ def _balancer(
                 backend_endpoint(
                     reactor,
                     server,
-                    upstream.connect_timeout,
+                    connect_timeout,
                     upstream.backend_tls(server),
                 ),
                 server.url,
                 idle_timeout=upstream.idle_timeout,
                 max_idle=upstream.max_idle_connections,
+                connect_timeout=connect_timeout,
             ),
             reactor,
             upstream.slow_start,
@@ -155,7 +162,17 @@ class Runtime:
         policies = balancing_policies()
         for name, upstream in config.upstreams.items():
             _warn_unverified(upstream)
-            balancer = self.balancers[name] = _balancer(upstream, reactor, policies)
+            connect_timeout = max(
+                [upstream.connect_timeout]
+                + [
+                    route.connect_timeout
+                    for route in config.routes
+                    if route.upstream == name and route.connect_timeout is not None
+                ]
+            )
+            balancer = self.balancers[name] = _balancer(
+                upstream, reactor, policies, connect_timeout
+            )
             if upstream.health is not None:
                 self.health_checkers.append(
                     HealthChecker(balancer, upstream.health, reactor, random.Random())

@@ -323,6 +323,12 @@ class Upstream:
     @ivar response_timeout: seconds from the end of the request to the first
         byte of the response (504 after).
     @ivar idle_timeout: seconds an unused pooled backend connection is kept.
+    @ivar read_timeout: seconds between two reads of a response once it
+        started (504 before its head, a reset client connection after).
+    @ivar send_timeout: seconds a client may leave the response paused
+        (not reading it) before its connection is reset.
+    @ivar total_timeout: seconds from a request's dispatch to the end of
+        its response, or L{None}: no limit.
     @ivar max_idle_connections: idle pooled connections kept per backend.
     @ivar preserve_host: send the client's Host header (C{True}) or the
         backend's own authority (C{False}); a route may override it.
@@ -372,6 +378,9 @@ class Upstream:
     ca: Optional[str] = None
     tls_server_name: Optional[str] = None
     verify: bool = True
+    read_timeout: float = 60.0
+    send_timeout: float = 60.0
+    total_timeout: Optional[float] = None
 
     def backend_tls(self, server: BackendServer) -> BackendTLS:
         """
@@ -528,6 +537,9 @@ class Route:
         after the listener's.
     @ivar cache: the name of a L{CacheSettings} table in L{Config.caches}
         that stores this route's responses, or L{None}.
+    @ivar connect_timeout: overrides L{Upstream.connect_timeout} when not
+        None; likewise C{response_timeout}, C{read_timeout},
+        C{send_timeout} and C{total_timeout}.
     """
 
     index: int
@@ -550,6 +562,19 @@ class Route:
     error_pages: Tuple[ErrorPage, ...] = ()
     filters: Tuple[str, ...] = ()
     cache: Optional[str] = None
+    connect_timeout: Optional[float] = None
+    response_timeout: Optional[float] = None
+    read_timeout: Optional[float] = None
+    send_timeout: Optional[float] = None
+    total_timeout: Optional[float] = None
+
+    def timeout(self, upstream: "Upstream", name: str) -> Optional[float]:
+        """
+        The route's timeout C{name} (such as C{"read_timeout"}): its own
+        when it sets one, else its upstream's.
+        """
+        own = getattr(self, name)
+        return getattr(upstream, name) if own is None else own
 
     @property
     def matchers(self) -> Tuple[MatcherConfig, ...]:

@@ -38,6 +38,7 @@ from .schema import (
 )
 from .values import (
     boolean,
+    duration,
     file_path,
     header_name,
     host_names,
@@ -402,6 +403,15 @@ def error_pages(value: Any) -> Tuple[ErrorPage, ...]:
     return tuple(sorted(pages, key=lambda page: page.status))
 
 
+#: The upstream's timeouts that a route may override.
+TIMEOUT_KEYS = (
+    "connect_timeout",
+    "response_timeout",
+    "read_timeout",
+    "send_timeout",
+    "total_timeout",
+)
+
 #: The keys that only mean something for a route that forwards.
 FORWARDING_KEYS = (
     "preserve_host",
@@ -411,7 +421,7 @@ FORWARDING_KEYS = (
     "request_headers",
     "error_pages",
     "cache",
-)
+) + TIMEOUT_KEYS
 
 
 def _one_answer(arguments: Dict[str, Any]) -> Iterable[Problem]:
@@ -456,6 +466,7 @@ ROUTE = Table(
         "error_pages": Field(error_pages, default=MODEL_DEFAULT),
         "filters": Field(filter_names, default=MODEL_DEFAULT),
         "cache": Field(name, default=MODEL_DEFAULT),
+        **{key: Field(duration, default=MODEL_DEFAULT) for key in TIMEOUT_KEYS},
     },
     checks=(_one_answer,),
 )

@@ -169,6 +169,9 @@ UPSTREAM = Table(
         "ca": Field(file_path, default=MODEL_DEFAULT),
         "tls_server_name": Field(server_name, default=MODEL_DEFAULT),
         "verify": Field(boolean, default=True),
+        "read_timeout": Field(duration, default="60s"),
+        "send_timeout": Field(duration, default="60s"),
+        "total_timeout": Field(duration, default=MODEL_DEFAULT),
     },
     checks=(_distinct_servers, _hash_key_needs_hash),
 )

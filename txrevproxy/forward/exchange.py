@@ -31,6 +31,7 @@ from ..http.response_parser import ResponseParseError
 from ..http.status import reason_phrase
 from ..interfaces import IRequestHandler, IUpstreamExchange
 from ..server.answers import abort_response, respond_with_error
+from ..upstream import deadlines
 from ..upstream.balancer import (
     ABANDONED,
     BROKEN,
@@ -120,18 +121,21 @@ class ProxyExchange:
         the client goes: L{DONE} (the connection, once made, goes back to
         the pool).  Body bytes are held.
       - L{SENDING}: the first response byte (L{responseStarted}):
-        L{RECEIVING}; the response timer (L{responseTimedOut}): 504,
-        L{DONE}; the backend fails (L{upstreamFailed}): a new connection
+        L{RECEIVING}; the response timer (L{responseTimedOut}) or the
+        total deadline (L{checkDeadlines}): 504, L{DONE}; the backend fails (L{upstreamFailed}): a new connection
         to the same backend (L{CONNECTING}) when the one reused was
         stale, else L{WAITING} for a retry, or 502, L{DONE}; the body is
         too large: 413, L{DONE}; the client goes: L{DONE}.
       - L{RECEIVING}: the head (L{responseHead}): L{RESPONDING}; the
         backend fails: as in L{SENDING}, but never retried on another
-        backend.
+        backend; the read timeout or the total deadline
+        (L{checkDeadlines}): 504, L{DONE}.
       - L{RESPONDING}: the end (L{responseEnd}): L{DONE}; a 101
         (L{responseUpgraded}): L{TUNNELLING}; the backend fails, the body
         is too large, or the client goes: the client connection is
-        aborted (L{_abortClient}), L{DONE}.
+        aborted (L{_abortClient}), L{DONE}; the read or send timeout or
+        the total deadline (L{checkDeadlines}): the client connection is
+        reset, L{DONE}.
       - L{TUNNELLING}: either side closes (the tunnel's C{on_close}):
         L{DONE}.
       - L{DONE}: a connection made late goes back to the pool, and
@@ -180,6 +184,10 @@ class ProxyExchange:
     _transform = None
     #: The L{Tunnel}, from L{TUNNELLING} on.
     _tunnel: Optional[Tunnel] = None
+    #: When the total deadline passes (C{0}: none).
+    _deadline = 0.0
+    #: Since when the client has paused the response, if it has.
+    _paused_at: Optional[float] = None
 
     def __init__(self, request, target) -> None:
         self.request = request
@@ -196,6 +204,8 @@ class ProxyExchange:
             self._body_framing = b"chunked" if length is None else b"%d" % (length,)
         else:
             self._upgrade = request.requestedUpgrade()
+        if self.target.total_timeout:
+            self._deadline = request.started + self.target.total_timeout
         balancer = self.target.balancer
         lease = balancer.lease_now(request)
         if lease is not None:
@@ -227,7 +237,9 @@ class ProxyExchange:
         if connection is not None:
             self._connected(connection)
         else:
-            pool.connect().addCallbacks(self._connected, self._connectFailed)
+            pool.connect(self.target.connect_timeout).addCallbacks(
+                self._connected, self._connectFailed
+            )
 
     def _connectFailed(self, reason: Failure) -> None:
         if self._state is CONNECTING:
@@ -342,7 +354,37 @@ class ProxyExchange:
         The backend did not start its response in time (called by the
         L{UpstreamProtocol}, in L{SENDING}).
         """
-        self._answerFailure(504, TIMEOUT)
+        self._timedOut(deadlines.RESPONSE)
+
+    def checkDeadlines(self, now: float, read_at: float) -> None:
+        """
+        Called about once a second by the backend pool's sweep (see
+        L{txrevproxy.upstream.deadlines}) while the exchange is on one of
+        its connections, with when the backend was last read.
+        """
+        kind = deadlines.expired(
+            self.target,
+            now,
+            self._deadline,
+            self._paused_at,
+            read_at if self._state is RECEIVING or self._state is RESPONDING else None,
+        )
+        if kind is not None:
+            self._timedOut(kind)
+
+    def _timedOut(self, kind: str) -> None:
+        """
+        L{DONE} on the timeout C{kind}: 504 before the response head, a
+        reset client connection after it (a close could pass a truncated
+        body for a whole one, and would wait on a client that does not
+        read); the backend connection is aborted either way.
+        """
+        self.request.timed_out = kind
+        if self._state is RESPONDING:
+            self._end(abort_upstream=True, outcome=TIMEOUT)
+            abort_response(self.request, reset=True)
+        else:
+            self._answerFailure(504, TIMEOUT)
 
     # The response (IUpstreamExchange) ---------------------------------------
 
@@ -518,6 +560,7 @@ class ProxyExchange:
             return
         if reason.check(ConnectTimeoutError):
             code = 504
+            self.request.timed_out = deadlines.CONNECT
         else:
             code = 502
             if not reason.check(ResponseParseError):
@@ -530,11 +573,17 @@ class ProxyExchange:
 
     def pauseProducing(self) -> None:
         if self._upstream is not None:
+            self._paused_at = self.target.clock.seconds()
             self._upstream.transport.pauseProducing()
 
     def resumeProducing(self) -> None:
-        if self._upstream is not None:
-            self._upstream.transport.resumeProducing()
+        upstream = self._upstream
+        if upstream is not None:
+            self._paused_at = None
+            # The read timeout counts again from now, not from before the
+            # pause.
+            upstream.read_seen = True
+            upstream.transport.resumeProducing()
 
     def stopProducing(self) -> None:
         self.clientGone()

@@ -48,6 +48,14 @@ class ProxyTarget:
         forwarded = "add"}).
     @ivar forwarded_prefix: what the route strips from paths, sent as
         X-Forwarded-Prefix, or L{None}.
+    @ivar connect_timeout: seconds to connect to a backend, passed to its
+        pool (which applies it when shorter than its endpoint's), or
+        L{None}: the pool's own.
+    @ivar read_timeout: seconds between two backend reads once the
+        response started.
+    @ivar send_timeout: seconds the client may leave the response paused.
+    @ivar total_timeout: seconds from dispatch to the end of the
+        response; C{0}: no limit.
     """
 
     def __init__(
@@ -63,6 +71,10 @@ class ProxyTarget:
         response_rules: Optional[HeaderRewrite] = None,
         error_pages: Optional[Mapping[int, Tuple[bytes, bytes]]] = None,
         forwarded: bool = False,
+        connect_timeout: Optional[float] = None,
+        read_timeout: float = 60.0,
+        send_timeout: float = 60.0,
+        total_timeout: float = 0.0,
     ):
         self.balancer = balancer
         self.clock = clock
@@ -77,6 +89,10 @@ class ProxyTarget:
         self.forwarded_prefix = (
             None if path_rewrite is None else path_rewrite.stripped_prefix
         )
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.send_timeout = send_timeout
+        self.total_timeout = total_timeout
         self._authorities: Dict[BackendServer, bytes] = {}
 
     def request_head(

@@ -61,6 +61,7 @@ class _Facts:
     __slots__ = (
         "client", "method", "target", "protocol", "status", "sent", "duration",
         "upstream", "backend", "request_id", "tls", "user_agent", "referer",
+        "timeout",
     )
 
     def __init__(self, request, duration: float, upstream: Optional[str]) -> None:
@@ -79,15 +80,18 @@ class _Facts:
         self.tls = connection.tls_version
         self.user_agent = _header(request, b"user-agent")
         self.referer = _header(request, b"referer")
+        self.timeout = request.timed_out
 
 
 def combined_line(facts: _Facts, date: bytes) -> bytes:
     """
     The Apache/nginx C{combined} line: client, identity and user (always
     C{-}), date, request line, status, body bytes (C{-} for none),
-    referer, user agent.
+    referer, user agent; then C{timeout=KIND} when a timeout ended the
+    request (see L{txrevproxy.upstream.deadlines}), which tools that read
+    the combined format ignore as a trailing field.
     """
-    return b'%s - - [%s] "%s %s %s" %d %s "%s" "%s"\n' % (
+    line = b'%s - - [%s] "%s %s %s" %d %s "%s" "%s"' % (
         facts.client,
         date,
         _escape(facts.method),
@@ -98,6 +102,9 @@ def combined_line(facts: _Facts, date: bytes) -> bytes:
         b"-" if facts.referer is None else _escape(facts.referer),
         b"-" if facts.user_agent is None else _escape(facts.user_agent),
     )
+    if facts.timeout is not None:
+        return b"%s timeout=%s\n" % (line, facts.timeout.encode("ascii"))
+    return line + b"\n"
 
 
 def json_line(facts: _Facts, date: bytes) -> bytes:
@@ -121,6 +128,7 @@ def json_line(facts: _Facts, date: bytes) -> bytes:
                 "tls": facts.tls,
                 "user_agent": _text(facts.user_agent),
                 "referer": _text(facts.referer),
+                "timeout": facts.timeout,
             },
             separators=(",", ":"),
         ).encode("utf-8")

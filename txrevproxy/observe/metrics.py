@@ -104,6 +104,12 @@ FAMILIES: Dict[str, Tuple[str, str, Tuple[str, ...]]] = {
         "Requests answered 503 after waiting queue_timeout.",
         ("upstream",),
     ),
+    "timeouts": (
+        "counter",
+        "Requests ended by a timeout, by upstream and kind (connect, "
+        "response, read, send, total).",
+        ("upstream", "kind"),
+    ),
     "reloads": (
         "counter",
         "Configuration reloads, by outcome (success or failure).",
@@ -216,6 +222,7 @@ class Metrics:
         self._routes: Dict[Tuple[str, str, str], RouteStats] = {}
         self._upstreams: Dict[str, UpstreamStats] = {}
         self._reloads = {"success": 0, "failure": 0}
+        self._timeouts: Dict[str, int] = {}
         #: Counters of balancers retired by reloads, added to the current
         #: ones' so that they do not restart: by family, then label key.
         self._carried: Dict[str, Dict[str, int]] = {
@@ -251,6 +258,13 @@ class Metrics:
             )
         return stats
 
+    def timed_out(self, upstream: Optional[str], kind: str) -> None:
+        """
+        Count a request a timeout of C{kind} ended.
+        """
+        key = _key(upstream or "", kind)
+        self._timeouts[key] = self._timeouts.get(key, 0) + 1
+
     def reloaded(self, success: bool) -> None:
         self._reloads["success" if success else "failure"] += 1
 
@@ -284,6 +298,7 @@ class Metrics:
                 data["tls_handshakes"][_key(name, version)] = count
         for outcome, count in self._reloads.items():
             data["reloads"][outcome] = count
+        data["timeouts"].update(self._timeouts)
         for family, values in self._carried.items():
             data[family].update(values)
         for family, values in _balancer_counters(self.balancers).items():

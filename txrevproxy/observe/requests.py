@@ -57,4 +57,6 @@ class RequestObserver:
         upstream_time = request.upstream_time
         if upstream_time is not None and stats.upstream is not None:
             stats.upstream.response_time.observe(upstream_time)
+        if request.timed_out is not None:
+            self._metrics.timed_out(upstream, request.timed_out)
         self._access_log.record(request, duration, upstream)

@@ -28,17 +28,20 @@ def error_body(code: int, request_id: bytes) -> bytes:
     return b"%d %s\nrequest id: %s\n" % (code, reason_phrase(code), request_id)
 
 
-def abort_response(request) -> None:
+def abort_response(request, reset: bool = False) -> None:
     """
     End a response that cannot be completed, so that the client sees it is
     incomplete: close after what was sent when the body's framing (its
     Content-Length or chunking) shows the truncation, and reset the
     connection when the body is delimited by the close itself.
+
+    @param reset: reset the connection whatever the framing, as after a
+        timeout: a close would wait for a client that does not read.
     """
     if request.producer is not None:
         request.unregisterProducer()
     transport = request.transport
-    if request.truncationVisible:
+    if request.truncationVisible and not reset:
         transport.loseConnection()
     else:
         transport.abortConnection()

@@ -114,6 +114,7 @@ class ProxyRequest(StreamingRequest):
     bodyComplete = False
     request_id = b"-"
     truncationVisible = False
+    timed_out = None
     error_pages = None
     started = 0.0
     router = None
@@ -484,11 +485,15 @@ class ProxyRequest(StreamingRequest):
         self.upstream_time = self.site.reactor.seconds() - self._chosenAt
 
     def connectionLost(self, reason) -> None:
+        channel = self.channel
         super().connectionLost(reason)
         self.handler.clientGone()
         if self._dispatched and not self.finished:
             # Logged and counted too, as nginx does (499: the client went
-            # before any answer).
+            # before any answer), with the facts of its connection, which
+            # twisted.web has just forgotten.
             if not self.startedWriting:
                 self.code = 499
+            self.channel = channel
             self.site.log(self)
+            self.channel = None

@@ -24,7 +24,9 @@ Bytes the backend sends while the connection is IDLE are invalid: no
 request asked for them, so the connection is dropped rather than reused.
 The response timer (L{UpstreamProtocol.awaitResponse}) is not a state: the
 exchange starts and stops it, and it lapses when it comes due with no
-exchange on the connection.
+exchange on the connection.  Nor are the timeouts after the response
+started: each read sets L{UpstreamProtocol.read_seen}, and the pool's
+sweep (L{txrevproxy.upstream.deadlines}) does the rest.
 """
 
 from __future__ import annotations
@@ -83,6 +85,9 @@ class UpstreamProtocol(Protocol):
         an idle connection (and worth one retry on a fresh one).
     @ivar idle_since: when the connection last went idle, for the pool's
         sweeper.
+    @ivar read_seen: whether the backend sent bytes since the deadline
+        sweep last looked (a flag, so that a read costs no clock read).
+    @ivar read_at: when the deadline sweep last saw L{read_seen} set.
     """
 
     log = Logger()
@@ -92,6 +97,8 @@ class UpstreamProtocol(Protocol):
     exchange = None
     reused = False
     idle_since = 0.0
+    read_seen = False
+    read_at = 0.0
     #: Whether the request body is chunk-encoded on the way.
     _chunked_body = False
     #: The one timer of all the connection's exchanges (see awaitResponse).
@@ -215,6 +222,7 @@ class UpstreamProtocol(Protocol):
     # Responses -----------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
+        self.read_seen = True
         state = self.state
         if state is READING or state is EARLY_RESPONSE:
             # What the client is sent of this read goes in one write.

@@ -140,7 +140,12 @@ class HealthChecker(Service):
         self._failed: Dict[Backend, int] = {backend: 0 for backend in balancer.backends}
         self._pools = {
             backend: ConnectionPool(
-                clock, backend.pool.endpoint, backend.server.url, check.interval, 0
+                clock,
+                backend.pool.endpoint,
+                backend.server.url,
+                check.interval,
+                0,
+                sweep_deadlines=False,
             )
             for backend in balancer.backends
         }

@@ -14,6 +14,7 @@ from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
 )
+from twisted.internet.error import TimeoutError as ConnectTimeoutError
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -22,6 +23,7 @@ from ..config.model import BackendServer, BackendTLS
 from ..net.sized_reads import SizedReadsTLSEndpoint
 from ..tls.client import client_tls
 from .connection import UpstreamProtocol
+from .deadlines import DeadlineSweep
 
 
 def backend_endpoint(
@@ -60,6 +62,13 @@ def backend_endpoint(
     return SizedReadsTLSEndpoint(creator, endpoint)
 
 
+def _connect_timed_out(result, timeout: float):
+    """
+    A route's shorter connect timeout fails as the endpoint's own does.
+    """
+    raise ConnectTimeoutError("connecting took longer than %gs" % (timeout,))
+
+
 def quiet_factory(build) -> Factory:
     """
     A client factory for C{build} that does not log "Starting factory" and
@@ -85,9 +94,18 @@ class ConnectionPool:
     idle for longer than C{idle_timeout}.  The sweeper runs only while
     there are idle connections, so an unused pool costs no timer.
 
+    The pool's L{DeadlineSweep} checks, once a second, the timeouts of
+    the exchanges on its busy connections after their responses started.
+
     @ivar name: the backend URL, for log messages.
     @ivar endpoint: how connections to the backend are made (health checks
         connect through it too).
+    @ivar connect_timeout: the endpoint's own connect timeout, the longest
+        any route of the upstream asks for; a route that asks for less
+        passes it to L{connect}.
+
+    Without C{sweep_deadlines} (the health checks' pools, whose checks have
+    their own time limit) there is no sweep.
     """
 
     log = Logger()
@@ -99,17 +117,23 @@ class ConnectionPool:
         name: str,
         idle_timeout: float,
         max_idle: int,
+        connect_timeout: float = 0.0,
+        sweep_deadlines: bool = True,
     ) -> None:
         self._clock = clock
         self.endpoint = endpoint
         self.name = name
         self._idle_timeout = idle_timeout
         self._max_idle = max_idle
+        self.connect_timeout = connect_timeout
         self._idle: Deque[UpstreamProtocol] = deque()
         self._busy: Set[UpstreamProtocol] = set()
         self._sweeper = None
         self._closed = False
         self._factory = quiet_factory(lambda: UpstreamProtocol(self))
+        self._deadlines = (
+            DeadlineSweep(clock, self._busy, self._idle) if sweep_deadlines else None
+        )
 
     @property
     def idle_count(self) -> int:
@@ -136,19 +160,26 @@ class ConnectionPool:
         self._busy.add(connection)
         return connection
 
-    def connect(self) -> Deferred:
+    def connect(self, timeout: Optional[float] = None) -> Deferred:
         """
         Open a new connection.
 
+        @param timeout: the route's connect timeout, when it is shorter
+            than the endpoint's (L{connect_timeout}).
         @return: a L{Deferred} that fires with a connected
-            L{UpstreamProtocol}, or fails with the connection error.
+            L{UpstreamProtocol}, or fails with the connection error (a
+            L{twisted.internet.error.TimeoutError} when it timed out).
         """
         d = self.endpoint.connect(self._factory)
+        if timeout is not None and timeout < self.connect_timeout:
+            d.addTimeout(timeout, self._clock, onTimeoutCancel=_connect_timed_out)
         d.addCallback(self._connected)
         return d
 
     def _connected(self, connection: UpstreamProtocol) -> UpstreamProtocol:
         self._busy.add(connection)
+        if self._deadlines is not None:
+            self._deadlines.start()
         return connection
 
     def release(self, connection: UpstreamProtocol) -> None:
@@ -158,6 +189,7 @@ class ConnectionPool:
         self._busy.discard(connection)
         if self._closed or len(self._idle) >= self._max_idle:
             connection.close()
+            self._stopSweepWhenDone()
             return
         connection.idle_since = self._clock.seconds()
         self._idle.append(connection)
@@ -173,6 +205,19 @@ class ConnectionPool:
             self._idle.remove(connection)
         except ValueError:
             pass
+        self._stopSweepWhenDone()
+
+    def _stopSweepWhenDone(self) -> None:
+        """
+        The deadline sweep stops with the pool's last connection (a closed
+        pool's idle ones are closing).
+        """
+        if (
+            not self._busy
+            and (self._closed or not self._idle)
+            and self._deadlines is not None
+        ):
+            self._deadlines.stop()
 
     def _sweep(self) -> None:
         self._sweeper = None
@@ -180,6 +225,7 @@ class ConnectionPool:
         idle = self._idle
         while idle and idle[0].idle_since <= deadline:
             idle.popleft().close()
+        self._stopSweepWhenDone()
         if idle:
             wait = idle[0].idle_since - deadline
             self._sweeper = self._clock.callLater(wait, self._sweep)
@@ -190,6 +236,7 @@ class ConnectionPool:
         exchanges end; used when a reload retires this pool or on shutdown.
         """
         self._closed = True
+        self._stopSweepWhenDone()
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
