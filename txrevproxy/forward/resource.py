@@ -15,6 +15,7 @@ from ..http.headers import (
     upstream_request_headers,
     with_client_subject,
 )
+from ..routing.response_rewrite import ResponseRewrite
 from ..routing.rewrite import HeaderRewrite, PathRewrite
 from .exchange import ProxyExchange
 
@@ -42,6 +43,10 @@ class ProxyTarget:
     @ivar request_rules: the route's request header rules, or L{None}.
     @ivar response_rules: the route's response header rules, or L{None}
         (applied by L{ProxyExchange}).
+    @ivar response_rewrite: the route's
+        L{txrevproxy.routing.response_rewrite.ResponseRewrite} of
+        Location, Content-Location, Refresh and Set-Cookie, or L{None}
+        (applied by L{ProxyExchange}, before L{response_rules}).
     @ivar error_pages: the route's pages by status, each C{(body,
         content type)}, or L{None}.
     """
@@ -58,6 +63,7 @@ class ProxyTarget:
         request_rules: Optional[HeaderRewrite] = None,
         response_rules: Optional[HeaderRewrite] = None,
         error_pages: Optional[Mapping[int, Tuple[bytes, bytes]]] = None,
+        response_rewrite: Optional[ResponseRewrite] = None,
     ):
         self.balancer = balancer
         self.clock = clock
@@ -68,6 +74,7 @@ class ProxyTarget:
         self.request_rules = request_rules
         self.response_rules = response_rules
         self.error_pages = error_pages
+        self.response_rewrite = response_rewrite
         self._authorities: Dict[BackendServer, bytes] = {}
 
     def request_head(
