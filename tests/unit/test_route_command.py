@@ -46,6 +46,7 @@ upstream = "api"
 strip_prefix = true
 add_prefix = "/v2"
 request_headers = { set = { "X-Client" = "{client_ip}" }, remove = ["Cookie"] }
+cookie_path = { "/v2/" = "/api/" }
 
 [[routes]]
 path = "/api"
@@ -118,6 +119,10 @@ class RouteCommandTests(TestCase):
               Via: 1.1 txrevproxy
               X-Request-ID: *
               X-Client: 127.0.0.1
+            response rewrites:
+              Location, Content-Location, Refresh: default: http(s)://127.0.0.1:9101 -> the client's own scheme and host
+              Location, Content-Location, Refresh: default: paths under /v2 -> under /api (relative ones too)
+              Set-Cookie Path: /v2 -> /api
             """,
         )
 
@@ -151,6 +156,7 @@ class RouteCommandTests(TestCase):
               X-Forwarded-Port: 8443
               Via: 1.1 txrevproxy
               X-Request-ID: *
+            response rewrites: none
             """,
         )
 

@@ -17,6 +17,7 @@ from ..config.model import Config, Route
 from ..filters.chain import FilteredResource
 from ..forward.resource import ProxyTarget, ReverseProxyResource
 from ..routing.redirects import RedirectResource, RespondResource
+from ..routing.response_rewrite import ResponseRewrite
 from ..routing.rewrite import HeaderRewrite, PathRewrite
 from ..routing.router import Router, build_router
 
@@ -62,13 +63,14 @@ def build_root(
             page.status: (page.body, page.content_type.encode("ascii"))
             for page in route.error_pages
         }
+        path_rewrite = PathRewrite.for_route(route)
         target = ProxyTarget(
             balancers[route.upstream],
             reactor,
             route.timeout(upstream, "response_timeout"),
             preserve_host,
             upstream.tunnel_idle_timeout,
-            path_rewrite=PathRewrite.for_route(route),
+            path_rewrite=path_rewrite,
             request_rules=HeaderRewrite.for_rules(route.request_headers),
             response_rules=response_rules,
             error_pages=pages or None,
@@ -77,6 +79,9 @@ def build_root(
             read_timeout=route.timeout(upstream, "read_timeout"),
             send_timeout=route.timeout(upstream, "send_timeout"),
             total_timeout=route.timeout(upstream, "total_timeout") or 0.0,
+            response_rewrite=ResponseRewrite.for_route(
+                route, upstream, preserve_host, path_rewrite
+            ),
         )
         cache = None if route.cache is None or caches is None else caches.get(route.cache)
         if cache is not None:

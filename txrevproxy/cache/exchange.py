@@ -69,6 +69,12 @@ class CachingExchange(ProxyExchange):
             fetch.exchange = self
 
     def responseHead(self, status, reason, headers, length) -> None:
+        rewrite = self.target.response_rewrite
+        if rewrite is not None:
+            # The store keeps the response as the client sees it, and
+            # invalidation reads its Location in the client's view: the
+            # rewrite is done once, before either.
+            headers = rewrite.apply(headers, self.request)
         method = self.request.method
         if method not in policy.SAFE_METHODS:
             targets = policy.invalidated_targets(method, status, headers)
@@ -85,7 +91,7 @@ class CachingExchange(ProxyExchange):
                 return
         if status != 101:
             headers = headers + [cache_status(*parameters)]
-        super().responseHead(status, reason, headers, length)
+        super().responseHead(status, reason, headers, length, True)
 
     def responseBody(self, data: bytes) -> None:
         fetch = self.fetch

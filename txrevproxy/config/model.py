@@ -463,6 +463,37 @@ class HeaderRules:
 
 
 @attr.s(frozen=True, auto_attribs=True)
+class RedirectRule:
+    """
+    One explicit rule of a route's C{redirect_rewrite}: a C{Location},
+    C{Content-Location} or C{Refresh} URL that starts with L{source} has
+    that start replaced by L{to} (nginx's C{proxy_redirect REDIRECT
+    REPLACEMENT}).
+
+    @ivar source: the C{from} of the rule, an absolute URL or a path.
+    @ivar to: what replaces it.
+    """
+
+    source: str
+    to: str
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class RedirectRewrite:
+    """
+    A route's C{redirect_rewrite} as written: C{false} (no rewriting),
+    C{true} (the default rules even where they would not apply), or an
+    array of L{RedirectRule}s that may hold C{"default"}.
+
+    @ivar default: whether the default rules apply (after L{rules}).
+    @ivar rules: the explicit rules, first match wins.
+    """
+
+    default: bool
+    rules: Tuple[RedirectRule, ...] = ()
+
+
+@attr.s(frozen=True, auto_attribs=True)
 class Redirect:
     """
     A route's C{redirect}: every request it matches is answered with a
@@ -540,6 +571,14 @@ class Route:
     @ivar connect_timeout: overrides L{Upstream.connect_timeout} when not
         None; likewise C{response_timeout}, C{read_timeout},
         C{send_timeout} and C{total_timeout}.
+    @ivar redirect_rewrite: how C{Location}, C{Content-Location} and
+        C{Refresh} are rewritten; L{None}: by the default rules when the
+        route changes the path or does not preserve Host.
+    @ivar cookie_domain: C{(domain, replacement)} pairs for the Domain of
+        a Set-Cookie (lower-case, no leading dot; a replacement C{""}
+        drops the attribute).
+    @ivar cookie_path: C{(prefix, replacement)} pairs for the Path of a
+        Set-Cookie, longest prefix first.
     """
 
     index: int
@@ -575,6 +614,9 @@ class Route:
         """
         own = getattr(self, name)
         return getattr(upstream, name) if own is None else own
+    redirect_rewrite: Optional[RedirectRewrite] = None
+    cookie_domain: Tuple[Tuple[str, str], ...] = ()
+    cookie_path: Tuple[Tuple[str, str], ...] = ()
 
     @property
     def matchers(self) -> Tuple[MatcherConfig, ...]:

@@ -21,6 +21,8 @@ from .model import (
     MatcherConfig,
     PathRegex,
     Redirect,
+    RedirectRewrite,
+    RedirectRule,
     Respond,
     Route,
     ValueMatch,
@@ -37,10 +39,12 @@ from .schema import (
     key_path,
 )
 from .values import (
+    _printable,
     boolean,
     duration,
     file_path,
     header_name,
+    host_name,
     host_names,
     integer,
     method_name,
@@ -412,6 +416,113 @@ TIMEOUT_KEYS = (
     "total_timeout",
 )
 
+_URL_START = re.compile(r"(?:https?:)?//[^/?#]+", re.IGNORECASE)
+
+
+def _header_text(value: Any, example: str) -> str:
+    if not isinstance(value, str) or not value or not _printable(value):
+        raise expected("%s (printable ASCII, no spaces)" % (example,), value)
+    return value
+
+
+def _redirect_from(value: Any) -> str:
+    """
+    The C{from} of a C{redirect_rewrite} rule: a path, or a URL naming a
+    host (C{http://backend.internal:8080/app/}).
+    """
+    text = _header_text(value, 'a URL or a path such as "http://backend.internal:8080/app/"')
+    if not (text.startswith("/") and not text.startswith("//")) and not _URL_START.match(text):
+        raise Invalid(
+            '%s: expected a path starting with "/" or an http:// or https:// URL'
+            % (describe(value),)
+        )
+    return text
+
+
+REDIRECT_RULE = Table(
+    RedirectRule,
+    {
+        "from": Field(_redirect_from, attribute="source"),
+        "to": Field(lambda value: _header_text(value, 'a URL or a path such as "/"')),
+    },
+)
+
+_DEFAULT_RULES = object()
+
+
+def _redirect_rule(value: Any) -> Any:
+    if value == "default":
+        return _DEFAULT_RULES
+    if not isinstance(value, dict):
+        raise expected('{ from = "...", to = "..." } or "default"', value)
+    return REDIRECT_RULE(value)
+
+
+_redirect_rules = array_of(
+    _redirect_rule,
+    min_items=1,
+    what='false, true, or an array such as [{ from = "http://backend:8080/", to = "/" }]',
+)
+
+
+def redirect_rewrite(value: Any) -> RedirectRewrite:
+    """
+    A route's C{redirect_rewrite}: C{false}, C{true}, or an array of
+    C{{ from, to }} rules, where C{"default"} stands for the default rules.
+    """
+    if isinstance(value, bool):
+        return RedirectRewrite(value)
+    items = _redirect_rules(value)
+    rules = tuple(item for item in items if item is not _DEFAULT_RULES)
+    return RedirectRewrite(len(rules) != len(items), rules)
+
+
+def _cookie_domain(value: Any) -> str:
+    if not isinstance(value, str):
+        raise expected('a domain such as "shop.example.test"', value)
+    domain = host_name(value.lstrip("."))
+    if domain.startswith("*"):
+        raise Invalid("%s: a cookie's Domain has no wildcard" % (describe(value),))
+    return domain
+
+
+def _replacement_domain(value: Any) -> str:
+    if value == "":
+        return ""
+    return _cookie_domain(value)
+
+
+def _rewrite_table(convert_key, convert_value, example: str):
+    """
+    A converter of a table from what a Set-Cookie attribute holds to its
+    replacement, to C{(key, replacement)} pairs.
+    """
+
+    def convert(value: Any) -> Tuple[Tuple[str, str], ...]:
+        if not isinstance(value, dict) or not value:
+            raise expected("a table such as %s" % (example,), value)
+        problems = []
+        pairs = []
+        for key, raw in value.items():
+            path = key_path(key)
+            try:
+                pairs.append((convert_key(key), convert_value(raw)))
+            except Invalid as invalid:
+                problems.extend((path + p, m) for p, m in invalid.problems)
+        if problems:
+            raise Invalid(problems=problems)
+        # Longest first, so that the most specific prefix wins.
+        return tuple(sorted(pairs, key=lambda pair: -len(pair[0])))
+
+    return convert
+
+
+cookie_domain = _rewrite_table(
+    _cookie_domain, _replacement_domain, '{ "backend.internal" = "shop.example.test" }'
+)
+cookie_path = _rewrite_table(route_path, route_path, '{ "/app/" = "/" }')
+
+
 #: The keys that only mean something for a route that forwards.
 FORWARDING_KEYS = (
     "preserve_host",
@@ -421,6 +532,9 @@ FORWARDING_KEYS = (
     "request_headers",
     "error_pages",
     "cache",
+    "redirect_rewrite",
+    "cookie_domain",
+    "cookie_path",
 ) + TIMEOUT_KEYS
 
 
@@ -467,6 +581,9 @@ ROUTE = Table(
         "filters": Field(filter_names, default=MODEL_DEFAULT),
         "cache": Field(name, default=MODEL_DEFAULT),
         **{key: Field(duration, default=MODEL_DEFAULT) for key in TIMEOUT_KEYS},
+        "redirect_rewrite": Field(redirect_rewrite, default=MODEL_DEFAULT),
+        "cookie_domain": Field(cookie_domain, default=MODEL_DEFAULT),
+        "cookie_path": Field(cookie_path, default=MODEL_DEFAULT),
     },
     checks=(_one_answer,),
 )

@@ -404,15 +404,22 @@ class ProxyExchange:
         """
         return self.request.holdWrites()
 
-    def responseHead(self, status, reason, headers, length) -> None:
+    def responseHead(self, status, reason, headers, length, rewritten=False) -> None:
         """
         L{RECEIVING} to L{RESPONDING}: pass the head on to the client.
+
+        @param rewritten: the route's response rewrite was applied to
+            C{headers} already (by a L{CachingExchange}, which stores the
+            rewritten response).
         """
         self._state = RESPONDING
         self._status = status
         request = self.request
         request.backendAnswered()
         passed_on = client_response_headers(headers, length is not None)
+        rewrite = self.target.response_rewrite
+        if rewrite is not None and not rewritten:
+            passed_on = rewrite.apply(passed_on, request)
         if self.target.response_rules is not None:
             passed_on = self.target.response_rules.apply(passed_on, request)
         if status == 101:

@@ -15,6 +15,7 @@ from ..http.headers import (
     upstream_request_headers,
     with_client_subject,
 )
+from ..routing.response_rewrite import ResponseRewrite
 from ..routing.rewrite import HeaderRewrite, PathRewrite
 from .exchange import ProxyExchange
 
@@ -42,6 +43,10 @@ class ProxyTarget:
     @ivar request_rules: the route's request header rules, or L{None}.
     @ivar response_rules: the route's response header rules, or L{None}
         (applied by L{ProxyExchange}).
+    @ivar response_rewrite: the route's
+        L{txrevproxy.routing.response_rewrite.ResponseRewrite} of
+        Location, Content-Location, Refresh and Set-Cookie, or L{None}
+        (applied by L{ProxyExchange}, before L{response_rules}).
     @ivar error_pages: the route's pages by status, each C{(body,
         content type)}, or L{None}.
     @ivar forwarded: append this hop to the Forwarded header (C{[server]
@@ -75,6 +80,7 @@ class ProxyTarget:
         read_timeout: float = 60.0,
         send_timeout: float = 60.0,
         total_timeout: float = 0.0,
+        response_rewrite: Optional[ResponseRewrite] = None,
     ):
         self.balancer = balancer
         self.clock = clock
@@ -93,6 +99,7 @@ class ProxyTarget:
         self.read_timeout = read_timeout
         self.send_timeout = send_timeout
         self.total_timeout = total_timeout
+        self.response_rewrite = response_rewrite
         self._authorities: Dict[BackendServer, bytes] = {}
 
     def request_head(

@@ -346,4 +346,10 @@ def explain(
     sent = target.request_head(request, server, None, request.requestedUpgrade())
     lines.append("sent to %s:" % (server.url,))
     lines.extend("  " + line for line in _head_lines(sent))
+    rewrite = target.response_rewrite
+    if rewrite is None:
+        lines.append("response rewrites: none")
+    else:
+        lines.append("response rewrites:")
+        lines.extend("  " + line for line in rewrite.describe())
     return lines
