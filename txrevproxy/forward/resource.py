@@ -4,7 +4,7 @@ The resource at the end of a route: it forwards the request to an upstream.
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, FrozenSet, Mapping, Optional, Tuple
 
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
@@ -16,7 +16,9 @@ from ..http.headers import (
     with_client_subject,
 )
 from ..routing.rewrite import HeaderRewrite, PathRewrite
+from ..server.answers import respond_with_error
 from .exchange import ProxyExchange
+from .maintenance import MaintenanceSwitch
 
 _VIA = {
     b"HTTP/1.1": b"1.1 txrevproxy",
@@ -44,6 +46,11 @@ class ProxyTarget:
         (applied by L{ProxyExchange}).
     @ivar error_pages: the route's pages by status, each C{(body,
         content type)}, or L{None}.
+    @ivar intercept_errors: the backend statuses answered with the error
+        page instead (see L{txrevproxy.forward.intercept}), or L{None}.
+    @ivar maintenance: the route's L{MaintenanceSwitch}.
+    @ivar maintenance_retry_after: the Retry-After seconds of its 503
+        while in maintenance.
     """
 
     def __init__(
@@ -58,6 +65,9 @@ class ProxyTarget:
         request_rules: Optional[HeaderRewrite] = None,
         response_rules: Optional[HeaderRewrite] = None,
         error_pages: Optional[Mapping[int, Tuple[bytes, bytes]]] = None,
+        intercept_errors: Optional[FrozenSet[int]] = None,
+        maintenance: Optional[MaintenanceSwitch] = None,
+        maintenance_retry_after: int = 60,
     ):
         self.balancer = balancer
         self.clock = clock
@@ -68,6 +78,9 @@ class ProxyTarget:
         self.request_rules = request_rules
         self.response_rules = response_rules
         self.error_pages = error_pages
+        self.intercept_errors = intercept_errors
+        self.maintenance = MaintenanceSwitch() if maintenance is None else maintenance
+        self.maintenance_retry_after = maintenance_retry_after
         self._authorities: Dict[BackendServer, bytes] = {}
 
     def request_head(
@@ -133,6 +146,9 @@ class ReverseProxyResource(Resource):
         target = self.target
         if target.error_pages is not None:
             request.useErrorPages(target.error_pages)
+        if target.maintenance.on:
+            respond_with_error(request, 503, retry_after=target.maintenance_retry_after)
+            return NOT_DONE_YET
         self.forward(request)
         return NOT_DONE_YET
 
