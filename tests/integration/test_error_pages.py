@@ -152,6 +152,11 @@ class ErrorPageTests(AdminClient, TestCase):
         self.assertEqual((code, state["maintenance"]), (200, False))
         response, body = yield self.get("/app/fine")
         self.assertEqual((response.code, body), (200, b"legacy ok\n"))
+        # By index, and off with POST ?off.
+        code, state = yield self.json("POST", "/routes/0/maintenance")
+        self.assertEqual((code, state["maintenance"]), (200, True))
+        code, state = yield self.json("POST", "/routes/0/maintenance?off")
+        self.assertEqual((code, state["maintenance"]), (200, False))
         code, body = yield self.json("POST", "/routes/nosuch/maintenance")
         self.assertEqual((code, body), (404, {"error": "no route named nosuch"}))
 

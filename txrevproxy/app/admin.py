@@ -250,7 +250,10 @@ class AdminAPI(Resource):
         C{DELETE} (or C{POST} with C{?off}) takes it out; ROUTE is its
         C{name} or its index.
         """
-        on = request.method == b"POST" and b"off" not in request.args
+        # (request.args leaves out a parameter without a value, as ?off.)
+        query = request.uri.partition(b"?")[2]
+        parameters = [each.partition(b"=")[0] for each in query.split(b"&")]
+        on = request.method == b"POST" and b"off" not in parameters
 
         d = maybeDeferred(self.control.set_maintenance, route, on)
         d.addCallbacks(lambda state: json_reply(200, state), _not_found)
