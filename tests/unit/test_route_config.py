@@ -160,7 +160,40 @@ def test_route_key(text, get, value):
                 "routes[0].error_pages: only a route with an upstream can use it",
             ],
         ),
-        ('upstream = "app"\nerror_pages = { 404 = "x.html" }', ["routes[0].error_pages.404: only 502, 503, 504 may have a page"]),
+        (
+            'upstream = "app"\nerror_pages = { 302 = "x.html" }',
+            ["routes[0].error_pages.302: expected a status from 400 to 599, got 302"],
+        ),
+        (
+            'upstream = "app"\nerror_pages = { oops = "x.html" }',
+            ["routes[0].error_pages.oops: expected a status code, got \"oops\""],
+        ),
+        (
+            'upstream = "app"\nintercept_errors = [500, 200]',
+            ["routes[0].intercept_errors[1]: expected a status from 400 to 599, got 200"],
+        ),
+        (
+            'upstream = "app"\nintercept_errors = []',
+            ["routes[0].intercept_errors: must not be empty"],
+        ),
+        (
+            'upstream = "app"\nname = "2nd"',
+            [
+                'routes[0].name: expected a name of letters, digits, "_", "." and "-" '
+                'that does not start with a digit, got "2nd"'
+            ],
+        ),
+        (
+            'upstream = "app"\nmaintenance_retry_after = "soon"',
+            [
+                'routes[0].maintenance_retry_after: expected a duration such as '
+                '"250ms", "5s", "2m", "1h30m" or "7d", got "soon"'
+            ],
+        ),
+        (
+            'respond = { status = 200 }\nintercept_errors = [500]',
+            ["routes[0].intercept_errors: only a route with an upstream can use it"],
+        ),
         (
             'upstream = "app"\nfilters = ["ratelimit"]',
             ['routes[0].filters[0]: no filter named "ratelimit"'],

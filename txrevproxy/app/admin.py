@@ -1,5 +1,6 @@
 """
-The admin API, on C{[admin] endpoint}: status, metrics, reload, drain.
+The admin API, on C{[admin] endpoint}: status, metrics, reload, drain,
+cache purge, routes and their maintenance.
 
 Every answer is JSON (but C{/metrics}, in the Prometheus text format),
 errors included: C{{"error": "sentence"}} with the right status.  The API
@@ -75,6 +76,18 @@ class IProxyControl(Interface):
         L{KeyError} for an unknown upstream or server.
         """
 
+    def routes():
+        """
+        The routes (a list of dicts), with which are in maintenance.
+        """
+
+    def set_maintenance(route: str, on: bool):
+        """
+        Put a route, by name or index, in maintenance or back in service;
+        its state, or L{KeyError} for an unknown route or one that does
+        not forward.
+        """
+
     def purge_cache(cache: Optional[str], url: Optional[str], prefix: Optional[str]):
         """
         Forget the stored responses of C{url}, or of the URLs starting with
@@ -112,6 +125,15 @@ class AdminError(Exception):
 Handler = Callable[..., Any]
 
 
+def _not_found(failure: Failure):
+    """
+    The errback of an operation on something named: a L{KeyError} (no
+    such upstream, server, cache or route) is the client's 404.
+    """
+    failure.trap(KeyError)
+    raise AdminError(404, failure.value.args[0])
+
+
 class AdminAPI(Resource):
     """
     The admin API's one resource: it dispatches on method and path through
@@ -134,6 +156,10 @@ class AdminAPI(Resource):
             self._drain,
         )
         self.add(b"POST", r"/cache/purge", self._purge)
+        self.add(b"GET", r"/routes", self._routes)
+        maintenance = r"/routes/(?P<route>[^/]+)/maintenance"
+        self.add(b"POST", maintenance, self._maintenance)
+        self.add(b"DELETE", maintenance, self._maintenance)
 
     def add(self, method: bytes, pattern: str, handler: Handler) -> None:
         """
@@ -209,14 +235,29 @@ class AdminAPI(Resource):
     def _drain(self, request, upstream: str, server: str, action: str):
         key: Any = int(server) if server.isdigit() else server
 
-        def unknown(failure: Failure):
-            failure.trap(KeyError)
-            raise AdminError(404, failure.value.args[0])
-
         d = maybeDeferred(self.control.set_draining, upstream, key, action == "drain")
-        d.addCallbacks(lambda state: json_reply(200, state), unknown)
+        d.addCallbacks(lambda state: json_reply(200, state), _not_found)
         return d
 
+
+    def _routes(self, request):
+        d = maybeDeferred(self.control.routes)
+        return d.addCallback(lambda routes: json_reply(200, {"routes": routes}))
+
+    def _maintenance(self, request, route: str):
+        """
+        C{POST /routes/ROUTE/maintenance} puts the route in maintenance,
+        C{DELETE} (or C{POST} with C{?off}) takes it out; ROUTE is its
+        C{name} or its index.
+        """
+        # (request.args leaves out a parameter without a value, as ?off.)
+        query = request.uri.partition(b"?")[2]
+        parameters = [each.partition(b"=")[0] for each in query.split(b"&")]
+        on = request.method == b"POST" and b"off" not in parameters
+
+        d = maybeDeferred(self.control.set_maintenance, route, on)
+        d.addCallbacks(lambda state: json_reply(200, state), _not_found)
+        return d
 
     def _purge(self, request):
         """
@@ -244,12 +285,8 @@ class AdminAPI(Resource):
         if not re.match(r"https?://[^/]+", target):
             raise AdminError(400, "not an absolute http(s) URL: %s" % (target,))
 
-        def unknown(failure: Failure):
-            failure.trap(KeyError)
-            raise AdminError(404, failure.value.args[0])
-
         d = maybeDeferred(self.control.purge_cache, wanted.get("cache"), url, prefix)
-        d.addCallbacks(lambda purged: json_reply(200, {"purged": purged}), unknown)
+        d.addCallbacks(lambda purged: json_reply(200, {"purged": purged}), _not_found)
         return d
 
 

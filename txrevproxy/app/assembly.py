@@ -8,18 +8,49 @@ tree in one step.
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional
+import math
+from typing import Dict, Mapping, Optional, Sequence
 
 from twisted.web.resource import IResource
 
 from ..cache.resource import CachingProxyResource
-from ..config.model import Config, Route
+from ..config.model import Config, ErrorPage, Route
 from ..filters.chain import FilteredResource
+from ..forward.maintenance import MaintenanceSwitch
 from ..forward.resource import ProxyTarget, ReverseProxyResource
 from ..routing.redirects import RedirectResource, RespondResource
 from ..routing.response_rewrite import ResponseRewrite
 from ..routing.rewrite import HeaderRewrite, PathRewrite
 from ..routing.router import Router, build_router
+from ..server.answers import Page
+
+
+def page_table(pages: Sequence[ErrorPage]) -> Optional[Dict[int, Page]]:
+    """
+    The error pages of a route or a listener as the answers use them: each
+    C{(body, content type)} by status; L{None} when there are none.
+    """
+    table = {
+        page.status: (page.body, page.content_type.encode("ascii")) for page in pages
+    }
+    return table or None
+
+
+def maintenance_switches(
+    routes: Sequence[Route], previous: Mapping[str, MaintenanceSwitch]
+) -> Dict[int, MaintenanceSwitch]:
+    """
+    The maintenance switch of each forwarding route, by index: a named
+    route keeps the switch it had under the same name before a reload
+    (C{previous}), so a reload does not end its maintenance; any other
+    gets a new one, off.
+    """
+    switches = {}
+    for route in routes:
+        if route.upstream is not None:
+            switch = None if route.name is None else previous.get(route.name)
+            switches[route.index] = MaintenanceSwitch() if switch is None else switch
+    return switches
 
 
 def build_root(
@@ -28,6 +59,7 @@ def build_root(
     reactor,
     filters: Optional[Mapping[str, object]] = None,
     caches: Optional[Mapping[str, object]] = None,
+    switches: Optional[Mapping[int, MaintenanceSwitch]] = None,
 ) -> Router:
     """
     The resource tree of a configuration: the one place it is built, so
@@ -39,6 +71,8 @@ def build_root(
     @param caches: the L{txrevproxy.cache.shared.SharedCache} of each
         C{[caches.NAME]} table, by name; a route whose cache is not there
         (as when only explaining routes) is not cached.
+    @param switches: the L{MaintenanceSwitch} of each forwarding route, by
+        index; a route without one gets its own (it stays off).
     """
 
     def resource_for(route: Route) -> IResource:
@@ -59,10 +93,7 @@ def build_root(
             if route.preserve_host is None
             else route.preserve_host
         )
-        pages = {
-            page.status: (page.body, page.content_type.encode("ascii"))
-            for page in route.error_pages
-        }
+        pages = page_table(route.error_pages)
         path_rewrite = PathRewrite.for_route(route)
         target = ProxyTarget(
             balancers[route.upstream],
@@ -73,7 +104,10 @@ def build_root(
             path_rewrite=path_rewrite,
             request_rules=HeaderRewrite.for_rules(route.request_headers),
             response_rules=response_rules,
-            error_pages=pages or None,
+            error_pages=pages,
+            intercept_errors=frozenset(route.intercept_errors) or None,
+            maintenance=None if switches is None else switches.get(route.index),
+            maintenance_retry_after=max(1, math.ceil(route.maintenance_retry_after)),
             forwarded=config.server.forwarded == "add",
             connect_timeout=route.timeout(upstream, "connect_timeout"),
             read_timeout=route.timeout(upstream, "read_timeout"),

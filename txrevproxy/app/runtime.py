@@ -21,6 +21,7 @@ from ..cache.shared import SharedCache, build_caches
 from ..config.model import Config, Listener, Upstream
 from ..filters.build import build_filters
 from ..filters.chain import FilteredResource
+from ..forward.maintenance import MaintenanceSwitch
 from ..interfaces import IBalancingPolicy
 from ..observe.accesslog import AccessLog
 from ..observe.metrics import Metrics
@@ -34,7 +35,7 @@ from ..tls.store import CertificateStore
 from ..upstream.balancer import Backend, Balancer
 from ..upstream.health import HealthChecker
 from ..upstream.pool import ConnectionPool, backend_endpoint
-from .assembly import build_root
+from .assembly import build_root, maintenance_switches, page_table
 
 log = Logger()
 
@@ -139,6 +140,9 @@ class Runtime:
     @ivar ports: the port each listener listens on, once it does (an HTTP
         listener redirecting to HTTPS needs the HTTPS one's).
     @ivar closed: whether L{close} was called.
+    @ivar switches: the L{MaintenanceSwitch} of each forwarding route, by
+        route index; a reload passes those of named routes to the new
+        runtime (C{previous_switches}, by name), so maintenance outlasts it.
 
     Each site counts its requests in C{metrics} (a new L{Metrics} when not
     given) and writes them to C{access_log} (none when not given).
@@ -151,6 +155,7 @@ class Runtime:
         previous_caches: Mapping[str, SharedCache] = {},
         metrics: Optional[Metrics] = None,
         access_log: Optional[AccessLog] = None,
+        previous_switches: Mapping[str, MaintenanceSwitch] = {},
     ) -> None:
         self.config = config
         self._reactor = reactor
@@ -180,8 +185,9 @@ class Runtime:
 
         self.filters = build_filters(config, reactor)
         self.caches = build_caches(config.caches, reactor, previous_caches)
+        self.switches = maintenance_switches(config.routes, previous_switches)
         self.root = build_root(
-            config, self.balancers, reactor, self.filters, self.caches
+            config, self.balancers, reactor, self.filters, self.caches, self.switches
         )
         self.stores: Dict[str, CertificateStore] = {
             name: CertificateStore(block)
@@ -204,6 +210,7 @@ class Runtime:
                 observe=RequestObserver(
                     name, self.root, metrics, access_log, reactor
                 ),
+                error_pages=page_table(listener.error_pages),
             )
             for name, listener in config.listeners.items()
         }
@@ -238,6 +245,18 @@ class Runtime:
             filters = [self.filters[name] for name in listener.filters]
             root = FilteredResource(filters, root)
         return root
+
+    def named_switches(self) -> Dict[str, MaintenanceSwitch]:
+        """
+        The maintenance switches of the named routes, by name, for the
+        runtime a reload builds.
+        """
+        routes = self.config.routes
+        return {
+            routes[index].name: switch
+            for index, switch in self.switches.items()
+            if routes[index].name is not None
+        }
 
     def reload_certificates(self) -> List[str]:
         """

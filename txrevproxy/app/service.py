@@ -24,6 +24,7 @@ from ..net.proxy_protocol import proxy_protocol_factory
 from ..observe.accesslog import AccessLog
 from ..observe.metrics import Metrics, Snapshot
 from ..tls.store import CertificateError
+from .maintenance import find_route, route_states
 from .runtime import Runtime
 
 log = Logger()
@@ -215,6 +216,9 @@ class ProxyService(MultiService):
                 previous_caches=self.runtime.caches if self.runtime is not None else {},
                 metrics=self.metrics,
                 access_log=self.access_log,
+                previous_switches=(
+                    self.runtime.named_switches() if self.runtime is not None else {}
+                ),
             )
         except CertificateError as error:
             # The files changed since the configuration was validated.
@@ -414,7 +418,35 @@ class ProxyService(MultiService):
                 name: balancer.state()
                 for name, balancer in self.runtime.balancers.items()
             },
+            "routes": self.routes(),
         }
+
+    def routes(self) -> List[Dict[str, Any]]:
+        """
+        The routes, and which are in maintenance.
+        """
+        return route_states(self.config.routes, self.runtime.switches)
+
+    def set_maintenance(self, key: str, on: bool) -> Dict[str, Any]:
+        """
+        Put a forwarding route, by name or index, in maintenance or back in
+        service, now and without a reload; a named route stays so across
+        reloads.
+
+        @return: the route's state.
+        @raise KeyError: no such route, or one that does not forward.
+        """
+        routes = self.config.routes
+        route = find_route(routes, self.runtime.switches, key)
+        switch = self.runtime.switches[route.index]
+        if switch.on != on:
+            switch.on = on
+            self.log.info(
+                "route {route} {state}",
+                route=route.name or "routes[%d]" % (route.index,),
+                state="in maintenance" if on else "back in service",
+            )
+        return route_states(routes, self.runtime.switches)[route.index]
 
     def snapshot(self) -> Snapshot:
         return self.metrics.snapshot()

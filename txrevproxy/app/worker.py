@@ -49,6 +49,8 @@ class ControlProtocol(LineOnlyReceiver):
             "reload": service.reload,
             "set_draining": service.set_draining,
             "purge_cache": service.purge_cache,
+            "routes": service.routes,
+            "set_maintenance": service.set_maintenance,
             "reopen_logs": service.reopen_logs,
         }
 

@@ -290,6 +290,18 @@ class WorkerSupervisor(Service):
             lambda states: states[0]
         )
 
+    def routes(self) -> Deferred:
+        """
+        The routes as the first worker has them (every worker is switched
+        alike).
+        """
+        return self._askAll("routes").addCallback(lambda states: states[0])
+
+    def set_maintenance(self, key: str, on: bool) -> Deferred:
+        return self._askAll("set_maintenance", key, on).addCallback(
+            lambda states: states[0]
+        )
+
     def purge_cache(self, cache, url, prefix) -> Deferred:
         """
         Purge in every worker (each has its own store); the total purged.

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import mimetypes
 import os
-from typing import Iterable, List, Optional
+from typing import Iterable, List, Optional, Tuple
 
 import attr
 
 from ..tls.files import FileProblem, collect, read_ca
-from .model import Config
+from .model import Config, ErrorPage
 from .schema import Problem, key_path
 
 
@@ -103,34 +103,59 @@ ERROR_PAGE_LIMIT = 1024 * 1024
 
 def read_error_pages(config: Config, base: str, problems: List[Problem]) -> Config:
     """
-    The configuration with every route's error pages read (from absolute
-    paths), so the hot path never reads a file; a page that cannot be read
-    is added to C{problems}.
+    The configuration with the error pages of every route and listener
+    read (from absolute paths), so the hot path never reads a file; a page
+    that cannot be read is added to C{problems}.
     """
-    routes = []
-    for route in config.routes:
-        pages = []
-        for page in route.error_pages:
-            path = os.path.abspath(os.path.join(base, page.path))
-            where = "routes[%d].error_pages.%d" % (route.index, page.status)
-            try:
-                with open(path, "rb") as file:
-                    body = file.read(ERROR_PAGE_LIMIT + 1)
-            except OSError as error:
-                problems.append(
-                    (where, "cannot read %s: %s" % (page.path, error.strerror or error))
-                )
-                continue
-            if len(body) > ERROR_PAGE_LIMIT:
-                problems.append(
-                    (where, "%s is larger than 1 MiB; keep it small" % (page.path,))
-                )
-                continue
-            content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
-            if content_type.startswith("text/"):
-                content_type += "; charset=utf-8"
-            pages.append(
-                attr.evolve(page, path=path, body=body, content_type=content_type)
+    routes = tuple(
+        attr.evolve(
+            route,
+            error_pages=_read_pages(
+                route.error_pages, "routes[%d]" % (route.index,), base, problems
+            ),
+        )
+        for route in config.routes
+    )
+    listeners = {
+        listener_name: attr.evolve(
+            listener,
+            error_pages=_read_pages(
+                listener.error_pages,
+                "listeners" + key_path(listener_name),
+                base,
+                problems,
+            ),
+        )
+        for listener_name, listener in config.listeners.items()
+    }
+    return attr.evolve(config, routes=routes, listeners=listeners)
+
+
+def _read_pages(
+    pages: Tuple[ErrorPage, ...], prefix: str, base: str, problems: List[Problem]
+) -> Tuple[ErrorPage, ...]:
+    """
+    Read the files of C{pages}, the C{error_pages} at key path C{prefix}.
+    """
+    read = []
+    for page in pages:
+        path = os.path.abspath(os.path.join(base, page.path))
+        where = "%s.error_pages.%d" % (prefix, page.status)
+        try:
+            with open(path, "rb") as file:
+                body = file.read(ERROR_PAGE_LIMIT + 1)
+        except OSError as error:
+            problems.append(
+                (where, "cannot read %s: %s" % (page.path, error.strerror or error))
             )
-        routes.append(attr.evolve(route, error_pages=tuple(pages)))
-    return attr.evolve(config, routes=tuple(routes))
+            continue
+        if len(body) > ERROR_PAGE_LIMIT:
+            problems.append(
+                (where, "%s is larger than 1 MiB; keep it small" % (page.path,))
+            )
+            continue
+        content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        if content_type.startswith("text/"):
+            content_type += "; charset=utf-8"
+        read.append(attr.evolve(page, path=path, body=body, content_type=content_type))
+    return tuple(read)

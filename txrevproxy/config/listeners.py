@@ -1,12 +1,13 @@
 """
 The C{[listeners.NAME]} tables: an endpoint each, with its TLS block,
-filters, redirect to HTTPS and PROXY protocol.
+filters, redirect to HTTPS, PROXY protocol and error pages.
 """
 
 from __future__ import annotations
 
 from .filters import filter_names
 from .model import Listener
+from .pages import error_pages
 from .schema import MODEL_DEFAULT, Field, Table
 from .values import boolean, endpoint, hsts_policy, name
 
@@ -20,5 +21,6 @@ LISTENER = Table(
         "hsts": Field(hsts_policy, default=MODEL_DEFAULT),
         "filters": Field(filter_names, default=MODEL_DEFAULT),
         "proxy_protocol": Field(boolean, default=False),
+        "error_pages": Field(error_pages, default=MODEL_DEFAULT),
     },
 )

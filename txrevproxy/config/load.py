@@ -26,6 +26,7 @@ from .filters import filter_problems, filter_references, filter_table
 from .listeners import LISTENER
 from .log import LOG
 from .model import Config, Route
+from .pages import route_name_problems
 from .routes import ROUTE
 from .schema import (
     MODEL_DEFAULT,
@@ -212,6 +213,7 @@ def parse_config(data: Mapping[str, Any], source: Optional[str] = None) -> Confi
     base = os.path.dirname(os.path.abspath(source)) if source else os.getcwd()
     if config is not None:
         problems.extend(_route_conflicts(config.routes))
+        problems.extend(route_name_problems(config.routes))
         problems.extend(file_problems(config, base))
         problems.extend(filter_problems(config, base))
         config = read_error_pages(config, base, problems)

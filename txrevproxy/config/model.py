@@ -122,6 +122,8 @@ class Listener:
         listener, before routing.
     @ivar proxy_protocol: every connection starts with a PROXY protocol
         (v1 or v2) header naming the real client.
+    @ivar error_pages: pages replacing the proxy's own answers of those
+        statuses on this listener (a route's own page of a status wins).
     """
 
     name: str
@@ -132,6 +134,7 @@ class Listener:
     hsts: Optional[str] = None
     filters: Tuple[str, ...] = ()
     proxy_protocol: bool = False
+    error_pages: Tuple["ErrorPage", ...] = ()
 
 
 @attr.s(frozen=True, auto_attribs=True)
@@ -203,6 +206,8 @@ class BackendServer:
     @ivar max_connections: the most exchanges it carries at once; C{0}
         means no limit.  Requests beyond wait in the upstream's queue.
     @ivar drain: take no new requests (in-flight ones finish).
+    @ivar backup: take requests only while no other server of the
+        upstream can (every one is down, ejected or draining).
     """
 
     url: str
@@ -215,6 +220,7 @@ class BackendServer:
     weight: int = 1
     max_connections: int = 0
     drain: bool = False
+    backup: bool = False
 
     @property
     def authority(self) -> str:
@@ -521,8 +527,8 @@ class Respond:
 @attr.s(frozen=True, auto_attribs=True)
 class ErrorPage:
     """
-    One entry of a route's C{error_pages}: the page sent instead of the
-    proxy's own when the route's upstream fails with C{status}.
+    One entry of a route's or a listener's C{error_pages}: the page sent
+    instead of the proxy's own answer of C{status}.
 
     @ivar path: the file, as written (absolute once loaded).
     @ivar body: the file's bytes, read when the configuration is loaded.
@@ -563,7 +569,9 @@ class Route:
     @ivar response_headers: header rules for the response sent back.
     @ivar redirect: answer with a redirect instead of forwarding.
     @ivar respond: answer with a fixed response instead of forwarding.
-    @ivar error_pages: pages replacing the proxy's own 502, 503 and 504.
+    @ivar error_pages: pages replacing the proxy's own answers of those
+        statuses (and the backend's, for the statuses in
+        L{intercept_errors}).
     @ivar filters: names of L{FilterConfig}s run on the route's requests,
         after the listener's.
     @ivar cache: the name of a L{CacheSettings} table in L{Config.caches}
@@ -579,6 +587,12 @@ class Route:
         drops the attribute).
     @ivar cookie_path: C{(prefix, replacement)} pairs for the Path of a
         Set-Cookie, longest prefix first.
+    @ivar name: the name the admin API knows the route by, or L{None}
+        (then its index).
+    @ivar intercept_errors: backend statuses whose body is replaced by the
+        error page of that status.
+    @ivar maintenance_retry_after: the C{Retry-After} seconds of the 503
+        the route answers while in maintenance.
     """
 
     index: int
@@ -617,6 +631,9 @@ class Route:
     redirect_rewrite: Optional[RedirectRewrite] = None
     cookie_domain: Tuple[Tuple[str, str], ...] = ()
     cookie_path: Tuple[Tuple[str, str], ...] = ()
+    name: Optional[str] = None
+    intercept_errors: Tuple[int, ...] = ()
+    maintenance_retry_after: float = 60.0
 
     @property
     def matchers(self) -> Tuple[MatcherConfig, ...]:

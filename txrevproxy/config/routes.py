@@ -16,7 +16,6 @@ from typing import Any, Dict, Iterable, Tuple
 from ..plugins import matcher_types
 from .filters import filter_names
 from .model import (
-    ErrorPage,
     HeaderRules,
     MatcherConfig,
     PathRegex,
@@ -42,7 +41,6 @@ from .values import (
     _printable,
     boolean,
     duration,
-    file_path,
     header_name,
     host_name,
     host_names,
@@ -51,6 +49,7 @@ from .values import (
     name,
     route_path,
 )
+from .pages import error_pages, intercepted_statuses, route_name
 from .variables import Template
 
 _methods = array_of(
@@ -376,37 +375,6 @@ RESPOND = Table(
     checks=(_no_body_for_204_304,),
 )
 
-#: The statuses a route may replace the proxy's own page of.
-ERROR_PAGE_STATUSES = ("502", "503", "504")
-
-
-def error_pages(value: Any) -> Tuple[ErrorPage, ...]:
-    """
-    A route's C{error_pages}: C{{ 502 = "path/to/page.html", ... }}; the
-    files are read by the loader.
-    """
-    if not isinstance(value, dict) or not value:
-        raise expected('a table such as { 502 = "errors/502.html" }', value)
-    problems = []
-    pages = []
-    for key, raw in value.items():
-        if key not in ERROR_PAGE_STATUSES:
-            problems.append(
-                (
-                    key_path(key),
-                    "only %s may have a page" % (", ".join(ERROR_PAGE_STATUSES),),
-                )
-            )
-            continue
-        try:
-            pages.append(ErrorPage(int(key), file_path(raw)))
-        except Invalid as invalid:
-            problems.extend((key_path(key) + p, m) for p, m in invalid.problems)
-    if problems:
-        raise Invalid(problems=problems)
-    return tuple(sorted(pages, key=lambda page: page.status))
-
-
 #: The upstream's timeouts that a route may override.
 TIMEOUT_KEYS = (
     "connect_timeout",
@@ -532,6 +500,8 @@ FORWARDING_KEYS = (
     "request_headers",
     "error_pages",
     "cache",
+    "intercept_errors",
+    "maintenance_retry_after",
     "redirect_rewrite",
     "cookie_domain",
     "cookie_path",
@@ -584,6 +554,9 @@ ROUTE = Table(
         "redirect_rewrite": Field(redirect_rewrite, default=MODEL_DEFAULT),
         "cookie_domain": Field(cookie_domain, default=MODEL_DEFAULT),
         "cookie_path": Field(cookie_path, default=MODEL_DEFAULT),
+        "name": Field(route_name, default=MODEL_DEFAULT),
+        "intercept_errors": Field(intercepted_statuses, default=MODEL_DEFAULT),
+        "maintenance_retry_after": Field(duration, default=MODEL_DEFAULT),
     },
     checks=(_one_answer,),
 )

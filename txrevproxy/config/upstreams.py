@@ -76,6 +76,7 @@ BACKEND = Table(
         "weight": Field(integer(minimum=1, maximum=256), default=1),
         "max_connections": Field(integer(minimum=0), default=0),
         "drain": Field(boolean, default=False),
+        "backup": Field(boolean, default=False),
     },
     checks=(_tls_keys_need_https,),
 )

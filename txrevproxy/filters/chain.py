@@ -20,7 +20,7 @@ from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
 from ..interfaces import Answer, Header, IBodyTransform, IRequestHandler
-from ..server.answers import error_body, respond_with_error, send_answer
+from ..server.answers import error_body, error_page, respond_with_error, send_answer
 
 log = Logger()
 
@@ -89,16 +89,23 @@ def send_error(request, status: int) -> None:
 
 def answer(request, verdict: Answer) -> None:
     """
-    Send a filter's answer.
+    Send a filter's answer.  One without a body gets the page configured
+    for its status (see L{error_page}), else the proxy's own page.
     """
     if request.finished or request.disconnected or request.startedWriting:
         return
     headers = list(verdict.headers)
     body = verdict.body
     if not body:
-        body = error_body(verdict.status, request.request_id)
+        page = error_page(request, verdict.status)
+        if page is None:
+            body = error_body(verdict.status, request.request_id)
+            content_type = b"text/plain; charset=utf-8"
+        else:
+            body, content_type = page
+            headers = [field for field in headers if field[0].lower() != b"content-type"]
         if not any(name.lower() == b"content-type" for name, _ in headers):
-            headers.append((b"Content-Type", b"text/plain; charset=utf-8"))
+            headers.append((b"Content-Type", content_type))
     send_answer(request, verdict.status, body, headers)
 
 

@@ -40,6 +40,7 @@ from ..upstream.balancer import (
     TIMEOUT,
     NoBackendAvailable,
 )
+from .intercept import intercept
 from .tunnel import Tunnel
 
 # The states of an exchange (see ProxyExchange), in the order it goes
@@ -416,6 +417,10 @@ class ProxyExchange:
         self._status = status
         request = self.request
         request.backendAnswered()
+        intercepted = self.target.intercept_errors
+        if intercepted is not None and status in intercepted:
+            self._transform = intercept(self, request, status, headers)
+            return
         passed_on = client_response_headers(headers, length is not None)
         rewrite = self.target.response_rewrite
         if rewrite is not None and not rewritten:
@@ -478,8 +483,10 @@ class ProxyExchange:
             # after this response (ProxyRequest.finish sees to it).
             self._upstream = None
         self._end()
-        request.unregisterProducer()
-        request.finish()
+        if not request.finished:
+            # (An intercepted response was answered with its head.)
+            request.unregisterProducer()
+            request.finish()
 
     def upstreamFailed(self, reason: Failure) -> None:
         """

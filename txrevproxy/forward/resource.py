@@ -4,7 +4,7 @@ The resource at the end of a route: it forwards the request to an upstream.
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, FrozenSet, Mapping, Optional, Tuple
 
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
@@ -17,7 +17,9 @@ from ..http.headers import (
 )
 from ..routing.response_rewrite import ResponseRewrite
 from ..routing.rewrite import HeaderRewrite, PathRewrite
+from ..server.answers import respond_with_error
 from .exchange import ProxyExchange
+from .maintenance import MaintenanceSwitch
 
 _VIA = {
     b"HTTP/1.1": b"1.1 txrevproxy",
@@ -61,6 +63,11 @@ class ProxyTarget:
     @ivar send_timeout: seconds the client may leave the response paused.
     @ivar total_timeout: seconds from dispatch to the end of the
         response; C{0}: no limit.
+    @ivar intercept_errors: the backend statuses answered with the error
+        page instead (see L{txrevproxy.forward.intercept}), or L{None}.
+    @ivar maintenance: the route's L{MaintenanceSwitch}.
+    @ivar maintenance_retry_after: the Retry-After seconds of its 503
+        while in maintenance.
     """
 
     def __init__(
@@ -81,6 +88,9 @@ class ProxyTarget:
         send_timeout: float = 60.0,
         total_timeout: float = 0.0,
         response_rewrite: Optional[ResponseRewrite] = None,
+        intercept_errors: Optional[FrozenSet[int]] = None,
+        maintenance: Optional[MaintenanceSwitch] = None,
+        maintenance_retry_after: int = 60,
     ):
         self.balancer = balancer
         self.clock = clock
@@ -100,6 +110,9 @@ class ProxyTarget:
         self.send_timeout = send_timeout
         self.total_timeout = total_timeout
         self.response_rewrite = response_rewrite
+        self.intercept_errors = intercept_errors
+        self.maintenance = MaintenanceSwitch() if maintenance is None else maintenance
+        self.maintenance_retry_after = maintenance_retry_after
         self._authorities: Dict[BackendServer, bytes] = {}
 
     def request_head(
@@ -168,6 +181,9 @@ class ReverseProxyResource(Resource):
         target = self.target
         if target.error_pages is not None:
             request.useErrorPages(target.error_pages)
+        if target.maintenance.on:
+            respond_with_error(request, 503, retry_after=target.maintenance_retry_after)
+            return NOT_DONE_YET
         self.forward(request)
         return NOT_DONE_YET
 

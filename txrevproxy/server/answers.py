@@ -3,7 +3,9 @@ The short answers the proxy gives when it cannot pass a response on.
 
 Every one is plain text, names the status and the request ID (so an
 operator can find the request in the logs), and carries neither a traceback
-nor a backend address.
+nor a backend address; or it is the page configured for its status, the
+route's (L{ProxyRequest.error_pages}) before the listener's
+(L{ProxySite.error_pages}).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from ..http.headers import http_date, serialize_head
 from ..http.status import reason_phrase
 
 Header = Tuple[bytes, bytes]
+#: A configured error page: its body and its Content-Type.
+Page = Tuple[bytes, bytes]
 
 _CONTENT_TYPE = b"text/plain; charset=utf-8"
 
@@ -26,6 +30,20 @@ def error_body(code: int, request_id: bytes) -> bytes:
     The body of an error answer.
     """
     return b"%d %s\nrequest id: %s\n" % (code, reason_phrase(code), request_id)
+
+
+def error_page(request, code: int) -> Optional[Page]:
+    """
+    The page configured for C{code}: the route's, else the listener's, else
+    L{None} (the proxy's own page).
+    """
+    pages = getattr(request, "error_pages", None)
+    if pages is not None:
+        page = pages.get(code)
+        if page is not None:
+            return page
+    pages = getattr(request.site, "error_pages", None)
+    return None if pages is None else pages.get(code)
 
 
 def abort_response(request, reset: bool = False) -> None:
@@ -56,8 +74,8 @@ def respond_with_error(
     out, the client connection is aborted instead, so the client cannot
     mistake a truncated response for a complete one.
 
-    The page is the route's own when its C{error_pages} has one for
-    C{code} (see L{ProxyRequest.error_pages}), else a few lines of text.
+    The page is the one configured for C{code} (see L{error_page}), else a
+    few lines of text.
 
     @param close: close the client connection after the answer, as for a
         request that broke the protocol.
@@ -67,8 +85,7 @@ def respond_with_error(
     if request.startedWriting:
         abort_response(request)
         return
-    pages = getattr(request, "error_pages", None)
-    page = None if pages is None else pages.get(code)
+    page = error_page(request, code)
     if page is None:
         body = error_body(code, request.request_id)
         headers = [(b"Content-Type", _CONTENT_TYPE)]
@@ -118,7 +135,11 @@ def send_answer(
 
 
 def connection_answer(
-    code: int, request_id: bytes, now: float, hsts: Optional[bytes]
+    code: int,
+    request_id: bytes,
+    now: float,
+    hsts: Optional[bytes],
+    page: Optional[Page] = None,
 ) -> bytes:
     """
     The whole of an error answer (head and body) to a connection that gives
@@ -128,10 +149,14 @@ def connection_answer(
 
     @param now: the time, for the Date field.
     @param hsts: the listener's Strict-Transport-Security value, or L{None}.
+    @param page: the listener's page for C{code}, or L{None}.
     """
-    body = error_body(code, request_id)
+    if page is None:
+        body, content_type = error_body(code, request_id), _CONTENT_TYPE
+    else:
+        body, content_type = page
     fields = [
-        (b"Content-Type", _CONTENT_TYPE),
+        (b"Content-Type", content_type),
         (b"Content-Length", b"%d" % (len(body),)),
         (b"X-Request-ID", request_id),
         (b"Date", http_date(now)),

@@ -467,8 +467,15 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
                 self.transport.abortConnection()
                 return
         site = self.site
+        pages = site.error_pages
         self.transport.write(
-            connection_answer(status, new_request_id(), site.reactor.seconds(), site.hsts)
+            connection_answer(
+                status,
+                new_request_id(),
+                site.reactor.seconds(),
+                site.hsts,
+                None if pages is None else pages.get(status),
+            )
         )
         self.transport.loseConnection()
 

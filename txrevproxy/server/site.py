@@ -7,7 +7,7 @@ requests.
 from __future__ import annotations
 
 import ipaddress
-from typing import Callable, Dict, Optional, Set
+from typing import Callable, Dict, Mapping, Optional, Set, Tuple
 
 from twisted.internet.task import LoopingCall
 from twisted.web import server
@@ -37,6 +37,9 @@ class ProxySite(server.Site):
     @ivar stats: the listener's L{ListenerStats}.
     @ivar observe: called with each finished request (access log and
         metrics; see L{txrevproxy.observe.requests}), or L{None}.
+    @ivar error_pages: the listener's error pages, each C{(body, content
+        type)} by status, or L{None} (see
+        L{txrevproxy.server.answers.error_page}).
     """
 
     protocol = ProxyChannel
@@ -54,6 +57,7 @@ class ProxySite(server.Site):
         proxy_protocol: bool = False,
         stats: Optional[ListenerStats] = None,
         observe: Optional[Callable[[ProxyRequest], None]] = None,
+        error_pages: Optional[Mapping[int, Tuple[bytes, bytes]]] = None,
     ) -> None:
         # No timeout for twisted.web: its idle timer is a new call on the
         # reactor for every request, where the sweep (see
@@ -63,6 +67,7 @@ class ProxySite(server.Site):
         self.proxy_protocol = proxy_protocol
         self.stats = ListenerStats() if stats is None else stats
         self.observe = observe
+        self.error_pages = error_pages
         self.max_request_body = settings.max_request_body
         self.max_request_line = settings.max_request_line
         self.max_headers = settings.max_headers

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from hashlib import blake2b
-from typing import Any, Deque, Dict, List, Optional, Sequence, Union
+from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple, Union
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
@@ -231,6 +231,16 @@ class _StickySessions:
         return backend if backend in candidates else None
 
 
+def _preferred(available: Sequence[Backend]) -> Tuple[Backend, ...]:
+    """
+    The backends of C{available} that take requests: the primary ones, or
+    the C{backup} ones when no primary is available (HAProxy's C{backup}
+    servers), so that a primary coming back takes new requests again.
+    """
+    primaries = tuple(backend for backend in available if not backend.server.backup)
+    return primaries or tuple(available)
+
+
 class Balancer:
     """
     The backends of one upstream and the choice among them.
@@ -426,19 +436,24 @@ class Balancer:
 
     def _update(self) -> None:
         """
-        Work out the eligible backends again after a change of state.  When
-        none is healthy and in rotation, every backend not draining is
+        Work out the eligible backends again after a change of state: those
+        healthy and in rotation, the C{backup} ones only when no other is
+        (see L{_preferred}).  When none is healthy and in rotation, every backend not draining is
         tried (failing open, as nginx and Envoy's panic mode do): a health
         check that fails everywhere more often means a wrong check than a
         dead upstream, and a request tried is no worse off than one refused.
         """
-        eligible = tuple(
-            backend
-            for backend in self.backends
-            if backend.healthy and not backend.draining and not backend.ejected_until
+        eligible = _preferred(
+            [
+                backend
+                for backend in self.backends
+                if backend.healthy and not backend.draining and not backend.ejected_until
+            ]
         )
         if not eligible:
-            eligible = tuple(backend for backend in self.backends if not backend.draining)
+            eligible = _preferred(
+                [backend for backend in self.backends if not backend.draining]
+            )
             if eligible:
                 self.log.warn(
                     "upstream {upstream}: no backend is healthy; trying all of them",
@@ -570,6 +585,7 @@ class Balancer:
                 "in_flight": backend.in_flight,
                 "healthy": backend.healthy,
                 "draining": backend.draining,
+                "backup": backend.server.backup,
                 "ejected": bool(backend.ejected_until),
                 "ejected_seconds_left": max(0.0, backend.ejected_until - now)
                 if backend.ejected_until
