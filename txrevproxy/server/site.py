@@ -163,6 +163,25 @@ class ProxySite(server.Site):
                 connection.transport.loseConnection()
         return busy
 
+    def handOver(self, successor: "ProxySite") -> None:
+        """
+        A reload replaced this site with C{successor} for the same
+        listener: every open connection joins it (see
+        L{ProxyChannel.joinSite}), so that its next request sees the new
+        listener filters, limits and error pages, read from the site as
+        every request reads them, at no cost per request.  Requests in
+        flight finish with the site they started with.
+
+        A listener that changed between plain HTTP and TLS cannot pass its
+        connections on (the scheme is the connection's own): they are
+        closed once idle instead, as for a removed listener.
+        """
+        if successor.scheme != self.scheme:
+            self.closeIdleConnections()
+            return
+        for connection in list(self.channels) + list(self.h2_connections):
+            connection.joinSite(successor)
+
     def abortConnections(self) -> None:
         """
         Close every connection at once: a graceful shutdown ran out of time.
