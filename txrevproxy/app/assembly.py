@@ -72,6 +72,11 @@ def build_root(
             request_rules=HeaderRewrite.for_rules(route.request_headers),
             response_rules=response_rules,
             error_pages=pages or None,
+            pass_banners=(
+                config.server.pass_backend_banners
+                if route.pass_backend_banners is None
+                else route.pass_backend_banners
+            ),
         )
         cache = None if route.cache is None or caches is None else caches.get(route.cache)
         if cache is not None:

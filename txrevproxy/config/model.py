@@ -50,6 +50,13 @@ class ServerSettings:
         per core).
     @ivar shutdown_timeout: seconds a graceful shutdown waits for requests
         in flight before it closes the connections that still carry one.
+    @ivar pass_backend_banners: pass on the backends' Server, X-Powered-By
+        and other stack banners (see
+        L{txrevproxy.http.headers.BACKEND_BANNERS}); a route may say
+        otherwise.
+    @ivar server_header: the Server value the proxy sends on its own
+        answers and on responses without the backend's; L{None}
+        (C{false} or C{""} in the file): none.
     """
 
     trusted_proxies: Tuple[IPNetwork, ...] = ()
@@ -66,6 +73,8 @@ class ServerSettings:
     min_body_rate: int = 1024
     workers: int = 1
     shutdown_timeout: float = 30.0
+    pass_backend_banners: bool = False
+    server_header: Optional[str] = None
 
 
 @attr.s(frozen=True, auto_attribs=True)
@@ -523,6 +532,8 @@ class Route:
         after the listener's.
     @ivar cache: the name of a L{CacheSettings} table in L{Config.caches}
         that stores this route's responses, or L{None}.
+    @ivar pass_backend_banners: overrides
+        L{ServerSettings.pass_backend_banners} when not None.
     """
 
     index: int
@@ -545,6 +556,7 @@ class Route:
     error_pages: Tuple[ErrorPage, ...] = ()
     filters: Tuple[str, ...] = ()
     cache: Optional[str] = None
+    pass_backend_banners: Optional[bool] = None
 
     @property
     def matchers(self) -> Tuple[MatcherConfig, ...]:

@@ -456,6 +456,7 @@ ROUTE = Table(
         "error_pages": Field(error_pages, default=MODEL_DEFAULT),
         "filters": Field(filter_names, default=MODEL_DEFAULT),
         "cache": Field(name, default=MODEL_DEFAULT),
+        "pass_backend_banners": Field(boolean, default=MODEL_DEFAULT),
     },
     checks=(_one_answer,),
 )

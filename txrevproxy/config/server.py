@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from .model import ServerSettings
 from .schema import Field, Table
-from .values import duration, integer, method_names, networks, size, worker_count
+from .values import (
+    boolean,
+    duration,
+    integer,
+    method_names,
+    networks,
+    server_header,
+    size,
+    worker_count,
+)
 
 SERVER = Table(
     ServerSettings,
@@ -26,5 +35,7 @@ SERVER = Table(
         "min_body_rate": Field(size, default="1KiB"),
         "workers": Field(worker_count, default=1),
         "shutdown_timeout": Field(duration, default="30s"),
+        "pass_backend_banners": Field(boolean, default=False),
+        "server_header": Field(server_header, default=False),
     },
 )

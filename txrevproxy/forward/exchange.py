@@ -370,7 +370,9 @@ class ProxyExchange:
         self._status = status
         request = self.request
         request.backendAnswered()
-        passed_on = client_response_headers(headers, length is not None)
+        passed_on = client_response_headers(
+            headers, length is not None, self.target.response_skipped
+        )
         if self.target.response_rules is not None:
             passed_on = self.target.response_rules.apply(passed_on, request)
         if status == 101:

@@ -11,6 +11,8 @@ from twisted.web.server import NOT_DONE_YET
 
 from ..config.model import BackendServer
 from ..http.headers import (
+    BACKEND_BANNERS,
+    response_skipped,
     serialize_request_head,
     upstream_request_headers,
     with_client_subject,
@@ -44,6 +46,11 @@ class ProxyTarget:
         (applied by L{ProxyExchange}).
     @ivar error_pages: the route's pages by status, each C{(body,
         content type)}, or L{None}.
+    @ivar response_skipped: the lower-cased response header names not
+        passed on to the client (see
+        L{txrevproxy.http.headers.response_skipped}).
+    @ivar banners: the backend banners the route drops (none when it
+        passes them), also from responses served by its cache.
     """
 
     def __init__(
@@ -58,6 +65,7 @@ class ProxyTarget:
         request_rules: Optional[HeaderRewrite] = None,
         response_rules: Optional[HeaderRewrite] = None,
         error_pages: Optional[Mapping[int, Tuple[bytes, bytes]]] = None,
+        pass_banners: bool = False,
     ):
         self.balancer = balancer
         self.clock = clock
@@ -68,6 +76,8 @@ class ProxyTarget:
         self.request_rules = request_rules
         self.response_rules = response_rules
         self.error_pages = error_pages
+        self.response_skipped = response_skipped(pass_banners)
+        self.banners = frozenset() if pass_banners else BACKEND_BANNERS
         self._authorities: Dict[BackendServer, bytes] = {}
 
     def request_head(

@@ -499,7 +499,9 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
                 return
         site = self.site
         self.transport.write(
-            connection_answer(status, new_request_id(), site.reactor.seconds(), site.hsts)
+            connection_answer(
+                status, new_request_id(), site.reactor.seconds(), site.hsts, site.server_header
+            )
         )
         self.transport.loseConnection()
 

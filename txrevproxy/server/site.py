@@ -34,6 +34,7 @@ class ProxySite(server.Site):
     @ivar proxy_protocol: connections start with a PROXY protocol header
         (read by the endpoint's wrapper), so the client is known only once
         the first bytes are in.
+    @ivar server_header: the proxy's own Server value, or L{None}.
     @ivar stats: the listener's L{ListenerStats}.
     @ivar observe: called with each finished request (access log and
         metrics; see L{txrevproxy.observe.requests}), or L{None}.
@@ -83,6 +84,11 @@ class ProxySite(server.Site):
         self.scheme = scheme
         self.hsts = hsts
         self.client_subject_header = client_subject_header
+        self.server_header = (
+            None
+            if settings.server_header is None
+            else settings.server_header.encode("ascii")
+        )
         self._trusted_networks = settings.trusted_proxies
         self._trust: Dict[Optional[str], bool] = {}
 
