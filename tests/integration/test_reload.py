@@ -26,7 +26,7 @@ from ..support.processes import temporary_directory
 CONFIG = """\
 [listeners.web]
 endpoint = "tcp:0:interface=127.0.0.1"
-
+{listener}
 [upstreams.one]
 servers = [{{ url = "http://127.0.0.1:{one}" }}]
 
@@ -53,7 +53,12 @@ class Named(resource.Resource):
         return self.name
 
 
-class ReloadTests(TestCase):
+class ReloadingProxy(TestCase):
+    """
+    A L{ProxyService} serving a configuration file that a test rewrites
+    and reloads, in front of two backends that answer their names.
+    """
+
     @inlineCallbacks
     def setUp(self):
         self.one = yield listen(server.Site(Named(b"one")), self)
@@ -67,11 +72,14 @@ class ReloadTests(TestCase):
         self.pool = HTTPConnectionPool(reactor, persistent=True)
         self.addCleanup(self.pool.closeCachedConnections)
 
-    def write(self, route: str, extra: str = "") -> None:
+    def write(self, route: str, extra: str = "", listener: str = "") -> None:
         self.path.write_text(
-            CONFIG.format(one=self.one, two=self.two, route=route) + extra
+            CONFIG.format(one=self.one, two=self.two, route=route, listener=listener)
+            + extra
         )
 
+
+class ReloadTests(ReloadingProxy):
     @inlineCallbacks
     def get(self, keep_alive: bool = True, path: str = "/"):
         pool = self.pool if keep_alive else HTTPConnectionPool(reactor, persistent=False)
@@ -122,9 +130,7 @@ class ReloadTests(TestCase):
 
     @inlineCallbacks
     def test_bad_configuration_is_refused_with_its_problems(self):
-        self.path.write_text(
-            CONFIG.format(one=self.one, two=self.two, route="three")
-        )
+        self.write("three")
         problems = self.service.reload()
         self.assertEqual(problems, ['routes[0].upstream: no upstream named "three"'])
         self.assertEqual((yield self.get()), (200, b"one"))
@@ -158,11 +164,8 @@ class ReloadTests(TestCase):
     @inlineCallbacks
     def test_moved_listener_listens_on_its_new_endpoint(self):
         old = self.service.ports[0]
-        self.path.write_text(
-            CONFIG.format(one=self.one, two=self.two, route="two").replace(
-                "tcp:0:", "tcp:0:backlog=7:"
-            )
-        )
+        self.write("two")
+        self.path.write_text(self.path.read_text().replace("tcp:0:", "tcp:0:backlog=7:"))
         self.assertEqual(self.service.reload(), [])
         self.port = self.service.ports[0].getHost().port
         self.assertEqual((yield self.get(keep_alive=False)), (200, b"two"))
@@ -183,3 +186,73 @@ class ReloadTests(TestCase):
         self.assertEqual(code, 503)
         self.service.set_draining("one", "http://127.0.0.1:%d" % self.one, False)
         self.assertEqual((yield self.get()), (200, b"one"))
+
+
+class KeepAliveAcrossReloadTests(ReloadingProxy):
+    """
+    A client connection kept alive across a reload: its next request is
+    served with everything the new configuration says, the listener's
+    filters and limits as well as its routes.
+    """
+
+    @inlineCallbacks
+    def request(self, method: str = "GET", path: str = "/", body: bytes = b""):
+        """
+        One request on the pool's single kept-alive connection; also
+        checks that the proxy served it on the connection it already had.
+        """
+        response = yield treq.request(
+            method,
+            "http://127.0.0.1:%d%s" % (self.port, path),
+            data=body or None,
+            pool=self.pool,
+        )
+        content = yield treq.content(response)
+        return response.code, content
+
+    def connections(self):
+        return set(self.service.runtime.sites["web"].channels)
+
+    @inlineCallbacks
+    def reload_on_open_connection(self, *write_args, **write_kwargs):
+        self.assertEqual((yield self.request()), (200, b"one"))
+        [open_connection] = self.connections()
+        self.write(*write_args, **write_kwargs)
+        self.assertEqual(self.service.reload(), [])
+        self.assertEqual(self.connections(), {open_connection})
+        return open_connection
+
+    @inlineCallbacks
+    def test_added_listener_deny_list_applies_to_the_open_connection(self):
+        yield self.reload_on_open_connection(
+            "one",
+            '\n[filters.nobody]\ntype = "ip_filter"\ndeny = ["127.0.0.0/8"]\n',
+            listener='filters = ["nobody"]\n',
+        )
+        code, _ = yield self.request()
+        self.assertEqual(code, 403)
+
+    @inlineCallbacks
+    def test_lowered_body_limit_applies_to_the_open_connection(self):
+        self.path.write_text('[server]\nmax_request_body = "1KiB"\n' + self.path.read_text())
+        self.assertEqual(self.service.reload(), [])
+        self.assertEqual((yield self.request("POST", body=b"x" * 100)), (200, b"one"))
+        [open_connection] = self.connections()
+        self.path.write_text(self.path.read_text().replace('"1KiB"', '"10"'))
+        self.assertEqual(self.service.reload(), [])
+        self.assertEqual(self.connections(), {open_connection})
+        code, _ = yield self.request("POST", body=b"x" * 100)
+        self.assertEqual(code, 413)
+
+    @inlineCallbacks
+    def test_changed_route_applies_to_the_open_connection(self):
+        yield self.reload_on_open_connection("two")
+        self.assertEqual((yield self.request()), (200, b"two"))
+
+    @inlineCallbacks
+    def test_connection_open_across_two_reloads_follows_the_latest(self):
+        open_connection = yield self.reload_on_open_connection("two")
+        self.write("one")
+        self.assertEqual(self.service.reload(), [])
+        self.assertEqual(self.connections(), {open_connection})
+        self.assertEqual((yield self.request()), (200, b"one"))

@@ -521,6 +521,26 @@ PROBLEMS = [
         },
         ['routes[1].path: "/api" for host "b.test" is already routed by routes[0]'],
     ),
+    # Hiding the backend
+    (
+        {"server": 'pass_backend_banners = "yes"'},
+        ['server.pass_backend_banners: expected true or false, got "yes"'],
+    ),
+    (
+        {"route": 'upstream = "app"\npass_backend_banners = 1'},
+        ["routes[0].pass_backend_banners: expected true or false, got 1"],
+    ),
+    (
+        {"server": "server_header = true"},
+        ['server.server_header: expected a Server value such as "txrevproxy", or false, got true'],
+    ),
+    (
+        {"server": 'server_header = "evil\\r\\nX: 1"'},
+        [
+            'server.server_header: expected a Server value such as "txrevproxy", '
+            'or false, got "evil\\r\\nX: 1"'
+        ],
+    ),
     # Unknown keys and tables
     ({"extra": "[logs]\naccess = \"-\""}, ['logs: unknown key; did you mean "log"?']),
     ({"server": "keepalive = \"5s\""}, ['server.keepalive: unknown key; did you mean "keepalive_timeout"?']),
@@ -684,3 +704,20 @@ def test_not_utf8(tmp_path):
     with pytest.raises(ConfigError) as raised:
         load_config(str(path))
     assert raised.value.problems == ["%s: not UTF-8 text (byte 14)" % (path,)]
+
+
+@pytest.mark.parametrize(
+    "server, route, expected",
+    [
+        ("", "", (False, None, None)),
+        ('server_header = "txrevproxy"\npass_backend_banners = true', "", (True, "txrevproxy", None)),
+        ('server_header = ""', "pass_backend_banners = false", (False, None, False)),
+    ],
+)
+def test_banner_settings(server, route, expected):
+    config = parse(document(server=server, route='upstream = "app"\n' + route))
+    assert (
+        config.server.pass_backend_banners,
+        config.server.server_header,
+        config.routes[0].pass_backend_banners,
+    ) == expected

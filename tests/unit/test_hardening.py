@@ -382,3 +382,31 @@ class BodyRateTests(TestCase):
             channel.dataReceived(b"x" * 150)
             clock.advance(1)
         self.assertEqual(transport.value(), b"")
+
+
+class HandOverTests(TestCase):
+    """
+    L{ProxySite.handOver}: a reload's new site takes the open connections,
+    with their per-address counts, and its own limits.
+    """
+
+    def test_connections_join_the_new_site_with_its_limits(self):
+        clock, old, channel, transport = connect(ServerSettings(max_connections_per_ip=5))
+        new = ProxySite(
+            Recorder(answer_at_once=404),
+            reactor=clock,
+            settings=ServerSettings(max_connections_per_ip=1, max_headers=2),
+        )
+        old.handOver(new)
+        self.assertEqual((old.channels, new.channels), (set(), {channel}))
+        self.assertEqual(old.connection_count(b"192.0.2.1"), 0)
+        self.assertEqual(new.connection_count(b"192.0.2.1"), 1)
+        channel.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\n\r\n")
+        self.assertEqual(status(transport), 431)
+
+    def test_a_listener_that_turned_to_tls_closes_the_idle_connections(self):
+        clock, old, channel, transport = connect(ServerSettings())
+        new = ProxySite(Recorder(), reactor=clock, settings=ServerSettings(), scheme=b"https")
+        old.handOver(new)
+        self.assertEqual(new.channels, set())
+        self.assertTrue(transport.disconnecting)

@@ -6,8 +6,11 @@ adds (RFC 9110 section 7.6).
 from __future__ import annotations
 
 from txrevproxy.http.headers import (
+    BACKEND_BANNERS,
+    HOP_BY_HOP,
     client_response_headers,
     http_date,
+    response_skipped,
     serialize_request_head,
     upstream_request_headers,
 )
@@ -210,3 +213,32 @@ def test_response_hop_by_hop_dropped_and_content_length_kept_when_framed():
 def test_http_date_is_imf_fixdate():
     assert http_date(0) == b"Thu, 01 Jan 1970 00:00:00 GMT"
     assert http_date(784111777.9) == b"Sun, 06 Nov 1994 08:49:37 GMT"
+
+
+LEGACY_RESPONSE = [
+    (b"Server", b"Apache/2.2.3 (CentOS)"),
+    (b"X-Powered-By", b"PHP/5.2.17"),
+    (b"X-AspNet-Version", b"4.0.30319"),
+    (b"X-AspNetMvc-Version", b"5.2"),
+    (b"X-Runtime", b"0.012"),
+    (b"X-Generator", b"Drupal 7"),
+    (b"X-Drupal-Cache", b"HIT"),
+    (b"Cache-Control", b"max-age=60"),
+    (b"Vary", b"Accept-Encoding"),
+    (b"X-Request-ID", b"abc"),
+    (b"Set-Cookie", b"a=1"),
+    (b"Connection", b"close"),
+]
+
+
+def test_backend_banners_are_dropped_unless_passed():
+    hidden = client_response_headers(LEGACY_RESPONSE, False, response_skipped(False))
+    assert names(hidden) == [b"cache-control", b"vary", b"x-request-id", b"set-cookie"]
+    passed = client_response_headers(LEGACY_RESPONSE, False, response_skipped(True))
+    assert passed == LEGACY_RESPONSE[:-1]
+
+
+def test_banner_choice_is_one_of_two_sets_made_once():
+    assert response_skipped(True) is HOP_BY_HOP
+    assert response_skipped(False) is response_skipped(False)
+    assert response_skipped(False) == HOP_BY_HOP | BACKEND_BANNERS

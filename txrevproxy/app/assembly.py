@@ -116,6 +116,11 @@ def build_root(
             response_rewrite=ResponseRewrite.for_route(
                 route, upstream, preserve_host, path_rewrite
             ),
+            pass_banners=(
+                config.server.pass_backend_banners
+                if route.pass_backend_banners is None
+                else route.pass_backend_banners
+            ),
         )
         cache = None if route.cache is None or caches is None else caches.get(route.cache)
         if cache is not None:

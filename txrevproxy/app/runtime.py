@@ -232,8 +232,8 @@ class Runtime:
         """
         The root resource of a listener's site: the routes, or the redirect
         to the HTTPS listener, behind the listener's own filters.  The
-        filters are part of the tree, so a reload that swaps a site's
-        resource swaps them too, for connections already open as well.
+        filters are part of the tree, so they change with the site, for
+        connections already open as well (see L{ProxySite.handOver}).
         """
         if listener.redirect_to_https is None:
             root: IResource = self.root

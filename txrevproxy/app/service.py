@@ -343,9 +343,8 @@ class ProxyService(MultiService):
                 ports[name] = self._ports.pop(name)
                 slots[name] = self._slots[name]
                 slots[name].switch(runtime.factories[name])
-                # Requests on connections already open route by the new
-                # configuration too.
-                old.sites[name].resource = runtime.sites[name].resource
+                # Connections already open are served by the new site too.
+                old.sites[name].handOver(runtime.sites[name])
         for port in self._ports.values():
             port.stopListening()
         self._ports, self._slots = ports, slots

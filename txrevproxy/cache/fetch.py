@@ -371,7 +371,16 @@ class Fetch:
         if b"detail=stale-if-error" in parameters:
             cache.metrics.stale += 1
         if self.leader is not None:
-            serve_stored(self.leader, stored, age, lifetime, parameters, self.fields, rules)
+            serve_stored(
+                self.leader,
+                stored,
+                age,
+                lifetime,
+                parameters,
+                self.fields,
+                rules,
+                self.target.banners,
+            )
         waiting, self._waiting = self._waiting, []
         for waiter in waiting:
             if waiter.gone:
@@ -387,6 +396,7 @@ class Fetch:
                 parameters + (b"collapsed",),
                 waiter.fields,
                 rules,
+                self.target.banners,
             )
         self._close()
 
@@ -398,7 +408,8 @@ class Fetch:
         kept: List[Header],
         length: Optional[int],
     ) -> None:
-        headers = list(kept)
+        banners = self.target.banners
+        headers = [pair for pair in kept if pair[0].lower() not in banners]
         if length is not None:
             headers.append((b"Content-Length", b"%d" % (length,)))
         headers.append(cache_status(self.forwarded, b"collapsed"))

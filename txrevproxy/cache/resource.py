@@ -75,8 +75,16 @@ class CachingProxyResource(ReverseProxyResource):
                     # Before answering: a finished request lets go of its
                     # connection, which the revalidation copies.
                     self._revalidateBehind(request, key, fields, stored)
+                target = self.target
                 serve_stored(
-                    request, stored, age, lifetime, (b"hit",), fields, self.target.response_rules
+                    request,
+                    stored,
+                    age,
+                    lifetime,
+                    (b"hit",),
+                    fields,
+                    target.response_rules,
+                    target.banners,
                 )
                 return
             client_asked = b"no-cache" in directives or b"max-age" in directives or (

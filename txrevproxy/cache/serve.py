@@ -35,7 +35,9 @@ def storable_headers(headers: List[Header]) -> List[Header]:
     """
     The fields of a backend response that the cache keeps: its
     end-to-end fields without Content-Length or Set-Cookie.  Age stays,
-    for the age calculation, and is replaced in every answer.
+    for the age calculation, and is replaced in every answer.  The
+    backend's banners stay too: each route that serves the response drops
+    them or not (see L{serve_stored}).
     """
     return [
         (name, value)
@@ -60,6 +62,7 @@ def serve_stored(
     status_parameters: Tuple[bytes, ...],
     request_headers: List[Header],
     response_rules=None,
+    banners: frozenset = frozenset(),
 ) -> None:
     """
     Answer C{request} from C{stored} and finish it.
@@ -72,8 +75,14 @@ def serve_stored(
     @param request_headers: the client's own request fields (its
         conditional and Range fields decide the answer).
     @param response_rules: the route's response header rules, or L{None}.
+    @param banners: the lower-cased names of the backend banners the
+        route drops (see L{txrevproxy.forward.resource.ProxyTarget}).
     """
-    headers = [pair for pair in stored.headers if pair[0].lower() != b"age"]
+    headers = []
+    for pair in stored.headers:
+        lname = pair[0].lower()
+        if lname != b"age" and lname not in banners:
+            headers.append(pair)
     headers.append((b"Age", b"%d" % (int(age),)))
     headers.append(
         cache_status(*status_parameters + (b"ttl=%d" % (int(lifetime - age),),))

@@ -54,6 +54,13 @@ class ServerSettings:
         header (RFC 7239) sent to backends; C{"off"}: add none, pass a
         trusted proxy's unchanged.  An untrusted peer's is dropped either
         way.
+    @ivar pass_backend_banners: pass on the backends' Server, X-Powered-By
+        and other stack banners (see
+        L{txrevproxy.http.headers.BACKEND_BANNERS}); a route may say
+        otherwise.
+    @ivar server_header: the Server value the proxy sends on its own
+        answers and on responses without the backend's; L{None}
+        (C{false} or C{""} in the file): none.
     """
 
     trusted_proxies: Tuple[IPNetwork, ...] = ()
@@ -71,6 +78,8 @@ class ServerSettings:
     workers: int = 1
     shutdown_timeout: float = 30.0
     forwarded: str = "off"
+    pass_backend_banners: bool = False
+    server_header: Optional[str] = None
 
 
 @attr.s(frozen=True, auto_attribs=True)
@@ -593,6 +602,8 @@ class Route:
         error page of that status.
     @ivar maintenance_retry_after: the C{Retry-After} seconds of the 503
         the route answers while in maintenance.
+    @ivar pass_backend_banners: overrides
+        L{ServerSettings.pass_backend_banners} when not None.
     """
 
     index: int
@@ -634,6 +645,7 @@ class Route:
     name: Optional[str] = None
     intercept_errors: Tuple[int, ...] = ()
     maintenance_retry_after: float = 60.0
+    pass_backend_banners: Optional[bool] = None
 
     @property
     def matchers(self) -> Tuple[MatcherConfig, ...]:

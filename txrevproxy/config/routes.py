@@ -26,6 +26,7 @@ from .model import (
     Route,
     ValueMatch,
 )
+from .pages import error_pages, intercepted_statuses, route_name
 from .schema import (
     MODEL_DEFAULT,
     Field,
@@ -49,7 +50,6 @@ from .values import (
     name,
     route_path,
 )
-from .pages import error_pages, intercepted_statuses, route_name
 from .variables import Template
 
 _methods = array_of(
@@ -557,6 +557,7 @@ ROUTE = Table(
         "name": Field(route_name, default=MODEL_DEFAULT),
         "intercept_errors": Field(intercepted_statuses, default=MODEL_DEFAULT),
         "maintenance_retry_after": Field(duration, default=MODEL_DEFAULT),
+        "pass_backend_banners": Field(boolean, default=MODEL_DEFAULT),
     },
     checks=(_one_answer,),
 )

@@ -8,11 +8,13 @@ from __future__ import annotations
 from .model import ServerSettings
 from .schema import Field, Table
 from .values import (
+    boolean,
     duration,
     integer,
     method_names,
     networks,
     one_of,
+    server_header,
     size,
     worker_count,
 )
@@ -35,5 +37,7 @@ SERVER = Table(
         "workers": Field(worker_count, default=1),
         "shutdown_timeout": Field(duration, default="30s"),
         "forwarded": Field(one_of("off", "add"), default="off"),
+        "pass_backend_banners": Field(boolean, default=False),
+        "server_header": Field(server_header, default=False),
     },
 )

@@ -539,3 +539,20 @@ def token(value: Any) -> str:
     if not isinstance(value, str) or not re.match(r"[A-Za-z0-9._~+/=-]+\Z", value):
         raise expected("a token of letters, digits and ._~+/=-", value)
     return value
+
+
+def server_header(value: Any) -> Optional[str]:
+    """
+    The proxy's own Server value (C{[server] server_header}): visible
+    ASCII and spaces, as a field value may hold; C{false} or C{""} for
+    none.
+    """
+    if value is False or value == "":
+        return None
+    if (
+        not isinstance(value, str)
+        or value != value.strip()
+        or not all(" " <= c <= "~" for c in value)
+    ):
+        raise expected('a Server value such as "txrevproxy", or false', value)
+    return value

@@ -421,7 +421,9 @@ class ProxyExchange:
         if intercepted is not None and status in intercepted:
             self._transform = intercept(self, request, status, headers)
             return
-        passed_on = client_response_headers(headers, length is not None)
+        passed_on = client_response_headers(
+            headers, length is not None, self.target.response_skipped
+        )
         rewrite = self.target.response_rewrite
         if rewrite is not None and not rewritten:
             passed_on = rewrite.apply(passed_on, request)

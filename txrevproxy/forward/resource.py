@@ -11,6 +11,8 @@ from twisted.web.server import NOT_DONE_YET
 
 from ..config.model import BackendServer
 from ..http.headers import (
+    BACKEND_BANNERS,
+    response_skipped,
     serialize_request_head,
     upstream_request_headers,
     with_client_subject,
@@ -68,6 +70,11 @@ class ProxyTarget:
     @ivar maintenance: the route's L{MaintenanceSwitch}.
     @ivar maintenance_retry_after: the Retry-After seconds of its 503
         while in maintenance.
+    @ivar response_skipped: the lower-cased response header names not
+        passed on to the client (see
+        L{txrevproxy.http.headers.response_skipped}).
+    @ivar banners: the backend banners the route drops (none when it
+        passes them), also from responses served by its cache.
     """
 
     def __init__(
@@ -91,6 +98,7 @@ class ProxyTarget:
         intercept_errors: Optional[FrozenSet[int]] = None,
         maintenance: Optional[MaintenanceSwitch] = None,
         maintenance_retry_after: int = 60,
+        pass_banners: bool = False,
     ):
         self.balancer = balancer
         self.clock = clock
@@ -113,6 +121,8 @@ class ProxyTarget:
         self.intercept_errors = intercept_errors
         self.maintenance = MaintenanceSwitch() if maintenance is None else maintenance
         self.maintenance_retry_after = maintenance_retry_after
+        self.response_skipped = response_skipped(pass_banners)
+        self.banners = frozenset() if pass_banners else BACKEND_BANNERS
         self._authorities: Dict[BackendServer, bytes] = {}
 
     def request_head(

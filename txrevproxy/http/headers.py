@@ -35,6 +35,40 @@ HOP_BY_HOP = frozenset(
     ]
 )
 
+#: Response headers that name the backend's software stack and its
+#: version: of no use to a client, a guide to an attacker.  The proxy drops
+#: them unless a route keeps them (C{pass_backend_banners}).  The names
+#: are those of the OWASP Secure Headers Project's list of headers to
+#: remove and of webhint's C{disallow-headers} that only name a product;
+#: nothing a client or a cache acts on is here.
+BACKEND_BANNERS = frozenset(
+    [
+        b"server",
+        b"x-powered-by",
+        b"x-aspnet-version",
+        b"x-aspnetmvc-version",
+        b"x-runtime",
+        b"x-generator",
+        b"x-drupal-cache",
+        b"x-drupal-dynamic-cache",
+        b"x-mod-pagespeed",
+        b"x-page-speed",
+    ]
+)
+
+_HOP_BY_HOP_AND_BANNERS = HOP_BY_HOP | BACKEND_BANNERS
+
+
+def response_skipped(pass_banners: bool) -> frozenset:
+    """
+    The response headers a route does not pass on (see
+    L{client_response_headers}): the hop-by-hop ones, and the backend's
+    banners unless it keeps them.  One of two sets made once, so that
+    dropping banners costs the same membership test as before.
+    """
+    return HOP_BY_HOP if pass_banners else _HOP_BY_HOP_AND_BANNERS
+
+
 #: Request headers the proxy writes itself, so the client's copies are
 #: dropped (or merged, for trusted peers) instead of being passed along.
 _SET_BY_PROXY = frozenset(
@@ -241,7 +275,7 @@ def upgrade_response_headers(headers: List[Header]) -> List[Header]:
 
 
 def client_response_headers(
-    headers: List[Header], keep_content_length: bool
+    headers: List[Header], keep_content_length: bool, skipped: frozenset = HOP_BY_HOP
 ) -> List[Header]:
     """
     The backend's response headers that are passed on to the client.
@@ -250,12 +284,14 @@ def client_response_headers(
         describes the body the client gets (it does when the backend framed
         the body by length, or for HEAD and 304 answers); otherwise the
         client side frames the body itself.
+    @param skipped: the lower-cased names not passed on: the route's
+        L{response_skipped}; the hop-by-hop ones at least.
     """
     out = []
     connection = []
     for name, value in headers:
         lname = name.lower()
-        if lname in HOP_BY_HOP:
+        if lname in skipped:
             if lname == b"connection":
                 connection.append(value)
             continue

@@ -104,7 +104,8 @@ def send_answer(
     Answer C{request} with a whole response made by the proxy itself (an
     error page, a redirect, a route's fixed response): C{headers}, then the
     ones every answer carries (Content-Length, X-Request-ID unless given,
-    Date, the listener's Strict-Transport-Security).  C{headers} may be
+    Date, the listener's Strict-Transport-Security, the proxy's own Server
+    when it has one and C{headers} do not).  C{headers} may be
     changed by the response filters.
 
     @param close: close the client connection after the answer.
@@ -126,6 +127,9 @@ def send_answer(
     response_headers.setRawHeaders(b"Date", [http_date(site.reactor.seconds())])
     if site.hsts is not None:
         response_headers.setRawHeaders(b"Strict-Transport-Security", [site.hsts])
+    server = site.server_header
+    if server is not None and not response_headers.hasHeader(b"Server"):
+        response_headers.setRawHeaders(b"Server", [server])
     if close:
         request.closeAfterResponse()
     else:
@@ -140,6 +144,7 @@ def connection_answer(
     now: float,
     hsts: Optional[bytes],
     page: Optional[Page] = None,
+    server: Optional[bytes] = None,
 ) -> bytes:
     """
     The whole of an error answer (head and body) to a connection that gives
@@ -150,6 +155,7 @@ def connection_answer(
     @param now: the time, for the Date field.
     @param hsts: the listener's Strict-Transport-Security value, or L{None}.
     @param page: the listener's page for C{code}, or L{None}.
+    @param server: the proxy's own Server value, or L{None}.
     """
     if page is None:
         body, content_type = error_body(code, request_id), _CONTENT_TYPE
@@ -163,5 +169,7 @@ def connection_answer(
     ]
     if hsts is not None:
         fields.append((b"Strict-Transport-Security", hsts))
+    if server is not None:
+        fields.append((b"Server", server))
     fields.append((b"Connection", b"close"))
     return serialize_head(b"HTTP/1.1 %d %s" % (code, reason_phrase(code)), fields) + body

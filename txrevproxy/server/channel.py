@@ -78,6 +78,7 @@ class ClientConnection:
     tls_version: Optional[str] = None
     _client_subject: object = None
     _counted = False
+    _peer = None
 
     def learnPeer(self) -> None:
         """
@@ -92,11 +93,35 @@ class ClientConnection:
         port = getattr(self._host, "port", None)
         if port is not None:
             self.local_port = b"%d" % (port,)
+        self._admitPeer()
+
+    def _admitPeer(self) -> None:
+        """
+        Judge the known peer by the site's C{trusted_proxies}, and count it
+        against the site's C{max_connections_per_ip}.
+        """
         site = self.site
-        self.trusted = site.is_trusted(host)
+        self.trusted = site.is_trusted(getattr(self._peer, "host", None))
         if site.max_connections_per_ip:
             site.count_connection(self.client_ip, 1)
             self._counted = True
+
+    def joinSite(self, site) -> None:
+        """
+        A reload replaced this connection's site with C{site}: its next
+        requests take their settings (limits, trusted proxies, the
+        resource tree with the listener's filters) from there.  A request
+        in flight keeps the site it started with.
+        """
+        known = self._peer is not None
+        self.forgetPeer()
+        old = self.site
+        self.site = site
+        if old.stats is not site.stats:
+            old.stats.connections -= 1
+            site.stats.connections += 1
+        if known:
+            self._admitPeer()
 
     def forgetPeer(self) -> None:
         """
@@ -236,16 +261,29 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
             self._enter(AWAITING_PEER)
         else:
             self.learnPeer()
-        # Twisted's own limits answer 400 or drop the connection; they are
-        # set at ours so that ours (with the right statuses) come first.
-        self.MAX_LENGTH = max(site.max_request_line, site.max_header_size)
-        self.totalHeadersSize = site.max_header_size
-        self.maxHeaders = site.max_headers
+        self._takeLimits()
         self.idleSince = site.reactor.seconds()
         site.channels.add(self)
         site.stats.connections += 1
         if self.state is IDLE and self.overConnectionLimit():
             self.reject(429)
+
+    def _takeLimits(self) -> None:
+        """
+        Twisted's own limits answer 400 or drop the connection; they are
+        set at the site's so that the site's (with the right statuses)
+        come first.
+        """
+        site = self.site
+        self.MAX_LENGTH = max(site.max_request_line, site.max_header_size)
+        self.totalHeadersSize = site.max_header_size
+        self.maxHeaders = site.max_headers
+
+    def joinSite(self, site) -> None:
+        self.site.channels.discard(self)
+        super().joinSite(site)
+        site.channels.add(self)
+        self._takeLimits()
 
     def connectionLost(self, reason) -> None:
         if self.state is UPGRADED:
@@ -475,6 +513,7 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
                 site.reactor.seconds(),
                 site.hsts,
                 None if pages is None else pages.get(status),
+                site.server_header,
             )
         )
         self.transport.loseConnection()

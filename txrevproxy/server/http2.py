@@ -167,6 +167,12 @@ class ProxyH2Connection(ClientConnection, EarlyAnswerH2Connection):
         # Counted open by the HTTP/1.1 channel it took over from.
         site.stats.connections -= 1
 
+    def joinSite(self, site) -> None:
+        self.site.h2_connections.discard(self)
+        super().joinSite(site)
+        self.factory = site
+        site.h2_connections.add(self)
+
     def requestFactory(self, stream, queued: bool = False) -> HTTP2ProxyRequest:
         return HTTP2ProxyRequest(stream, self)
 

@@ -440,8 +440,10 @@ class ProxyRequest(StreamingRequest):
         """
         What the proxy adds to a backend's response head unless the backend
         sent it: Strict-Transport-Security (on a listener with C{hsts}),
-        X-Request-ID, and Date (RFC 9110 section 6.6.1: a recipient with a
-        clock adds Date to a response it forwards without one).
+        X-Request-ID, Date (RFC 9110 section 6.6.1: a recipient with a
+        clock adds Date to a response it forwards without one), and the
+        proxy's own Server when it has one (the backend's is there only
+        when its route passes banners on).
         """
         has_date = has_request_id = has_hsts = False
         for name, _ in headers:
@@ -460,6 +462,11 @@ class ProxyRequest(StreamingRequest):
             added.append((b"X-Request-ID", self.request_id))
         if not has_date:
             added.append((b"Date", http_date(self.site.reactor.seconds())))
+        server = self.site.server_header
+        if server is not None and not any(
+            name.lower() == b"server" for name, _ in headers
+        ):
+            added.append((b"Server", server))
         return added
 
     def finish(self) -> None:

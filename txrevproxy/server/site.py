@@ -34,6 +34,7 @@ class ProxySite(server.Site):
     @ivar proxy_protocol: connections start with a PROXY protocol header
         (read by the endpoint's wrapper), so the client is known only once
         the first bytes are in.
+    @ivar server_header: the proxy's own Server value, or L{None}.
     @ivar stats: the listener's L{ListenerStats}.
     @ivar observe: called with each finished request (access log and
         metrics; see L{txrevproxy.observe.requests}), or L{None}.
@@ -88,6 +89,11 @@ class ProxySite(server.Site):
         self.scheme = scheme
         self.hsts = hsts
         self.client_subject_header = client_subject_header
+        self.server_header = (
+            None
+            if settings.server_header is None
+            else settings.server_header.encode("ascii")
+        )
         self._trusted_networks = settings.trusted_proxies
         self._trust: Dict[Optional[str], bool] = {}
 
@@ -167,6 +173,25 @@ class ProxySite(server.Site):
             else:
                 connection.transport.loseConnection()
         return busy
+
+    def handOver(self, successor: "ProxySite") -> None:
+        """
+        A reload replaced this site with C{successor} for the same
+        listener: every open connection joins it (see
+        L{ProxyChannel.joinSite}), so that its next request sees the new
+        listener filters, limits and error pages, read from the site as
+        every request reads them, at no cost per request.  Requests in
+        flight finish with the site they started with.
+
+        A listener that changed between plain HTTP and TLS cannot pass its
+        connections on (the scheme is the connection's own): they are
+        closed once idle instead, as for a removed listener.
+        """
+        if successor.scheme != self.scheme:
+            self.closeIdleConnections()
+            return
+        for connection in list(self.channels) + list(self.h2_connections):
+            connection.joinSite(successor)
 
     def abortConnections(self) -> None:
         """
