@@ -39,7 +39,6 @@ from .schema import (
     key_path,
 )
 from .values import (
-    _printable,
     boolean,
     duration,
     header_name,
@@ -48,6 +47,7 @@ from .values import (
     integer,
     method_name,
     name,
+    printable,
     route_path,
 )
 from .variables import Template
@@ -388,7 +388,7 @@ _URL_START = re.compile(r"(?:https?:)?//[^/?#]+", re.IGNORECASE)
 
 
 def _header_text(value: Any, example: str) -> str:
-    if not isinstance(value, str) or not value or not _printable(value):
+    if not isinstance(value, str) or not value or not printable(value):
         raise expected("%s (printable ASCII, no spaces)" % (example,), value)
     return value
 

@@ -145,7 +145,7 @@ health_statuses = array_of(
 )
 
 
-def _printable(text: str) -> bool:
+def printable(text: str) -> bool:
     """
     Whether C{text} is printable ASCII without spaces, as request targets
     and header values written by the proxy must be.
@@ -158,7 +158,7 @@ def request_target(value: Any) -> str:
     An origin-form request target such as C{"/healthz?full=1"}: printable
     ASCII starting with C{/}.
     """
-    if not isinstance(value, str) or not value.startswith("/") or not _printable(value):
+    if not isinstance(value, str) or not value.startswith("/") or not printable(value):
         raise expected('a path such as "/healthz" (printable ASCII, no spaces)', value)
     return value
 
@@ -167,7 +167,7 @@ def host_header(value: Any) -> str:
     """
     A Host header value, C{host[:port]}.
     """
-    if not isinstance(value, str) or not value or not _printable(value):
+    if not isinstance(value, str) or not value or not printable(value):
         raise expected('a host such as "app.internal" or "app.internal:8080"', value)
     return value
 
@@ -421,7 +421,7 @@ def route_path(value: Any) -> str:
     shown = describe(value)
     if not value.startswith("/"):
         raise Invalid('a path must start with "/", got %s' % (shown,))
-    if not _printable(value):
+    if not printable(value):
         raise Invalid(
             "%s: a path cannot contain spaces, control or non-ASCII characters "
             "(percent-encode them)" % (shown,)
