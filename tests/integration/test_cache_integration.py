@@ -70,6 +70,20 @@ class CacheTestCase(TestCase):
         if self.backend_listener.connected:
             return self.backend_listener.stopListening()
 
+    @inlineCallbacks
+    def backend_listening_stops(self):
+        """
+        Make the backend dead: it stops listening, and the proxy's idle
+        connections to it are dropped.
+        """
+        yield self.backend_listener.stopListening()
+        for backend in self.service.runtime.balancers["app"].backends:
+            while True:
+                connection = backend.pool.take_idle()
+                if connection is None:
+                    break
+                connection.abort()
+
 
 def cacheable(body: bytes = b"hello", cache_control: bytes = b"max-age=60", **headers):
     def answer(request):
@@ -330,20 +344,6 @@ class RevalidationTests(CacheTestCase):
         _, _, body = yield get(self.port)
         self.assertEqual(body, b"version 2")
 
-    @inlineCallbacks
-    def backend_listening_stops(self):
-        """
-        Make the backend dead: it stops listening, and the proxy's idle
-        connections to it are dropped.
-        """
-        yield self.backend_listener.stopListening()
-        for backend in self.service.runtime.balancers["app"].backends:
-            while True:
-                connection = backend.pool.take_idle()
-                if connection is None:
-                    break
-                connection.abort()
-
 
 class CoalescingTests(CacheTestCase):
     @inlineCallbacks
@@ -495,3 +495,138 @@ class DiskHitTests(HitTests):
 
 class DiskCoalescingTests(CoalescingTests):
     store_options = {"store": "disk"}
+
+
+def scripted(status: int = 200, body: bytes = b"hello", fields=()):
+    """
+    An origin answer with C{status} and the raw C{(name, value)} fields,
+    each its own field line (repeated names included).
+    """
+
+    def answer(request):
+        request.setResponseCode(status)
+        for name, value in fields:
+            request.responseHeaders.addRawHeader(name, value)
+        return body
+
+    return answer
+
+
+class ConformanceTests(CacheTestCase):
+    """
+    The RFC 9111 edges that outside conformance suites probe, over a real
+    origin.
+    """
+
+    @inlineCallbacks
+    def assertNotReused(self, answer, path=b"/page", **options):
+        yield self.startWith(answer, **options)
+        yield get(self.port, path)
+        yield get(self.port, path)
+        self.assertEqual(len(self.backend.requests), 2)
+
+    def test_invalid_expires_is_stale(self):
+        return self.assertNotReused(
+            scripted(fields=[(b"Expires", b"Sun, 06 Nov 2094 08:49:37 UTC")])
+        )
+
+    def test_two_digit_year_expires_is_stale(self):
+        return self.assertNotReused(
+            scripted(fields=[(b"Expires", b"Sun, 06 Nov 94 08:49:37 GMT")])
+        )
+
+    def test_several_expires_lines_are_stale(self):
+        future = b"Sat, 06 Nov 2094 08:49:37 GMT"
+        return self.assertNotReused(
+            scripted(fields=[(b"Expires", future), (b"Expires", future)])
+        )
+
+    @inlineCallbacks
+    def test_valid_future_expires_is_fresh(self):
+        yield self.startWith(scripted(fields=[(b"Expires", b"Sat, 06 Nov 2094 08:49:37 GMT")]))
+        yield get(self.port)
+        yield get(self.port)
+        self.assertEqual(len(self.backend.requests), 1)
+
+    def test_list_age_is_stale(self):
+        return self.assertNotReused(
+            scripted(fields=[(b"Cache-Control", b"max-age=3600"), (b"Age", b"old, 0")])
+        )
+
+    def test_stale_599_is_revalidated(self):
+        return self.assertNotReused(
+            scripted(599, fields=[(b"Cache-Control", b"max-age=0"), (b"ETag", b'"a"')])
+        )
+
+    @inlineCallbacks
+    def test_fresh_299_is_reused(self):
+        yield self.startWith(scripted(299, fields=[(b"Cache-Control", b"max-age=60")]))
+        yield get(self.port)
+        status, _, body = yield get(self.port)
+        self.assertEqual((status, body, len(self.backend.requests)), (299, b"hello", 1))
+
+    def test_must_understand_unknown_status_is_not_stored(self):
+        return self.assertNotReused(
+            scripted(299, fields=[(b"Cache-Control", b"max-age=60, must-understand, no-store")])
+        )
+
+    @inlineCallbacks
+    def test_must_understand_known_status_is_stored_despite_no_store(self):
+        yield self.startWith(
+            scripted(fields=[(b"Cache-Control", b"max-age=60, must-understand, no-store")])
+        )
+        yield get(self.port)
+        yield get(self.port)
+        self.assertEqual(len(self.backend.requests), 1)
+
+    @inlineCallbacks
+    def assertGatewayTimeout(self, cache_control: bytes, method: bytes = b"GET"):
+        """
+        A stale response whose C{cache_control} forbids stale use is never
+        served when the origin is gone: 504, even with stale-if-error.
+        """
+        yield self.startWith(
+            scripted(fields=[(b"Cache-Control", cache_control), (b"ETag", b'"a"')])
+        )
+        yield get(self.port)
+        yield self.backend_listening_stops()
+        status, _, body = yield get(self.port, method=method)
+        self.assertEqual(status, 504)
+        self.assertNotIn(b"hello", body)
+
+    def test_must_revalidate_is_504_when_the_origin_is_gone(self):
+        return self.assertGatewayTimeout(b"max-age=0, must-revalidate, stale-if-error=600")
+
+    def test_proxy_revalidate_is_504_when_the_origin_is_gone(self):
+        return self.assertGatewayTimeout(b"max-age=0, proxy-revalidate, stale-if-error=600")
+
+    def test_s_maxage_is_504_when_the_origin_is_gone(self):
+        return self.assertGatewayTimeout(b"s-maxage=0, stale-if-error=600")
+
+    def test_no_cache_is_504_when_the_origin_is_gone(self):
+        return self.assertGatewayTimeout(b"no-cache, stale-if-error=600")
+
+    def test_head_of_must_revalidate_is_504_when_the_origin_is_gone(self):
+        return self.assertGatewayTimeout(b"max-age=0, must-revalidate", method=b"HEAD")
+
+    @inlineCallbacks
+    def test_immutable_does_not_extend_freshness(self):
+        yield self.startWith(
+            scripted(fields=[(b"Cache-Control", b"max-age=0, immutable"), (b"ETag", b'"a"')])
+        )
+        yield get(self.port)
+        yield get(self.port)
+        self.assertEqual(len(self.backend.requests), 2)
+        self.assertEqual(self.backend.requests[1].getHeader(b"if-none-match"), b'"a"')
+
+    @inlineCallbacks
+    def test_range_of_a_stored_200(self):
+        yield self.startWith(
+            scripted(body=b"0123456789", fields=[(b"Cache-Control", b"max-age=60")])
+        )
+        yield get(self.port)
+        status, headers, body = yield get(self.port, extra=b"Range: bytes=2-4\r\n")
+        self.assertEqual((status, body), (206, b"234"))
+        self.assertEqual(headers[b"content-range"], [b"bytes 2-4/10"])
+        self.assertEqual(headers[b"content-length"], [b"3"])
+        self.assertEqual(len(self.backend.requests), 1)

@@ -4,6 +4,8 @@ The rules of the shared cache (RFC 9111, RFC 5861), table by table.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from txrevproxy.cache import policy
@@ -42,9 +44,175 @@ def test_the_three_date_forms(value):
     assert policy.http_date(value) == DATE_SECONDS
 
 
-@pytest.mark.parametrize("value", [b"0", b"", b"yesterday", None])
+@pytest.mark.parametrize(
+    "value, seconds",
+    [
+        (b"Thu, 01 Jan 1970 00:00:00 GMT", 0.0),
+        (b"Mon, 29 Feb 2016 23:59:59 GMT", 1456790399.0),
+        (b"Fri, 31 Dec 9999 23:59:59 GMT", 253402300799.0),
+        (b"Sat, 01 Jan 2000 00:00:60 GMT", 946684860.0),  # a leap second
+        (b"Sunday, 06-Nov-94 08:49:37 GMT", DATE_SECONDS),
+        (b"Tuesday, 29-Feb-00 12:00:00 GMT", 951825600.0),
+        (b"Thu Jan  1 00:00:00 1970", 0.0),
+        (b"Sun Nov 16 08:49:37 1994", DATE_SECONDS + 10 * 86400),
+        # The day name is not checked against the date.
+        (b"Mon, 06 Nov 1994 08:49:37 GMT", DATE_SECONDS),
+    ],
+)
+def test_valid_dates(value, seconds):
+    assert policy.http_date(value) == seconds
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"0",
+        b"-1",
+        b"",
+        b"yesterday",
+        None,
+        b"Sun, 06 Nov 1994 08:49:37 UTC",  # only GMT
+        b"Sun, 06 Nov 1994 08:49:37 +0000",
+        b"Sun, 06 Nov 1994 08:49:37 PST",
+        b"Sun, 06 Nov 1994 08:49:37 gmt",  # case-sensitive
+        b"Sun, 06 Nov 1994 08:49:37",  # no zone
+        b"Sun, 06 Nov 94 08:49:37 GMT",  # two-digit year in IMF-fixdate
+        b"Sun 06 Nov 1994 08:49:37 GMT",  # no comma
+        b"Sun,  06 Nov 1994 08:49:37 GMT",  # extra spaces
+        b"Sun, 06  Nov 1994 08:49:37 GMT",
+        b"Sun, 06 Nov 1994  08:49:37 GMT",
+        b" Sun, 06 Nov 1994 08:49:37 GMT",
+        b"Sun, 06 Nov 1994 08:49:37 GMT ",
+        b"Sun, 06-Nov-1994 08:49:37 GMT",  # dashes in IMF-fixdate
+        b"Sunday, 06 Nov 94 08:49:37 GMT",  # no dashes in RFC 850
+        b"Sun, 06.Nov.1994 08:49:37 GMT",  # periods
+        b"Sun, 06 Nov 1994 08.49.37 GMT",
+        b"Sun, 06 Nov 1994 8:49:37 GMT",  # one-digit hour
+        b"Sun, 6 Nov 1994 08:49:37 GMT",  # one-digit day
+        b"Sun, 06 nov 1994 08:49:37 GMT",  # month case
+        b"sun, 06 Nov 1994 08:49:37 GMT",
+        b"Sunday, 06 Nov 1994 08:49:37 GMT",  # long name in IMF-fixdate
+        b"Sun, 06-Nov-94 08:49:37 GMT",  # short name in RFC 850
+        b"Sun, 31 Nov 1994 08:49:37 GMT",  # no such day
+        b"Sun, 29 Feb 1900 08:49:37 GMT",
+        b"Sun, 06 Nov 1994 24:00:00 GMT",
+        b"Sun, 06 Nov 1994 08:60:37 GMT",
+        b"Sun, 06 Nov 1994 08:49:61 GMT",
+        b"Sun, 00 Nov 1994 08:49:37 GMT",
+        b"Sun, 06 Nov 0000 08:49:37 GMT",
+        b"Sun Nov 6 08:49:37 1994",  # asctime pads the day with a space
+        b"Sun Nov 06 08:49:37 1994 GMT",
+        b"Sun Nov  6 08:49:37 94",
+        b"Sun, 06 Nov 1994 08:49:37 GMT, Mon, 07 Nov 1994 08:49:37 GMT",  # a list
+        b"Sun, \xd9\xa0\xd9\xa6 Nov 1994 08:49:37 GMT",  # non-ASCII digits
+    ],
+)
 def test_invalid_dates(value):
+    """
+    Anything but the three forms, exactly: RFC 9111 section 5.3 has a
+    cache read each of these Expires values as a time in the past.
+    """
     assert policy.http_date(value) is None
+    if value is not None:
+        headers = [(b"Date", DATE), (b"Expires", value), (b"Cache-Control", b"public")]
+        assert policy.freshness_lifetime(200, headers, 60.0) == 0.0
+
+
+def test_rfc850_years_are_never_more_than_50_years_ahead():
+    """
+    RFC 9110 section 5.6.7: a two-digit year that would be more than 50
+    years in the future is in the past century.
+    """
+    this_year = time.gmtime().tm_year
+    ahead = (this_year + 51) % 100
+    behind = (this_year + 49) % 100
+    parsed = policy.http_date(b"Monday, 01-Jan-%02d 00:00:00 GMT" % (ahead,))
+    assert time.gmtime(parsed).tm_year == this_year + 51 - 100
+    parsed = policy.http_date(b"Monday, 01-Jan-%02d 00:00:00 GMT" % (behind,))
+    assert time.gmtime(parsed).tm_year == this_year + 49
+
+
+def test_several_expires_lines_are_stale():
+    headers = [(b"Date", DATE), (b"Expires", b"Sun, 06 Nov 1994 09:49:37 GMT")]
+    assert policy.freshness_lifetime(200, headers, 0) == 3600.0
+    assert policy.freshness_lifetime(200, headers + headers[1:], 0) == 0.0
+
+
+@pytest.mark.parametrize(
+    "ages, received",
+    [
+        ([], 0),
+        ([b"0"], 0),
+        ([b"100"], 100),
+        ([b"007"], 7),
+        ([b"old, 0"], None),
+        ([b"1, 2"], None),
+        ([b"1", b"2"], None),
+        ([b"-1"], None),
+        ([b"1.5"], None),
+        ([b""], None),
+        ([b"1e3"], None),
+        ([b"\xd9\xa1"], None),
+    ],
+)
+def test_invalid_age_is_stale(ages, received):
+    """
+    RFC 9111 section 5.1: Age is one delta-seconds; an invalid one makes
+    the stored response stale.
+    """
+    headers = [(b"Cache-Control", b"max-age=3600")] + [(b"Age", age) for age in ages]
+    assert policy.received_age(headers) == received
+    lifetime = policy.freshness_lifetime(200, headers, 0)
+    assert lifetime == (3600.0 if received is not None else 0.0)
+    age = policy.current_age(headers, Timing(1000.0, 1000.0), 1001.0)
+    assert age == 1.0 + (received or 0)
+
+
+@pytest.mark.parametrize(
+    "cache_control",
+    [b"max-age=60, immutable", b"immutable, s-maxage=60", b"max-age=60,immutable=x"],
+)
+def test_immutable_extends_nothing(cache_control):
+    headers = [(b"Cache-Control", cache_control)]
+    assert policy.freshness_lifetime(200, headers, 0) == 60.0
+    directives = policy.response_cache_control(headers)
+    assert policy.decide({}, directives, 60.0, 61.0) == REVALIDATE
+    assert policy.decide({b"max-stale": None}, {b"immutable": None}, 0.0, 1.0) == STALE
+
+
+def test_immutable_alone_is_no_lifetime():
+    assert policy.freshness_lifetime(200, [(b"Cache-Control", b"immutable")], 0) == 0.0
+
+
+@pytest.mark.parametrize(
+    "cache_control, forbidden",
+    [
+        (b"max-age=0, must-revalidate", True),
+        (b"max-age=0, proxy-revalidate", True),
+        (b"s-maxage=0", True),
+        (b"no-cache", True),
+        (b'no-cache="set-cookie"', True),
+        (b"max-age=0, must-revalidate, stale-if-error=600", True),
+        (b"max-age=0, stale-if-error=600", False),
+        (b"max-age=0", False),
+    ],
+)
+def test_stale_forbidden(cache_control, forbidden):
+    """
+    These forbid a stale answer when the origin cannot be reached (RFC
+    9111 sections 5.2.2.2, 5.2.2.4, 5.2.2.8, 5.2.2.10), even with
+    stale-if-error.
+    """
+    directives = policy.parse_cache_control([cache_control])
+    assert policy.stale_forbidden(directives) is forbidden
+    assert policy.stale_if_error_allows({b"stale-if-error": b"600"}, directives, 0.0, 5.0) is (
+        not forbidden
+    )
+
+
+def test_invalid_last_modified_is_no_validator():
+    assert policy.validators([(b"Last-Modified", b"Sun, 06 Nov 1994 08:49:37 UTC")]) == []
+    assert policy.validators([(b"Last-Modified", DATE)]) == [(b"If-Modified-Since", DATE)]
 
 
 def test_parse_cache_control():
@@ -143,7 +311,25 @@ def uncacheable(status=200, response="", request="", method=b"GET", cookies=Fals
         (dict(response="Cache-Control: max-age=60", method=b"HEAD"), "method"),
         (dict(response="Cache-Control: max-age=60", method=b"POST"), "method"),
         (dict(status=206, response="Cache-Control: max-age=60"), "status"),
-        (dict(status=500, response="Cache-Control: max-age=60"), "status"),
+        (dict(status=304, response="Cache-Control: max-age=60"), "status"),
+        # Non-final responses are never stored.
+        (dict(status=100, response="Cache-Control: max-age=60"), "status"),
+        (dict(status=103, response="Cache-Control: max-age=60"), "status"),
+        # Any other final status is stored with an explicit lifetime
+        # (RFC 9111 section 3), and only with one.
+        (dict(status=500, response="Cache-Control: max-age=60"), None),
+        (dict(status=299, response="Cache-Control: max-age=60"), None),
+        (dict(status=599, response="Expires: " + DATE.decode()), None),
+        (dict(status=400, response="ETag: \"a\""), "status"),
+        (dict(status=499, response="Cache-Control: public"), "status"),
+        (dict(status=400, response="Content-Type: text/plain", heuristic=True), "status"),
+        # must-understand (section 5.2.2.3): only the statuses this cache
+        # implements, and then no-store is for the caches that do not.
+        (dict(status=299, response="Cache-Control: max-age=60, must-understand, no-store"), "must-understand"),
+        (dict(status=500, response="Cache-Control: max-age=60, must-understand"), "must-understand"),
+        (dict(response="Cache-Control: max-age=60, must-understand, no-store"), None),
+        (dict(status=303, response="Cache-Control: max-age=60, must-understand"), None),
+        (dict(response="Cache-Control: max-age=60, no-store", request="Cache-Control: no-store"), "request no-store"),
         (dict(response="Cache-Control: max-age=60, no-store"), "no-store"),
         (dict(response="Cache-Control: max-age=60", request="Cache-Control: no-store"), "request no-store"),
         (dict(response="Cache-Control: private, max-age=60"), "private"),

@@ -44,6 +44,10 @@ class CachingExchange(ProxyExchange):
     @ivar fetch: the L{Fetch} fed with the response, or L{None} for a
         request whose response is not stored (unsafe methods, ranges,
         conditional requests on a miss).
+    @ivar _stale: the stale stored response the request was forwarded
+        instead of (its fetch's, or the C{stale} given for a HEAD or a
+        range), or L{None}: when it forbids stale use, a backend failure
+        is a 504.
     """
 
     _diverted = False
@@ -59,11 +63,13 @@ class CachingExchange(ProxyExchange):
         key: bytes,
         fetch: Optional[Fetch] = None,
         parameters: Tuple[bytes, ...] = (),
+        stale=None,
     ) -> None:
         super().__init__(request, target)
         self.cache = cache
         self.key = key
         self.fetch = fetch
+        self._stale = stale if fetch is None else fetch.stored
         self._parameters = parameters
         if fetch is not None:
             fetch.exchange = self
@@ -118,6 +124,13 @@ class CachingExchange(ProxyExchange):
                 # It answered from a stale response (stale-if-error).
                 self._end(abort_upstream=True, outcome=outcome)
                 return
+        stale = self._stale
+        if stale is not None and policy.stale_forbidden(
+            policy.response_cache_control(stale.headers)
+        ):
+            # RFC 9111 section 5.2.2.2: the stale response that must be
+            # revalidated could not be, which is a 504 whatever failed.
+            code, retry_after = 504, None
         super()._answerFailure(code, outcome, retry_after)
 
     def clientGone(self) -> None:

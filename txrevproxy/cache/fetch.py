@@ -238,9 +238,11 @@ class Fetch:
             return None if self.leader is None else forwarded
         fields = policy.vary_fields(headers) or ()
         kept = storable_headers(headers)
-        if policy.first_value(kept, b"date") is None:
+        if policy.http_date(policy.first_value(kept, b"date")) is None:
             # RFC 9110 section 6.6.1: a cache adds the Date it received
-            # the response at, which its Expires and age are counted from.
+            # the response at (replacing an invalid one), which its
+            # Expires and age are counted from.
+            kept = [pair for pair in kept if pair[0].lower() != b"date"]
             kept.append((b"Date", http_date(now)))
         self._head = (status, reason, kept, fields, now)
         self._length = length

@@ -10,8 +10,9 @@ applies them.
 
 from __future__ import annotations
 
-from datetime import timezone
-from email.utils import parsedate_to_datetime
+import re
+import time
+from calendar import monthrange, timegm
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import attr
@@ -25,10 +26,16 @@ HEURISTICALLY_CACHEABLE = frozenset(
     [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501]
 )
 
-#: The final statuses this cache stores: those above, and redirects that
-#: need explicit freshness.  206 (partial content) and 304 are never
-#: stored; ranges are served from complete stored responses.
-UNDERSTOOD = HEURISTICALLY_CACHEABLE | frozenset([302, 307])
+#: The statuses whose caching requirements this cache implements, which
+#: a response with C{must-understand} must have to be stored (RFC 9111
+#: section 5.2.2.3): those above, and the redirects 302, 303 and 307.
+#: Any other final status (299, 400, 500, 599 ...) is stored only with an
+#: explicit lifetime and without must-understand.
+UNDERSTOOD = HEURISTICALLY_CACHEABLE | frozenset([302, 303, 307])
+
+#: Final statuses never stored: 206 (ranges are served from complete
+#: stored responses) and 304 (it only refreshes a stored response).
+NEVER_STORED = frozenset([206, 304])
 
 #: Methods that do not change the resource (RFC 9110 section 9.2.1); any
 #: other method invalidates what is stored for its target (RFC 9111
@@ -95,21 +102,79 @@ def delta_seconds(directives: Directives, name: bytes) -> Optional[int]:
     return int(argument)
 
 
+_DAY = rb"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
+_MONTH = rb"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+_TIME = rb"([0-9]{2}):([0-9]{2}):([0-9]{2})"
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun",
+         b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"],
+        1,
+    )
+}
+
+#: RFC 9110 section 5.6.7's IMF-fixdate (C{Sun, 06 Nov 1994 08:49:37 GMT}).
+_IMF_FIXDATE = re.compile(_DAY + rb", ([0-9]{2}) " + _MONTH + rb" ([0-9]{4}) " + _TIME + rb" GMT")
+#: The obsolete RFC 850 form (C{Sunday, 06-Nov-94 08:49:37 GMT}).
+_RFC850 = re.compile(
+    rb"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), "
+    rb"([0-9]{2})-" + _MONTH + rb"-([0-9]{2}) " + _TIME + rb" GMT"
+)
+#: The obsolete asctime form (C{Sun Nov  6 08:49:37 1994}): a one-digit
+#: day is padded with a space.
+_ASCTIME = re.compile(_DAY + rb" " + _MONTH + rb" ([0-9]{2}| [0-9]) " + _TIME + rb" ([0-9]{4})")
+
+
 def http_date(value: Optional[bytes]) -> Optional[float]:
     """
-    An HTTP date (RFC 9110 section 5.6.7, any of its three forms) as
-    seconds since the epoch, or L{None} when it is not one.
+    An HTTP date as seconds since the epoch, or L{None} when it is not one
+    exactly as RFC 9110 section 5.6.7 spells one of its three forms
+    (IMF-fixdate, and the obsolete RFC 850 and asctime forms): names are
+    case-sensitive, the zone is C{GMT}, the spaces single (but the one
+    that pads an asctime day), the hour two digits, the day one of its
+    month's.  Anything else is invalid, and RFC 9111 section 5.3 has an
+    invalid date read as a time in the past: lenient parsing would turn
+    junk into a freshness lifetime.
     """
     if value is None:
         return None
-    try:
-        moment = parsedate_to_datetime(value.decode("latin-1"))
-    except (TypeError, ValueError, IndexError, OverflowError):
+    match = _IMF_FIXDATE.fullmatch(value)
+    if match is not None:
+        day, month, year, hour, minute, second = match.groups()
+        year = int(year)
+    else:
+        match = _RFC850.fullmatch(value)
+        if match is not None:
+            day, month, year, hour, minute, second = match.groups()
+            year = _rfc850_year(int(year))
+        else:
+            match = _ASCTIME.fullmatch(value)
+            if match is None:
+                return None
+            month, day, hour, minute, second, year = match.groups()
+            year = int(year)
+    number = _MONTHS[month]
+    day, hour, minute, second = int(day), int(hour), int(minute), int(second)
+    if (
+        year < 1
+        or not 1 <= day <= monthrange(year, number)[1]
+        or hour > 23
+        or minute > 59
+        or second > 60
+    ):
         return None
-    if moment.tzinfo is None:
-        # The asctime form has no zone; HTTP dates are all UTC.
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
+    return float(timegm((year, number, day, hour, minute, second)))
+
+
+def _rfc850_year(two_digits: int) -> int:
+    """
+    The year of an RFC 850 date's two digits: the one that is not more
+    than 50 years in the future (RFC 9110 section 5.6.7).
+    """
+    this_year = time.gmtime().tm_year
+    year = this_year - this_year % 100 + two_digits
+    return year - 100 if year > this_year + 50 else year
 
 
 def first_value(headers: Iterable[Header], name: bytes) -> Optional[bytes]:
@@ -169,13 +234,19 @@ def uncacheable_reason(
     """
     if method != b"GET":
         return "method"
-    if status not in UNDERSTOOD:
+    if status < 200 or status in NEVER_STORED:
         return "status"
     request_directives = request_cache_control(request_headers)
     if b"no-store" in request_directives:
         return "request no-store"
     directives = response_cache_control(headers)
-    if b"no-store" in directives:
+    if b"must-understand" in directives:
+        # Section 5.2.2.3: stored only when this cache implements the
+        # status, and then no-store (there for the caches that do not)
+        # is ignored.
+        if status not in UNDERSTOOD:
+            return "must-understand"
+    elif b"no-store" in directives:
         return "no-store"
     if b"private" in directives:
         # A shared cache stores no private response at all (the qualified
@@ -195,6 +266,10 @@ def uncacheable_reason(
     if vary is None:
         return "vary *"
     explicit = has_explicit_expiration(directives, headers)
+    if status not in UNDERSTOOD and not explicit:
+        # Any other final status is stored only as long as its own
+        # explicit lifetime says (section 3).
+        return "status"
     if not explicit and b"public" not in directives:
         if status not in HEURISTICALLY_CACHEABLE:
             return "no expiration"
@@ -253,17 +328,24 @@ def freshness_lifetime(
     How long a response stays fresh in a shared cache (RFC 9111 section
     4.2.1): C{s-maxage}, else C{max-age}, else C{Expires} minus C{Date}
     (an invalid Expires means already expired), else the heuristic
-    C{default_ttl} where section 4.2.2 allows one, else 0.
+    C{default_ttl} where section 4.2.2 allows one, else 0.  An invalid Age
+    makes it 0 too.  C{immutable} (RFC 8246) extends nothing: it only
+    tells clients not to revalidate while fresh.
     """
     headers = list(headers)
+    if received_age(headers) is None:
+        # An invalid Age (section 5.1): the age it had is unknown, so it
+        # is taken as stale rather than fresh.
+        return 0.0
     directives = response_cache_control(headers)
     for name in (b"s-maxage", b"max-age"):
         if name in directives:
             seconds = delta_seconds(directives, name)
             return 0.0 if seconds is None else float(seconds)
-    expires = first_value(headers, b"expires")
-    if expires is not None:
-        expires_at = http_date(expires)
+    expires = header_values(headers, b"expires")
+    if expires:
+        # Several Expires lines (or one that is a list) are no HTTP-date.
+        expires_at = http_date(expires[0]) if len(expires) == 1 else None
         date = http_date(first_value(headers, b"date"))
         if expires_at is None or date is None:
             return 0.0
@@ -286,6 +368,23 @@ class Timing:
     response_time: float
 
 
+def received_age(headers: Iterable[Header]) -> Optional[int]:
+    """
+    The Age a response arrived with (RFC 9111 section 5.1), 0 without
+    one, or L{None} when it is invalid: anything but one field line of
+    delta-seconds (C{old, 0}, C{1, 2}, C{-1}, C{1.5}, empty).
+    """
+    values = header_values(headers, b"age")
+    if not values:
+        return 0
+    if len(values) != 1 or not _DIGITS.fullmatch(values[0]):
+        return None
+    return int(values[0])
+
+
+_DIGITS = re.compile(rb"[0-9]+")
+
+
 def current_age(headers: Iterable[Header], timing: Timing, now: float) -> float:
     """
     The age of a stored response (RFC 9111 section 4.2.3): what it had
@@ -293,8 +392,7 @@ def current_age(headers: Iterable[Header], timing: Timing, now: float) -> float:
     plus how long it has been stored.
     """
     headers = list(headers)
-    age_value = first_value(headers, b"age")
-    age = int(age_value) if age_value is not None and age_value.isdigit() else 0
+    age = received_age(headers) or 0
     date = http_date(first_value(headers, b"date"))
     apparent_age = 0.0 if date is None else max(0.0, timing.response_time - date)
     response_delay = timing.response_time - timing.request_time
@@ -320,6 +418,16 @@ def must_revalidate_when_stale(directives: Directives) -> bool:
         or b"proxy-revalidate" in directives
         or b"s-maxage" in directives
     )
+
+
+def stale_forbidden(directives: Directives) -> bool:
+    """
+    Whether a stored response must not stand in for the origin when it
+    cannot be reached: the directives of L{must_revalidate_when_stale},
+    and C{no-cache}, which allows no unvalidated use at all (section
+    5.2.2.4).  The cache then answers 504 (section 5.2.2.2).
+    """
+    return must_revalidate_when_stale(directives) or b"no-cache" in directives
 
 
 def decide(
@@ -372,9 +480,7 @@ def stale_if_error_allows(
     or of the request).  Never for a response that must be revalidated
     when stale, nor for a request that insisted on validation.
     """
-    if must_revalidate_when_stale(response_directives):
-        return False
-    if b"no-cache" in request_directives or b"no-cache" in response_directives:
+    if stale_forbidden(response_directives) or b"no-cache" in request_directives:
         return False
     staleness = age - lifetime
     for directives in (request_directives, response_directives):
@@ -396,7 +502,8 @@ def validators(headers: Iterable[Header]) -> List[Header]:
     if etag is not None:
         fields.append((b"If-None-Match", etag))
     modified = first_value(headers, b"last-modified")
-    if modified is not None:
+    if http_date(modified) is not None:
+        # An invalid date would be ignored (RFC 9110 section 13.1.3).
         fields.append((b"If-Modified-Since", modified))
     return fields
 

@@ -104,7 +104,9 @@ class CachingProxyResource(ReverseProxyResource):
             return
         if request.method != b"GET" or particular or not request.bodyComplete:
             metrics.misses += 1
-            CachingExchange(request, self.target, cache, key, parameters=(forwarded,)).start()
+            CachingExchange(
+                request, self.target, cache, key, parameters=(forwarded,), stale=stored
+            ).start()
             return
         if stored is None:
             metrics.misses += 1
