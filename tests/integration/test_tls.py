@@ -93,16 +93,19 @@ class TLSListenerTests(TestCase):
     def start(
         self,
         http2: bool = True,
-        min_version: str = "1.2",
+        min_version=None,
         hsts=None,
         redirect=False,
         client_ca=None,
         client_auth="require",
         subject_header=None,
+        table="main",
+        **policy,
     ) -> int:
         """
         Start a proxy with a TLS listener (and, with C{redirect}, a plain
         one redirecting to it, whose port is then C{self.service.ports[1]}).
+        C{policy}: more keys of the L{TLS} table (C{preset}, C{curves} ...).
 
         @return: the TLS listener's port.
         """
@@ -114,7 +117,7 @@ class TLSListenerTests(TestCase):
             "websecure": Listener(
                 "websecure",
                 "tcp:0:interface=127.0.0.1",
-                tls="main",
+                tls=table,
                 http2=http2,
                 hsts=hsts,
             )
@@ -129,14 +132,15 @@ class TLSListenerTests(TestCase):
             upstreams=proxy_config([self.backend_port]).upstreams,
             routes=(Route(0, "app", "/"),),
             tls={
-                "main": TLS(
-                    "main",
+                table: TLS(
+                    table,
                     certificates,
                     default="localhost",
                     min_version=min_version,
                     client_ca=client_ca,
                     client_auth=client_auth,
                     client_subject_header=subject_header,
+                    **policy,
                 )
             },
         )

@@ -21,7 +21,7 @@ from twisted.internet.interfaces import (
     IHandshakeListener,
     IOpenSSLClientConnectionCreator,
 )
-from twisted.internet.protocol import Factory
+from twisted.internet.protocol import Factory, ProcessProtocol
 from twisted.internet.ssl import CertificateOptions
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
@@ -200,3 +200,44 @@ def tls_site_factory(site, cert_path: Path, key_path: Path) -> TLSMemoryBIOFacto
         extraCertChain=[X509.from_cryptography(c) for c in chain[1:]],
     )
     return TLSMemoryBIOFactory(options, False, site)
+
+
+class _OpenSSLCommand(ProcessProtocol):
+    """
+    Runs C{openssl} with C{stdin} as its whole input, collecting what it
+    prints.
+    """
+
+    def __init__(self, stdin: bytes) -> None:
+        self.stdin = stdin
+        self.output = b""
+        self.done: Deferred = Deferred()
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.stdin)
+        self.transport.closeStdin()
+
+    def outReceived(self, data: bytes) -> None:
+        self.output += data
+
+    errReceived = outReceived
+
+    def processEnded(self, reason) -> None:
+        self.done.callback((reason.value.exitCode, self.output.decode("latin-1")))
+
+
+def s_client(port: int, *options: str, request: bytes = b"") -> Deferred:
+    """
+    Run C{openssl s_client} against 127.0.0.1:port with C{options}
+    (C{-sess_out}, C{-sess_in}, C{-tls1_2} ...), sending C{request} and
+    reading until the server closes (C{-ign_eof}: a TLS 1.3 server sends
+    its session tickets after the handshake, so a client that left at once
+    would have none to save).
+
+    @return: a Deferred of C{(exit code, everything it printed)}.
+    """
+    command = _OpenSSLCommand(request)
+    arguments = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % (port,)]
+    arguments += ["-ign_eof", *options]
+    reactor.spawnProcess(command, "openssl", arguments, env=None)
+    return command.done

@@ -197,7 +197,7 @@ class ConfigTests(TestCase):
                 ),
                 directory=None,
                 default=None,
-                min_version="1.2",
+                min_version=None,
             ),
         )
         listener = config.listeners["websecure"]
@@ -296,12 +296,57 @@ class ConfigTests(TestCase):
                 self.problems(self.tls('min_version = "%s"' % (version,))),
                 [
                     'tls.default.min_version: TLS %s is no longer safe and is not '
-                    'supported; use "1.2" or "1.3"' % (version,)
+                    'supported; use "1.2" or higher, or preset = "old" for old clients'
+                    % (version,)
                 ],
             )
         self.assertEqual(
+            self.problems(self.tls('preset = "modern"\nmin_version = "1.2"')),
+            [
+                'tls.default.min_version: TLS 1.2 is no longer safe and is not '
+                'supported; use "1.3" or higher, or preset = "old" for old clients'
+            ],
+        )
+        self.assertEqual(
             self.problems(self.tls("min_version = 1.2")),
             ['tls.default.min_version: expected a TLS version, "1.2" or "1.3", got 1.2'],
+        )
+
+    def test_policy_keys(self):
+        config = self.load(
+            self.tls(
+                'preset = "old"\nmin_version = "1.1"\nciphers = "ECDHE+AESGCM"\n'
+                'curves = ["prime256v1", "X25519"]'
+            )
+        )
+        block = config.tls["default"]
+        self.assertEqual(
+            (block.preset, block.min_version, block.ciphers, block.curves),
+            ("old", "1.1", "ECDHE+AESGCM", ("prime256v1", "X25519")),
+        )
+        default = self.load(self.tls()).tls["default"]
+        self.assertEqual(
+            (default.preset, default.min_version, default.ciphers, default.curves),
+            ("intermediate", None, None, ("X25519", "prime256v1", "secp384r1")),
+        )
+
+    def test_bad_policy_keys(self):
+        self.assertEqual(
+            self.problems(
+                self.tls(
+                    'preset = "paranoid"\nciphers = "NOT-A-CIPHER:ALSO-NOT"\n'
+                    'curves = ["X25519", "secp123"]'
+                )
+            ),
+            [
+                'tls.default.preset: unknown value "paranoid"; expected one of '
+                '"intermediate", "modern", "old"',
+                "tls.default.ciphers: OpenSSL selects no cipher suite from "
+                "'NOT-A-CIPHER:ALSO-NOT'",
+                "tls.default.curves[1]: unknown group 'secp123'; expected one of "
+                "P-256, P-384, P-521, X25519, X448, ffdhe2048, ffdhe3072, ffdhe4096, "
+                "ffdhe6144, ffdhe8192, prime256v1, secp256r1, secp384r1, secp521r1",
+            ],
         )
 
     def test_tls_table_without_certificates(self):

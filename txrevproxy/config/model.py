@@ -173,8 +173,8 @@ class TLS:
     @ivar default: the name whose certificate is served to a client that
         sends no SNI name or an unknown one; L{None}: the first
         certificate.
-    @ivar min_version: the lowest TLS version accepted, C{"1.2"} or
-        C{"1.3"}.
+    @ivar min_version: the lowest TLS version accepted (C{"1.0"} to
+        C{"1.3"}); L{None}: the preset's.
     @ivar client_ca: a PEM file of the CAs whose client certificates are
         accepted (mutual TLS); L{None}: clients are not asked for one.
     @ivar client_auth: with C{client_ca}, C{"require"} (no valid client
@@ -183,16 +183,24 @@ class TLS:
     @ivar client_subject_header: with C{client_ca}, the request header that
         carries the verified client certificate's subject (RFC 4514) to
         the backend; a client's own header of that name is always dropped.
+    @ivar preset: the Mozilla profile of the TLS policy, C{"intermediate"},
+        C{"modern"} or C{"old"} (see L{txrevproxy.tls.policy}).
+    @ivar ciphers: an OpenSSL cipher string for TLS 1.2 and older;
+        L{None}: the preset's.
+    @ivar curves: the key exchange groups offered, preferred first.
     """
 
     name: str
     certificates: Tuple[TLSCertificate, ...] = ()
     directory: Optional[str] = None
     default: Optional[str] = None
-    min_version: str = "1.2"
+    min_version: Optional[str] = None
     client_ca: Optional[str] = None
     client_auth: str = "require"
     client_subject_header: Optional[str] = None
+    preset: str = "intermediate"
+    ciphers: Optional[str] = None
+    curves: Tuple[str, ...] = ("X25519", "prime256v1", "secp384r1")
 
 
 @attr.s(frozen=True, auto_attribs=True)

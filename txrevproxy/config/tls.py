@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterable
 
+from ..tls.policy import KNOWN_CURVES, PRESETS, below_floor, cipher_problem
 from .model import TLS, TLSCertificate
-from .schema import MODEL_DEFAULT, Field, Problem, Table, array_of
+from .schema import MODEL_DEFAULT, Field, Invalid, Problem, Table, array_of, expected
 from .values import (
     file_path,
     header_name,
@@ -52,6 +53,42 @@ def _client_auth_needs_a_ca(arguments: Dict[str, Any]) -> Iterable[Problem]:
         yield ("." + key, "needs client_ca, the CAs of the client certificates")
 
 
+def _ciphers(value: Any) -> str:
+    """
+    An OpenSSL cipher string that selects at least one suite.
+    """
+    if not isinstance(value, str) or not value:
+        raise expected('an OpenSSL cipher string such as "ECDHE+AESGCM"', value)
+    problem = cipher_problem(value)
+    if problem is not None:
+        raise Invalid(problem)
+    return value
+
+
+def _curve(value: Any) -> str:
+    if not isinstance(value, str):
+        raise expected('a group name such as "X25519"', value)
+    if value not in KNOWN_CURVES:
+        raise Invalid(
+            "unknown group %r; expected one of %s" % (value, ", ".join(sorted(KNOWN_CURVES)))
+        )
+    return value
+
+
+def _version_within_preset(arguments: Dict[str, Any]) -> Iterable[Problem]:
+    """
+    C{min_version} may raise the preset's lowest version, not lower it.
+    """
+    preset = arguments.get("preset", "intermediate")
+    version = arguments.get("min_version")
+    if version is not None and below_floor(preset, version):
+        yield (
+            ".min_version",
+            'TLS %s is no longer safe and is not supported; use "%s" or higher, '
+            'or preset = "old" for old clients' % (version, PRESETS[preset].floor),
+        )
+
+
 TLS_TABLE = Table(
     TLS,
     {
@@ -61,10 +98,13 @@ TLS_TABLE = Table(
         ),
         "directory": Field(file_path, default=MODEL_DEFAULT),
         "default": Field(server_name, default=MODEL_DEFAULT),
-        "min_version": Field(tls_version, default="1.2"),
+        "min_version": Field(tls_version, default=MODEL_DEFAULT),
         "client_ca": Field(file_path, default=MODEL_DEFAULT),
         "client_auth": Field(one_of("require", "optional"), default="require"),
         "client_subject_header": Field(header_name, default=MODEL_DEFAULT),
+        "preset": Field(one_of(*PRESETS), default="intermediate"),
+        "ciphers": Field(_ciphers, default=MODEL_DEFAULT),
+        "curves": Field(array_of(_curve, min_items=1), default=MODEL_DEFAULT),
     },
-    checks=(_some_certificate, _client_auth_needs_a_ca),
+    checks=(_some_certificate, _client_auth_needs_a_ca, _version_within_preset),
 )

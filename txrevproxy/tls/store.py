@@ -15,35 +15,28 @@ context of the name the client asked for.
 from __future__ import annotations
 
 import collections
+import hashlib
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from OpenSSL import SSL
 from twisted.logger import Logger
 
 from .files import Entry, KeyPair, collect
+from .policy import Policy, apply, apply_ciphers, policy_for
 
 T = TypeVar("T")
 
-#: Mozilla's "intermediate" TLS 1.2 cipher suites (ECDHE only: no DH
-#: parameters are configured, so the DHE suites could never be chosen).
-#: TLS 1.3 suites are OpenSSL's defaults, which are the same as Mozilla's.
-INTERMEDIATE_CIPHERS = b":".join(
-    [
-        b"ECDHE-ECDSA-AES128-GCM-SHA256",
-        b"ECDHE-RSA-AES128-GCM-SHA256",
-        b"ECDHE-ECDSA-AES256-GCM-SHA384",
-        b"ECDHE-RSA-AES256-GCM-SHA384",
-        b"ECDHE-ECDSA-CHACHA20-POLY1305",
-        b"ECDHE-RSA-CHACHA20-POLY1305",
-    ]
-)
+def session_id_context(name: str) -> bytes:
+    """
+    The session ID context of every context of the table C{name}: the same
+    for all its certificates (a session issued before an SNI switch is
+    resumed after it), in every worker and across reloads, since it
+    depends on the table's name alone; and different between tables, so a
+    session of one is never resumed on another (OpenSSL allows 32 bytes:
+    a SHA-256).
+    """
+    return hashlib.sha256(b"txrevproxy tls." + name.encode("utf-8")).digest()
 
-#: The values of C{min_version} and the protocol versions they mean.
-MIN_VERSIONS = {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
-
-#: The session ID context shared by every context of the proxy, so that a
-#: session (or ticket) issued after an SNI switch can be resumed.
-SESSION_ID_CONTEXT = b"txrevproxy"
 
 #: ALPN protocols a listener offers, in the server's order of preference
 #: (C{b"h2"} goes first once HTTP/2 is served).
@@ -90,15 +83,16 @@ def select_protocol(connection: SSL.Connection, offered: Sequence[bytes]) -> byt
 
 
 def server_context(
-    pair: KeyPair, min_version: str, on_server_name, client_auth=None
+    pair: KeyPair, policy: Policy, session_id: bytes, on_server_name, client_auth=None
 ) -> SSL.Context:
     """
-    A server context for one certificate with the proxy's TLS policy:
-    C{min_version} and up, Mozilla intermediate ciphers for TLS 1.2,
-    ECDHE on OpenSSL's default curves (X25519, P-256, P-384 ...), no
-    compression or renegotiation, session resumption by cache and tickets,
-    and ALPN by L{select_protocol}.
+    A server context for one certificate with its table's TLS policy
+    (L{txrevproxy.tls.policy}), no compression or renegotiation, session
+    resumption by a server-side cache and by tickets, and ALPN by
+    L{select_protocol}.  0-RTT stays off: OpenSSL accepts early data only
+    up to C{max_early_data}, whose default is 0, and nothing here sets it.
 
+    @param session_id: the table's L{session_id_context}.
     @param on_server_name: the SNI callback, set here so that it is in
         place before any connection uses the context.
     @param client_auth: C{(ca_file, required)} to ask clients for a
@@ -107,16 +101,13 @@ def server_context(
         the context the SNI callback switched to.
     """
     context = SSL.Context(SSL.TLS_SERVER_METHOD)
-    context.set_min_proto_version(MIN_VERSIONS[min_version])
-    context.set_options(
-        SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION | SSL.OP_SINGLE_ECDH_USE
-    )
+    apply(context, policy)
     context.use_certificate(pair.leaf)
     for intermediate in pair.chain[1:]:
         context.add_extra_chain_cert(intermediate)
     context.use_privatekey(pair.key)
     context.check_privatekey()
-    context.set_session_id(SESSION_ID_CONTEXT)
+    context.set_session_id(session_id)
     context.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
     context.set_tlsext_servername_callback(on_server_name)
     context.set_alpn_select_callback(select_protocol)
@@ -128,9 +119,7 @@ def server_context(
         context.set_verify(mode)
         context.load_verify_locations(ca_file.encode())
         context.load_client_ca(ca_file.encode())
-    # Last: pyOpenSSL 25 checks a cipher list with a throw-away Connection,
-    # which marks the context as in use.
-    context.set_cipher_list(INTERMEDIATE_CIPHERS)
+    apply_ciphers(context, policy)
     return context
 
 
@@ -246,6 +235,8 @@ class CertificateStore:
             else (block.client_ca, block.client_auth == "require")
         )
         collection = collect(block)
+        policy = policy_for(block)
+        session_id = session_id_context(block.name)
         previous = self._served.contexts if self._served is not None else {}
         contexts: "collections.OrderedDict[str, Tuple[Entry, SSL.Context]]" = (
             collections.OrderedDict()
@@ -256,7 +247,7 @@ class CertificateStore:
                 (
                     entry,
                     server_context(
-                        entry.pair, block.min_version, self._on_server_name, client_auth
+                        entry.pair, policy, session_id, self._on_server_name, client_auth
                     ),
                 ),
             )
