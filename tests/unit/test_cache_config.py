@@ -88,3 +88,54 @@ def test_cache_defaults_match_the_model():
 )
 def test_cache_problems(route, extra, expected):
     assert problems(document(route=route, extra=extra)) == expected
+
+
+def test_targets_are_lower_cased_in_priority_order():
+    config = parse(
+        document(
+            extra='[caches.pages]\ntargets = ["TxRevProxy-Cache-Control", "CDN-Cache-Control"]\n'
+            'remove_targeted = ["txrevproxy-cache-control"]'
+        )
+    )
+    settings = config.caches["pages"]
+    assert settings.targets == ("txrevproxy-cache-control", "cdn-cache-control")
+    assert settings.remove_targeted == ("txrevproxy-cache-control",)
+
+
+def test_no_targets_turns_targeted_cache_control_off():
+    assert parse(document(extra="[caches.pages]\ntargets = []")).caches["pages"].targets == ()
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (
+            'targets = "cdn-cache-control"',
+            [
+                'caches.pages.targets: expected an array of field names such as '
+                '["cdn-cache-control"], got "cdn-cache-control"'
+            ],
+        ),
+        (
+            'targets = ["cdn cache control"]',
+            [
+                'caches.pages.targets[0]: expected a header name such as '
+                '"X-Client-Subject", got "cdn cache control"'
+            ],
+        ),
+        ("targets = [1]", ['caches.pages.targets[0]: expected a header name such as "X-Client-Subject", got 1']),
+        (
+            'targets = ["cdn-cache-control", "CDN-Cache-Control"]',
+            ['caches.pages.targets: lists "cdn-cache-control" twice'],
+        ),
+        (
+            'remove_targeted = ["txrevproxy-cache-control"]',
+            [
+                'caches.pages.remove_targeted[0]: "txrevproxy-cache-control" is not in '
+                "targets, so this cache never uses it"
+            ],
+        ),
+    ],
+)
+def test_target_problems(extra, expected):
+    assert problems(document(extra="[caches.pages]\n" + extra)) == expected

@@ -96,7 +96,7 @@ class CachingExchange(ProxyExchange):
                 self._diverted = True
                 return
         if status != 101:
-            headers = headers + [cache_status(*parameters)]
+            headers = self.cache.targets.downstream(headers) + [cache_status(*parameters)]
         super().responseHead(status, reason, headers, length, True)
 
     def responseBody(self, data: bytes) -> None:

@@ -223,7 +223,7 @@ class Fetch:
             b"GET",
             self.fields,
             status,
-            headers,
+            cache.targets.rule_fields(headers),
             store_set_cookie=settings.store_set_cookie,
             heuristic=bool(settings.default_ttl),
         )
@@ -350,11 +350,12 @@ class Fetch:
 
     def _staleMayStandIn(self, now: float) -> bool:
         stored = self.stored
-        settings = self.cache.settings
+        cache = self.cache
+        rule_fields = cache.targets.rule_fields(stored.headers)
         return policy.stale_if_error_allows(
             policy.request_cache_control(self.fields),
-            policy.response_cache_control(stored.headers),
-            policy.freshness_lifetime(stored.status, stored.headers, settings.default_ttl),
+            policy.response_cache_control(rule_fields),
+            policy.freshness_lifetime(stored.status, rule_fields, cache.settings.default_ttl),
             policy.current_age(stored.headers, stored.timing, now),
         )
 
@@ -367,7 +368,7 @@ class Fetch:
         now = cache.clock.seconds()
         age = policy.current_age(stored.headers, stored.timing, now)
         lifetime = policy.freshness_lifetime(
-            stored.status, stored.headers, cache.settings.default_ttl
+            stored.status, cache.targets.rule_fields(stored.headers), cache.settings.default_ttl
         )
         rules = self.target.response_rules
         if b"detail=stale-if-error" in parameters:
@@ -382,6 +383,7 @@ class Fetch:
                 self.fields,
                 rules,
                 self.target.banners,
+                cache.targets,
             )
         waiting, self._waiting = self._waiting, []
         for waiter in waiting:
@@ -399,6 +401,7 @@ class Fetch:
                 waiter.fields,
                 rules,
                 self.target.banners,
+                cache.targets,
             )
         self._close()
 
@@ -411,7 +414,9 @@ class Fetch:
         length: Optional[int],
     ) -> None:
         banners = self.target.banners
-        headers = [pair for pair in kept if pair[0].lower() not in banners]
+        headers = self.cache.targets.downstream(
+            [pair for pair in kept if pair[0].lower() not in banners]
+        )
         if length is not None:
             headers.append((b"Content-Length", b"%d" % (length,)))
         headers.append(cache_status(self.forwarded, b"collapsed"))

@@ -60,9 +60,10 @@ class CachingProxyResource(ReverseProxyResource):
         forwarded = b"fwd=vary-miss" if vary_miss else b"fwd=uri-miss"
         if stored is not None:
             now = cache.clock.seconds()
-            response_directives = policy.response_cache_control(stored.headers)
+            rule_fields = cache.targets.rule_fields(stored.headers)
+            response_directives = policy.response_cache_control(rule_fields)
             lifetime = policy.freshness_lifetime(
-                stored.status, stored.headers, cache.settings.default_ttl
+                stored.status, rule_fields, cache.settings.default_ttl
             )
             age = policy.current_age(stored.headers, stored.timing, now)
             decision = policy.decide(directives, response_directives, lifetime, age)
@@ -85,6 +86,7 @@ class CachingProxyResource(ReverseProxyResource):
                     fields,
                     target.response_rules,
                     target.banners,
+                    cache.targets,
                 )
                 return
             client_asked = b"no-cache" in directives or b"max-age" in directives or (

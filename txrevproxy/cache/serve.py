@@ -63,6 +63,7 @@ def serve_stored(
     request_headers: List[Header],
     response_rules=None,
     banners: frozenset = frozenset(),
+    targets=None,
 ) -> None:
     """
     Answer C{request} from C{stored} and finish it.
@@ -77,12 +78,16 @@ def serve_stored(
     @param response_rules: the route's response header rules, or L{None}.
     @param banners: the lower-cased names of the backend banners the
         route drops (see L{txrevproxy.forward.resource.ProxyTarget}).
+    @param targets: the cache's L{txrevproxy.cache.targeted.Targets}, which
+        may remove the targeted field it used; L{None}: none.
     """
     headers = []
     for pair in stored.headers:
         lname = pair[0].lower()
         if lname != b"age" and lname not in banners:
             headers.append(pair)
+    if targets is not None:
+        headers = targets.downstream(headers)
     headers.append((b"Age", b"%d" % (int(age),)))
     headers.append(
         cache_status(*status_parameters + (b"ttl=%d" % (int(lifetime - age),),))

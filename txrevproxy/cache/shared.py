@@ -16,6 +16,7 @@ from ..plugins import cache_store_types
 from . import policy
 from .fetch import Fetch
 from .store import StoredResponse
+from .targeted import Targets
 
 Header = Tuple[bytes, bytes]
 
@@ -82,6 +83,8 @@ class SharedCache:
     @ivar fetches: the backend requests in flight that requests for the
         same key may wait for, by primary key.
     @ivar metrics: its L{CacheMetrics}.
+    @ivar targets: its L{Targets}, the targeted cache-control fields it
+        obeys (RFC 9213).
     """
 
     def __init__(self, settings: CacheSettings, store: ICacheStore, clock) -> None:
@@ -90,6 +93,7 @@ class SharedCache:
         self.clock = clock
         self.fetches: Dict[bytes, Fetch] = {}
         self.metrics = CacheMetrics()
+        self.targets = Targets.of(settings)
 
     def select(
         self, key: bytes, request_headers: List[Header]

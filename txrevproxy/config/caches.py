@@ -9,12 +9,12 @@ C{"disk"}, or a plugin's.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable
+from typing import Any, Dict, Iterable, Tuple
 
 from ..plugins import cache_store_types
 from .model import CacheSettings
-from .schema import MODEL_DEFAULT, Field, Problem, Table
-from .values import boolean, duration, file_path, one_of, size
+from .schema import MODEL_DEFAULT, Field, Invalid, Problem, Table, array_of
+from .values import boolean, duration, file_path, header_name, one_of, size
 
 #: The store of a table without a C{store} key.
 DEFAULT_STORE = "memory"
@@ -30,9 +30,35 @@ def store_name(value: Any) -> str:
     return one_of(*names)(value)
 
 
+_field_names = array_of(
+    header_name, what='an array of field names such as ["cdn-cache-control"]'
+)
+
+
+def field_names(value: Any) -> Tuple[str, ...]:
+    """
+    Targeted field names (RFC 9213): tokens, each once whatever its case,
+    lower-cased since field names are compared without case.
+    """
+    names = tuple(name.lower() for name in _field_names(value))
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            raise Invalid('lists "%s" twice' % (name,))
+    return names
+
+
 def _object_fits(arguments: Dict[str, Any]) -> Iterable[Problem]:
     if arguments["max_object_size"] > arguments["max_size"]:
         yield (".max_object_size", "must not be larger than max_size")
+
+
+def _removed_are_targets(arguments: Dict[str, Any]) -> Iterable[Problem]:
+    for index, name in enumerate(arguments["remove_targeted"]):
+        if name not in arguments["targets"]:
+            yield (
+                ".remove_targeted[%d]" % (index,),
+                '"%s" is not in targets, so this cache never uses it' % (name,),
+            )
 
 
 def _path_for_disk(arguments: Dict[str, Any]) -> Iterable[Problem]:
@@ -55,6 +81,8 @@ CACHE = Table(
         "max_object_size": Field(size, default="8MiB"),
         "default_ttl": Field(duration, default=MODEL_DEFAULT),
         "store_set_cookie": Field(boolean, default=False),
+        "targets": Field(field_names, default=["cdn-cache-control"]),
+        "remove_targeted": Field(field_names, default=[]),
     },
-    checks=(_object_fits, _path_for_disk),
+    checks=(_object_fits, _path_for_disk, _removed_are_targets),
 )

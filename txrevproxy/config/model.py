@@ -718,6 +718,11 @@ class CacheSettings:
     @ivar store_set_cookie: store responses that carry Set-Cookie (their
         Set-Cookie fields are never stored nor sent to anyone else); by
         default such responses are not stored.
+    @ivar targets: the lower-cased names of the targeted cache-control
+        fields this cache obeys instead of Cache-Control (RFC 9213), the
+        first present and valid one winning.
+    @ivar remove_targeted: those of L{targets} removed from a response
+        sent downstream when they are the one this cache used.
     """
 
     name: str
@@ -727,6 +732,8 @@ class CacheSettings:
     max_object_size: int = 8 * 1024 * 1024
     default_ttl: float = 0.0
     store_set_cookie: bool = False
+    targets: Tuple[str, ...] = ("cdn-cache-control",)
+    remove_targeted: Tuple[str, ...] = ()
 
 
 @attr.s(frozen=True, auto_attribs=True)
