@@ -126,7 +126,7 @@ class CachingExchange(ProxyExchange):
                 return
         stale = self._stale
         if stale is not None and policy.stale_forbidden(
-            policy.response_cache_control(stale.headers)
+            policy.response_cache_control(self.cache.targets.rule_fields(stale.headers))
         ):
             # RFC 9111 section 5.2.2.2: the stale response that must be
             # revalidated could not be, which is a 504 whatever failed.
