@@ -473,3 +473,48 @@ class SlowlorisTests(TestCase):
             received = yield client.closed
             self.assertTrue(received.startswith(b"HTTP/1.1 408 "), received[:60])
         self.assertEqual(b"".join(backend.received).count(b"GET / HTTP/1.1"), 0)
+
+
+class BodyWithoutSemanticsTests(TestCase):
+    """
+    A body on a GET is forwarded as its body and the connection closes
+    after the answer, so that a request hidden behind it is never one of
+    its own; C{body_without_semantics = "refuse"} answers 400 instead.
+    """
+
+    PIPELINED = (
+        b"GET /first HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"
+        b"GET /second HTTP/1.1\r\nHost: a\r\n\r\n"
+    )
+
+    @inlineCallbacks
+    def test_forwarded_and_closed(self):
+        backend = RecordingFactory()
+        backend_port = yield listen(backend, self)
+        port = start_proxy(proxy_config([backend_port]), self)
+        response, closed = yield refused(port, self.PIPELINED)
+        self.assertTrue(closed)
+        self.assertEqual(response.count(b"HTTP/1.1 "), 1, response)
+        self.assertTrue(response.startswith(b"HTTP/1.1 200 OK\r\n"), response)
+        self.assertIn(b"\r\nConnection: close\r\n", response)
+        self.assertEqual(len(backend.requests), 1)
+        head, body = backend.requests[0]
+        self.assertTrue(head.startswith(b"GET /first HTTP/1.1\r\n"), head)
+        self.assertEqual(body, b"hello")
+        self.assertNotIn(b"/second", b"".join(backend.received))
+
+    @inlineCallbacks
+    def test_refused(self):
+        backend = RecordingFactory()
+        backend_port = yield listen(backend, self)
+        config = proxy_config(
+            [backend_port], server=ServerSettings(body_without_semantics="refuse")
+        )
+        port = start_proxy(config, self)
+        response, closed = yield refused(port, self.PIPELINED)
+        self.assertTrue(closed)
+        self.assertTrue(response.startswith(b"HTTP/1.1 400 "), response)
+        self.assertEqual(response.count(b"HTTP/1.1 "), 1, response)
+        self.assertEqual(backend.received, [])
+        ok = yield raw_exchange(port, OK.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+        self.assertIn(b"HTTP/1.1 200 OK", ok)
