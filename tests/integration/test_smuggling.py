@@ -6,17 +6,15 @@ closes, and the backend receives nothing of it.
 
 from __future__ import annotations
 
-from typing import List
-
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import LoopingCall
 from twisted.trial.unittest import TestCase
 
 from txrevproxy.config.model import ServerSettings
 
 from ..support.loopback import (
+    RecordingFactory,
     connect_raw,
     listen,
     proxy_config,
@@ -25,25 +23,6 @@ from ..support.loopback import (
 )
 
 OK = b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n"
-
-
-class Recording(Protocol):
-    """
-    A backend that records every byte it gets and answers each request
-    head with a short 200.
-    """
-
-    def dataReceived(self, data: bytes) -> None:
-        self.factory.received.append(data)
-        for _ in range(data.count(b"\r\n\r\n")):
-            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-
-
-class RecordingFactory(Factory):
-    protocol = Recording
-
-    def __init__(self) -> None:
-        self.received: List[bytes] = []
 
 
 def head(*lines: bytes, body: bytes = b"") -> bytes:
@@ -210,6 +189,67 @@ CORPUS = [
             b"Transfer-Encoding : chunked",
             body=b"0\r\n\r\n",
         ),
+        {400},
+    ),
+    (
+        "cl over 63 bits",
+        head(b"POST / HTTP/1.1", b"Host: a", b"Content-Length: 9223372036854775808"),
+        {400},
+    ),
+    (
+        "cl wrapping to 5 modulo 2**64",
+        head(
+            b"POST / HTTP/1.1",
+            b"Host: a",
+            b"Content-Length: 18446744073709551621",
+            body=b"helloGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+        ),
+        {400},
+    ),
+    (
+        "cl long digit string",
+        head(b"POST / HTTP/1.1", b"Host: a", b"Content-Length: " + b"9" * 5000),
+        {400},
+    ),
+    (
+        "cl differing list",
+        head(b"POST / HTTP/1.1", b"Host: a", b"Content-Length: 2, 3", body=b"abc"),
+        {400},
+    ),
+    # Names a backend maps from _ to - (RFC 9110 section 5.1, CGI).
+    (
+        "content_length",
+        head(
+            b"GET / HTTP/1.1",
+            b"Host: a",
+            b"Content_Length: 38",
+            body=b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+        ),
+        {400},
+    ),
+    (
+        "transfer_encoding",
+        head(
+            b"POST / HTTP/1.1",
+            b"Host: a",
+            b"Content-Length: 5",
+            b"transfer_encoding: chunked",
+            body=b"0\r\n\r\n",
+        ),
+        {400},
+    ),
+    ("proxy_connection", head(b"GET / HTTP/1.1", b"Host: a", b"Proxy_Connection: x"), {400}),
+    ("keep_alive", head(b"GET / HTTP/1.1", b"Host: a", b"KEEP_ALIVE: 5"), {400}),
+    ("x_request_id", head(b"GET / HTTP/1.1", b"Host: a", b"X_Request_Id: 1"), {400}),
+    (
+        "x_forwarded_for",
+        head(b"GET / HTTP/1.1", b"Host: a", b"X_Forwarded_For: 10.0.0.1"),
+        {400},
+    ),
+    # A body where none is allowed (RFC 9110 section 9.3.8).
+    (
+        "trace with a body",
+        head(b"TRACE / HTTP/1.1", b"Host: a", b"Content-Length: 5", body=b"hello"),
         {400},
     ),
     # Chunked bodies (RFC 9112 section 7.1).
@@ -433,3 +473,48 @@ class SlowlorisTests(TestCase):
             received = yield client.closed
             self.assertTrue(received.startswith(b"HTTP/1.1 408 "), received[:60])
         self.assertEqual(b"".join(backend.received).count(b"GET / HTTP/1.1"), 0)
+
+
+class BodyWithoutSemanticsTests(TestCase):
+    """
+    A body on a GET is forwarded as its body and the connection closes
+    after the answer, so that a request hidden behind it is never one of
+    its own; C{body_without_semantics = "refuse"} answers 400 instead.
+    """
+
+    PIPELINED = (
+        b"GET /first HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"
+        b"GET /second HTTP/1.1\r\nHost: a\r\n\r\n"
+    )
+
+    @inlineCallbacks
+    def test_forwarded_and_closed(self):
+        backend = RecordingFactory()
+        backend_port = yield listen(backend, self)
+        port = start_proxy(proxy_config([backend_port]), self)
+        response, closed = yield refused(port, self.PIPELINED)
+        self.assertTrue(closed)
+        self.assertEqual(response.count(b"HTTP/1.1 "), 1, response)
+        self.assertTrue(response.startswith(b"HTTP/1.1 200 OK\r\n"), response)
+        self.assertIn(b"\r\nConnection: close\r\n", response)
+        self.assertEqual(len(backend.requests), 1)
+        head, body = backend.requests[0]
+        self.assertTrue(head.startswith(b"GET /first HTTP/1.1\r\n"), head)
+        self.assertEqual(body, b"hello")
+        self.assertNotIn(b"/second", b"".join(backend.received))
+
+    @inlineCallbacks
+    def test_refused(self):
+        backend = RecordingFactory()
+        backend_port = yield listen(backend, self)
+        config = proxy_config(
+            [backend_port], server=ServerSettings(body_without_semantics="refuse")
+        )
+        port = start_proxy(config, self)
+        response, closed = yield refused(port, self.PIPELINED)
+        self.assertTrue(closed)
+        self.assertTrue(response.startswith(b"HTTP/1.1 400 "), response)
+        self.assertEqual(response.count(b"HTTP/1.1 "), 1, response)
+        self.assertEqual(backend.received, [])
+        ok = yield raw_exchange(port, OK.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+        self.assertIn(b"HTTP/1.1 200 OK", ok)

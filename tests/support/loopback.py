@@ -6,7 +6,7 @@ from a config model.
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -123,6 +123,75 @@ def echoed_headers(body: bytes) -> dict:
             name, _, value = line.partition(b": ")
             headers.setdefault(name, []).append(value)
     return headers
+
+
+class Recording(Protocol):
+    """
+    A backend connection that records every byte it gets, splits it into
+    requests (framed by Content-Length or chunking, as the proxy sends
+    them) and answers each with a short 200.
+    """
+
+    def connectionMade(self) -> None:
+        self._buffer = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.factory.received.append(data)
+        self._buffer += data
+        while True:
+            request = _split_request(self._buffer)
+            if request is None:
+                return
+            head, body, self._buffer = request
+            self.factory.requests.append((head, body))
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+
+def _split_request(data: bytes) -> Optional[Tuple[bytes, bytes, bytes]]:
+    """
+    The first whole request in C{data}: its head (without the empty line),
+    its decoded body and what follows; L{None} until it is all there.
+    """
+    head, found, rest = data.partition(b"\r\n\r\n")
+    if not found:
+        return None
+    fields = [line.lower() for line in head.split(b"\r\n")[1:]]
+    if b"transfer-encoding: chunked" in fields:
+        body = b""
+        while True:
+            size_line, found, after = rest.partition(b"\r\n")
+            if not found:
+                return None
+            size = int(size_line.split(b";")[0], 16)
+            if size == 0:
+                if after.startswith(b"\r\n"):
+                    return head, body, after[2:]
+                trailers, found, after = after.partition(b"\r\n\r\n")
+                return (head, body, after) if found else None
+            if len(after) < size + 2:
+                return None
+            body += after[:size]
+            rest = after[size + 2 :]
+    length = 0
+    for field in fields:
+        if field.startswith(b"content-length:"):
+            length = int(field[15:])
+    if len(rest) < length:
+        return None
+    return head, rest[:length], rest[length:]
+
+
+class RecordingFactory(Factory):
+    """
+    A backend that records the raw bytes it receives (C{received}) and
+    the requests they make (C{requests}, C{(head, body)} pairs).
+    """
+
+    protocol = Recording
+
+    def __init__(self) -> None:
+        self.received: List[bytes] = []
+        self.requests: List[Tuple[bytes, bytes]] = []
 
 
 class Silent(Protocol):

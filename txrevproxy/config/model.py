@@ -61,6 +61,13 @@ class ServerSettings:
     @ivar server_header: the Server value the proxy sends on its own
         answers and on responses without the backend's; L{None}
         (C{false} or C{""} in the file): none.
+    @ivar body_without_semantics: what becomes of a body on a GET, HEAD,
+        OPTIONS or DELETE request: C{"forward_and_close"} forwards it and
+        closes the client connection after the answer, C{"refuse"}
+        answers 400 (a TRACE with a body is refused either way).
+    @ivar underscores_in_headers: what becomes of a request field whose
+        name contains C{_} (and is not refused as one a backend could read
+        as a framing field): C{"forward"} or C{"drop"}.
     """
 
     trusted_proxies: Tuple[IPNetwork, ...] = ()
@@ -80,6 +87,8 @@ class ServerSettings:
     forwarded: str = "off"
     pass_backend_banners: bool = False
     server_header: Optional[str] = None
+    body_without_semantics: str = "forward_and_close"
+    underscores_in_headers: str = "forward"
 
 
 @attr.s(frozen=True, auto_attribs=True)

@@ -39,5 +39,9 @@ SERVER = Table(
         "forwarded": Field(one_of("off", "add"), default="off"),
         "pass_backend_banners": Field(boolean, default=False),
         "server_header": Field(server_header, default=False),
+        "body_without_semantics": Field(
+            one_of("forward_and_close", "refuse"), default="forward_and_close"
+        ),
+        "underscores_in_headers": Field(one_of("forward", "drop"), default="forward"),
     },
 )

@@ -13,6 +13,9 @@ connection is closed (L{txrevproxy.server.channel.ProxyChannel} sees to it).
 from __future__ import annotations
 
 import re
+from typing import Optional
+
+from .headers import HOP_BY_HOP
 
 #: method SP request-target SP HTTP-version (RFC 9112 section 3): a token,
 #: one space, a target of visible characters (obs-text tolerated), one
@@ -27,6 +30,42 @@ _REQUEST_LINE = re.compile(
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 _TRANSFER_ENCODING = b"transfer-encoding:"
+_CONTENT_LENGTH = b"content-length:"
+
+#: The largest Content-Length taken: what a signed 64-bit integer holds,
+#: the most a backend can be trusted to read without wrapping around.
+MAX_CONTENT_LENGTH = 2 ** 63 - 1
+
+#: What a field name with C{_} must not become once a
+#: backend maps C{_} to C{-} (as CGI, WSGI, PHP and Rack do): a framing or
+#: hop-by-hop field, or one the proxy writes itself (Host, X-Forwarded-*,
+#: Forwarded, Via, X-Request-ID), which a backend would otherwise read
+#: twice, once from the client.
+UNDERSCORE_REFUSED = HOP_BY_HOP | frozenset(
+    [
+        b"content-length",
+        b"host",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-forwarded-port",
+        b"x-forwarded-prefix",
+        b"forwarded",
+        b"via",
+        b"x-request-id",
+    ]
+)
+
+#: What L{field_line_status} returns for an acceptable field line whose
+#: name contains C{_}: the site forwards it or drops it
+#: (C{[server] underscores_in_headers}).
+UNDERSCORED = -1
+
+#: The methods whose request content has no generally defined semantics
+#: (RFC 9110 sections 9.3.1, 9.3.2, 9.3.5, 9.3.7 and 9.3.8): a body on one
+#: of them is read as one by some servers and as the next request by
+#: others.  C{TRACE} must not have content at all (section 9.3.8).
+NO_BODY_SEMANTICS = frozenset([b"GET", b"HEAD", b"OPTIONS", b"DELETE", b"TRACE"])
 
 _SUPPORTED_VERSIONS = frozenset([(b"1", b"0"), (b"1", b"1")])
 
@@ -52,14 +91,18 @@ def field_line_status(line: bytes, version: bytes) -> int:
     characters and the presence of the colon).
 
     Refused: an obs-fold continuation line (RFC 9112 section 5.2),
-    control characters, and any Transfer-Encoding but a single
-    C{chunked}, or any at all in an HTTP/1.0 request (RFC 9112 section
-    6.1): with that, the framing the proxy reads is the only one a backend
-    can read.
+    control characters, any Transfer-Encoding but a single C{chunked}, or
+    any at all in an HTTP/1.0 request (RFC 9112 section 6.1), a
+    Content-Length that is not one decimal number of at most 63 bits
+    (section 6.3: no list, no sign, never read modulo anything), and a
+    name with C{_} that a backend could read as one of
+    L{UNDERSCORE_REFUSED}: with that, the framing the proxy reads is the
+    only one a backend can read.
 
     @param version: the request's HTTP version, C{b"HTTP/1.1"} or
         C{b"HTTP/1.0"}.
-    @return: 0 when the line is acceptable, else 400.
+    @return: 0 when the line is acceptable, L{UNDERSCORED} when it is but
+        its name contains C{_}, else 400.
     """
     if line[:1] in (b" ", b"\t") or _CONTROL.search(line):
         return 400
@@ -67,4 +110,28 @@ def field_line_status(line: bytes, version: bytes) -> int:
         version != b"HTTP/1.1" or line[18:].strip(b" \t").lower() != b"chunked"
     ):
         return 400
+    if line[:15].lower() == _CONTENT_LENGTH:
+        return 0 if content_length(line[15:].strip(b" \t")) is not None else 400
+    underscore = line.find(b"_")
+    if underscore != -1:
+        name = line.split(b":", 1)[0]
+        if underscore < len(name):
+            if name.replace(b"_", b"-").lower() in UNDERSCORE_REFUSED:
+                return 400
+            return UNDERSCORED
     return 0
+
+
+def content_length(value: bytes) -> Optional[int]:
+    """
+    Read a Content-Length value (RFC 9112 section 6.3): one or more ASCII
+    digits whose number fits in 63 bits.
+
+    @return: the length, or L{None} when the value is not one.
+    """
+    if not value.isdigit() or len(value.lstrip(b"0")) > 19:
+        # More than 19 significant digits cannot fit, and int() is not
+        # asked to read (or refuse, past 4300 digits) a long string.
+        return None
+    length = int(value)
+    return length if length <= MAX_CONTENT_LENGTH else None

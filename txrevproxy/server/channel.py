@@ -18,7 +18,12 @@ from zope.interface import implementer
 
 from ..http.chunked import ChunkedDecoder, MalformedChunks
 from ..http.headers import connection_tokens, serialize_head
-from ..http.request_head import field_line_status, request_line_status
+from ..http.request_head import (
+    NO_BODY_SEMANTICS,
+    UNDERSCORED,
+    field_line_status,
+    request_line_status,
+)
 from ..net.direct_send import direct_writer
 from ..net.http_channel import HTTPChannelBase
 from ..net.malformed_body import BadRequestBody
@@ -185,7 +190,10 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
     request heads strictly (see L{txrevproxy.http.request_head}): a head
     that breaks RFC 9112 or the site's limits is answered with 400, 405,
     408, 414, 431 or 505, the connection is closed, and nothing of that
-    request reaches a backend.
+    request reaches a backend.  A body on a method that defines none
+    (L{NO_BODY_SEMANTICS}) is refused the same way, or forwarded with the
+    connection closed after its answer (C{[server]
+    body_without_semantics}).
 
     What it does with the bytes it reads depends on its L{state}, which
     changes in L{_enter} only:
@@ -475,8 +483,12 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
                 status = 431
             else:
                 status = field_line_status(line, self._headVersion)
-            if status:
+            if status > 0:
                 self.reject(status)
+                return
+            if status == UNDERSCORED and site.drop_underscored:
+                # As nginx's "underscores_in_headers off": the field is not
+                # read, so nothing behind the proxy sees it.
                 return
         self._headLines = lines + 1
         super().lineReceived(line)
@@ -543,9 +555,18 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         if length == 0:
             # No body: Twisted's path dispatches it from allContentReceived.
             return
+        command, path, version = self._requestLine.split(b" ")
+        if command in NO_BODY_SEMANTICS:
+            # A body where the method defines none: some backends read it,
+            # others take it for the next request (RFC 9110 section 9.3).
+            # Refused, or forwarded with nothing after it on this
+            # connection; TRACE must have none (section 9.3.8).
+            if command == b"TRACE" or self.site.refuse_body_without_semantics:
+                self.reject(400)
+                return
+            request.closeAfterResponse()
         if length is None:
             self.decodeBodyWith(RequestChunkedDecoder)
-        command, path, version = self._requestLine.split(b" ")
         request.headersReceived(command, path, version, length)
         self._bodyRequest = request
         self._enter(DISPATCHING)

@@ -35,6 +35,11 @@ class ProxySite(server.Site):
         (read by the endpoint's wrapper), so the client is known only once
         the first bytes are in.
     @ivar server_header: the proxy's own Server value, or L{None}.
+    @ivar refuse_body_without_semantics: answer 400 to a GET, HEAD, OPTIONS
+        or DELETE request with a body (C{[server] body_without_semantics =
+        "refuse"}) rather than forward it and close the connection.
+    @ivar drop_underscored: drop the request fields whose names contain
+        C{_} (C{[server] underscores_in_headers = "drop"}).
     @ivar stats: the listener's L{ListenerStats}.
     @ivar observe: called with each finished request (access log and
         metrics; see L{txrevproxy.observe.requests}), or L{None}.
@@ -73,6 +78,8 @@ class ProxySite(server.Site):
         self.max_request_line = settings.max_request_line
         self.max_headers = settings.max_headers
         self.max_header_size = settings.max_header_size
+        self.refuse_body_without_semantics = settings.body_without_semantics == "refuse"
+        self.drop_underscored = settings.underscores_in_headers == "drop"
         self.header_timeout = settings.header_timeout
         self.body_timeout = settings.body_timeout
         self.min_body_bytes = max(1, int(settings.min_body_rate * settings.body_timeout))
