@@ -504,6 +504,33 @@ class BodyWithoutSemanticsTests(TestCase):
         self.assertNotIn(b"/second", b"".join(backend.received))
 
     @inlineCallbacks
+    def test_the_backend_connection_is_not_reused_either(self):
+        """
+        A backend that ignores a GET's body would read it as the start of
+        the next request on a pooled connection: the proxy closes that
+        connection too, so the next request, another client's, gets a new
+        one.
+        """
+        backend = RecordingFactory()
+        backend_port = yield listen(backend, self)
+        port = start_proxy(proxy_config([backend_port]), self)
+        yield refused(port, self.PIPELINED)
+        ok = yield raw_exchange(port, OK.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+        self.assertIn(b"HTTP/1.1 200 OK", ok)
+        self.assertEqual(backend.connections, 2)
+        self.assertEqual(len(backend.requests), 2)
+
+    @inlineCallbacks
+    def test_a_get_without_a_body_reuses_the_backend_connection(self):
+        backend = RecordingFactory()
+        backend_port = yield listen(backend, self)
+        port = start_proxy(proxy_config([backend_port]), self)
+        for _ in range(2):
+            ok = yield raw_exchange(port, OK.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+            self.assertIn(b"HTTP/1.1 200 OK", ok)
+        self.assertEqual(backend.connections, 1)
+
+    @inlineCallbacks
     def test_refused(self):
         backend = RecordingFactory()
         backend_port = yield listen(backend, self)

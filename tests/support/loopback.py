@@ -134,6 +134,7 @@ class Recording(Protocol):
 
     def connectionMade(self) -> None:
         self._buffer = b""
+        self.factory.connections += 1
 
     def dataReceived(self, data: bytes) -> None:
         self.factory.received.append(data)
@@ -183,13 +184,15 @@ def _split_request(data: bytes) -> Optional[Tuple[bytes, bytes, bytes]]:
 
 class RecordingFactory(Factory):
     """
-    A backend that records the raw bytes it receives (C{received}) and
-    the requests they make (C{requests}, C{(head, body)} pairs).
+    A backend that records the raw bytes it receives (C{received}), the
+    requests they make (C{requests}, C{(head, body)} pairs) and how many
+    connections it was made (C{connections}).
     """
 
     protocol = Recording
 
     def __init__(self) -> None:
+        self.connections = 0
         self.received: List[bytes] = []
         self.requests: List[Tuple[bytes, bytes]] = []
 

@@ -307,3 +307,22 @@ def test_health_check_is_an_upstream_exchange(pool):
     conn.dataReceived(OK)
     assert statuses == [200]
     assert conn.state is IDLE
+
+
+def test_a_connection_told_it_is_the_last_closes_after_the_response(clock):
+    """
+    C{sendHead(..., last=True)}: a reusable response still leaves the
+    connection closed, never back in the pool.
+    """
+    pool = ConnectionPool(clock, FakeEndpoint(), "http://backend", 10.0, 4)
+    connection = []
+    pool.connect().addCallback(connection.append)
+    [protocol] = connection
+    exchange = RecordingExchange()
+    protocol.sendHead(exchange, GET, False, b"5", last=True)
+    protocol.sendBody(b"hello")
+    protocol.finishBody()
+    protocol.dataReceived(OK)
+    assert exchange.events[-1] == "end"
+    assert protocol.state is CLOSED
+    assert pool.idle_count == 0

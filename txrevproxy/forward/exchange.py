@@ -27,6 +27,7 @@ from ..filters.chain import (
     write_transformed_end,
 )
 from ..http.headers import client_response_headers, upgrade_response_headers
+from ..http.request_head import NO_BODY_SEMANTICS
 from ..http.response_parser import ResponseParseError
 from ..http.status import reason_phrase
 from ..interfaces import IRequestHandler, IUpstreamExchange
@@ -265,6 +266,10 @@ class ProxyExchange:
             request.method == b"HEAD",
             self._body_framing,
             self._upgrade is not None,
+            # A body on a method that defines none: the client connection
+            # closes after the answer (txrevproxy.server.channel), and so
+            # does this one, so no backend can read it as a next request.
+            self._body_framing is not None and request.method in NO_BODY_SEMANTICS,
         )
         if self._body_framing is None:
             self._startResponseTimer()

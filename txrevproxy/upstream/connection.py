@@ -94,6 +94,8 @@ class UpstreamProtocol(Protocol):
 
     # Class defaults, which saves setting them on every connection.
     state = IDLE
+    #: Whether the exchange under way is the connection's last (L{sendHead}).
+    _last = False
     exchange = None
     reused = False
     idle_since = 0.0
@@ -125,6 +127,7 @@ class UpstreamProtocol(Protocol):
         head_request: bool,
         body: Optional[bytes],
         upgrade: bool = False,
+        last: bool = False,
     ) -> None:
         """
         Start an exchange on an L{IDLE} connection: write the request head.
@@ -133,8 +136,13 @@ class UpstreamProtocol(Protocol):
             its body is chunk-encoded on the way, or anything else when it
             is framed by Content-Length.
         @param upgrade: whether the request asks to switch protocols.
+        @param last: close the connection after this response instead of
+            putting it back in the pool, as after a body on a method that
+            defines none (a backend that ignores such a body would read it
+            as the start of the next request).
         """
         self.exchange = exchange
+        self._last = last
         if body is None:
             self.state = AWAITING
             self._chunked_body = False
@@ -305,7 +313,7 @@ class UpstreamProtocol(Protocol):
         exchange = self.exchange
         self.exchange = None
         state = self.state
-        if state is READING and reusable:
+        if state is READING and reusable and not self._last:
             self.state = IDLE
             self.reused = True
             self.pool.release(self)
