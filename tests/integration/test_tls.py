@@ -100,18 +100,22 @@ class TLSListenerTests(TestCase):
         client_auth="require",
         subject_header=None,
         table="main",
+        ocsp=None,
         **policy,
     ) -> int:
         """
         Start a proxy with a TLS listener (and, with C{redirect}, a plain
         one redirecting to it, whose port is then C{self.service.ports[1]}).
-        C{policy}: more keys of the L{TLS} table (C{preset}, C{curves} ...).
+        C{policy}: more keys of the L{TLS} table (C{preset}, C{curves} ...);
+        C{ocsp}: the OCSP response file of the localhost certificate.
 
         @return: the TLS listener's port.
         """
         certificates = tuple(
-            TLSCertificate(str(cert), str(key))
-            for cert, key in (self.localhost, self.wildcard, self.other)
+            TLSCertificate(str(cert), str(key), ocsp=ocsp if index == 0 else None)
+            for index, (cert, key) in enumerate(
+                (self.localhost, self.wildcard, self.other)
+            )
         )
         listeners = {
             "websecure": Listener(

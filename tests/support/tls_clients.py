@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import ocsp
 from OpenSSL import SSL
 from OpenSSL.crypto import X509, PKey
 from twisted.internet import reactor
@@ -65,6 +66,43 @@ class CertificateMaker:
         cert_path.write_bytes(pem(leaf, self.ca))
         key_path.write_bytes(key_pem(key))
         return cert_path, key_path
+
+    def write_ocsp(
+        self,
+        stem: str,
+        cert_path: Path,
+        next_update: Optional[datetime.datetime] = None,
+    ) -> Path:
+        """
+        Write C{stem.der}: a successful OCSP response, signed by the CA,
+        saying that the leaf of C{cert_path} is good until C{next_update}
+        (default: in a week).
+
+        @return: its path.
+        """
+        leaf = x509.load_pem_x509_certificates(cert_path.read_bytes())[0]
+        now = datetime.datetime.now(datetime.timezone.utc)
+        if next_update is None:
+            next_update = now + datetime.timedelta(days=7)
+        this_update = min(now, next_update) - datetime.timedelta(days=1)
+        response = (
+            ocsp.OCSPResponseBuilder()
+            .add_response(
+                cert=leaf,
+                issuer=self.ca,
+                algorithm=hashes.SHA1(),
+                cert_status=ocsp.OCSPCertStatus.GOOD,
+                this_update=this_update,
+                next_update=next_update,
+                revocation_time=None,
+                revocation_reason=None,
+            )
+            .responder_id(ocsp.OCSPResponderEncoding.HASH, self.ca)
+            .sign(self.ca_key, hashes.SHA256())
+        )
+        path = self.directory / (stem + ".der")
+        path.write_bytes(response.public_bytes(serialization.Encoding.DER))
+        return path
 
 
 def peer_names(client) -> Tuple[str, ...]:

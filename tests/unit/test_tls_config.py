@@ -10,11 +10,13 @@ import datetime
 import io
 import os
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509 import ocsp
 from twisted.trial.unittest import TestCase
 
 from txrevproxy.config import ConfigError, load_config
 from txrevproxy.config.model import TLS, BackendTLS, TLSCertificate
-from txrevproxy.tls.files import read_pair
+from txrevproxy.tls.files import collect, read_pair
 from txrevproxy.tls.store import CertificateStore, lookup
 from txrevproxy.tools.cli import main
 
@@ -220,6 +222,79 @@ class ConfigTests(TestCase):
                 "tls.default.certificates[0].key: certs/localhost-key.pem: does not "
                 "match the certificate certs/localhost.pem"
             ],
+        )
+
+    def ocsp(self, ocsp: str) -> str:
+        """
+        A configuration whose localhost certificate staples C{ocsp}.
+        """
+        return self.tls(
+            certificates='{ cert = "certs/localhost.pem", key = "certs/localhost-key.pem", '
+            'ocsp = "%s" }' % (ocsp,)
+        )
+
+    def test_ocsp_response_is_read_with_an_absolute_path(self):
+        self.maker.write_ocsp("localhost", self.directory / "certs" / "localhost.pem")
+        config = self.load(self.ocsp("certs/localhost.der"))
+        self.assertEqual(
+            config.tls["default"].certificates[0].ocsp,
+            str(self.directory / "certs" / "localhost.der"),
+        )
+
+    def test_ocsp_response_problems(self):
+        certs = self.directory / "certs"
+        (certs / "junk.der").write_bytes(b"hello")
+        self.maker.write_ocsp("example", certs / "example.pem")
+        unsuccessful = ocsp.OCSPResponseBuilder.build_unsuccessful(
+            ocsp.OCSPResponseStatus.TRY_LATER
+        )
+        (certs / "later.der").write_bytes(
+            unsuccessful.public_bytes(serialization.Encoding.DER)
+        )
+        serial = read_pair(
+            str(certs / "localhost.pem"), str(certs / "localhost-key.pem")
+        ).leaf.serial_number
+        other = read_pair(
+            str(certs / "example.pem"), str(certs / "example-key.pem")
+        ).leaf.serial_number
+        cases = [
+            ("certs/missing.der", "certs/missing.der: no such file"),
+            ("certs/junk.der", "certs/junk.der: not a DER OCSP response"),
+            (
+                "certs/later.der",
+                "certs/later.der: the responder answered try_later, not a "
+                "certificate status",
+            ),
+            (
+                "certs/example.der",
+                "certs/example.der: is for the certificate with serial %x, not "
+                "this one (%x)" % (other, serial),
+            ),
+        ]
+        for path, message in cases:
+            self.assertEqual(
+                self.problems(self.ocsp(path)),
+                ["tls.default.certificates[0].ocsp: " + message],
+            )
+        self.assertEqual(
+            self.problems(self.ocsp("")),
+            ['tls.default.certificates[0].ocsp: expected a file path, got ""'],
+        )
+
+    def test_expired_ocsp_response_is_not_stapled(self):
+        certs = self.directory / "certs"
+        self.maker.write_ocsp(
+            "localhost",
+            certs / "localhost.pem",
+            next_update=datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc),
+        )
+        block = self.load(self.ocsp("certs/localhost.der")).tls["default"]
+        entry = collect(block).entries[0]
+        self.assertIsNone(entry.staple.response)
+        self.assertEqual(
+            entry.staple.expired,
+            "%s: expired on 2020-01-01 00:00 UTC; not stapled until it is "
+            "refreshed" % (certs / "localhost.der",),
         )
 
     def test_expired_certificate(self):

@@ -63,7 +63,12 @@ def absolute_paths(config: Config, base: str) -> Config:
             directory=absolute(block.directory),
             client_ca=absolute(block.client_ca),
             certificates=tuple(
-                attr.evolve(spec, cert=absolute(spec.cert), key=absolute(spec.key))
+                attr.evolve(
+                    spec,
+                    cert=absolute(spec.cert),
+                    key=absolute(spec.key),
+                    ocsp=absolute(spec.ocsp),
+                )
                 for spec in block.certificates
             ),
         )

@@ -164,11 +164,14 @@ class TLSCertificate:
         for a wildcard; empty means the certificate's own DNS names.
     @ivar cert: path of the PEM chain, leaf first (absolute once loaded).
     @ivar key: path of the PEM private key.
+    @ivar ocsp: path of a DER OCSP response for the certificate, stapled
+        to handshakes that ask for one; L{None}: nothing is stapled.
     """
 
     cert: str
     key: str
     names: Tuple[str, ...] = ()
+    ocsp: Optional[str] = None
 
 
 @attr.s(frozen=True, auto_attribs=True)

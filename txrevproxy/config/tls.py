@@ -25,6 +25,7 @@ TLS_CERTIFICATE = Table(
         "names": Field(server_names, default=MODEL_DEFAULT),
         "cert": Field(file_path),
         "key": Field(file_path),
+        "ocsp": Field(file_path, default=MODEL_DEFAULT),
     },
 )
 

@@ -1,5 +1,6 @@
 """
-Reading and checking certificate and key files.
+Reading and checking certificate and key files, and the OCSP responses
+stapled for certificates.
 
 Validation (C{txrevproxy check}, start-up, reload) and the certificate
 store read files through these functions, so both report the same
@@ -21,6 +22,7 @@ import attr
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtensionOID
 
 #: A problem, as in L{txrevproxy.config.schema}: a key path relative to
@@ -163,6 +165,65 @@ def read_pair(
     return KeyPair(chain, private)
 
 
+@attr.s(frozen=True, auto_attribs=True)
+class Staple:
+    """
+    An OCSP response read for one certificate.
+
+    @ivar response: the DER bytes to staple, or L{None} when the response
+        has expired (then nothing is stapled: a client that checks would
+        refuse a stale response, one that does not loses nothing).
+    @ivar expired: when L{response} is L{None}, a sentence for the log
+        saying which file expired when.
+    """
+
+    response: Optional[bytes]
+    expired: Optional[str] = None
+
+
+def read_staple(
+    path: str,
+    leaf: x509.Certificate,
+    base: str = "",
+    now: Optional[datetime.datetime] = None,
+) -> Staple:
+    """
+    Read the DER OCSP response at C{path} for the certificate C{leaf}.
+
+    @param path: the file's path as written; relative paths are taken from
+        C{base}.
+    @raise FileProblem: (C{which} is C{"ocsp"}) when the file is missing
+        or unreadable, is not a DER OCSP response, is not a successful one,
+        or is about another certificate.
+    """
+    data = _read("ocsp", path, os.path.join(base, path))
+    try:
+        response = ocsp.load_der_ocsp_response(data)
+    except ValueError:
+        raise FileProblem("ocsp", "%s: not a DER OCSP response" % (path,))
+    if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
+        raise FileProblem(
+            "ocsp",
+            "%s: the responder answered %s, not a certificate status"
+            % (path, response.response_status.name.lower()),
+        )
+    if response.serial_number != leaf.serial_number:
+        raise FileProblem(
+            "ocsp",
+            "%s: is for the certificate with serial %x, not this one (%x)"
+            % (path, response.serial_number, leaf.serial_number),
+        )
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    next_update = response.next_update_utc
+    if next_update is not None and next_update < now:
+        return Staple(
+            None,
+            "%s: expired on %s; not stapled until it is refreshed"
+            % (path, _when(next_update)),
+        )
+    return Staple(data)
+
+
 def directory_pairs(directory: str, base: str = "") -> Iterator[Tuple[str, str]]:
     """
     The (certificate, key) file pairs in a directory, as paths starting
@@ -213,11 +274,13 @@ class Entry:
         same certificate across a reload: C{"certificates[1]"}, or the
         certificate file's path for one found in C{directory}.
     @ivar names: the SNI names it serves.
+    @ivar staple: its OCSP response, or L{None} when it has no C{ocsp}.
     """
 
     origin: str
     names: Tuple[str, ...]
     pair: KeyPair
+    staple: Optional[Staple] = None
 
 
 @attr.s(auto_attribs=True)
@@ -258,6 +321,11 @@ def collect(
         path = ".certificates[%d]" % (index,)
         try:
             pair = read_pair(spec.cert, spec.key, base, now)
+            staple = (
+                None
+                if spec.ocsp is None
+                else read_staple(spec.ocsp, pair.leaf, base, now)
+            )
         except FileProblem as problem:
             problems.append(("%s.%s" % (path, problem.which), problem.message))
             failed.append(path[1:])
@@ -272,7 +340,7 @@ def collect(
                 )
             )
             continue
-        entries.append(Entry(path[1:], names, pair))
+        entries.append(Entry(path[1:], names, pair, staple))
     if block.directory is not None:
         try:
             found = list(directory_pairs(block.directory, base))

@@ -21,7 +21,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar
 from OpenSSL import SSL
 from twisted.logger import Logger
 
-from .files import Entry, KeyPair, collect
+from .files import Entry, KeyPair, Staple, collect
 from .policy import Policy, apply, apply_ciphers, policy_for
 
 T = TypeVar("T")
@@ -82,8 +82,25 @@ def select_protocol(connection: SSL.Connection, offered: Sequence[bytes]) -> byt
     return SSL.NO_OVERLAPPING_PROTOCOLS
 
 
+def _stapler(response: bytes):
+    """
+    The OCSP callback of a context: the response read for its certificate.
+    OpenSSL calls it only for a client that sent status_request.
+    """
+
+    def staple(connection: SSL.Connection, data: object) -> bytes:
+        return response
+
+    return staple
+
+
 def server_context(
-    pair: KeyPair, policy: Policy, session_id: bytes, on_server_name, client_auth=None
+    pair: KeyPair,
+    policy: Policy,
+    session_id: bytes,
+    on_server_name,
+    client_auth=None,
+    staple: Optional[Staple] = None,
 ) -> SSL.Context:
     """
     A server context for one certificate with its table's TLS policy
@@ -99,6 +116,9 @@ def server_context(
         certificate from the CAs in C{ca_file} (mutual TLS), or L{None}.
         Every context of a store gets it: OpenSSL verifies the client with
         the context the SNI callback switched to.
+    @param staple: the certificate's OCSP response, stapled when it has
+        one that has not expired; OpenSSL asks the context the SNI callback
+        switched to, so each certificate staples its own.
     """
     context = SSL.Context(SSL.TLS_SERVER_METHOD)
     apply(context, policy)
@@ -119,6 +139,8 @@ def server_context(
         context.set_verify(mode)
         context.load_verify_locations(ca_file.encode())
         context.load_client_ca(ca_file.encode())
+    if staple is not None and staple.response is not None:
+        context.set_ocsp_server_callback(_stapler(staple.response))
     apply_ciphers(context, policy)
     return context
 
@@ -211,7 +233,9 @@ class CertificateStore:
 
     def reload(self) -> List[str]:
         """
-        Read every certificate again and serve the new set.
+        Read every certificate (and OCSP response) again and serve the new
+        set: the contexts, which carry the OCSP responses, are replaced in
+        one assignment.
 
         A certificate whose files are now broken (missing, unreadable, a
         key that does not match, expired) keeps being served from its
@@ -247,7 +271,12 @@ class CertificateStore:
                 (
                     entry,
                     server_context(
-                        entry.pair, policy, session_id, self._on_server_name, client_auth
+                        entry.pair,
+                        policy,
+                        session_id,
+                        self._on_server_name,
+                        client_auth,
+                        entry.staple,
                     ),
                 ),
             )
@@ -261,6 +290,14 @@ class CertificateStore:
             elif origin in fresh:
                 contexts[origin] = fresh.pop(origin)
         contexts.update(fresh)
+        for entry in collection.entries:
+            if entry.staple is not None and entry.staple.expired is not None:
+                self.log.warn(
+                    "tls.{table}.{origin}.ocsp: {message}",
+                    table=self.name,
+                    origin=entry.origin,
+                    message=entry.staple.expired,
+                )
         problems = [
             "tls.%s%s: %s" % (self.name, path, message)
             for path, message in collection.problems
