@@ -6,23 +6,14 @@ the bearer token, and JSON errors.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-import treq
 from prometheus_client.parser import text_string_to_metric_families
-from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 from twisted.web import server
 
-from txrevproxy.app.admin import AdminService
-from txrevproxy.app.service import ProxyService
-from txrevproxy.config import load_config
-
+from ..support.admin_client import AdminClient
 from ..support.loopback import Echo, listen
-from ..support.processes import temporary_directory
 
 CONFIG = """\
 [listeners.web]
@@ -42,50 +33,6 @@ respond = {{ status = 204 }}
 endpoint = "tcp:0:interface=127.0.0.1"
 {token}
 """
-
-
-class AdminClient:
-    """
-    A proxy and its admin API started from a configuration, and requests
-    to both.
-    """
-
-    def start_with(self, text: str) -> None:
-        self.path = Path(temporary_directory(self)) / "proxy.toml"
-        self.path.write_text(text)
-        self.proxy = ProxyService(load_config(str(self.path)), reactor)
-        self.proxy.startService()
-        self.addCleanup(self.proxy.stopService)
-        self.admin = AdminService(self.proxy, reactor)
-        self.admin.startService()
-        self.addCleanup(self.admin.stopService)
-        self.port = self.proxy.ports[0].getHost().port
-        self.admin_url = "http://127.0.0.1:%d" % (self.admin.port.getHost().port,)
-
-    @inlineCallbacks
-    def call(self, method: str, path: str, token: str = ""):
-        headers = {"Authorization": ["Bearer " + token]} if token else {}
-        response = yield treq.request(
-            method, self.admin_url + path, headers=headers, persistent=False
-        )
-        body = yield treq.content(response)
-        return response, body
-
-    @inlineCallbacks
-    def json(self, method: str, path: str, token: str = ""):
-        response, body = yield self.call(method, path, token)
-        self.assertEqual(
-            response.headers.getRawHeaders("content-type"), ["application/json"]
-        )
-        return response.code, json.loads(body)
-
-    @inlineCallbacks
-    def proxied(self, path: str = "/"):
-        response = yield treq.get(
-            "http://127.0.0.1:%d%s" % (self.port, path), persistent=False
-        )
-        yield treq.content(response)
-        return response.code
 
 
 class AdminTests(AdminClient, TestCase):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from twisted.internet.defer import inlineCallbacks
 
-from .test_cache_integration import CacheTestCase, cacheable, get
+from ..support.cache_cases import CacheTestCase, cacheable, get
 
 
 class TargetedTests(CacheTestCase):

@@ -13,9 +13,9 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 from twisted.web import resource
 
+from ..support.admin_client import AdminClient
 from ..support.loopback import CountingSite, Echo, listen, raw_exchange
 from ..support.processes import free_port, temporary_directory
-from .test_admin import AdminClient
 
 TRACE = b"Traceback (most recent call last):\n  File \"/srv/app/views.py\", line 42\nKeyError: 'db'\n"
 

@@ -15,15 +15,9 @@ from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from txrevproxy.app.service import ProxyService
 from txrevproxy.config.model import (
-    TLS,
     BackendServer,
     Config,
-    Listener,
-    Route,
-    ServerSettings,
-    TLSCertificate,
     Upstream,
 )
 from txrevproxy.net.sized_reads import MAX_READ, MIN_READ, read_size
@@ -45,6 +39,7 @@ from ..support.tls_clients import (
     peer_names,
     tls_site_factory,
 )
+from ..support.tls_listeners import TLSListenerCase
 from ..support.tunnels import HANDSHAKE, EchoFactory
 
 REQUEST = b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n"
@@ -76,82 +71,10 @@ def serial(client) -> int:
     return client.transport.getPeerCertificate().get_serial_number()
 
 
-class TLSListenerTests(TestCase):
+class TLSListenerTests(TLSListenerCase):
     """
     A listener with C{tls} in front of a plain HTTP backend.
     """
-
-    @inlineCallbacks
-    def setUp(self):
-        self.directory = temporary_directory(self)
-        self.maker = CertificateMaker(self.directory)
-        self.localhost = self.maker.write("localhost", ["localhost"])
-        self.wildcard = self.maker.write("wildcard", ["*.example.test"])
-        self.other = self.maker.write("other", ["other.test", "www.other.test"])
-        self.backend_port = yield listen(CountingSite(Echo()), self)
-
-    def start(
-        self,
-        http2: bool = True,
-        min_version=None,
-        hsts=None,
-        redirect=False,
-        client_ca=None,
-        client_auth="require",
-        subject_header=None,
-        table="main",
-        ocsp=None,
-        **policy,
-    ) -> int:
-        """
-        Start a proxy with a TLS listener (and, with C{redirect}, a plain
-        one redirecting to it, whose port is then C{self.service.ports[1]}).
-        C{policy}: more keys of the L{TLS} table (C{preset}, C{curves} ...);
-        C{ocsp}: the OCSP response file of the localhost certificate.
-
-        @return: the TLS listener's port.
-        """
-        certificates = tuple(
-            TLSCertificate(str(cert), str(key), ocsp=ocsp if index == 0 else None)
-            for index, (cert, key) in enumerate(
-                (self.localhost, self.wildcard, self.other)
-            )
-        )
-        listeners = {
-            "websecure": Listener(
-                "websecure",
-                "tcp:0:interface=127.0.0.1",
-                tls=table,
-                http2=http2,
-                hsts=hsts,
-            )
-        }
-        if redirect:
-            listeners["web"] = Listener(
-                "web", "tcp:0:interface=127.0.0.1", redirect_to_https="websecure"
-            )
-        config = Config(
-            server=ServerSettings(),
-            listeners=listeners,
-            upstreams=proxy_config([self.backend_port]).upstreams,
-            routes=(Route(0, "app", "/"),),
-            tls={
-                table: TLS(
-                    table,
-                    certificates,
-                    default="localhost",
-                    min_version=min_version,
-                    client_ca=client_ca,
-                    client_auth=client_auth,
-                    client_subject_header=subject_header,
-                    **policy,
-                )
-            },
-        )
-        self.service = ProxyService(config, reactor)
-        self.service.startService()
-        self.addCleanup(self.service.stopService)
-        return self.service.ports[0].getHost().port
 
     def connect(self, port, server_name=None, **options):
         return self.connect_with(port, ProbingClientTLS(server_name, **options))

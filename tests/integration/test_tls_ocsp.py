@@ -8,22 +8,19 @@ from __future__ import annotations
 import datetime
 
 from twisted.internet.defer import inlineCallbacks
-from twisted.trial.unittest import TestCase
 
-from . import test_tls
 from ..support.tls_clients import s_client
+from ..support.tls_listeners import TLSListenerCase
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
 
 
-class StaplingTests(TestCase):
+class StaplingTests(TLSListenerCase):
     """
-    A listener as L{test_tls.TLSListenerTests} starts it, whose localhost
+    A listener as L{TLSListenerCase} starts it, whose localhost
     certificate may staple a response the test CA signed.
     """
 
-    setUp = test_tls.TLSListenerTests.setUp
-    start = test_tls.TLSListenerTests.start
 
     @inlineCallbacks
     def status(self, port, server_name="localhost"):

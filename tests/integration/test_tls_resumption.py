@@ -6,23 +6,20 @@ with C{openssl s_client} over loopback.
 from __future__ import annotations
 
 from twisted.internet.defer import inlineCallbacks
-from twisted.trial.unittest import TestCase
 
 from txrevproxy.tls.groups import groups_settable
 
-from .test_tls import TLSListenerTests
 from ..support.tls_clients import s_client
+from ..support.tls_listeners import TLSListenerCase
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
 
 
-class ResumptionTests(TestCase):
+class ResumptionTests(TLSListenerCase):
     """
-    A listener as L{TLSListenerTests} starts it, and C{s_client}.
+    A listener as L{TLSListenerCase} starts it, and C{s_client}.
     """
 
-    setUp = TLSListenerTests.setUp
-    start = TLSListenerTests.start
 
     @inlineCallbacks
     def resumes(self, port, *options):

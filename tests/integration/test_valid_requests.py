@@ -20,7 +20,6 @@ from typing import List, Tuple
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
-
 from ..support.loopback import (
     RecordingFactory,
     listen,

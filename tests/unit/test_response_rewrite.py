@@ -15,7 +15,7 @@ from txrevproxy.routing.response_rewrite import ResponseRewrite, replace_prefix
 from txrevproxy.routing.rewrite import PathRewrite
 
 from ..support.configs import document, parse, problems
-from .test_rewrite import request
+from ..support.rewrite_requests import request
 
 BACKEND = 'servers = [{ url = "http://127.0.0.1:9001" }, { url = "http://backend.internal" }]'
 
