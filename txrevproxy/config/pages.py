@@ -10,7 +10,7 @@ import re
 from typing import Any, Dict, Iterable, Sequence, Tuple
 
 from .model import ErrorPage, Route
-from .schema import Invalid, Problem, array_of, expected, key_path
+from .schema import Invalid, Problem, array_of, converted_pairs, expected
 from .values import file_path
 
 #: The statuses that may have a page: every error the proxy answers with
@@ -40,16 +40,10 @@ def error_pages(value: Any) -> Tuple[ErrorPage, ...]:
     """
     if not isinstance(value, dict) or not value:
         raise expected('a table such as { 502 = "errors/502.html" }', value)
-    problems = []
-    pages = []
-    for key, raw in value.items():
-        try:
-            status = error_status(int(key) if key.isdigit() else key)
-            pages.append(ErrorPage(status, file_path(raw)))
-        except Invalid as invalid:
-            problems.extend((key_path(key) + p, m) for p, m in invalid.problems)
-    if problems:
-        raise Invalid(problems=problems)
+    pairs = converted_pairs(
+        value, lambda key: error_status(int(key) if key.isdigit() else key), file_path
+    )
+    pages = (ErrorPage(status, path) for status, path in pairs)
     return tuple(sorted(pages, key=lambda page: page.status))
 
 

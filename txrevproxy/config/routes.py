@@ -34,6 +34,7 @@ from .schema import (
     Problem,
     Table,
     array_of,
+    converted_pairs,
     describe,
     expected,
     key_path,
@@ -117,15 +118,7 @@ def _matches_table(convert_name, example: str) -> Any:
     def convert(value: Any) -> Tuple[Tuple[str, ValueMatch], ...]:
         if not isinstance(value, dict) or not value:
             raise expected("a table such as %s" % (example,), value)
-        problems = []
-        pairs = {}
-        for key, raw in value.items():
-            try:
-                pairs[convert_name(key)] = value_match(raw)
-            except Invalid as invalid:
-                problems.extend((key_path(key) + p, m) for p, m in invalid.problems)
-        if problems:
-            raise Invalid(problems=problems)
+        pairs = dict(converted_pairs(value, convert_name, value_match))
         return tuple(sorted(pairs.items()))
 
     return convert
@@ -251,17 +244,7 @@ def template(value: Any) -> Template:
 def _header_templates(value: Any) -> Tuple[Tuple[str, Template], ...]:
     if not isinstance(value, dict):
         raise expected('a table such as { "X-Frame-Options" = "DENY" }', value)
-    problems = []
-    pairs = []
-    for key, raw in value.items():
-        path = key_path(key)
-        try:
-            pairs.append((header_name(key), template(raw)))
-        except Invalid as invalid:
-            problems.extend((path + p, m) for p, m in invalid.problems)
-    if problems:
-        raise Invalid(problems=problems)
-    return tuple(pairs)
+    return tuple(converted_pairs(value, header_name, template))
 
 
 #: Headers that frame a message or describe one connection: the proxy
@@ -469,16 +452,7 @@ def _rewrite_table(convert_key, convert_value, example: str):
     def convert(value: Any) -> Tuple[Tuple[str, str], ...]:
         if not isinstance(value, dict) or not value:
             raise expected("a table such as %s" % (example,), value)
-        problems = []
-        pairs = []
-        for key, raw in value.items():
-            path = key_path(key)
-            try:
-                pairs.append((convert_key(key), convert_value(raw)))
-            except Invalid as invalid:
-                problems.extend((path + p, m) for p, m in invalid.problems)
-        if problems:
-            raise Invalid(problems=problems)
+        pairs = converted_pairs(value, convert_key, convert_value)
         # Longest first, so that the most specific prefix wins.
         return tuple(sorted(pairs, key=lambda pair: -len(pair[0])))
 

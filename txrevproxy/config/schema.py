@@ -272,3 +272,21 @@ def missing_reference(wanted: Any, known: Iterable[str], what: str) -> Optional[
     if close:
         message += '; did you mean "%s"?' % (close[0],)
     return message
+
+
+def converted_pairs(value: Mapping[str, Any], convert_key, convert_value) -> List[Tuple[Any, Any]]:
+    """
+    The C{(key, value)} pairs of a TOML table, each key and value through
+    its converter, in the table's order; every problem is collected with
+    its key path before one L{Invalid} carries them all.
+    """
+    problems: List[Problem] = []
+    pairs = []
+    for key, raw in value.items():
+        try:
+            pairs.append((convert_key(key), convert_value(raw)))
+        except Invalid as invalid:
+            problems.extend((key_path(key) + path, text) for path, text in invalid.problems)
+    if problems:
+        raise Invalid(problems=problems)
+    return pairs

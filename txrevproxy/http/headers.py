@@ -71,7 +71,7 @@ def response_skipped(pass_banners: bool) -> frozenset:
 
 #: Request headers the proxy writes itself, so the client's copies are
 #: dropped (or merged, for trusted peers) instead of being passed along.
-_SET_BY_PROXY = frozenset(
+SET_BY_PROXY = frozenset(
     [
         b"content-length",
         b"host",
@@ -87,7 +87,7 @@ _SET_BY_PROXY = frozenset(
     ]
 )
 
-_REQUEST_SKIPPED = HOP_BY_HOP | _SET_BY_PROXY
+_REQUEST_SKIPPED = HOP_BY_HOP | SET_BY_PROXY
 
 
 def connection_tokens(values: Optional[Iterable[bytes]]) -> frozenset:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-from .headers import HOP_BY_HOP
+from .headers import HOP_BY_HOP, SET_BY_PROXY
 
 #: method SP request-target SP HTTP-version (RFC 9112 section 3): a token,
 #: one space, a target of visible characters (obs-text tolerated), one
@@ -38,23 +38,10 @@ MAX_CONTENT_LENGTH = 2 ** 63 - 1
 
 #: What a field name with C{_} must not become once a
 #: backend maps C{_} to C{-} (as CGI, WSGI, PHP and Rack do): a framing or
-#: hop-by-hop field, or one the proxy writes itself (Host, X-Forwarded-*,
-#: Forwarded, Via, X-Request-ID), which a backend would otherwise read
-#: twice, once from the client.
-UNDERSCORE_REFUSED = HOP_BY_HOP | frozenset(
-    [
-        b"content-length",
-        b"host",
-        b"x-forwarded-for",
-        b"x-forwarded-proto",
-        b"x-forwarded-host",
-        b"x-forwarded-port",
-        b"x-forwarded-prefix",
-        b"forwarded",
-        b"via",
-        b"x-request-id",
-    ]
-)
+#: hop-by-hop field, or one the proxy writes itself (L{SET_BY_PROXY}: Host,
+#: X-Forwarded-*, Forwarded, Via, X-Request-ID ...), which a backend would
+#: otherwise read twice, once from the client.
+UNDERSCORE_REFUSED = HOP_BY_HOP | SET_BY_PROXY
 
 #: What L{field_line_status} returns for an acceptable field line whose
 #: name contains C{_}: the site forwards it or drops it
