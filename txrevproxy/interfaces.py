@@ -205,6 +205,12 @@ class ICacheStore(Interface):
         Store a response, replacing the one stored for the same key and
         Vary values, then evict the least recently used responses while
         the store is over its C{max_size}.
+
+        A partial response (status 206), or one combined from pieces, has
+        a L{txrevproxy.cache.partial.Pieces} body made of bodies L{writer}
+        gave, which it may share with the response it replaces: a store
+        that frees a body's resources when it forgets a response frees
+        only those no stored response holds any more.
         """
 
     def remove(key):

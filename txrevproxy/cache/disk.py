@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import IO, Optional
+from typing import IO, Dict, Optional
 
 from zope.interface import implementer
 
 from ..interfaces import IBodyWriter
+from .partial import bodies_of
 from .store import MemoryStore, StoredResponse
 
 #: The names of the body files, so that only they are ever removed.
@@ -86,7 +87,8 @@ class DiskStore(MemoryStore):
     """
     A L{MemoryStore} whose bodies are files in C{directory}; C{max_size}
     bounds the bytes on disk (and the index's own share).  A body's file
-    is removed when its response is replaced, evicted or purged; a client
+    is removed when no stored response holds it any more (responses
+    combined from pieces share files with the ones they replace); a client
     still reading it keeps reading (the file stays until it is closed).
     """
 
@@ -95,6 +97,8 @@ class DiskStore(MemoryStore):
     def __init__(self, directory: str, max_size: int) -> None:
         super().__init__(max_size)
         self.directory = directory
+        #: How many stored responses hold each body file, by path.
+        self._holders: Dict[str, int] = {}
 
     def writer(self) -> FileBodyWriter:
         if not self._prepared:
@@ -114,8 +118,19 @@ class DiskStore(MemoryStore):
             if name.endswith(_SUFFIX):
                 _remove(os.path.join(self.directory, name))
 
+    def kept(self, response: StoredResponse) -> None:
+        holders = self._holders
+        for body in bodies_of(response.body):
+            holders[body.path] = holders.get(body.path, 0) + 1
+
     def forgotten(self, response: StoredResponse) -> None:
-        _remove(response.body.path)
+        holders = self._holders
+        for body in bodies_of(response.body):
+            left = holders.pop(body.path, 1) - 1
+            if left:
+                holders[body.path] = left
+            else:
+                _remove(body.path)
 
 
 def configure(settings, clock) -> DiskStore:

@@ -31,7 +31,7 @@ from ..forward.exchange import ProxyExchange
 from ..http.headers import http_date
 from ..interfaces import IBodyWriter
 from ..server.answers import abort_response
-from . import policy
+from . import partial, policy
 from .policy import Timing
 from .serve import ClientResponse, cache_status, serve_stored, storable_headers
 from .store import StoredResponse
@@ -115,6 +115,9 @@ class Fetch:
         revalidation behind a stale answer.
     @ivar forwarded: why the leader was forwarded, the C{fwd} parameter
         of Cache-Status (C{b"fwd=uri-miss"} ...).
+    @ivar coalescing: whether requests for the key wait for it: not for a
+        range request's fetch (its 206 answers no other request), which
+        only stores what it brings.
     """
 
     def __init__(
@@ -126,6 +129,7 @@ class Fetch:
         stored: Optional[StoredResponse],
         leader,
         forwarded: bytes,
+        coalescing: bool = True,
     ) -> None:
         self.cache = cache
         self.target = target
@@ -134,6 +138,7 @@ class Fetch:
         self.stored = stored
         self.leader = leader
         self.forwarded = forwarded
+        self.coalescing = coalescing
         self.request_time = cache.clock.seconds()
         self._waiting: List[Waiter] = []
         self._streaming: List[Waiter] = []
@@ -145,7 +150,10 @@ class Fetch:
         self._forgotten = False
         #: The L{CachingExchange} that feeds it.
         self.exchange = None
-        cache.fetches[key] = self
+        if coalescing:
+            cache.fetches[key] = self
+        else:
+            cache.range_fetches.setdefault(key, set()).add(self)
 
     def join(self, request, fields: List[Header]) -> None:
         """
@@ -229,6 +237,10 @@ class Fetch:
         )
         if uncacheable is None and length is not None and length > settings.max_object_size:
             uncacheable = "too large"
+        if uncacheable is None and status == 206 and length is not None:
+            first, last, _ = policy.content_range(headers)
+            if length != last + 1 - first:
+                uncacheable = "content-range"
         forwarded: Tuple[bytes, ...] = (self.forwarded,)
         if stored is not None:
             forwarded += (b"fwd-status=%d" % (status,),)
@@ -295,9 +307,13 @@ class Fetch:
         if writer is not None:
             self._body = None
             status, reason, kept, fields, received_at = self._head
-            body = writer.close()
-            self.cache.store.put(
-                StoredResponse(
+            piece = policy.content_range(kept) if status == 206 else None
+            if piece is not None and self._size != piece[1] + 1 - piece[0]:
+                # A chunked piece that is not the range it says it is.
+                writer.discard()
+            else:
+                body = writer.close()
+                stored = StoredResponse(
                     key=self.key,
                     vary_fields=fields,
                     vary_values=policy.vary_values(fields, self.fields),
@@ -307,8 +323,10 @@ class Fetch:
                     body=body,
                     timing=Timing(self.request_time, received_at),
                 )
-            )
-            self.cache.metrics.bytes_stored += len(body)
+                if piece is not None:
+                    stored = partial.piece(stored, piece[0], piece[2])
+                self.cache.keep(stored)
+                self.cache.metrics.bytes_stored += len(body)
         for waiter in self._streaming:
             if not waiter.gone:
                 waiter.finish()
@@ -445,5 +463,11 @@ class Fetch:
         if self._body is not None:
             self._body.discard()
             self._body = None
-        if self.cache.fetches.get(self.key) is self:
-            del self.cache.fetches[self.key]
+        cache = self.cache
+        if cache.fetches.get(self.key) is self:
+            del cache.fetches[self.key]
+        ranged = cache.range_fetches.get(self.key)
+        if ranged is not None:
+            ranged.discard(self)
+            if not ranged:
+                del cache.range_fetches[self.key]

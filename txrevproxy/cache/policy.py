@@ -21,9 +21,10 @@ Header = Tuple[bytes, bytes]
 Directives = Dict[bytes, Optional[bytes]]
 
 #: Statuses a cache may store and give a heuristic freshness lifetime
-#: (RFC 9110 section 15.1, "heuristically cacheable").
+#: (RFC 9110 section 15.1, "heuristically cacheable").  A 206 is stored
+#: only as a piece of its representation (L{partial_reason}).
 HEURISTICALLY_CACHEABLE = frozenset(
-    [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501]
+    [200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501]
 )
 
 #: The statuses whose caching requirements this cache implements, which
@@ -33,9 +34,8 @@ HEURISTICALLY_CACHEABLE = frozenset(
 #: explicit lifetime and without must-understand.
 UNDERSTOOD = HEURISTICALLY_CACHEABLE | frozenset([302, 303, 307])
 
-#: Final statuses never stored: 206 (ranges are served from complete
-#: stored responses) and 304 (it only refreshes a stored response).
-NEVER_STORED = frozenset([206, 304])
+#: Final statuses never stored: 304 (it only refreshes a stored response).
+NEVER_STORED = frozenset([304])
 
 #: Methods that do not change the resource (RFC 9110 section 9.2.1); any
 #: other method invalidates what is stored for its target (RFC 9111
@@ -236,6 +236,10 @@ def uncacheable_reason(
         return "method"
     if status < 200 or status in NEVER_STORED:
         return "status"
+    if status == 206:
+        reason = partial_reason(request_headers, headers)
+        if reason is not None:
+            return reason
     request_directives = request_cache_control(request_headers)
     if b"no-store" in request_directives:
         return "request no-store"
@@ -632,3 +636,68 @@ def byte_range(
         return (length, length)
     end = int(last) if last else length - 1
     return (start, min(end, length - 1))
+
+
+def content_range(headers: Iterable[Header]) -> Optional[Tuple[int, int, int]]:
+    """
+    The one range a 206 response carries (RFC 9110 section 14.4), from its
+    single C{Content-Range: bytes first-last/complete}, as C{(first, last,
+    complete)}; L{None} when there is no such field, several, an unknown
+    complete length (C{/*}), or a range that is not within it.
+    """
+    values = header_values(headers, b"content-range")
+    if len(values) != 1:
+        return None
+    match = _CONTENT_RANGE.fullmatch(values[0].strip())
+    if match is None:
+        return None
+    first, last, complete = (int(number) for number in match.groups())
+    if first > last or last >= complete:
+        return None
+    return first, last, complete
+
+
+_CONTENT_RANGE = re.compile(rb"bytes ([0-9]+)-([0-9]+)/([0-9]+)")
+
+
+def strong_validator(headers: Iterable[Header]) -> Optional[Header]:
+    """
+    The strong validator of a response (RFC 9110 section 8.8.1), which
+    tells two pieces of one representation apart from pieces of two: its
+    ETag when that is strong; else its Last-Modified when the response's
+    Date is at least a second later (section 8.8.2.2: a change within that
+    second would have kept the date); else L{None}, a weak ETag included
+    (it allows different bytes).
+
+    @return: C{(b"etag", tag)} or C{(b"last-modified", date)}.
+    """
+    headers = list(headers)
+    etag = first_value(headers, b"etag")
+    if etag is not None:
+        etag = etag.strip()
+        return (b"etag", etag) if etag.startswith(b'"') else None
+    modified = first_value(headers, b"last-modified")
+    modified_at = http_date(modified)
+    date = http_date(first_value(headers, b"date"))
+    if modified_at is None or date is None or date < modified_at + 1:
+        return None
+    return (b"last-modified", modified)
+
+
+def partial_reason(request_headers: Iterable[Header], headers: Iterable[Header]) -> Optional[str]:
+    """
+    Why a 206 may not be stored as a piece of its representation (RFC 9111
+    section 3.3), or L{None} when it may: it answers a request for one
+    byte range, with one range whose complete length is known, and has a
+    strong validator to combine it with other pieces by (section 3.4).  A
+    multipart/byteranges answer is not stored.
+    """
+    ranges = header_values(request_headers, b"range")
+    if len(ranges) != 1 or b"," in ranges[0] or not ranges[0].strip().lower().startswith(b"bytes="):
+        return "range"
+    headers = list(headers)
+    if content_range(headers) is None:
+        return "content-range"
+    if strong_validator(headers) is None:
+        return "no strong validator"
+    return None

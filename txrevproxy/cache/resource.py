@@ -1,7 +1,9 @@
 """
 The resource of a route with a cache: it answers from the store what it
 may (RFC 9111 section 4), and forwards the rest through a
-L{CachingExchange}, coalescing concurrent misses.
+L{CachingExchange}, coalescing concurrent misses.  A range request that
+is forwarded has its answer stored (RFC 9111 section 3.3) but is never
+coalesced: its 206 answers no other request.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from typing import List, Tuple
 
 from ..forward.resource import ReverseProxyResource
 from ..server.answers import respond_with_error
-from . import policy
+from . import partial, policy
 from .exchange import BackgroundRequest, CachingExchange
 from .fetch import Fetch, request_fields
 from .serve import cache_status, serve_stored
@@ -23,6 +25,12 @@ Header = Tuple[bytes, bytes]
 #: shared backend request on a miss (it is forwarded as it is), and the
 #: cache replaces them with its own validators when it revalidates.
 _PARTICULAR = (b"range", b"if-range", b"if-none-match", b"if-modified-since", b"if-match", b"if-unmodified-since")
+
+#: The fields of L{_PARTICULAR} a revalidation of a partial response
+#: keeps: the range asked for, and the client's If-Range, so that a
+#: representation that changed comes whole rather than as a piece of the
+#: new one (RFC 9110 section 13.1.5).
+_RANGE = (b"range", b"if-range")
 
 
 def _particular(fields: List[Header]) -> bool:
@@ -58,6 +66,11 @@ class CachingProxyResource(ReverseProxyResource):
         directives = policy.request_cache_control(fields)
         stored, vary_miss = cache.select(key, fields)
         forwarded = b"fwd=vary-miss" if vary_miss else b"fwd=uri-miss"
+        if stored is not None and not partial.answers(stored, request.method, fields):
+            # A partial response lacking what is asked (RFC 9211's
+            # "partial"): forwarded as on a miss, and the answer is stored
+            # in its place or combined with it.
+            stored, forwarded = None, b"fwd=partial"
         if stored is not None:
             now = cache.clock.seconds()
             rule_fields = cache.targets.rule_fields(stored.headers)
@@ -72,7 +85,7 @@ class CachingProxyResource(ReverseProxyResource):
                     metrics.hits += 1
                 else:
                     metrics.stale += 1
-                if decision == policy.STALE_REVALIDATE and key not in cache.fetches:
+                if decision == policy.STALE_REVALIDATE and not cache.fetching(key):
                     # Before answering: a finished request lets go of its
                     # connection, which the revalidation copies.
                     self._revalidateBehind(request, key, fields, stored)
@@ -104,6 +117,18 @@ class CachingProxyResource(ReverseProxyResource):
         if fetch is not None and not particular and request.bodyComplete:
             fetch.join(request, fields)
             return
+        ranged = request.method == b"GET" and policy.first_value(fields, b"range") is not None
+        if ranged and request.bodyComplete and (stored is None or stored.status == 206):
+            # Nothing stored, or a partial response: the range is asked
+            # (with the stored validators, when it is stale) and its
+            # answer stored, alone.
+            if stored is None:
+                metrics.misses += 1
+            else:
+                self._validate(request, stored)
+            fetch = Fetch(cache, self.target, key, fields, stored, request, forwarded, False)
+            CachingExchange(request, self.target, cache, key, fetch).start()
+            return
         if request.method != b"GET" or particular or not request.bodyComplete:
             metrics.misses += 1
             CachingExchange(
@@ -120,11 +145,14 @@ class CachingProxyResource(ReverseProxyResource):
     def _validate(self, request, stored) -> None:
         """
         Make C{request} ask the backend whether C{stored} is still current
-        (RFC 9111 section 4.3.1), instead of its own conditions.
+        (RFC 9111 section 4.3.1), instead of its own conditions; for a
+        partial C{stored}, still for the range it asked.
         """
         headers = request.requestHeaders
+        kept = _RANGE if stored.status == 206 else ()
         for name in _PARTICULAR:
-            headers.removeHeader(name)
+            if name not in kept:
+                headers.removeHeader(name)
         validators = policy.validators(stored.headers)
         for name, value in validators:
             headers.setRawHeaders(name, [value])
@@ -138,5 +166,7 @@ class CachingProxyResource(ReverseProxyResource):
         """
         background = BackgroundRequest(request)
         self._validate(background, stored)
-        fetch = Fetch(self.cache, self.target, key, fields, stored, None, b"fwd=stale")
+        fetch = Fetch(
+            self.cache, self.target, key, fields, stored, None, b"fwd=stale", stored.status != 206
+        )
         CachingExchange(background, self.target, self.cache, key, fetch).start()

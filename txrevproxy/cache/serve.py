@@ -19,7 +19,7 @@ from ..filters.chain import (
 from ..http.headers import client_response_headers
 from ..http.status import reason_phrase
 from ..server.answers import abort_response
-from . import policy
+from . import partial, policy
 from .store import StoredResponse
 
 Header = Tuple[bytes, bytes]
@@ -66,7 +66,9 @@ def serve_stored(
     targets=None,
 ) -> None:
     """
-    Answer C{request} from C{stored} and finish it.
+    Answer C{request} from C{stored} and finish it.  A partial C{stored}
+    (a 206) answers only the requests L{partial.answers} allows: the
+    range is taken from its pieces.
 
     @param age: the stored response's current age, in seconds.
     @param lifetime: its freshness lifetime, for the C{ttl} of
@@ -96,7 +98,8 @@ def serve_stored(
         headers = response_rules.apply(headers, request)
     body = stored.body
     status = stored.status
-    if status == 200 and policy.not_modified(list(stored.headers), request_headers):
+    ranged = status == 200 or status == 206
+    if ranged and policy.not_modified(list(stored.headers), request_headers):
         headers = [
             (name, value)
             for name, value in headers
@@ -105,21 +108,22 @@ def serve_stored(
         ]
         _answer(request, 304, headers, b"")
         return
-    if status == 200:
+    if ranged:
+        length = partial.representation_length(stored)
         chosen = policy.byte_range(
             policy.first_value(request_headers, b"range"),
             policy.first_value(request_headers, b"if-range"),
             list(stored.headers),
-            len(body),
+            length,
         )
         if chosen is not None:
             first, last = chosen
-            if first == len(body):
-                headers.append((b"Content-Range", b"bytes */%d" % (len(body),)))
+            if first == length:
+                headers.append((b"Content-Range", b"bytes */%d" % (length,)))
                 _answer(request, 416, headers, b"")
                 return
             headers.append(
-                (b"Content-Range", b"bytes %d-%d/%d" % (first, last, len(body)))
+                (b"Content-Range", b"bytes %d-%d/%d" % (first, last, length))
             )
             _answer(request, 206, headers, body, first, last + 1 - first)
             return

@@ -6,14 +6,14 @@ coalescing), its counters, and the purge API.
 
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Set, Tuple
 from urllib.parse import urljoin, urlsplit
 
 from ..config.model import CacheSettings
 from ..http.target import request_host
 from ..interfaces import ICacheStore
 from ..plugins import cache_store_types
-from . import policy
+from . import partial, policy
 from .fetch import Fetch
 from .store import StoredResponse
 from .targeted import Targets
@@ -82,6 +82,8 @@ class SharedCache:
     @ivar clock: the time source of ages.
     @ivar fetches: the backend requests in flight that requests for the
         same key may wait for, by primary key.
+    @ivar range_fetches: the range requests in flight whose answers are
+        to be stored, by primary key (nothing waits for them).
     @ivar metrics: its L{CacheMetrics}.
     @ivar targets: its L{Targets}, the targeted cache-control fields it
         obeys (RFC 9213).
@@ -92,6 +94,7 @@ class SharedCache:
         self.store = store
         self.clock = clock
         self.fetches: Dict[bytes, Fetch] = {}
+        self.range_fetches: Dict[bytes, Set[Fetch]] = {}
         self.metrics = CacheMetrics()
         self.targets = Targets.of(settings)
 
@@ -112,6 +115,22 @@ class SharedCache:
             ):
                 return stored, False
         return None, bool(variants)
+
+    def keep(self, response: StoredResponse) -> None:
+        """
+        Store a response the backend sent.  A piece of a representation
+        (a 206) is combined with what is stored for its key and Vary
+        values (RFC 9111 section 3.4, see
+        L{txrevproxy.cache.partial.combined}); anything else replaces it.
+        """
+        if response.status == 206:
+            old = None
+            for stored in self.store.variants(response.key):
+                if stored.variant == response.variant:
+                    old = stored
+                    break
+            response = partial.combined(old, response, self.settings.max_object_size)
+        self.store.put(response)
 
     def invalidate(self, key: bytes, locations: List[bytes]) -> None:
         """
@@ -149,10 +168,20 @@ class SharedCache:
         Forget what is stored for C{key}, and keep a response in flight
         for it from being stored.
         """
-        fetch = self.fetches.get(key)
-        if fetch is not None:
+        for fetch in self.fetching(key):
             fetch.forget()
         return self.store.remove(key)
+
+    def fetching(self, key: bytes) -> List[Fetch]:
+        """
+        The fetches in flight for C{key} whose responses would be stored
+        (one revalidation at a time is enough).
+        """
+        fetches = list(self.range_fetches.get(key, ()))
+        fetch = self.fetches.get(key)
+        if fetch is not None:
+            fetches.append(fetch)
+        return fetches
 
     def purge_prefix(self, prefix: str) -> int:
         """
@@ -164,9 +193,10 @@ class SharedCache:
             raise ValueError("not an absolute http(s) URL: %r" % (prefix,))
         if not urlsplit(prefix).path:
             key = key[:-1]
-        for fetched, fetch in self.fetches.items():
+        for fetched in set(self.fetches) | set(self.range_fetches):
             if fetched.startswith(key):
-                fetch.forget()
+                for fetch in self.fetching(fetched):
+                    fetch.forget()
         return self.store.remove_prefix(key)
 
 

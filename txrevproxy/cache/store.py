@@ -12,6 +12,7 @@ import attr
 from zope.interface import implementer
 
 from ..interfaces import IBodyWriter, ICacheStore
+from .partial import held_size
 from .policy import Timing
 
 Header = Tuple[bytes, bytes]
@@ -36,7 +37,9 @@ class StoredResponse:
         cache frames what it serves), hop-by-hop fields or Set-Cookie.
     @ivar body: the whole body: L{bytes}, or for a store that keeps
         bodies elsewhere an object with C{len()} and C{open()} (see
-        L{IBodyWriter.close}).
+        L{IBodyWriter.close}); for a partial response (status 206) or one
+        combined from pieces, a L{txrevproxy.cache.partial.Pieces} of such
+        bodies.
     @ivar timing: when it was requested and received, for its age.
     """
 
@@ -57,7 +60,7 @@ class StoredResponse:
         return (
             OVERHEAD
             + len(self.key)
-            + len(self.body)
+            + held_size(self.body)
             + sum(len(name) + len(value) for name, value in self.headers)
         )
 
@@ -119,6 +122,7 @@ class MemoryStore:
         return MemoryBodyWriter()
 
     def put(self, response: StoredResponse) -> None:
+        self.kept(response)
         found = self._entries.get(response.key)
         if found is None:
             found = self._entries[response.key] = []
@@ -150,6 +154,14 @@ class MemoryStore:
         for response in responses:
             self.size -= response.size
             self.forgotten(response)
+
+    def kept(self, response: StoredResponse) -> None:
+        """
+        A response is being stored, before the one it replaces is
+        forgotten: a store that keeps bodies elsewhere counts its bodies
+        here, since a response combined from pieces shares bodies with the
+        one it replaces (see L{txrevproxy.cache.partial.combined}).
+        """
 
     def forgotten(self, response: StoredResponse) -> None:
         """
