@@ -58,6 +58,7 @@ class Request:
     clientproto: bytes = b"HTTP/1.1"
     code: int = 200
     sentLength: int = 1234
+    bodyBytes: int = 56
     request_id: bytes = b"0123456789abcdef"
     timed_out: Optional[str] = None
     connection: Connection = attr.Factory(Connection)
@@ -125,7 +126,7 @@ class FormatTests(TestCase):
             written,
             b'{"time":"2026-11-23T10:20:30Z","client":"192.0.2.7","method":"GET",'
             b'"path":"/products/1?x=1","protocol":"HTTP/1.1","status":200,'
-            b'"bytes":1234,"duration":0.012346,"upstream":"app",'
+            b'"bytes":1234,"received":56,"duration":0.012346,"upstream":"app",'
             b'"backend":"http://10.0.0.1:8080","request_id":"0123456789abcdef",'
             b'"tls":"TLSv1.3","user_agent":"curl/8.0 \\"quoted\\"",'
             b'"referer":"https://a.test/","timeout":null}\n',
@@ -219,6 +220,7 @@ class ProxyAccessLogTests(TestCase):
                 "protocol": "HTTP/1.1",
                 "status": 200,
                 "bytes": len(body),
+                "received": 0,
                 "upstream": "app",
                 "backend": "http://127.0.0.1:%d" % (backend,),
                 "request_id": "given-id",
