@@ -1,7 +1,8 @@
 """
 The access log: both formats line for line, buffering until the timer or
 the size limit, reopening after logrotate, and lines written by a real
-proxy.
+proxy: of clients that reset, half-close or leave mid-answer, and of
+WebSocket tunnels.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
-from twisted.web import server
+from twisted.web import resource, server
 from twisted.web.http_headers import Headers
 
 from txrevproxy.app.service import ProxyService
@@ -24,8 +25,10 @@ from txrevproxy.config import load_config
 from txrevproxy.config.model import LogSettings
 from txrevproxy.observe.accesslog import FLUSH_INTERVAL, FLUSH_SIZE, AccessLog
 
-from ..support.loopback import Echo, listen
+from ..support.loopback import Echo, connect_raw, listen
+from ..support.observed import ObservedProxy, reset, until
 from ..support.processes import temporary_directory
+from ..support.tunnels import HANDSHAKE, EchoFactory
 
 #: 2026-11-23 10:20:30 UTC
 NOW = 1795429230.0
@@ -58,6 +61,7 @@ class Request:
     clientproto: bytes = b"HTTP/1.1"
     code: int = 200
     sentLength: int = 1234
+    bodyBytes: int = 56
     request_id: bytes = b"0123456789abcdef"
     timed_out: Optional[str] = None
     connection: Connection = attr.Factory(Connection)
@@ -125,7 +129,7 @@ class FormatTests(TestCase):
             written,
             b'{"time":"2026-11-23T10:20:30Z","client":"192.0.2.7","method":"GET",'
             b'"path":"/products/1?x=1","protocol":"HTTP/1.1","status":200,'
-            b'"bytes":1234,"duration":0.012346,"upstream":"app",'
+            b'"bytes":1234,"received":56,"duration":0.012346,"upstream":"app",'
             b'"backend":"http://10.0.0.1:8080","request_id":"0123456789abcdef",'
             b'"tls":"TLSv1.3","user_agent":"curl/8.0 \\"quoted\\"",'
             b'"referer":"https://a.test/","timeout":null}\n',
@@ -219,6 +223,7 @@ class ProxyAccessLogTests(TestCase):
                 "protocol": "HTTP/1.1",
                 "status": 200,
                 "bytes": len(body),
+                "received": 0,
                 "upstream": "app",
                 "backend": "http://127.0.0.1:%d" % (backend,),
                 "request_id": "given-id",
@@ -229,3 +234,126 @@ class ProxyAccessLogTests(TestCase):
             },
         )
         self.assertEqual(response.headers.getRawHeaders("x-request-id"), ["given-id"])
+
+
+class ClientGoneTests(ObservedProxy, TestCase):
+    """
+    The lines of requests whose client left, or only half-closed, over
+    real sockets.
+    """
+
+    timeout = 15
+
+    @inlineCallbacks
+    def setUp(self):
+        yield self.start_held_backend()
+        self.start()
+
+    @inlineCallbacks
+    def test_a_client_that_resets_before_its_answer_is_logged_with_499(self):
+        client = yield connect_raw(self.port, b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+        yield until(lambda: self.held.requests)
+        backend_request = self.held.requests[0]
+        reset(client.transport)
+        yield until(lambda: self.logged())
+        [line] = self.logged()
+        self.assertEqual(
+            (line["status"], line["path"], line["client"], line["bytes"]),
+            (499, "/slow", "127.0.0.1", 0),
+        )
+        # The backend exchange was given up, and nothing stays in flight.
+        yield until(lambda: backend_request._disconnected)
+        yield until(lambda: self.gauge("client_connections") == 0)
+        self.assertEqual(set(self.backend_gauges().values()), {0})
+        snapshot = self.service.metrics.snapshot()["requests"]
+        self.assertEqual(snapshot["web\t0\tapp\t4xx"], 1)
+
+    @inlineCallbacks
+    def test_a_client_that_half_closes_gets_its_answer(self):
+        client = yield connect_raw(
+            self.port,
+            b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n",
+        )
+        yield until(lambda: self.held.requests)
+        # shutdown(SHUT_WR): the client sends nothing more, and reads on.
+        client.transport.loseWriteConnection()
+        yield until(lambda: any(c.readClosed for c in self.channels()))
+        self.held.answer(b"first")
+        yield until(lambda: self.held.requests)
+        self.held.answer(b"second")
+        received = yield client.closed
+        self.assertEqual(received.count(b"HTTP/1.1 200 OK\r\n"), 2)
+        self.assertTrue(received.endswith(b"second"))
+        self.assertIn(b"\r\n\r\nfirst", received)
+        self.assertEqual(
+            [(line["path"], line["status"], line["bytes"]) for line in self.logged()],
+            [("/a", 200, 5), ("/b", 200, 6)],
+        )
+        self.assertEqual(self.gauge("client_connections"), 0)
+
+    @inlineCallbacks
+    def test_a_client_that_half_closes_a_body_cut_short_is_gone(self):
+        client = yield connect_raw(
+            self.port, b"POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc"
+        )
+        # The body streams: the backend is connected before it is whole.
+        yield until(lambda: self.backend_site.connections)
+        client.transport.loseWriteConnection()
+        yield client.closed
+        yield until(lambda: self.logged())
+        [line] = self.logged()
+        self.assertEqual((line["status"], line["received"]), (499, 3))
+
+    @inlineCallbacks
+    def test_a_client_that_resets_mid_answer_is_logged_with_what_it_got(self):
+        self.start(backend_port=(yield listen(server.Site(Trickle()), self)))
+        client = yield connect_raw(self.port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        yield until(lambda: b"first part" in client.received)
+        reset(client.transport)
+        yield until(lambda: self.logged())
+        [line] = self.logged()
+        self.assertEqual((line["status"], line["bytes"]), (200, len(b"first part")))
+        yield until(lambda: self.gauge("client_connections") == 0)
+
+
+class Trickle(resource.Resource):
+    """
+    A backend that sends the first part of a chunked body and never the
+    rest.
+    """
+
+    isLeaf = True
+
+    def render(self, request):
+        request.write(b"first part")
+        return server.NOT_DONE_YET
+
+
+class TunnelLogTests(ObservedProxy, TestCase):
+    timeout = 15
+
+    @inlineCallbacks
+    def test_a_websocket_is_logged_and_counted_when_it_ends(self):
+        backend = EchoFactory()
+        self.backend_port = yield listen(backend, self)
+        self.start()
+        client = yield connect_raw(self.port, HANDSHAKE)
+        yield until(lambda: b"hello from backend" in client.received)
+        self.assertEqual(self.logged(), [])
+        self.assertEqual(self.gauge("client_connections"), 1)
+        client.transport.write(b"frame-one")
+        yield until(lambda: client.received.endswith(b"FRAME-ONE"))
+        client.transport.loseConnection()
+        yield backend.closed
+        yield until(lambda: self.logged())
+        [line] = self.logged()
+        self.assertEqual(
+            (line["status"], line["path"], line["received"], line["bytes"]),
+            (101, "/chat", len(b"frame-one"), len(b"hello from backendFRAME-ONE")),
+        )
+        self.assertGreaterEqual(line["duration"], 0)
+        snapshot = self.service.metrics.snapshot()
+        self.assertEqual(snapshot["requests"]["web\t0\tapp\t1xx"], 1)
+        self.assertEqual(snapshot["received_bytes"]["web"], len(b"frame-one"))
+        yield until(lambda: self.gauge("client_connections") == 0)
+        yield until(lambda: set(self.backend_gauges().values()) == {0})

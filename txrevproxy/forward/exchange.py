@@ -459,7 +459,7 @@ class ProxyExchange:
         # goes first.
         self.request.channel.releaseWrites()
         self._tunnel = Tunnel(
-            self.request.channel,
+            self.request,
             self._upstream,
             self.target.clock,
             self.target.tunnel_idle_timeout,

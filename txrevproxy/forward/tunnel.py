@@ -8,6 +8,11 @@ producer of the other, so a side that reads slowly pauses the other side's
 reading: memory stays bounded.  When either side closes, the other is closed
 after its pending bytes; a pipe idle in both directions for C{idle_timeout}
 is closed too.
+
+The request that opened the tunnel is logged and counted when the pipe
+closes, as one request with status 101 whose duration is the tunnel's life:
+its received bytes are those the client sent through the pipe, its sent
+bytes those the backend sent.
 """
 
 from __future__ import annotations
@@ -36,19 +41,23 @@ class _ClientSide(Protocol):
 
 class Tunnel:
     """
-    A pipe between an upgraded client channel and a backend connection.
+    A pipe between the client channel of an upgraded request and a backend
+    connection.
 
+    @param request: the request whose 101 response was relayed.
     @param on_close: called once, when the pipe is closed.
     """
 
     def __init__(
         self,
-        channel,
+        request,
         upstream,
         clock,
         idle_timeout: float,
         on_close: Callable[[], None],
     ) -> None:
+        self._request = request
+        channel = request.channel
         self._client = channel.transport
         self._upstream = upstream
         self._clock = clock
@@ -70,10 +79,12 @@ class Tunnel:
 
     def fromClient(self, data: bytes) -> None:
         self._last_activity = self._clock.seconds()
+        self._request.bodyBytes += len(data)
         self._upstream.transport.write(data)
 
     def fromBackend(self, data: bytes) -> None:
         self._last_activity = self._clock.seconds()
+        self._request.sentLength += len(data)
         self._client.write(data)
 
     def clientClosed(self) -> None:
@@ -102,3 +113,5 @@ class Tunnel:
             transport.unregisterProducer()
             transport.loseConnection()
         self._on_close()
+        request = self._request
+        request.site.log(request)

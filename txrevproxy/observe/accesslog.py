@@ -56,12 +56,16 @@ def _text(value: Optional[bytes]) -> Optional[str]:
 class _Facts:
     """
     What a line says of one request, read from it once.
+
+    The client's facts come from C{request.connection}, which the request
+    keeps from its start: a request logged because its client went has no
+    channel any more.
     """
 
     __slots__ = (
-        "client", "method", "target", "protocol", "status", "sent", "duration",
-        "upstream", "backend", "request_id", "tls", "user_agent", "referer",
-        "timeout",
+        "client", "method", "target", "protocol", "status", "sent", "received",
+        "duration", "upstream", "backend", "request_id", "tls", "user_agent",
+        "referer", "timeout",
     )
 
     def __init__(self, request, duration: float, upstream: Optional[str]) -> None:
@@ -72,6 +76,7 @@ class _Facts:
         self.protocol = request.clientproto
         self.status = request.code
         self.sent = request.sentLength
+        self.received = request.bodyBytes
         self.duration = duration
         self.upstream = upstream
         backend = request.backend
@@ -109,7 +114,7 @@ def combined_line(facts: _Facts, date: bytes) -> bytes:
 
 def json_line(facts: _Facts, date: bytes) -> bytes:
     """
-    One JSON object, on one line, with the fields L{JSON_FIELDS} lists.
+    One JSON object, on one line, with the fields docs/operations.rst lists.
     """
     return (
         json.dumps(
@@ -121,6 +126,7 @@ def json_line(facts: _Facts, date: bytes) -> bytes:
                 "protocol": facts.protocol.decode("ascii", "replace"),
                 "status": facts.status,
                 "bytes": facts.sent,
+                "received": facts.received,
                 "duration": round(facts.duration, 6),
                 "upstream": facts.upstream,
                 "backend": facts.backend,

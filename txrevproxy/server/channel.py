@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
-from twisted.internet.interfaces import IHandshakeListener
+from twisted.internet.interfaces import IHalfCloseableProtocol, IHandshakeListener
 from zope.interface import implementer
 
 from ..http.chunked import ChunkedDecoder, MalformedChunks
@@ -75,6 +75,12 @@ class ClientConnection:
         bytes for X-Forwarded-Port; L{None} off TCP.
     @ivar tls_version: the TLS version of the connection, such as
         C{"TLSv1.3"}, once its handshake completed; L{None} without TLS.
+
+    Each connection is counted in its site's C{stats.connections} by
+    L{countOpen} and L{countClosed}, and nowhere else: the HTTP/1.x
+    channel from the client's connect to its close (a WebSocket tunnel
+    included), or, on an HTTP/2 connection, the channel until ALPN chose
+    h2 and the HTTP/2 connection from then on.
     """
 
     client_ip = b""
@@ -83,7 +89,25 @@ class ClientConnection:
     tls_version: Optional[str] = None
     _client_subject: object = None
     _counted = False
+    _open = False
     _peer = None
+
+    def countOpen(self) -> None:
+        """
+        Count this connection as open in its site's stats.
+        """
+        self._open = True
+        self.site.stats.connections += 1
+
+    def countClosed(self) -> None:
+        """
+        Count this connection as closed, once: later calls do nothing (an
+        HTTP/2 connection is told it is lost on a GOAWAY, then again when
+        its transport closes).
+        """
+        if self._open:
+            self._open = False
+            self.site.stats.connections -= 1
 
     def learnPeer(self) -> None:
         """
@@ -122,7 +146,7 @@ class ClientConnection:
         self.forgetPeer()
         old = self.site
         self.site = site
-        if old.stats is not site.stats:
+        if self._open and old.stats is not site.stats:
             old.stats.connections -= 1
             site.stats.connections += 1
         if known:
@@ -183,7 +207,7 @@ class ClientConnection:
         return self._host
 
 
-@implementer(IHandshakeListener)
+@implementer(IHandshakeListener, IHalfCloseableProtocol)
 class ProxyChannel(ClientConnection, HTTPChannelBase):
     """
     An HTTP/1.1 server connection that streams request bodies and reads
@@ -233,9 +257,12 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
     @ivar idleSince: when the connection last had no request (it opened,
         or a response ended); the site closes a connection idle for
         C{keepalive_timeout}.
+    @ivar readClosed: whether the client closed its sending side (see
+        L{readConnectionLost}).
     """
 
     state = IDLE
+    readClosed = False
     headStarted: Optional[float] = None
     idleSince = 0.0
     _headLines = 0
@@ -272,7 +299,7 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         self._takeLimits()
         self.idleSince = site.reactor.seconds()
         site.channels.add(self)
-        site.stats.connections += 1
+        self.countOpen()
         if self.state is IDLE and self.overConnectionLimit():
             self.reject(429)
 
@@ -294,14 +321,39 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         self._takeLimits()
 
     def connectionLost(self, reason) -> None:
+        self.countClosed()
         if self.state is UPGRADED:
             self._tunnel.connectionLost(reason)
             return
-        site = self.site
-        site.channels.discard(self)
-        site.stats.connections -= 1
+        self.site.channels.discard(self)
         self.forgetPeer()
         super().connectionLost(reason)
+
+    def readConnectionLost(self) -> None:
+        """
+        The client closed its sending side (L{IHalfCloseableProtocol}): it
+        sends nothing more, which does not mean it is gone.  A client that
+        sent its whole request and then half-closed (C{shutdown(SHUT_WR)})
+        still reads: a request being answered (C{RESPONDING}, and requests
+        pipelined behind it) is answered, and the connection is closed
+        after the last answer (see L{requestDone}).  Whether the client is
+        really gone shows when a write to it fails: the connection is lost
+        then, and a request not answered yet is logged with 499.
+
+        In any other state nothing can be answered any more (no request, a
+        head or a body cut short, a tunnel): the connection is closed, as
+        Twisted does on a read EOF without this interface.
+        """
+        self.readClosed = True
+        if self.state is not RESPONDING:
+            self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        """
+        The proxy never closes only its sending side; should it happen,
+        the connection is over.
+        """
+        self.transport.loseConnection()
 
     def requestDone(self, request) -> None:
         """
@@ -316,6 +368,10 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
             # Part of a pipelined head came with the previous request: its
             # time counts from now.
             self._enter(READING_HEAD)
+        if self.readClosed and self.state is not RESPONDING:
+            # The client half-closed, and every request it sent whole is
+            # answered (see readConnectionLost).
+            self.transport.loseConnection()
 
     def isIdle(self) -> bool:
         """
@@ -343,10 +399,9 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         which owns it from now on: it is no longer an HTTP connection of
         the site's (the tunnel closes it on its own timeout, or at exit).
         """
-        site = self.site
-        site.channels.discard(self)
-        site.stats.connections -= 1
-        # Nor does it count against max_connections_per_ip any longer.
+        # It stays counted open (see countOpen) until it closes, but not
+        # against max_connections_per_ip.
+        self.site.channels.discard(self)
         self.forgetPeer()
         self._tunnel = protocol
         self._enter(UPGRADED)

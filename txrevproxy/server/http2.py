@@ -42,7 +42,6 @@ class HTTP2ProxyRequest(ProxyRequest):
     aborting act on this stream alone.
     """
 
-    connection = None
     _dispatchCall = None
 
     def __init__(self, stream, connection: "ProxyH2Connection") -> None:
@@ -158,14 +157,15 @@ class ProxyH2Connection(ClientConnection, EarlyAnswerH2Connection):
     def connectionMade(self) -> None:
         self.learnPeer()
         self.site.h2_connections.add(self)
+        self.countOpen()
         super().connectionMade()
 
     def connectionEnding(self) -> None:
+        # Called again after a GOAWAY or a stopProducing: each step is done
+        # once.
         self.forgetPeer()
-        site = self.site
-        site.h2_connections.discard(self)
-        # Counted open by the HTTP/1.1 channel it took over from.
-        site.stats.connections -= 1
+        self.site.h2_connections.discard(self)
+        self.countClosed()
 
     def joinSite(self, site) -> None:
         self.site.h2_connections.discard(self)
@@ -212,8 +212,10 @@ class NegotiatingChannel(proxyForInterface(IProtocol, "_channel")):  # type: ign
         self._channel.setTimeout(None)
         site = self._site
         site.channels.discard(self._channel)
-        # The HTTP/2 connection counts itself against the address's limit.
+        # The HTTP/2 connection counts itself, as open and against the
+        # address's limit.
         self._channel.forgetPeer()
+        self._channel.countClosed()
         h2 = ProxyH2Connection(site.reactor)
         h2.site = site
         h2.tls_version = self._channel.tls_version

@@ -129,9 +129,12 @@ class ProxyRequest(StreamingRequest):
     readingPaused = False
     client_address: Optional[str] = None
 
-    @property
-    def connection(self):
-        return self.channel
+    def __init__(self, channel, *args, **kwargs) -> None:
+        super().__init__(channel, *args, **kwargs)
+        # Kept for the whole life of the request: twisted.web forgets its
+        # channel when the client goes, and the access log and the metrics
+        # still need the connection's facts then.
+        self.connection = channel
 
     def headersReceived(
         self, command: bytes, path: bytes, version: bytes, length: Optional[int]
@@ -492,15 +495,12 @@ class ProxyRequest(StreamingRequest):
         self.upstream_time = self.site.reactor.seconds() - self._chosenAt
 
     def connectionLost(self, reason) -> None:
-        channel = self.channel
         super().connectionLost(reason)
         self.handler.clientGone()
         if self._dispatched and not self.finished:
             # Logged and counted too, as nginx does (499: the client went
-            # before any answer), with the facts of its connection, which
-            # twisted.web has just forgotten.
+            # before any answer), from L{connection}, which outlives the
+            # channel twisted.web has just forgotten.
             if not self.startedWriting:
                 self.code = 499
-            self.channel = channel
             self.site.log(self)
-            self.channel = None
