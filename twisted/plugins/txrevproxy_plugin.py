@@ -34,7 +34,6 @@ class Options(usage.Options):
         Print txrevproxy's version (and Twisted's) and exit.
         """
         from twisted import copyright
-
         from txrevproxy import __version__
 
         print("txrevproxy %s (Twisted %s)" % (__version__, copyright.version))
