@@ -175,3 +175,75 @@ class DemoBackendTests(TestCase):
         request, body = render(b"/healthz")
         self.assertEqual(body, b"ok\n")
         self.assertIsNone(request.responseCode)  # twisted.web's default, 200
+
+
+class TwistdVersionAndDaemonTests(TestCase):
+    """
+    C{twistd txrevproxy --version}, and a daemonizing twistd whose port is
+    taken: both as real processes.
+    """
+
+    def run_twistd(self, *arguments: str):
+        import subprocess
+
+        from ..support.processes import source_tree_environment, twistd_command
+
+        directory = temporary_directory(self)
+        return subprocess.run(
+            twistd_command(*arguments),
+            cwd=str(directory),
+            env=source_tree_environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            timeout=120,
+        ), directory
+
+    def test_twistd_version_prints_txrevproxys(self):
+        from txrevproxy import __version__
+
+        result, _ = self.run_twistd("txrevproxy", "--version")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertTrue(
+            result.stdout.decode().startswith("txrevproxy %s " % (__version__,)),
+            result.stdout,
+        )
+
+    def test_daemon_start_with_a_port_in_use_prints_the_whole_sentence(self):
+        import socket
+
+        from ..support.processes import simple_config
+
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        directory = temporary_directory(self)
+        config = directory / "proxy.toml"
+        config.write_text(simple_config(port, ["http://127.0.0.1:9"]))
+        result, _ = self.run_twistd(
+            "--pidfile", str(directory / "twistd.pid"),
+            "--logfile", str(directory / "twistd.log"),
+            "txrevproxy", "--config", str(config),
+        )
+        self.assertEqual(result.returncode, 1)
+        stderr = result.stderr.decode()
+        self.assertIn(
+            "listeners.web.endpoint: cannot listen on tcp:%d:interface=127.0.0.1: "
+            "Couldn't listen on 127.0.0.1:%d: [Errno 98] Address already in use." % (port, port),
+            stderr,
+        )
+        self.assertNotIn("b'", stderr)
+
+
+class VersionTests(TestCase):
+    def test_txrevproxy_version(self):
+        from txrevproxy import __version__
+
+        with self.assertRaises(SystemExit):
+            import contextlib
+
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                main(["--version"])
+        self.assertEqual(out.getvalue(), "txrevproxy %s\n" % (__version__,))

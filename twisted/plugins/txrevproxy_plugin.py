@@ -8,7 +8,10 @@ imported inside L{ProxyServiceMaker.makeService}.
 
 from __future__ import annotations
 
-from twisted.application.service import IServiceMaker, MultiService
+import sys
+
+from twisted.application.service import IServiceMaker, MultiService, Service
+from twisted.internet.defer import DeferredList, maybeDeferred
 from twisted.plugin import IPlugin
 from twisted.python import usage
 from zope.interface import implementer
@@ -25,6 +28,16 @@ class Options(usage.Options):
     optParameters = [
         ["config", "c", "proxy.toml", "The configuration file (TOML)."],
     ]
+
+    def opt_version(self) -> None:
+        """
+        Print txrevproxy's version (and Twisted's) and exit.
+        """
+        from twisted import copyright
+        from txrevproxy import __version__
+
+        print("txrevproxy %s (Twisted %s)" % (__version__, copyright.version))
+        sys.exit(0)
 
 
 class StartFailure(SystemExit, Exception):
@@ -48,7 +61,14 @@ class _TwistdService(MultiService):
       - when a listener cannot open its endpoint, the process exits
         non-zero with the sentence naming the key, instead of a traceback;
       - SIGHUP reloads, SIGUSR1 reopens the access log, SIGTERM and SIGINT
-        stop gracefully and exit 0 (see L{txrevproxy.app.signals}).
+        stop gracefully and exit 0 (see L{txrevproxy.app.signals});
+      - the admin API stops after the proxy has drained, so that C{GET
+        /ready} answers 503 during the drain instead of refusing
+        connections.
+
+    L{privilegedStartService} may be called early, before twistd
+    daemonizes (see L{ProxyServiceMaker.makeService}); twistd's own call
+    then does nothing.
     """
 
     def __init__(self, reactor, proxy) -> None:
@@ -56,14 +76,18 @@ class _TwistdService(MultiService):
         self._reactor = reactor
         self.proxy = proxy
         self._restore_signals = None
+        self._listening = False
 
     def privilegedStartService(self) -> None:
         from txrevproxy.app.service import ListenError
 
+        if self._listening:
+            return
         try:
             super().privilegedStartService()
         except ListenError as error:
             raise StartFailure(str(error))
+        self._listening = True
 
     def startService(self) -> None:
         from txrevproxy.app.signals import handle_signals
@@ -75,7 +99,13 @@ class _TwistdService(MultiService):
         if self._restore_signals is not None:
             self._restore_signals()
             self._restore_signals = None
-        return super().stopService()
+        Service.stopService(self)
+        others = [each for each in self if each is not self.proxy]
+        d = maybeDeferred(self.proxy.stopService)
+        d.addBoth(
+            lambda _: DeferredList([maybeDeferred(each.stopService) for each in others])
+        )
+        return d
 
 
 @implementer(IServiceMaker, IPlugin)
@@ -123,6 +153,13 @@ class ProxyServiceMaker:
         proxy.setServiceParent(top)
         if config.admin is not None:
             AdminService(proxy, reactor).setServiceParent(top)
+        parent = getattr(options, "parent", None)
+        if parent is not None and not parent.get("nodaemon", True):
+            # twistd daemonizes next, and a failure after that reaches the
+            # terminal only as its first 100 bytes: open the listeners now
+            # (as nginx binds before it forks), so a port in use is told
+            # whole, and the daemon inherits the sockets.
+            top.privilegedStartService()
         return top
 
 

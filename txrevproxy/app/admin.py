@@ -2,8 +2,11 @@
 The admin API, on C{[admin] endpoint}: status, metrics, reload, drain,
 cache purge, routes and their maintenance.
 
-Every answer is JSON (but C{/metrics}, in the Prometheus text format),
-errors included: C{{"error": "sentence"}} with the right status.  The API
+Every answer is JSON (but C{/metrics}, in the Prometheus text format,
+and C{/health}, a plain C{ok}), errors included: C{{"error": "sentence"}}
+with the right status.  C{GET /health} and C{GET /ready}, the liveness
+and readiness probes, need no token; everything else does, when one is
+configured.  The API
 talks to the proxy through an L{IProxyControl}: the L{ProxyService} of a
 single process, or the L{txrevproxy.app.workers.WorkerSupervisor} that asks
 each of its workers and sums their answers.
@@ -68,6 +71,12 @@ class IProxyControl(Interface):
         """
         Reload the configuration; the problems that kept the old one
         (empty on success).
+        """
+
+    def readiness():
+        """
+        Why the proxy should not be sent traffic (stopping, a listener not
+        listening, no worker running); empty when it is ready.
         """
 
     def set_draining(upstream: str, server: Any, draining: bool):
@@ -146,7 +155,9 @@ class AdminAPI(Resource):
     def __init__(self, control) -> None:
         super().__init__()
         self.control = control
-        self._operations: List[Tuple[bytes, Pattern[str], Handler]] = []
+        self._operations: List[Tuple[bytes, Pattern[str], Handler, bool]] = []
+        self.add(b"GET", r"/health", self._health, public=True)
+        self.add(b"GET", r"/ready", self._ready, public=True)
         self.add(b"GET", r"/status", self._status)
         self.add(b"GET", r"/metrics", self._metrics)
         self.add(b"POST", r"/reload", self._reload)
@@ -161,12 +172,17 @@ class AdminAPI(Resource):
         self.add(b"POST", maintenance, self._maintenance)
         self.add(b"DELETE", maintenance, self._maintenance)
 
-    def add(self, method: bytes, pattern: str, handler: Handler) -> None:
+    def add(
+        self, method: bytes, pattern: str, handler: Handler, public: bool = False
+    ) -> None:
         """
         Answer C{method} on the paths C{pattern} matches whole with
         C{handler(request, **named_groups)} (groups percent-decoded).
+
+        @param public: answer without the bearer token (the probes, which
+            load balancers and orchestrators send without credentials).
         """
-        self._operations.append((method, re.compile(pattern + r"\Z"), handler))
+        self._operations.append((method, re.compile(pattern + r"\Z"), handler, public))
 
     def render(self, request):
         d = maybeDeferred(self._dispatch, request)
@@ -175,18 +191,14 @@ class AdminAPI(Resource):
         return NOT_DONE_YET
 
     def _dispatch(self, request):
-        token = self.control.admin_token()
-        if token is not None:
-            given = request.getHeader(b"authorization") or b""
-            if not hmac.compare_digest(given, b"Bearer " + token.encode("ascii")):
-                request.setHeader(b"WWW-Authenticate", b'Bearer realm="txrevproxy"')
-                raise AdminError(401, "a valid bearer token is required")
         path = request.path.decode("latin-1")
         allowed = []
-        for method, pattern, handler in self._operations:
+        for method, pattern, handler, public in self._operations:
             match = pattern.match(path)
             if match is None:
                 continue
+            if not public:
+                self._authorize(request)
             if method != request.method:
                 allowed.append(method)
                 continue
@@ -195,7 +207,16 @@ class AdminAPI(Resource):
         if allowed:
             request.setHeader(b"Allow", b", ".join(allowed))
             raise AdminError(405, "use %s" % (b" or ".join(allowed).decode(),))
+        self._authorize(request)
         raise AdminError(404, "no such admin operation: %s" % (path,))
+
+    def _authorize(self, request) -> None:
+        token = self.control.admin_token()
+        if token is not None:
+            given = request.getHeader(b"authorization") or b""
+            if not hmac.compare_digest(given, b"Bearer " + token.encode("ascii")):
+                request.setHeader(b"WWW-Authenticate", b'Bearer realm="txrevproxy"')
+                raise AdminError(401, "a valid bearer token is required")
 
     def _failed(self, failure: Failure) -> Reply:
         if failure.check(AdminError):
@@ -214,6 +235,25 @@ class AdminAPI(Resource):
         request.finish()
 
     # Operations --------------------------------------------------------------
+
+    def _health(self, request) -> Reply:
+        """
+        Liveness: the process runs and its reactor answers.
+        """
+        return Reply(200, b"ok\n", "text/plain; charset=utf-8")
+
+    def _ready(self, request):
+        """
+        Readiness: 200 while the proxy serves its listeners, 503 with the
+        reasons otherwise (while it drains before stopping, for one).
+        """
+
+        def answer(reasons: List[str]) -> Reply:
+            if reasons:
+                return json_reply(503, {"ready": False, "reasons": reasons})
+            return json_reply(200, {"ready": True})
+
+        return maybeDeferred(self.control.readiness).addCallback(answer)
 
     def _status(self, request):
         d = maybeDeferred(self.control.status)

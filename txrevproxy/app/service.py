@@ -395,6 +395,25 @@ class ProxyService(MultiService):
         admin = self.config.admin
         return None if admin is None else admin.token
 
+    def readiness(self) -> List[str]:
+        """
+        Why this process should not get traffic: not started, stopping
+        (draining the requests in flight), or a listener not listening.
+        Backends are left out on purpose: a proxy whose backends are all
+        down still answers (503s), and taking every proxy out of a load
+        balancer because a shared backend failed would only widen the
+        outage.
+        """
+        if self.runtime is None:
+            return ["not started"]
+        if not self.running:
+            return ["stopping: finishing the requests in flight"]
+        return [
+            "listeners.%s: not listening" % (name,)
+            for name in self.config.listeners
+            if name not in self._ports
+        ]
+
     def status(self) -> Dict[str, Any]:
         """
         The status document of this process.

@@ -263,6 +263,18 @@ class WorkerSupervisor(Service):
         admin = self.config.admin
         return None if admin is None else admin.token
 
+    def readiness(self) -> List[str]:
+        """
+        Why this proxy should not get traffic: stopping, or no worker
+        running to accept connections (one restarting is not a reason:
+        the others serve).
+        """
+        if not self.running:
+            return ["stopping: the workers finish the requests in flight"]
+        if not self._live():
+            return ["no worker process is running"]
+        return []
+
     def status(self) -> Deferred:
         def document(states: List[Dict[str, Any]]) -> Dict[str, Any]:
             return {

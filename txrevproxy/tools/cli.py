@@ -365,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
             "itself runs under twistd: twistd -n txrevproxy --config FILE."
         ),
     )
-    parser.add_argument("--version", action="version", version=__version__)
+    parser.add_argument("--version", action="version", version="txrevproxy " + __version__)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
