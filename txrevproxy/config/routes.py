@@ -46,26 +46,15 @@ from .values import (
     host_name,
     host_names,
     integer,
-    method_name,
+    method_names,
     name,
     printable,
     route_path,
 )
 from .variables import Template
 
-_methods = array_of(
-    lambda value: method_name(value).upper(),
-    min_items=1,
-    what='an array such as ["GET", "HEAD"]',
-)
-
-
-def methods(value: Any) -> Tuple[str, ...]:
-    """
-    A route's C{methods}: an array of method names, stored upper-case
-    without duplicates.
-    """
-    return tuple(dict.fromkeys(_methods(value)))
+#: A route's C{methods} (also C{match = { methods = [...] }}).
+methods = method_names(min_items=1)
 
 
 def _regex(value: Any) -> Any:

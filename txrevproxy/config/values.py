@@ -62,15 +62,31 @@ def header_name(value: Any) -> str:
 
 def method_name(value: Any) -> str:
     """
-    A request method: an RFC 9110 token, case-sensitive (C{"GET"}, not
-    C{"get"}).
+    A request method: an RFC 9110 token, upper-cased.
+
+    RFC 9110 section 9.1 makes methods case-sensitive, and every method
+    registered with IANA is upper-case, so C{"get"} in a file can only
+    mean C{GET}: every name is stored upper-case (extension methods such
+    as C{"purge"} too), and requests are compared with it exactly, as
+    RFC 9110 says (a request for C{get} is not a C{GET}).
     """
     if not isinstance(value, str) or not _TOKEN.match(value):
         raise expected('a method such as "GET"', value)
-    return value
+    return value.upper()
 
 
-method_names = array_of(method_name, what='an array of methods such as ["GET"]')
+def method_names(min_items: int = 0) -> Callable[[Any], Tuple[str, ...]]:
+    """
+    The converter of every key that lists request methods
+    (C{[server] allowed_methods}, a route's C{methods}): an array of
+    L{method_name}s, stored upper-case without duplicates.
+
+    @param min_items: the fewest methods allowed.
+    """
+    items = array_of(
+        method_name, min_items=min_items, what='an array of methods such as ["GET", "HEAD"]'
+    )
+    return lambda value: tuple(dict.fromkeys(items(value)))
 
 
 def integer(minimum: int = 0, maximum: Optional[int] = None) -> Callable[[Any], int]:
