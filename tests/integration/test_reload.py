@@ -150,6 +150,15 @@ class ReloadTests(ReloadingProxy):
         self.flushLoggedErrors()
 
     @inlineCallbacks
+    def test_changing_workers_in_single_process_mode_is_refused(self):
+        self.write("two", "\n[server]\nworkers = 2\n")
+        self.assertEqual(
+            self.service.reload(), ["server.workers: changed; this needs a restart"]
+        )
+        self.assertEqual((yield self.get()), (200, b"one"))
+        self.flushLoggedErrors()
+
+    @inlineCallbacks
     def test_new_listener_listens_and_removed_one_stops(self):
         self.write("one", '\n[listeners.other]\nendpoint = "tcp:0:interface=127.0.0.1"\n')
         self.assertEqual(self.service.reload(), [])

@@ -108,3 +108,17 @@ def test_sighup_applies_new_listener_filters_and_limits_to_a_kept_alive_connecti
         # it, the body being unread.
         kept.request("POST", "/", body=b"x" * 100)
         assert kept.getresponse().status == 413
+
+
+def test_sighup_that_changes_workers_in_single_process_mode_is_refused(tmp_path):
+    with proxy_process(tmp_path, [], PLAIN.replace("{filters}", "")) as proxy:
+        proxy.config.write_text("[server]\nworkers = 2\n" + proxy.config.read_text())
+        proxy.process.send_signal(signal.SIGHUP)
+        log = tmp_path / "proxy.log"
+        deadline = time.monotonic() + 20
+        while b"server.workers: changed; this needs a restart" not in log.read_bytes():
+            assert time.monotonic() < deadline, "the reload was not refused"
+            time.sleep(0.05)
+        kept = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+        kept.request("GET", "/")
+        assert kept.getresponse().read() == b"open"

@@ -74,6 +74,17 @@ def moved_listeners(old: Config, new: Config) -> List[str]:
     ]
 
 
+def restart_only_changes(old: Config, new: Config) -> List[str]:
+    """
+    The problems of a reload that changes what only a restart can change,
+    in single-process mode as with workers: the number of processes is
+    fixed when twistd starts.
+    """
+    if new.server.workers != old.server.workers:
+        return ["server.workers: changed; this needs a restart"]
+    return []
+
+
 class ListenError(Exception):
     """
     A listener could not open its endpoint or read its certificates; the
@@ -323,11 +334,13 @@ class ProxyService(MultiService):
     def _listener_problems(self, config: Config) -> List[str]:
         """
         What keeps the listeners of C{config} from being served: a worker
-        process cannot open sockets of its own.
+        process cannot open sockets of its own, and no process can change
+        how many workers serve it.
         """
-        if not self._inherited:
-            return []
-        return moved_listeners(self.config, config)
+        problems = restart_only_changes(self.config, config)
+        if self._inherited:
+            problems = moved_listeners(self.config, config) + problems
+        return problems
 
     def _swap(
         self, config: Config, runtime: Runtime, opened: Mapping[str, Tuple[Any, ListenerSlot]]

@@ -31,7 +31,7 @@ from ..config import ConfigError, load_config
 from ..config.model import Config
 from ..observe.metrics import Metrics, Snapshot, merge
 from .gc_nursery import with_nursery
-from .service import config_digest, listen_now, moved_listeners
+from .service import config_digest, listen_now, moved_listeners, restart_only_changes
 from .worker import ANSWERS_FD
 
 #: Seconds before a worker that died is started again.
@@ -227,9 +227,7 @@ class WorkerSupervisor(Service):
             config = load_config(self.config.source)
         except ConfigError as error:
             return succeed(self._reloaded([error.problems]))
-        problems = moved_listeners(self.config, config)
-        if config.server.workers != self.config.server.workers:
-            problems.append("server.workers: changed; this needs a restart")
+        problems = moved_listeners(self.config, config) + restart_only_changes(self.config, config)
         if problems:
             return succeed(self._reloaded([problems]))
         d = self._askAll("reload")
