@@ -24,6 +24,10 @@ CAUSE_LEVELS = {
     "no_backend": LogLevel.warn,
 }
 
+#: The error log, a namespace of its own so that it can be filtered (a
+#: class attribute would take the class's name).
+errors = Logger(namespace="txrevproxy.errors")
+
 
 class RequestObserver:
     """
@@ -40,8 +44,6 @@ class RequestObserver:
     C{router} is the listener's L{txrevproxy.routing.router.Router}; only
     its C{routes} are read, so this layer does not import the routing one.
     """
-
-    log = Logger(namespace="txrevproxy.errors")
 
     def __init__(
         self,
@@ -97,7 +99,7 @@ class RequestObserver:
         cause = request.error_cause
         backend = request.backend
         code = request.code
-        self.log.emit(
+        errors.emit(
             CAUSE_LEVELS.get(cause, LogLevel.error),
             "{what} ({cause}{detail}): request_id={request_id} listener={listener} "
             "route={route} upstream={upstream} backend={backend} "
