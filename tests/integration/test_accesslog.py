@@ -68,7 +68,11 @@ class Request:
     backend: object = attr.Factory(lambda: Backend(Server("http://10.0.0.1:8080")))
     requestHeaders: Headers = attr.Factory(
         lambda: Headers(
-            {b"user-agent": [b'curl/8.0 "quoted"'], b"referer": [b"https://a.test/"]}
+            {
+                b"user-agent": [b'curl/8.0 "quoted"'],
+                b"referer": [b"https://a.test/"],
+                b"host": [b"shop.test:8080"],
+            }
         )
     )
 
@@ -124,11 +128,15 @@ class FormatTests(TestCase):
 
     def test_json_line(self):
         lines = Lines(self, "json")
-        written = lines.written(Request(), 0.0123456789, "app")
+        lines.log.record(Request(), 0.0123456789, "app", "shop")
+        lines.clock.advance(FLUSH_INTERVAL)
+        written = lines.read()
         self.assertEqual(
             written,
             b'{"time":"2026-11-23T10:20:30Z","client":"192.0.2.7","method":"GET",'
-            b'"path":"/products/1?x=1","protocol":"HTTP/1.1","status":200,'
+            b'"path":"/products/1","query":"x=1","uri":"/products/1?x=1",'
+            b'"host":"shop.test:8080","route":"shop",'
+            b'"protocol":"HTTP/1.1","status":200,'
             b'"bytes":1234,"received":56,"duration":0.012346,"upstream":"app",'
             b'"backend":"http://10.0.0.1:8080","request_id":"0123456789abcdef",'
             b'"tls":"TLSv1.3","user_agent":"curl/8.0 \\"quoted\\"",'
@@ -139,11 +147,18 @@ class FormatTests(TestCase):
         lines = Lines(self, "json")
         request = Request(backend=None, requestHeaders=Headers())
         request.connection.tls_version = None
+        request.uri = b"/products/1"
         written = lines.written(request, 0.5, None)
         line = json.loads(written)
         self.assertEqual(
-            [line[k] for k in ("upstream", "backend", "tls", "user_agent", "referer")],
-            [None] * 5,
+            [
+                line[k]
+                for k in (
+                    "upstream", "backend", "tls", "user_agent", "referer", "host",
+                    "route", "query",
+                )
+            ],
+            [None] * 8,
         )
 
 
@@ -196,7 +211,7 @@ class ProxyAccessLogTests(TestCase):
             '[server]\ntrusted_proxies = ["127.0.0.1"]\n'
             '[listeners.web]\nendpoint = "tcp:0:interface=127.0.0.1"\n'
             '[upstreams.app]\nservers = [{ url = "http://127.0.0.1:%d" }]\n'
-            '[[routes]]\nupstream = "app"\n'
+            '[[routes]]\nname = "everything"\nupstream = "app"\n'
             '[log]\naccess = "access.log"\nformat = "json"\n' % (backend,)
         )
         service = ProxyService(load_config(str(config)), reactor)
@@ -219,7 +234,11 @@ class ProxyAccessLogTests(TestCase):
             {
                 "client": "127.0.0.1",
                 "method": "GET",
-                "path": "/a?b=c",
+                "path": "/a",
+                "query": "b=c",
+                "uri": "/a?b=c",
+                "host": "127.0.0.1:%d" % (port,),
+                "route": "everything",
                 "protocol": "HTTP/1.1",
                 "status": 200,
                 "bytes": len(body),

@@ -20,6 +20,7 @@ def samples(snapshot, family):
 
 
 def test_requests_count_by_status_class_and_bytes_by_listener():
+    # A class no request fell in has no series yet.
     metrics = Metrics()
     route = metrics.route("web", "0", "app")
     route.record(200, 0.003, 10, 100)
@@ -28,9 +29,7 @@ def test_requests_count_by_status_class_and_bytes_by_listener():
     route.record(499, 0.1, 5, 0)
     snapshot = metrics.snapshot()
     assert snapshot["requests"] == {
-        "web\t0\tapp\t1xx": 0,
         "web\t0\tapp\t2xx": 2,
-        "web\t0\tapp\t3xx": 0,
         "web\t0\tapp\t4xx": 1,
         "web\t0\tapp\t5xx": 1,
     }

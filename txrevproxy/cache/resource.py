@@ -110,7 +110,7 @@ class CachingProxyResource(ReverseProxyResource):
             request.responseHeaders.addRawHeader(
                 *cache_status(b"fwd=miss", b"detail=only-if-cached")
             )
-            respond_with_error(request, 504)
+            respond_with_error(request, 504, cause="only_if_cached")
             return
         fetch = cache.fetches.get(key)
         particular = _particular(fields) and stored is None

@@ -668,6 +668,14 @@ class Route:
     pass_backend_banners: Optional[bool] = None
 
     @property
+    def label(self) -> str:
+        """
+        What logs, metrics and C{txrevproxy route} call the route: its
+        C{name}, else its position in the file (C{"0"}).
+        """
+        return str(self.index) if self.name is None else self.name
+
+    @property
     def matchers(self) -> Tuple[MatcherConfig, ...]:
         """
         What a request must satisfy besides host and path: the route's

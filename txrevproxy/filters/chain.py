@@ -84,7 +84,7 @@ def send_error(request, status: int) -> None:
     """
     if request.finished or request.disconnected or request.startedWriting:
         return
-    respond_with_error(request, status)
+    respond_with_error(request, status, cause="filter_error")
 
 
 def answer(request, verdict: Answer) -> None:

@@ -28,7 +28,6 @@ from ..filters.chain import (
 )
 from ..http.headers import client_response_headers, upgrade_response_headers
 from ..http.request_head import NO_BODY_SEMANTICS
-from ..http.response_parser import ResponseParseError
 from ..http.status import reason_phrase
 from ..interfaces import IRequestHandler, IUpstreamExchange
 from ..server.answers import abort_response, respond_with_error
@@ -41,6 +40,7 @@ from ..upstream.balancer import (
     TIMEOUT,
     NoBackendAvailable,
 )
+from .causes import failure_cause
 from .intercept import intercept
 from .tunnel import Tunnel
 
@@ -190,6 +190,9 @@ class ProxyExchange:
     _deadline = 0.0
     #: Since when the client has paused the response, if it has.
     _paused_at: Optional[float] = None
+    #: Why the request failed, for the error answer (see
+    #: L{txrevproxy.forward.causes}).
+    _cause: Optional[str] = None
 
     def __init__(self, request, target) -> None:
         self.request = request
@@ -385,10 +388,13 @@ class ProxyExchange:
         body for a whole one, and would wait on a client that does not
         read); the backend connection is aborted either way.
         """
-        self.request.timed_out = kind
+        request = self.request
+        request.timed_out = kind
+        self._cause = kind + "_timeout"
         if self._state is RESPONDING:
+            request.error_cause = self._cause
             self._end(abort_upstream=True, outcome=TIMEOUT)
-            abort_response(self.request, reset=True)
+            abort_response(request, reset=True)
         else:
             self._answerFailure(504, TIMEOUT)
 
@@ -508,11 +514,9 @@ class ProxyExchange:
         upstream = self._upstream
         self._upstream = None
         if state is RESPONDING:
-            self.log.info(
-                "backend {backend} failed mid-response: {reason}",
-                backend=upstream.pool.name,
-                reason=reason.getErrorMessage(),
-            )
+            request = self.request
+            request.error_cause = failure_cause(reason)
+            request.error_detail = reason.getErrorMessage()
             self._abortClient(BROKEN)
             return
         # SENDING or RECEIVING: nothing reached the client yet.
@@ -576,18 +580,16 @@ class ProxyExchange:
         if self._state is DONE:
             return
         self._waiting = None
+        self._cause = failure_cause(reason)
         if reason.check(NoBackendAvailable):
             self._answerFailure(503, retry_after=reason.value.retry_after)
             return
+        self.request.error_detail = reason.getErrorMessage()
         if reason.check(ConnectTimeoutError):
             code = 504
             self.request.timed_out = deadlines.CONNECT
         else:
             code = 502
-            if not reason.check(ResponseParseError):
-                self.log.info(
-                    "backend request failed: {reason}", reason=reason.getErrorMessage()
-                )
         self._answerFailure(code)
 
     # Flow control of the response (IPushProducer) ---------------------------
@@ -624,7 +626,9 @@ class ProxyExchange:
         @param retry_after: the C{Retry-After} of a 503.
         """
         self._end(abort_upstream=True, outcome=outcome)
-        respond_with_error(self.request, code, retry_after=retry_after)
+        respond_with_error(
+            self.request, code, retry_after=retry_after, cause=self._cause
+        )
 
     def _abortClient(self, outcome: str) -> None:
         """

@@ -192,7 +192,12 @@ class ReverseProxyResource(Resource):
         if target.error_pages is not None:
             request.useErrorPages(target.error_pages)
         if target.maintenance.on:
-            respond_with_error(request, 503, retry_after=target.maintenance_retry_after)
+            respond_with_error(
+                request,
+                503,
+                retry_after=target.maintenance_retry_after,
+                cause="maintenance",
+            )
             return NOT_DONE_YET
         self.forward(request)
         return NOT_DONE_YET

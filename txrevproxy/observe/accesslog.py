@@ -65,10 +65,12 @@ class _Facts:
     __slots__ = (
         "client", "method", "target", "protocol", "status", "sent", "received",
         "duration", "upstream", "backend", "request_id", "tls", "user_agent",
-        "referer", "timeout",
+        "referer", "timeout", "host", "route",
     )
 
-    def __init__(self, request, duration: float, upstream: Optional[str]) -> None:
+    def __init__(
+        self, request, duration: float, upstream: Optional[str], route: Optional[str]
+    ) -> None:
         connection = request.connection
         self.client = connection.client_ip
         self.method = request.method
@@ -86,6 +88,8 @@ class _Facts:
         self.user_agent = _header(request, b"user-agent")
         self.referer = _header(request, b"referer")
         self.timeout = request.timed_out
+        self.host = _header(request, b"host")
+        self.route = route
 
 
 def combined_line(facts: _Facts, date: bytes) -> bytes:
@@ -114,15 +118,23 @@ def combined_line(facts: _Facts, date: bytes) -> bytes:
 
 def json_line(facts: _Facts, date: bytes) -> bytes:
     """
-    One JSON object, on one line, with the fields docs/operations.rst lists.
+    One JSON object, on one line: the request line's parts (C{uri} as
+    sent, and its C{path} and C{query} apart), the C{host} asked for, the
+    C{route} (its label) and C{upstream} that took it, the C{backend} that
+    answered, and the rest of L{_Facts}.
     """
+    path, mark, query = facts.target.partition(b"?")
     return (
         json.dumps(
             {
                 "time": date.decode("ascii"),
                 "client": facts.client.decode("ascii"),
                 "method": _text(facts.method),
-                "path": _text(facts.target),
+                "path": _text(path),
+                "query": _text(query) if mark else None,
+                "uri": _text(facts.target),
+                "host": _text(facts.host),
+                "route": facts.route,
                 "protocol": facts.protocol.decode("ascii", "replace"),
                 "status": facts.status,
                 "bytes": facts.sent,
@@ -263,12 +275,19 @@ class AccessLog:
         os.close(self._fd)
         self._fd = fd
 
-    def record(self, request, duration: float, upstream: Optional[str]) -> None:
+    def record(
+        self,
+        request,
+        duration: float,
+        upstream: Optional[str],
+        route: Optional[str] = None,
+    ) -> None:
         """
         Add the line of a finished request (nothing when the log is off).
 
         @param duration: seconds from its head to the end of its response.
         @param upstream: the upstream of its route, if any.
+        @param route: the label of its route, if one took it.
         """
         if self._fd is None:
             return
@@ -276,7 +295,7 @@ class AccessLog:
         if now != self._second:
             self._second = now
             self._date = self._date_of(now)
-        line = self._line(_Facts(request, duration, upstream), self._date)
+        line = self._line(_Facts(request, duration, upstream, route), self._date)
         self._buffer.append(line)
         self._size += len(line)
         if self._size >= FLUSH_SIZE:

@@ -3,8 +3,9 @@ Prometheus metrics, named C{txrevproxy_*}.
 
 The hot path pays for a request with a few integer additions: the objects
 it adds to (L{RouteStats}, L{ListenerStats}, L{UpstreamStats}) are made
-once per listener, route and upstream when a configuration is loaded, and
-kept across reloads, so counters never restart.  Nothing is locked, as
+on first use, once per listener, route and upstream (so that a route no
+request took has no series), and kept across reloads, so counters never
+restart.  Nothing is locked, as
 everything runs in the reactor thread.  What the balancers already know
 (in-flight requests, health, ejections, queue, pool connections) is read
 only when the metrics are scraped.
@@ -246,8 +247,9 @@ class Metrics:
 
     def route(self, listener: str, route: str, upstream: Optional[str]) -> RouteStats:
         """
-        The stats of a route on a listener; C{route} is its position in the
-        file as a string, or C{"none"}.
+        The stats of a route on a listener, made on first use; C{route} is
+        its label (its name, or its position in the file as a string), or
+        C{"none"}.
         """
         key = (listener, route, upstream or "")
         stats = self._routes.get(key)
@@ -284,7 +286,9 @@ class Metrics:
         data: Snapshot = {name: {} for name in FAMILIES}
         for (listener, route, upstream), stats in self._routes.items():
             for status, count in zip(STATUS_CLASSES, stats.by_class):
-                data["requests"][_key(listener, route, upstream, status)] = count
+                if count:
+                    # A series appears with its first request.
+                    data["requests"][_key(listener, route, upstream, status)] = count
             data["request_duration_seconds"][_key(listener, route)] = (
                 stats.duration.sample()
             )

@@ -1,12 +1,32 @@
 """
 What happens to each finished request besides its response: it is
-counted in the metrics and written to the access log.
+counted in the metrics, written to the access log, and, when the proxy
+failed it, explained in the error log.
 """
 
 from __future__ import annotations
 
+from typing import List, Optional
+
+from twisted.logger import Logger, LogLevel
+
 from .accesslog import AccessLog
-from .metrics import Metrics
+from .metrics import Metrics, RouteStats
+
+#: The level of the error log line of each cause a request may fail with
+#: (see L{ProxyRequest.error_cause}); a cause not listed is an error.  A
+#: route in maintenance and a client's C{only-if-cached} are what was
+#: asked for, and no backend is the balancer's answer to load, which its
+#: own metrics count.
+CAUSE_LEVELS = {
+    "maintenance": LogLevel.info,
+    "only_if_cached": LogLevel.info,
+    "no_backend": LogLevel.warn,
+}
+
+#: The error log, a namespace of its own so that it can be filtered (a
+#: class attribute would take the class's name).
+errors = Logger(namespace="txrevproxy.errors")
 
 
 class RequestObserver:
@@ -14,10 +34,12 @@ class RequestObserver:
     Counts and logs the finished requests of one listener; a L{ProxySite}
     calls it with each (see L{ProxySite.log}).
 
-    The stats of every route of C{router} are looked up here, once per
-    configuration, so that a request costs a list index.  A request routed
-    by another router (a reload re-pointed the listener's connections while
-    it was in flight, or the other way round) is looked up by name.
+    The stats of a route are looked up on its first request and kept by
+    position, so that a later request costs a list index, and a route no
+    request took has no series.  A request routed by another router (a
+    reload re-pointed the listener's connections while it was in flight,
+    or the other way round) is looked up by name.  A route is labelled
+    with L{txrevproxy.config.model.Route.label}.
 
     C{router} is the listener's L{txrevproxy.routing.router.Router}; only
     its C{routes} are read, so this layer does not import the routing one.
@@ -35,11 +57,9 @@ class RequestObserver:
         self._router = router
         self._metrics = metrics
         self._upstreams = [route.upstream for route in router.routes]
-        self._routes = [
-            metrics.route(listener, str(route.index), route.upstream)
-            for route in router.routes
-        ]
-        self._unrouted = metrics.route(listener, "none", None)
+        self._labels = [route.label for route in router.routes]
+        self._routes: List[Optional[RouteStats]] = [None] * len(router.routes)
+        self._unrouted: Optional[RouteStats] = None
         self._access_log = access_log
         self._clock = clock
 
@@ -47,16 +67,55 @@ class RequestObserver:
         duration = self._clock.seconds() - request.started
         index = request.route_index
         if index is None:
-            stats, upstream = self._unrouted, None
+            stats, upstream, label = self._unrouted, None, None
+            if stats is None:
+                stats = self._unrouted = self._metrics.route(self._listener, "none", None)
         elif request.router is self._router:
             stats, upstream = self._routes[index], self._upstreams[index]
+            label = self._labels[index]
+            if stats is None:
+                stats = self._routes[index] = self._metrics.route(
+                    self._listener, label, upstream
+                )
         else:
-            upstream = request.router.routes[index].upstream
-            stats = self._metrics.route(self._listener, str(index), upstream)
+            route = request.router.routes[index]
+            upstream, label = route.upstream, route.label
+            stats = self._metrics.route(self._listener, label, upstream)
         stats.record(request.code, duration, request.bodyBytes, request.sentLength)
         upstream_time = request.upstream_time
         if upstream_time is not None and stats.upstream is not None:
             stats.upstream.response_time.observe(upstream_time)
         if request.timed_out is not None:
             self._metrics.timed_out(upstream, request.timed_out)
-        self._access_log.record(request, duration, upstream)
+        if request.error_cause is not None:
+            self._explain(request, label, upstream)
+        self._access_log.record(request, duration, upstream, label)
+
+    def _explain(self, request, route: Optional[str], upstream: Optional[str]) -> None:
+        """
+        The error log line of a request the proxy failed: answered with
+        its own 5xx, or whose response it cut short.
+        """
+        cause = request.error_cause
+        backend = request.backend
+        code = request.code
+        errors.emit(
+            CAUSE_LEVELS.get(cause, LogLevel.error),
+            "{what} ({cause}{detail}): request_id={request_id} listener={listener} "
+            "route={route} upstream={upstream} backend={backend} "
+            "{method} {uri}",
+            what="%d" % (code,) if code >= 500 else "response cut short",
+            status=code,
+            cause=cause,
+            detail=": " + request.error_detail if request.error_detail else "",
+            request_id=request.request_id.decode("ascii", "replace"),
+            listener=self._listener,
+            route=route or "-",
+            upstream=upstream or "-",
+            backend="-" if backend is None else "%s:%d" % (
+                backend.server.host,
+                backend.server.port,
+            ),
+            method=request.method.decode("ascii", "replace"),
+            uri=request.uri.decode("ascii", "backslashreplace"),
+        )

@@ -66,7 +66,11 @@ def abort_response(request, reset: bool = False) -> None:
 
 
 def respond_with_error(
-    request, code: int, retry_after: Optional[int] = None, close: bool = False
+    request,
+    code: int,
+    retry_after: Optional[int] = None,
+    close: bool = False,
+    cause: Optional[str] = None,
 ) -> None:
     """
     Answer C{request} with a short error page, unless it is already
@@ -79,9 +83,13 @@ def respond_with_error(
 
     @param close: close the client connection after the answer, as for a
         request that broke the protocol.
+    @param cause: for a 5xx, why (see C{ProxyRequest.error_cause}), which
+        the error log tells; C{"error"} when not given.
     """
     if request.finished or request.disconnected:
         return
+    if code >= 500:
+        request.error_cause = cause or "error"
     if request.startedWriting:
         abort_response(request)
         return

@@ -103,6 +103,12 @@ class ProxyRequest(StreamingRequest):
         last one tried), or L{None}.
     @ivar upstream_time: seconds from choosing that backend to its
         response head, or L{None}.
+    @ivar error_cause: why the proxy failed the request, when it did (it
+        answered with its own 5xx, or cut the response short): a word such
+        as C{"refused"}, C{"connect_timeout"} or C{"maintenance"}, for the
+        error log (see L{txrevproxy.observe.requests}); L{None} otherwise.
+    @ivar error_detail: what the failure said (C{"Connection was
+        refused by other side: 111"}), or C{""}.
     @ivar client_address: the client's address as filters see it, worked
         out on first use by L{txrevproxy.filters.client.client_address},
         which keeps it here; L{None} until then.
@@ -121,6 +127,8 @@ class ProxyRequest(StreamingRequest):
     route_index: Optional[int] = None
     backend = None
     upstream_time: Optional[float] = None
+    error_cause: Optional[str] = None
+    error_detail = ""
     _chosenAt = 0.0
     _dispatched = False
     bodyBytes = 0
@@ -258,7 +266,7 @@ class ProxyRequest(StreamingRequest):
                 uri=self.uri,
                 request_id=self.request_id.decode("ascii"),
             )
-            respond_with_error(self, 500)
+            respond_with_error(self, 500, cause="internal_error")
             return
         if body is not server.NOT_DONE_YET:
             self.setHeader(b"Content-Length", b"%d" % (len(body),))

@@ -24,7 +24,7 @@ from hashlib import blake2b
 from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple, Union
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from ..config.model import BackendServer, Sticky, Upstream
 from ..http.headers import cookie_value
@@ -465,18 +465,19 @@ class Balancer:
 
     def set_healthy(self, backend: Backend, healthy: bool) -> None:
         """
-        Active health checks found C{backend} healthy or not.
+        Active health checks found C{backend} healthy or not (they log
+        it, with why: see L{txrevproxy.upstream.health}).
         """
         if backend.healthy == healthy:
             return
         backend.healthy = healthy
-        self._log_rotation(backend, "up" if healthy else "down")
         if healthy:
             backend.start_ramp()
         self._update()
 
-    def _log_rotation(self, backend: Backend, state: str) -> None:
-        self.log.info(
+    def _log_rotation(self, backend: Backend, state: str, level=LogLevel.info) -> None:
+        self.log.emit(
+            level,
             "upstream {upstream}: backend {url} is {state}",
             upstream=self.upstream.name,
             url=backend.server.url,
@@ -523,7 +524,7 @@ class Balancer:
         backend.returned_at = self.clock.seconds()
         backend.failures = 0
         backend.start_ramp()
-        self._log_rotation(backend, "back from its ejection")
+        self._log_rotation(backend, "back from its ejection", LogLevel.warn)
         self._update()
 
     def backend(self, key: Union[int, str]) -> Backend:

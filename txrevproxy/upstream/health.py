@@ -233,8 +233,26 @@ class HealthChecker(Service):
             count = self._passed[backend] = self._passed[backend] + 1
             if not backend.healthy and count >= self.check.rise:
                 self.balancer.set_healthy(backend, True)
+                self._log_change(backend, "up", count, detail)
         else:
             self._passed[backend] = 0
             count = self._failed[backend] = self._failed[backend] + 1
             if backend.healthy and count >= self.check.fall:
                 self.balancer.set_healthy(backend, False)
+                self._log_change(backend, "down", count, detail)
+
+    def _log_change(self, backend: Backend, state: str, count: int, detail: str) -> None:
+        """
+        A backend going out of rotation or back in is what an operator
+        is paged for: a warning, with the check that decided it.
+        """
+        self.log.warn(
+            "upstream {upstream}: backend {url} is {state} after {count} "
+            "{outcome} checks in a row (last: {detail})",
+            upstream=self.balancer.upstream.name,
+            url=backend.server.url,
+            state=state,
+            count=count,
+            outcome="passed" if state == "up" else "failed",
+            detail=detail,
+        )
