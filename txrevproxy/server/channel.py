@@ -13,7 +13,11 @@ from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
-from twisted.internet.interfaces import IHalfCloseableProtocol, IHandshakeListener
+from twisted.internet.interfaces import (
+    IHalfCloseableProtocol,
+    IHandshakeListener,
+    ISSLTransport,
+)
 from zope.interface import implementer
 
 from ..http.chunked import ChunkedDecoder, MalformedChunks
@@ -300,7 +304,26 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         self.idleSince = site.reactor.seconds()
         site.channels.add(self)
         self.countOpen()
-        if self.state is IDLE and self.overConnectionLimit():
+        if (
+            self.state is IDLE
+            and not ISSLTransport.providedBy(self.transport)
+            and self.overConnectionLimit()
+        ):
+            self.reject(429)
+
+    def handshakeCompleted(self) -> None:
+        """
+        Over C{max_connections_per_ip}, a TLS client is answered once its
+        handshake is done: an answer written before would only break the
+        handshake (the client saw a reset).  A client that chose C{h2} is
+        refused by its HTTP/2 connection instead.
+        """
+        super().handshakeCompleted()
+        if (
+            self.state is IDLE
+            and getattr(self.transport, "negotiatedProtocol", None) != b"h2"
+            and self.overConnectionLimit()
+        ):
             self.reject(429)
 
     def _takeLimits(self) -> None:
