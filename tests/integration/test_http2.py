@@ -47,7 +47,12 @@ class CutShort(Protocol):
         self.dataReceived = lambda data: None
 
 
-class HTTP2Tests(TestCase):
+class HTTP2Case(TestCase):
+    """
+    A proxy with an HTTP/2 TLS listener (L{start}) in front of an echo
+    backend, and an HTTP/2 client (L{connect}).
+    """
+
     @inlineCallbacks
     def setUp(self):
         directory = temporary_directory(self)
@@ -83,8 +88,8 @@ class HTTP2Tests(TestCase):
         return service.ports[0].getHost().port
 
     @inlineCallbacks
-    def connect(self, port):
-        client = yield connect_h2(port)
+    def connect(self, port, validate=True):
+        client = yield connect_h2(port, validate=validate)
         self.assertEqual(client.transport.negotiatedProtocol, b"h2")
 
         def close():
@@ -93,6 +98,9 @@ class HTTP2Tests(TestCase):
 
         self.addCleanup(close)
         return client
+
+
+class HTTP2Tests(HTTP2Case):
 
     @inlineCallbacks
     def test_get_is_proxied_with_http1_semantics(self):
@@ -281,3 +289,129 @@ burst = 2
         self.assertEqual(refused.status, 429)
         self.assertEqual(refused.header(b"retry-after"), b"60")
         self.assertEqual(refused.header(b"x-content-type-options"), b"nosniff")
+
+
+class HTTP2FramingTests(HTTP2Case):
+    """
+    The request rules of an HTTP/1.1 head (underscores, Content-Length,
+    bodies on methods that define none) hold for HTTP/2 streams, and what
+    RFC 9113 section 8.2 forbids never reaches a backend.
+    """
+
+    @inlineCallbacks
+    def assertRefused(self, headers, method=b"GET", body=None, **server):
+        """
+        The stream gets 400 and the backend sees nothing; the connection
+        goes on serving other streams.
+        """
+        client = yield self.connect(self.start(**server))
+        refused = yield client.request(method, b"/", headers=headers, body=body)
+        self.assertEqual(refused.status, 400)
+        self.assertEqual(self.backend.connections, 0)
+        ok = yield client.request(b"GET", b"/after")
+        self.assertTrue(ok.body.startswith(b"GET /after 0\n"))
+
+    @inlineCallbacks
+    def assertConnectionError(self, headers):
+        """
+        C{h2} ends the connection with PROTOCOL_ERROR (RFC 9113 section
+        5.4.1 lets a stream error be one) and the backend sees nothing.
+        """
+        client = yield self.connect(self.start(), validate=False)
+        yield self.assertFailure(
+            client.request(b"GET", b"/", headers=headers), Exception
+        )
+        self.assertEqual(client.terminated, 1)
+        self.assertEqual(self.backend.connections, 0)
+
+    def test_underscore_lookalike_of_a_framing_field_is_refused(self):
+        return self.assertRefused([(b"content_length", b"5")])
+
+    def test_underscore_lookalike_of_a_field_the_proxy_sets_is_refused(self):
+        return self.assertRefused([(b"x_forwarded_for", b"10.0.0.1")])
+
+    @inlineCallbacks
+    def test_underscored_field_is_forwarded_or_dropped(self):
+        client = yield self.connect(self.start())
+        response = yield client.request(b"GET", b"/", headers=[(b"x_api_key", b"k")])
+        self.assertEqual(echoed_headers(response.body)[b"x_api_key"], [b"k"])
+        client = yield self.connect(self.start(underscores_in_headers="drop"))
+        response = yield client.request(
+            b"GET", b"/", headers=[(b"x_api_key", b"k"), (b"x-b", b"1")]
+        )
+        seen = echoed_headers(response.body)
+        self.assertNotIn(b"x_api_key", seen)
+        self.assertEqual(seen[b"x-b"], [b"1"])
+
+    def test_content_length_twice_is_refused(self):
+        return self.assertRefused(
+            [(b"content-length", b"2"), (b"content-length", b"2")],
+            method=b"POST",
+            body=b"ab",
+        )
+
+    @inlineCallbacks
+    def test_get_body_is_forwarded_framed(self):
+        """
+        C{body_without_semantics = "forward_and_close"}: a GET's body goes
+        to the backend with framing of its own (Twisted takes a GET without
+        Content-Length for one without a body; the DATA frames say).
+        """
+        client = yield self.connect(self.start())
+        response = yield client.request(b"GET", b"/g", body=b"hello")
+        self.assertTrue(response.body.startswith(b"GET /g 5\n"), response.body)
+        self.assertEqual(
+            echoed_headers(response.body)[b"transfer-encoding"], [b"chunked"]
+        )
+        declared = yield client.request(
+            b"DELETE", b"/d", headers=[(b"content-length", b"3")], body=b"abc"
+        )
+        self.assertTrue(declared.body.startswith(b"DELETE /d 3\n"), declared.body)
+
+    @inlineCallbacks
+    def test_methods_without_a_body_are_not_chunked(self):
+        client = yield self.connect(self.start())
+        for method in (b"DELETE", b"OPTIONS"):
+            response = yield client.request(method, b"/", body=b"")
+            self.assertTrue(response.body.startswith(method + b" / 0\n"))
+            self.assertNotIn(b"transfer-encoding", echoed_headers(response.body))
+
+    def test_get_body_is_refused_when_configured(self):
+        return self.assertRefused(
+            [], body=b"hello", body_without_semantics="refuse"
+        )
+
+    def test_declared_get_body_is_refused_when_configured(self):
+        return self.assertRefused(
+            [(b"content-length", b"5")],
+            method=b"OPTIONS",
+            body=b"hello",
+            body_without_semantics="refuse",
+        )
+
+    def test_trace_body_is_always_refused(self):
+        return self.assertRefused([], method=b"TRACE", body=b"x")
+
+    def test_uppercase_field_name(self):
+        return self.assertConnectionError([(b"X-Upper", b"1")])
+
+    @inlineCallbacks
+    def test_connection_specific_fields(self):
+        for name in (b"connection", b"keep-alive", b"proxy-connection", b"upgrade"):
+            yield self.assertConnectionError([(name, b"x")])
+
+    def test_transfer_encoding(self):
+        return self.assertConnectionError([(b"transfer-encoding", b"chunked")])
+
+    def test_te_other_than_trailers(self):
+        return self.assertConnectionError([(b"te", b"gzip")])
+
+    @inlineCallbacks
+    def test_line_breaks_and_nul_in_a_value(self):
+        for value in (b"a\r\nx-injected: 1", b"a\nb", b"a\x00b"):
+            yield self.assertConnectionError([(b"x-a", value)])
+
+    @inlineCallbacks
+    def test_whitespace_around_a_value(self):
+        for value in (b" a", b"a ", b"\ta"):
+            yield self.assertConnectionError([(b"x-a", value)])

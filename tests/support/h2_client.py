@@ -50,14 +50,23 @@ class H2Client(Protocol):
     """
     An HTTP/2 connection; L{request} starts a stream.
 
+    @param validate: check and normalise the fields it sends, as
+        C{h2} does by default; without, it sends what a test gives it.
     @ivar handshake: fires with this client once TLS is up.
     @ivar closed: fires when the connection is gone.
+    @ivar terminated: the GOAWAY error code, once the server sent one.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, validate: bool = True) -> None:
         self.conn = h2.connection.H2Connection(
-            h2.config.H2Configuration(client_side=True, header_encoding=None)
+            h2.config.H2Configuration(
+                client_side=True,
+                header_encoding=None,
+                validate_outbound_headers=validate,
+                normalize_outbound_headers=validate,
+            )
         )
+        self.terminated: Optional[int] = None
         self.handshake: Deferred = Deferred()
         self.closed: Deferred = Deferred()
         self._responses: Dict[int, H2Response] = {}
@@ -148,6 +157,10 @@ class H2Client(Protocol):
                 self._done(event.stream_id)
             elif isinstance(event, h2.events.WindowUpdated):
                 self._sendBodies()
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                # As a real client does: nothing more can come.
+                self.terminated = event.error_code
+                self.transport.loseConnection()
         self._flush()
 
     def _done(self, stream_id: int) -> None:
@@ -169,13 +182,16 @@ class H2Client(Protocol):
         self.closed.callback(None)
 
 
-def connect_h2(port: int, server_name: str = "localhost") -> Deferred:
+def connect_h2(
+    port: int, server_name: str = "localhost", validate: bool = True
+) -> Deferred:
     """
     Connect an L{H2Client} to 127.0.0.1:port, offering only C{h2}.
 
+    @param validate: see L{H2Client}.
     @return: a Deferred firing with the client once TLS is up.
     """
-    client = H2Client()
+    client = H2Client(validate)
     creator = ProbingClientTLS(server_name, alpn=[b"h2"])
     factory = TLSMemoryBIOFactory(creator, True, Factory.forProtocol(lambda: client))
     d = TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(factory)

@@ -8,6 +8,11 @@ through, and takes C{Transfer-Encoding: identity}.  A proxy that reads a
 head differently from the backend behind it is how requests are smuggled,
 so everything RFC 9112 does not allow is refused here with 400, and the
 connection is closed (L{txrevproxy.server.channel.ProxyChannel} sees to it).
+
+An HTTP/2 request goes on to an HTTP/1.1 backend too: its fields go
+through the same L{field_status} (L{http2_field_status}, for
+L{txrevproxy.server.http2}), and its body through the same
+L{body_status}.
 """
 
 from __future__ import annotations
@@ -29,8 +34,8 @@ _REQUEST_LINE = re.compile(
 #: guess about).
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
-_TRANSFER_ENCODING = b"transfer-encoding:"
-_CONTENT_LENGTH = b"content-length:"
+_TRANSFER_ENCODING = b"transfer-encoding"
+_CONTENT_LENGTH = b"content-length"
 
 #: The largest Content-Length taken: what a signed 64-bit integer holds,
 #: the most a backend can be trusted to read without wrapping around.
@@ -54,6 +59,10 @@ UNDERSCORED = -1
 #: others.  C{TRACE} must not have content at all (section 9.3.8).
 NO_BODY_SEMANTICS = frozenset([b"GET", b"HEAD", b"OPTIONS", b"DELETE", b"TRACE"])
 
+#: What L{body_status} returns for a body forwarded on a method that
+#: defines none (C{[server] body_without_semantics = "forward_and_close"}).
+WITHOUT_SEMANTICS = -2
+
 _SUPPORTED_VERSIONS = frozenset([(b"1", b"0"), (b"1", b"1")])
 
 
@@ -74,17 +83,10 @@ def request_line_status(line: bytes) -> int:
 
 def field_line_status(line: bytes, version: bytes) -> int:
     """
-    Check a field line of a request head (Twisted checks the name's
-    characters and the presence of the colon).
-
-    Refused: an obs-fold continuation line (RFC 9112 section 5.2),
-    control characters, any Transfer-Encoding but a single C{chunked}, or
-    any at all in an HTTP/1.0 request (RFC 9112 section 6.1), a
-    Content-Length that is not one decimal number of at most 63 bits
-    (section 6.3: no list, no sign, never read modulo anything), and a
-    name with C{_} that a backend could read as one of
-    L{UNDERSCORE_REFUSED}: with that, the framing the proxy reads is the
-    only one a backend can read.
+    Check a field line of an HTTP/1.x request head (Twisted checks the
+    name's characters and the presence of the colon): an obs-fold
+    continuation line (RFC 9112 section 5.2) and control characters are
+    refused, and the field then goes through L{field_status}.
 
     @param version: the request's HTTP version, C{b"HTTP/1.1"} or
         C{b"HTTP/1.0"}.
@@ -93,20 +95,75 @@ def field_line_status(line: bytes, version: bytes) -> int:
     """
     if line[:1] in (b" ", b"\t") or _CONTROL.search(line):
         return 400
-    if line[:18].lower() == _TRANSFER_ENCODING and (
-        version != b"HTTP/1.1" or line[18:].strip(b" \t").lower() != b"chunked"
-    ):
+    name, colon, value = line.partition(b":")
+    if not colon:
+        return 0
+    return field_status(name, value.strip(b" \t"), version)
+
+
+def http2_field_status(name: bytes, value: bytes) -> int:
+    """
+    Check a field of an HTTP/2 request's header block, after C{h2} read it,
+    by the rules of an HTTP/1.1 head (L{field_status}), since the request
+    goes on to an HTTP/1.1 backend: a C{Transfer-Encoding} is refused
+    whatever its value, and so are control characters in a name or a value
+    (C{h2} 4.2 and later refuse NUL, CR and LF itself, RFC 9113 section
+    8.2.1, but older ones let them through, and a CR or LF would start a
+    field of its own in the HTTP/1.1 head).
+
+    @return: 0, L{UNDERSCORED} or 400, as L{field_status}.
+    """
+    if _CONTROL.search(name) or _CONTROL.search(value):
         return 400
-    if line[:15].lower() == _CONTENT_LENGTH:
-        return 0 if content_length(line[15:].strip(b" \t")) is not None else 400
-    underscore = line.find(b"_")
-    if underscore != -1:
-        name = line.split(b":", 1)[0]
-        if underscore < len(name):
-            if name.replace(b"_", b"-").lower() in UNDERSCORE_REFUSED:
-                return 400
-            return UNDERSCORED
+    return field_status(name, value, b"HTTP/2")
+
+
+def field_status(name: bytes, value: bytes, version: bytes) -> int:
+    """
+    The framing rules of a request field, the same for HTTP/1.x and HTTP/2
+    requests: any Transfer-Encoding but a single C{chunked} in an HTTP/1.1
+    request is refused (RFC 9112 section 6.1; HTTP/1.0 and HTTP/2 have
+    none), a Content-Length that is not one decimal number of at most 63
+    bits (section 6.3: no list, no sign, never read modulo anything), and
+    a name with C{_} that a backend could read as one of
+    L{UNDERSCORE_REFUSED}: with that, the framing the proxy reads is the
+    only one a backend can read.
+
+    @param value: the value without the whitespace around it.
+    @param version: C{b"HTTP/1.1"}, C{b"HTTP/1.0"} or C{b"HTTP/2"}.
+    @return: 0 when the field is acceptable, L{UNDERSCORED} when it is but
+        its name contains C{_}, else 400.
+    """
+    lower = name.lower()
+    if lower == _TRANSFER_ENCODING:
+        return 0 if version == b"HTTP/1.1" and value.lower() == b"chunked" else 400
+    if lower == _CONTENT_LENGTH:
+        return 0 if content_length(value) is not None else 400
+    if b"_" in name:
+        if lower.replace(b"_", b"-") in UNDERSCORE_REFUSED:
+            return 400
+        return UNDERSCORED
     return 0
+
+
+def body_status(method: bytes, refuse: bool) -> int:
+    """
+    What becomes of a request body on C{method}, for HTTP/1.x and HTTP/2
+    alike.
+
+    @param refuse: whether the site refuses a body on a method that
+        defines none (C{[server] body_without_semantics = "refuse"}).
+    @return: 0 for a method whose body means something; 400 for a body on
+        C{TRACE}, which must have none (RFC 9110 section 9.3.8), and on
+        the other L{NO_BODY_SEMANTICS} methods when C{refuse}; else
+        L{WITHOUT_SEMANTICS}: the body is forwarded, and its carrier sees
+        that nothing after it can be read as another request.
+    """
+    if method not in NO_BODY_SEMANTICS:
+        return 0
+    if refuse or method == b"TRACE":
+        return 400
+    return WITHOUT_SEMANTICS
 
 
 def content_length(value: bytes) -> Optional[int]:

@@ -7,6 +7,14 @@ Twisted forgets a stream once its response is sent, and then fails on the
 client's later frames for it.  L{EarlyAnswerH2Connection} drops such
 frames, and tells the client to stop sending (RFC 9113 section 8.1:
 RST_STREAM with NO_ERROR after a complete response).
+
+The connection's C{h2} configuration is Twisted's, which validates
+inbound headers: what RFC 9113 section 8.2 forbids (upper-case names,
+connection-specific fields, C{TE} other than C{trailers}, whitespace
+around a value and, from C{h2} 4.2, NUL, CR and LF) is a C{ProtocolError},
+which Twisted answers with GOAWAY(PROTOCOL_ERROR) before any stream is
+made.  The rules an HTTP/1.1 head shares are checked per stream by
+L{txrevproxy.server.http2}.
 """
 
 from __future__ import annotations

@@ -23,8 +23,9 @@ from zope.interface import implementer
 from ..http.chunked import ChunkedDecoder, MalformedChunks
 from ..http.headers import connection_tokens, serialize_head
 from ..http.request_head import (
-    NO_BODY_SEMANTICS,
     UNDERSCORED,
+    WITHOUT_SEMANTICS,
+    body_status,
     field_line_status,
     request_line_status,
 )
@@ -219,7 +220,7 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
     that breaks RFC 9112 or the site's limits is answered with 400, 405,
     408, 414, 431 or 505, the connection is closed, and nothing of that
     request reaches a backend.  A body on a method that defines none
-    (L{NO_BODY_SEMANTICS}) is refused the same way, or forwarded with the
+    (L{txrevproxy.http.request_head.NO_BODY_SEMANTICS}) is refused the same way, or forwarded with the
     connection closed after its answer (C{[server]
     body_without_semantics}).
 
@@ -634,14 +635,14 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
             # No body: Twisted's path dispatches it from allContentReceived.
             return
         command, path, version = self._requestLine.split(b" ")
-        if command in NO_BODY_SEMANTICS:
-            # A body where the method defines none: some backends read it,
-            # others take it for the next request (RFC 9110 section 9.3).
-            # Refused, or forwarded with nothing after it on this
-            # connection; TRACE must have none (section 9.3.8).
-            if command == b"TRACE" or self.site.refuse_body_without_semantics:
-                self.reject(400)
-                return
+        # A body where the method defines none: some backends read it,
+        # others take it for the next request (RFC 9110 section 9.3).
+        # Refused, or forwarded with nothing after it on this connection.
+        status = body_status(command, self.site.refuse_body_without_semantics)
+        if status > 0:
+            self.reject(status)
+            return
+        if status == WITHOUT_SEMANTICS:
             request.closeAfterResponse()
         if length is None:
             self.decodeBodyWith(RequestChunkedDecoder)

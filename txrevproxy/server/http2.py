@@ -28,7 +28,14 @@ from twisted.internet.interfaces import IHandshakeListener, IProtocol
 from twisted.python.components import proxyForInterface
 from zope.interface import implementer
 
+from ..http.request_head import (
+    NO_BODY_SEMANTICS,
+    UNDERSCORED,
+    body_status,
+    http2_field_status,
+)
 from ..net.h2 import EarlyAnswerH2Connection
+from .answers import respond_with_error
 from .channel import ClientConnection
 from .request import NO_BODY_CODES, Header, ProxyRequest
 from .site import ProxySite
@@ -43,6 +50,7 @@ class HTTP2ProxyRequest(ProxyRequest):
     """
 
     _dispatchCall = None
+    _refusal = 0
 
     def __init__(self, stream, connection: "ProxyH2Connection") -> None:
         super().__init__(stream, queued=False)
@@ -58,16 +66,55 @@ class HTTP2ProxyRequest(ProxyRequest):
 
     def gotLength(self, length: Optional[int]) -> None:
         """
-        Called by the stream once the request's headers are in, with the
-        declared body length (L{None}: unknown, 0: no body).
+        Called by the stream for each Content-Length field as it reads the
+        head, then, when there was none, with 0 for GET and HEAD (a guess)
+        or L{None}; the head is judged whole in L{parseCookies}.
+        """
+        self.bodyLength = length
+
+    def parseCookies(self) -> None:
+        """
+        Called by the stream once every field of the head is in: the head
+        is checked and fitted for HTTP/1.1 here.
+
+        Each field goes through the rules of an HTTP/1.1 head
+        (L{http2_field_status}): a refused one, or a Content-Length given
+        twice, gets 400; one whose name has C{_} is dropped with C{[server]
+        underscores_in_headers = "drop"}.  C{h2} refused what RFC 9113
+        section 8.2 forbids before this (see L{txrevproxy.net.h2}).
 
         A body follows unless the length is 0: the request is routed on
         the next turn of the reactor (the stream is not registered with its
         connection yet, so it cannot answer now), or sooner when body bytes
-        or the end of the stream arrive first.
+        or the end of the stream arrive first.  Without a Content-Length, a
+        method whose body means nothing (C{GET}, C{DELETE} ...) waits for
+        the first body byte or the end of the stream, which tell whether it
+        has a body (L{_bodyArrived}).
         """
-        self.bodyLength = length
         headers = self.requestHeaders
+        site = self.channel.site
+        underscored = []
+        for name, values in headers.getAllRawHeaders():
+            for value in values:
+                status = http2_field_status(name, value)
+                if status > 0:
+                    self._refuse(status)
+                    return
+                if status == UNDERSCORED:
+                    underscored.append(name)
+        if site.drop_underscored:
+            # As for HTTP/1.1 (nginx's "underscores_in_headers off").
+            for name in underscored:
+                headers.removeHeader(name)
+        lengths = headers.getRawHeaders(b"content-length")
+        if lengths is None:
+            # The DATA frames, not Twisted's guess, tell whether a body
+            # follows.
+            self.bodyLength = None
+        elif len(lengths) > 1:
+            # As an HTTP/1.1 head with a second Content-Length.
+            self._refuse(400)
+            return
         hosts = headers.getRawHeaders(b"host")
         if hosts is not None and len(hosts) == 2 and hosts[0] == hosts[1]:
             # :authority and a Host header that agree (RFC 9113 section
@@ -77,14 +124,43 @@ class HTTP2ProxyRequest(ProxyRequest):
         if cookies is not None and len(cookies) > 1:
             # RFC 9113 section 8.2.3: crumbs are joined for HTTP/1.1.
             headers.setRawHeaders(b"cookie", [b"; ".join(cookies)])
+        length = self.bodyLength
+        if length is None and self.channel.command in NO_BODY_SEMANTICS:
+            return
+        if length:
+            self._bodyArrived()
         if length != 0:
+            self._dispatchSoon()
+
+    def _dispatchSoon(self) -> None:
+        if self._dispatchCall is None:
             reactor = self.channel.site.reactor
             self._dispatchCall = reactor.callLater(0, self._dispatchStream)
 
-    def parseCookies(self) -> None:
+    def _refuse(self, status: int) -> None:
         """
-        Nothing to parse: the proxy passes cookies on untouched.
+        Answer C{status} instead of routing the request, as soon as the
+        stream can answer; the body that follows is dropped, and the
+        stream reset once the answer is sent (see L{txrevproxy.net.h2}).
         """
+        self._refusal = status
+        self._dispatchSoon()
+
+    def _bodyArrived(self) -> None:
+        """
+        The request has a body (declared, or a first byte came): on a
+        method that defines none, it is refused, or forwarded as
+        C{body_without_semantics} says (L{body_status}).  Forwarded, it
+        needs nothing more here: a stream's end frames it, so no client
+        can make it read as another request, and the backend connection
+        that carries it is closed after the answer (see
+        L{txrevproxy.forward.exchange}).
+        """
+        status = body_status(
+            self.channel.command, self.channel.site.refuse_body_without_semantics
+        )
+        if status > 0:
+            self._refusal = status
 
     def _dispatchStream(self) -> None:
         call = self._dispatchCall
@@ -95,8 +171,20 @@ class HTTP2ProxyRequest(ProxyRequest):
             stream = self.channel
             self._dispatch(stream.command, stream.path, b"HTTP/2")
 
+    def _dispatch(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self._refusal:
+            self._prepare(command, path, version)
+            respond_with_error(self, self._refusal)
+            return
+        super()._dispatch(command, path, version)
+
     def handleContentChunk(self, data: bytes) -> None:
         if not self._dispatched:
+            if not data:
+                # An empty DATA frame says nothing of a body.
+                return
+            if self.bodyLength is None:
+                self._bodyArrived()
             self._dispatchStream()
         super().handleContentChunk(data)
 
