@@ -2,13 +2,14 @@
 Prometheus metrics, named C{txrevproxy_*}.
 
 The hot path pays for a request with a few integer additions: the objects
-it adds to (L{RouteStats}, L{ListenerStats}, L{UpstreamStats}) are made
-on first use, once per listener, route and upstream (so that a route no
-request took has no series), and kept across reloads, so counters never
-restart.  Nothing is locked, as
+it adds to (L{RouteStats}, L{ListenerStats}, L{UpstreamStats},
+L{CacheStats}) are made on first use, once per listener, route, upstream
+and cache (so that a route no request took has no series), and kept
+across reloads, so counters never restart.  Nothing is locked, as
 everything runs in the reactor thread.  What the balancers already know
-(in-flight requests, health, ejections, queue, pool connections) is read
-only when the metrics are scraped.
+(in-flight requests, health, ejections, queue, pool connections), what
+the cache stores hold, the certificates served and the process's own
+figures (C{process_*}) are read only when the metrics are scraped.
 
 A scrape turns all of it into a L{Snapshot}: plain data that sums across
 processes, which is how the parent of several workers serves the total of
