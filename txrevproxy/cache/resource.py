@@ -49,7 +49,6 @@ class CachingProxyResource(ReverseProxyResource):
         self.cache = cache
 
     def forward(self, request) -> None:
-        target = self.target
         method = request.method
         key = request_key(request)
         if method != b"GET" and method != b"HEAD":
