@@ -182,6 +182,11 @@ class ICacheStore(Interface):
 
     size = Attribute("The bytes stored now (bodies and fields).")
     max_size = Attribute("The bytes it may hold; settable (a reload may change it).")
+    count = Attribute("The responses stored now (each Vary variant counts).")
+    evicted = Attribute(
+        "How many responses it evicted to stay within max_size, in all "
+        "(not those removed by remove or replaced by put); for the metrics."
+    )
 
     def variants(key):
         """

@@ -53,7 +53,7 @@ class HTTP2CacheTests(TestCase):
         self.addCleanup(close)
         streams = [client.request(b"GET", b"/page") for _ in range(5)]
         yield held.arrived
-        yield until(lambda: cache.metrics.coalesced == 4)
+        yield until(lambda: cache.metrics.lookups[b"collapsed"] == 4)
         held.first.write(b"first-last")
         held.first.finish()
         responses = yield gatherResults(streams)

@@ -32,8 +32,27 @@ class HitTests(CacheTestCase):
         self.assertEqual(headers[b"content-length"], [b"5"])
         self.assertIn(b"age", headers)
         self.assertTrue(headers[b"cache-status"][0].startswith(b"txrevproxy; hit; ttl="))
-        self.assertEqual((self.cache.metrics.hits, self.cache.metrics.misses), (1, 1))
+        lookups = self.cache.metrics.lookups
+        self.assertEqual((lookups[b"hit"], lookups[b"fwd=uri-miss"]), (1, 1))
         self.assertEqual(self.cache.metrics.bytes_stored, 5)
+
+    @inlineCallbacks
+    def test_each_request_is_counted_once_by_its_cache_status(self):
+        yield self.startWith(cacheable())
+        yield get(self.port)
+        yield get(self.port)
+        yield get(self.port, method=b"HEAD")
+        yield get(self.port, method=b"DELETE")
+        yield get(self.port, b"/other", extra=b"Cache-Control: only-if-cached\r\n")
+        metrics = self.cache.metrics
+        self.assertEqual(
+            {result: count for result, count in metrics.lookups.items() if count},
+            {b"fwd=uri-miss": 1, b"hit": 2, b"fwd=method": 1, b"fwd=miss": 1},
+        )
+        # The HEAD's answer had no body; the DELETE invalidated the page.
+        self.assertEqual(metrics.bytes_served, len(b"hello"))
+        self.assertEqual((metrics.stores, metrics.invalidated), (1, 1))
+        self.assertEqual((self.cache.store.count, self.cache.store.size), (0, 0))
 
     @inlineCallbacks
     def test_age_counts_the_age_the_backend_reported(self):
@@ -211,7 +230,13 @@ class RevalidationTests(CacheTestCase):
         # Now fresh for a minute: a hit.
         _, headers, _ = yield get(self.port)
         self.assertEqual(len(self.backend.requests), 2)
-        self.assertEqual(self.cache.metrics.revalidations, 1)
+        metrics = self.cache.metrics
+        self.assertEqual((metrics.revalidations, metrics.revalidated, metrics.stores), (1, 1, 2))
+        self.assertEqual(
+            (metrics.lookups[b"fwd=uri-miss"], metrics.lookups[b"fwd=stale"], metrics.lookups[b"hit"]),
+            (1, 1, 1),
+        )
+        self.assertEqual(metrics.bytes_served, 2 * len(b"body one"))
 
     @inlineCallbacks
     def test_revalidation_answers_a_client_condition(self):
@@ -278,7 +303,7 @@ class CoalescingTests(CacheTestCase):
         connected = yield connect_clients(self.port, clients)
         yield held.arrived
         # Every client has its request in: one leads, the others wait.
-        yield until(lambda: self.cache.metrics.coalesced == clients - 1)
+        yield until(lambda: self.cache.metrics.lookups[b"collapsed"] == clients - 1)
         held.first.write(b"first")
         # The first half of the body reaches every client before the
         # backend sends the rest.
@@ -307,7 +332,7 @@ class CoalescingTests(CacheTestCase):
         [leader] = yield connect_clients(self.port, 1)
         yield held.arrived
         others = yield connect_clients(self.port, 2)
-        yield until(lambda: self.cache.metrics.coalesced == 2)
+        yield until(lambda: self.cache.metrics.lookups[b"collapsed"] == 2)
         held.first.write(b"first")
         yield until(lambda: leader.received.endswith(b"first"))
         leader.transport.abortConnection()
@@ -327,7 +352,7 @@ class CoalescingTests(CacheTestCase):
         yield self.startWith(held)
         connected = yield connect_clients(self.port, 3)
         yield held.arrived
-        yield until(lambda: self.cache.metrics.coalesced == 2)
+        yield until(lambda: self.cache.metrics.lookups[b"collapsed"] == 2)
         held.first.write(b"mine")
         held.first.finish()
         responses = yield gatherResults([client.closed for client in connected])
@@ -349,7 +374,7 @@ class CoalescingTests(CacheTestCase):
         yield held.arrived
         [slow] = yield connect_clients(self.port, 1)
         slow.transport.pauseProducing()
-        yield until(lambda: self.cache.metrics.coalesced == 1)
+        yield until(lambda: self.cache.metrics.lookups[b"collapsed"] == 1)
         fetch = self.cache.fetches[b"http://shop.test/page"]
         chunk = b"x" * (1024 * 1024)
         for _ in range(size // len(chunk)):
@@ -388,7 +413,7 @@ class MidStreamTests(CacheTestCase):
         held.first.write(b"first")
         yield until(lambda: b"first" in leader.received)
         [late] = yield connect_clients(self.port, 1)
-        yield until(lambda: self.cache.metrics.coalesced == 1)
+        yield until(lambda: self.cache.metrics.lookups[b"collapsed"] == 1)
         held.first.write(b"-last")
         held.first.finish()
         for client in (leader, late):

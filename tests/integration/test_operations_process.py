@@ -46,26 +46,42 @@ endpoint = "tcp:{admin}:interface=127.0.0.1"
 """
 
 
-class _Backend(BaseHTTPRequestHandler):
+class Backend(BaseHTTPRequestHandler):
+    """
+    Answers every GET with C{body} and C{fields}.
+    """
+
+    body = b"backend"
+    fields: dict = {}
+
     def do_GET(self):
-        body = b"backend"
         self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
+        for name, value in self.fields.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(self.body)))
         self.end_headers()
-        self.wfile.write(body)
+        self.wfile.write(self.body)
 
     def log_message(self, *args):
         pass
 
 
-@pytest.fixture
-def backend():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Backend)
+def serving(handler):
+    """
+    Run an HTTP server of C{handler} on a loopback port in a thread;
+    yield its port, and stop it afterwards.
+    """
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server.server_address[1]
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def backend():
+    yield from serving(Backend)
 
 
 def config(backend: int, admin: int, workers: int = 1, fixed: str = "one") -> str:
@@ -144,6 +160,19 @@ def requests_counted(admin: int) -> float:
     )
 
 
+def process_series(admin: int, name: str):
+    text = fetch("http://127.0.0.1:%d/metrics" % admin).decode()
+    return sorted(
+        (
+            sample.labels
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name and sample.value > 0
+        ),
+        key=lambda labels: sorted(labels.items()),
+    )
+
+
 def test_two_workers_share_connections_and_survive_one_dying(tmp_path, backend):
     admin = free_port()
     with proxy_process(tmp_path, [], config(backend, admin, workers=2)) as proxy:
@@ -165,6 +194,13 @@ def test_two_workers_share_connections_and_survive_one_dying(tmp_path, backend):
         for _ in range(sent):
             assert fetch("http://127.0.0.1:%d/" % proxy.port) == b"backend"
         assert requests_counted(admin) == sent
+        # The process series: the supervisor's own, unlabelled, and each
+        # worker's by its position.
+        assert process_series(admin, "process_resident_memory_bytes") == [
+            {},
+            {"worker": "0"},
+            {"worker": "1"},
+        ]
 
         # A reload and a drain reach both workers.
         proxy.config.write_text(

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from txrevproxy.observe.metrics import Metrics, merge, render
+from txrevproxy.observe.metrics import FAMILIES, PROCESS_FAMILIES, Metrics, merge, render
+
+from ..support.processes import SOURCE_ROOT
 
 
 def samples(snapshot, family):
@@ -85,3 +87,93 @@ def test_tls_handshakes_and_reloads():
     snapshot = metrics.snapshot()
     assert snapshot["tls_handshakes"] == {"websecure\tTLSv1.3": 2}
     assert snapshot["reloads"] == {"success": 1, "failure": 1}
+
+
+class Served:
+    """
+    A certificate store as the metrics read it: what it serves now.
+    """
+
+    def __init__(self, *expiries) -> None:
+        self.served = list(expiries)
+
+    def expiries(self):
+        return self.served
+
+
+EXPIRY = "txrevproxy_certificate_expiry_timestamp_seconds"
+
+
+def test_certificate_expiry_is_a_gauge_of_each_served_certificate():
+    metrics = Metrics()
+    metrics.certificates = {
+        "default": Served(
+            ("certificates[0]", ("localhost",), 1800000000.0),
+            ("/etc/certs/shop.pem", ("shop.test", "www.shop.test"), 1900000000.0),
+        )
+    }
+    assert samples(metrics.snapshot(), EXPIRY) == {
+        (
+            EXPIRY,
+            (("certificate", "certificates[0]"), ("names", "localhost"), ("tls", "default")),
+        ): 1800000000.0,
+        (
+            EXPIRY,
+            (
+                ("certificate", "/etc/certs/shop.pem"),
+                ("names", "shop.test,www.shop.test"),
+                ("tls", "default"),
+            ),
+        ): 1900000000.0,
+    }
+    # A reload serves other certificates: the others have no series.
+    metrics.certificates = {"other": Served(("certificates[0]", ("a.test",), 1.0))}
+    assert list(metrics.snapshot()["certificate_expiry_timestamp_seconds"]) == [
+        "other\ta.test\tcertificates[0]"
+    ]
+
+
+def test_several_processes_serving_a_certificate_show_its_earliest_expiry():
+    """
+    Workers serve the same certificates: their expiries are not added up;
+    while a reload reaches one worker before another, the older expiry
+    stands.
+    """
+    first, second = Metrics(), Metrics()
+    first.certificates = {"default": Served(("certificates[0]", ("localhost",), 2000.0))}
+    second.certificates = {"default": Served(("certificates[0]", ("localhost",), 1000.0))}
+    total = merge([first.snapshot(), second.snapshot()])
+    assert total["certificate_expiry_timestamp_seconds"] == {
+        "default\tlocalhost\tcertificates[0]": 1000.0
+    }
+
+
+def test_process_metrics_of_the_process_itself_are_unlabelled():
+    found = samples(Metrics().snapshot(), "process_resident_memory_bytes")
+    [((name, labels), value)] = found.items()
+    assert (name, labels) == ("process_resident_memory_bytes", ())
+    assert value > 0
+    [(_, cpu)] = samples(Metrics().snapshot(), "process_cpu_seconds").items()
+    assert cpu >= 0
+
+
+def test_process_metrics_of_workers_carry_their_worker_label():
+    snapshot = Metrics().snapshot()
+    snapshot["process"]["0"] = {"process_open_fds": 7, "process_cpu_seconds": 1.5}
+    snapshot["process"]["1"] = {"process_open_fds": 9, "process_cpu_seconds": 2.5}
+    fds = samples(snapshot, "process_open_fds")
+    assert fds[("process_open_fds", (("worker", "0"),))] == 7
+    assert fds[("process_open_fds", (("worker", "1"),))] == 9
+    assert ("process_open_fds", ()) in fds
+    cpu = samples(snapshot, "process_cpu_seconds")
+    assert cpu[("process_cpu_seconds_total", (("worker", "1"),))] == 2.5
+
+
+def test_every_family_is_in_the_metrics_list_of_the_operations_page():
+    text = (SOURCE_ROOT / "docs" / "operations.rst").read_text()
+    for name, (kind, _, _) in FAMILIES.items():
+        shown = name + "_total" if kind == "counter" else name
+        assert "``%s``" % (shown,) in text, name
+    for name, (kind, _) in PROCESS_FAMILIES.items():
+        shown = name + "_total" if kind == "counter" else name
+        assert "``%s``" % (shown,) in text, name

@@ -433,6 +433,43 @@ class ConfigTests(TestCase):
             ],
         )
 
+    def test_expiries_are_those_of_the_certificates_served_now(self):
+        """
+        For the metrics: each served certificate's origin, names and
+        notAfter; after a reload, a certificate gone from the directory
+        has none, and one renewed has its new date.
+        """
+        certs = self.directory / "certs"
+        other, _ = self.maker.write("other", ["other.test"], days=10)
+        config = self.load(LISTENERS + '[tls.default]\ndirectory = "certs"\ndefault = "localhost"\n')
+        store = CertificateStore(config.tls["default"])
+
+        def not_after(stem):
+            pair = read_pair(str(certs / (stem + ".pem")), str(certs / (stem + "-key.pem")))
+            return pair.leaf.not_valid_after_utc.timestamp()
+
+        self.assertEqual(
+            sorted(store.expiries()),
+            sorted(
+                (str(certs / (stem + ".pem")), names, not_after(stem))
+                for stem, names in [
+                    ("example", ("*.example.test",)),
+                    ("localhost", ("localhost",)),
+                    ("other", ("other.test",)),
+                ]
+            ),
+        )
+        os.remove(other)
+        os.remove(certs / "other-key.pem")
+        self.maker.write("localhost", ["localhost"], days=300)
+        self.assertEqual(store.reload(), [])
+        expiries = {names: expiry for _, names, expiry in store.expiries()}
+        self.assertEqual(
+            expiries,
+            {("*.example.test",): not_after("example"), ("localhost",): not_after("localhost")},
+        )
+        self.assertGreater(expiries[("localhost",)], expiries[("*.example.test",)])
+
     def test_directory_serves_every_pair_by_its_names(self):
         self.maker.write("other", ["other.test", "www.other.test"])
         (self.directory / "certs" / "README").write_text("not a certificate")

@@ -184,7 +184,7 @@ class Runtime:
                 )
 
         self.filters = build_filters(config, reactor)
-        self.caches = build_caches(config.caches, reactor, previous_caches)
+        self.caches = build_caches(config.caches, reactor, previous_caches, metrics)
         self.switches = maintenance_switches(config.routes, previous_switches)
         self.root = build_root(
             config, self.balancers, reactor, self.filters, self.caches, self.switches

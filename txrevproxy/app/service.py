@@ -206,7 +206,7 @@ class ProxyService(MultiService):
         except ListenError as error:
             self.log.critical("{message}", message=str(error))
             raise
-        self.metrics.balancers = runtime.balancers
+        self._observe(runtime)
         for checker in runtime.health_checkers:
             checker.setServiceParent(self)
         for name, listener in self.config.listeners.items():
@@ -218,6 +218,16 @@ class ProxyService(MultiService):
                 raise
             self._slots[name] = slot
             self._listening(name)
+
+    def _observe(self, runtime: Runtime) -> None:
+        """
+        Have the metrics read what C{runtime}, now serving, knows at each
+        scrape: its balancers, its caches' stores, its certificates.
+        """
+        metrics = self.metrics
+        metrics.balancers = runtime.balancers
+        metrics.use_caches(runtime.caches)
+        metrics.certificates = runtime.stores
 
     def _runtime(self, config: Config) -> Runtime:
         try:
@@ -371,7 +381,7 @@ class ProxyService(MultiService):
         for checker in runtime.health_checkers:
             checker.setServiceParent(self)
         self.metrics.retire(old.balancers)
-        self.metrics.balancers = runtime.balancers
+        self._observe(runtime)
         old.retire()
         self._retired = [r for r in self._retired if not r.closed] + [old]
 

@@ -210,9 +210,18 @@ class WorkerSupervisor(Service):
     def _live(self) -> List[WorkerProcess]:
         return [w for w in self.workers if w is not None and not w.ended.called]
 
-    def _askAll(self, op: str, *args: Any) -> Deferred:
+    def _askAll(
+        self, op: str, *args: Any, workers: Optional[List[WorkerProcess]] = None
+    ) -> Deferred:
+        """
+        Ask C{workers} (every live one by default) the same question.
+
+        @return: a L{Deferred} of their answers, in their order.
+        """
+        if workers is None:
+            workers = self._live()
         return gatherResults(
-            [worker.ask(op, *args) for worker in self._live()], consumeErrors=True
+            [worker.ask(op, *args) for worker in workers], consumeErrors=True
         ).addErrback(lambda failure: failure.value.subFailure)
 
     # Signals -----------------------------------------------------------------
@@ -286,14 +295,26 @@ class WorkerSupervisor(Service):
         return self._askAll("status").addCallback(document)
 
     def snapshot(self) -> Deferred:
+        """
+        The sum of the workers' metrics, but for the process metrics: this
+        process's own, unlabelled, and each worker's with its position as
+        its C{worker} label (a sum of start times or of file descriptor
+        limits would mean nothing).
+        """
+        workers = self._live()
+
         def total(snapshots: List[Snapshot]) -> Snapshot:
+            own = self.metrics.snapshot()
             summed = merge(snapshots)
             # Every worker counts each reload; the supervisor's count is
             # the one that means something.
-            summed["reloads"] = self.metrics.snapshot()["reloads"]
+            summed["reloads"] = own["reloads"]
+            processes = summed["process"] = own["process"]
+            for worker, snapshot in zip(workers, snapshots):
+                processes[str(worker.index)] = snapshot["process"][""]
             return summed
 
-        return self._askAll("snapshot").addCallback(total)
+        return self._askAll("snapshot", workers=workers).addCallback(total)
 
     def set_draining(self, upstream: str, key: Any, draining: bool) -> Deferred:
         return self._askAll("set_draining", upstream, key, draining).addCallback(

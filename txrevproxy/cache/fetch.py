@@ -159,7 +159,7 @@ class Fetch:
         """
         Make C{request} wait for this fetch's response.
         """
-        self.cache.metrics.coalesced += 1
+        self.cache.metrics.lookups[b"collapsed"] += 1
         waiter = Waiter(request, fields)
         head = self._head
         if head is None:
@@ -212,8 +212,10 @@ class Fetch:
                 ),
                 timing=Timing(self.request_time, now),
             )
+            cache.metrics.revalidated += 1
             if not self._forgotten:
                 cache.store.put(refreshed)
+                cache.metrics.stores += 1
             self._answerAll(refreshed, (self.forwarded, b"fwd-status=304"))
             return None
         if (
@@ -389,10 +391,11 @@ class Fetch:
             stored.status, cache.targets.rule_fields(stored.headers), cache.settings.default_ttl
         )
         rules = self.target.response_rules
+        metrics = cache.metrics
         if b"detail=stale-if-error" in parameters:
-            cache.metrics.stale += 1
+            metrics.stale += 1
         if self.leader is not None:
-            serve_stored(
+            metrics.bytes_served += serve_stored(
                 self.leader,
                 stored,
                 age,
@@ -410,7 +413,7 @@ class Fetch:
             if stored.vary_values != policy.vary_values(stored.vary_fields, waiter.fields):
                 self._sendOn(waiter)
                 continue
-            serve_stored(
+            metrics.bytes_served += serve_stored(
                 waiter.request,
                 stored,
                 age,

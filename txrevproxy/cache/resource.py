@@ -49,16 +49,22 @@ class CachingProxyResource(ReverseProxyResource):
         self.cache = cache
 
     def forward(self, request) -> None:
-        target = self.target
         method = request.method
         key = request_key(request)
         if method != b"GET" and method != b"HEAD":
-            CachingExchange(request, target, self.cache, key, parameters=(b"fwd=method",)).start()
+            self._pass(request, key, b"fwd=method")
         elif request.requestHeaders.hasHeader(b"upgrade"):
             # A WebSocket handshake wants the backend, never a stored page.
-            CachingExchange(request, target, self.cache, key, parameters=(b"fwd=request",)).start()
+            self._pass(request, key, b"fwd=request")
         else:
             self._lookup(request, key, request_fields(request))
+
+    def _pass(self, request, key: bytes, forwarded: bytes) -> None:
+        """
+        Forward a request the cache does not look up, saying why.
+        """
+        self.cache.metrics.lookups[forwarded] += 1
+        CachingExchange(request, self.target, self.cache, key, parameters=(forwarded,)).start()
 
     def _lookup(self, request, key: bytes, fields: List[Header]) -> None:
         cache = self.cache
@@ -81,16 +87,15 @@ class CachingProxyResource(ReverseProxyResource):
             age = policy.current_age(stored.headers, stored.timing, now)
             decision = policy.decide(directives, response_directives, lifetime, age)
             if decision != policy.REVALIDATE:
-                if decision == policy.FRESH:
-                    metrics.hits += 1
-                else:
+                metrics.lookups[b"hit"] += 1
+                if decision != policy.FRESH:
                     metrics.stale += 1
                 if decision == policy.STALE_REVALIDATE and not cache.fetching(key):
                     # Before answering: a finished request lets go of its
                     # connection, which the revalidation copies.
                     self._revalidateBehind(request, key, fields, stored)
                 target = self.target
-                serve_stored(
+                metrics.bytes_served += serve_stored(
                     request,
                     stored,
                     age,
@@ -107,6 +112,7 @@ class CachingProxyResource(ReverseProxyResource):
             )
             forwarded = b"fwd=request" if client_asked else b"fwd=stale"
         if b"only-if-cached" in directives:
+            metrics.lookups[b"fwd=miss"] += 1
             request.responseHeaders.addRawHeader(
                 *cache_status(b"fwd=miss", b"detail=only-if-cached")
             )
@@ -117,27 +123,23 @@ class CachingProxyResource(ReverseProxyResource):
         if fetch is not None and not particular and request.bodyComplete:
             fetch.join(request, fields)
             return
+        metrics.lookups[forwarded] += 1
         ranged = request.method == b"GET" and policy.first_value(fields, b"range") is not None
         if ranged and request.bodyComplete and (stored is None or stored.status == 206):
             # Nothing stored, or a partial response: the range is asked
             # (with the stored validators, when it is stale) and its
             # answer stored, alone.
-            if stored is None:
-                metrics.misses += 1
-            else:
+            if stored is not None:
                 self._validate(request, stored)
             fetch = Fetch(cache, self.target, key, fields, stored, request, forwarded, False)
             CachingExchange(request, self.target, cache, key, fetch).start()
             return
         if request.method != b"GET" or particular or not request.bodyComplete:
-            metrics.misses += 1
             CachingExchange(
                 request, self.target, cache, key, parameters=(forwarded,), stale=stored
             ).start()
             return
-        if stored is None:
-            metrics.misses += 1
-        else:
+        if stored is not None:
             self._validate(request, stored)
         fetch = Fetch(cache, self.target, key, fields, stored, request, forwarded)
         CachingExchange(request, self.target, cache, key, fetch).start()

@@ -64,7 +64,7 @@ def serve_stored(
     response_rules=None,
     banners: frozenset = frozenset(),
     targets=None,
-) -> None:
+) -> int:
     """
     Answer C{request} from C{stored} and finish it.  A partial C{stored}
     (a 206) answers only the requests L{partial.answers} allows: the
@@ -82,6 +82,7 @@ def serve_stored(
         route drops (see L{txrevproxy.forward.resource.ProxyTarget}).
     @param targets: the cache's L{txrevproxy.cache.targeted.Targets}, which
         may remove the targeted field it used; L{None}: none.
+    @return: the body bytes of the answer, for the cache's metrics.
     """
     headers = []
     for pair in stored.headers:
@@ -106,8 +107,7 @@ def serve_stored(
             if name.lower() in policy.NOT_MODIFIED_FIELDS
             or name.lower() in (b"age", b"cache-status")
         ]
-        _answer(request, 304, headers, b"")
-        return
+        return _answer(request, 304, headers, b"")
     if ranged:
         length = partial.representation_length(stored)
         chosen = policy.byte_range(
@@ -120,14 +120,12 @@ def serve_stored(
             first, last = chosen
             if first == length:
                 headers.append((b"Content-Range", b"bytes */%d" % (length,)))
-                _answer(request, 416, headers, b"")
-                return
+                return _answer(request, 416, headers, b"")
             headers.append(
                 (b"Content-Range", b"bytes %d-%d/%d" % (first, last, length))
             )
-            _answer(request, 206, headers, body, first, last + 1 - first)
-            return
-    _answer(request, status, headers, body, reason=stored.reason)
+            return _answer(request, 206, headers, body, first, last + 1 - first)
+    return _answer(request, status, headers, body, reason=stored.reason)
 
 
 class ClientResponse:
@@ -168,15 +166,18 @@ def _answer(
     first: int = 0,
     count: Optional[int] = None,
     reason: Optional[bytes] = None,
-) -> None:
+) -> int:
     """
     Send C{count} bytes of C{body} from C{first} (all of it by default):
     at once from memory, or read from a file as the client takes them.
+
+    @return: the body bytes sent (none to a HEAD).
     """
     if count is None:
         count = len(body)
+    sent = 0 if request.method == b"HEAD" else count
     source = None
-    if count and request.method != b"HEAD" and not isinstance(body, bytes):
+    if sent and not isinstance(body, bytes):
         source = body.open()
         source.seek(first)
     if status not in (204, 304):
@@ -184,10 +185,11 @@ def _answer(
     response = ClientResponse(request, status, reason or reason_phrase(status), headers, count)
     if source is not None:
         FileProducer(response, source, count).start()
-        return
+        return sent
     if count and isinstance(body, bytes):
         response.write(body[first : first + count])
     response.finish()
+    return sent
 
 
 @implementer(IPullProducer)

@@ -1,7 +1,8 @@
 """
 One configured shared cache (a C{[caches.NAME]} table) as the runtime
 holds it: its store, the backend requests in flight for it (for request
-coalescing), its counters, and the purge API.
+coalescing), its counters (a L{CacheStats} the process keeps across
+reloads), and the purge API.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from urllib.parse import urljoin, urlsplit
 from ..config.model import CacheSettings
 from ..http.target import request_host
 from ..interfaces import ICacheStore
+from ..observe.metrics import CacheStats, Metrics
 from ..plugins import cache_store_types
 from . import partial, policy
 from .fetch import Fetch
@@ -19,31 +21,6 @@ from .store import StoredResponse
 from .targeted import Targets
 
 Header = Tuple[bytes, bytes]
-
-
-class CacheMetrics:
-    """
-    The counters of one cache, plain attributes for the metrics endpoint
-    to read.
-
-    @ivar hits: requests answered from a fresh stored response.
-    @ivar stale: requests answered from a stale one (max-stale,
-        stale-while-revalidate, stale-if-error).
-    @ivar misses: requests forwarded because nothing usable was stored.
-    @ivar revalidations: conditional requests sent to revalidate a stored
-        response.
-    @ivar coalesced: requests that waited for another request's backend
-        response instead of making their own.
-    @ivar bytes_stored: body bytes put into the store, in total.
-    """
-
-    def __init__(self) -> None:
-        self.hits = 0
-        self.stale = 0
-        self.misses = 0
-        self.revalidations = 0
-        self.coalesced = 0
-        self.bytes_stored = 0
 
 
 def url_key(scheme: bytes, host: bytes, target: bytes) -> bytes:
@@ -84,18 +61,24 @@ class SharedCache:
         same key may wait for, by primary key.
     @ivar range_fetches: the range requests in flight whose answers are
         to be stored, by primary key (nothing waits for them).
-    @ivar metrics: its L{CacheMetrics}.
+    @ivar metrics: its L{CacheStats}, which the request path counts in.
     @ivar targets: its L{Targets}, the targeted cache-control fields it
         obeys (RFC 9213).
     """
 
-    def __init__(self, settings: CacheSettings, store: ICacheStore, clock) -> None:
+    def __init__(
+        self,
+        settings: CacheSettings,
+        store: ICacheStore,
+        clock,
+        metrics: Optional[CacheStats] = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.clock = clock
         self.fetches: Dict[bytes, Fetch] = {}
         self.range_fetches: Dict[bytes, Set[Fetch]] = {}
-        self.metrics = CacheMetrics()
+        self.metrics = CacheStats() if metrics is None else metrics
         self.targets = Targets.of(settings)
 
     def select(
@@ -131,6 +114,7 @@ class SharedCache:
                     break
             response = partial.combined(old, response, self.settings.max_object_size)
         self.store.put(response)
+        self.metrics.stores += 1
 
     def invalidate(self, key: bytes, locations: List[bytes]) -> None:
         """
@@ -138,7 +122,7 @@ class SharedCache:
         for the same-origin URIs its response's Location and
         Content-Location name (RFC 9111 section 4.4).
         """
-        self._remove(key)
+        removed = self._remove(key)
         base = key.decode("latin-1")
         origin = urlsplit(base)[:2]
         for location in locations:
@@ -146,7 +130,8 @@ class SharedCache:
             if urlsplit(url)[:2] == origin:
                 other = _key_of_url(url)
                 if other is not None:
-                    self._remove(other)
+                    removed += self._remove(other)
+        self.metrics.invalidated += removed
 
     def purge(self, url: str) -> int:
         """
@@ -161,7 +146,9 @@ class SharedCache:
         key = _key_of_url(url)
         if key is None:
             raise ValueError("not an absolute http(s) URL: %r" % (url,))
-        return self._remove(key)
+        removed = self._remove(key)
+        self.metrics.purged += removed
+        return removed
 
     def _remove(self, key: bytes) -> int:
         """
@@ -197,7 +184,9 @@ class SharedCache:
             if fetched.startswith(key):
                 for fetch in self.fetching(fetched):
                     fetch.forget()
-        return self.store.remove_prefix(key)
+        removed = self.store.remove_prefix(key)
+        self.metrics.purged += removed
+        return removed
 
 
 def make_store(settings: CacheSettings, clock) -> ICacheStore:
@@ -212,13 +201,18 @@ def build_caches(
     settings: Mapping[str, CacheSettings],
     clock,
     previous: Mapping[str, SharedCache],
+    metrics: Optional[Metrics] = None,
 ) -> Dict[str, SharedCache]:
     """
     The caches of a configuration.  A cache of the same name, kind of
     store and directory in the configuration being replaced keeps that
     store (with the
-    new size bound): a reload does not empty the cache.
+    new size bound): a reload does not empty the cache.  Each counts in
+    the L{CacheStats} of its name in C{metrics} (a new L{Metrics} when not
+    given), which outlive reloads as the process's metrics do.
     """
+    if metrics is None:
+        metrics = Metrics()
     caches = {}
     for name, table in settings.items():
         old = previous.get(name)
@@ -230,5 +224,5 @@ def build_caches(
             store.max_size = table.max_size
         else:
             store = make_store(table, clock)
-        caches[name] = SharedCache(table, store, clock)
+        caches[name] = SharedCache(table, store, clock, metrics.cache(name))
     return caches

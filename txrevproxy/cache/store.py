@@ -109,6 +109,8 @@ class MemoryStore:
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
         self.size = 0
+        self.count = 0
+        self.evicted = 0
         self._entries: "OrderedDict[bytes, List[StoredResponse]]" = OrderedDict()
 
     def variants(self, key: bytes) -> List[StoredResponse]:
@@ -135,12 +137,14 @@ class MemoryStore:
                     break
         found.insert(0, response)
         self.size += response.size
+        self.count += 1
         self._evict()
 
     def _evict(self) -> None:
         entries = self._entries
         while self.size > self.max_size and entries:
             _, evicted = entries.popitem(last=False)
+            self.evicted += len(evicted)
             self._forget(evicted)
 
     def remove(self, key: bytes) -> int:
@@ -153,6 +157,7 @@ class MemoryStore:
     def _forget(self, responses: List[StoredResponse]) -> None:
         for response in responses:
             self.size -= response.size
+            self.count -= 1
             self.forgotten(response)
 
     def kept(self, response: StoredResponse) -> None:

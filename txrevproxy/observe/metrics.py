@@ -2,13 +2,14 @@
 Prometheus metrics, named C{txrevproxy_*}.
 
 The hot path pays for a request with a few integer additions: the objects
-it adds to (L{RouteStats}, L{ListenerStats}, L{UpstreamStats}) are made
-on first use, once per listener, route and upstream (so that a route no
-request took has no series), and kept across reloads, so counters never
-restart.  Nothing is locked, as
+it adds to (L{RouteStats}, L{ListenerStats}, L{UpstreamStats},
+L{CacheStats}) are made on first use, once per listener, route, upstream
+and cache (so that a route no request took has no series), and kept
+across reloads, so counters never restart.  Nothing is locked, as
 everything runs in the reactor thread.  What the balancers already know
-(in-flight requests, health, ejections, queue, pool connections) is read
-only when the metrics are scraped.
+(in-flight requests, health, ejections, queue, pool connections), what
+the cache stores hold, the certificates served and the process's own
+figures (C{process_*}) are read only when the metrics are scraped.
 
 A scrape turns all of it into a L{Snapshot}: plain data that sums across
 processes, which is how the parent of several workers serves the total of
@@ -29,6 +30,8 @@ from prometheus_client.core import (
     HistogramMetricFamily,
 )
 from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import CollectorRegistry
 
 PREFIX = "txrevproxy_"
@@ -116,7 +119,95 @@ FAMILIES: Dict[str, Tuple[str, str, Tuple[str, ...]]] = {
         "Configuration reloads, by outcome (success or failure).",
         ("outcome",),
     ),
+    "cache_lookups": (
+        "counter",
+        "Requests a cache took, by result as Cache-Status tells the client: "
+        "hit, the fwd reason (uri-miss, vary-miss, partial, stale, request, "
+        "method, miss), or collapsed.",
+        ("cache", "result"),
+    ),
+    "cache_stale_served": (
+        "counter",
+        "Answers from a stale stored response (max-stale, "
+        "stale-while-revalidate, stale-if-error).",
+        ("cache",),
+    ),
+    "cache_revalidations": (
+        "counter",
+        "Conditional requests sent to revalidate a stored response.",
+        ("cache",),
+    ),
+    "cache_revalidated": (
+        "counter",
+        "Revalidations answered 304: the stored response was refreshed.",
+        ("cache",),
+    ),
+    "cache_stores": (
+        "counter",
+        "Responses put into the store (new ones, and ones a 304 refreshed).",
+        ("cache",),
+    ),
+    "cache_stored_bytes": (
+        "counter",
+        "Body bytes of the new responses put into the store.",
+        ("cache",),
+    ),
+    "cache_served_bytes": (
+        "counter",
+        "Body bytes of the answers made from stored responses.",
+        ("cache",),
+    ),
+    "cache_evictions": (
+        "counter",
+        "Stored responses removed, by reason: size (least recently used, "
+        "for room), purge (the admin API), invalidation (an unsafe request).",
+        ("cache", "reason"),
+    ),
+    "cache_size_bytes": (
+        "gauge",
+        "Bytes the store holds now (bodies, fields and overhead).",
+        ("cache",),
+    ),
+    "cache_entries": ("gauge", "Responses the store holds now.", ("cache",)),
+    "certificate_expiry_timestamp_seconds": (
+        "gauge",
+        "When a served certificate expires (its notAfter), as a Unix time.",
+        ("tls", "names", "certificate"),
+    ),
 }
+
+#: The families of C{prometheus_client}'s L{ProcessCollector} (Linux
+#: only), without our prefix as every Prometheus client has them: type
+#: and help text.
+PROCESS_FAMILIES: Dict[str, Tuple[str, str]] = {
+    "process_cpu_seconds": ("counter", "Total user and system CPU time spent in seconds."),
+    "process_resident_memory_bytes": ("gauge", "Resident memory size in bytes."),
+    "process_virtual_memory_bytes": ("gauge", "Virtual memory size in bytes."),
+    "process_start_time_seconds": (
+        "gauge",
+        "Start time of the process since unix epoch in seconds.",
+    ),
+    "process_open_fds": ("gauge", "Number of open file descriptors."),
+    "process_max_fds": ("gauge", "Maximum number of open file descriptors."),
+}
+
+#: Families whose value is the same fact in every process (the supervisor
+#: of several workers takes the least, not the sum).
+LEAST_OF_PROCESSES = frozenset(["certificate_expiry_timestamp_seconds"])
+
+#: The results of L{CacheStats.lookups}: the Cache-Status parameters
+#: (RFC 9211) that tell a client how its request was answered.
+CACHE_RESULTS = (
+    b"hit",
+    b"fwd=uri-miss",
+    b"fwd=vary-miss",
+    b"fwd=partial",
+    b"fwd=stale",
+    b"fwd=request",
+    b"fwd=method",
+    b"fwd=miss",
+    b"collapsed",
+)
 
 #: The status classes, as the C{status} label shows them.
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
@@ -124,7 +215,9 @@ STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 #: A scrape's data: for each family, each label values tuple (joined with
 #: tabs, so that it is a JSON key) and its value: a number, or for a
 #: histogram the bucket counts (not cumulative, the last one +Inf) then
-#: the sum.
+#: the sum.  Under C{"process"}, the L{PROCESS_FAMILIES} of each process
+#: by its C{worker} label (C{""}: the process that serves the scrape), each
+#: a C{{family: value}}.
 Snapshot = Dict[str, Dict[str, Any]]
 
 
@@ -206,6 +299,52 @@ class RouteStats:
         listener.sent += sent
 
 
+class CacheStats:
+    """
+    What the request path counts for one C{[caches.NAME]} table, kept
+    across reloads.  What its store knows (its size, its entries, what it
+    evicted for room) is read when the metrics are scraped.
+
+    @ivar lookups: requests taken, by the Cache-Status parameter that says
+        how (see L{CACHE_RESULTS}, all present from the start).
+    @ivar stale: answers from a stale stored response.
+    @ivar revalidations: conditional requests sent for a stored response.
+    @ivar revalidated: those answered 304.
+    @ivar stores: responses put into the store.
+    @ivar bytes_stored: body bytes of the new responses stored.
+    @ivar bytes_served: body bytes answered from stored responses.
+    @ivar purged: responses the admin API purged.
+    @ivar invalidated: responses unsafe requests invalidated.
+    @ivar evicted_before: responses evicted for room by stores a reload
+        replaced, so that the count does not restart.
+    """
+
+    __slots__ = (
+        "lookups",
+        "stale",
+        "revalidations",
+        "revalidated",
+        "stores",
+        "bytes_stored",
+        "bytes_served",
+        "purged",
+        "invalidated",
+        "evicted_before",
+    )
+
+    def __init__(self) -> None:
+        self.lookups: Dict[bytes, int] = dict.fromkeys(CACHE_RESULTS, 0)
+        self.stale = 0
+        self.revalidations = 0
+        self.revalidated = 0
+        self.stores = 0
+        self.bytes_stored = 0
+        self.bytes_served = 0
+        self.purged = 0
+        self.invalidated = 0
+        self.evicted_before = 0
+
+
 def _key(*labels: str) -> str:
     return "\t".join(labels)
 
@@ -232,6 +371,34 @@ class Metrics:
             "queue_timeouts": {},
         }
         self.balancers: Dict[str, Any] = {}
+        self._caches: Dict[str, CacheStats] = {}
+        #: The current runtime's caches (L{txrevproxy.cache.shared.SharedCache})
+        #: and certificate stores (L{txrevproxy.tls.store.CertificateStore}),
+        #: by name, read at each scrape.
+        self.caches: Dict[str, Any] = {}
+        self.certificates: Dict[str, Any] = {}
+        self._process = ProcessCollector(registry=None)
+
+    def cache(self, name: str) -> CacheStats:
+        """
+        The stats of the cache named C{name}, made on first use; a cache
+        resolves them once, when it is built.
+        """
+        stats = self._caches.get(name)
+        if stats is None:
+            stats = self._caches[name] = CacheStats()
+        return stats
+
+    def use_caches(self, caches: Dict[str, Any]) -> None:
+        """
+        Read C{caches} (a runtime's, by name) from now on; a store they no
+        longer use leaves its count of evictions behind.
+        """
+        for name, cache in self.caches.items():
+            kept = caches.get(name)
+            if kept is None or kept.store is not cache.store:
+                self.cache(name).evicted_before += cache.store.evicted
+        self.caches = caches
 
     def listener(self, name: str) -> ListenerStats:
         stats = self._listeners.get(name)
@@ -317,7 +484,43 @@ class Metrics:
                 data["backend_healthy"][key] = int(
                     backend.healthy and not backend.ejected_until
                 )
+        self._cache_samples(data)
+        for table, store in self.certificates.items():
+            for origin, names, expiry in store.expiries():
+                key = _key(table, ",".join(names), origin)
+                data["certificate_expiry_timestamp_seconds"][key] = expiry
+        data["process"] = {
+            "": {
+                family.name: sample.value
+                for family in self._process.collect()
+                for sample in family.samples
+            }
+        }
         return data
+
+    def _cache_samples(self, data: Snapshot) -> None:
+        for name, stats in self._caches.items():
+            for parameter, count in stats.lookups.items():
+                if count:
+                    result = parameter.decode("ascii").replace("fwd=", "")
+                    data["cache_lookups"][_key(name, result)] = count
+            data["cache_stale_served"][name] = stats.stale
+            data["cache_revalidations"][name] = stats.revalidations
+            data["cache_revalidated"][name] = stats.revalidated
+            data["cache_stores"][name] = stats.stores
+            data["cache_stored_bytes"][name] = stats.bytes_stored
+            data["cache_served_bytes"][name] = stats.bytes_served
+            evicted = stats.evicted_before
+            cache = self.caches.get(name)
+            if cache is not None:
+                store = cache.store
+                evicted += store.evicted
+                data["cache_size_bytes"][name] = store.size
+                data["cache_entries"][name] = store.count
+            evictions = data["cache_evictions"]
+            evictions[_key(name, "size")] = evicted
+            evictions[_key(name, "purge")] = stats.purged
+            evictions[_key(name, "invalidation")] = stats.invalidated
 
 
 def _balancer_counters(balancers: Dict[str, Any]) -> Dict[str, Dict[str, int]]:
@@ -349,14 +552,25 @@ def merge_family(into: Dict[str, Any], values: Dict[str, Any]) -> None:
             into[key] = present + value
 
 
+def _least_family(into: Dict[str, Any], values: Dict[str, Any]) -> None:
+    for key, value in values.items():
+        present = into.get(key)
+        into[key] = value if present is None else min(present, value)
+
+
 def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
     """
-    The sum of several processes' snapshots.
+    The sum of several processes' snapshots; for the families of
+    L{LEAST_OF_PROCESSES}, the least value (a certificate a reload
+    replaced in one worker but not yet in another expires when the older
+    one does).
     """
     total: Snapshot = {name: {} for name in FAMILIES}
     for snapshot in snapshots:
         for family, values in snapshot.items():
-            if family in total:
+            if family in LEAST_OF_PROCESSES:
+                _least_family(total[family], values)
+            elif family in total:
                 merge_family(total[family], values)
     return total
 
@@ -374,6 +588,15 @@ class _SnapshotCollector:
             yield _family(
                 PREFIX + name, kind, documentation, labels, self._snapshot.get(name, {})
             )
+        processes = sorted(self._snapshot.get("process", {}).items())
+        for name, (kind, documentation) in PROCESS_FAMILIES.items():
+            family = Metric(name, documentation, kind)
+            sample = name + "_total" if kind == "counter" else name
+            for worker, values in processes:
+                if name in values:
+                    labels = {"worker": worker} if worker else {}
+                    family.add_sample(sample, labels, values[name])
+            yield family
 
 
 def _family(

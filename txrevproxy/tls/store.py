@@ -225,6 +225,17 @@ class CertificateStore:
         served = self._served
         return lookup(served.by_name, server_name, served.default)
 
+    def expiries(self) -> List[Tuple[str, Tuple[str, ...], float]]:
+        """
+        When each certificate served now expires, for the metrics: its
+        origin (C{"certificates[0]"}, or its file in C{directory}), the
+        names it serves, and its notAfter as a Unix time.
+        """
+        return [
+            (entry.origin, entry.names, entry.pair.leaf.not_valid_after_utc.timestamp())
+            for entry, _ in self._served.contexts.values()
+        ]
+
     def _on_server_name(self, connection: SSL.Connection) -> None:
         name = connection.get_servername()
         context = self.context_for(name.decode("ascii", "replace") if name else None)
