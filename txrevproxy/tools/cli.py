@@ -439,6 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
             "when present) and, for each NAME, a certificate signed by it: "
             "DIR/NAME.pem (the certificate, then the CA) and DIR/NAME-key.pem.  "
             "A wildcard *.example.test is written as _wildcard.example.test.pem.  "
+            "IP addresses go into the first host name's certificate (clients "
+            "send no SNI name for an address), so that DIR serves as it is "
+            "as a [tls.NAME] directory.  "
             "For development only."
         ),
     )
