@@ -526,7 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     _add_config_option(reload_parser, DEFAULT_CONFIG)
-    reload_parser.add_argument(
+    ways = reload_parser.add_mutually_exclusive_group()
+    ways.add_argument(
         "--admin",
         metavar="URL",
         help="the admin API: http://HOST:PORT, or an endpoint such as "
@@ -548,7 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long to wait for the admin API's answer (default: %(default)g)",
     )
-    reload_parser.add_argument(
+    ways.add_argument(
         "--pidfile",
         metavar="FILE",
         help="send SIGHUP to the pid in FILE (twistd's --pidfile) instead, "
