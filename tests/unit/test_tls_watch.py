@@ -7,7 +7,6 @@ is never served, and the old certificate stays until the pair matches.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from OpenSSL import SSL
 from twisted.internet.task import Clock

@@ -211,8 +211,8 @@ def leaf_names(names: Sequence[str]) -> List[List[str]]:
 
     A client connecting to an address sends no SNI name, so the proxy could
     never choose a certificate for an address alone by it; inside the first
-    host name's leaf, which a table serves by default, the address is
-    served to such clients.  With no host name at all, one leaf holds every
+    host name's leaf, the address is served to such clients when that leaf
+    is the table's default.  With no host name at all, one leaf holds every
     address (for a C{certificates} entry with C{names}).
     """
     hosts = [name for name in names if not _is_address(name)]

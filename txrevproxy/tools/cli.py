@@ -361,11 +361,15 @@ def reload(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         signal_reload,
     )
 
+    def checked() -> Config:
+        config = _load(args.config, stderr)
+        if config is None:
+            raise ReloadError("not reloaded: the proxy keeps its configuration")
+        return config
+
     try:
         if args.pidfile is not None:
-            if _load(args.config, stderr) is None:
-                print("not reloaded: the proxy keeps its configuration", file=stderr)
-                return 1
+            checked()
             pid = signal_reload(args.pidfile)
             print("sent SIGHUP to process %d" % (pid,), file=stdout)
             return 0
@@ -375,17 +379,12 @@ def reload(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         if args.admin is not None:
             address = admin_address(args.admin)
         else:
-            config = _load(args.config, stderr)
-            if config is None:
-                print("not reloaded: the proxy keeps its configuration", file=stderr)
-                return 1
+            config = checked()
             if config.admin is None:
-                print(
+                raise ReloadError(
                     "%s: no [admin] table; give --admin URL or --pidfile FILE"
-                    % (config.source,),
-                    file=stderr,
+                    % (config.source,)
                 )
-                return 1
             address = admin_address(config.admin.endpoint)
             if token is None:
                 token = config.admin.token
