@@ -9,15 +9,10 @@ from __future__ import annotations
 
 import http.client
 import signal
-import socket
-import ssl
 import time
-from pathlib import Path
-
-from cryptography import x509
 
 from ..support.processes import proxy_process
-from ..support.tls_clients import CertificateMaker
+from ..support.tls_clients import CertificateMaker, served_serial
 
 CONFIG = """
 [listeners.websecure]
@@ -33,17 +28,6 @@ servers = [{{ url = "http://127.0.0.1:9" }}]
 [[routes]]
 upstream = "app"
 """
-
-
-def served_serial(port: int, ca: Path) -> int:
-    """
-    The serial number of the certificate served for C{localhost}.
-    """
-    context = ssl.create_default_context(cafile=str(ca))
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        with context.wrap_socket(raw, server_hostname="localhost") as tls:
-            der = tls.getpeercert(binary_form=True)
-    return x509.load_der_x509_certificate(der).serial_number
 
 
 def test_sighup_serves_the_new_certificate(tmp_path):

@@ -7,6 +7,8 @@ protocol versions a test asks for, and a TLS backend.
 from __future__ import annotations
 
 import datetime
+import socket
+import ssl
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
@@ -103,6 +105,18 @@ class CertificateMaker:
         path = self.directory / (stem + ".der")
         path.write_bytes(response.public_bytes(serialization.Encoding.DER))
         return path
+
+
+def served_serial(port: int, ca: Path, name: str = "localhost") -> int:
+    """
+    The serial number of the certificate 127.0.0.1:C{port} serves for
+    C{name}, in a blocking handshake that trusts C{ca}.
+    """
+    context = ssl.create_default_context(cafile=str(ca))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname=name) as tls:
+            der = tls.getpeercert(binary_form=True)
+    return x509.load_der_x509_certificate(der).serial_number
 
 
 def peer_names(client) -> Tuple[str, ...]:

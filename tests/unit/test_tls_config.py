@@ -10,8 +10,10 @@ import datetime
 import io
 import os
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import ocsp
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from txrevproxy.config import ConfigError, load_config
@@ -493,7 +495,7 @@ class ConfigTests(TestCase):
             [
                 "tls.default.directory: empty: no certificate found (expected "
                 "NAME.pem with NAME-key.pem, NAME.crt with NAME.key, or "
-                "NAME/fullchain.pem with NAME/privkey.pem)"
+                "NAME/fullchain.pem with NAME/privkey.pem, for DNS names)"
             ],
         )
         (self.directory / "certs" / "example-key.pem").write_bytes(
@@ -504,6 +506,47 @@ class ConfigTests(TestCase):
             [
                 "tls.default.directory: certs/example-key.pem: does not match the "
                 "certificate certs/example.pem"
+            ],
+        )
+
+    def test_directory_skips_a_certificate_for_addresses_only_with_a_warning(self):
+        self.maker.write("127.0.0.1", ["127.0.0.1"])
+        config = self.load(LISTENERS + '[tls.default]\ndirectory = "certs"\n')
+        block = config.tls["default"]
+        collection = collect(block)
+        self.assertEqual(collection.problems, [])
+        self.assertEqual(
+            collection.warnings,
+            [
+                (
+                    ".directory",
+                    "%s has no DNS names in its subjectAltName (a client sends "
+                    "no SNI name for an IP address); skipped"
+                    % (os.path.join(block.directory, "127.0.0.1.pem"),),
+                )
+            ],
+        )
+        logged = []
+        globalLogPublisher.addObserver(logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, logged.append)
+        store = CertificateStore(block)
+        self.assertEqual(
+            sorted(store._served.by_name), ["*.example.test", "localhost"]
+        )
+        self.assertIn(
+            "tls.default.directory: " + collection.warnings[0][1],
+            [formatEvent(event) for event in logged if event["log_level"] == LogLevel.warn],
+        )
+
+    def test_directory_of_addresses_only_serves_nothing(self):
+        (self.directory / "ip").mkdir()
+        CertificateMaker(self.directory / "ip").write("127.0.0.1", ["127.0.0.1"])
+        self.assertEqual(
+            self.problems(LISTENERS + '[tls.default]\ndirectory = "ip"\n'),
+            [
+                "tls.default.directory: ip: no certificate found (expected "
+                "NAME.pem with NAME-key.pem, NAME.crt with NAME.key, or "
+                "NAME/fullchain.pem with NAME/privkey.pem, for DNS names)"
             ],
         )
 
@@ -602,6 +645,57 @@ class CertsCommandTests(TestCase):
         self.assertEqual((directory / "ca.pem").read_bytes(), before)
         pair = read_pair(str(directory / "other.test.pem"), str(directory / "other.test-key.pem"))
         pair.leaf.verify_directly_issued_by(ca)
+
+    def test_addresses_go_into_the_first_host_name_certificate(self):
+        directory = temporary_directory(self) / "out"
+        out, err = io.StringIO(), io.StringIO()
+        status = main(
+            ["certs", "--out", str(directory), "127.0.0.1", "localhost", "::1", "a.test"],
+            out,
+            err,
+        )
+        self.assertEqual((status, err.getvalue()), (0, ""))
+        self.assertEqual(
+            sorted(name for name in os.listdir(str(directory)) if not name.startswith("ca")),
+            ["a.test-key.pem", "a.test.pem", "localhost-key.pem", "localhost.pem"],
+        )
+        leaf = read_pair(
+            str(directory / "localhost.pem"), str(directory / "localhost-key.pem")
+        ).leaf
+        names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        self.assertEqual(names.get_values_for_type(x509.DNSName), ["localhost"])
+        self.assertEqual(
+            [str(address) for address in names.get_values_for_type(x509.IPAddress)],
+            ["127.0.0.1", "::1"],
+        )
+
+    def test_certs_output_serves_as_a_directory(self):
+        directory = temporary_directory(self)
+        out, err = io.StringIO(), io.StringIO()
+        self.assertEqual(
+            main(["certs", "--out", str(directory / "d"), "localhost", "127.0.0.1"], out, err),
+            0,
+        )
+        path = directory / "proxy.toml"
+        path.write_text(LISTENERS + '[tls.default]\ndirectory = "d"\n')
+        self.assertEqual(main(["check", "--config", str(path)], out, err), 0)
+        self.assertEqual(err.getvalue(), "")
+        store = CertificateStore(load_config(str(path)).tls["default"])
+        self.assertEqual(sorted(store._served.by_name), ["localhost"])
+
+    def test_addresses_alone_make_one_certificate(self):
+        directory = temporary_directory(self) / "out"
+        out, err = io.StringIO(), io.StringIO()
+        self.assertEqual(
+            main(["certs", "--out", str(directory), "127.0.0.1", "::1"], out, err), 0
+        )
+        pair = read_pair(str(directory / "127.0.0.1.pem"), str(directory / "127.0.0.1-key.pem"))
+        names = pair.leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        self.assertEqual(
+            [str(address) for address in names.get_values_for_type(x509.IPAddress)],
+            ["127.0.0.1", "::1"],
+        )
+        self.assertFalse((directory / "-1.pem").exists())
 
     def test_a_bad_name_is_refused(self):
         directory = temporary_directory(self) / "out"

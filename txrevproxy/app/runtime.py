@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from typing import Dict, List, Mapping, Optional
 
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.internet.task import LoopingCall
@@ -32,6 +33,7 @@ from ..server.http2 import NegotiatingSite
 from ..server.site import ProxySite
 from ..tls.server import tls_factory
 from ..tls.store import CertificateStore
+from ..tls.watch import CertificateWatcher
 from ..upstream.balancer import Backend, Balancer
 from ..upstream.health import HealthChecker
 from ..upstream.pool import ConnectionPool, backend_endpoint
@@ -137,6 +139,8 @@ class Runtime:
         which keeps their stores.
     @ivar health_checkers: the L{HealthChecker} of each upstream with a
         C{health} table, for the service to start and stop.
+    @ivar watchers: the L{CertificateWatcher} of each store whose table
+        C{watch}es its files, for the service to start and stop.
     @ivar ports: the port each listener listens on, once it does (an HTTP
         listener redirecting to HTTPS needs the HTTPS one's).
     @ivar closed: whether L{close} was called.
@@ -194,6 +198,11 @@ class Runtime:
             for name, block in config.tls.items()
             if any(listener.tls == name for listener in config.listeners.values())
         }
+        self.watchers: List[CertificateWatcher] = [
+            CertificateWatcher(store, config.tls[name], config.tls[name].watch, reactor)
+            for name, store in self.stores.items()
+            if config.tls[name].watch is not None
+        ]
         self.ports: Dict[str, int] = {}
         self._retiring: Optional[LoopingCall] = None
         self.closed = False
@@ -227,6 +236,14 @@ class Runtime:
             )
             for name, listener in config.listeners.items()
         }
+
+    @property
+    def services(self) -> List[Service]:
+        """
+        What runs on a timer while this runtime serves: its health checkers
+        and certificate watchers, children of the proxy service.
+        """
+        return self.health_checkers + self.watchers
 
     def _listener_root(self, listener: Listener) -> IResource:
         """

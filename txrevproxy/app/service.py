@@ -156,7 +156,8 @@ class ProxyService(MultiService):
     synchronously where the endpoint allows, so that a port already in use
     stops the start with a sentence rather than a traceback.
 
-    The runtime's health checkers are child services: they start and stop
+    The runtime's health checkers and certificate watchers
+    (L{Runtime.services}) are child services: they start and stop
     with this one, and a reload replaces them.
 
     @ivar metrics: the process's L{Metrics}, kept across reloads.
@@ -207,8 +208,8 @@ class ProxyService(MultiService):
             self.log.critical("{message}", message=str(error))
             raise
         self._observe(runtime)
-        for checker in runtime.health_checkers:
-            checker.setServiceParent(self)
+        for child in runtime.services:
+            child.setServiceParent(self)
         for name, listener in self.config.listeners.items():
             slot = ListenerSlot(runtime.factories[name])
             try:
@@ -376,10 +377,10 @@ class ProxyService(MultiService):
                 old.sites[name].closeIdleConnections()
         for name in config.listeners:
             self._listening(name)
-        for checker in old.health_checkers:
-            checker.disownServiceParent()
-        for checker in runtime.health_checkers:
-            checker.setServiceParent(self)
+        for child in old.services:
+            child.disownServiceParent()
+        for child in runtime.services:
+            child.setServiceParent(self)
         self.metrics.retire(old.balancers)
         self._observe(runtime)
         old.retire()

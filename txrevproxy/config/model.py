@@ -200,6 +200,9 @@ class TLS:
     @ivar ciphers: an OpenSSL cipher string for TLS 1.2 and older;
         L{None}: the preset's.
     @ivar curves: the key exchange groups offered, preferred first.
+    @ivar watch: how often, in seconds, the certificate, key and OCSP
+        files are checked for changes (and read again when they changed);
+        L{None}: only on reload.
     """
 
     name: str
@@ -213,6 +216,7 @@ class TLS:
     preset: str = "intermediate"
     ciphers: Optional[str] = None
     curves: Tuple[str, ...] = ("X25519", "prime256v1", "secp384r1")
+    watch: Optional[float] = 30.0
 
 
 @attr.s(frozen=True, auto_attribs=True)

@@ -11,6 +11,7 @@ from ..tls.policy import KNOWN_CURVES, PRESETS, below_floor, cipher_problem
 from .model import TLS, TLSCertificate
 from .schema import MODEL_DEFAULT, Field, Invalid, Problem, Table, array_of, expected
 from .values import (
+    duration,
     file_path,
     header_name,
     one_of,
@@ -90,6 +91,17 @@ def _version_within_preset(arguments: Dict[str, Any]) -> Iterable[Problem]:
         )
 
 
+def _watch(value: Any):
+    """
+    C{watch}: a duration, or C{"off"} to read the files on reload only.
+    """
+    if value == "off":
+        return None
+    if not isinstance(value, str):
+        raise expected('a duration such as "30s", or "off"', value)
+    return duration(value)
+
+
 TLS_TABLE = Table(
     TLS,
     {
@@ -106,6 +118,7 @@ TLS_TABLE = Table(
         "preset": Field(one_of(*PRESETS), default="intermediate"),
         "ciphers": Field(_ciphers, default=MODEL_DEFAULT),
         "curves": Field(array_of(_curve, min_items=1), default=MODEL_DEFAULT),
+        "watch": Field(_watch, default=MODEL_DEFAULT),
     },
     checks=(_some_certificate, _client_auth_needs_a_ca, _version_within_preset),
 )

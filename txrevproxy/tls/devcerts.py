@@ -91,11 +91,18 @@ def make_ca(
     return certificate, key
 
 
-def _san(name: str) -> x509.GeneralName:
+def _is_address(name: str) -> bool:
     try:
-        return x509.IPAddress(ipaddress.ip_address(name))
+        ipaddress.ip_address(name)
     except ValueError:
-        return x509.DNSName(name)
+        return False
+    return True
+
+
+def _san(name: str) -> x509.GeneralName:
+    if _is_address(name):
+        return x509.IPAddress(ipaddress.ip_address(name))
+    return x509.DNSName(name)
 
 
 def make_leaf(
@@ -197,19 +204,39 @@ def load_or_make_ca(directory: str) -> Tuple[x509.Certificate, Any, bool]:
     return certificate, key, True
 
 
+def leaf_names(names: Sequence[str]) -> List[List[str]]:
+    """
+    The subjectAltNames of each leaf to make for C{names}: one leaf per
+    host name, with the IP addresses added to the first one.
+
+    A client connecting to an address sends no SNI name, so the proxy could
+    never choose a certificate for an address alone by it; inside the first
+    host name's leaf, the address is served to such clients when that leaf
+    is the table's default.  With no host name at all, one leaf holds every
+    address (for a C{certificates} entry with C{names}).
+    """
+    hosts = [name for name in names if not _is_address(name)]
+    addresses = [name for name in names if _is_address(name)]
+    if not hosts:
+        return [addresses] if addresses else []
+    return [[hosts[0]] + addresses] + [[host] for host in hosts[1:]]
+
+
 def write_development_certificates(directory: str, names: Sequence[str]) -> List[str]:
     """
-    Make (or reuse) the CA in C{directory} and write a leaf for each name:
-    C{NAME.pem} (the leaf, then the CA) and C{NAME-key.pem}.
+    Make (or reuse) the CA in C{directory} and write the leaves of
+    L{leaf_names}, each as C{NAME.pem} (the leaf, then the CA) and
+    C{NAME-key.pem}, C{NAME} its first name: files a C{[tls.NAME]}
+    C{directory} serves as they are.
 
     @return: the paths written, the CA's first when it was made now.
     """
     os.makedirs(directory, exist_ok=True)
     ca, ca_key, made = load_or_make_ca(directory)
     written = [os.path.join(directory, CA_FILE)] if made else []
-    for name in names:
-        leaf, key = make_leaf(ca, ca_key, [name])
-        stem = os.path.join(directory, file_stem(name))
+    for sans in leaf_names(names):
+        leaf, key = make_leaf(ca, ca_key, sans)
+        stem = os.path.join(directory, file_stem(sans[0]))
         with open(stem + ".pem", "wb") as file:
             file.write(pem(leaf, ca))
         write_private(stem + "-key.pem", key_pem(key))

@@ -295,11 +295,14 @@ class Collection:
         key paths relative to the table.
     @ivar failed: the L{Entry.origin} of each certificate that could not
         be read.
+    @ivar warnings: what was left out without refusing the table (a
+        certificate of C{directory} for IP addresses only), as problems are.
     """
 
     entries: List[Entry] = attr.Factory(list)
     problems: List[Problem] = attr.Factory(list)
     failed: List[str] = attr.Factory(list)
+    warnings: List[Problem] = attr.Factory(list)
 
 
 def collect(
@@ -347,6 +350,7 @@ def collect(
         except FileProblem as problem:
             problems.append((".directory", problem.message))
             found = []
+        listed = len(entries)
         for cert, key in found:
             try:
                 pair = read_pair(cert, key, base, now)
@@ -357,21 +361,24 @@ def collect(
             if pair.is_ca:
                 continue
             if not pair.dns_names:
-                problems.append(
+                # Clients send no SNI name for an IP address, so a
+                # certificate for addresses only could never be chosen.
+                collection.warnings.append(
                     (
                         ".directory",
-                        "%s has no DNS names in its subjectAltName" % (cert,),
+                        "%s has no DNS names in its subjectAltName (a client "
+                        "sends no SNI name for an IP address); skipped" % (cert,),
                     )
                 )
                 continue
             entries.append(Entry(cert, pair.dns_names, pair))
-        if not found and not problems:
+        if len(entries) == listed and not problems:
             problems.append(
                 (
                     ".directory",
                     "%s: no certificate found (expected NAME.pem with "
                     "NAME-key.pem, NAME.crt with NAME.key, or NAME/fullchain.pem "
-                    "with NAME/privkey.pem)" % (block.directory,),
+                    "with NAME/privkey.pem, for DNS names)" % (block.directory,),
                 )
             )
     problems.extend(_served_twice(entries))

@@ -301,6 +301,13 @@ class CertificateStore:
             elif origin in fresh:
                 contexts[origin] = fresh.pop(origin)
         contexts.update(fresh)
+        for path, message in collection.warnings:
+            self.log.warn(
+                "tls.{table}{path}: {warning}",
+                table=self.name,
+                path=path,
+                warning=message,
+            )
         for entry in collection.entries:
             if entry.staple is not None and entry.staple.expired is not None:
                 self.log.warn(

@@ -3,7 +3,8 @@ The C{txrevproxy} command: tools around the proxy that twistd runs.
 
 C{txrevproxy check --config FILE} validates a configuration the way the
 proxy would at start (the C{nginx -t} of this project), C{txrevproxy
-route} explains where a request would go, C{txrevproxy demo} runs a
+route} explains where a request would go, C{txrevproxy reload} has
+the running proxy reload and says whether it did, C{txrevproxy demo} runs a
 configuration in the foreground with demo backends behind it, for a first
 try, and C{txrevproxy certs} makes development certificates.  The proxy
 itself runs under twistd: C{twistd -n txrevproxy --config FILE}.
@@ -344,6 +345,56 @@ def route(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     return 0
 
 
+def reload(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """
+    C{txrevproxy reload}: have the running proxy reload, and exit 0 only if
+    it did: through the admin API of C{--admin} or of the configuration's
+    C{[admin]} table, or with C{--pidfile} by C{SIGHUP}, after checking the
+    configuration as C{check} does (a signal cannot answer problems).
+    """
+    from .reload import (
+        ReloadError,
+        admin_address,
+        post_reload,
+        read_token,
+        report,
+        signal_reload,
+    )
+
+    def checked() -> Config:
+        config = _load(args.config, stderr)
+        if config is None:
+            raise ReloadError("not reloaded: the proxy keeps its configuration")
+        return config
+
+    try:
+        if args.pidfile is not None:
+            checked()
+            pid = signal_reload(args.pidfile)
+            print("sent SIGHUP to process %d" % (pid,), file=stdout)
+            return 0
+        token = args.token
+        if args.token_file is not None:
+            token = read_token(args.token_file)
+        if args.admin is not None:
+            address = admin_address(args.admin)
+        else:
+            config = checked()
+            if config.admin is None:
+                raise ReloadError(
+                    "%s: no [admin] table; give --admin URL or --pidfile FILE"
+                    % (config.source,)
+                )
+            address = admin_address(config.admin.endpoint)
+            if token is None:
+                token = config.admin.token
+        status, document = post_reload(address, token, args.timeout)
+    except ReloadError as error:
+        print(str(error), file=stderr)
+        return 1
+    return report(address, status, document, stdout, stderr)
+
+
 def _add_config_option(parser: argparse.ArgumentParser, default: str) -> None:
     parser.add_argument(
         "--config",
@@ -439,6 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
             "when present) and, for each NAME, a certificate signed by it: "
             "DIR/NAME.pem (the certificate, then the CA) and DIR/NAME-key.pem.  "
             "A wildcard *.example.test is written as _wildcard.example.test.pem.  "
+            "IP addresses go into the first host name's certificate (clients "
+            "send no SNI name for an address), so that DIR serves as it is "
+            "as a [tls.NAME] directory.  "
             "For development only."
         ),
     )
@@ -456,6 +510,51 @@ def build_parser() -> argparse.ArgumentParser:
         help="a host name, a wildcard such as *.example.test, or an IP address",
     )
     certs_parser.set_defaults(run=certs)
+
+    reload_parser = commands.add_parser(
+        "reload",
+        help="have the running proxy reload its configuration; exit 1 if it did not",
+        description=(
+            "Have the running proxy reload its configuration, through its "
+            "admin API: the one of --admin, else the [admin] table of the "
+            "configuration file (endpoint and token).  Print every problem "
+            "that kept the old configuration, each with its key path, and "
+            "exit 1; or exit 0 once the proxy serves the new one.  With "
+            "--pidfile, check the configuration file as 'check' does and, "
+            "when it is valid, send SIGHUP to the pid in that file."
+        ),
+    )
+    _add_config_option(reload_parser, DEFAULT_CONFIG)
+    ways = reload_parser.add_mutually_exclusive_group()
+    ways.add_argument(
+        "--admin",
+        metavar="URL",
+        help="the admin API: http://HOST:PORT, or an endpoint such as "
+        "unix:/run/txrevproxy-admin.sock (default: the configuration's "
+        "[admin] endpoint)",
+    )
+    token_options = reload_parser.add_mutually_exclusive_group()
+    token_options.add_argument(
+        "--token", metavar="TOKEN", help="the admin API's bearer token"
+    )
+    token_options.add_argument(
+        "--token-file", metavar="FILE", help="a file holding the bearer token"
+    )
+    # A reload reads every certificate and, with workers, waits for each.
+    reload_parser.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for the admin API's answer (default: %(default)g)",
+    )
+    ways.add_argument(
+        "--pidfile",
+        metavar="FILE",
+        help="send SIGHUP to the pid in FILE (twistd's --pidfile) instead, "
+        "after checking the configuration",
+    )
+    reload_parser.set_defaults(run=reload)
     return parser
 
 
