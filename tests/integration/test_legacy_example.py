@@ -14,7 +14,7 @@ import sys
 from typing import List
 
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import TestCase
 
@@ -53,7 +53,12 @@ class HTTP10App(Protocol):
 
     def connectionMade(self) -> None:
         self.factory.connections += 1
+        self.lost: Deferred = Deferred()
+        self.factory.open.append(self)
         self._buffer = b""
+
+    def connectionLost(self, reason=None) -> None:
+        self.lost.callback(None)
 
     def dataReceived(self, data: bytes) -> None:
         self._buffer += data
@@ -87,6 +92,8 @@ class LegacyApp(Factory):
     @ivar port: the port it listens on, which its own redirects name.
     @ivar keep_open: whether to leave the connection open after answering.
     @ivar connections: how many connections the proxy opened to it.
+    @ivar open: the L{HTTP10App} of each of them, whose C{lost} fires when
+        it closes.
     @ivar requests: the request line and fields of each request it got.
     """
 
@@ -96,6 +103,7 @@ class LegacyApp(Factory):
         self.port = 0
         self.keep_open = False
         self.connections = 0
+        self.open: List[HTTP10App] = []
         self.requests: List[tuple] = []
 
     def answer(self, path: bytes, fields: dict, body: bytes) -> bytes:
@@ -228,6 +236,8 @@ class LegacyExampleTests(TestCase):
 
         self.assertEqual((first[0], second[0]), (302, 302))
         self.assertEqual(self.app.connections, 2)
+        # The proxy closes each one itself rather than keep it idle.
+        yield DeferredList([each.lost for each in self.app.open]).addTimeout(30, reactor)
 
     @inlineCallbacks
     def test_without_valid_credentials_the_app_is_not_asked(self):
