@@ -253,6 +253,27 @@ class ForwardAuthTests(TestCase):
         self.assertEqual(seen.getHeader(b"x-forwarded-host"), b"localhost")
 
     @inlineCallbacks
+    def test_body_complete_before_the_answer_goes_through(self):
+        """
+        A small body is all in before the service answers (on the next
+        turn of the reactor): the backend still gets it, framed by its
+        length.
+        """
+        port = self.start(self.auth_port)
+        raw = yield raw_exchange(
+            port,
+            request(
+                b"POST",
+                b"/form",
+                headers=[(b"Authorization", b"Bearer good")],
+                body=b"name=alice",
+            ),
+        )
+        status, _, echoed = parse_response(raw)
+        self.assertEqual(status, 200)
+        self.assertTrue(echoed.startswith(b"POST /form 10\n"), echoed)
+
+    @inlineCallbacks
     def test_refused_request_gets_the_auth_answer(self):
         port = self.start(self.auth_port)
         raw = yield raw_exchange(

@@ -207,6 +207,11 @@ class ProxyExchange:
         if not request.bodyComplete:
             length = request.bodyLength
             self._body_framing = b"chunked" if length is None else b"%d" % (length,)
+        elif request.bodyBytes:
+            # The whole body came while a filter was deciding (basic_auth
+            # checking a hash, forward_auth asking its service): it is held,
+            # and handed on once this exchange is the request's handler.
+            self._body_framing = b"%d" % (request.bodyBytes,)
         else:
             self._upgrade = request.requestedUpgrade()
         if self.target.total_timeout:

@@ -31,8 +31,14 @@ from ..config.model import Config
 #: The configuration file used when C{--config} is not given, as for twistd.
 DEFAULT_CONFIG = "proxy.toml"
 
-#: The configuration C{txrevproxy demo} runs when C{--config} is not given.
-DEMO_CONFIG = "examples/quickstart.toml"
+#: The configuration C{txrevproxy demo} runs when C{--config} is not given:
+#: the quickstart shipped in the package beside the development certificates
+#: its relative paths name, so that the demo runs from any directory after
+#: C{pip install .}.  The same bytes as the repository's
+#: C{examples/quickstart.toml} and C{certs/}.
+DEMO_CONFIG = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "demo_files", "examples", "quickstart.toml"
+)
 
 
 def _plural(count: int, word: str) -> str:
@@ -155,11 +161,21 @@ def _https_hint(config: Config, listener, host: str) -> Optional[str]:
     if not os.path.exists(ca):
         return None
     return "--cacert %s --resolve %s:%%d:%s https://%s:%%d/" % (
-        os.path.relpath(ca),
+        _shown_path(ca),
         name,
         host,
         name,
     )
+
+
+def _shown_path(path: str) -> str:
+    """
+    A file's path as the demo prints it for the user to paste: relative
+    when the file is under the current directory (C{certs/ca.pem} in a
+    clone), absolute otherwise (the shipped files, wherever pip put them).
+    """
+    relative = os.path.relpath(path)
+    return path if relative.startswith(os.pardir) else relative
 
 
 class _DemoFailure(Exception):
@@ -215,7 +231,10 @@ async def _start_demo(
         print("", file=stdout)
         print("Try it (each request goes to the next backend):", file=stdout)
         print("    curl %s" % (urls[0],), file=stdout)
-        print("    curl --data-binary @README.rst %supload" % (urls[0],), file=stdout)
+        print(
+            "    curl --data-binary @%s %supload" % (_shown_path(config.source), urls[0]),
+            file=stdout,
+        )
         for url in urls[1:]:
             print("    curl %s" % (url,), file=stdout)
     print("", file=stdout)
