@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from txrevproxy.config import ConfigError, load_config
-from txrevproxy.config.environment import substitute
+from txrevproxy.config.environment import escape, substitute
 
 from ..support.configs import document
 
@@ -103,3 +103,8 @@ def test_load_config_reads_the_process_environment_by_default(tmp_path, monkeypa
     path.write_text(document(extra='[admin]\ntoken = "${TXREVPROXY_TEST_TOKEN}"'))
     monkeypatch.setenv("TXREVPROXY_TEST_TOKEN", "from-env")
     assert load_config(str(path)).admin.token == "from-env"
+
+
+@pytest.mark.parametrize("text", ["${A}", "$${A}", "$$${A}", "a$b${", "${A:-x}$"])
+def test_escaped_text_substitutes_to_itself(text):
+    assert substitute(escape(text), {"A": "alpha"}) == (text, [])

@@ -95,3 +95,11 @@ def _string(text: str, environ: Mapping[str, str], path: str, problems: List[Pro
             out.append(default if default is not None and not found else found)
     out.append(text[position:])
     return text if failed else "".join(out)
+
+
+def escape(text: str) -> str:
+    """
+    C{text} written so that substitution gives it back: every C{${} as
+    C{$${}.
+    """
+    return text.replace("${", "$${")

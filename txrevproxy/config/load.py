@@ -15,7 +15,7 @@ raises one L{ConfigError} carrying all of them.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Iterable, List, Mapping, Optional
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from .admin import ADMIN
 from .caches import CACHE
@@ -258,8 +258,18 @@ def load_config(path: str, environ: Optional[Mapping[str, str]] = None) -> Confi
         not validate; a file problem is one sentence naming the file (and
         the line and column of a TOML syntax error), never a traceback.
     """
+    return load_document(path, environ)[0]
+
+
+def load_document(
+    path: str, environ: Optional[Mapping[str, str]] = None
+) -> Tuple[Config, Document]:
+    """
+    Like L{load_config}, and also the document the configuration was made
+    from, for L{txrevproxy.config.dump}.
+    """
     try:
         document = read_document(path, CONFIG, os.environ if environ is None else environ)
     except Unreadable as unreadable:
         raise ConfigError([str(unreadable)], source=path)
-    return _validate(document, path)
+    return _validate(document, path), document
