@@ -7,12 +7,14 @@ processes with their own environment.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 from twisted.trial.unittest import TestCase
 
@@ -139,31 +141,38 @@ class CheckCommandTests(TestCase):
 class TwistdEnvironmentTests(TestCase):
     """
     C{twistd -n txrevproxy} with the ports and the admin token in
-    environment variables, and a route in an included file.
+    environment variables, and routes in included files.
     """
+
+    def start(self, directory: Path, main: Path, **variables: str) -> subprocess.Popen:
+        """
+        Run twistd on C{main} with C{variables} in its environment, and
+        wait for its listener on C{PROXY_PORT}.
+        """
+        with open(directory / "proxy.log", "wb") as log:
+            process = subprocess.Popen(
+                twistd_command("-n", "--pidfile=", "txrevproxy", "--config", str(main)),
+                cwd=str(directory),
+                env=environment(**variables),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.addCleanup(stop_process, process)
+        wait_for_port(int(variables["PROXY_PORT"]), process)
+        return process
 
     def test_twistd_takes_ports_and_token_from_the_environment(self):
         directory = temporary_directory(self)
         main = write_configuration(directory)
         proxy_port, admin_port = free_port(), free_port()
-        with open(directory / "proxy.log", "wb") as log:
-            process = subprocess.Popen(
-                twistd_command("-n", "--pidfile=", "txrevproxy", "--config", str(main)),
-                cwd=str(directory),
-                env=environment(
-                    ADMIN_TOKEN="from-env",
-                    PROXY_PORT=str(proxy_port),
-                    ADMIN_PORT=str(admin_port),
-                ),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.addCleanup(stop_process, process)
-        wait_for_port(proxy_port, process)
-        with urllib.request.urlopen(
-            "http://127.0.0.1:%d/fixed" % (proxy_port,), timeout=30
-        ) as answer:
-            self.assertEqual(answer.read(), b"ok from conf.d")
+        process = self.start(
+            directory,
+            main,
+            ADMIN_TOKEN="from-env",
+            PROXY_PORT=str(proxy_port),
+            ADMIN_PORT=str(admin_port),
+        )
+        self.assertEqual(fetch(proxy_port, "/fixed"), (200, b"ok from conf.d"))
         wait_for_port(admin_port, process)
         status = "http://127.0.0.1:%d/status" % (admin_port,)
         with self.assertRaises(urllib.error.HTTPError) as refused:
@@ -172,3 +181,32 @@ class TwistdEnvironmentTests(TestCase):
         request = urllib.request.Request(status, headers={"Authorization": "Bearer from-env"})
         with urllib.request.urlopen(request, timeout=30) as answer:
             self.assertEqual(answer.status, 200)
+
+    def test_sighup_reads_a_file_added_to_the_included_directory(self):
+        directory = temporary_directory(self)
+        main = write_configuration(directory, included="")
+        port = free_port()
+        process = self.start(
+            directory, main, ADMIN_TOKEN="t", PROXY_PORT=str(port), ADMIN_PORT=str(free_port())
+        )
+        self.assertEqual(fetch(port, "/fixed")[0], 502)
+        (directory / "conf.d" / "more.toml").write_text(FIXED)
+        process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while fetch(port, "/fixed") != (200, b"ok from conf.d"):
+            self.assertLess(time.monotonic(), deadline, "the included route was not added")
+            time.sleep(0.05)
+        self.assertIsNone(process.poll())
+
+
+def fetch(port: int, path: str) -> Tuple[int, bytes]:
+    """
+    The status and body of a GET of C{path} from the proxy.
+    """
+    try:
+        with urllib.request.urlopen(
+            "http://127.0.0.1:%d%s" % (port, path), timeout=30
+        ) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()

@@ -22,7 +22,7 @@ import glob
 import os
 import re
 import sys
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
 import attr
 
@@ -110,13 +110,16 @@ class Origins:
         name = self.file(path)
         return os.path.dirname(os.path.abspath(name)) if name else os.getcwd()
 
-    def render(self, path: str, message: str) -> str:
+    def render(self, path: str, message: str, name: Optional[str] = None) -> str:
         """
         A problem as a sentence: C{key.path: message}, after the name of
-        the file that holds it when that is not the main file.
+        the file it is in when that is not the main file.
+
+        @param name: the file it is in (default: the one that holds
+            C{path} in the merged document).
         """
         sentence = "%s: %s" % (path.lstrip("."), message)
-        name = self.file(path)
+        name = self.file(path) if name is None else name
         return sentence if name == self.main else "%s: %s" % (name, sentence)
 
 
@@ -165,20 +168,21 @@ class _Merge:
     """
     Reads included files into a L{Document}, depth first.
 
-    @ivar seen: the real path of every file read, with its name as shown.
+    @ivar seen: the real path of every file read.
     """
 
     def __init__(self, document: Document, schema: Table, environ: Mapping[str, str]) -> None:
         self.document = document
         self.schema = schema
         self.environ = environ
-        self.seen: Dict[str, str] = {}
+        self.seen: Set[str] = set()
 
     def say(self, name: str, path: str, message: str) -> None:
-        sentence = "%s: %s" % (path, message)
-        if name != self.document.origins.main:
-            sentence = "%s: %s" % (name, sentence)
-        self.document.sentences.append(sentence)
+        """
+        A problem at key path C{path} of the file C{name}, as written in
+        that file (not in the merged document).
+        """
+        self.document.sentences.append(self.document.origins.render(path, message, name))
 
     def file(self, name: str, data: Dict[str, Any], stack: List[str]) -> None:
         """
@@ -188,7 +192,7 @@ class _Merge:
         @param stack: the real paths of the files that include it.
         """
         real = os.path.realpath(name)
-        self.seen[real] = name
+        self.seen.add(real)
         patterns = data.pop(INCLUDE, [])
         if stack:
             self.merge(name, data)

@@ -5,11 +5,14 @@ Each table's schema is in a module of its own (L{txrevproxy.config.server},
 L{txrevproxy.config.listeners}, L{txrevproxy.config.tls},
 L{txrevproxy.config.upstreams}, L{txrevproxy.config.routes} ...): one
 L{Field} per key, with its converter and its default written as in the
-file.  L{CONFIG} puts them together as the document.  L{parse_config}
-converts a parsed TOML document against it, checks what one table says of
-another (references by name, route conflicts) and the files the
-configuration names, collecting every problem with its key path, and
-raises one L{ConfigError} carrying all of them.
+file.  L{CONFIG} puts them together as the document.  L{load_config}
+reads the file and the files it includes into one document, with its
+environment variables substituted (L{txrevproxy.config.document});
+L{parse_config} converts a parsed TOML document against L{CONFIG}.  Both
+convert every table on its own, then check what one table says of another
+(references by name, route conflicts) and the files the configuration
+names on every table that converted, collecting every problem with its key
+path in one pass, and raise one L{ConfigError} carrying all of them.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ from .routes import ROUTE
 from .schema import (
     MODEL_DEFAULT,
     Field,
-    Invalid,
     Problem,
     Table,
     array_of,
