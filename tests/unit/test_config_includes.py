@@ -247,3 +247,19 @@ def test_reload_rereads_included_files(tmp_path):
     assert len(load_config(main, environ={}).routes) == 1
     tree(tmp_path, {"conf.d/api.toml": API})
     assert len(load_config(main, environ={}).routes) == 2
+
+
+def test_a_filters_files_are_taken_from_the_file_that_defines_it(tmp_path):
+    main = tree(
+        tmp_path,
+        {
+            "proxy.toml": MAIN % '"conf.d/auth.toml"',
+            "conf.d/auth.toml": '[filters.auth]\ntype = "basic_auth"\nusers_file = "users.txt"\n',
+            "conf.d/users.txt": "# nobody yet\n",
+        },
+    )
+    auth = os.path.join(str(tmp_path), "conf.d", "auth.toml")
+    assert problems_of(main) == [
+        "%s: filters.auth.users_file: %s has no users"
+        % (auth, os.path.join(str(tmp_path), "conf.d", "users.txt"))
+    ]
