@@ -98,10 +98,6 @@ class _Collector:
     def add(self, path: str, message: str) -> None:
         self.problems.append((path, message))
 
-    def raise_if_any(self) -> None:
-        if self.problems:
-            raise Invalid(problems=self.problems)
-
 
 _FAILED = object()
 
@@ -161,10 +157,10 @@ class Table:
         Convert what converts.
 
         @param parts: keep, of a key whose converter is an L{ArrayOf} or
-            L{NamedTables}, the items that convert,
-            rather than dropping the key for one bad item; for the
-            document as a whole, so that the checks of one table against
-            another run on every table that is right.
+            L{NamedTables}, the items that convert rather than dropping
+            the key for one bad item; for the document as a whole, so
+            that the checks of one table against another run on every
+            table that is right.
         @return: the keyword arguments of the model of every key that
             converted, and the problems of the others (the table's
             C{checks} run only when there are none).
