@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import mimetypes
 import os
-from typing import Iterable, List, Optional, Tuple
+from typing import Callable, Iterable, List, Optional, Tuple
 
 import attr
 
@@ -17,8 +17,13 @@ from ..tls.files import FileProblem, collect, read_ca
 from .model import Config, ErrorPage
 from .schema import Problem, key_path
 
+#: The directory relative paths at a key path (C{"tls.default"},
+#: C{"routes[2]"}) are taken from: that of the file that holds it (see
+#: L{txrevproxy.config.document.Origins.directory}).
+Directories = Callable[[str], str]
 
-def file_problems(config: Config, base: str) -> Iterable[Problem]:
+
+def file_problems(config: Config, directory: Directories) -> Iterable[Problem]:
     """
     Read every certificate, key and CA file the configuration names, and
     report those that cannot be used (missing, unreadable, a key that does
@@ -26,6 +31,7 @@ def file_problems(config: Config, base: str) -> Iterable[Problem]:
     """
     for block in config.tls.values():
         prefix = "tls" + key_path(block.name)
+        base = directory(prefix)
         for path, message in collect(block, base).problems:
             yield (prefix + path, message)
         if block.client_ca is not None:
@@ -35,6 +41,7 @@ def file_problems(config: Config, base: str) -> Iterable[Problem]:
                 yield (prefix + ".client_ca", problem.message)
     for upstream in config.upstreams.values():
         prefix = "upstreams" + key_path(upstream.name)
+        base = directory(prefix)
         places = [(prefix + ".ca", upstream.ca)] + [
             ("%s.servers[%d].ca" % (prefix, index), server.ca)
             for index, server in enumerate(upstream.servers)
@@ -47,55 +54,61 @@ def file_problems(config: Config, base: str) -> Iterable[Problem]:
                     yield (path, problem.message)
 
 
-def absolute_paths(config: Config, base: str) -> Config:
+def absolute_paths(config: Config, directory: Directories) -> Config:
     """
-    The configuration with every file path absolute, taken from C{base}
-    (the configuration file's directory), so that it means the same
+    The configuration with every file path absolute, taken from the
+    directory of the file that names it, so that it means the same
     whatever the current directory is later.
     """
 
-    def absolute(path: Optional[str]) -> Optional[str]:
-        return None if path is None else os.path.abspath(os.path.join(base, path))
+    def absolute(prefix: str, path: Optional[str]) -> Optional[str]:
+        if path is None:
+            return None
+        return os.path.abspath(os.path.join(directory(prefix), path))
 
-    tls = {
-        block_name: attr.evolve(
+    tls = {}
+    for block_name, block in config.tls.items():
+        prefix = "tls" + key_path(block_name)
+        tls[block_name] = attr.evolve(
             block,
-            directory=absolute(block.directory),
-            client_ca=absolute(block.client_ca),
+            directory=absolute(prefix, block.directory),
+            client_ca=absolute(prefix, block.client_ca),
             certificates=tuple(
                 attr.evolve(
                     spec,
-                    cert=absolute(spec.cert),
-                    key=absolute(spec.key),
-                    ocsp=absolute(spec.ocsp),
+                    cert=absolute(prefix, spec.cert),
+                    key=absolute(prefix, spec.key),
+                    ocsp=absolute(prefix, spec.ocsp),
                 )
                 for spec in block.certificates
             ),
         )
-        for block_name, block in config.tls.items()
-    }
-    upstreams = {
-        upstream_name: attr.evolve(
+    upstreams = {}
+    for upstream_name, upstream in config.upstreams.items():
+        prefix = "upstreams" + key_path(upstream_name)
+        upstreams[upstream_name] = attr.evolve(
             upstream,
-            ca=absolute(upstream.ca),
+            ca=absolute(prefix, upstream.ca),
             servers=tuple(
-                attr.evolve(server, ca=absolute(server.ca))
+                attr.evolve(server, ca=absolute(prefix, server.ca))
                 for server in upstream.servers
             ),
         )
-        for upstream_name, upstream in config.upstreams.items()
-    }
     filters = {
-        filter_name: attr.evolve(table, directory=os.path.abspath(base))
+        filter_name: attr.evolve(
+            table, directory=os.path.abspath(directory("filters" + key_path(filter_name)))
+        )
         for filter_name, table in config.filters.items()
     }
     caches = {
-        cache_name: attr.evolve(cache, path=absolute(cache.path))
+        cache_name: attr.evolve(
+            cache, path=absolute("caches" + key_path(cache_name), cache.path)
+        )
         for cache_name, cache in config.caches.items()
     }
     log = config.log
     if log.access not in (None, "-"):
-        log = attr.evolve(log, access=absolute(log.access))
+        log = attr.evolve(log, access=absolute("log", log.access))
     return attr.evolve(
         config, tls=tls, upstreams=upstreams, filters=filters, caches=caches, log=log
     )
@@ -106,7 +119,9 @@ def absolute_paths(config: Config, base: str) -> Config:
 ERROR_PAGE_LIMIT = 1024 * 1024
 
 
-def read_error_pages(config: Config, base: str, problems: List[Problem]) -> Config:
+def read_error_pages(
+    config: Config, directory: Directories, problems: List[Problem]
+) -> Config:
     """
     The configuration with the error pages of every route and listener
     read (from absolute paths), so the hot path never reads a file; a page
@@ -116,7 +131,7 @@ def read_error_pages(config: Config, base: str, problems: List[Problem]) -> Conf
         attr.evolve(
             route,
             error_pages=_read_pages(
-                route.error_pages, "routes[%d]" % (route.index,), base, problems
+                route.error_pages, "routes[%d]" % (route.index,), directory, problems
             ),
         )
         for route in config.routes
@@ -127,7 +142,7 @@ def read_error_pages(config: Config, base: str, problems: List[Problem]) -> Conf
             error_pages=_read_pages(
                 listener.error_pages,
                 "listeners" + key_path(listener_name),
-                base,
+                directory,
                 problems,
             ),
         )
@@ -137,14 +152,17 @@ def read_error_pages(config: Config, base: str, problems: List[Problem]) -> Conf
 
 
 def _read_pages(
-    pages: Tuple[ErrorPage, ...], prefix: str, base: str, problems: List[Problem]
+    pages: Tuple[ErrorPage, ...],
+    prefix: str,
+    directory: Directories,
+    problems: List[Problem],
 ) -> Tuple[ErrorPage, ...]:
     """
     Read the files of C{pages}, the C{error_pages} at key path C{prefix}.
     """
     read = []
     for page in pages:
-        path = os.path.abspath(os.path.join(base, page.path))
+        path = os.path.abspath(os.path.join(directory(prefix), page.path))
         where = "%s.error_pages.%d" % (prefix, page.status)
         try:
             with open(path, "rb") as file:

@@ -77,16 +77,19 @@ def configure_filter(table: FilterConfig, reactor, server, directory: str):
         )
 
 
-def filter_problems(config, directory: str) -> Iterable[Problem]:
+def filter_problems(config, directory) -> Iterable[Problem]:
     """
     Check every filter table's options with its type, as L{configure_filter}
     does for a runtime, so that C{txrevproxy check} reports them.
+
+    @param directory: the directory of the file that holds a key path
+        (see L{txrevproxy.config.files.Directories}).
     """
     for table in config.filters.values():
+        prefix = "filters" + key_path(table.name)
         try:
-            configure_filter(table, None, config.server, directory)
+            configure_filter(table, None, config.server, directory(prefix))
         except Invalid as invalid:
-            prefix = "filters" + key_path(table.name)
             for path, text in invalid.problems:
                 yield (prefix + path, text)
 

@@ -5,33 +5,34 @@ Each table's schema is in a module of its own (L{txrevproxy.config.server},
 L{txrevproxy.config.listeners}, L{txrevproxy.config.tls},
 L{txrevproxy.config.upstreams}, L{txrevproxy.config.routes} ...): one
 L{Field} per key, with its converter and its default written as in the
-file.  L{CONFIG} puts them together as the document.  L{parse_config}
-converts a parsed TOML document against it, checks what one table says of
-another (references by name, route conflicts) and the files the
-configuration names, collecting every problem with its key path, and
-raises one L{ConfigError} carrying all of them.
+file.  L{CONFIG} puts them together as the document.  L{load_config}
+reads the file and the files it includes into one document, with its
+environment variables substituted (L{txrevproxy.config.document});
+L{parse_config} converts a parsed TOML document against L{CONFIG}.  Both
+convert every table on its own, then check what one table says of another
+(references by name, route conflicts) and the files the configuration
+names on every table that converted, collecting every problem with its key
+path in one pass, and raise one L{ConfigError} carrying all of them.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import sys
-from typing import Any, Dict, Iterable, List, Mapping, Optional
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from .admin import ADMIN
 from .caches import CACHE
+from .document import Document, Origins, Unreadable, read_document
 from .files import absolute_paths, file_problems, read_error_pages
 from .filters import filter_problems, filter_references, filter_table
 from .listeners import LISTENER
 from .log import LOG
-from .model import Config, Route
+from .model import Config, Route, ServerSettings
 from .pages import route_name_problems
 from .routes import ROUTE
 from .schema import (
     MODEL_DEFAULT,
     Field,
-    Invalid,
     Problem,
     Table,
     array_of,
@@ -42,12 +43,6 @@ from .schema import (
 from .server import SERVER
 from .tls import TLS_TABLE
 from .upstreams import UPSTREAM
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - PyPy 3.9
-    import tomli as tomllib
-
 
 class ConfigError(Exception):
     """
@@ -183,8 +178,26 @@ def _route_conflicts(routes: Iterable[Route]) -> Iterable[Problem]:
                 )
 
 
-def _render(problems: Iterable[Problem]) -> List[str]:
-    return ["%s: %s" % (path.lstrip("."), message) for path, message in problems]
+#: What stands for a required table that has problems of its own, so that
+#: the checks of the tables that converted still run.
+_REQUIRED_TABLES = {
+    "server": ServerSettings(),
+    "listeners": {},
+    "upstreams": {},
+    "routes": (),
+}
+
+
+def _repeats(path: str, failed: Iterable[str]) -> bool:
+    """
+    Whether a problem at C{path} is about a value whose substitution
+    failed (its own problem says all there is to say).
+    """
+    path = path.lstrip(".")
+    return any(
+        path == where or path.startswith((where + ".", where + "["))
+        for where in (where.lstrip(".") for where in failed)
+    )
 
 
 def parse_config(data: Mapping[str, Any], source: Optional[str] = None) -> Config:
@@ -196,69 +209,69 @@ def parse_config(data: Mapping[str, Any], source: Optional[str] = None) -> Confi
     from the directory of C{source} (else the current directory), and are
     absolute in the returned configuration.
 
-    @param data: the document, as C{tomllib.load} returns it.
+    @param data: the document, as C{tomllib.load} returns it (no includes,
+        no variables: see L{load_config}).
     @param source: the file it came from, kept in L{Config.source}.
     @raise ConfigError: with every problem found.
     """
-    problems: List[Problem] = []
-    config = None
-    try:
-        config = CONFIG(dict(data), source=source)
-    except Invalid as invalid:
-        problems.extend(invalid.problems)
+    return _validate(Document(dict(data), Origins(source)), source)
+
+
+def _validate(document: Document, source: Optional[str]) -> Config:
+    """
+    Validate a document in one pass: every table is converted on its own,
+    and what one table says of another, route conflicts and files are
+    checked on every table that converted, so that one run reports every
+    problem.
+
+    @raise ConfigError: with every problem found, each naming the file it
+        is in when that is an included file.
+    """
+    data = document.data
+    arguments, problems = CONFIG.arguments(data, parts=True)
+    config = Config(**{**_REQUIRED_TABLES, **arguments}, source=source)
     problems.extend(_route_references(data))
     problems.extend(_listener_references(data))
     problems.extend(filter_references(data))
     problems.extend(_route_references(data, "cache", "caches", absent={}))
-    base = os.path.dirname(os.path.abspath(source)) if source else os.getcwd()
-    if config is not None:
-        problems.extend(_route_conflicts(config.routes))
-        problems.extend(route_name_problems(config.routes))
-        problems.extend(file_problems(config, base))
-        problems.extend(filter_problems(config, base))
-        config = read_error_pages(config, base, problems)
-    if problems:
-        raise ConfigError(_render(problems), source=source)
-    return absolute_paths(config, base)
+    problems.extend(_route_conflicts(config.routes))
+    problems.extend(route_name_problems(config.routes))
+    directory = document.origins.directory
+    problems.extend(file_problems(config, directory))
+    problems.extend(filter_problems(config, directory))
+    config = read_error_pages(config, directory, problems)
+    sentences = document.sentences + [
+        document.origins.render(path, message)
+        for path, message in document.problems
+        + [problem for problem in problems if not _repeats(problem[0], document.failed)]
+    ]
+    if sentences:
+        raise ConfigError(sentences, source=source)
+    return absolute_paths(config, directory)
 
 
-_TOML_POSITION = re.compile(r"(.*) \(at line (\d+), column (\d+)\)\Z", re.DOTALL)
-
-
-def load_config(path: str) -> Config:
+def load_config(path: str, environ: Optional[Mapping[str, str]] = None) -> Config:
     """
-    Read, parse and validate a configuration file.
+    Read, parse and validate a configuration file and the files it
+    includes, with the environment variables its values name.
 
-    @raise ConfigError: when the file cannot be read, is not TOML, or does
+    @param environ: the variables (default: this process's environment).
+    @raise ConfigError: when a file cannot be read, is not TOML, or does
         not validate; a file problem is one sentence naming the file (and
         the line and column of a TOML syntax error), never a traceback.
     """
+    return load_document(path, environ)[0]
+
+
+def load_document(
+    path: str, environ: Optional[Mapping[str, str]] = None
+) -> Tuple[Config, Document]:
+    """
+    Like L{load_config}, and also the document the configuration was made
+    from, for L{txrevproxy.config.dump}.
+    """
     try:
-        with open(path, "rb") as file:
-            data = tomllib.load(file)
-    except OSError as error:
-        raise ConfigError(
-            [
-                "%s: cannot read the configuration file: %s"
-                % (path, error.strerror or error)
-            ],
-            source=path,
-        )
-    except UnicodeDecodeError as error:
-        raise ConfigError(
-            ["%s: not UTF-8 text (byte %d)" % (path, error.start)], source=path
-        )
-    except tomllib.TOMLDecodeError as error:
-        message = str(error)
-        match = _TOML_POSITION.match(message)
-        if match:
-            message = "%s:%s:%s: invalid TOML: %s" % (
-                path,
-                match.group(2),
-                match.group(3),
-                match.group(1),
-            )
-        else:
-            message = "%s: invalid TOML: %s" % (path, message)
-        raise ConfigError([message], source=path)
-    return parse_config(data, source=path)
+        document = read_document(path, CONFIG, os.environ if environ is None else environ)
+    except Unreadable as unreadable:
+        raise ConfigError([str(unreadable)], source=path)
+    return _validate(document, path), document

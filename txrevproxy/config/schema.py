@@ -98,10 +98,6 @@ class _Collector:
     def add(self, path: str, message: str) -> None:
         self.problems.append((path, message))
 
-    def raise_if_any(self) -> None:
-        if self.problems:
-            raise Invalid(problems=self.problems)
-
 
 _FAILED = object()
 
@@ -151,8 +147,26 @@ class Table:
     checks: Tuple[Callable[[Dict[str, Any]], Iterable[Problem]], ...] = ()
 
     def __call__(self, value: Any, **extra: Any) -> Any:
+        arguments, problems = self.arguments(value)
+        if problems:
+            raise Invalid(problems=problems)
+        return self.build(**arguments, **extra)
+
+    def arguments(self, value: Any, parts: bool = False) -> Tuple[Dict[str, Any], List[Problem]]:
+        """
+        Convert what converts.
+
+        @param parts: keep, of a key whose converter is an L{ArrayOf} or
+            L{NamedTables}, the items that convert rather than dropping
+            the key for one bad item; for the document as a whole, so
+            that the checks of one table against another run on every
+            table that is right.
+        @return: the keyword arguments of the model of every key that
+            converted, and the problems of the others (the table's
+            C{checks} run only when there are none).
+        """
         if not isinstance(value, dict):
-            raise expected("a table", value)
+            return {}, expected("a table", value).problems
         collector = _Collector()
         for key in value:
             if key not in self.fields:
@@ -168,14 +182,20 @@ class Table:
                 continue
             else:
                 raw = field.default
-            converted = collector.convert(key_path(key), field.convert, raw)
+            convert = field.convert
+            if parts and isinstance(convert, _Parts):
+                converted, problems = convert.partial(raw)
+                collector.problems.extend(
+                    (key_path(key) + path, text) for path, text in problems
+                )
+            else:
+                converted = collector.convert(key_path(key), convert, raw)
             if converted is not _FAILED:
                 arguments[field.attribute or key] = converted
         if not collector.problems:
             for check in self.checks:
                 collector.problems.extend(check(arguments))
-        collector.raise_if_any()
-        return self.build(**arguments, **extra)
+        return arguments, collector.problems
 
 
 def unknown_key(key: str, known: Iterable[str]) -> str:
@@ -190,12 +210,61 @@ def unknown_key(key: str, known: Iterable[str]) -> str:
     return "unknown key (known keys: %s)" % (", ".join(known),)
 
 
+class _Parts:
+    """
+    A converter of a container that can also keep the items that convert
+    (see L{Table.arguments}): a subclass's C{partial} returns them with
+    the problems of the others.
+    """
+
+    def __call__(self, value: Any) -> Any:
+        converted, problems = self.partial(value)
+        if problems:
+            raise Invalid(problems=problems)
+        return converted
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class ArrayOf(_Parts):
+    """
+    A converter of an array whose items are converted by C{item}, to a
+    tuple (see L{array_of}).
+    """
+
+    item: Converter
+    min_items: int = 0
+    indexed: bool = False
+    what: str = "an array"
+
+    def partial(self, value: Any) -> Tuple[Any, List[Problem]]:
+        """
+        The items that convert, and the problems of the others (or
+        L{_FAILED} and the problem of a value that is no array at all).
+        """
+        if not isinstance(value, list):
+            return _FAILED, expected(self.what, value).problems
+        if len(value) < self.min_items:
+            return _FAILED, Invalid(
+                "must not be empty"
+                if self.min_items == 1
+                else "must have at least %d items, got %d" % (self.min_items, len(value))
+            ).problems
+        collector = _Collector()
+        items = []
+        for index, raw in enumerate(value):
+            extra = {"index": index} if self.indexed else {}
+            converted = collector.convert("[%d]" % (index,), self.item, raw, **extra)
+            if converted is not _FAILED:
+                items.append(converted)
+        return tuple(items), collector.problems
+
+
 def array_of(
     item: Converter,
     min_items: int = 0,
     indexed: bool = False,
     what: str = "an array",
-) -> Converter:
+) -> ArrayOf:
     """
     A converter of an array whose items are converted by C{item}.
 
@@ -204,31 +273,51 @@ def array_of(
     @param what: the array's description in a type problem.
     @return: a converter to a tuple.
     """
-
-    def convert(value: Any) -> Tuple[Any, ...]:
-        if not isinstance(value, list):
-            raise expected(what, value)
-        if len(value) < min_items:
-            raise Invalid(
-                "must not be empty"
-                if min_items == 1
-                else "must have at least %d items, got %d" % (min_items, len(value))
-            )
-        collector = _Collector()
-        items = []
-        for index, raw in enumerate(value):
-            extra = {"index": index} if indexed else {}
-            items.append(collector.convert("[%d]" % (index,), item, raw, **extra))
-        collector.raise_if_any()
-        return tuple(items)
-
-    return convert
+    return ArrayOf(item, min_items, indexed, what)
 
 
 _NAME = re.compile(r"[A-Za-z0-9_-]+\Z")
 
 
-def named_tables(table: Table, min_items: int = 0, example: str = "") -> Converter:
+@attr.s(frozen=True, auto_attribs=True)
+class NamedTables(_Parts):
+    """
+    A converter of a table of named tables (C{[listeners.NAME]}), each
+    converted by C{table} called with C{name=NAME}, to a dict from name to
+    model object (see L{named_tables}).
+    """
+
+    table: Converter
+    min_items: int = 0
+    example: str = ""
+
+    def partial(self, value: Any) -> Tuple[Any, List[Problem]]:
+        """
+        The tables that convert, and the problems of the others (or
+        L{_FAILED} and the problem of a value that is no table at all).
+        """
+        if not isinstance(value, dict):
+            return _FAILED, expected(
+                "a table of named tables such as %s" % (self.example,), value
+            ).problems
+        if len(value) < self.min_items:
+            return _FAILED, Invalid(
+                "at least one table such as %s is required" % (self.example,)
+            ).problems
+        collector = _Collector()
+        converted = {}
+        for name, raw in value.items():
+            path = key_path(name)
+            if not _NAME.match(name):
+                collector.add(path, "a name may only contain letters, digits, _ and -")
+                continue
+            table = collector.convert(path, self.table, raw, name=name)
+            if table is not _FAILED:
+                converted[name] = table
+        return converted, collector.problems
+
+
+def named_tables(table: Converter, min_items: int = 0, example: str = "") -> NamedTables:
     """
     A converter of a table of named tables (C{[listeners.NAME]}), each
     converted by C{table} called with C{name=NAME}.
@@ -239,24 +328,7 @@ def named_tables(table: Table, min_items: int = 0, example: str = "") -> Convert
     @param example: a TOML header shown when there are too few tables.
     @return: a converter to a dict from name to model object.
     """
-
-    def convert(value: Any) -> Dict[str, Any]:
-        if not isinstance(value, dict):
-            raise expected("a table of named tables such as %s" % (example,), value)
-        if len(value) < min_items:
-            raise Invalid("at least one table such as %s is required" % (example,))
-        collector = _Collector()
-        converted = {}
-        for name, raw in value.items():
-            path = key_path(name)
-            if not _NAME.match(name):
-                collector.add(path, "a name may only contain letters, digits, _ and -")
-                continue
-            converted[name] = collector.convert(path, table, raw, name=name)
-        collector.raise_if_any()
-        return converted
-
-    return convert
+    return NamedTables(table, min_items, example)
 
 
 def missing_reference(wanted: Any, known: Iterable[str], what: str) -> Optional[str]:

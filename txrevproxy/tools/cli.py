@@ -19,7 +19,7 @@ import argparse
 import ipaddress
 import os
 import sys
-from typing import Iterable, List, Optional, Sequence, TextIO, Tuple
+from typing import Any, Callable, Iterable, List, Optional, Sequence, TextIO, Tuple
 
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.error import CannotListenError
@@ -59,13 +59,13 @@ def summary(config: Config) -> str:
     )
 
 
-def _load(path: str, stderr: TextIO) -> Optional[Config]:
+def _load(path: str, stderr: TextIO, load: Callable[[str], Any] = load_config) -> Any:
     """
-    Load a configuration, or print every problem (one per line) to
-    C{stderr} and return None.
+    Load a configuration (with C{load}), or print every problem (one per
+    line) to C{stderr} and return None.
     """
     try:
-        return load_config(path)
+        return load(path)
     except ConfigError as error:
         for problem in error.problems:
             print(problem, file=stderr)
@@ -74,12 +74,26 @@ def _load(path: str, stderr: TextIO) -> Optional[Config]:
 
 def check(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """
-    C{txrevproxy check}: validate without starting.
+    C{txrevproxy check}: validate without starting; with C{--dump}, print
+    the effective configuration to C{stdout} and the summary to C{stderr}
+    (as C{nginx -T} does), so that the output can be saved as a file.
     """
-    config = _load(args.config, stderr)
-    if config is None:
+    if not args.dump:
+        config = _load(args.config, stderr)
+        if config is None:
+            return 1
+        print(summary(config), file=stdout)
+        return 0
+    from ..config.dump import dump_config
+
+    dumped = _load(
+        args.config, stderr, lambda path: dump_config(path, args.show_secrets)
+    )
+    if dumped is None:
         return 1
-    print(summary(config), file=stdout)
+    config, text = dumped
+    stdout.write(text)
+    print(summary(config), file=stderr)
     return 0
 
 
@@ -449,6 +463,17 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     _add_config_option(check_parser, DEFAULT_CONFIG)
+    check_parser.add_argument(
+        "--dump",
+        action="store_true",
+        help="print the effective configuration (included files merged, "
+        "environment variables substituted, defaults written out) as TOML",
+    )
+    check_parser.add_argument(
+        "--show-secrets",
+        action="store_true",
+        help='with --dump, print secrets (tokens, keys) instead of "<redacted>"',
+    )
     check_parser.set_defaults(run=check)
 
     demo_parser = commands.add_parser(
