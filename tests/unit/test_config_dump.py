@@ -79,7 +79,7 @@ methods = ["get", "HEAD"]
 headers = { "X-Env" = "beta", "User-Agent" = { regex = "^Mozilla" } }
 match = { query = { v = { present = true } } }
 priority = 5
-rewrite = { pattern = '^/u/(?P<id>\d+)$', replacement = "/users/$${id}?a=$$1" }
+rewrite = { pattern = '^/u/(?P<id>\d+)$', replacement = "/users/${id}?a=$$1" }
 request_headers = { set = { "X-Quote" = "a \"b\" \\ c\u0001", Authorization = "Bearer abc" }, remove = ["Cookie"] }
 response_headers = { add = { "X-Frame-Options" = "DENY" } }
 cookie_domain = { "backend.internal" = "shop.example.test" }
@@ -161,7 +161,7 @@ def test_dump_writes_defaults_absolute_paths_and_substituted_values(configuratio
         "/u/",
         "/fixed",
     ]
-    assert document["routes"][2]["rewrite"]["replacement"] == "/users/$${id}?a=$$1"
+    assert document["routes"][2]["rewrite"]["replacement"] == "/users/${id}?a=$$1"
     assert text.startswith("# The effective configuration of %s" % (configuration,))
 
 

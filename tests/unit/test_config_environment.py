@@ -81,6 +81,35 @@ def test_load_config_substitutes_from_the_given_environment(tmp_path):
     ].endpoint == "tcp:8080:interface=127.0.0.1"
 
 
+def test_rewrite_replacement_groups_are_not_variables():
+    """
+    A route's rewrite replacement keeps its own C{${1}} and C{${name}}
+    group references, as it had before variables existed, even when a
+    variable of that name is set.
+    """
+    value = {
+        "routes": [
+            {"rewrite": {"pattern": "^/(?P<id>x)$", "replacement": "/${id}/${1}/$1"}},
+            {"path": "/${id}"},
+        ]
+    }
+    substituted, problems = substitute(value, {"id": "ENV"})
+    assert problems == []
+    assert substituted["routes"][0]["rewrite"]["replacement"] == "/${id}/${1}/$1"
+    assert substituted["routes"][1]["path"] == "/ENV"
+
+
+def test_rewrite_with_named_group_loads_as_written(tmp_path):
+    path = tmp_path / "proxy.toml"
+    path.write_text(
+        document(
+            route='upstream = "app"\nrewrite = { pattern = "^/u/(?P<id>[0-9]+)$", replacement = "/users/${id}" }'
+        )
+    )
+    route = load_config(str(path), environ={}).routes[0]
+    assert route.rewrite.replacement == "/users/${id}"
+
+
 def test_unset_variable_is_reported_with_every_other_problem_and_only_once(tmp_path):
     path = tmp_path / "proxy.toml"
     path.write_text(

@@ -15,7 +15,7 @@ import os
 from typing import Any, Callable, List, Mapping, Optional, Tuple
 
 from .document import Origins
-from .environment import escape
+from .environment import escape, verbatim
 from .load import CONFIG, load_document
 from .model import Config
 from .pages import error_pages
@@ -139,19 +139,27 @@ class _Effective:
         return value
 
 
-def _written(value: Any, show_secrets: bool, secret: bool = False) -> Any:
+def _written(value: Any, show_secrets: bool, secret: bool = False, path: str = "") -> Any:
     """
     A value as the dump writes it: strings escaped so that reading the
-    dump substitutes nothing, and those of L{SECRET_KEYS} masked unless
+    dump substitutes nothing (but those read verbatim, see
+    L{environment.verbatim}), and those of L{SECRET_KEYS} masked unless
     C{show_secrets}.
     """
     if isinstance(value, dict):
         return {
-            key: _written(item, show_secrets, secret or key.lower() in SECRET_KEYS)
+            key: _written(
+                item, show_secrets, secret or key.lower() in SECRET_KEYS, path + key_path(key)
+            )
             for key, item in value.items()
         }
     if isinstance(value, list):
-        return [_written(item, show_secrets, secret) for item in value]
+        return [
+            _written(item, show_secrets, secret, "%s[%d]" % (path, index))
+            for index, item in enumerate(value)
+        ]
     if isinstance(value, str):
-        return REDACTED if secret and not show_secrets else escape(value)
+        if secret and not show_secrets:
+            return REDACTED
+        return value if verbatim(path) else escape(value)
     return value

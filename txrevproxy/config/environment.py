@@ -5,8 +5,11 @@ C{${NAME:-default}} in string values.
 Substitution happens after the TOML is parsed, in values only (never in
 keys), so that TOML quoting stays as it is and a variable can never make
 a table or a key appear.  C{$${} is a literal C{${}; any other C{$} is kept
-as written, so C{$1} in a rewrite replacement needs no escape.  A value a
-variable brings in is not scanned again.
+as written.  A value a variable brings in is not scanned again.
+
+A route's C{rewrite.replacement} is a template of its own, whose C{${1}}
+and C{${name}} name the pattern's groups (as they did before variables
+existed): it is left as written (L{verbatim}).
 
 Each process reads its own environment when it loads the file: a reload
 (SIGHUP) re-reads the environment of the running process, which a shell
@@ -24,6 +27,17 @@ from .schema import Problem, describe, key_path
 _TOKEN = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 
 _REFERENCE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?\Z", re.DOTALL)
+
+#: The key paths whose strings use C{${...}} for something else.
+_VERBATIM = re.compile(r"\.?routes\[\d+\]\.rewrite\.replacement\Z")
+
+
+def verbatim(path: str) -> bool:
+    """
+    Whether the string at key path C{path} is left as written: neither
+    substituted when read nor escaped when dumped.
+    """
+    return _VERBATIM.match(path) is not None
 
 
 def substitute(
@@ -48,7 +62,7 @@ def substitute(
 
 def _walk(value: Any, environ: Mapping[str, str], path: str, problems: List[Problem]) -> Any:
     if isinstance(value, str):
-        return _string(value, environ, path, problems)
+        return value if verbatim(path) else _string(value, environ, path, problems)
     if isinstance(value, dict):
         return {
             key: _walk(item, environ, path + key_path(key), problems)
