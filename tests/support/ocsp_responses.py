@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.web.resource import Resource
 
 GOOD = ocsp.OCSPCertStatus.GOOD
@@ -147,3 +148,19 @@ class Responder(Resource):
         return ocsp_response(
             leaf, self.issuer, self.issuer_key, status=self.status, lifetime=self.lifetime
         )
+
+
+def logged_warnings(case) -> List[str]:
+    """
+    The warnings logged from now to the end of the test C{case}, as the
+    log shows them (the list grows as they are).
+    """
+    warnings: List[str] = []
+
+    def observe(event) -> None:
+        if event.get("log_level") == LogLevel.warn:
+            warnings.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observe)
+    case.addCleanup(globalLogPublisher.removeObserver, observe)
+    return warnings

@@ -23,6 +23,7 @@ from ..config.model import Config
 from ..net.proxy_protocol import proxy_protocol_factory
 from ..observe.accesslog import AccessLog
 from ..observe.metrics import Metrics, Snapshot
+from ..tls.stapling import OCSPStapler, ResponderClient
 from ..tls.store import CertificateError
 from .maintenance import find_route, route_states
 from .runtime import Runtime
@@ -157,9 +158,12 @@ class ProxyService(MultiService):
     stops the start with a sentence rather than a traceback.
 
     The runtime's health checkers are child services: they start and stop
-    with this one, and a reload replaces them.
+    with this one, and a reload replaces them.  So is L{stapler}, which a
+    reload keeps: it is told which certificates are served after each.
 
     @ivar metrics: the process's L{Metrics}, kept across reloads.
+    @ivar stapler: the process's L{OCSPStapler}, which fetches the OCSP
+        responses of the certificates with C{ocsp_fetch}.
     @ivar access_log: the process's L{AccessLog}.
     @ivar started: when the service was made, for the uptime.
     @param inherited: for a worker process, the listening sockets its
@@ -188,6 +192,8 @@ class ProxyService(MultiService):
         self._retired: List[Runtime] = []
         self._drained: Set[Tuple[str, str]] = set()
         self._config_digest = config_digest(config)
+        self.stapler = OCSPStapler(reactor, ResponderClient(reactor).ask)
+        self.stapler.setServiceParent(self)
 
     def privilegedStartService(self) -> None:
         self._listen()
@@ -209,6 +215,7 @@ class ProxyService(MultiService):
         self.metrics.balancers = runtime.balancers
         for checker in runtime.health_checkers:
             checker.setServiceParent(self)
+        self.stapler.watch(runtime.stores.values())
         for name, listener in self.config.listeners.items():
             slot = ListenerSlot(runtime.factories[name])
             try:
@@ -370,6 +377,7 @@ class ProxyService(MultiService):
             checker.disownServiceParent()
         for checker in runtime.health_checkers:
             checker.setServiceParent(self)
+        self.stapler.watch(runtime.stores.values())
         self.metrics.retire(old.balancers)
         self.metrics.balancers = runtime.balancers
         old.retire()
@@ -394,7 +402,9 @@ class ProxyService(MultiService):
         """
         if self.runtime is None:
             return []
-        return self.runtime.reload_certificates()
+        problems = self.runtime.reload_certificates()
+        self.stapler.watch(self.runtime.stores.values())
+        return problems
 
     def reopen_logs(self) -> None:
         """
