@@ -18,10 +18,11 @@ from twisted.trial.unittest import TestCase
 
 from txrevproxy.config import ConfigError, load_config
 from txrevproxy.config.model import TLS, TLSCertificate
+from txrevproxy.tls.devcerts import pem
 from txrevproxy.tls.files import collect
 from txrevproxy.tls.ocsp import OCSPError, request_for
 from txrevproxy.tls.stapling import OCSPStapler, ResponderClient
-from txrevproxy.tls.store import CertificateStore
+from txrevproxy.tls.store import CertificateStore, StapleSlot
 
 from ..support.ocsp_responses import REVOKED, UNKNOWN, logged_warnings, ocsp_response
 from ..support.processes import temporary_directory
@@ -107,9 +108,7 @@ class ConfigTests(Certificates):
         )
 
     def test_chain_without_the_issuer(self):
-        only_leaf = self.directory / "leaf-only.pem"
-        only_leaf.write_bytes(self.cert.read_bytes().split(b"-----END CERTIFICATE-----")[0] + b"-----END CERTIFICATE-----\n")
-        self.cert.write_bytes(only_leaf.read_bytes())
+        self.cert.write_bytes(pem(self.leaf))
         expected = (
             "localhost.pem does not hold the certificate that issued its leaf; "
             "an OCSP request names it: put the intermediate after the leaf (a "
@@ -328,6 +327,38 @@ class StaplerTests(Certificates):
         self.store.reload()
         self.stapler.watch([self.store])
         self.assertEqual(self.stapled(), fetched)
+
+
+class StapleSlotTests(TestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(int(time.time()))
+        self.slot = StapleSlot(self.clock.seconds)
+        self.now = datetime.datetime.fromtimestamp(
+            self.clock.seconds(), datetime.timezone.utc
+        )
+
+    def offer(self, response: bytes, this_update_hours: int, lifetime_hours: int):
+        this_update = self.now + datetime.timedelta(hours=this_update_hours)
+        self.slot.offer(
+            response, this_update, this_update + datetime.timedelta(hours=lifetime_hours)
+        )
+
+    def test_newer_response_wins_whichever_comes_last(self):
+        self.offer(b"newer", -1, 4)
+        self.offer(b"older", -2, 4)
+        self.assertEqual(self.slot.staple(None, None), b"newer")
+        self.offer(b"newest", 0, 4)
+        self.assertEqual(self.slot.staple(None, None), b"newest")
+
+    def test_expired_response_is_never_stapled(self):
+        self.offer(b"valid", -2, 4)
+        self.offer(b"expired", -1, 1)
+        self.assertEqual(self.slot.staple(None, None), b"valid")
+        self.clock.advance(2 * 3600)
+        self.assertEqual(self.slot.staple(None, None), b"")
+        self.offer(b"older but valid", -3, 6)
+        self.assertEqual(self.slot.staple(None, None), b"older but valid")
 
 
 class ResponderClientTests(TestCase):

@@ -49,7 +49,6 @@ TLS_CERTIFICATE = Table(
 )
 
 
-
 def _some_certificate(arguments: Dict[str, Any]) -> Iterable[Problem]:
     if not arguments.get("certificates") and "directory" not in arguments:
         yield (

@@ -117,9 +117,7 @@ class ResponderClient:
                 b"Accept": [b"application/ocsp-response"],
             }
         )
-        d = self._agent.request(
-            b"POST", url.encode("ascii"), headers, _Body(request)
-        )
+        d = self._agent.request(b"POST", url.encode("ascii"), headers, _Body(request))
         d.addCallback(self._read)
         d.addTimeout(self._timeout, self._clock, onTimeoutCancel=self._timedOut)
         d.addErrback(self._why)
@@ -140,7 +138,8 @@ class ResponderClient:
         return body.done.addCallback(read)
 
     def _why(self, reason: Failure) -> Failure:
-        if reason.check(ResponseFailed, ResponseNeverReceived, RequestTransmissionFailed):
+        wrappers = (ResponseFailed, ResponseNeverReceived, RequestTransmissionFailed)
+        if reason.check(*wrappers):
             # The Agent wraps what went wrong in a list of failures.
             return Failure(OCSPError(reason.value.reasons[0].getErrorMessage()))
         return reason

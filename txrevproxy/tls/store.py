@@ -114,24 +114,25 @@ class StapleSlot:
         response: bytes,
         this_update: datetime.datetime,
         next_update: Optional[datetime.datetime],
-    ) -> bool:
+    ) -> None:
         """
-        Staple C{response} from now on, unless the one stapled is more
-        recent (a later thisUpdate) and still valid: of a response read
-        from a file and one fetched, the newer wins, whichever came last.
-
-        @return: whether C{response} is stapled now.
+        Staple C{response} from now on, unless it has expired, or the one
+        stapled is more recent (a later thisUpdate) and still valid: of a
+        response read from a file and one fetched, the newer wins,
+        whichever came last.
         """
+        expires = None if next_update is None else next_update.timestamp()
+        if expires is not None and self._seconds() >= expires:
+            return
         if (
             self.this_update is not None
             and self.this_update > this_update
             and not self.expired()
         ):
-            return False
+            return
         self.response = response
         self.this_update = this_update
-        self.expires = None if next_update is None else next_update.timestamp()
-        return True
+        self.expires = expires
 
     def expired(self) -> bool:
         return self.expires is not None and self._seconds() >= self.expires
@@ -212,7 +213,7 @@ class CertificateError(Exception):
 
 
 @attr.s(frozen=True, auto_attribs=True)
-class Served:
+class ServedCertificate:
     """
     One certificate being served.
 
@@ -233,7 +234,7 @@ class _Served:
 
     def __init__(
         self,
-        certificates: "collections.OrderedDict[str, Served]",
+        certificates: "collections.OrderedDict[str, ServedCertificate]",
         default_name: Optional[str],
     ) -> None:
         self.certificates = certificates
@@ -330,10 +331,12 @@ class CertificateStore:
         policy = policy_for(block)
         session_id = session_id_context(block.name)
         previous = self._served.certificates if self._served is not None else {}
-        certificates: "collections.OrderedDict[str, Served]" = (
+        certificates: "collections.OrderedDict[str, ServedCertificate]" = (
             collections.OrderedDict()
         )
-        fresh: "collections.OrderedDict[str, Served]" = collections.OrderedDict()
+        fresh: "collections.OrderedDict[str, ServedCertificate]" = (
+            collections.OrderedDict()
+        )
         for entry in collection.entries:
             slot = None
             if entry.staple is not None or entry.fetch is not None:
@@ -352,7 +355,7 @@ class CertificateStore:
                 client_auth,
                 slot,
             )
-            fresh[entry.origin] = Served(entry, context, slot)
+            fresh[entry.origin] = ServedCertificate(entry, context, slot)
         # Keep the table's order, so that the first certificate stays the
         # default when no default is named.
         for origin, served in previous.items():
@@ -377,7 +380,7 @@ class CertificateStore:
             self._served = _Served(certificates, block.default)
         return problems
 
-    def fetching(self) -> List[Served]:
+    def fetching(self) -> List[ServedCertificate]:
         """
         The certificates served whose OCSP responses are fetched, for
         L{txrevproxy.tls.stapling.OCSPStapler.watch}.
