@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509 import ocsp
+from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 from OpenSSL.crypto import X509, PKey
 from twisted.internet import reactor
@@ -32,6 +31,7 @@ from zope.interface import implementer
 from txrevproxy.tls.devcerts import key_pem, make_ca, make_leaf, pem
 
 from .loopback import RawClient
+from .ocsp_responses import ocsp_response, utc_now
 
 
 class CertificateMaker:
@@ -53,15 +53,23 @@ class CertificateMaker:
         now: Optional[datetime.datetime] = None,
         days: int = 30,
         client: bool = False,
+        ocsp_url: Optional[str] = None,
     ) -> Tuple[Path, Path]:
         """
         Write C{stem.pem} (leaf, then CA) and C{stem-key.pem}; with
-        C{client}, a client certificate.
+        C{client}, a client certificate; with C{ocsp_url}, one that names
+        that OCSP responder.
 
         @return: the two paths.
         """
         leaf, key = make_leaf(
-            self.ca, self.ca_key, list(names), now=now, days=days, client=client
+            self.ca,
+            self.ca_key,
+            list(names),
+            now=now,
+            days=days,
+            client=client,
+            ocsp_url=ocsp_url,
         )
         cert_path = self.directory / (stem + ".pem")
         key_path = self.directory / (stem + "-key.pem")
@@ -83,27 +91,15 @@ class CertificateMaker:
         @return: its path.
         """
         leaf = x509.load_pem_x509_certificates(cert_path.read_bytes())[0]
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = utc_now()
         if next_update is None:
             next_update = now + datetime.timedelta(days=7)
         this_update = min(now, next_update) - datetime.timedelta(days=1)
-        response = (
-            ocsp.OCSPResponseBuilder()
-            .add_response(
-                cert=leaf,
-                issuer=self.ca,
-                algorithm=hashes.SHA1(),
-                cert_status=ocsp.OCSPCertStatus.GOOD,
-                this_update=this_update,
-                next_update=next_update,
-                revocation_time=None,
-                revocation_reason=None,
-            )
-            .responder_id(ocsp.OCSPResponderEncoding.HASH, self.ca)
-            .sign(self.ca_key, hashes.SHA256())
+        response = ocsp_response(
+            leaf, self.ca, self.ca_key, this_update=this_update, next_update=next_update
         )
         path = self.directory / (stem + ".der")
-        path.write_bytes(response.public_bytes(serialization.Encoding.DER))
+        path.write_bytes(response)
         return path
 
 

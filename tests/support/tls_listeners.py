@@ -50,21 +50,29 @@ class TLSListenerCase(TestCase):
         subject_header=None,
         table="main",
         ocsp=None,
+        ocsp_fetch=False,
+        ocsp_responder=None,
         **policy,
     ) -> int:
         """
         Start a proxy with a TLS listener (and, with C{redirect}, a plain
         one redirecting to it, whose port is then C{self.service.ports[1]}).
         C{policy}: more keys of the L{TLS} table (C{preset}, C{curves} ...);
-        C{ocsp}: the OCSP response file of the localhost certificate.
+        C{ocsp}, C{ocsp_fetch}, C{ocsp_responder}: those keys of the
+        localhost certificate.
 
         @return: the TLS listener's port.
         """
-        certificates = tuple(
-            TLSCertificate(str(cert), str(key), ocsp=ocsp if index == 0 else None)
-            for index, (cert, key) in enumerate(
-                (self.localhost, self.wildcard, self.other)
-            )
+        certificates = (
+            TLSCertificate(
+                str(self.localhost[0]),
+                str(self.localhost[1]),
+                ocsp=ocsp,
+                ocsp_responder=ocsp_responder,
+                ocsp_fetch=ocsp_fetch or ocsp_responder is not None,
+            ),
+        ) + tuple(
+            TLSCertificate(str(cert), str(key)) for cert, key in (self.wildcard, self.other)
         )
         listeners = {
             "websecure": Listener(

@@ -194,7 +194,7 @@ class Runtime:
             config, self.balancers, reactor, self.filters, self.caches, self.switches
         )
         self.stores: Dict[str, CertificateStore] = {
-            name: CertificateStore(block)
+            name: CertificateStore(block, reactor)
             for name, block in config.tls.items()
             if any(listener.tls == name for listener in config.listeners.values())
         }

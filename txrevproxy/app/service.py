@@ -23,6 +23,7 @@ from ..config.model import Config
 from ..net.proxy_protocol import proxy_protocol_factory
 from ..observe.accesslog import AccessLog
 from ..observe.metrics import Metrics, Snapshot
+from ..tls.stapling import OCSPStapler, ResponderClient
 from ..tls.store import CertificateError
 from .maintenance import find_route, route_states
 from .runtime import Runtime
@@ -158,9 +159,12 @@ class ProxyService(MultiService):
 
     The runtime's health checkers and certificate watchers
     (L{Runtime.services}) are child services: they start and stop
-    with this one, and a reload replaces them.
+    with this one, and a reload replaces them.  So is L{stapler}, which a
+    reload keeps: it is told which certificates are served after each.
 
     @ivar metrics: the process's L{Metrics}, kept across reloads.
+    @ivar stapler: the process's L{OCSPStapler}, which fetches the OCSP
+        responses of the certificates with C{ocsp_fetch}.
     @ivar access_log: the process's L{AccessLog}.
     @ivar started: when the service was made, for the uptime.
     @param inherited: for a worker process, the listening sockets its
@@ -189,6 +193,8 @@ class ProxyService(MultiService):
         self._retired: List[Runtime] = []
         self._drained: Set[Tuple[str, str]] = set()
         self._config_digest = config_digest(config)
+        self.stapler = OCSPStapler(reactor, ResponderClient(reactor).ask)
+        self.stapler.setServiceParent(self)
 
     def privilegedStartService(self) -> None:
         self._listen()
@@ -210,6 +216,7 @@ class ProxyService(MultiService):
         self._observe(runtime)
         for child in runtime.services:
             child.setServiceParent(self)
+        self.stapler.watch(runtime.stores.values())
         for name, listener in self.config.listeners.items():
             slot = ListenerSlot(runtime.factories[name])
             try:
@@ -381,6 +388,7 @@ class ProxyService(MultiService):
             child.disownServiceParent()
         for child in runtime.services:
             child.setServiceParent(self)
+        self.stapler.watch(runtime.stores.values())
         self.metrics.retire(old.balancers)
         self._observe(runtime)
         old.retire()

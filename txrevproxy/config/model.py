@@ -166,12 +166,21 @@ class TLSCertificate:
     @ivar key: path of the PEM private key.
     @ivar ocsp: path of a DER OCSP response for the certificate, stapled
         to handshakes that ask for one; L{None}: nothing is stapled.
+    @ivar ocsp_responder: the URL OCSP responses are fetched from, instead
+        of the one the certificate names.
+    @ivar ocsp_fetch: fetch the certificate's OCSP responses from its
+        responder and staple them, refreshed; true whenever
+        C{ocsp_responder} is given.
     """
 
     cert: str
     key: str
     names: Tuple[str, ...] = ()
     ocsp: Optional[str] = None
+    ocsp_responder: Optional[str] = None
+    ocsp_fetch: bool = attr.Factory(
+        lambda self: self.ocsp_responder is not None, takes_self=True
+    )
 
 
 @attr.s(frozen=True, auto_attribs=True)

@@ -11,14 +11,28 @@ from ..tls.policy import KNOWN_CURVES, PRESETS, below_floor, cipher_problem
 from .model import TLS, TLSCertificate
 from .schema import MODEL_DEFAULT, Field, Invalid, Problem, Table, array_of, expected
 from .values import (
+    boolean,
     duration,
     file_path,
     header_name,
+    http_url,
     one_of,
     server_name,
     server_names,
     tls_version,
 )
+
+
+def _responder_needs_fetching(arguments: Dict[str, Any]) -> Iterable[Problem]:
+    """
+    C{ocsp_responder} implies C{ocsp_fetch}; both written, they must agree.
+    """
+    if arguments.get("ocsp_fetch") is False and "ocsp_responder" in arguments:
+        yield (
+            ".ocsp_responder",
+            "is never asked since ocsp_fetch = false; remove one of the two",
+        )
+
 
 TLS_CERTIFICATE = Table(
     TLSCertificate,
@@ -27,7 +41,12 @@ TLS_CERTIFICATE = Table(
         "cert": Field(file_path),
         "key": Field(file_path),
         "ocsp": Field(file_path, default=MODEL_DEFAULT),
+        "ocsp_fetch": Field(boolean, default=MODEL_DEFAULT),
+        "ocsp_responder": Field(
+            http_url("http://ocsp.example.test/"), default=MODEL_DEFAULT
+        ),
     },
+    checks=(_responder_needs_fetching,),
 )
 
 

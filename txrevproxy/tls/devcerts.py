@@ -18,7 +18,11 @@ from typing import Any, List, Optional, Sequence, Tuple
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import (
+    AuthorityInformationAccessOID,
+    ExtendedKeyUsageOID,
+    NameOID,
+)
 
 #: How long a development CA is valid.
 CA_DAYS = 3650
@@ -113,6 +117,7 @@ def make_leaf(
     days: int = LEAF_DAYS,
     key: Any = None,
     client: bool = False,
+    ocsp_url: Optional[str] = None,
 ) -> Tuple[x509.Certificate, Any]:
     """
     A server certificate for C{names} (host names, C{*.example.test}
@@ -121,11 +126,26 @@ def make_leaf(
     @param key: the leaf's private key; a new P-256 key when L{None}.
     @param client: make a client certificate instead (for mutual TLS): its
         extended key usage is client authentication.
+    @param ocsp_url: the OCSP responder the certificate names (in its
+        Authority Information Access), if any.
     """
     now = now or _now()
     key = key or ec.generate_private_key(ec.SECP256R1())
+    builder = x509.CertificateBuilder()
+    if ocsp_url is not None:
+        builder = builder.add_extension(
+            x509.AuthorityInformationAccess(
+                [
+                    x509.AccessDescription(
+                        AuthorityInformationAccessOID.OCSP,
+                        x509.UniformResourceIdentifier(ocsp_url),
+                    )
+                ]
+            ),
+            critical=False,
+        )
     certificate = (
-        x509.CertificateBuilder()
+        builder
         .subject_name(_name(names[0]))
         .issuer_name(ca.subject)
         .public_key(key.public_key())

@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtensionOID
 
+from .ocsp import issuer_of, responder_url
+
 #: A problem, as in L{txrevproxy.config.schema}: a key path relative to
 #: the C{[tls.NAME]} table (C{".certificates[1].cert"}) and a sentence.
 Problem = Tuple[str, str]
@@ -175,10 +177,16 @@ class Staple:
         refuse a stale response, one that does not loses nothing).
     @ivar expired: when L{response} is L{None}, a sentence for the log
         saying which file expired when.
+    @ivar this_update: the response's thisUpdate: of two responses for a
+        certificate (the file's and one fetched), the later is stapled.
+    @ivar next_update: the response's nextUpdate, after which it is no
+        longer stapled; L{None}: it does not expire.
     """
 
     response: Optional[bytes]
     expired: Optional[str] = None
+    this_update: Optional[datetime.datetime] = None
+    next_update: Optional[datetime.datetime] = None
 
 
 def read_staple(
@@ -221,7 +229,7 @@ def read_staple(
             "%s: expired on %s; not stapled until it is refreshed"
             % (path, _when(next_update)),
         )
-    return Staple(data)
+    return Staple(data, None, response.this_update_utc, next_update)
 
 
 def directory_pairs(directory: str, base: str = "") -> Iterator[Tuple[str, str]]:
@@ -266,6 +274,51 @@ def directory_pairs(directory: str, base: str = "") -> Iterator[Tuple[str, str]]
 
 
 @attr.s(frozen=True, auto_attribs=True)
+class Fetch:
+    """
+    Where a certificate's OCSP responses are fetched from (C{ocsp_fetch},
+    C{ocsp_responder}).
+
+    @ivar url: the responder's URL.
+    @ivar issuer: the certificate that signed the leaf, from its chain
+        file: an OCSP request names the leaf by its issuer's name and key.
+    """
+
+    url: str
+    issuer: x509.Certificate
+
+
+def fetch_for(spec: Any, pair: KeyPair) -> Optional[Fetch]:
+    """
+    Where to fetch the OCSP responses of the certificate entry C{spec},
+    or L{None} when it does not fetch them.
+
+    @raise FileProblem: (C{which} is the key that asked for fetching) when
+        the chain file lacks the issuer, or neither the certificate nor
+        C{ocsp_responder} names a responder.
+    """
+    if not spec.ocsp_fetch:
+        return None
+    which = "ocsp_fetch" if spec.ocsp_responder is None else "ocsp_responder"
+    issuer = issuer_of(pair.chain)
+    if issuer is None:
+        raise FileProblem(
+            which,
+            "%s does not hold the certificate that issued its leaf; an OCSP "
+            "request names it: put the intermediate after the leaf (a full "
+            "chain)" % (spec.cert,),
+        )
+    url = spec.ocsp_responder or responder_url(pair.leaf)
+    if url is None:
+        raise FileProblem(
+            which,
+            "%s names no OCSP responder (no OCSP URL in its Authority "
+            "Information Access); set ocsp_responder" % (spec.cert,),
+        )
+    return Fetch(url, issuer)
+
+
+@attr.s(frozen=True, auto_attribs=True)
 class Entry:
     """
     One certificate of a C{[tls.NAME]} table, read and checked.
@@ -275,12 +328,15 @@ class Entry:
         certificate file's path for one found in C{directory}.
     @ivar names: the SNI names it serves.
     @ivar staple: its OCSP response, or L{None} when it has no C{ocsp}.
+    @ivar fetch: where its OCSP responses are fetched from, or L{None}
+        when they are not.
     """
 
     origin: str
     names: Tuple[str, ...]
     pair: KeyPair
     staple: Optional[Staple] = None
+    fetch: Optional[Fetch] = None
 
 
 @attr.s(auto_attribs=True)
@@ -329,6 +385,7 @@ def collect(
                 if spec.ocsp is None
                 else read_staple(spec.ocsp, pair.leaf, base, now)
             )
+            fetch = fetch_for(spec, pair)
         except FileProblem as problem:
             problems.append(("%s.%s" % (path, problem.which), problem.message))
             failed.append(path[1:])
@@ -343,7 +400,7 @@ def collect(
                 )
             )
             continue
-        entries.append(Entry(path[1:], names, pair, staple))
+        entries.append(Entry(path[1:], names, pair, staple, fetch))
     if block.directory is not None:
         try:
             found = list(directory_pairs(block.directory, base))

@@ -15,13 +15,16 @@ context of the name the client asked for.
 from __future__ import annotations
 
 import collections
+import datetime
 import hashlib
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar
+import time
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
+import attr
 from OpenSSL import SSL
 from twisted.logger import Logger
 
-from .files import Entry, KeyPair, Staple, collect
+from .files import Entry, KeyPair, collect
 from .policy import Policy, apply, apply_ciphers, policy_for
 
 T = TypeVar("T")
@@ -82,16 +85,65 @@ def select_protocol(connection: SSL.Connection, offered: Sequence[bytes]) -> byt
     return SSL.NO_OVERLAPPING_PROTOCOLS
 
 
-def _stapler(response: bytes):
+class StapleSlot:
     """
-    The OCSP callback of a context: the response read for its certificate.
-    OpenSSL calls it only for a client that sent status_request.
+    The OCSP response one certificate's context staples.
+
+    The context's OCSP callback reads it at each handshake that asks for a
+    status, so that a response fetched later (L{txrevproxy.tls.stapling})
+    reaches new handshakes through this holder, without changing a
+    context that connections use (pyOpenSSL warns against that).
+
+    @ivar response: the DER response stapled; C{b""}: none.
+    @ivar this_update: its thisUpdate; L{None} without a response.
+    @ivar expires: its nextUpdate in POSIX seconds, from which it is no
+        longer stapled; L{None}: it does not expire.
     """
 
-    def staple(connection: SSL.Connection, data: object) -> bytes:
-        return response
+    def __init__(self, seconds: Callable[[], float]) -> None:
+        """
+        @param seconds: the clock's time, in POSIX seconds.
+        """
+        self._seconds = seconds
+        self.response = b""
+        self.this_update: Optional[datetime.datetime] = None
+        self.expires: Optional[float] = None
 
-    return staple
+    def offer(
+        self,
+        response: bytes,
+        this_update: datetime.datetime,
+        next_update: Optional[datetime.datetime],
+    ) -> None:
+        """
+        Staple C{response} from now on, unless it has expired, or the one
+        stapled is more recent (a later thisUpdate) and still valid: of a
+        response read from a file and one fetched, the newer wins,
+        whichever came last.
+        """
+        expires = None if next_update is None else next_update.timestamp()
+        if expires is not None and self._seconds() >= expires:
+            return
+        if (
+            self.this_update is not None
+            and self.this_update > this_update
+            and not self.expired()
+        ):
+            return
+        self.response = response
+        self.this_update = this_update
+        self.expires = expires
+
+    def expired(self) -> bool:
+        return self.expires is not None and self._seconds() >= self.expires
+
+    def staple(self, connection: SSL.Connection, data: object) -> bytes:
+        """
+        The OCSP callback of the certificate's context: OpenSSL calls it
+        only for a client that sent status_request.  An empty answer
+        staples nothing.
+        """
+        return b"" if self.expired() else self.response
 
 
 def server_context(
@@ -100,7 +152,7 @@ def server_context(
     session_id: bytes,
     on_server_name,
     client_auth=None,
-    staple: Optional[Staple] = None,
+    staple: Optional[StapleSlot] = None,
 ) -> SSL.Context:
     """
     A server context for one certificate with its table's TLS policy
@@ -116,8 +168,8 @@ def server_context(
         certificate from the CAs in C{ca_file} (mutual TLS), or L{None}.
         Every context of a store gets it: OpenSSL verifies the client with
         the context the SNI callback switched to.
-    @param staple: the certificate's OCSP response, stapled when it has
-        one that has not expired; OpenSSL asks the context the SNI callback
+    @param staple: the slot of the certificate's OCSP responses, for a
+        certificate that staples; OpenSSL asks the context the SNI callback
         switched to, so each certificate staples its own.
     """
     context = SSL.Context(SSL.TLS_SERVER_METHOD)
@@ -139,8 +191,8 @@ def server_context(
         context.set_verify(mode)
         context.load_verify_locations(ca_file.encode())
         context.load_client_ca(ca_file.encode())
-    if staple is not None and staple.response is not None:
-        context.set_ocsp_server_callback(_stapler(staple.response))
+    if staple is not None:
+        context.set_ocsp_server_callback(staple.staple)
     apply_ciphers(context, policy)
     return context
 
@@ -160,6 +212,20 @@ class CertificateError(Exception):
         return "\n".join(self.problems)
 
 
+@attr.s(frozen=True, auto_attribs=True)
+class ServedCertificate:
+    """
+    One certificate being served.
+
+    @ivar slot: the slot of its OCSP responses, for one that staples (one
+        with C{ocsp}, C{ocsp_fetch} or C{ocsp_responder}); else L{None}.
+    """
+
+    entry: Entry
+    context: SSL.Context
+    slot: Optional[StapleSlot]
+
+
 class _Served:
     """
     The certificates being served: the name to context table and the
@@ -168,15 +234,15 @@ class _Served:
 
     def __init__(
         self,
-        contexts: "collections.OrderedDict[str, Tuple[Entry, SSL.Context]]",
+        certificates: "collections.OrderedDict[str, ServedCertificate]",
         default_name: Optional[str],
     ) -> None:
-        self.contexts = contexts
+        self.certificates = certificates
         self.by_name: Dict[str, SSL.Context] = {}
-        for entry, context in contexts.values():
-            for name in entry.names:
-                self.by_name.setdefault(name, context)
-        first = next(iter(contexts.values()))[1]
+        for served in certificates.values():
+            for name in served.entry.names:
+                self.by_name.setdefault(name, served.context)
+        first = next(iter(certificates.values())).context
         self.default = (
             first if default_name is None else self.by_name.get(default_name, first)
         )
@@ -197,19 +263,31 @@ class CertificateStore:
 
     log = Logger()
 
-    def __init__(self, block) -> None:
+    def __init__(self, block, clock=None) -> None:
         """
         @param block: a L{txrevproxy.config.model.TLS} whose paths are
             absolute (as L{txrevproxy.config.load_config} makes them).
+        @param clock: the L{IReactorTime} by which an OCSP response
+            expires; L{None}: the system's time.
         @raise CertificateError: when a certificate cannot be read (its files
             changed since the configuration was validated).
         """
         self.name = block.name
         self._block = block
+        self._seconds = time.time if clock is None else clock.seconds
         self._served: Optional[_Served] = None
+        self._reloaded: List[Callable[[], None]] = []
         problems = self._load()
         if problems:
             raise CertificateError(problems)
+
+    def whenReloaded(self, callback: Callable[[], None]) -> None:
+        """
+        Call C{callback} after each L{reload}, whoever asked for it (a
+        SIGHUP, the admin API, the watch of its files), so that what
+        depends on the certificates served (the OCSP stapler) follows.
+        """
+        self._reloaded.append(callback)
 
     @property
     def default_context(self) -> SSL.Context:
@@ -260,6 +338,8 @@ class CertificateStore:
         problems = self._load()
         for problem in problems:
             self.log.error("{problem}", problem=problem)
+        for callback in self._reloaded:
+            callback()
         return problems
 
     def _load(self) -> List[str]:
@@ -272,35 +352,40 @@ class CertificateStore:
         collection = collect(block)
         policy = policy_for(block)
         session_id = session_id_context(block.name)
-        previous = self._served.contexts if self._served is not None else {}
-        contexts: "collections.OrderedDict[str, Tuple[Entry, SSL.Context]]" = (
+        previous = self._served.certificates if self._served is not None else {}
+        certificates: "collections.OrderedDict[str, ServedCertificate]" = (
             collections.OrderedDict()
         )
-        fresh = collections.OrderedDict(
-            (
-                entry.origin,
-                (
-                    entry,
-                    server_context(
-                        entry.pair,
-                        policy,
-                        session_id,
-                        self._on_server_name,
-                        client_auth,
-                        entry.staple,
-                    ),
-                ),
-            )
-            for entry in collection.entries
+        fresh: "collections.OrderedDict[str, ServedCertificate]" = (
+            collections.OrderedDict()
         )
+        for entry in collection.entries:
+            slot = None
+            if entry.staple is not None or entry.fetch is not None:
+                slot = StapleSlot(self._seconds)
+            if entry.staple is not None and entry.staple.response is not None:
+                slot.offer(
+                    entry.staple.response,
+                    entry.staple.this_update,
+                    entry.staple.next_update,
+                )
+            context = server_context(
+                entry.pair,
+                policy,
+                session_id,
+                self._on_server_name,
+                client_auth,
+                slot,
+            )
+            fresh[entry.origin] = ServedCertificate(entry, context, slot)
         # Keep the table's order, so that the first certificate stays the
         # default when no default is named.
         for origin, served in previous.items():
             if origin in collection.failed:
-                contexts[origin] = served
+                certificates[origin] = served
             elif origin in fresh:
-                contexts[origin] = fresh.pop(origin)
-        contexts.update(fresh)
+                certificates[origin] = fresh.pop(origin)
+        certificates.update(fresh)
         for path, message in collection.warnings:
             self.log.warn(
                 "tls.{table}{path}: {warning}",
@@ -311,15 +396,26 @@ class CertificateStore:
         for entry in collection.entries:
             if entry.staple is not None and entry.staple.expired is not None:
                 self.log.warn(
-                    "tls.{table}.{origin}.ocsp: {message}",
+                    "tls.{table}.{origin}.ocsp: {problem}",
                     table=self.name,
                     origin=entry.origin,
-                    message=entry.staple.expired,
+                    problem=entry.staple.expired,
                 )
         problems = [
             "tls.%s%s: %s" % (self.name, path, message)
             for path, message in collection.problems
         ]
-        if contexts:
-            self._served = _Served(contexts, block.default)
+        if certificates:
+            self._served = _Served(certificates, block.default)
         return problems
+
+    def fetching(self) -> List[ServedCertificate]:
+        """
+        The certificates served whose OCSP responses are fetched, for
+        L{txrevproxy.tls.stapling.OCSPStapler.watch}.
+        """
+        return [
+            served
+            for served in self._served.certificates.values()
+            if served.entry.fetch is not None
+        ]
