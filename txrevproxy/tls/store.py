@@ -311,7 +311,7 @@ class CertificateStore:
         """
         return [
             (entry.origin, entry.names, entry.pair.leaf.not_valid_after_utc.timestamp())
-            for entry, _ in self._served.contexts.values()
+            for entry in (served.entry for served in self._served.certificates.values())
         ]
 
     def _on_server_name(self, connection: SSL.Connection) -> None:
