@@ -29,11 +29,13 @@ from ..http.request_head import (
     field_line_status,
     request_line_status,
 )
+from ..net.delivery import delivery_probe
 from ..net.direct_send import direct_writer
 from ..net.http_channel import HTTPChannelBase
 from ..net.malformed_body import BadRequestBody
 from ..net.read_size import set_read_size
 from .answers import connection_answer
+from .halfclose import HalfClosedClient
 from .request import DISCARD, ProxyRequest, new_request_id
 
 #: A client subject not read yet (L{None} means there is none).
@@ -80,6 +82,8 @@ class ClientConnection:
         bytes for X-Forwarded-Port; L{None} off TCP.
     @ivar tls_version: the TLS version of the connection, such as
         C{"TLSv1.3"}, once its handshake completed; L{None} without TLS.
+    @ivar watch: the L{HalfClosedClient} that holds the access log lines
+        of the requests answered after the client sent a FIN, or L{None}.
 
     Each connection is counted in its site's C{stats.connections} by
     L{countOpen} and L{countClosed}, and nowhere else: the HTTP/1.x
@@ -92,6 +96,7 @@ class ClientConnection:
     trusted = False
     local_port: Optional[bytes] = None
     tls_version: Optional[str] = None
+    watch: Optional[HalfClosedClient] = None
     _client_subject: object = None
     _counted = False
     _open = False
@@ -346,6 +351,9 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
 
     def connectionLost(self, reason) -> None:
         self.countClosed()
+        if self.watch is not None:
+            # Before the requests still open are logged: they are not held.
+            self.watch.lost(reason)
         if self.state is UPGRADED:
             self._tunnel.connectionLost(reason)
             return
@@ -355,22 +363,35 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
 
     def readConnectionLost(self) -> None:
         """
-        The client closed its sending side (L{IHalfCloseableProtocol}): it
-        sends nothing more, which does not mean it is gone.  A client that
-        sent its whole request and then half-closed (C{shutdown(SHUT_WR)})
-        still reads: a request being answered (C{RESPONDING}, and requests
-        pipelined behind it) is answered, and the connection is closed
-        after the last answer (see L{requestDone}).  Whether the client is
-        really gone shows when a write to it fails: the connection is lost
-        then, and a request not answered yet is logged with 499.
+        The client sent a FIN (L{IHalfCloseableProtocol}): it sends nothing
+        more, which does not mean it is gone.  A client that sent its whole
+        request and then half-closed (C{shutdown(SHUT_WR)}) still reads: a
+        request being answered (C{RESPONDING}, and requests pipelined
+        behind it) is answered, and the connection is closed after the
+        last answer (see L{requestDone}).  A client that closed its socket
+        sent the same FIN; the difference shows once it is sent something,
+        which a L{HalfClosedClient} watches for where the platform tells
+        (L{delivery_probe}): the answered requests are logged with their
+        status or 499 once it knows.  Elsewhere they are logged at once,
+        and a client that left shows only when a write to it fails: the
+        connection is lost then, and a request not answered yet is logged
+        with 499.
 
         In any other state nothing can be answered any more (no request, a
         head or a body cut short, a tunnel): the connection is closed, as
         Twisted does on a read EOF without this interface.
         """
         self.readClosed = True
+        if self.watch is not None and self.state is not UPGRADED:
+            # Told again each time reading resumes after an answer: the
+            # watch closes the connection once it knows.
+            return
         if self.state is not RESPONDING:
             self.transport.loseConnection()
+            return
+        probe = delivery_probe(self.transport)
+        if probe is not None:
+            self.watch = HalfClosedClient(self, probe, self.site.reactor)
 
     def writeConnectionLost(self) -> None:
         """
@@ -395,7 +416,10 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         if self.readClosed and self.state is not RESPONDING:
             # The client half-closed, and every request it sent whole is
             # answered (see readConnectionLost).
-            self.transport.loseConnection()
+            if self.watch is not None:
+                self.watch.answered()
+            else:
+                self.transport.loseConnection()
 
     def isIdle(self) -> bool:
         """

@@ -109,6 +109,9 @@ class ProxyRequest(StreamingRequest):
         error log (see L{txrevproxy.observe.requests}); L{None} otherwise.
     @ivar error_detail: what the failure said (C{"Connection was
         refused by other side: 111"}), or C{""}.
+    @ivar ended: when its answer was written, for a request whose log
+        line waited for its client (see L{txrevproxy.server.halfclose});
+        L{None} otherwise: it is logged as it ends.
     @ivar client_address: the client's address as filters see it, worked
         out on first use by L{txrevproxy.filters.client.client_address},
         which keeps it here; L{None} until then.
@@ -123,6 +126,7 @@ class ProxyRequest(StreamingRequest):
     timed_out = None
     error_pages = None
     started = 0.0
+    ended: Optional[float] = None
     router = None
     route_index: Optional[int] = None
     backend = None
