@@ -33,12 +33,16 @@ from twisted.application.service import Service
 from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import Interface
 
+from ..http.headers import serialize_answer_head
+from ..http.status import reason_phrase
 from ..net.http_request import StreamingRequest
 from ..observe.metrics import CONTENT_TYPE, render
+from ..server.request import new_request_id
 from .service import listen_now
 
 
@@ -225,9 +229,21 @@ class AdminAPI(Resource):
         return json_reply(500, {"error": "internal error; see the proxy's log"})
 
     def _send(self, reply: Reply, request) -> None:
+        """
+        Write C{reply} with what the proxy's own answers carry (see
+        L{txrevproxy.server.answers.send_answer}): the RFC 9110 reason
+        phrase, a request ID, Date (Twisted's), and the proxy's own Server
+        value when C{[server] server_header} sets one, never Twisted's.
+        """
         if request.disconnected:
             return
-        request.setResponseCode(reply.status)
+        request.setResponseCode(reply.status, reason_phrase(reply.status))
+        server = self.control.config.server.server_header
+        if server is None:
+            request.responseHeaders.removeHeader(b"Server")
+        else:
+            request.setHeader(b"Server", server.encode("ascii"))
+        request.setHeader(b"X-Request-ID", new_request_id())
         request.setHeader(b"Content-Type", reply.content_type.encode("ascii"))
         request.setHeader(b"Content-Length", b"%d" % (len(reply.body),))
         request.setHeader(b"Cache-Control", b"no-store")
@@ -330,6 +346,16 @@ class AdminAPI(Resource):
         return d
 
 
+class _AdminChannel(HTTPChannel):
+    """
+    The admin API's connection: its heads spell field names as the
+    proxy's other answers do.
+    """
+
+    def writeHeaders(self, version, code, reason, headers) -> None:
+        self.transport.write(serialize_answer_head(version, code, reason, headers))
+
+
 class _AdminSite(Site):
     """
     The admin API's site, without twisted.web's line per request in the
@@ -338,6 +364,7 @@ class _AdminSite(Site):
     """
 
     noisy = False
+    protocol = _AdminChannel
     requestFactory = StreamingRequest
 
     def log(self, request) -> None:

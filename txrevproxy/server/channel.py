@@ -21,7 +21,7 @@ from twisted.internet.interfaces import (
 from zope.interface import implementer
 
 from ..http.chunked import ChunkedDecoder, MalformedChunks
-from ..http.headers import connection_tokens, serialize_head
+from ..http.headers import connection_tokens, serialize_answer_head
 from ..http.request_head import (
     UNDERSCORED,
     WITHOUT_SEMANTICS,
@@ -36,7 +36,7 @@ from ..net.malformed_body import BadRequestBody
 from ..net.read_size import set_read_size
 from .answers import connection_answer
 from .halfclose import HalfClosedClient
-from .request import DISCARD, ProxyRequest, new_request_id
+from .request import DISCARD, NO_REQUEST_ID, ProxyRequest, new_request_id
 
 #: A client subject not read yet (L{None} means there is none).
 _UNREAD = object()
@@ -322,7 +322,8 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         Over C{max_connections_per_ip}, a TLS client is answered once its
         handshake is done: an answer written before would only break the
         handshake (the client saw a reset).  A client that chose C{h2} is
-        refused by its HTTP/2 connection instead.
+        refused by its HTTP/2 connection instead (see
+        L{txrevproxy.server.http2.ProxyH2Connection.refusing}).
         """
         super().handshakeCompleted()
         if (
@@ -534,16 +535,7 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         itself, such as error pages), through L{write} so that it keeps
         its place after what is held.
         """
-        self.write(
-            serialize_head(
-                b"%s %s %s" % (version, code, reason),
-                (
-                    (name, value)
-                    for name, values in headers.getAllRawHeaders()
-                    for value in values
-                ),
-            )
-        )
+        self.write(serialize_answer_head(version, code, reason, headers))
 
     def loseConnection(self) -> None:
         # What is held goes before the connection closes.
@@ -604,14 +596,18 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         Answer C{status} to a request the proxy will not read any further,
         and close the connection: what follows on it cannot be trusted to
         start a request.  The request's exchange, if it began, is
-        abandoned, so its backend connection is dropped.
+        abandoned, so its backend connection is dropped, and the answer
+        carries its ID (the one its backend and the logs know).
         """
         if self.state is CLOSING:
             return
         self._enter(CLOSING)
         self.persistent = False
         request = self.requests[-1] if self.requests else None
+        request_id = None
         if request is not None:
+            if request.request_id != NO_REQUEST_ID:
+                request_id = request.request_id
             handler = request.handler
             request.handler = DISCARD
             handler.clientGone()
@@ -624,7 +620,7 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         self.transport.write(
             connection_answer(
                 status,
-                new_request_id(),
+                new_request_id() if request_id is None else request_id,
                 site.reactor.seconds(),
                 site.hsts,
                 None if pages is None else pages.get(status),

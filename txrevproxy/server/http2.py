@@ -56,6 +56,8 @@ class HTTP2ProxyRequest(ProxyRequest):
         super().__init__(stream, queued=False)
         self.transport = stream
         self.connection = connection
+        if connection.refusing:
+            self._refusal = 429
 
     def holdWrites(self) -> None:
         """
@@ -240,17 +242,31 @@ class ProxyH2Connection(ClientConnection, EarlyAnswerH2Connection):
     A proxy may answer before the request body is in (an error, a backend
     that does not wait for the upload): its base class drops the client's
     frames for a stream already answered.
+
+    @ivar refusing: the connection is one too many for its client address
+        (C{max_connections_per_ip}): its streams are answered 429, as an
+        HTTP/1.1 client over TLS is, and the connection ends with a GOAWAY
+        after the first answer.
     """
+
+    refusing = False
 
     def connectionMade(self) -> None:
         self.learnPeer()
         self.site.h2_connections.add(self)
         self.countOpen()
+        self.refusing = self.overConnectionLimit()
         super().connectionMade()
+
+    def streamDone(self) -> None:
+        if self.refusing:
+            self.refusing = False
+            self.goAway()
 
     def connectionEnding(self) -> None:
         # Called again after a GOAWAY or a stopProducing: each step is done
         # once.
+        self.refusing = False
         self.forgetPeer()
         self.site.h2_connections.discard(self)
         self.countClosed()

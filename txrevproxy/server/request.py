@@ -57,6 +57,10 @@ class _Discard:
 DISCARD = _Discard()
 
 
+#: The request ID of a request not dispatched yet.
+NO_REQUEST_ID = b"-"
+
+
 def new_request_id() -> bytes:
     """
     A random request ID: 16 hex digits.
@@ -121,7 +125,7 @@ class ProxyRequest(StreamingRequest):
     handler = DISCARD
     bodyLength: Optional[int] = 0
     bodyComplete = False
-    request_id = b"-"
+    request_id = NO_REQUEST_ID
     truncationVisible = False
     timed_out = None
     error_pages = None
