@@ -146,6 +146,16 @@ class FormatTests(TestCase):
             b'"referer":"https://a.test/","timeout":null}\n',
         )
 
+    def test_json_line_of_a_worker_says_which(self):
+        lines = Lines(self, "json")
+        lines.log = AccessLog(lines.clock, worker=1)
+        lines.log.configure(LogSettings(str(lines.path), "json"))
+        lines.log.start()
+        self.addCleanup(lines.log.stop)
+        line = json.loads(lines.written(Request(), 0.5, "app"))
+        self.assertEqual(line["worker"], 1)
+        self.assertEqual(list(line)[-1], "worker")
+
     def test_json_line_of_a_request_no_backend_answered(self):
         lines = Lines(self, "json")
         request = Request(backend=None, requestHeaders=Headers())
@@ -363,13 +373,19 @@ class ClientGoneTests(ObservedProxy, TestCase):
         client.shutdown(socket.SHUT_WR)
         line = yield self.answered_after_the_client_closed(b"the answer")
         self.assertEqual((line["status"], line["bytes"]), (200, len(b"the answer")))
-        client.settimeout(5)
-        received = b""
-        while True:
-            data = client.recv(65536)
-            if not data:
-                break
-            received += data
+        # Read without blocking the reactor, which has the close to send.
+        client.setblocking(False)
+        pieces = []
+
+        def closed() -> bool:
+            try:
+                pieces.append(client.recv(65536))
+            except BlockingIOError:
+                return False
+            return not pieces[-1]
+
+        yield until(closed)
+        received = b"".join(pieces)
         self.assertTrue(received.startswith(b"HTTP/1.1 200 OK\r\n"))
         self.assertTrue(received.endswith(b"\r\n\r\nthe answer"))
 
