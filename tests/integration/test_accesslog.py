@@ -31,6 +31,7 @@ from txrevproxy.observe.accesslog import FLUSH_INTERVAL, FLUSH_SIZE, AccessLog
 from ..support.loopback import Echo, connect_raw, listen
 from ..support.observed import ObservedProxy, reset, until
 from ..support.processes import temporary_directory
+from ..support.tls_clients import ProbingClientTLS, connect_tls
 from ..support.tunnels import HANDSHAKE, EchoFactory
 
 #: 2026-11-23 10:20:30 UTC
@@ -407,6 +408,23 @@ class ClientGoneTests(ObservedProxy, TestCase):
         self.assertEqual((line["status"], line["path"]), (200, "/stalls"))
         yield until(lambda: self.gauge("client_connections") == 0)
         self.assertEqual(set(self.backend_gauges().values()), {0})
+
+    @inlineCallbacks
+    def test_a_tls_client_that_closes_before_its_answer_is_logged_with_499_at_once(self):
+        self.start(tls=True)
+        client = yield connect_tls(
+            self.tls_port, ProbingClientTLS("localhost", alpn=[b"http/1.1"])
+        )
+        client.transport.write(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+        yield until(lambda: self.held.requests)
+        backend_request = self.held.requests[0]
+        # Twisted's TLS layer ends the connection on the client's FIN: no
+        # answer is needed to tell that the client left.
+        client.transport.loseConnection()
+        yield until(lambda: self.logged())
+        [line] = self.logged()
+        self.assertEqual((line["status"], line["tls"]), (499, "TLSv1.3"))
+        yield until(lambda: backend_request._disconnected)
 
     @inlineCallbacks
     def test_a_client_that_half_closes_a_body_cut_short_is_gone(self):

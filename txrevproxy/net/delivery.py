@@ -6,7 +6,7 @@ A FIN says the client sends nothing more.  It may have half-closed
 (C{shutdown(SHUT_WR)}) and still read, or closed its socket (C{curl -m},
 a browser tab closed): on the wire the two are the same until the proxy
 sends something.  Then they differ: a closed socket answers the data with
-a reset, which moves the connection to C{CLOSE} (C{TCP_INFO}), where a
+a reset, which moves the connection to C{CLOSE} (C{TCP_INFO}), whereas a
 reading one acknowledges it, which empties the send queue (C{SIOCOUTQ}:
 the bytes not sent yet or not acknowledged yet).
 

@@ -56,8 +56,6 @@ class HTTP2ProxyRequest(ProxyRequest):
         super().__init__(stream, queued=False)
         self.transport = stream
         self.connection = connection
-        if connection.refusing:
-            self._refusal = 429
 
     def holdWrites(self) -> None:
         """
@@ -278,7 +276,11 @@ class ProxyH2Connection(ClientConnection, EarlyAnswerH2Connection):
         site.h2_connections.add(self)
 
     def requestFactory(self, stream, queued: bool = False) -> HTTP2ProxyRequest:
-        return HTTP2ProxyRequest(stream, self)
+        request = HTTP2ProxyRequest(stream, self)
+        if self.refusing:
+            # Answered when it is dispatched, as a refused head is.
+            request._refusal = 429
+        return request
 
 
 @implementer(IHandshakeListener)
