@@ -119,6 +119,16 @@ class AdminTests(AdminClient, TestCase):
         self.assertIn(b"X-Request-ID", fields)
 
     @inlineCallbacks
+    def test_a_request_twisted_cannot_parse_gets_the_proxys_400(self):
+        yield self.start()
+        status, fields = yield self.head(
+            b"GET /health HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n"
+        )
+        self.assertEqual(status, b"HTTP/1.1 400 Bad Request")
+        self.assertIn(b"X-Request-ID", fields)
+        self.assertIn(b"Date", fields)
+
+    @inlineCallbacks
     def test_answers_carry_the_proxys_own_server_header(self):
         self.backend = yield listen(server.Site(Echo()), self)
         self.start_with(

@@ -33,15 +33,16 @@ from twisted.application.service import Service
 from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import Interface
 
 from ..http.headers import serialize_answer_head
 from ..http.status import reason_phrase
+from ..net.http_channel import HTTPChannelBase
 from ..net.http_request import StreamingRequest
 from ..observe.metrics import CONTENT_TYPE, render
+from ..server.answers import connection_answer
 from ..server.request import new_request_id
 from .service import listen_now
 
@@ -346,14 +347,21 @@ class AdminAPI(Resource):
         return d
 
 
-class _AdminChannel(HTTPChannel):
+class _AdminChannel(HTTPChannelBase):
     """
     The admin API's connection: its heads spell field names as the
-    proxy's other answers do.
+    proxy's other answers do, and a request Twisted cannot parse is
+    answered as the proxy answers one (with Date and a request ID), not
+    with Twisted's bare C{400}.
     """
 
     def writeHeaders(self, version, code, reason, headers) -> None:
         self.transport.write(serialize_answer_head(version, code, reason, headers))
+
+    def badRequest(self) -> None:
+        now = self.site.reactor.seconds()
+        self.transport.write(connection_answer(400, new_request_id(), now, None))
+        self.loseConnection()
 
 
 class _AdminSite(Site):
