@@ -8,6 +8,8 @@ WebSocket tunnels.
 from __future__ import annotations
 
 import json
+import shutil
+import socket
 from pathlib import Path
 from typing import Optional
 
@@ -16,7 +18,8 @@ import treq
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import Clock
-from twisted.trial.unittest import TestCase
+from twisted.internet.utils import getProcessValue
+from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web import resource, server
 from twisted.web.http_headers import Headers
 
@@ -28,6 +31,7 @@ from txrevproxy.observe.accesslog import FLUSH_INTERVAL, FLUSH_SIZE, AccessLog
 from ..support.loopback import Echo, connect_raw, listen
 from ..support.observed import ObservedProxy, reset, until
 from ..support.processes import temporary_directory
+from ..support.tls_clients import ProbingClientTLS, connect_tls
 from ..support.tunnels import HANDSHAKE, EchoFactory
 
 #: 2026-11-23 10:20:30 UTC
@@ -142,6 +146,16 @@ class FormatTests(TestCase):
             b'"tls":"TLSv1.3","user_agent":"curl/8.0 \\"quoted\\"",'
             b'"referer":"https://a.test/","timeout":null}\n',
         )
+
+    def test_json_line_of_a_worker_says_which(self):
+        lines = Lines(self, "json")
+        lines.log = AccessLog(lines.clock, worker=1)
+        lines.log.configure(LogSettings(str(lines.path), "json"))
+        lines.log.start()
+        self.addCleanup(lines.log.stop)
+        line = json.loads(lines.written(Request(), 0.5, "app"))
+        self.assertEqual(line["worker"], 1)
+        self.assertEqual(list(line)[-1], "worker")
 
     def test_json_line_of_a_request_no_backend_answered(self):
         lines = Lines(self, "json")
@@ -309,6 +323,108 @@ class ClientGoneTests(ObservedProxy, TestCase):
             [("/a", 200, 5), ("/b", 200, 6)],
         )
         self.assertEqual(self.gauge("client_connections"), 0)
+
+    @inlineCallbacks
+    def answered_after_the_client_closed(self, body: bytes = b"late answer"):
+        """
+        Answer the request the backend holds once the proxy saw the
+        client's FIN, and return the one line logged.
+        """
+        yield until(lambda: any(c.readClosed for c in self.channels()))
+        self.held.answer(body)
+        yield until(lambda: self.logged())
+        [line] = self.logged()
+        return line
+
+    @inlineCallbacks
+    def test_a_client_that_closes_its_socket_before_its_answer_is_logged_with_499(self):
+        client = socket.create_connection(("127.0.0.1", self.port))
+        client.sendall(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+        yield until(lambda: self.held.requests)
+        # A plain close(): a FIN, as a half-close would send.
+        client.close()
+        line = yield self.answered_after_the_client_closed()
+        self.assertEqual((line["status"], line["path"]), (499, "/slow"))
+        yield until(lambda: self.gauge("client_connections") == 0)
+        self.assertEqual(set(self.backend_gauges().values()), {0})
+        snapshot = self.service.metrics.snapshot()["requests"]
+        self.assertEqual(snapshot["web\t0\tapp\t4xx"], 1)
+
+    @inlineCallbacks
+    def test_curl_that_times_out_before_its_answer_is_logged_with_499(self):
+        curl = shutil.which("curl")
+        if curl is None:
+            raise SkipTest("curl is not installed")
+        code = yield getProcessValue(
+            curl,
+            ["-s", "-o", "/dev/null", "-m", "0.3", "http://127.0.0.1:%d/slow" % (self.port,)],
+            env={},
+        )
+        self.assertEqual(code, 28)  # curl's "operation timed out"
+        line = yield self.answered_after_the_client_closed()
+        self.assertEqual((line["status"], line["path"]), (499, "/slow"))
+        yield until(lambda: self.gauge("client_connections") == 0)
+
+    @inlineCallbacks
+    def test_a_client_that_half_closes_one_request_gets_it_and_a_200_line(self):
+        client = socket.create_connection(("127.0.0.1", self.port))
+        self.addCleanup(client.close)
+        client.sendall(b"GET /one HTTP/1.1\r\nHost: h\r\n\r\n")
+        yield until(lambda: self.held.requests)
+        client.shutdown(socket.SHUT_WR)
+        line = yield self.answered_after_the_client_closed(b"the answer")
+        self.assertEqual((line["status"], line["bytes"]), (200, len(b"the answer")))
+        # Read without blocking the reactor, which has the close to send.
+        client.setblocking(False)
+        pieces = []
+
+        def closed() -> bool:
+            try:
+                pieces.append(client.recv(65536))
+            except BlockingIOError:
+                return False
+            return not pieces[-1]
+
+        yield until(closed)
+        received = b"".join(pieces)
+        self.assertTrue(received.startswith(b"HTTP/1.1 200 OK\r\n"))
+        self.assertTrue(received.endswith(b"\r\n\r\nthe answer"))
+
+    @inlineCallbacks
+    def test_a_client_that_closed_and_resets_mid_answer_frees_its_backend_at_once(self):
+        client = socket.create_connection(("127.0.0.1", self.port))
+        client.sendall(b"GET /stalls HTTP/1.1\r\nHost: h\r\n\r\n")
+        yield until(lambda: self.held.requests)
+        client.close()
+        yield until(lambda: any(c.readClosed for c in self.channels()))
+        # The head and a first part go out, then the backend stalls: the
+        # client's reset to them ends the exchange without another write.
+        backend_request = self.held.requests.pop(0)
+        backend_request.setHeader(b"content-length", b"100")
+        backend_request.write(b"first part")
+        yield until(lambda: backend_request._disconnected)
+        yield until(lambda: self.logged())
+        [line] = self.logged()
+        self.assertEqual((line["status"], line["path"]), (200, "/stalls"))
+        yield until(lambda: self.gauge("client_connections") == 0)
+        self.assertEqual(set(self.backend_gauges().values()), {0})
+
+    @inlineCallbacks
+    def test_a_tls_client_that_closes_before_its_answer_is_logged_with_499_at_once(self):
+        self.start(tls=True)
+        client = yield connect_tls(
+            self.tls_port, ProbingClientTLS("localhost", alpn=[b"http/1.1"])
+        )
+        client.transport.write(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+        yield until(lambda: self.held.requests)
+        backend_request = self.held.requests[0]
+        # Twisted's TLS layer ends the connection on the client's FIN: no
+        # answer is needed to tell that the client left.
+        client.transport.loseConnection()
+        yield until(lambda: self.logged())
+        [line] = self.logged()
+        self.assertEqual((line["status"], line["tls"]), (499, "TLSv1.3"))
+        yield until(lambda: backend_request._disconnected)
 
     @inlineCallbacks
     def test_a_client_that_half_closes_a_body_cut_short_is_gone(self):

@@ -13,7 +13,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web import server
 
 from ..support.admin_client import AdminClient
-from ..support.loopback import Echo, listen
+from ..support.loopback import Echo, listen, raw_exchange
 
 CONFIG = """\
 [listeners.web]
@@ -88,6 +88,57 @@ class AdminTests(AdminClient, TestCase):
         self.assertEqual((code, body), (405, {"error": "use POST"}))
         code, body = yield self.json("GET", "/nothing")
         self.assertEqual((code, body), (404, {"error": "no such admin operation: /nothing"}))
+
+    @inlineCallbacks
+    def head(self, request: bytes):
+        """
+        The status line and the field names and values of the admin API's
+        answer to C{request}, read off the wire.
+        """
+        answer = yield raw_exchange(self.admin.port.getHost().port, request)
+        head = answer.partition(b"\r\n\r\n")[0].split(b"\r\n")
+        return head[0], dict(line.split(b": ", 1) for line in head[1:])
+
+    @inlineCallbacks
+    def test_answers_carry_date_and_request_id_and_no_twisted_banner(self):
+        yield self.start()
+        status, fields = yield self.head(
+            b"GET /health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        )
+        self.assertEqual(status, b"HTTP/1.1 200 OK")
+        self.assertNotIn(b"Server", fields)
+        self.assertRegex(fields[b"X-Request-ID"], rb"\A[0-9a-f]{16}\Z")
+        self.assertTrue(fields[b"Date"].endswith(b" GMT"))
+        # The reason phrase of RFC 9110, not Twisted's older one.
+        self.path.write_text("[nonsense")
+        status, fields = yield self.head(
+            b"POST /reload HTTP/1.1\r\nHost: a\r\nConnection: close\r\n"
+            b"Content-Length: 0\r\n\r\n"
+        )
+        self.assertEqual(status, b"HTTP/1.1 422 Unprocessable Content")
+        self.assertIn(b"X-Request-ID", fields)
+
+    @inlineCallbacks
+    def test_a_request_twisted_cannot_parse_gets_the_proxys_400(self):
+        yield self.start()
+        status, fields = yield self.head(
+            b"GET /health HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n"
+        )
+        self.assertEqual(status, b"HTTP/1.1 400 Bad Request")
+        self.assertIn(b"X-Request-ID", fields)
+        self.assertIn(b"Date", fields)
+
+    @inlineCallbacks
+    def test_answers_carry_the_proxys_own_server_header(self):
+        self.backend = yield listen(server.Site(Echo()), self)
+        self.start_with(
+            '[server]\nserver_header = "edge"\n'
+            + CONFIG.format(backend=self.backend, token="")
+        )
+        status, fields = yield self.head(
+            b"GET /health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        )
+        self.assertEqual(fields[b"Server"], b"edge")
 
     @inlineCallbacks
     def test_token_is_required_when_configured(self):

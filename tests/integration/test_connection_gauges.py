@@ -88,6 +88,22 @@ class ConnectionGaugeTests(ObservedProxy, TestCase):
         yield self.closed_to_zero()
 
     @inlineCallbacks
+    def test_http2_over_max_connections_per_ip_is_answered_429_then_goaway(self):
+        self.start(server="max_connections_per_ip = 1", tls=True)
+        first = yield connect_h2(self.tls_port)
+        yield until(lambda: self.gauge("client_connections", "websecure") == 1)
+        refused = yield connect_h2(self.tls_port)
+        response = yield refused.request(b"GET", b"/")
+        self.assertEqual(response.status, 429)
+        self.assertIsNotNone(response.header(b"x-request-id"))
+        yield refused.closed
+        self.assertEqual(refused.terminated, 0)  # GOAWAY with NO_ERROR
+        self.assertEqual(self.held.requests, [])
+        self.assertEqual([line["status"] for line in self.logged()], [429])
+        first.transport.loseConnection()
+        yield self.closed_to_zero("websecure")
+
+    @inlineCallbacks
     def test_tls_http11(self):
         self.start(tls=True)
         clients = []

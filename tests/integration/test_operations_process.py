@@ -12,6 +12,7 @@ import signal
 import socket
 import threading
 import time
+import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -231,3 +232,36 @@ def test_two_workers_share_connections_and_survive_one_dying(tmp_path, backend):
 
         proxy.process.send_signal(signal.SIGTERM)
         assert proxy.process.wait(timeout=WAIT) == 0
+
+
+def test_with_workers_each_log_line_says_which_process_wrote_it(tmp_path, backend):
+    admin = free_port()
+    text = config(backend, admin, workers=2) + (
+        '\n[log]\naccess = "access.log"\nformat = "json"\n'
+        '[upstreams.down]\nservers = [{{ url = "http://127.0.0.1:%d" }}]\n'
+        '[[routes]]\npath = "/down"\nupstream = "down"\n' % (free_port(),)
+    )
+    with proxy_process(tmp_path, [], text) as proxy:
+        until(lambda: len(worker_connections(admin)) == 2)
+        for _ in range(4):
+            assert fetch("http://127.0.0.1:%d/fixed" % proxy.port) == b"one"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            fetch("http://127.0.0.1:%d/down" % proxy.port)
+        assert refused.value.code == 502
+        log = tmp_path / "access.log"
+        until(lambda: log.exists() and log.read_text().count("\n") == 5)
+        proxy.process.send_signal(signal.SIGTERM)
+        assert proxy.process.wait(timeout=WAIT) == 0
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert {line["worker"] for line in lines} <= {0, 1}
+    output = (tmp_path / "proxy.log").read_text().splitlines()
+    systems = [line.split(" [", 1)[1].split("]", 1)[0] for line in output if " [" in line]
+    assert systems, output
+    assert all(s.split(" ", 1)[0] in ("supervisor", "worker") for s in systems), output
+    assert "supervisor txrevproxy.app.workers.WorkerSupervisor#info" in systems
+    assert {"worker 0 txrevproxy.app.service.ProxyService#info",
+            "worker 1 txrevproxy.app.service.ProxyService#info"} <= set(systems)
+    [error] = [line for line in output if "errors#error]" in line]
+    assert " [worker 0 txrevproxy.errors#error] 502 (" in error or (
+        " [worker 1 txrevproxy.errors#error] 502 (" in error
+    ), error

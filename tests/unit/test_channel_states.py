@@ -15,7 +15,7 @@ from txrevproxy.config.model import ServerSettings
 from txrevproxy.http.headers import http_date
 from txrevproxy.http.status import reason_phrase
 from txrevproxy.server import channel as states
-from txrevproxy.server.answers import connection_answer
+from txrevproxy.server.answers import connection_answer, respond_with_error
 
 from ..support.channels import connect
 
@@ -99,6 +99,30 @@ class ChannelStateTests(TestCase):
         self.assertEqual(transport.value(), written)
         self.assertEqual(site.resource.requests, [])
         self.assertNoMethodOnInstance(channel)
+
+    def test_rejected_request_that_has_an_id_is_answered_with_it(self):
+        _, site, channel, transport = connect(ServerSettings())
+        channel.dataReceived(
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n"
+        )
+        [request] = site.resource.requests
+        self.assertIs(channel.state, states.READING_BODY)
+        channel.dataReceived(b"zz\r\n")
+        written = transport.value()
+        self.assertTrue(written.startswith(b"HTTP/1.1 400 Bad Request\r\n"))
+        self.assertIn(b"\r\nX-Request-ID: %s\r\n" % (request.request_id,), written)
+
+    def test_own_answers_spell_field_names_as_the_connection_answers_do(self):
+        _, site, channel, transport = connect(ServerSettings())
+        channel.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        [request] = site.resource.requests
+        request.responseHeaders.setRawHeaders(b"ratelimit-policy", [b'"p";q=1'])
+        respond_with_error(request, 429)
+        head = transport.value().partition(b"\r\n\r\n")[0]
+        self.assertTrue(head.startswith(b"HTTP/1.1 429 Too Many Requests\r\n"))
+        self.assertIn(b"\r\nX-Request-ID: %s\r\n" % (request.request_id,), head)
+        self.assertIn(b'\r\nRateLimit-Policy: "p";q=1\r\n', head)
 
     def test_proxy_protocol_connection_awaits_its_peer(self):
         _, site, _, _ = connect(ServerSettings())

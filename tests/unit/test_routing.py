@@ -453,7 +453,7 @@ def answer(routes: str, head: bytes) -> bytes:
     site = ProxySite(root, reactor=MemoryReactorClock(), settings=ServerSettings())
     made, transport = replay(site, head, "127.0.0.1")
     made.renderLeaf(root)
-    return re.sub(rb"X-Request-Id: \w+\r\n", b"", transport.value())
+    return re.sub(rb"X-Request-ID: \w+\r\n", b"", transport.value())
 
 
 @pytest.mark.parametrize(
@@ -551,4 +551,4 @@ def test_error_pages_of_the_route_replace_the_proxys(code, retry_after, expected
     made.error_pages = {504: (b"<p>slow", b"text/html"), 503: (b"{}", b"application/json")}
     respond_with_error(made, code, retry_after=retry_after)
     assert transport.value().startswith(expected)
-    assert (b"X-Request-Id: %s\r\n" % (made.request_id,)) in transport.value()
+    assert (b"X-Request-ID: %s\r\n" % (made.request_id,)) in transport.value()

@@ -146,6 +146,12 @@ class ProxyServiceMaker:
         if config.server.workers > 1:
             from txrevproxy.app.workers import WorkerSupervisor
 
+            if getattr(options, "parent", None) is not None:
+                # Before twistd begins logging (see
+                # txrevproxy.observe.process_label).
+                from txrevproxy.observe.process_label import label_log_events
+
+                label_log_events("supervisor")
             proxy = WorkerSupervisor(config, reactor)
         else:
             proxy = ProxyService(config, reactor)

@@ -37,8 +37,13 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import Interface
 
+from ..http.headers import serialize_answer_head
+from ..http.status import reason_phrase
+from ..net.http_channel import HTTPChannelBase
 from ..net.http_request import StreamingRequest
 from ..observe.metrics import CONTENT_TYPE, render
+from ..server.answers import connection_answer
+from ..server.request import new_request_id
 from .service import listen_now
 
 
@@ -225,9 +230,21 @@ class AdminAPI(Resource):
         return json_reply(500, {"error": "internal error; see the proxy's log"})
 
     def _send(self, reply: Reply, request) -> None:
+        """
+        Write C{reply} with what the proxy's own answers carry (see
+        L{txrevproxy.server.answers.send_answer}): the RFC 9110 reason
+        phrase, a request ID, Date (Twisted's), and the proxy's own Server
+        value when C{[server] server_header} sets one, never Twisted's.
+        """
         if request.disconnected:
             return
-        request.setResponseCode(reply.status)
+        request.setResponseCode(reply.status, reason_phrase(reply.status))
+        server = self.control.config.server.server_header
+        if server is None:
+            request.responseHeaders.removeHeader(b"Server")
+        else:
+            request.setHeader(b"Server", server.encode("ascii"))
+        request.setHeader(b"X-Request-ID", new_request_id())
         request.setHeader(b"Content-Type", reply.content_type.encode("ascii"))
         request.setHeader(b"Content-Length", b"%d" % (len(reply.body),))
         request.setHeader(b"Cache-Control", b"no-store")
@@ -330,6 +347,23 @@ class AdminAPI(Resource):
         return d
 
 
+class _AdminChannel(HTTPChannelBase):
+    """
+    The admin API's connection: its heads spell field names as the
+    proxy's other answers do, and a request Twisted cannot parse is
+    answered as the proxy answers one (with Date and a request ID), not
+    with Twisted's bare C{400}.
+    """
+
+    def writeHeaders(self, version, code, reason, headers) -> None:
+        self.transport.write(serialize_answer_head(version, code, reason, headers))
+
+    def badRequest(self) -> None:
+        now = self.site.reactor.seconds()
+        self.transport.write(connection_answer(400, new_request_id(), now, None))
+        self.loseConnection()
+
+
 class _AdminSite(Site):
     """
     The admin API's site, without twisted.web's line per request in the
@@ -338,6 +372,7 @@ class _AdminSite(Site):
     """
 
     noisy = False
+    protocol = _AdminChannel
     requestFactory = StreamingRequest
 
     def log(self, request) -> None:

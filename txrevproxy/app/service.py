@@ -170,6 +170,8 @@ class ProxyService(MultiService):
     @param inherited: for a worker process, the listening sockets its
         parent opened: by listener name, C{(file descriptor, address
         family)}; they are adopted instead of listening.
+    @param worker: for a worker process, its index, which its access log
+        lines carry.
     """
 
     log = Logger()
@@ -179,6 +181,7 @@ class ProxyService(MultiService):
         config: Config,
         reactor,
         inherited: Optional[Mapping[str, Tuple[int, int]]] = None,
+        worker: Optional[int] = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -186,7 +189,7 @@ class ProxyService(MultiService):
         self._inherited = dict(inherited or {})
         self.runtime: Optional[Runtime] = None
         self.metrics = Metrics()
-        self.access_log = AccessLog(reactor)
+        self.access_log = AccessLog(reactor, worker=worker)
         self.started = reactor.seconds()
         self._slots: Dict[str, ListenerSlot] = {}
         self._ports: Dict[str, Any] = {}

@@ -5,12 +5,14 @@ answering the parent's questions over a pipe.
 
 The parent starts it as::
 
-    python -m txrevproxy.app.worker --config FILE --listener web=4:2 ...
+    python -m txrevproxy.app.worker --config FILE --index N --listener web=4:2 ...
 
 with each listener's socket as a file descriptor (C{NAME=FD:FAMILY}), its
 standard input the parent's questions and descriptor 3 its answers: one
 JSON object a line each way (L{ControlProtocol}).  When the parent goes
-away (its pipe closes) the worker stops gracefully.
+away (its pipe closes) the worker stops gracefully.  Its log lines, and
+its JSON access log lines, carry its index (see
+L{txrevproxy.observe.process_label}).
 """
 
 from __future__ import annotations
@@ -76,7 +78,10 @@ class ControlProtocol(LineOnlyReceiver):
 
 
 class Options(usage.Options):
-    optParameters = [["config", "c", None, "The configuration file (TOML)."]]
+    optParameters = [
+        ["config", "c", None, "The configuration file (TOML)."],
+        ["index", None, 0, "The worker's position among the workers.", int],
+    ]
 
     def __init__(self) -> None:
         super().__init__()
@@ -103,14 +108,17 @@ def run(argv: List[str]) -> None:
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
     from ..config import load_config
+    from ..observe.process_label import label_log_events
     from .service import ProxyService
     from .signals import handle_signals
 
     options = Options()
     options.parseOptions(argv)
+    index = options["index"]
+    label_log_events("worker %d" % (index,))
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
     inherited: Dict[str, Tuple[int, int]] = options["listeners"]
-    service = ProxyService(load_config(options["config"]), reactor, inherited)
+    service = ProxyService(load_config(options["config"]), reactor, inherited, index)
     service.startService()
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     handle_signals(reactor, service)

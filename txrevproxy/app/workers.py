@@ -177,6 +177,8 @@ class WorkerSupervisor(Service):
             "txrevproxy.app.worker",
             "--config",
             os.path.abspath(self.config.source),
+            "--index",
+            str(index),
         ]
         child_fds: Dict[int, Any] = {0: "w", 1: 1, 2: 2, ANSWERS_FD: "r"}
         for offset, (name, port) in enumerate(self._ports.items()):

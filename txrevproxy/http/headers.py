@@ -255,6 +255,39 @@ def serialize_head(start_line: bytes, headers: Iterable[Header]) -> bytes:
     return b"".join(parts)
 
 
+#: The fields the proxy writes on its own answers whose spelling Twisted's
+#: L{Headers} would change (it title-cases each word: C{X-Request-Id},
+#: C{Ratelimit-Limit}): one spelling of each name, whichever path an
+#: answer takes.
+_SPELLINGS = {
+    name.lower(): name
+    for name in (
+        b"X-Request-ID",
+        b"RateLimit-Limit",
+        b"RateLimit-Policy",
+        b"RateLimit-Remaining",
+        b"RateLimit-Reset",
+    )
+}
+
+
+def serialize_answer_head(version: bytes, code: bytes, reason: bytes, headers) -> bytes:
+    """
+    The bytes of the head of an answer written through Twisted's
+    L{twisted.web.http_headers.Headers} (C{headers}), with the proxy's
+    spelling of the names it changes.
+    """
+    spellings = _SPELLINGS
+    return serialize_head(
+        b"%s %s %s" % (version, code, reason),
+        (
+            (spellings.get(name.lower(), name), value)
+            for name, values in headers.getAllRawHeaders()
+            for value in values
+        ),
+    )
+
+
 def serialize_request_head(
     method: bytes, target: bytes, headers: List[Header]
 ) -> bytes:

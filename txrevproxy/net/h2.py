@@ -40,10 +40,34 @@ class EarlyAnswerH2Connection(H2Connection):
     would otherwise have to repeat).
     """
 
+    _goneAway = False
+
     def connectionEnding(self) -> None:
         """
         The connection is lost (or given up on); its streams are told next.
         """
+
+    def streamDone(self) -> None:
+        """
+        A stream's response was sent whole, or the stream was reset.
+        """
+
+    def goAway(self) -> None:
+        """
+        Tell the client the connection takes no more streams (GOAWAY with
+        NO_ERROR), and close it once what is queued is sent.  What the
+        client sends after is dropped: C{h2} would take any frame that
+        follows its GOAWAY (a SETTINGS acknowledgement) for a protocol
+        error, and answer with a second GOAWAY that says so.
+        """
+        self._goneAway = True
+        self.conn.close_connection()
+        self._tryToWriteControlData()
+        self.transport.loseConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self._goneAway:
+            super().dataReceived(data)
 
     def connectionLost(self, reason, _cancelTimeouts=True) -> None:
         self.connectionEnding()
@@ -72,3 +96,4 @@ class EarlyAnswerH2Connection(H2Connection):
         if state is not None and not state.closed:
             self.conn.reset_stream(streamID, ErrorCodes.NO_ERROR)
             self._tryToWriteControlData()
+        self.streamDone()

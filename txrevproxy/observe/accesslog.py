@@ -65,11 +65,16 @@ class _Facts:
     __slots__ = (
         "client", "method", "target", "protocol", "status", "sent", "received",
         "duration", "upstream", "backend", "request_id", "tls", "user_agent",
-        "referer", "timeout", "host", "route",
+        "referer", "timeout", "host", "route", "worker",
     )
 
     def __init__(
-        self, request, duration: float, upstream: Optional[str], route: Optional[str]
+        self,
+        request,
+        duration: float,
+        upstream: Optional[str],
+        route: Optional[str],
+        worker: Optional[int],
     ) -> None:
         connection = request.connection
         self.client = connection.client_ip
@@ -90,6 +95,7 @@ class _Facts:
         self.timeout = request.timed_out
         self.host = _header(request, b"host")
         self.route = route
+        self.worker = worker
 
 
 def combined_line(facts: _Facts, date: bytes) -> bytes:
@@ -121,37 +127,35 @@ def json_line(facts: _Facts, date: bytes) -> bytes:
     One JSON object, on one line: the request line's parts (C{uri} as
     sent, and its C{path} and C{query} apart), the C{host} asked for, the
     C{route} (its label) and C{upstream} that took it, the C{backend} that
-    answered, and the rest of L{_Facts}.
+    answered, and the rest of L{_Facts}; with C{[server] workers}, the
+    C{worker} that served it.
     """
     path, mark, query = facts.target.partition(b"?")
-    return (
-        json.dumps(
-            {
-                "time": date.decode("ascii"),
-                "client": facts.client.decode("ascii"),
-                "method": _text(facts.method),
-                "path": _text(path),
-                "query": _text(query) if mark else None,
-                "uri": _text(facts.target),
-                "host": _text(facts.host),
-                "route": facts.route,
-                "protocol": facts.protocol.decode("ascii", "replace"),
-                "status": facts.status,
-                "bytes": facts.sent,
-                "received": facts.received,
-                "duration": round(facts.duration, 6),
-                "upstream": facts.upstream,
-                "backend": facts.backend,
-                "request_id": _text(facts.request_id),
-                "tls": facts.tls,
-                "user_agent": _text(facts.user_agent),
-                "referer": _text(facts.referer),
-                "timeout": facts.timeout,
-            },
-            separators=(",", ":"),
-        ).encode("utf-8")
-        + b"\n"
-    )
+    document = {
+        "time": date.decode("ascii"),
+        "client": facts.client.decode("ascii"),
+        "method": _text(facts.method),
+        "path": _text(path),
+        "query": _text(query) if mark else None,
+        "uri": _text(facts.target),
+        "host": _text(facts.host),
+        "route": facts.route,
+        "protocol": facts.protocol.decode("ascii", "replace"),
+        "status": facts.status,
+        "bytes": facts.sent,
+        "received": facts.received,
+        "duration": round(facts.duration, 6),
+        "upstream": facts.upstream,
+        "backend": facts.backend,
+        "request_id": _text(facts.request_id),
+        "tls": facts.tls,
+        "user_agent": _text(facts.user_agent),
+        "referer": _text(facts.referer),
+        "timeout": facts.timeout,
+    }
+    if facts.worker is not None:
+        document["worker"] = facts.worker
+    return json.dumps(document, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
 def combined_date(seconds: int) -> bytes:
@@ -195,13 +199,21 @@ class AccessLog:
     @ivar path: C{"-"}, the file's path, or L{None} when off.
     @param opener: opens a path for appending and returns a file
         descriptor (tests pass another).
+    @param worker: the index of the worker process it logs for, which
+        JSON lines carry; L{None} in a single process.
     """
 
     log = Logger()
 
-    def __init__(self, clock, opener: Callable[[str], int] = _append) -> None:
+    def __init__(
+        self,
+        clock,
+        opener: Callable[[str], int] = _append,
+        worker: Optional[int] = None,
+    ) -> None:
         self._clock = clock
         self._opener = opener
+        self._worker = worker
         self.path: Optional[str] = None
         self.format = ""
         self._fd: Optional[int] = None
@@ -295,7 +307,8 @@ class AccessLog:
         if now != self._second:
             self._second = now
             self._date = self._date_of(now)
-        line = self._line(_Facts(request, duration, upstream, route), self._date)
+        facts = _Facts(request, duration, upstream, route, self._worker)
+        line = self._line(facts, self._date)
         self._buffer.append(line)
         self._size += len(line)
         if self._size >= FLUSH_SIZE:

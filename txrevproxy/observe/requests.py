@@ -64,7 +64,10 @@ class RequestObserver:
         self._clock = clock
 
     def __call__(self, request) -> None:
-        duration = self._clock.seconds() - request.started
+        ended = request.ended
+        if ended is None:
+            ended = self._clock.seconds()
+        duration = ended - request.started
         index = request.route_index
         if index is None:
             stats, upstream, label = self._unrouted, None, None

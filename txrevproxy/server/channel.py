@@ -21,7 +21,7 @@ from twisted.internet.interfaces import (
 from zope.interface import implementer
 
 from ..http.chunked import ChunkedDecoder, MalformedChunks
-from ..http.headers import connection_tokens, serialize_head
+from ..http.headers import connection_tokens, serialize_answer_head
 from ..http.request_head import (
     UNDERSCORED,
     WITHOUT_SEMANTICS,
@@ -29,12 +29,14 @@ from ..http.request_head import (
     field_line_status,
     request_line_status,
 )
+from ..net.delivery import delivery_probe
 from ..net.direct_send import direct_writer
 from ..net.http_channel import HTTPChannelBase
 from ..net.malformed_body import BadRequestBody
 from ..net.read_size import set_read_size
 from .answers import connection_answer
-from .request import DISCARD, ProxyRequest, new_request_id
+from .halfclose import HalfClosedClient
+from .request import DISCARD, NO_REQUEST_ID, ProxyRequest, new_request_id
 
 #: A client subject not read yet (L{None} means there is none).
 _UNREAD = object()
@@ -80,6 +82,8 @@ class ClientConnection:
         bytes for X-Forwarded-Port; L{None} off TCP.
     @ivar tls_version: the TLS version of the connection, such as
         C{"TLSv1.3"}, once its handshake completed; L{None} without TLS.
+    @ivar watch: the L{HalfClosedClient} that holds the access log lines
+        of the requests answered after the client sent a FIN, or L{None}.
 
     Each connection is counted in its site's C{stats.connections} by
     L{countOpen} and L{countClosed}, and nowhere else: the HTTP/1.x
@@ -92,6 +96,7 @@ class ClientConnection:
     trusted = False
     local_port: Optional[bytes] = None
     tls_version: Optional[str] = None
+    watch: Optional[HalfClosedClient] = None
     _client_subject: object = None
     _counted = False
     _open = False
@@ -317,7 +322,8 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         Over C{max_connections_per_ip}, a TLS client is answered once its
         handshake is done: an answer written before would only break the
         handshake (the client saw a reset).  A client that chose C{h2} is
-        refused by its HTTP/2 connection instead.
+        refused by its HTTP/2 connection instead (see
+        L{txrevproxy.server.http2.ProxyH2Connection.refusing}).
         """
         super().handshakeCompleted()
         if (
@@ -346,6 +352,9 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
 
     def connectionLost(self, reason) -> None:
         self.countClosed()
+        if self.watch is not None:
+            # Before the requests still open are logged: they are not held.
+            self.watch.lost(reason)
         if self.state is UPGRADED:
             self._tunnel.connectionLost(reason)
             return
@@ -355,22 +364,35 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
 
     def readConnectionLost(self) -> None:
         """
-        The client closed its sending side (L{IHalfCloseableProtocol}): it
-        sends nothing more, which does not mean it is gone.  A client that
-        sent its whole request and then half-closed (C{shutdown(SHUT_WR)})
-        still reads: a request being answered (C{RESPONDING}, and requests
-        pipelined behind it) is answered, and the connection is closed
-        after the last answer (see L{requestDone}).  Whether the client is
-        really gone shows when a write to it fails: the connection is lost
-        then, and a request not answered yet is logged with 499.
+        The client sent a FIN (L{IHalfCloseableProtocol}): it sends nothing
+        more, which does not mean it is gone.  A client that sent its whole
+        request and then half-closed (C{shutdown(SHUT_WR)}) still reads: a
+        request being answered (C{RESPONDING}, and requests pipelined
+        behind it) is answered, and the connection is closed after the
+        last answer (see L{requestDone}).  A client that closed its socket
+        sent the same FIN; the difference shows once it is sent something,
+        which a L{HalfClosedClient} watches for where the platform tells
+        (L{delivery_probe}): the answered requests are logged with their
+        status or 499 once it knows.  Elsewhere they are logged at once,
+        and a client that left shows only when a write to it fails: the
+        connection is lost then, and a request not answered yet is logged
+        with 499.
 
         In any other state nothing can be answered any more (no request, a
         head or a body cut short, a tunnel): the connection is closed, as
         Twisted does on a read EOF without this interface.
         """
         self.readClosed = True
+        if self.watch is not None and self.state is not UPGRADED:
+            # Told again each time reading resumes after an answer: the
+            # watch closes the connection once it knows.
+            return
         if self.state is not RESPONDING:
             self.transport.loseConnection()
+            return
+        probe = delivery_probe(self.transport)
+        if probe is not None:
+            self.watch = HalfClosedClient(self, probe, self.site.reactor)
 
     def writeConnectionLost(self) -> None:
         """
@@ -395,7 +417,10 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         if self.readClosed and self.state is not RESPONDING:
             # The client half-closed, and every request it sent whole is
             # answered (see readConnectionLost).
-            self.transport.loseConnection()
+            if self.watch is not None:
+                self.watch.answered()
+            else:
+                self.transport.loseConnection()
 
     def isIdle(self) -> bool:
         """
@@ -510,16 +535,7 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         itself, such as error pages), through L{write} so that it keeps
         its place after what is held.
         """
-        self.write(
-            serialize_head(
-                b"%s %s %s" % (version, code, reason),
-                (
-                    (name, value)
-                    for name, values in headers.getAllRawHeaders()
-                    for value in values
-                ),
-            )
-        )
+        self.write(serialize_answer_head(version, code, reason, headers))
 
     def loseConnection(self) -> None:
         # What is held goes before the connection closes.
@@ -580,14 +596,18 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         Answer C{status} to a request the proxy will not read any further,
         and close the connection: what follows on it cannot be trusted to
         start a request.  The request's exchange, if it began, is
-        abandoned, so its backend connection is dropped.
+        abandoned, so its backend connection is dropped, and the answer
+        carries its ID (the one its backend and the logs know).
         """
         if self.state is CLOSING:
             return
         self._enter(CLOSING)
         self.persistent = False
         request = self.requests[-1] if self.requests else None
+        request_id = None
         if request is not None:
+            if request.request_id != NO_REQUEST_ID:
+                request_id = request.request_id
             handler = request.handler
             request.handler = DISCARD
             handler.clientGone()
@@ -600,7 +620,7 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         self.transport.write(
             connection_answer(
                 status,
-                new_request_id(),
+                new_request_id() if request_id is None else request_id,
                 site.reactor.seconds(),
                 site.hsts,
                 None if pages is None else pages.get(status),

@@ -240,17 +240,31 @@ class ProxyH2Connection(ClientConnection, EarlyAnswerH2Connection):
     A proxy may answer before the request body is in (an error, a backend
     that does not wait for the upload): its base class drops the client's
     frames for a stream already answered.
+
+    @ivar refusing: the connection is one too many for its client address
+        (C{max_connections_per_ip}): its streams are answered 429, as an
+        HTTP/1.1 client over TLS is, and the connection ends with a GOAWAY
+        after the first answer.
     """
+
+    refusing = False
 
     def connectionMade(self) -> None:
         self.learnPeer()
         self.site.h2_connections.add(self)
         self.countOpen()
+        self.refusing = self.overConnectionLimit()
         super().connectionMade()
+
+    def streamDone(self) -> None:
+        if self.refusing:
+            self.refusing = False
+            self.goAway()
 
     def connectionEnding(self) -> None:
         # Called again after a GOAWAY or a stopProducing: each step is done
         # once.
+        self.refusing = False
         self.forgetPeer()
         self.site.h2_connections.discard(self)
         self.countClosed()
@@ -262,7 +276,11 @@ class ProxyH2Connection(ClientConnection, EarlyAnswerH2Connection):
         site.h2_connections.add(self)
 
     def requestFactory(self, stream, queued: bool = False) -> HTTP2ProxyRequest:
-        return HTTP2ProxyRequest(stream, self)
+        request = HTTP2ProxyRequest(stream, self)
+        if self.refusing:
+            # Answered when it is dispatched, as a refused head is.
+            request._refusal = 429
+        return request
 
 
 @implementer(IHandshakeListener)

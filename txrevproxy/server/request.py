@@ -57,6 +57,10 @@ class _Discard:
 DISCARD = _Discard()
 
 
+#: The request ID of a request not dispatched yet.
+NO_REQUEST_ID = b"-"
+
+
 def new_request_id() -> bytes:
     """
     A random request ID: 16 hex digits.
@@ -109,6 +113,9 @@ class ProxyRequest(StreamingRequest):
         error log (see L{txrevproxy.observe.requests}); L{None} otherwise.
     @ivar error_detail: what the failure said (C{"Connection was
         refused by other side: 111"}), or C{""}.
+    @ivar ended: when its answer was written, for a request whose log
+        line waited for its client (see L{txrevproxy.server.halfclose});
+        L{None} otherwise: it is logged as it ends.
     @ivar client_address: the client's address as filters see it, worked
         out on first use by L{txrevproxy.filters.client.client_address},
         which keeps it here; L{None} until then.
@@ -118,11 +125,12 @@ class ProxyRequest(StreamingRequest):
     handler = DISCARD
     bodyLength: Optional[int] = 0
     bodyComplete = False
-    request_id = b"-"
+    request_id = NO_REQUEST_ID
     truncationVisible = False
     timed_out = None
     error_pages = None
     started = 0.0
+    ended: Optional[float] = None
     router = None
     route_index: Optional[int] = None
     backend = None

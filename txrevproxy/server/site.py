@@ -232,7 +232,15 @@ class ProxySite(server.Site):
         when its client went first).  Not twisted.web's log file, which
         costs about half the throughput: the access log comes with its own
         buffered writer.
+
+        The line of a request answered after its client sent a FIN waits
+        until the connection's L{txrevproxy.server.halfclose.HalfClosedClient}
+        knows whether the client took the answer, and comes back here then.
         """
+        watch = request.connection.watch
+        if watch is not None:
+            watch.hold(request)
+            return
         observe = self.observe
         if observe is not None:
             observe(request)
