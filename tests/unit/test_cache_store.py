@@ -175,3 +175,23 @@ def test_a_reload_to_another_directory_makes_a_new_store(tmp_path):
     assert same["big"].store is first["big"].store
     assert moved["big"].store is not first["big"].store
     assert isinstance(moved["big"].store, DiskStore)
+
+
+def test_each_worker_keeps_its_disk_store_apart(tmp_path):
+    """
+    With C{[server] workers}, each worker's disk store lives in a
+    directory of its own under C{path}, so that one worker's first write,
+    which empties its directory of bodies it does not know, leaves the
+    other workers' files alone; a reload keeps each worker's store.
+    """
+    clock = Clock()
+    disk = CacheSettings("big", store="disk", path=str(tmp_path))
+    zero = build_caches({"big": disk}, clock, {}, worker=0)
+    stored = stored_on(zero["big"].store, b"https://h/1", b"worker zero's")
+    one = build_caches({"big": disk}, clock, {}, worker=1)
+    stored_on(one["big"].store, b"https://h/1", b"worker one's")
+    assert os.path.dirname(stored.body.path) == str(tmp_path / "worker-0")
+    with stored.body.open() as file:
+        assert file.read() == b"worker zero's"
+    assert sorted(os.listdir(str(tmp_path))) == ["worker-0", "worker-1"]
+    assert build_caches({"big": disk}, clock, zero, worker=0)["big"].store is zero["big"].store

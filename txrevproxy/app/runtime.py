@@ -149,7 +149,8 @@ class Runtime:
         runtime (C{previous_switches}, by name), so maintenance outlasts it.
 
     Each site counts its requests in C{metrics} (a new L{Metrics} when not
-    given) and writes them to C{access_log} (none when not given).
+    given) and writes them to C{access_log} (none when not given).  In a
+    worker process, C{worker} is its index (see L{build_caches}).
     """
 
     def __init__(
@@ -160,6 +161,7 @@ class Runtime:
         metrics: Optional[Metrics] = None,
         access_log: Optional[AccessLog] = None,
         previous_switches: Mapping[str, MaintenanceSwitch] = {},
+        worker: Optional[int] = None,
     ) -> None:
         self.config = config
         self._reactor = reactor
@@ -188,7 +190,7 @@ class Runtime:
                 )
 
         self.filters = build_filters(config, reactor)
-        self.caches = build_caches(config.caches, reactor, previous_caches, metrics)
+        self.caches = build_caches(config.caches, reactor, previous_caches, metrics, worker)
         self.switches = maintenance_switches(config.routes, previous_switches)
         self.root = build_root(
             config, self.balancers, reactor, self.filters, self.caches, self.switches

@@ -187,6 +187,7 @@ class ProxyService(MultiService):
         self.config = config
         self._reactor = reactor
         self._inherited = dict(inherited or {})
+        self._worker = worker
         self.runtime: Optional[Runtime] = None
         self.metrics = Metrics()
         self.access_log = AccessLog(reactor, worker=worker)
@@ -251,6 +252,7 @@ class ProxyService(MultiService):
                 previous_switches=(
                     self.runtime.named_switches() if self.runtime is not None else {}
                 ),
+                worker=self._worker,
             )
         except CertificateError as error:
             # The files changed since the configuration was validated.

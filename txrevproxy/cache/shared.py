@@ -7,8 +7,11 @@ reloads), and the purge API.
 
 from __future__ import annotations
 
+import os
 from typing import Dict, List, Mapping, Optional, Set, Tuple
 from urllib.parse import urljoin, urlsplit
+
+import attr
 
 from ..config.model import CacheSettings
 from ..http.target import request_host
@@ -202,6 +205,7 @@ def build_caches(
     clock,
     previous: Mapping[str, SharedCache],
     metrics: Optional[Metrics] = None,
+    worker: Optional[int] = None,
 ) -> Dict[str, SharedCache]:
     """
     The caches of a configuration.  A cache of the same name, kind of
@@ -210,11 +214,19 @@ def build_caches(
     new size bound): a reload does not empty the cache.  Each counts in
     the L{CacheStats} of its name in C{metrics} (a new L{Metrics} when not
     given), which outlive reloads as the process's metrics do.
+
+    @param worker: the index of this worker process, with C{[server]
+        workers}: a store with a C{path} then keeps its files in the
+        C{worker-N} directory under it, since each worker has a store (and
+        an index of its files) of its own, and a store removes the files
+        it does not know of.
     """
     if metrics is None:
         metrics = Metrics()
     caches = {}
     for name, table in settings.items():
+        if worker is not None and table.path is not None:
+            table = attr.evolve(table, path=os.path.join(table.path, "worker-%d" % (worker,)))
         old = previous.get(name)
         if old is not None and (old.settings.store, old.settings.path) == (
             table.store,
