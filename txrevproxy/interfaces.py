@@ -536,6 +536,10 @@ class IProxiedRequest(Interface):
         "The declared body length, or None when the body is chunked."
     )
     bodyComplete = Attribute("Whether the whole request body has arrived.")
+    bodyBytes = Attribute(
+        "How many body bytes have arrived; with bodyComplete, a body held "
+        "whole while a filter decided."
+    )
     request_id = Attribute("The request's ID (bytes), sent to the backend.")
     response_filters = Attribute(
         "The filters the request passed, which see its response head."

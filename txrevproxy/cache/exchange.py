@@ -213,6 +213,7 @@ class BackgroundRequest:
     handler = DISCARD
     bodyComplete = True
     bodyLength = 0
+    bodyBytes = 0
     finished = True
     error_pages = None
     response_filters = ()
