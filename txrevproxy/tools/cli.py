@@ -65,11 +65,33 @@ def _load(path: str, stderr: TextIO) -> Optional[Config]:
         return None
 
 
+def _show_warnings(stream: TextIO, event: dict) -> None:
+    """
+    Print a warning logged while a configuration loads (something it asks
+    for that this installation cannot do) as one C{warning:} line.
+    """
+    from twisted.logger import LogLevel, formatEvent
+
+    if event.get("log_level") in (LogLevel.warn, LogLevel.error, LogLevel.critical):
+        print("warning: " + formatEvent(event), file=stream)
+
+
 def check(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """
-    C{txrevproxy check}: validate without starting.
+    C{txrevproxy check}: validate without starting; what the proxy would
+    warn about at start is printed to C{stderr}, and does not fail the
+    check.
     """
-    config = _load(args.config, stderr)
+    from functools import partial
+
+    from twisted.logger import globalLogPublisher
+
+    observer = partial(_show_warnings, stderr)
+    globalLogPublisher.addObserver(observer)
+    try:
+        config = _load(args.config, stderr)
+    finally:
+        globalLogPublisher.removeObserver(observer)
     if config is None:
         return 1
     print(summary(config), file=stdout)
