@@ -50,13 +50,15 @@ class TLSListenerCase(TestCase):
         subject_header=None,
         table="main",
         ocsp=None,
+        proxy_protocol=False,
         **policy,
     ) -> int:
         """
         Start a proxy with a TLS listener (and, with C{redirect}, a plain
         one redirecting to it, whose port is then C{self.service.ports[1]}).
         C{policy}: more keys of the L{TLS} table (C{preset}, C{curves} ...);
-        C{ocsp}: the OCSP response file of the localhost certificate.
+        C{ocsp}: the OCSP response file of the localhost certificate;
+        C{proxy_protocol}: the TLS listener's.
 
         @return: the TLS listener's port.
         """
@@ -73,6 +75,7 @@ class TLSListenerCase(TestCase):
                 tls=table,
                 http2=http2,
                 hsts=hsts,
+                proxy_protocol=proxy_protocol,
             )
         }
         if redirect:
