@@ -98,6 +98,7 @@ def _balancer(
                 idle_timeout=upstream.idle_timeout,
                 max_idle=upstream.max_idle_connections,
                 connect_timeout=connect_timeout,
+                proxy_protocol=upstream.proxy_protocol,
             ),
             reactor,
             upstream.slow_start,
