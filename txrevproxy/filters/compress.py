@@ -51,8 +51,8 @@ log = Logger()
 #: The encodings this filter knows, by their Accept-Encoding names.
 ENCODINGS = ("zstd", "br", "gzip")
 
-#: The encodings offered when the table names none: zstd is asked for,
-#: since not every Python can make it.
+#: The encodings offered when the table names none: zstd only when a table
+#: asks for it, since not every Python can make it.
 DEFAULT_ENCODINGS = ("br", "gzip")
 
 #: The encodings this Python can make.
@@ -81,8 +81,8 @@ DEFAULT_TYPES = (
 #: brotli's own 4 MiB default would be held per response being sent.
 BROTLI_WINDOW_BITS = 19
 
-#: The zstd window, 512 KiB likewise: far below the 8 MiB that RFC 8878
-#: section 3 allows a browser to refuse beyond.
+#: The zstd window, 512 KiB likewise: far below the 8 MiB that zstd as an
+#: HTTP content coding may use at most (RFC 9659).
 ZSTD_WINDOW_LOG = 19
 
 #: Statuses whose response has no body to compress, or a partial one.
@@ -207,7 +207,9 @@ class BrotliTransform:
         return self._compressor.finish()
 
 
-def zstd_stream(level: int) -> Tuple[Callable[[bytes], bytes], Callable[[], bytes], Callable[[], bytes]]:
+def zstd_stream(
+    level: int,
+) -> Tuple[Callable[[bytes], bytes], Callable[[], bytes], Callable[[], bytes]]:
     """
     A zstd compressor of one body with L{ZSTD_WINDOW_LOG}, from the module
     this Python has: its C{compress}, its flush of a block (what was given

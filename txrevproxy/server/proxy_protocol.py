@@ -4,8 +4,8 @@ or 2): each connection first reads the header the balancer sends, and the
 protocol behind it (the HTTP channel, or TLS and then the channel) sees the
 client's addresses as its peer and host.
 
-The wrapper is outermost, under TLS: a balancer sends the header in the
-clear before the client's TLS handshake.  It uses only Twisted's public
+The wrapper sits on the TCP connection itself, below TLS: a balancer sends
+the header in the clear before the client's TLS handshake.  It uses only Twisted's public
 L{ProtocolWrapper}; the header is read by
 L{txrevproxy.http.proxy_protocol}.
 """
@@ -27,6 +27,9 @@ from ..http.proxy_protocol import (
 
 
 def _twisted_address(address: Optional[Address]) -> Optional[IAddress]:
+    """
+    A header's address as Twisted's transports give theirs.
+    """
     if address is None:
         return None
     host, port = address
