@@ -52,6 +52,7 @@ class TLSListenerCase(TestCase):
         ocsp=None,
         ocsp_fetch=False,
         ocsp_responder=None,
+        proxy_protocol=False,
         **policy,
     ) -> int:
         """
@@ -59,7 +60,7 @@ class TLSListenerCase(TestCase):
         one redirecting to it, whose port is then C{self.service.ports[1]}).
         C{policy}: more keys of the L{TLS} table (C{preset}, C{curves} ...);
         C{ocsp}, C{ocsp_fetch}, C{ocsp_responder}: those keys of the
-        localhost certificate.
+        localhost certificate; C{proxy_protocol}: the TLS listener's.
 
         @return: the TLS listener's port.
         """
@@ -81,6 +82,7 @@ class TLSListenerCase(TestCase):
                 tls=table,
                 http2=http2,
                 hsts=hsts,
+                proxy_protocol=proxy_protocol,
             )
         }
         if redirect:

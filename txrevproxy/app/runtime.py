@@ -30,6 +30,7 @@ from ..observe.requests import RequestObserver
 from ..plugins import balancing_policies
 from ..routing.redirects import HttpsRedirect
 from ..server.http2 import NegotiatingSite
+from ..server.proxy_protocol import ProxyHeaderFactory
 from ..server.site import ProxySite
 from ..tls.server import tls_factory
 from ..tls.store import CertificateStore
@@ -99,6 +100,7 @@ def _balancer(
                 idle_timeout=upstream.idle_timeout,
                 max_idle=upstream.max_idle_connections,
                 connect_timeout=connect_timeout,
+                proxy_protocol=upstream.proxy_protocol,
             ),
             reactor,
             upstream.slow_start,
@@ -127,7 +129,7 @@ class Runtime:
 
     @ivar sites: the L{ProxySite} of each listener, by listener name.
     @ivar factories: what each listener listens with: its site, or the
-        site wrapped in TLS.
+        site wrapped in TLS, and either behind the PROXY protocol's header.
     @ivar stores: the L{CertificateStore} of each C{[tls.NAME]} table a
         listener uses, by table name.
     @ivar balancers: the L{Balancer} of each upstream, by upstream name.
@@ -226,16 +228,7 @@ class Runtime:
             for name, listener in config.listeners.items()
         }
         self.factories: Dict[str, IProtocolFactory] = {
-            name: (
-                self.sites[name]
-                if listener.tls is None
-                else tls_factory(
-                    self.sites[name],
-                    self.stores[listener.tls],
-                    _serves_http2(listener),
-                    reactor,
-                )
-            )
+            name: self._listener_factory(listener, self.sites[name], reactor)
             for name, listener in config.listeners.items()
         }
 
@@ -246,6 +239,27 @@ class Runtime:
         and certificate watchers, children of the proxy service.
         """
         return self.health_checkers + self.watchers
+
+    def _listener_factory(
+        self, listener: Listener, site: ProxySite, reactor
+    ) -> IProtocolFactory:
+        """
+        What a listener's connections are made by: its site, under TLS on
+        a TLS listener, and under the PROXY protocol's header (which comes
+        before TLS) on a listener with C{proxy_protocol}.  Part of the
+        runtime, so that a reload that turns either on or off applies to
+        the connections accepted from then on.
+        """
+        factory: IProtocolFactory = site
+        if listener.tls is not None:
+            factory = tls_factory(
+                site, self.stores[listener.tls], _serves_http2(listener), reactor
+            )
+        if listener.proxy_protocol:
+            factory = ProxyHeaderFactory(
+                factory, reactor, self.config.server.header_timeout
+            )
+        return factory
 
     def _listener_root(self, listener: Listener) -> IResource:
         """

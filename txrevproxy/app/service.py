@@ -20,7 +20,6 @@ from twisted.python.failure import Failure
 from .. import __version__
 from ..config import ConfigError, load_config
 from ..config.model import Config
-from ..net.proxy_protocol import proxy_protocol_factory
 from ..observe.accesslog import AccessLog
 from ..observe.metrics import Metrics, Snapshot
 from ..tls.stapling import OCSPStapler, ResponderClient
@@ -280,9 +279,6 @@ class ProxyService(MultiService):
 
         @raise ListenError: it cannot listen; the message names the key.
         """
-        listener = self.config.listeners.get(name)
-        if listener is not None and listener.proxy_protocol:
-            factory = proxy_protocol_factory(factory)
         if name in self._inherited:
             fd, family = self._inherited[name]
             return self._reactor.adoptStreamPort(fd, family, factory)

@@ -403,6 +403,9 @@ class Upstream:
         requests in progress (at least L{txrevproxy.upstream.balancer.MIN_RETRIES}).
     @ivar health: active health checks, or L{None}.
     @ivar outlier: passive health checks (outlier detection), or L{None}.
+    @ivar proxy_protocol: C{"v1"} or C{"v2"}: every connection to a
+        backend starts with a PROXY protocol header of that version naming
+        the client; L{None}: no header.
     """
 
     name: str
@@ -429,6 +432,7 @@ class Upstream:
     read_timeout: float = 60.0
     send_timeout: float = 60.0
     total_timeout: Optional[float] = None
+    proxy_protocol: Optional[str] = None
 
     def backend_tls(self, server: BackendServer) -> BackendTLS:
         """

@@ -173,6 +173,7 @@ UPSTREAM = Table(
         "read_timeout": Field(duration, default="60s"),
         "send_timeout": Field(duration, default="60s"),
         "total_timeout": Field(duration, default=MODEL_DEFAULT),
+        "proxy_protocol": Field(one_of("v1", "v2"), default=MODEL_DEFAULT),
     },
     checks=(_distinct_servers, _hash_key_needs_hash),
 )

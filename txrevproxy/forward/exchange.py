@@ -243,11 +243,17 @@ class ProxyExchange:
         self._useConnection(lease.backend.pool)
 
     def _useConnection(self, pool) -> None:
-        connection = pool.take_idle()
+        header = None
+        if pool.proxy_protocol is not None:
+            # The client as this proxy sees it (the PROXY header in, if
+            # any), not as X-Forwarded-For says, as HAProxy sends it.
+            client = self.request.connection
+            header = pool.proxy_header(client.getPeer(), client.getHost())
+        connection = pool.take_idle(header)
         if connection is not None:
             self._connected(connection)
         else:
-            pool.connect(self.target.connect_timeout).addCallbacks(
+            pool.connect(self.target.connect_timeout, header).addCallbacks(
                 self._connected, self._connectFailed
             )
 

@@ -72,26 +72,48 @@ def _load(path: str, stderr: TextIO, load: Callable[[str], Any] = load_config) -
         return None
 
 
+def _show_warnings(stream: TextIO, event: dict) -> None:
+    """
+    Print a warning logged while a configuration loads (something it asks
+    for that this installation cannot do) as one C{warning:} line.
+    """
+    from twisted.logger import LogLevel, formatEvent
+
+    if event.get("log_level") in (LogLevel.warn, LogLevel.error, LogLevel.critical):
+        print("warning: " + formatEvent(event), file=stream)
+
+
 def check(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """
-    C{txrevproxy check}: validate without starting; with C{--dump}, print
-    the effective configuration to C{stdout} and the summary to C{stderr}
-    (as C{nginx -T} does), so that the output can be saved as a file.
+    C{txrevproxy check}: validate without starting; what the proxy would
+    warn about at start is printed to C{stderr}, and does not fail the
+    check.  With C{--dump}, print the effective configuration to
+    C{stdout} and the summary to C{stderr} (as C{nginx -T} does), so that
+    the output can be saved as a file.
     """
-    if not args.dump:
-        config = _load(args.config, stderr)
-        if config is None:
-            return 1
-        print(summary(config), file=stdout)
-        return 0
-    from ..config.dump import dump_config
+    from functools import partial
 
-    dumped = _load(
-        args.config, stderr, lambda path: dump_config(path, args.show_secrets)
-    )
-    if dumped is None:
+    from twisted.logger import globalLogPublisher
+
+    loader: Callable[[str], Any] = load_config
+    if args.dump:
+        from ..config.dump import dump_config
+
+        def loader(path: str):
+            return dump_config(path, args.show_secrets)
+
+    observer = partial(_show_warnings, stderr)
+    globalLogPublisher.addObserver(observer)
+    try:
+        loaded = _load(args.config, stderr, loader)
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    if loaded is None:
         return 1
-    config, text = dumped
+    if not args.dump:
+        print(summary(loaded), file=stdout)
+        return 0
+    config, text = loaded
     stdout.write(text)
     print(summary(config), file=stderr)
     return 0

@@ -88,6 +88,8 @@ class UpstreamProtocol(Protocol):
     @ivar read_seen: whether the backend sent bytes since the deadline
         sweep last looked (a flag, so that a read costs no clock read).
     @ivar read_at: when the deadline sweep last saw L{read_seen} set.
+    @ivar proxy_header: the PROXY protocol header the connection began
+        with, or L{None}: it serves only requests with the same one.
     """
 
     log = Logger()
@@ -101,6 +103,7 @@ class UpstreamProtocol(Protocol):
     idle_since = 0.0
     read_seen = False
     read_at = 0.0
+    proxy_header: Optional[bytes] = None
     #: Whether the request body is chunk-encoded on the way.
     _chunked_body = False
     #: The one timer of all the connection's exchanges (see awaitResponse).

@@ -108,8 +108,10 @@ def _tcp_check(backend: Backend) -> Deferred:
     def connected(protocol: Protocol) -> None:
         protocol.transport.loseConnection()
 
-    return backend.pool.endpoint.connect(quiet_factory(Protocol)).addCallback(
-        connected
+    return (
+        backend.pool.connection_endpoint()
+        .connect(quiet_factory(Protocol))
+        .addCallback(connected)
     )
 
 
@@ -146,6 +148,7 @@ class HealthChecker(Service):
                 check.interval,
                 0,
                 sweep_deadlines=False,
+                proxy_protocol=backend.pool.proxy_protocol,
             )
             for backend in balancer.backends
         }

@@ -20,10 +20,12 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from ..config.model import BackendServer, BackendTLS
+from ..http.proxy_protocol import PROXY_HEADERS
 from ..net.sized_reads import SizedReadsTLSEndpoint
 from ..tls.client import client_tls
 from .connection import UpstreamProtocol
 from .deadlines import DeadlineSweep
+from .proxy_header import with_proxy_header
 
 
 def backend_endpoint(
@@ -106,6 +108,17 @@ class ConnectionPool:
 
     Without C{sweep_deadlines} (the health checks' pools, whose checks have
     their own time limit) there is no sweep.
+
+    With C{proxy_protocol} (C{"v1"} or C{"v2"}), every connection starts
+    with a PROXY protocol header (see L{txrevproxy.upstream.proxy_header}).
+    It names one client, so an idle connection is reused only for a
+    request with the same header: the same client address and port, to
+    the same listener address, which is a request of the same client
+    connection, as HAProxy reuses a connection that sent a PROXY header
+    only for the same source.  A connection without a client (a health
+    check's) sends C{LOCAL} (v2) or C{UNKNOWN} (v1).
+
+    @ivar proxy_protocol: C{"v1"}, C{"v2"} or L{None}.
     """
 
     log = Logger()
@@ -119,6 +132,7 @@ class ConnectionPool:
         max_idle: int,
         connect_timeout: float = 0.0,
         sweep_deadlines: bool = True,
+        proxy_protocol: Optional[str] = None,
     ) -> None:
         self._clock = clock
         self.endpoint = endpoint
@@ -126,6 +140,8 @@ class ConnectionPool:
         self._idle_timeout = idle_timeout
         self._max_idle = max_idle
         self.connect_timeout = connect_timeout
+        self.proxy_protocol = proxy_protocol
+        self._make_header = PROXY_HEADERS.get(proxy_protocol)
         self._idle: Deque[UpstreamProtocol] = deque()
         self._busy: Set[UpstreamProtocol] = set()
         self._sweeper = None
@@ -149,34 +165,87 @@ class ConnectionPool:
         """
         return len(self._busy)
 
-    def take_idle(self) -> Optional[UpstreamProtocol]:
+    def proxy_header(self, source, destination) -> Optional[bytes]:
+        """
+        The PROXY protocol header for a request of a client at C{source}
+        that connected to C{destination} (Twisted addresses: the client
+        connection's C{getPeer} and C{getHost}, as a PROXY header in named
+        them), or L{None} when the pool sends none.  Addresses other than
+        IP (a Unix socket's) make a header without addresses.
+        """
+        make = self._make_header
+        if make is None:
+            return None
+        port = getattr(source, "port", None)
+        destination_port = getattr(destination, "port", None)
+        if port is None or destination_port is None:
+            return make(None, None)
+        return make((source.host, port), (destination.host, destination_port))
+
+    def take_idle(self, header: Optional[bytes] = None) -> Optional[UpstreamProtocol]:
         """
         An idle connection, or L{None} when there is none; a request never
         waits for a new connection when an idle one exists.
+
+        @param header: the request's PROXY protocol header (see
+            L{proxy_header}): only a connection that sent the same one is
+            taken.
         """
-        if not self._idle:
+        idle = self._idle
+        if not idle:
             return None
-        connection = self._idle.pop()
+        connection = idle[-1]
+        if connection.proxy_header == header:
+            idle.pop()
+        else:
+            # A pool with proxy_protocol: the most recent idle connection
+            # of this client, if any.
+            for connection in reversed(idle):
+                if connection.proxy_header == header:
+                    idle.remove(connection)
+                    break
+            else:
+                return None
         self._busy.add(connection)
         return connection
 
-    def connect(self, timeout: Optional[float] = None) -> Deferred:
+    def connection_endpoint(self, header: Optional[bytes] = None) -> IStreamClientEndpoint:
+        """
+        The endpoint a new connection is made with: the backend's, writing
+        C{header} first on a pool with C{proxy_protocol} (without
+        C{header}, the one of a connection without a client).
+        """
+        if self._make_header is None:
+            return self.endpoint
+        if header is None:
+            header = self._make_header(None, None)
+        return with_proxy_header(self.endpoint, header)
+
+    def connect(
+        self, timeout: Optional[float] = None, header: Optional[bytes] = None
+    ) -> Deferred:
         """
         Open a new connection.
 
         @param timeout: the route's connect timeout, when it is shorter
             than the endpoint's (L{connect_timeout}).
+        @param header: the PROXY protocol header of the request it is for
+            (see L{proxy_header}).
         @return: a L{Deferred} that fires with a connected
             L{UpstreamProtocol}, or fails with the connection error (a
             L{twisted.internet.error.TimeoutError} when it timed out).
         """
-        d = self.endpoint.connect(self._factory)
+        d = self.connection_endpoint(header).connect(self._factory)
         if timeout is not None and timeout < self.connect_timeout:
             d.addTimeout(timeout, self._clock, onTimeoutCancel=_connect_timed_out)
-        d.addCallback(self._connected)
+        d.addCallback(self._connected, header)
         return d
 
-    def _connected(self, connection: UpstreamProtocol) -> UpstreamProtocol:
+    def _connected(
+        self, connection: UpstreamProtocol, header: Optional[bytes] = None
+    ) -> UpstreamProtocol:
+        if header is not None:
+            connection.proxy_header = header
         self._busy.add(connection)
         if self._deadlines is not None:
             self._deadlines.start()

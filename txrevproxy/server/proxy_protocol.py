@@ -1,0 +1,125 @@
+"""
+Listening behind a load balancer that speaks the PROXY protocol (version 1
+or 2): each connection first reads the header the balancer sends, and the
+protocol behind it (the HTTP channel, or TLS and then the channel) sees the
+client's addresses as its peer and host.
+
+The wrapper sits on the TCP connection itself, below TLS: a balancer sends
+the header in the clear before the client's TLS handshake.  It uses only Twisted's public
+L{ProtocolWrapper}; the header is read by
+L{txrevproxy.http.proxy_protocol}.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import IAddress, IProtocolFactory
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+
+from ..http.proxy_protocol import (
+    Address,
+    MalformedProxyHeader,
+    ProxyHeader,
+    read_proxy_header,
+)
+
+
+def _twisted_address(address: Optional[Address]) -> Optional[IAddress]:
+    """
+    A header's address as Twisted's transports give theirs.
+    """
+    if address is None:
+        return None
+    host, port = address
+    kind = IPv6Address if ":" in host else IPv4Address
+    return kind("TCP", host, port)
+
+
+class ProxyHeaderProtocol(ProtocolWrapper):
+    """
+    Reads a PROXY protocol header, then hands every byte to the wrapped
+    protocol, whose transport's C{getPeer} and C{getHost} answer the
+    header's addresses (the connection's own when the header names none).
+
+    A malformed header, or none within the factory's C{timeout}, closes
+    the connection: nothing reaches the wrapped protocol but its
+    C{connectionMade} and C{connectionLost}.
+    """
+
+    _headerBytes = b""
+    _header: Optional[ProxyHeader] = None
+    _peer: Optional[IAddress] = None
+    _host: Optional[IAddress] = None
+    _timer = None
+
+    def makeConnection(self, transport) -> None:
+        factory = self.factory
+        self._timer = factory.clock.callLater(factory.timeout, self._timedOut)
+        super().makeConnection(transport)
+
+    def _timedOut(self) -> None:
+        self._timer = None
+        self.transport.loseConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._header is not None:
+            self.wrappedProtocol.dataReceived(data)
+            return
+        data = self._headerBytes + data
+        try:
+            read = read_proxy_header(data)
+        except MalformedProxyHeader:
+            self._headerBytes = b""
+            self._stopTimer()
+            self.transport.loseConnection()
+            return
+        if read is None:
+            self._headerBytes = data
+            return
+        self._stopTimer()
+        self._headerBytes = b""
+        self._header, size = read
+        self._peer = _twisted_address(self._header.source)
+        self._host = _twisted_address(self._header.destination)
+        rest = data[size:]
+        if rest:
+            self.wrappedProtocol.dataReceived(rest)
+
+    def _stopTimer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def connectionLost(self, reason) -> None:
+        self._stopTimer()
+        super().connectionLost(reason)
+
+    def getPeer(self) -> IAddress:
+        return self._peer or self.transport.getPeer()
+
+    def getHost(self) -> IAddress:
+        return self._host or self.transport.getHost()
+
+
+class ProxyHeaderFactory(WrappingFactory):
+    """
+    Wraps a listener's factory: its connections start with a PROXY
+    protocol header (see L{ProxyHeaderProtocol}).
+
+    @ivar clock: the reactor's clock, for the header's timeout.
+    @ivar timeout: seconds a connection has to send its whole header.
+    """
+
+    protocol = ProxyHeaderProtocol
+    noisy = False
+
+    def __init__(self, factory: IProtocolFactory, clock, timeout: float) -> None:
+        super().__init__(factory)
+        self.clock = clock
+        self.timeout = timeout
+
+    def logPrefix(self) -> str:
+        prefix = getattr(self.wrappedFactory, "logPrefix", None)
+        return "%s (PROXY)" % (prefix() if prefix else type(self.wrappedFactory).__name__,)
