@@ -121,14 +121,13 @@ def _route_pairs(
     then the removed ones.
     """
     named = {route["name"]: index for index, route in enumerate(old) if "name" in route}
+    unnamed = iter([index for index, route in enumerate(old) if "name" not in route])
     pairs: List[Tuple[Optional[int], Optional[int]]] = []
     for index, route in enumerate(new):
         if "name" in route:
             pairs.append((named.get(route["name"]), index))
-        elif index < len(old) and "name" not in old[index]:
-            pairs.append((index, index))
         else:
-            pairs.append((None, index))
+            pairs.append((next(unnamed, None), index))
     kept = {pair[0] for pair in pairs}
     pairs.extend((index, None) for index in range(len(old)) if index not in kept)
     return pairs

@@ -10,7 +10,7 @@ them).
 
 from __future__ import annotations
 
-from typing import Iterable, List, Mapping
+from typing import Iterable, List, Mapping, Optional
 
 from ..config.model import Config, Route
 from ..config.schema import key_path
@@ -44,7 +44,9 @@ def shadow_warnings(config: Config) -> List[str]:
     return warnings
 
 
-def _unused(table: str, defined: Mapping[str, object], used: Iterable[str], by: str) -> List[str]:
+def _unused(
+    table: str, defined: Mapping[str, object], used: Iterable[Optional[str]], by: str
+) -> List[str]:
     wanted = set(used)
     return [
         "%s%s: unused: no %s names it" % (table, key_path(name), by)
