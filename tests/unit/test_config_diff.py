@@ -19,7 +19,7 @@ BASE = """
 [server]
 workers = {workers}
 [admin]
-endpoint = "tcp:9901:interface=127.0.0.1"
+endpoint = "{admin}"
 token = "{token}"
 [listeners.web]
 endpoint = "{endpoint}"
@@ -41,6 +41,7 @@ def text(
     workers: int = 1,
     token: str = "s3cret",
     endpoint: str = "tcp:8080",
+    admin: str = "tcp:9901:interface=127.0.0.1",
     extra: str = "",
     routes: str = ROUTES,
 ) -> str:
@@ -51,7 +52,12 @@ def text(
     with open(path, "w") as file:
         file.write(
             BASE.format(
-                workers=workers, token=token, endpoint=endpoint, extra=extra, routes=routes
+                workers=workers,
+                token=token,
+                endpoint=endpoint,
+                admin=admin,
+                extra=extra,
+                routes=routes,
             )
         )
     return path
@@ -158,6 +164,18 @@ def test_a_moved_listener_needs_a_restart_only_with_workers(tmp_path):
         "needs a restart (a reload would not apply it):",
         "    listeners.web.endpoint: changed; with [server] workers, adding, "
         "removing or moving a listener needs a restart",
+        "a reload applies the rest",
+    ]
+
+
+def test_a_moved_admin_endpoint_needs_a_restart(tmp_path):
+    """
+    A reload takes it, but the admin API keeps listening where it started.
+    """
+    assert diff(tmp_path, {}, {"admin": "tcp:9902:interface=127.0.0.1"})[-3:] == [
+        "needs a restart (a reload would not apply it):",
+        "    admin.endpoint: changed; the admin API keeps listening on "
+        "tcp:9901:interface=127.0.0.1 until a restart",
         "a reload applies the rest",
     ]
 

@@ -15,7 +15,7 @@ known in general (a plugin's matchers least of all).
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 from ..config.model import Route
 from ..plugins import matcher_types
@@ -24,17 +24,15 @@ from .router import Candidate, lost_to, route_trees
 
 
 def shadowed_routes(
-    routes: Sequence[Route], types: Optional[dict] = None
+    routes: Sequence[Route],
 ) -> List[Tuple[Route, Tuple[Tuple[Route, str], ...]]]:
     """
     The routes that can never match, in the order of the file.
 
-    @param types: the installed matcher types (default: looked up).
     @return: each shadowed route with the routes that take its requests,
         each with why it comes first (as C{txrevproxy route} says it).
     """
-    if types is None:
-        types = matcher_types()
+    types = matcher_types()
     exact, wildcard, default = route_trees(
         [(route, None, route_matchers(route, types)) for route in routes]
     )

@@ -565,7 +565,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     _add_config_option(check_parser, DEFAULT_CONFIG)
-    check_parser.add_argument(
+    outputs = check_parser.add_mutually_exclusive_group()
+    outputs.add_argument(
         "--dump",
         action="store_true",
         help="print the effective configuration (included files merged, "
@@ -582,7 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 1 on a warning too (a route that never matches, an "
         "upstream, filter, cache or tls table nothing uses)",
     )
-    check_parser.add_argument(
+    outputs.add_argument(
         "--diff",
         nargs="?",
         const=_RUNNING,

@@ -6,7 +6,9 @@ Through the admin API (C{POST /reload}, which answers the problems that
 kept the old configuration), or by sending C{SIGHUP} to the pid in
 twistd's pid file, after checking the configuration here, since a signal
 cannot bring the problems back.  The command is short and runs alone, so
-it blocks (L{http.client}) rather than running a reactor.
+it blocks (L{http.client}) rather than running a reactor.  C{txrevproxy
+check --diff} reaches the admin API the same way, for the configuration
+the proxy serves (C{GET /config}).
 """
 
 from __future__ import annotations
