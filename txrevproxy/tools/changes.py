@@ -15,7 +15,7 @@ needs a restart is what the proxy itself refuses to reload
 from __future__ import annotations
 
 import sys
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..app.service import moved_listeners, restart_only_changes
 from ..config.dump import SECRET_KEYS
@@ -95,7 +95,7 @@ def _tables(value: Any) -> bool:
 
 
 def _compared(
-    label: str, old: Optional[dict], new: Optional[dict], extra: List[str] = ()
+    label: str, old: Optional[dict], new: Optional[dict], extra: Sequence[str] = ()
 ) -> List[str]:
     """
     The lines of one table: added, removed, or changed with a line per
