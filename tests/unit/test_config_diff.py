@@ -63,6 +63,20 @@ def text(
     return path
 
 
+def without_admin(directory) -> str:
+    """
+    Write a configuration file without an C{[admin]} table; return its
+    path.
+    """
+    path = os.path.join(str(directory), "bare.toml")
+    with open(path, "w") as file:
+        file.write(
+            '[listeners.web]\nendpoint = "tcp:8080"\n'
+            '[upstreams.app]\nservers = [{ url = "http://127.0.0.1:9001" }]\n' + ROUTES
+        )
+    return path
+
+
 def diff(directory, old: dict, new: dict, show_secrets: bool = True):
     """
     The lines of L{changes} between two configurations written by L{text}.
@@ -172,12 +186,27 @@ def test_a_moved_admin_endpoint_needs_a_restart(tmp_path):
     """
     A reload takes it, but the admin API keeps listening where it started.
     """
-    assert diff(tmp_path, {}, {"admin": "tcp:9902:interface=127.0.0.1"})[-3:] == [
+    moved = {"admin": "tcp:9902:interface=127.0.0.1"}
+    # Redacted, as the running proxy's configuration is.
+    assert diff(tmp_path, {}, moved, show_secrets=False)[-3:] == [
         "needs a restart (a reload would not apply it):",
         "    admin.endpoint: changed; the admin API keeps listening on "
         "tcp:9901:interface=127.0.0.1 until a restart",
         "a reload applies the rest",
     ]
+
+
+def test_an_admin_table_added_or_removed_needs_a_restart(tmp_path):
+    old = load_config(text(tmp_path, "old.toml"))
+    bare = load_config(without_admin(tmp_path))
+    assert changes(dumped(bare), dumped(old))[-3:-1] == [
+        "needs a restart (a reload would not apply it):",
+        "    admin: added; the admin API starts only at a restart",
+    ]
+    assert changes(dumped(old), dumped(bare))[-2] == (
+        "    admin: removed; the admin API keeps listening on "
+        "tcp:9901:interface=127.0.0.1 until a restart"
+    )
 
 
 def test_check_diff_prints_the_changes_and_exits_0(tmp_path):
@@ -216,12 +245,7 @@ def test_admin_goes_only_with_diff_of_the_running_proxy(tmp_path):
 
 
 def test_diff_of_the_running_proxy_needs_an_admin_endpoint(tmp_path):
-    path = os.path.join(str(tmp_path), "proxy.toml")
-    with open(path, "w") as file:
-        file.write(
-            '[listeners.web]\nendpoint = "tcp:8080"\n'
-            '[upstreams.app]\nservers = [{ url = "http://127.0.0.1:9001" }]\n' + ROUTES
-        )
+    path = without_admin(tmp_path)
     status, _, err = run(["check", "--config", path, "--diff"])
     assert (status, err) == (
         1,

@@ -172,19 +172,14 @@ def restart_lines(old: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
     """
     What the change needs a restart for, as the proxy itself would refuse
     it on reload (the same functions decide); else that a reload applies
-    it all.  The admin API's endpoint is read only at start, so a moved one
-    is said too.
+    it all.  The admin API's endpoint is read only at start, so one added,
+    removed or moved is said too.
     """
     before, after = model_of(old), model_of(new)
     refused = restart_only_changes(before, after)
     if before.server.workers > 1:
         refused = moved_listeners(before, after) + refused
-    if before.admin is not None and after.admin is not None:
-        if before.admin.endpoint != after.admin.endpoint:
-            refused.append(
-                "admin.endpoint: changed; the admin API keeps listening on %s "
-                "until a restart" % (before.admin.endpoint,)
-            )
+    refused.extend(_admin_moves(old.get("admin"), new.get("admin")))
     if not refused:
         return ["a reload applies all of it (txrevproxy reload)"]
     return (
@@ -192,6 +187,27 @@ def restart_lines(old: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
         + ["    " + line for line in refused]
         + ["a reload applies the rest"]
     )
+
+
+def _admin_moves(before: Optional[dict], after: Optional[dict]) -> List[str]:
+    """
+    What a reload does not apply of a change to where the admin API
+    listens: it is started, with its endpoint, only when the proxy starts.
+    (Read from the documents: the model of a redacted token is no model.)
+    """
+    if before is None and after is not None:
+        return ["admin: added; the admin API starts only at a restart"]
+    if before is not None and after is None:
+        return [
+            "admin: removed; the admin API keeps listening on %s until a restart"
+            % (before["endpoint"],)
+        ]
+    if before is not None and before["endpoint"] != after["endpoint"]:
+        return [
+            "admin.endpoint: changed; the admin API keeps listening on %s "
+            "until a restart" % (before["endpoint"],)
+        ]
+    return []
 
 
 def changes(old_text: str, new_text: str) -> List[str]:
