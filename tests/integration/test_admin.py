@@ -6,6 +6,8 @@ the bearer token, and JSON errors.
 
 from __future__ import annotations
 
+import sys
+
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.defer import inlineCallbacks
 from twisted.logger import globalLogPublisher
@@ -14,6 +16,11 @@ from twisted.web import server
 
 from ..support.admin_client import AdminClient
 from ..support.loopback import Echo, listen, raw_exchange
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 CONFIG = """\
 [listeners.web]
@@ -166,6 +173,31 @@ class AdminTests(AdminClient, TestCase):
         self.assertEqual((code, body), (200, {"reloaded": True}))
         self.assertEqual((yield self.proxied("/fixed2")), 204)
         self.flushLoggedErrors()
+
+    @inlineCallbacks
+    def test_config_is_the_served_configuration_with_secrets_redacted(self):
+        """
+        C{GET /config} answers the effective configuration the proxy
+        serves, as TOML: not the file as edited since, until a reload.
+        """
+        yield self.start(token="s3cret")
+        response, _ = yield self.call("GET", "/config")
+        self.assertEqual(response.code, 401)
+        self.path.write_text(self.path.read_text().replace("/fixed", "/fixed2"))
+        response, body = yield self.call("GET", "/config", token="s3cret")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(
+            response.headers.getRawHeaders("content-type"),
+            ["application/toml; charset=utf-8"],
+        )
+        served = tomllib.loads(body.decode("utf-8"))
+        self.assertEqual(served["admin"]["token"], "<redacted>")
+        self.assertEqual(served["routes"][1]["path"], "/fixed")
+        self.assertEqual(served["upstreams"]["app"]["balance"], "round_robin")
+        self.assertNotIn(b"s3cret", body)
+        yield self.call("POST", "/reload", token="s3cret")
+        _, body = yield self.call("GET", "/config", token="s3cret")
+        self.assertEqual(tomllib.loads(body.decode("utf-8"))["routes"][1]["path"], "/fixed2")
 
     @inlineCallbacks
     def test_backend_connections_leave_no_factory_lines_in_the_log(self):

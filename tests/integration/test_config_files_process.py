@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +17,7 @@ from typing import Dict, List, Tuple
 
 from twisted.trial.unittest import TestCase
 
+from ..support.commands import run_installed
 from ..support.processes import (
     free_port,
     source_tree_environment,
@@ -27,8 +27,6 @@ from ..support.processes import (
     wait_for_port,
 )
 
-#: The console script pip installed beside this interpreter.
-TXREVPROXY = str(Path(sys.executable).parent / "txrevproxy")
 
 MAIN = """
 include = ["conf.d/*.toml"]
@@ -76,14 +74,7 @@ class CheckCommandTests(TestCase):
     """
 
     def check(self, arguments: List[str], env: Dict[str, str]) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [TXREVPROXY, "check"] + arguments,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            universal_newlines=True,
-            timeout=120,
-        )
+        return run_installed(["check"] + arguments, env)
 
     def test_check_reads_included_files_with_the_environment(self):
         main = write_configuration(temporary_directory(self))

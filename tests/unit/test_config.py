@@ -96,7 +96,7 @@ def test_schema_defaults_match_model_defaults():
         (upstreams.OUTLIER, model.OutlierDetection, set()),
         (ROUTE, model.Route, {"index"}),
         (CACHE, model.CacheSettings, {"name"}),
-        (load.CONFIG, model.Config, {"source"}),
+        (load.CONFIG, model.Config, {"source", "document"}),
     ],
 )
 def test_every_model_attribute_has_a_key(table, model_class, not_keys):

@@ -19,6 +19,7 @@ from txrevproxy.config.model import MatcherConfig
 from txrevproxy.interfaces import IMatcher, IMatcherType
 from txrevproxy.plugins import matcher_types
 from txrevproxy.routing.router import Candidate, build_router
+from txrevproxy.routing.shadows import shadowed_routes
 from txrevproxy.tools.explain import describe_route
 
 from ..support.configs import document, parse, problems
@@ -175,3 +176,17 @@ def test_check_accepts_a_plugin_on_the_python_path(plugin_directory):
     result = check_with_plugins(plugin_directory, document(extra=BETA))
     assert result.returncode == 0, result.stderr
     assert b": OK: " in result.stdout, result.stdout
+
+
+def test_a_plugin_matcher_route_is_shadowed_only_behind_one_without_matchers(
+    plugin_directory,
+):
+    """
+    C{txrevproxy check}'s analysis counts a plugin's matchers as the router
+    does: the route with the cookie matcher is tried first, unless a route
+    without matchers has a higher priority, which then takes its requests.
+    """
+    assert shadowed_routes(parse(document(extra=BETA)).routes) == []
+    config = parse(document(route='upstream = "app"\npriority = 1', extra=BETA))
+    [(route, takers)] = shadowed_routes(config.routes)
+    assert (route.index, [taker.index for taker, _ in takers]) == (1, [0])

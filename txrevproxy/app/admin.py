@@ -3,7 +3,8 @@ The admin API, on C{[admin] endpoint}: status, metrics, reload, drain,
 cache purge, routes and their maintenance.
 
 Every answer is JSON (but C{/metrics}, in the Prometheus text format,
-and C{/health}, a plain C{ok}), errors included: C{{"error": "sentence"}}
+C{/config}, the effective configuration in TOML, and C{/health}, a plain
+C{ok}), errors included: C{{"error": "sentence"}}
 with the right status.  C{GET /health} and C{GET /ready}, the liveness
 and readiness probes, need no token; everything else does, when one is
 configured.  The API
@@ -37,6 +38,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import Interface
 
+from ..config.dump import dumped
 from ..http.headers import serialize_answer_head
 from ..http.status import reason_phrase
 from ..net.http_channel import HTTPChannelBase
@@ -165,6 +167,7 @@ class AdminAPI(Resource):
         self.add(b"GET", r"/ready", self._ready, public=True)
         self.add(b"GET", r"/status", self._status)
         self.add(b"GET", r"/metrics", self._metrics)
+        self.add(b"GET", r"/config", self._config)
         self.add(b"POST", r"/reload", self._reload)
         self.add(
             b"POST",
@@ -280,6 +283,15 @@ class AdminAPI(Resource):
         return maybeDeferred(self.control.snapshot).addCallback(
             lambda snapshot: Reply(200, render(snapshot), CONTENT_TYPE)
         )
+
+    def _config(self, request) -> Reply:
+        """
+        The effective configuration being served, as C{txrevproxy check
+        --dump} writes a file's, secrets redacted: what C{txrevproxy check
+        --diff} compares a new file with.
+        """
+        text = dumped(self.control.config)
+        return Reply(200, text.encode("utf-8"), "application/toml; charset=utf-8")
 
     def _reload(self, request):
         def done(problems: List[str]) -> Reply:

@@ -53,12 +53,23 @@ def dump_config(
     @return: the configuration, and the TOML text of L{effective_toml}.
     @raise txrevproxy.config.ConfigError: as L{load_config} does.
     """
-    config, document = load_document(path, environ)
+    config = load_document(path, environ)[0]
+    return config, dumped(config, show_secrets)
+
+
+def dumped(config: Config, show_secrets: bool = False) -> str:
+    """
+    The effective configuration of a configuration loaded from a file
+    (which keeps its L{Config.document}), as TOML with a heading: what
+    C{txrevproxy check --dump} prints and the admin API's C{GET /config}
+    answers.
+    """
+    document = config.document
     text = effective_toml(document.data, CONFIG, document.origins, show_secrets)
-    heading = "# The effective configuration of %s (txrevproxy check --dump)\n" % (path,)
+    heading = "# The effective configuration of %s\n" % (config.source,)
     if not show_secrets:
         heading += "# Secrets read %s: --show-secrets prints them.\n" % (REDACTED,)
-    return config, heading + "\n" + text
+    return heading + "\n" + text
 
 
 def effective_toml(

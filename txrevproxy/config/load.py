@@ -229,7 +229,9 @@ def _validate(document: Document, source: Optional[str]) -> Config:
     """
     data = document.data
     arguments, problems = CONFIG.arguments(data, parts=True)
-    config = Config(**{**_REQUIRED_TABLES, **arguments}, source=source)
+    config = Config(
+        **{**_REQUIRED_TABLES, **arguments}, source=source, document=document
+    )
     problems.extend(_route_references(data))
     problems.extend(_listener_references(data))
     problems.extend(filter_references(data))
@@ -275,3 +277,15 @@ def load_document(
     except Unreadable as unreadable:
         raise ConfigError([str(unreadable)], source=path)
     return _validate(document, path), document
+
+
+def model_of(data: Mapping[str, Any]) -> Config:
+    """
+    The model of the tables of a parsed document that convert, without
+    checking references, conflicts or files: for comparing with a
+    configuration whose files may be on another machine and whose secrets
+    are redacted (a running proxy's, as its admin API writes it), where
+    only what a reload can or cannot apply is asked of the model.
+    """
+    arguments, _ = CONFIG.arguments(data, parts=True)
+    return Config(**{**_REQUIRED_TABLES, **arguments})

@@ -784,6 +784,11 @@ class Config:
     @ivar log: the C{[log]} table.
     @ivar admin: the C{[admin]} table; L{None}: no admin API.
     @ivar source: the path it was read from, if any.
+    @ivar document: the L{txrevproxy.config.document.Document} it was made
+        from (includes merged, variables substituted), or L{None}; kept so
+        that the effective configuration of a running proxy can be written
+        (C{GET /config} of the admin API) from what it serves, not from a
+        file that may have changed since.  Not compared.
     """
 
     server: ServerSettings
@@ -796,3 +801,4 @@ class Config:
     log: LogSettings = LogSettings()
     admin: Optional[AdminSettings] = None
     source: Optional[str] = None
+    document: Any = attr.ib(default=None, eq=False, repr=False)

@@ -32,7 +32,7 @@ def dumps(document: Mapping[str, Any]) -> str:
 def _table(lines: List[str], path: Sequence[str], table: Mapping[str, Any], top: bool) -> None:
     for key, value in table.items():
         if not isinstance(value, dict) and not (top and _tables(value)):
-            lines.append("%s = %s" % (_key(key), _value(value)))
+            lines.append("%s = %s" % (_key(key), inline(value)))
     for key, value in table.items():
         inner = tuple(path) + (key,)
         if isinstance(value, dict):
@@ -44,7 +44,7 @@ def _table(lines: List[str], path: Sequence[str], table: Mapping[str, Any], top:
             for item in value:
                 lines.extend(["", "[[%s]]" % (_key(key),)])
                 for item_key, item_value in item.items():
-                    lines.append("%s = %s" % (_key(item_key), _value(item_value)))
+                    lines.append("%s = %s" % (_key(item_key), inline(item_value)))
 
 
 def _tables(value: Any) -> bool:
@@ -65,7 +65,10 @@ def _string(text: str) -> str:
     return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
-def _value(value: Any) -> str:
+def inline(value: Any) -> str:
+    """
+    A value written inline, as in C{key = VALUE}: tables as inline tables.
+    """
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
@@ -84,8 +87,8 @@ def _value(value: Any) -> str:
         if not value:
             return "{}"
         return "{ %s }" % (
-            ", ".join("%s = %s" % (_key(key), _value(item)) for key, item in value.items()),
+            ", ".join("%s = %s" % (_key(key), inline(item)) for key, item in value.items()),
         )
     if isinstance(value, list):
-        return "[%s]" % (", ".join(_value(item) for item in value),)
+        return "[%s]" % (", ".join(inline(item) for item in value),)
     raise TypeError("no TOML form for %r" % (value,))

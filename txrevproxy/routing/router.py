@@ -261,12 +261,12 @@ class Router(Resource):
                 if failure is not None:
                     reason = "does not match: %s" % (failure,)
                 else:
-                    reason = _lost_to(candidate, chosen)
+                    reason = lost_to(candidate, chosen)
             others.append((route, reason))
         return Explanation(host, path, tree, chosen, tuple(others))
 
 
-def _lost_to(loser: Candidate, winner: Candidate) -> str:
+def lost_to(loser: Candidate, winner: Candidate) -> str:
     """
     Why C{loser}, which matches too, comes after C{winner}.
     """
@@ -311,20 +311,20 @@ def _host_kind(route: Route, host: Optional[str]) -> Optional[int]:
     return None
 
 
-def build_router(
-    routes: Sequence[Route], resource_for: Callable[[Route], IResource]
-) -> Router:
+def route_trees(
+    made: Sequence[Tuple[Route, Optional[IResource], Optional[Matchers]]]
+) -> Tuple[Dict[bytes, RouteTree], Dict[bytes, RouteTree], RouteTree]:
     """
-    The root resource for the configured routes.
+    The trees of a router, in the order L{Router.select} tries them: a
+    pure function of the routes, shared by L{build_router} and by the
+    check for routes that can never match
+    (L{txrevproxy.routing.shadows}), so that both see the same order.
 
-    @param resource_for: makes the leaf resource of a route; called once
-        per route.
+    @param made: each route with its resource (L{None} where none is
+        made) and its matchers (see L{route_matchers}).
+    @return: the trees of the exact host names, of the wildcards (by the
+        name after C{*.}), and of any other host.
     """
-    # The plugin registry is read once per tree, not once per route.
-    types = matcher_types()
-    made = [
-        (route, resource_for(route), route_matchers(route, types)) for route in routes
-    ]
 
     def tree(host: Optional[str], miss: int, description: str) -> RouteTree:
         candidates = []
@@ -334,6 +334,7 @@ def build_router(
                 candidates.append(Candidate(route, resource, matchers, kind))
         return RouteTree(candidates, miss, description)
 
+    routes = [route for route, _, _ in made]
     names = {name for route in routes for name in route.hosts}
     exact = {
         name.encode("ascii"): tree(name, 404, 'the routes for host "%s"' % (name,))
@@ -351,4 +352,21 @@ def build_router(
         404 if hostless else 421,
         "the routes for any host" if hostless else "no route for this host",
     )
-    return Router(routes, exact, wildcard, default)
+    return exact, wildcard, default
+
+
+def build_router(
+    routes: Sequence[Route], resource_for: Callable[[Route], IResource]
+) -> Router:
+    """
+    The root resource for the configured routes.
+
+    @param resource_for: makes the leaf resource of a route; called once
+        per route.
+    """
+    # The plugin registry is read once per tree, not once per route.
+    types = matcher_types()
+    made = [
+        (route, resource_for(route), route_matchers(route, types)) for route in routes
+    ]
+    return Router(routes, *route_trees(made))

@@ -72,23 +72,25 @@ def _load(path: str, stderr: TextIO, load: Callable[[str], Any] = load_config) -
         return None
 
 
-def _show_warnings(stream: TextIO, event: dict) -> None:
+def _collect_warnings(warnings: List[str], event: dict) -> None:
     """
-    Print a warning logged while a configuration loads (something it asks
-    for that this installation cannot do) as one C{warning:} line.
+    Keep a warning logged while a configuration loads (something it asks
+    for that this installation cannot do), for C{check} to print.
     """
     from twisted.logger import LogLevel, formatEvent
 
     if event.get("log_level") in (LogLevel.warn, LogLevel.error, LogLevel.critical):
-        print("warning: " + formatEvent(event), file=stream)
+        warnings.append(formatEvent(event))
 
 
 def check(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """
-    C{txrevproxy check}: validate without starting; what the proxy would
-    warn about at start is printed to C{stderr}, and does not fail the
-    check.  With C{--dump}, print the effective configuration to
-    C{stdout} and the summary to C{stderr} (as C{nginx -T} does), so that
+    C{txrevproxy check}: validate without starting, and warn about what
+    can never take effect or what this installation cannot do (exit 1 on
+    a warning with C{--strict}); with C{--diff}, also say what the file
+    changes from the running proxy's configuration or an older file's;
+    with C{--dump}, print the effective configuration to C{stdout} and
+    the summary and warnings to C{stderr} (as C{nginx -T} does), so that
     the output can be saved as a file.
     """
     from functools import partial
@@ -102,7 +104,8 @@ def check(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         def loader(path: str):
             return dump_config(path, args.show_secrets)
 
-    observer = partial(_show_warnings, stderr)
+    warnings: List[str] = []
+    observer = partial(_collect_warnings, warnings)
     globalLogPublisher.addObserver(observer)
     try:
         loaded = _load(args.config, stderr, loader)
@@ -110,13 +113,76 @@ def check(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         globalLogPublisher.removeObserver(observer)
     if loaded is None:
         return 1
-    if not args.dump:
-        print(summary(loaded), file=stdout)
-        return 0
-    config, text = loaded
-    stdout.write(text)
-    print(summary(config), file=stderr)
-    return 0
+    if args.dump:
+        config, text = loaded
+        stdout.write(text)
+        report = stderr
+    else:
+        config, report = loaded, stdout
+    from .lint import check_warnings
+
+    print(summary(config), file=report)
+    warnings += check_warnings(config)
+    for warning in warnings:
+        print("warning: " + warning, file=report)
+    if args.admin is not None and args.diff is not _RUNNING:
+        print("--admin goes with --diff (without OLD)", file=stderr)
+        return 1
+    if args.diff is not None and not _diff(args, config, stdout, stderr):
+        return 1
+    return 1 if warnings and args.strict else 0
+
+
+#: What C{--diff} given without a file stands for: the running proxy.
+_RUNNING = object()
+
+
+def _diff(args: argparse.Namespace, config: Config, stdout: TextIO, stderr: TextIO) -> bool:
+    """
+    Print what C{config} changes from the configuration C{--diff} names:
+    an older file, or (without one) the one the proxy serves, through the
+    admin API of C{--admin} or of C{config}'s C{[admin]} table.
+
+    @return: whether the comparison could be made.
+    """
+    from ..config.dump import dumped
+    from .changes import changes
+    from .reload import ReloadError, admin_address, get_config, read_token
+
+    if args.diff is not _RUNNING:
+        old = _load(args.diff, stderr)
+        if old is None:
+            print("%s: cannot compare with this file" % (args.diff,), file=stderr)
+            return False
+        # Both with their secrets, so that a changed secret is seen (and
+        # said without its value).
+        old_text, new_text, shown = dumped(old, True), dumped(config, True), args.diff
+    else:
+        try:
+            token = args.token
+            if args.token_file is not None:
+                token = read_token(args.token_file)
+            if args.admin is not None:
+                address = admin_address(args.admin)
+            elif config.admin is None:
+                raise ReloadError(
+                    "%s: no [admin] table; give --diff OLD.toml or --admin URL"
+                    % (config.source,)
+                )
+            else:
+                address = admin_address(config.admin.endpoint)
+                if token is None:
+                    token = config.admin.token
+            old_text = get_config(address, token, args.timeout)
+        except ReloadError as error:
+            print(str(error), file=stderr)
+            return False
+        # The proxy redacts its secrets: compared redacted, they read equal.
+        new_text, shown = dumped(config), "the running proxy (%s)" % (address.shown,)
+    print("changes from %s:" % (shown,), file=stdout)
+    for line in changes(old_text, new_text):
+        print("  " + line, file=stdout)
+    return True
 
 
 def _loopback_host(host: str) -> Optional[str]:
@@ -460,6 +526,39 @@ def _add_config_option(parser: argparse.ArgumentParser, default: str) -> None:
     )
 
 
+def _add_admin_options(parser: argparse.ArgumentParser):
+    """
+    The options that reach the admin API: C{--admin}, C{--token} or
+    C{--token-file}, C{--timeout}.
+
+    @return: the group C{--admin} is in, whose options exclude each other.
+    """
+    ways = parser.add_mutually_exclusive_group()
+    ways.add_argument(
+        "--admin",
+        metavar="URL",
+        help="the admin API: http://HOST:PORT, or an endpoint such as "
+        "unix:/run/txrevproxy-admin.sock (default: the configuration's "
+        "[admin] endpoint)",
+    )
+    token_options = parser.add_mutually_exclusive_group()
+    token_options.add_argument(
+        "--token", metavar="TOKEN", help="the admin API's bearer token"
+    )
+    token_options.add_argument(
+        "--token-file", metavar="FILE", help="a file holding the bearer token"
+    )
+    # A reload reads every certificate and, with workers, waits for each.
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for the admin API's answer (default: %(default)g)",
+    )
+    return ways
+
+
 def build_parser() -> argparse.ArgumentParser:
     """
     The command line of C{txrevproxy}.
@@ -481,11 +580,16 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Validate a configuration file as the proxy would at start.  "
             "Exit 0 with a one-line summary, or print every problem, each "
-            "with its key path, and exit 1."
+            "with its key path, and exit 1.  Warn (exit 0 unless --strict) "
+            "about what can never take effect: a route that never matches, "
+            "an upstream, filter, cache or tls table nothing uses.  With "
+            "--diff, also say what the file changes from the running proxy "
+            "or from an older file, and what of it needs a restart."
         ),
     )
     _add_config_option(check_parser, DEFAULT_CONFIG)
-    check_parser.add_argument(
+    outputs = check_parser.add_mutually_exclusive_group()
+    outputs.add_argument(
         "--dump",
         action="store_true",
         help="print the effective configuration (included files merged, "
@@ -496,6 +600,23 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help='with --dump, print secrets (tokens, keys) instead of "<redacted>"',
     )
+    check_parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 on a warning too (a route that never matches, an "
+        "upstream, filter, cache or tls table nothing uses)",
+    )
+    outputs.add_argument(
+        "--diff",
+        nargs="?",
+        const=_RUNNING,
+        metavar="OLD",
+        help="also say what the file changes, table by table, and what of it "
+        "needs a restart: from the configuration file OLD, or without OLD "
+        "from the configuration the running proxy serves (through its "
+        "admin API: --admin, else the file's [admin] table)",
+    )
+    _add_admin_options(check_parser)
     check_parser.set_defaults(run=check)
 
     demo_parser = commands.add_parser(
@@ -591,29 +712,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     _add_config_option(reload_parser, DEFAULT_CONFIG)
-    ways = reload_parser.add_mutually_exclusive_group()
-    ways.add_argument(
-        "--admin",
-        metavar="URL",
-        help="the admin API: http://HOST:PORT, or an endpoint such as "
-        "unix:/run/txrevproxy-admin.sock (default: the configuration's "
-        "[admin] endpoint)",
-    )
-    token_options = reload_parser.add_mutually_exclusive_group()
-    token_options.add_argument(
-        "--token", metavar="TOKEN", help="the admin API's bearer token"
-    )
-    token_options.add_argument(
-        "--token-file", metavar="FILE", help="a file holding the bearer token"
-    )
-    # A reload reads every certificate and, with workers, waits for each.
-    reload_parser.add_argument(
-        "--timeout",
-        type=float,
-        default=60.0,
-        metavar="SECONDS",
-        help="how long to wait for the admin API's answer (default: %(default)g)",
-    )
+    ways = _add_admin_options(reload_parser)
     ways.add_argument(
         "--pidfile",
         metavar="FILE",

@@ -6,7 +6,9 @@ Through the admin API (C{POST /reload}, which answers the problems that
 kept the old configuration), or by sending C{SIGHUP} to the pid in
 twistd's pid file, after checking the configuration here, since a signal
 cannot bring the problems back.  The command is short and runs alone, so
-it blocks (L{http.client}) rather than running a reactor.
+it blocks (L{http.client}) rather than running a reactor.  C{txrevproxy
+check --diff} reaches the admin API the same way, for the configuration
+the proxy serves (C{GET /config}).
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ import attr
 
 class ReloadError(Exception):
     """
-    The reload could not be asked for, or its answer not read; the message
-    is one sentence for the operator.
+    The admin API could not be asked (for a reload, for the configuration
+    it serves), or its answer not read; the message is one sentence for
+    the operator.
     """
 
 
@@ -144,6 +147,53 @@ def _connection(address: AdminAddress, timeout: float) -> http.client.HTTPConnec
     return http.client.HTTPConnection(address.host, address.port, timeout=timeout)
 
 
+def _exchange(
+    address: AdminAddress, method: str, path: str, token: Optional[str], timeout: float
+) -> Tuple[int, bytes]:
+    """
+    One request to the admin API, blocking.
+
+    @return: the answer's status and body.
+    @raise ReloadError: the API could not be reached or did not answer in
+        C{timeout} seconds.
+    """
+    connection = _connection(address, timeout)
+    headers = {"Content-Length": "0"} if method == "POST" else {}
+    if token is not None:
+        headers["Authorization"] = "Bearer " + token
+    try:
+        connection.request(method, path, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    except socket.timeout:
+        raise ReloadError(
+            "%s: the admin API did not answer within %g seconds" % (address.shown, timeout)
+        )
+    except (OSError, http.client.HTTPException) as error:
+        reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+        raise ReloadError("%s: cannot reach the admin API: %s" % (address.shown, reason))
+    finally:
+        connection.close()
+
+
+def _document(address: AdminAddress, status: int, body: bytes) -> dict:
+    """
+    The JSON document of an admin API answer.
+
+    @raise ReloadError: the answer is not the admin API's.
+    """
+    try:
+        document = json.loads(body)
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):
+        raise ReloadError(
+            "%s: answered %d, not the admin API's JSON; is this the admin endpoint?"
+            % (address.shown, status)
+        )
+    return document
+
+
 def post_reload(
     address: AdminAddress, token: Optional[str], timeout: float
 ) -> Tuple[int, dict]:
@@ -154,33 +204,31 @@ def post_reload(
     @raise ReloadError: the API could not be reached or did not answer in
         C{timeout} seconds, or its answer is not the admin API's.
     """
-    connection = _connection(address, timeout)
-    headers = {"Content-Length": "0"}
-    if token is not None:
-        headers["Authorization"] = "Bearer " + token
-    try:
-        connection.request("POST", "/reload", headers=headers)
-        response = connection.getresponse()
-        body = response.read()
-    except socket.timeout:
-        raise ReloadError(
-            "%s: the admin API did not answer within %g seconds" % (address.shown, timeout)
-        )
-    except (OSError, http.client.HTTPException) as error:
-        reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
-        raise ReloadError("%s: cannot reach the admin API: %s" % (address.shown, reason))
-    finally:
-        connection.close()
-    try:
-        document = json.loads(body)
-    except ValueError:
-        document = None
-    if not isinstance(document, dict):
-        raise ReloadError(
-            "%s: answered %d, not the admin API's JSON; is this the admin endpoint?"
-            % (address.shown, response.status)
-        )
-    return response.status, document
+    status, body = _exchange(address, "POST", "/reload", token, timeout)
+    return status, _document(address, status, body)
+
+
+def get_config(address: AdminAddress, token: Optional[str], timeout: float) -> str:
+    """
+    C{GET /config} from the admin API, blocking: the effective
+    configuration the proxy serves, as TOML with its secrets redacted.
+
+    @raise ReloadError: the API could not be reached, did not answer in
+        C{timeout} seconds, or refused (the message says why).
+    """
+    status, body = _exchange(address, "GET", "/config", token, timeout)
+    if status == 200:
+        return body.decode("utf-8")
+    message = _document(address, status, body).get("error", "")
+    raise ReloadError(
+        "%s: answered %d: %s%s" % (address.shown, status, message, _token_hint(status))
+    )
+
+
+def _token_hint(status: int) -> str:
+    if status == 401:
+        return " (give --token or --token-file, or set [admin] token)"
+    return ""
 
 
 def report(
@@ -201,9 +249,7 @@ def report(
             print(problem, file=stderr)
         print("reload failed: still serving the previous configuration", file=stderr)
         return 1
-    message = document.get("error", "")
-    if status == 401:
-        message += " (give --token or --token-file, or set [admin] token)"
+    message = document.get("error", "") + _token_hint(status)
     print("%s: answered %d: %s" % (address.shown, status, message), file=stderr)
     return 1
 
