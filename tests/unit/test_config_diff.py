@@ -184,14 +184,15 @@ def test_a_moved_listener_needs_a_restart_only_with_workers(tmp_path):
 
 def test_a_moved_admin_endpoint_needs_a_restart(tmp_path):
     """
-    A reload takes it, but the admin API keeps listening where it started.
+    A reload would leave the admin API listening where it started, so the
+    proxy refuses it.
     """
     moved = {"admin": "tcp:9902:interface=127.0.0.1"}
     # Redacted, as the running proxy's configuration is.
     assert diff(tmp_path, {}, moved, show_secrets=False)[-3:] == [
         "needs a restart (a reload would not apply it):",
-        "    admin.endpoint: changed; the admin API keeps listening on "
-        "tcp:9901:interface=127.0.0.1 until a restart",
+        "    admin.endpoint: changed; the admin API listens on "
+        "tcp:9901:interface=127.0.0.1 until a restart, which this needs",
         "a reload applies the rest",
     ]
 
@@ -204,8 +205,8 @@ def test_an_admin_table_added_or_removed_needs_a_restart(tmp_path):
         "    admin: added; the admin API starts only at a restart",
     ]
     assert changes(dumped(old), dumped(bare))[-2] == (
-        "    admin: removed; the admin API keeps listening on "
-        "tcp:9901:interface=127.0.0.1 until a restart"
+        "    admin: removed; the admin API listens on "
+        "tcp:9901:interface=127.0.0.1 until a restart, which this needs"
     )
 
 

@@ -77,12 +77,28 @@ def moved_listeners(old: Config, new: Config) -> List[str]:
 def restart_only_changes(old: Config, new: Config) -> List[str]:
     """
     The problems of a reload that changes what only a restart can change,
-    in single-process mode as with workers: the number of processes is
-    fixed when twistd starts.
+    in single-process mode as with workers: the number of processes, and
+    where the admin API listens, are fixed when twistd starts.  A reload
+    that would leave the admin API listening without the table that
+    configured it (and so without its token) is refused with them.
     """
+    problems = []
     if new.server.workers != old.server.workers:
-        return ["server.workers: changed; this needs a restart"]
-    return []
+        problems.append("server.workers: changed; this needs a restart")
+    before, after = old.admin, new.admin
+    if before is None and after is not None:
+        problems.append("admin: added; the admin API starts only at a restart")
+    elif before is not None and after is None:
+        problems.append(
+            "admin: removed; the admin API listens on %s until a restart, "
+            "which this needs" % (before.endpoint,)
+        )
+    elif before is not None and before.endpoint != after.endpoint:
+        problems.append(
+            "admin.endpoint: changed; the admin API listens on %s until a "
+            "restart, which this needs" % (before.endpoint,)
+        )
+    return problems
 
 
 class ListenError(Exception):

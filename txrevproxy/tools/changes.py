@@ -18,7 +18,7 @@ import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..app.service import moved_listeners, restart_only_changes
-from ..config.dump import SECRET_KEYS
+from ..config.dump import REDACTED, SECRET_KEYS
 from ..config.environment import substitute
 from ..config.load import model_of
 from ..config.schema import key_path
@@ -172,14 +172,12 @@ def restart_lines(old: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
     """
     What the change needs a restart for, as the proxy itself would refuse
     it on reload (the same functions decide); else that a reload applies
-    it all.  The admin API's endpoint is read only at start, so one added,
-    removed or moved is said too.
+    it all.
     """
-    before, after = model_of(old), model_of(new)
+    before, after = model_of(_with_a_token(old)), model_of(_with_a_token(new))
     refused = restart_only_changes(before, after)
     if before.server.workers > 1:
         refused = moved_listeners(before, after) + refused
-    refused.extend(_admin_moves(old.get("admin"), new.get("admin")))
     if not refused:
         return ["a reload applies all of it (txrevproxy reload)"]
     return (
@@ -189,25 +187,17 @@ def restart_lines(old: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
     )
 
 
-def _admin_moves(before: Optional[dict], after: Optional[dict]) -> List[str]:
+def _with_a_token(document: Dict[str, Any]) -> Dict[str, Any]:
     """
-    What a reload does not apply of a change to where the admin API
-    listens: it is started, with its endpoint, only when the proxy starts.
-    (Read from the documents: the model of a redacted token is no model.)
+    C{document} with a token its model accepts in place of a redacted
+    admin token (what the running proxy's configuration has), so that
+    its C{[admin]} table is in the model: only where the admin API
+    listens is compared.
     """
-    if before is None and after is not None:
-        return ["admin: added; the admin API starts only at a restart"]
-    if before is not None and after is None:
-        return [
-            "admin: removed; the admin API keeps listening on %s until a restart"
-            % (before["endpoint"],)
-        ]
-    if before is not None and before["endpoint"] != after["endpoint"]:
-        return [
-            "admin.endpoint: changed; the admin API keeps listening on %s "
-            "until a restart" % (before["endpoint"],)
-        ]
-    return []
+    admin = document.get("admin")
+    if not isinstance(admin, dict) or admin.get("token") != REDACTED:
+        return document
+    return dict(document, admin=dict(admin, token="redacted"))
 
 
 def changes(old_text: str, new_text: str) -> List[str]:
