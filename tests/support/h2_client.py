@@ -31,12 +31,14 @@ class H2Response:
 
     @ivar reset: the RST_STREAM error code when the stream was reset
         instead of ended, else L{None}.
+    @ivar trailers: the trailer fields that ended the stream, if any.
     """
 
     status: int = 0
     headers: List[Tuple[bytes, bytes]] = attr.Factory(list)
     body: bytes = b""
     reset: Optional[int] = None
+    trailers: List[Tuple[bytes, bytes]] = attr.Factory(list)
 
     def header(self, name: bytes) -> Optional[bytes]:
         for key, value in self.headers:
@@ -144,6 +146,8 @@ class H2Client(Protocol):
                 self.conn.acknowledge_received_data(
                     event.flow_controlled_length, event.stream_id
                 )
+            elif isinstance(event, h2.events.TrailersReceived):
+                self._responses[event.stream_id].trailers.extend(event.headers)
             elif isinstance(event, h2.events.StreamEnded):
                 self._done(event.stream_id)
             elif isinstance(event, h2.events.StreamReset):

@@ -390,6 +390,12 @@ class Upstream:
         requests in progress (at least L{txrevproxy.upstream.balancer.MIN_RETRIES}).
     @ivar health: active health checks, or L{None}.
     @ivar outlier: passive health checks (outlier detection), or L{None}.
+    @ivar protocol: how the proxy speaks to the servers: C{"http/1.1"},
+        C{"h2"} (HTTP/2 over TLS, chosen by ALPN: C{https} servers) or
+        C{"h2c"} (HTTP/2 in cleartext with prior knowledge: C{http}
+        servers).
+    @ivar max_streams: with HTTP/2, the requests one connection carries at
+        once; more open another connection.
     """
 
     name: str
@@ -416,6 +422,8 @@ class Upstream:
     read_timeout: float = 60.0
     send_timeout: float = 60.0
     total_timeout: Optional[float] = None
+    protocol: str = "http/1.1"
+    max_streams: int = 100
 
     def backend_tls(self, server: BackendServer) -> BackendTLS:
         """

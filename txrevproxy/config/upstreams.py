@@ -136,6 +136,27 @@ OUTLIER = Table(
 )
 
 
+#: The scheme each upstream protocol needs its servers' URLs to have.
+_PROTOCOL_SCHEMES = {"h2": "https", "h2c": "http"}
+
+
+def _protocol_fits_servers(arguments: Dict[str, Any]) -> Iterable[Problem]:
+    """
+    C{h2} is negotiated in the TLS handshake, so it needs C{https://}
+    servers; C{h2c} is HTTP/2 without TLS, so it needs C{http://} ones.
+    """
+    scheme = _PROTOCOL_SCHEMES.get(arguments["protocol"])
+    if scheme is None:
+        return
+    for index, server in enumerate(arguments["servers"]):
+        if server.scheme != scheme:
+            yield (
+                ".servers[%d].url" % (index,),
+                'protocol = "%s" needs %s:// servers, got %s'
+                % (arguments["protocol"], scheme, describe(server.url)),
+            )
+
+
 def _hash_key_needs_hash(arguments: Dict[str, Any]) -> Iterable[Problem]:
     if "hash_key" in arguments and arguments["balance"] != "hash":
         yield (
@@ -173,6 +194,8 @@ UPSTREAM = Table(
         "read_timeout": Field(duration, default="60s"),
         "send_timeout": Field(duration, default="60s"),
         "total_timeout": Field(duration, default=MODEL_DEFAULT),
+        "protocol": Field(one_of("http/1.1", "h2", "h2c"), default="http/1.1"),
+        "max_streams": Field(integer(minimum=1, maximum=2**31 - 1), default=100),
     },
-    checks=(_distinct_servers, _hash_key_needs_hash),
+    checks=(_distinct_servers, _hash_key_needs_hash, _protocol_fits_servers),
 )
