@@ -44,7 +44,8 @@ def h2_proxy(
     """
     Start a proxy with an HTTP/2 TLS listener for C{certificate} (a cert
     and key path) and one upstream of one server, C{backend_url}, spoken
-    to with C{protocol}; stopped at the end of the test.
+    to with C{protocol}; stopped at the end of the test.  The service is
+    C{testcase.proxy_service}.
 
     @return: the listener's port.
     """
@@ -68,6 +69,7 @@ def h2_proxy(
     service = ProxyService(config, reactor)
     service.startService()
     testcase.addCleanup(service.stopService)
+    testcase.proxy_service = service
     return service.ports[0].getHost().port
 
 

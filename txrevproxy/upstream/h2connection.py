@@ -576,8 +576,14 @@ class H2UpstreamConnection(Protocol):
         """
         GOAWAY: no new streams; those above its last stream ID were not
         processed.  The connection closes once the others end.
+
+        C{h2} closes its connection state on any GOAWAY received, after
+        which it refuses every frame; but RFC 9113 section 6.8 lets the
+        streams up to the last stream ID finish, so its state is opened
+        again for them (this side opens no new stream on it).
         """
         self.accepting = False
+        self.conn.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
         last = event.last_stream_id
         if last is None:
             last = 0

@@ -139,19 +139,21 @@ class H2ConnectionPool:
             if len(each.waiters) < self._max_streams:
                 opening = each
                 break
-        if opening is None:
+        new = opening is None
+        if new:
             opening = _Opening()
             self._opening.append(opening)
+        waiter = Deferred(lambda d: opening.waiters.remove(d))
+        opening.waiters.append(waiter)
+        if timeout is not None and timeout < self.connect_timeout:
+            waiter.addTimeout(timeout, self._clock, onTimeoutCancel=connect_timed_out)
+        if new:
             self.endpoint.connect(self._factory).addCallbacks(
                 self._opened,
                 self._openFailed,
                 callbackArgs=(opening,),
                 errbackArgs=(opening,),
             )
-        waiter = Deferred(lambda d: opening.waiters.remove(d))
-        opening.waiters.append(waiter)
-        if timeout is not None and timeout < self.connect_timeout:
-            waiter.addTimeout(timeout, self._clock, onTimeoutCancel=connect_timed_out)
         return waiter
 
     def _opened(self, connection: H2UpstreamConnection, opening: _Opening) -> None:
