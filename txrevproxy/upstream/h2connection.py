@@ -147,9 +147,17 @@ class H2UpstreamStream:
         self.connection = connection
         self.pool = connection.pool
         self.reused = reused
-        self.transport = self
         self._unsent: Deque[bytes] = deque()
         self._unsent_size = 0
+
+    @property
+    def transport(self) -> "H2UpstreamStream":
+        """
+        The stream itself, where the exchange finds a connection's
+        transport (a property rather than an attribute, which would make
+        each stream a reference cycle for the garbage collector).
+        """
+        return self
 
     # The request ---------------------------------------------------------
 
