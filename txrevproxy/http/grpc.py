@@ -8,7 +8,6 @@ of an HTTP error page, which it could not read.
 from __future__ import annotations
 
 from typing import List, Optional, Tuple
-from urllib.parse import quote_from_bytes
 
 Header = Tuple[bytes, bytes]
 
@@ -81,9 +80,14 @@ def grpc_error_fields(http_status: int, message: bytes) -> List[Header]:
     """
     The C{grpc-status} and C{grpc-message} fields that stand for the
     proxy's own HTTP error answer C{http_status}; the message is
-    percent-encoded as the protocol asks.
+    percent-encoded as the protocol asks: every byte outside the printable
+    ASCII range, and C{%} itself.
     """
+    encoded = b"".join(
+        b"%%%02X" % (byte,) if byte < 0x20 or byte > 0x7E or byte == 0x25 else bytes((byte,))
+        for byte in message
+    )
     return [
         (b"grpc-status", b"%d" % (grpc_status(http_status),)),
-        (b"grpc-message", quote_from_bytes(message, safe=" ").encode("ascii")),
+        (b"grpc-message", encoded),
     ]
