@@ -27,7 +27,7 @@ from ..support.h2_upstreams import (
     grpc_server,
     h2_proxy,
 )
-from ..support.processes import free_port, temporary_directory
+from ..support.processes import free_port, proxy_process, temporary_directory
 from ..support.tls_clients import CertificateMaker
 
 pytestmark = pytest.mark.skipif(
@@ -167,3 +167,31 @@ class GrpcErrorTests(GrpcCase):
         trailers = dict(response.trailers)
         self.assertEqual(trailers[b"grpc-status"], b"4")
         self.assertTrue(trailers[b"grpc-message"].startswith(b"504 Gateway Timeout"))
+
+
+class GrpcTwistdTests(GrpcCase):
+    """
+    The keys in a TOML file, under C{twistd -n txrevproxy}.
+    """
+
+    def test_grpc_calls_through_twistd_with_an_h2c_upstream(self):
+        backend = grpc_server(self)
+        cert, key = self.certificate
+        config = (
+            '[listeners.websecure]\nendpoint = "tcp:{port}:interface=127.0.0.1"\n'
+            'tls = "main"\nhttp2 = true\n\n'
+            "[tls.main]\n"
+            'certificates = [{{ names = ["localhost"], cert = "%s", key = "%s" }}]\n'
+            'default = "localhost"\n\n'
+            "[upstreams.grpc]\n"
+            'protocol = "h2c"\nmax_streams = 10\n'
+            'servers = [{{ url = "http://127.0.0.1:%d" }}]\n\n'
+            '[[routes]]\npath = "/"\nupstream = "grpc"\n'
+        ) % (cert, key, backend)
+        with proxy_process(temporary_directory(self), [], config) as proxy:
+            channel = grpc_channel(self, proxy.port, self.maker.ca_path)
+            answer = channel.unary_unary(UNARY)(b"twistd", timeout=30)
+            parts = list(channel.unary_stream(SERVER_STREAM)(b"2", timeout=30))
+            channel.close()
+        self.assertEqual(answer, b"echo:twistd")
+        self.assertEqual(parts, [b"part 0", b"part 1"])

@@ -174,6 +174,30 @@ class H2UpstreamTests(H2UpstreamCase):
         self.assertEqual(lines[-1], b"2 200")
 
     @inlineCallbacks
+    def test_h2load_through_an_http2_backend(self):
+        port = self.start(max_streams=20)
+        result = yield deferToThread(
+            subprocess.run,
+            [
+                "h2load",
+                "--requests=300",
+                "--clients=3",
+                "--max-concurrent-streams=20",
+                "https://localhost:%d/load" % (port,),
+            ],
+            capture_output=True,
+            timeout=60,
+        )
+        self.assertIn(
+            b"300 total, 300 started, 300 done, 300 succeeded, 0 failed, 0 errored",
+            result.stdout,
+        )
+        self.assertIn(b"status codes: 300 2xx", result.stdout)
+        # 60 streams at most at once, 20 a connection.
+        self.assertLessEqual(self.backend.connections, 3)
+        self.assertEqual(self.proxy_service.runtime.balancers["app"].in_flight, 0)
+
+    @inlineCallbacks
     def test_health_checks_speak_http2(self):
         self.start()
         balancer = self.proxy_service.runtime.balancers["app"]
