@@ -79,7 +79,8 @@ class EarlyAnswerH2Connection(H2Connection):
         End the stream with C{trailers} rather than an empty DATA frame
         when its response is finished.
         """
-        self.conn.trailers[streamID] = trailers
+        if streamID in self.streams:
+            self.conn.trailers[streamID] = trailers
 
     def connectionEnding(self) -> None:
         """

@@ -626,7 +626,9 @@ class H2UpstreamConnection(Protocol):
     def connectionLost(self, reason: Failure = None) -> None:
         self.accepting = False
         self.pool.connectionLost(self)
-        if self._failure is not None and self._failure.check(ConnectionDone) is None:
-            reason = self._failure
+        failure = self._failure
+        if failure is None or failure.check(ConnectionDone) is not None:
+            # Nothing is sent any more, not even a GOAWAY from close().
+            failure = self._failure = reason
         for stream in list(self.streams.values()):
-            stream.failed(reason)
+            stream.failed(failure)
