@@ -7,6 +7,7 @@ C{max_streams} keys of an upstream.
 from __future__ import annotations
 
 import pytest
+from hpack import NeverIndexedHeaderTuple
 from txrevproxy.http.grpc import grpc_error_fields, grpc_status, grpc_timeout, is_grpc
 from txrevproxy.http.h2_fields import h2_request_fields, h2_response_head
 
@@ -53,6 +54,12 @@ def test_proxy_errors_map_to_grpc_statuses_as_envoy_does():
         (b"grpc-status", b"14"),
         (b"grpc-message", b"503 Service Unavailable 100%25"),
     ]
+
+
+def test_h2_request_ids_stay_out_of_the_hpack_dynamic_table():
+    fields = h2_request_fields(b"GET", b"/", [(b"X-Request-ID", b"abc")], b"http")
+    assert fields[-1] == (b"x-request-id", b"abc")
+    assert isinstance(fields[-1], NeverIndexedHeaderTuple)
 
 
 def test_h2_request_fields_drop_connection_fields_and_carry_the_authority():

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
+from hpack import NeverIndexedHeaderTuple
+
 Header = Tuple[bytes, bytes]
 
 #: The fields of an HTTP/1.1 request head that the proxy adds itself for
@@ -17,6 +19,11 @@ Header = Tuple[bytes, bytes]
 #: connection-specific fields are dropped already
 #: (L{txrevproxy.http.headers.upstream_request_headers}).
 _NOT_SENT = frozenset([b"connection", b"upgrade", b"transfer-encoding", b"host"])
+
+#: Fields whose value is new in every request, kept out of the HPACK
+#: dynamic table (RFC 7541 section 6.2.3): each would push out the fields
+#: that repeat, and every lookup in the table is longer the more it holds.
+_UNIQUE = frozenset([b"x-request-id"])
 
 def h2_request_fields(
     method: bytes, target: bytes, headers: List[Header], scheme: bytes
@@ -37,7 +44,10 @@ def h2_request_fields(
             if lname == b"host":
                 authority = value
             continue
-        fields.append((lname, value))
+        if lname in _UNIQUE:
+            fields.append(NeverIndexedHeaderTuple(lname, value))
+        else:
+            fields.append((lname, value))
     return [
         (b":method", method),
         (b":scheme", scheme),
