@@ -87,7 +87,7 @@ class H2ConnectionPool:
         """
         return h2_request_fields(method, target, headers, self._scheme)
 
-    def health_pool(self, clock, idle_timeout: float) -> "H2ConnectionPool":
+    def health_pool(self, clock) -> "H2ConnectionPool":
         """
         A pool of the same kind for the backend's health checks: a
         connection of their own, closed when its check ended.

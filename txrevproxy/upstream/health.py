@@ -143,7 +143,7 @@ class HealthChecker(Service):
         self._passed: Dict[Backend, int] = {backend: 0 for backend in balancer.backends}
         self._failed: Dict[Backend, int] = {backend: 0 for backend in balancer.backends}
         self._pools = {
-            backend: backend.pool.health_pool(clock, check.interval)
+            backend: backend.pool.health_pool(clock)
             for backend in balancer.backends
         }
 

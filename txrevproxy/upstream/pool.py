@@ -142,14 +142,14 @@ class ConnectionPool:
     #: bytes of an HTTP/1.1 head.
     serialize_head = staticmethod(serialize_request_head)
 
-    def health_pool(self, clock, idle_timeout: float) -> "ConnectionPool":
+    def health_pool(self, clock) -> "ConnectionPool":
         """
         A pool of the same kind for the backend's health checks, which
         keeps no idle connection (each check has one of its own) and no
         deadlines (a check has its own time limit).
         """
         return ConnectionPool(
-            clock, self.endpoint, self.name, idle_timeout, 0, sweep_deadlines=False
+            clock, self.endpoint, self.name, 0.0, 0, sweep_deadlines=False
         )
 
     @property
