@@ -14,10 +14,16 @@ import h2.events
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
-from twisted.internet.defer import succeed
+from h2.exceptions import ProtocolError
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.error import TimeoutError as ConnectTimeoutError
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+
+from txrevproxy.forward.causes import failure_cause
 
 from txrevproxy.upstream.h2connection import (
     CLOSED,
@@ -265,3 +271,50 @@ class H2PoolTests(PoolCase):
         stream.awaitResponse(self.clock, 5)
         self.clock.advance(5)
         self.assertEqual(exchange.events, ["timed out"])
+
+    def test_a_failed_connection_fails_every_request_waiting_for_it(self):
+        self.endpoint.connect = lambda factory: fail(ConnectionRefusedError())
+        first, second = self.pool.connect(), self.pool.connect()
+        self.failureResultOf(first, ConnectionRefusedError)
+        self.failureResultOf(second, ConnectionRefusedError)
+
+    def test_a_burst_waits_for_one_connection(self):
+        pending = Deferred()
+        self.endpoint.connect = lambda factory: pending
+        waiting = [self.pool.connect() for _ in range(10)]
+        extra = self.pool.connect()
+        self.assertEqual([w.called for w in waiting + [extra]], [False] * 11)
+        connection = self.pool._factory.buildProtocol(None)
+        connection.makeConnection(StringTransport())
+        pending.callback(connection)
+        streams = [self.successResultOf(w) for w in waiting]
+        self.assertEqual({s.connection for s in streams}, {connection})
+        # The eleventh went over max_streams: it waits for another one.
+        self.assertFalse(extra.called)
+
+    def test_a_shorter_route_connect_timeout_applies(self):
+        self.pool.connect_timeout = 5.0
+        self.endpoint.connect = lambda factory: Deferred()
+        waiting = self.pool.connect(timeout=1.0)
+        self.clock.advance(1.0)
+        self.failureResultOf(waiting, ConnectTimeoutError)
+
+    def test_closing_the_pool_closes_busy_connections_when_their_streams_end(self):
+        stream = self.open()
+        backend = self.backend()
+        self.pool.close()
+        self.assertFalse(self.endpoint.transports[0].disconnecting)
+        self.assertIsNone(self.pool.take_idle())
+        backend.conn.send_headers(1, [(b":status", b"204")], end_stream=True)
+        backend.send()
+        self.assertIs(stream.state, CLOSED)
+        self.assertTrue(self.endpoint.transports[0].disconnecting)
+        events = backend.read()
+        self.assertTrue(any(isinstance(e, h2.events.ConnectionTerminated) for e in events))
+
+
+def test_http2_failures_have_their_error_log_causes():
+    assert failure_cause(Failure(StreamReset(ErrorCodes.INTERNAL_ERROR))) == "reset"
+    assert failure_cause(Failure(NotProcessed("went away"))) == "reset"
+    assert failure_cause(Failure(NoHTTP2("no h2"))) == "bad_response"
+    assert failure_cause(Failure(ProtocolError("bad frame"))) == "bad_response"
