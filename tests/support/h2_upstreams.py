@@ -85,8 +85,9 @@ def grpc_server(testcase) -> int:
 
     @return: its port.
     """
-    import grpc
     from concurrent import futures
+
+    import grpc
 
     def unary(request: bytes, context) -> bytes:
         return b"echo:" + request

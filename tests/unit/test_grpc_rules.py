@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 from hpack import NeverIndexedHeaderTuple
+
 from txrevproxy.http.grpc import grpc_error_fields, grpc_status, grpc_timeout, is_grpc
 from txrevproxy.http.h2_fields import h2_request_fields, h2_response_head
 

@@ -12,9 +12,9 @@ import h2.config
 import h2.connection
 import h2.events
 from h2.errors import ErrorCodes
+from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
-from h2.exceptions import ProtocolError
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.error import TimeoutError as ConnectTimeoutError
@@ -24,7 +24,6 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from txrevproxy.forward.causes import failure_cause
-
 from txrevproxy.upstream.h2connection import (
     CLOSED,
     STREAM_WINDOW,
@@ -279,14 +278,15 @@ class H2PoolTests(PoolCase):
         self.failureResultOf(second, ConnectionRefusedError)
 
     def test_a_burst_waits_for_one_connection(self):
-        pending = Deferred()
-        self.endpoint.connect = lambda factory: pending
+        pending: List[Deferred] = []
+        self.endpoint.connect = lambda factory: pending.append(Deferred()) or pending[-1]
         waiting = [self.pool.connect() for _ in range(10)]
         extra = self.pool.connect()
         self.assertEqual([w.called for w in waiting + [extra]], [False] * 11)
+        self.assertEqual(len(pending), 2)
         connection = self.pool._factory.buildProtocol(None)
         connection.makeConnection(StringTransport())
-        pending.callback(connection)
+        pending[0].callback(connection)
         streams = [self.successResultOf(w) for w in waiting]
         self.assertEqual({s.connection for s in streams}, {connection})
         # The eleventh went over max_streams: it waits for another one.

@@ -84,7 +84,9 @@ def grpc_error_fields(http_status: int, message: bytes) -> List[Header]:
     ASCII range, and C{%} itself.
     """
     encoded = b"".join(
-        b"%%%02X" % (byte,) if byte < 0x20 or byte > 0x7E or byte == 0x25 else bytes((byte,))
+        b"%%%02X" % (byte,)
+        if byte < 0x20 or byte > 0x7E or byte == 0x25
+        else bytes((byte,))
         for byte in message
     )
     return [
