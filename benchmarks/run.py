@@ -108,13 +108,24 @@ def _cell(problem: str | None = None) -> dict:
     return {"rounds": [], "problems": [problem] if problem else []}
 
 
+def _skipped(scenario, contender) -> str | None:
+    """
+    Why C{contender} does not run C{scenario}, or C{None}.
+    """
+    if scenario.tls and contender.tls_problem:
+        return contender.tls_problem
+    if scenario.txrevproxy_only and not contender.name.startswith("txrevproxy"):
+        return "txrevproxy only"
+    return None
+
+
 def measure_throughput(ws: Workspace, args, contenders, scenarios, problems) -> dict:
     """
     Run every scenario on every contender, contender by contender, for each
     round; the contenders' order rotates from round to round.
     """
     warmup = max(1, round(args.duration * 0.3))
-    cells = {s.name: {c.name: _cell(problems[c.name] or (s.tls and c.tls_problem) or None)
+    cells = {s.name: {c.name: _cell(problems[c.name] or _skipped(s, c))
                       for c in contenders} for s in scenarios}
     runnable = [c for c in contenders if not problems[c.name]]
     for number in range(args.rounds):
@@ -132,7 +143,7 @@ def measure_throughput(ws: Workspace, args, contenders, scenarios, problems) -> 
                 if args.duration > 2:
                     run_wrk(ws, proxy, SCENARIOS[0], contender.warmup, args.connections)
                 for scenario in scenarios:
-                    if scenario.tls and contender.tls_problem:
+                    if _skipped(scenario, contender):
                         continue
                     cell = cells[scenario.name][contender.name]
                     status = proxy.started.popen.poll()
@@ -194,7 +205,7 @@ def measure_memory(ws: Workspace, args, contenders, problems) -> dict:
 def estimate_seconds(args, contenders, scenarios, problems) -> float:
     warmup = max(1, round(args.duration * 0.3))
     runs = sum(1 for c in contenders if not problems[c.name]
-               for s in scenarios if not (s.tls and c.tls_problem))
+               for s in scenarios if not _skipped(s, c))
     starts = sum(c.warmup for c in contenders if not problems[c.name])
     return args.rounds * (starts + runs * (args.duration + warmup + 1))
 

@@ -23,6 +23,8 @@ class Scenario:
 
     @ivar lua: a script in C{benchmarks/wrk/} that shapes the requests.
     @ivar connections: a fixed connection count, overriding C{--connections}.
+    @ivar txrevproxy_only: whether only txrevproxy has what it measures
+        (the other proxies show n/a).
     """
 
     name: str
@@ -32,6 +34,7 @@ class Scenario:
     lua: str | None = None
     headers: tuple[str, ...] = ()
     connections: int | None = None
+    txrevproxy_only: bool = False
 
 
 SCENARIOS = [
@@ -44,6 +47,11 @@ SCENARIOS = [
     Scenario("tls-new-conn", "HTTPS, new TLS connection per request", tls=True,
              headers=("Connection: close",)),
     Scenario("c1000", "small GET, 1,000 concurrent connections", connections=1000),
+    # The same load as "small", with txrevproxy speaking HTTP/2 (h2c, one
+    # multiplexed connection) to the backend instead of keep-alive HTTP/1.1:
+    # its ratio to "small" in the same run is the cost of the h2 client.
+    Scenario("h2-upstream", "small GET, HTTP/2 (h2c) to the backend",
+             path="/h2/small", txrevproxy_only=True),
 ]
 
 #: wrk's own limit for one request; slower ones count as timeout errors.

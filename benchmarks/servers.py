@@ -57,6 +57,9 @@ class Workspace:
     cert: str = ""
     key: str = ""
     backend_port: int = 0
+    #: The backend's HTTP/2 port (h2c, prior knowledge), for the
+    #: txrevproxy upstream with protocol = "h2c".
+    backend_h2c_port: int = 0
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.tmp, *parts)
@@ -125,7 +128,8 @@ def start_backend(ws: Workspace) -> None:
     """
     Start the backend: nginx with one worker on the load generator's core,
     answering C{/small} from memory and C{/files/100k}, C{/files/1g} from
-    files (the 1 GiB one sparse, so it costs no disk).
+    files (the 1 GiB one sparse, so it costs no disk), over HTTP/1.1 and,
+    on a port of its own, HTTP/2 in cleartext (h2c).
     """
     files = ws.path("www", "files")
     os.makedirs(files)
@@ -134,6 +138,7 @@ def start_backend(ws: Workspace) -> None:
             f.truncate(size)
     prefix = _nginx_prefix(ws, "backend")
     ws.backend_port = free_port()
+    ws.backend_h2c_port = free_port()
     conf = _nginx_head(ws, prefix, 4096) + """
 http {{
     access_log off;
@@ -147,11 +152,19 @@ http {{
         root {root};
         location = /small {{ default_type text/plain; return 200 "{body}"; }}
     }}
+    server {{
+        listen 127.0.0.1:{h2c_port} http2 backlog=4096;
+        http2_max_concurrent_streams 1000;
+        root {root};
+        location = /small {{ default_type text/plain; return 200 "{body}"; }}
+    }}
 }}
-""".format(port=ws.backend_port, root=ws.path("www"), body=SMALL_BODY.decode().replace("\n", "\\n"))
+""".format(port=ws.backend_port, h2c_port=ws.backend_h2c_port, root=ws.path("www"),
+           body=SMALL_BODY.decode().replace("\n", "\\n"))
     path = ws.write("backend.conf", conf)
     started = ws.group.start("backend", ["nginx", "-p", prefix, "-c", path], LOAD_CPU)
     ws.group.wait_for_port(started, ws.backend_port)
+    ws.group.wait_for_port(started, ws.backend_h2c_port)
 
 
 def _start_nginx(ws: Workspace) -> RunningProxy:
@@ -241,7 +254,8 @@ def _start_rpr(ws: Workspace) -> RunningProxy:
 def txrevproxy_config(ws: Workspace, port: int, tls_port: int | None) -> str:
     """
     Render the txrevproxy TOML config: one listener (two with TLS), one
-    upstream, one route, everything else txrevproxy's defaults.
+    upstream, one route, everything else txrevproxy's defaults; and, for
+    the C{h2-upstream} scenario, C{/h2/} routed to the backend's h2c port.
     """
     conf = """\
 [listeners.bench]
@@ -264,7 +278,16 @@ servers = [{{ url = "http://127.0.0.1:{backend}" }}]
 [[routes]]
 path = "/"
 upstream = "bench"
-""".format(backend=ws.backend_port)
+
+[upstreams.bench_h2]
+servers = [{{ url = "http://127.0.0.1:{h2c}" }}]
+protocol = "h2c"
+
+[[routes]]
+path = "/h2/"
+strip_prefix = true
+upstream = "bench_h2"
+""".format(backend=ws.backend_port, h2c=ws.backend_h2c_port)
     return conf
 
 

@@ -504,6 +504,14 @@ class IUpstreamExchange(Interface):
         Some response body bytes arrived (de-chunked).
         """
 
+    def responseTrailers(trailers):
+        """
+        The trailer fields that ended the response (from an HTTP/2
+        backend), before L{responseEnd}.
+
+        @param trailers: a L{list} of C{(name, value)} pairs.
+        """
+
     def responseEnd():
         """
         The response is complete.
@@ -590,6 +598,15 @@ class IProxiedRequest(Interface):
 
         @param length: the body length, or L{None} when it is not known
             (the body is then chunked, or delimited by the close).
+        """
+
+    def writeTrailers(trailers):
+        """
+        Send the backend's trailer fields after the body, before
+        C{finish}: on HTTP/2, and on a chunked HTTP/1.1 response whose
+        client said C{TE: trailers}; otherwise they are dropped.
+
+        @param trailers: a L{list} of C{(name, value)} pairs.
         """
 
     def releaseHandler():

@@ -42,6 +42,9 @@ class RecordingExchange:
     def responseBody(self, data):
         self.events.append(("body", data))
 
+    def responseTrailers(self, trailers):
+        self.events.append(("trailers", trailers))
+
     def responseEnd(self):
         self.events.append("end")
 

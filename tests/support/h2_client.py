@@ -31,12 +31,14 @@ class H2Response:
 
     @ivar reset: the RST_STREAM error code when the stream was reset
         instead of ended, else L{None}.
+    @ivar trailers: the trailer fields that ended the stream, if any.
     """
 
     status: int = 0
     headers: List[Tuple[bytes, bytes]] = attr.Factory(list)
     body: bytes = b""
     reset: Optional[int] = None
+    trailers: List[Tuple[bytes, bytes]] = attr.Factory(list)
 
     def header(self, name: bytes) -> Optional[bytes]:
         for key, value in self.headers:
@@ -55,7 +57,13 @@ class H2Client(Protocol):
     @ivar handshake: fires with this client once TLS is up.
     @ivar closed: fires when the connection is gone.
     @ivar terminated: the GOAWAY error code, once the server sent one.
+    @ivar reading: whether response bytes are taken as they come; while
+        not, the streams' windows stay closed on what arrived (the
+        connection's is opened again), as a client that stopped reading
+        some responses does.  L{read} starts again.
     """
+
+    reading = True
 
     def __init__(self, validate: bool = True) -> None:
         self.conn = h2.connection.H2Connection(
@@ -72,6 +80,7 @@ class H2Client(Protocol):
         self._responses: Dict[int, H2Response] = {}
         self._waiting: Dict[int, Deferred] = {}
         self._unsent: Dict[int, List] = {}
+        self._unread: List[Tuple[int, int]] = []
 
     def handshakeCompleted(self) -> None:
         # The preface goes first: bytes written before the handshake is
@@ -141,9 +150,17 @@ class H2Client(Protocol):
                         response.headers.append((name, value))
             elif isinstance(event, h2.events.DataReceived):
                 self._responses[event.stream_id].body += event.data
-                self.conn.acknowledge_received_data(
-                    event.flow_controlled_length, event.stream_id
-                )
+                if self.reading:
+                    self.conn.acknowledge_received_data(
+                        event.flow_controlled_length, event.stream_id
+                    )
+                else:
+                    self._unread.append((event.stream_id, event.flow_controlled_length))
+                    self.conn.increment_flow_control_window(
+                        event.flow_controlled_length
+                    )
+            elif isinstance(event, h2.events.TrailersReceived):
+                self._responses[event.stream_id].trailers.extend(event.headers)
             elif isinstance(event, h2.events.StreamEnded):
                 self._done(event.stream_id)
             elif isinstance(event, h2.events.StreamReset):
@@ -161,6 +178,18 @@ class H2Client(Protocol):
                 # As a real client does: nothing more can come.
                 self.terminated = event.error_code
                 self.transport.loseConnection()
+        self._flush()
+
+    def read(self) -> None:
+        """
+        Take the response bytes again, opening the stream windows kept
+        closed while not L{reading}.
+        """
+        self.reading = True
+        unread, self._unread = self._unread, []
+        for stream_id, size in unread:
+            if stream_id in self.conn.streams:
+                self.conn.increment_flow_control_window(size, stream_id)
         self._flush()
 
     def _done(self, stream_id: int) -> None:

@@ -10,7 +10,7 @@ import datetime
 import socket
 import ssl
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -236,9 +236,14 @@ def connect_tls(port: int, creator: ProbingClientTLS) -> Deferred:
     return d
 
 
-def tls_site_factory(site, cert_path: Path, key_path: Path) -> TLSMemoryBIOFactory:
+def tls_site_factory(
+    site, cert_path: Path, key_path: Path, protocols: Optional[List[bytes]] = None
+) -> TLSMemoryBIOFactory:
     """
     A backend site served over TLS with one certificate.
+
+    @param protocols: what it accepts through ALPN (C{b"h2"} makes
+        Twisted's site speak HTTP/2), or L{None}: no ALPN.
     """
     chain = x509.load_pem_x509_certificates(cert_path.read_bytes())
     key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
@@ -246,6 +251,7 @@ def tls_site_factory(site, cert_path: Path, key_path: Path) -> TLSMemoryBIOFacto
         privateKey=PKey.from_cryptography_key(key),
         certificate=X509.from_cryptography(chain[0]),
         extraCertChain=[X509.from_cryptography(c) for c in chain[1:]],
+        acceptableProtocols=protocols,
     )
     return TLSMemoryBIOFactory(options, False, site)
 

@@ -32,10 +32,12 @@ from ..routing.redirects import HttpsRedirect
 from ..server.http2 import NegotiatingSite
 from ..server.proxy_protocol import ProxyHeaderFactory
 from ..server.site import ProxySite
+from ..tls.client import BACKEND_PROTOCOLS, HTTP2_PROTOCOLS
 from ..tls.server import tls_factory
 from ..tls.store import CertificateStore
 from ..tls.watch import CertificateWatcher
 from ..upstream.balancer import Backend, Balancer
+from ..upstream.h2pool import H2ConnectionPool
 from ..upstream.health import HealthChecker
 from ..upstream.pool import ConnectionPool, backend_endpoint
 from .assembly import build_root, maintenance_switches, page_table
@@ -70,6 +72,43 @@ def _serves_http2(listener: Listener) -> bool:
     return listener.tls is not None and listener.http2
 
 
+def _backend_pool(
+    upstream: Upstream, server, reactor, connect_timeout: float
+):
+    """
+    The connection pool of one backend: keep-alive HTTP/1.1 connections,
+    or shared HTTP/2 ones for an upstream with C{protocol = "h2"} (offered
+    through ALPN) or C{"h2c"}.
+    """
+    http2 = upstream.protocol != "http/1.1"
+    endpoint = backend_endpoint(
+        reactor,
+        server,
+        connect_timeout,
+        upstream.backend_tls(server),
+        HTTP2_PROTOCOLS if http2 else BACKEND_PROTOCOLS,
+    )
+    if http2:
+        return H2ConnectionPool(
+            reactor,
+            endpoint,
+            server.url,
+            idle_timeout=upstream.idle_timeout,
+            max_streams=upstream.max_streams,
+            scheme=server.scheme.encode("ascii"),
+            connect_timeout=connect_timeout,
+        )
+    return ConnectionPool(
+        reactor,
+        endpoint,
+        server.url,
+        idle_timeout=upstream.idle_timeout,
+        max_idle=upstream.max_idle_connections,
+        connect_timeout=connect_timeout,
+        proxy_protocol=upstream.proxy_protocol,
+    )
+
+
 def _balancer(
     upstream: Upstream,
     reactor,
@@ -88,20 +127,7 @@ def _balancer(
     backends = [
         Backend(
             server,
-            ConnectionPool(
-                reactor,
-                backend_endpoint(
-                    reactor,
-                    server,
-                    connect_timeout,
-                    upstream.backend_tls(server),
-                ),
-                server.url,
-                idle_timeout=upstream.idle_timeout,
-                max_idle=upstream.max_idle_connections,
-                connect_timeout=connect_timeout,
-                proxy_protocol=upstream.proxy_protocol,
-            ),
+            _backend_pool(upstream, server, reactor, connect_timeout),
             reactor,
             upstream.slow_start,
         )

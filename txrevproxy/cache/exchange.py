@@ -269,6 +269,11 @@ class BackgroundRequest:
         passes a revalidation's response on to its request.
         """
 
+    def writeTrailers(self, trailers) -> None:
+        """
+        Nothing to write, as for the head.
+        """
+
     def releaseHandler(self) -> None:
         """
         The exchange that was the handler ended: fall back to the class's

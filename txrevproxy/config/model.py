@@ -406,6 +406,12 @@ class Upstream:
     @ivar proxy_protocol: C{"v1"} or C{"v2"}: every connection to a
         backend starts with a PROXY protocol header of that version naming
         the client; L{None}: no header.
+    @ivar protocol: how the proxy speaks to the servers: C{"http/1.1"},
+        C{"h2"} (HTTP/2 over TLS, chosen by ALPN: C{https} servers) or
+        C{"h2c"} (HTTP/2 in cleartext with prior knowledge: C{http}
+        servers).
+    @ivar max_streams: with HTTP/2, the requests one connection carries at
+        once; more open another connection.
     """
 
     name: str
@@ -433,6 +439,8 @@ class Upstream:
     send_timeout: float = 60.0
     total_timeout: Optional[float] = None
     proxy_protocol: Optional[str] = None
+    protocol: str = "http/1.1"
+    max_streams: int = 100
 
     def backend_tls(self, server: BackendServer) -> BackendTLS:
         """

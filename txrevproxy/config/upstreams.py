@@ -136,6 +136,40 @@ OUTLIER = Table(
 )
 
 
+#: The scheme each upstream protocol needs its servers' URLs to have.
+_PROTOCOL_SCHEMES = {"h2": "https", "h2c": "http"}
+
+
+def _protocol_fits_servers(arguments: Dict[str, Any]) -> Iterable[Problem]:
+    """
+    C{h2} is negotiated in the TLS handshake, so it needs C{https://}
+    servers; C{h2c} is HTTP/2 without TLS, so it needs C{http://} ones.
+    """
+    scheme = _PROTOCOL_SCHEMES.get(arguments["protocol"])
+    if scheme is None:
+        return
+    for index, server in enumerate(arguments["servers"]):
+        if server.scheme != scheme:
+            yield (
+                ".servers[%d].url" % (index,),
+                'protocol = "%s" needs %s:// servers, got %s'
+                % (arguments["protocol"], scheme, describe(server.url)),
+            )
+
+
+def _proxy_header_needs_http1(arguments: Dict[str, Any]) -> Iterable[Problem]:
+    """
+    A PROXY protocol header names one client, and an HTTP/2 connection
+    carries the streams of many: the two do not go together.
+    """
+    if arguments.get("proxy_protocol") is not None and arguments["protocol"] != "http/1.1":
+        yield (
+            ".proxy_protocol",
+            'not with protocol = "%s": a PROXY header names one client, and '
+            "an HTTP/2 connection carries the requests of many" % (arguments["protocol"],),
+        )
+
+
 def _hash_key_needs_hash(arguments: Dict[str, Any]) -> Iterable[Problem]:
     if "hash_key" in arguments and arguments["balance"] != "hash":
         yield (
@@ -174,6 +208,13 @@ UPSTREAM = Table(
         "send_timeout": Field(duration, default="60s"),
         "total_timeout": Field(duration, default=MODEL_DEFAULT),
         "proxy_protocol": Field(one_of("v1", "v2"), default=MODEL_DEFAULT),
+        "protocol": Field(one_of("http/1.1", "h2", "h2c"), default="http/1.1"),
+        "max_streams": Field(integer(minimum=1, maximum=2**31 - 1), default=100),
     },
-    checks=(_distinct_servers, _hash_key_needs_hash),
+    checks=(
+        _distinct_servers,
+        _hash_key_needs_hash,
+        _protocol_fits_servers,
+        _proxy_header_needs_http1,
+    ),
 )

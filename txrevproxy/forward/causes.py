@@ -7,12 +7,14 @@ broken one (C{reset}).
 
 from __future__ import annotations
 
+from h2.exceptions import ProtocolError as HTTP2ProtocolError
 from OpenSSL.SSL import Error as TLSError
 from twisted.internet import error
 from twisted.python.failure import Failure
 
 from ..http.response_parser import ResponseParseError
 from ..upstream.balancer import NoBackendAvailable
+from ..upstream.h2connection import NoHTTP2, NotProcessed, StreamReset
 
 #: Failures and their cause, the most particular first (a refused
 #: connection is also a connect error).
@@ -22,9 +24,11 @@ _CAUSES = (
     (error.ConnectionRefusedError, "refused"),
     (error.DNSLookupError, "dns"),
     (TLSError, "tls"),
-    (ResponseParseError, "bad_response"),
+    ((ResponseParseError, HTTP2ProtocolError, NoHTTP2), "bad_response"),
     (
         (
+            StreamReset,
+            NotProcessed,
             error.ConnectionLost,
             error.ConnectionDone,
             error.ConnectionAborted,

@@ -26,6 +26,7 @@ from ..filters.chain import (
     write_transformed,
     write_transformed_end,
 )
+from ..http.grpc import grpc_timeout
 from ..http.headers import client_response_headers, upgrade_response_headers
 from ..http.request_head import NO_BODY_SEMANTICS
 from ..http.status import reason_phrase
@@ -188,6 +189,11 @@ class ProxyExchange:
     _tunnel: Optional[Tunnel] = None
     #: When the total deadline passes (C{0}: none).
     _deadline = 0.0
+    #: The response timeout of a gRPC call with a shorter C{grpc-timeout}
+    #: (L{None}: the route's).
+    _response_timeout: Optional[float] = None
+    #: The backend's trailer fields (HTTP/2 backends), for the client.
+    _trailers = None
     #: Since when the client has paused the response, if it has.
     _paused_at: Optional[float] = None
     #: Why the request failed, for the error answer (see
@@ -216,6 +222,9 @@ class ProxyExchange:
             self._upgrade = request.requestedUpgrade()
         if self.target.total_timeout:
             self._deadline = request.started + self.target.total_timeout
+        grpc_deadline = request.requestHeaders.getRawHeaders(b"grpc-timeout")
+        if grpc_deadline is not None:
+            self._honourGrpcTimeout(grpc_timeout(grpc_deadline[0]))
         balancer = self.target.balancer
         lease = balancer.lease_now(request)
         if lease is not None:
@@ -225,6 +234,18 @@ class ProxyExchange:
         d.addCallbacks(self._leased, self._failBeforeResponse)
         if not d.called:
             self._waiting = d
+
+    def _honourGrpcTimeout(self, seconds: Optional[float]) -> None:
+        """
+        A gRPC call's C{grpc-timeout} caps the response timeout and the
+        total deadline of its request: past it, its client has given up.
+        """
+        if seconds is None:
+            return
+        self._response_timeout = min(self.target.response_timeout, seconds)
+        deadline = self.request.started + seconds
+        if not self._deadline or deadline < self._deadline:
+            self._deadline = deadline
 
     # Getting a connection --------------------------------------------------
 
@@ -237,10 +258,15 @@ class ProxyExchange:
         self._lease = lease
         self._state = CONNECTING
         self.request.backendChosen(lease.backend)
+        pool = lease.backend.pool
         self._head = self.target.request_head(
-            self.request, lease.backend.server, self._body_framing, self._upgrade
+            self.request,
+            lease.backend.server,
+            self._body_framing,
+            self._upgrade,
+            pool.serialize_head,
         )
-        self._useConnection(lease.backend.pool)
+        self._useConnection(pool)
 
     def _useConnection(self, pool) -> None:
         header = None
@@ -367,7 +393,11 @@ class ProxyExchange:
             self._startResponseTimer()
 
     def _startResponseTimer(self) -> None:
-        self._upstream.awaitResponse(self.target.clock, self.target.response_timeout)
+        timeout = self._response_timeout
+        self._upstream.awaitResponse(
+            self.target.clock,
+            self.target.response_timeout if timeout is None else timeout,
+        )
 
     def responseTimedOut(self) -> None:
         """
@@ -494,6 +524,13 @@ class ProxyExchange:
         else:
             write_transformed(self.request, self._transform, data)
 
+    def responseTrailers(self, trailers) -> None:
+        """
+        The backend's trailer fields (an HTTP/2 backend's, such as gRPC's
+        C{grpc-status}), passed on after the body.
+        """
+        self._trailers = trailers
+
     def responseEnd(self) -> None:
         """
         L{RESPONDING} to L{DONE}: the response is complete.
@@ -510,6 +547,8 @@ class ProxyExchange:
         if not request.finished:
             # (An intercepted response was answered with its head.)
             request.unregisterProducer()
+            if self._trailers is not None:
+                request.writeTrailers(self._trailers)
             request.finish()
 
     def upstreamFailed(self, reason: Failure) -> None:

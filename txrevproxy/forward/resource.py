@@ -126,14 +126,23 @@ class ProxyTarget:
         self._authorities: Dict[BackendServer, bytes] = {}
 
     def request_head(
-        self, request, server: BackendServer, framing, upgrade=None
-    ) -> bytes:
+        self,
+        request,
+        server: BackendServer,
+        framing,
+        upgrade=None,
+        serialize=serialize_request_head,
+    ):
         """
         The request head to send to C{server} for C{request}.
 
         @param framing: how the body is sent: L{None} (no body),
             C{b"chunked"}, or a decimal Content-Length.
         @param upgrade: the protocol the client asks to switch to, if any.
+        @param serialize: how the backend's connections take a head from
+            the method, the target and the header list: the pool's
+            C{serialize_head} (the bytes of an HTTP/1.1 head, or HTTP/2
+            fields).
         """
         client_host = request.requestHeaders.getRawHeaders(b"host", [b""])[0]
         if self.preserve_host:
@@ -172,7 +181,7 @@ class ProxyTarget:
             headers = self.request_rules.apply(headers, request)
         path_rewrite = self.path_rewrite
         target = request.uri if path_rewrite is None else path_rewrite.target(request)
-        return serialize_request_head(request.method, target, headers)
+        return serialize(request.method, target, headers)
 
 
 class ReverseProxyResource(Resource):

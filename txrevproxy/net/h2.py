@@ -8,6 +8,12 @@ client's later frames for it.  L{EarlyAnswerH2Connection} drops such
 frames, and tells the client to stop sending (RFC 9113 section 8.1:
 RST_STREAM with NO_ERROR after a complete response).
 
+Twisted cannot send trailer fields: its sending loop ends a stream with
+an empty DATA frame.  L{EarlyAnswerH2Connection.sendTrailers} keeps a
+stream's trailers on the C{h2} connection (L{_TrailingConnection}), which
+sends them as the frame that ends the stream when that loop ends it, after
+the body the loop still holds.
+
 The connection's C{h2} configuration is Twisted's, which validates
 inbound headers: what RFC 9113 section 8.2 forbids (upper-case names,
 connection-specific fields, C{TE} other than C{trailers}, whitespace
@@ -19,6 +25,9 @@ L{txrevproxy.server.http2}.
 
 from __future__ import annotations
 
+from typing import Dict, List, Tuple
+
+import h2.connection
 from h2.errors import ErrorCodes
 from twisted.web._http2 import H2Connection
 
@@ -32,15 +41,48 @@ TWISTED_PRIVATE = (
 )
 
 
+class _TrailingConnection(h2.connection.H2Connection):
+    """
+    An C{h2} connection that ends a stream with its trailer fields, when
+    it has some, instead of an empty DATA frame.
+
+    @ivar trailers: the trailer fields of the streams that have some.
+    """
+
+    def __init__(self, config) -> None:
+        super().__init__(config=config)
+        self.trailers: Dict[int, List[Tuple[bytes, bytes]]] = {}
+
+    def end_stream(self, stream_id: int) -> None:
+        trailers = self.trailers.pop(stream_id, None)
+        if trailers is None:
+            super().end_stream(stream_id)
+        else:
+            self.send_headers(stream_id, trailers, end_stream=True)
+
+
 class EarlyAnswerH2Connection(H2Connection):
     """
     An L{H2Connection} that tolerates frames of streams it already
-    answered, and calls L{connectionEnding} before it tears its streams
-    down (Twisted's C{connectionLost} has a private parameter a subclass
-    would otherwise have to repeat).
+    answered, sends trailer fields (L{sendTrailers}), and calls
+    L{connectionEnding} before it tears its streams down (Twisted's
+    C{connectionLost} has a private parameter a subclass would otherwise
+    have to repeat).
     """
 
     _goneAway = False
+
+    def __init__(self, reactor=None) -> None:
+        super().__init__(reactor)
+        self.conn = _TrailingConnection(self.conn.config)
+
+    def sendTrailers(self, streamID: int, trailers: List[Tuple[bytes, bytes]]) -> None:
+        """
+        End the stream with C{trailers} rather than an empty DATA frame
+        when its response is finished.
+        """
+        if streamID in self.streams:
+            self.conn.trailers[streamID] = trailers
 
     def connectionEnding(self) -> None:
         """
@@ -91,6 +133,7 @@ class EarlyAnswerH2Connection(H2Connection):
             super()._requestAborted(event)
 
     def _requestDone(self, streamID: int) -> None:
+        self.conn.trailers.pop(streamID, None)
         super()._requestDone(streamID)
         state = self.conn.streams.get(streamID)
         if state is not None and not state.closed:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
+from ..http.grpc import grpc_error_fields, is_grpc
 from ..http.headers import http_date, serialize_head
 from ..http.status import reason_phrase
 
@@ -93,6 +94,9 @@ def respond_with_error(
     if request.startedWriting:
         abort_response(request)
         return
+    if is_grpc(request.requestHeaders.getRawHeaders(b"content-type", [None])[0]):
+        grpc_answer(request, code, close)
+        return
     page = error_page(request, code)
     if page is None:
         body = error_body(code, request.request_id)
@@ -105,8 +109,32 @@ def respond_with_error(
     send_answer(request, code, body, headers, close)
 
 
+def grpc_answer(request, code: int, close: bool = False) -> None:
+    """
+    Answer a gRPC call with the gRPC status that stands for the error
+    C{code} (see L{txrevproxy.http.grpc}), as Envoy does: a gRPC client
+    cannot read an HTTP error page, and takes an HTTP error status for a
+    broken server.  The answer is a 200 without messages whose trailers
+    carry C{grpc-status} and C{grpc-message}; over HTTP/1.1, which gRPC
+    clients do not speak, those go in the head.
+    """
+    fields = grpc_error_fields(
+        code, b"%d %s (request id %s)" % (code, reason_phrase(code), request.request_id)
+    )
+    headers = [(b"Content-Type", b"application/grpc")]
+    if request.clientproto == b"HTTP/2":
+        send_answer(request, 200, b"", headers, close, trailers=fields)
+    else:
+        send_answer(request, 200, b"", headers + fields, close)
+
+
 def send_answer(
-    request, code: int, body: bytes, headers: List[Header], close: bool = False
+    request,
+    code: int,
+    body: bytes,
+    headers: List[Header],
+    close: bool = False,
+    trailers: Optional[List[Header]] = None,
 ) -> None:
     """
     Answer C{request} with a whole response made by the proxy itself (an
@@ -117,6 +145,8 @@ def send_answer(
     changed by the response filters.
 
     @param close: close the client connection after the answer.
+    @param trailers: trailer fields sent after the body (see
+        C{ProxyRequest.writeTrailers}).
     """
     request.setResponseCode(code, reason_phrase(code))
     for each in request.response_filters:
@@ -143,6 +173,8 @@ def send_answer(
     else:
         request.closeIfBodyPending()
     request.write(body)
+    if trailers is not None:
+        request.writeTrailers(trailers)
     request.finish()
 
 

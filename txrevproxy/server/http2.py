@@ -14,7 +14,8 @@ channel.  This module fits the proxy's request to it:
     no connection-specific fields (RFC 9113 section 8.2.2);
   - pausing the client's upload is stream-level: the stream stops opening
     its flow-control window, the connection goes on;
-  - a response cut short is reset (RST_STREAM), never ended cleanly.
+  - a response cut short is reset (RST_STREAM), never ended cleanly;
+  - a backend's trailer fields end the stream as its last HEADERS frame.
 
 L{NegotiatingSite} is the site of a TLS listener with C{http2 = true}: each
 connection starts as HTTP/1.1 and becomes HTTP/2 when ALPN chose C{h2}.
@@ -225,6 +226,13 @@ class HTTP2ProxyRequest(ProxyRequest):
         self.channel.writeHeaders(b"HTTP/2", b"%d" % (code,), reason, block)
         if self.method == b"HEAD" or code in NO_BODY_CODES:
             self.bodyless = True
+
+    def writeTrailers(self, trailers: List[Header]) -> None:
+        """
+        Send the trailer fields as the stream's last HEADERS frame, which
+        ends it; HTTP/2 clients always take them (gRPC's status is there).
+        """
+        self.connection.sendTrailers(self.channel.streamID, trailers)
 
     def connectionLost(self, reason) -> None:
         if self._dispatchCall is not None:

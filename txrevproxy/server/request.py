@@ -17,7 +17,7 @@ from twisted.logger import Logger
 from twisted.web import server
 from zope.interface import implementer
 
-from ..http.headers import http_date, requested_upgrade
+from ..http.headers import connection_tokens, http_date, requested_upgrade
 from ..interfaces import IProxiedRequest, IRequestHandler
 from ..net.http_request import StreamingRequest
 from .answers import respond_with_error
@@ -487,6 +487,25 @@ class ProxyRequest(StreamingRequest):
         ):
             added.append((b"Server", server))
         return added
+
+    def writeTrailers(self, trailers: List[Header]) -> None:
+        """
+        End a chunked body with the backend's trailer fields when the
+        client said it takes them (C{TE: trailers}, RFC 9110 section
+        6.5.1); otherwise they are dropped, which the section allows.
+        C{finish} then writes no last chunk of its own.
+        """
+        if not self.chunked:
+            return
+        te = self.requestHeaders.getRawHeaders(b"te")
+        if te is None or b"trailers" not in connection_tokens(te):
+            return
+        parts = [b"0\r\n"]
+        for name, value in trailers:
+            parts += (name, b": ", value, b"\r\n")
+        parts.append(b"\r\n")
+        self.channel.writeSequence(parts)
+        self.chunked = 0
 
     def finish(self) -> None:
         if not self.startedWriting:

@@ -12,7 +12,7 @@ encrypted.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
@@ -29,9 +29,11 @@ from zope.interface import implementer
 
 from .files import read_ca
 
-#: The one protocol offered to a backend: the upstream client speaks
-#: HTTP/1.1, so a backend must not pick h2.
+#: The one protocol offered to a backend of an HTTP/1.1 upstream, so that
+#: the backend does not pick h2; an upstream with C{protocol = "h2"} offers
+#: only C{h2} (L{HTTP2_PROTOCOLS}).
 BACKEND_PROTOCOLS = (b"http/1.1",)
+HTTP2_PROTOCOLS = (b"h2",)
 
 
 @implementer(IOpenSSLClientConnectionCreator)
@@ -41,7 +43,7 @@ class UnverifiedClientTLS:
     still TLS 1.2 or later, still with SNI (unless the name is an address).
     """
 
-    def __init__(self, server_name: str) -> None:
+    def __init__(self, server_name: str, protocols=BACKEND_PROTOCOLS) -> None:
         self._server_name = (
             None
             if isIPAddress(server_name) or isIPv6Address(server_name)
@@ -49,7 +51,7 @@ class UnverifiedClientTLS:
         )
         self._context = SSL.Context(SSL.TLS_CLIENT_METHOD)
         self._context.set_min_proto_version(SSL.TLS1_2_VERSION)
-        self._context.set_alpn_protos(list(BACKEND_PROTOCOLS))
+        self._context.set_alpn_protos(list(protocols))
 
     def clientConnectionForTLS(self, tlsProtocol) -> SSL.Connection:
         connection = SSL.Connection(self._context, None)
@@ -60,7 +62,10 @@ class UnverifiedClientTLS:
 
 
 def client_tls(
-    server_name: str, ca: Optional[str] = None, verify: bool = True
+    server_name: str,
+    ca: Optional[str] = None,
+    verify: bool = True,
+    protocols: Tuple[bytes, ...] = BACKEND_PROTOCOLS,
 ) -> IOpenSSLClientConnectionCreator:
     """
     The connection creator for a backend's TLS (the settings of a
@@ -71,12 +76,13 @@ def client_tls(
     @param ca: the PEM file of the authorities to trust, or L{None} for the
         platform's.
     @param verify: whether the backend's certificate is checked at all.
+    @param protocols: the protocols offered through ALPN.
 
     @raise txrevproxy.tls.files.FileProblem: when the C{ca} file cannot be
         read.
     """
     if not verify:
-        return UnverifiedClientTLS(server_name)
+        return UnverifiedClientTLS(server_name, protocols)
     if ca is None:
         trust = platformTrust()
     else:
@@ -86,6 +92,6 @@ def client_tls(
     return optionsForClientTLS(
         server_name,
         trustRoot=trust,
-        acceptableProtocols=list(BACKEND_PROTOCOLS),
+        acceptableProtocols=list(protocols),
         extraCertificateOptions={"raiseMinimumTo": TLSVersion.TLSv1_2},
     )

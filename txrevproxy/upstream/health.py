@@ -7,7 +7,9 @@ A L{HealthChecker} is a service: the L{txrevproxy.app.service.ProxyService}
 starts and stops it with itself.  Checks connect through the backend's own
 endpoint (so an C{https} backend is checked over TLS, as requests reach
 it) and read the response with the proxy's own HTTP client protocol, on a
-connection of their own that is closed after each check.
+connection of their own that is closed after each check: HTTP/1.1, or
+HTTP/2 for an upstream with C{protocol = "h2"} or C{"h2c"} (the backend's
+pool makes the checks' pool of its kind).
 """
 
 from __future__ import annotations
@@ -24,10 +26,9 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ..config.model import HealthCheck
-from ..http.headers import serialize_request_head
 from ..interfaces import IUpstreamExchange
 from .balancer import Backend, Balancer
-from .pool import ConnectionPool, quiet_factory
+from .pool import quiet_factory
 
 _USER_AGENT = b"txrevproxy-health-check"
 
@@ -51,7 +52,7 @@ class _HTTPCheck:
         self._connection = None
         self.result: Deferred = Deferred(self._cancel)
 
-    def run(self, pool: ConnectionPool) -> Deferred:
+    def run(self, pool) -> Deferred:
         connecting = self._connecting = pool.connect()
         connecting.addCallbacks(self._connected, self._failed)
         return self.result
@@ -89,6 +90,9 @@ class _HTTPCheck:
         self._status = status
 
     def responseBody(self, data: bytes) -> None:
+        pass
+
+    def responseTrailers(self, trailers) -> None:
         pass
 
     def responseEnd(self) -> None:
@@ -141,15 +145,7 @@ class HealthChecker(Service):
         self._passed: Dict[Backend, int] = {backend: 0 for backend in balancer.backends}
         self._failed: Dict[Backend, int] = {backend: 0 for backend in balancer.backends}
         self._pools = {
-            backend: ConnectionPool(
-                clock,
-                backend.pool.endpoint,
-                backend.server.url,
-                check.interval,
-                0,
-                sweep_deadlines=False,
-                proxy_protocol=backend.pool.proxy_protocol,
-            )
+            backend: backend.pool.health_pool(clock)
             for backend in balancer.backends
         }
 
@@ -187,12 +183,13 @@ class HealthChecker(Service):
             d = _tcp_check(backend)
         else:
             host = (check.host or backend.server.authority).encode("idna")
-            head = serialize_request_head(
+            pool = self._pools[backend]
+            head = pool.serialize_head(
                 b"GET",
                 check.path.encode("ascii"),
                 [(b"Host", host), (b"User-Agent", _USER_AGENT), (b"Connection", b"close")],
             )
-            d = _HTTPCheck(head).run(self._pools[backend])
+            d = _HTTPCheck(head).run(pool)
         d.addTimeout(check.timeout, self._clock)
         self._pending.append(d)
         d.addBoth(self._done, d)

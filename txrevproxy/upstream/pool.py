@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import deque
-from typing import Deque, Optional, Set
+from typing import Deque, Optional, Set, Tuple
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import (
@@ -21,8 +21,9 @@ from twisted.logger import Logger
 
 from ..config.model import BackendServer, BackendTLS
 from ..http.proxy_protocol import PROXY_HEADERS
+from ..http.headers import serialize_request_head
 from ..net.sized_reads import SizedReadsTLSEndpoint
-from ..tls.client import client_tls
+from ..tls.client import BACKEND_PROTOCOLS, client_tls
 from .connection import UpstreamProtocol
 from .deadlines import DeadlineSweep
 from .proxy_header import with_proxy_header
@@ -33,6 +34,7 @@ def backend_endpoint(
     server: BackendServer,
     connect_timeout: float,
     tls: Optional[BackendTLS] = None,
+    protocols: Tuple[bytes, ...] = BACKEND_PROTOCOLS,
 ) -> IStreamClientEndpoint:
     """
     The client endpoint for a backend: a plain TCP endpoint for an address
@@ -43,6 +45,7 @@ def backend_endpoint(
     @param tls: the TLS settings of an C{https} backend (default: verify
         against the URL's host with the system's CAs).  Its C{ca} file is
         read here, when the runtime is built.
+    @param protocols: what an C{https} backend is offered through ALPN.
     """
     try:
         address = ipaddress.ip_address(server.host)
@@ -60,11 +63,11 @@ def backend_endpoint(
     if server.scheme != "https":
         return endpoint
     tls = tls or BackendTLS(server.host)
-    creator = client_tls(tls.server_name, tls.ca, tls.verify)
+    creator = client_tls(tls.server_name, tls.ca, tls.verify, protocols)
     return SizedReadsTLSEndpoint(creator, endpoint)
 
 
-def _connect_timed_out(result, timeout: float):
+def connect_timed_out(result, timeout: float):
     """
     A route's shorter connect timeout fails as the endpoint's own does.
     """
@@ -149,6 +152,26 @@ class ConnectionPool:
         self._factory = quiet_factory(lambda: UpstreamProtocol(self))
         self._deadlines = (
             DeadlineSweep(clock, self._busy, self._idle) if sweep_deadlines else None
+        )
+
+    #: How an exchange's request head is put for these connections: the
+    #: bytes of an HTTP/1.1 head.
+    serialize_head = staticmethod(serialize_request_head)
+
+    def health_pool(self, clock) -> "ConnectionPool":
+        """
+        A pool of the same kind for the backend's health checks, which
+        keeps no idle connection (each check has one of its own) and no
+        deadlines (a check has its own time limit).
+        """
+        return ConnectionPool(
+            clock,
+            self.endpoint,
+            self.name,
+            0.0,
+            0,
+            sweep_deadlines=False,
+            proxy_protocol=self.proxy_protocol,
         )
 
     @property
@@ -237,7 +260,7 @@ class ConnectionPool:
         """
         d = self.connection_endpoint(header).connect(self._factory)
         if timeout is not None and timeout < self.connect_timeout:
-            d.addTimeout(timeout, self._clock, onTimeoutCancel=_connect_timed_out)
+            d.addTimeout(timeout, self._clock, onTimeoutCancel=connect_timed_out)
         d.addCallback(self._connected, header)
         return d
 
