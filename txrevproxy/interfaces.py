@@ -456,6 +456,73 @@ class IRequestHandler(Interface):
         """
 
 
+class IBackendPool(Interface):
+    """
+    The connections to one backend, as the exchanges, the balancer and the
+    health checks use them: keep-alive HTTP/1.1 connections
+    (L{txrevproxy.upstream.pool.ConnectionPool}) or shared HTTP/2 ones
+    whose streams stand for connections
+    (L{txrevproxy.upstream.h2pool.H2ConnectionPool}).  What a pool hands
+    out (a connection or a stream) sends one exchange at a time.
+    """
+
+    name = Attribute("The backend's URL, for log messages.")
+    endpoint = Attribute("The IStreamClientEndpoint connections are made with.")
+    connect_timeout = Attribute("The endpoint's own connect timeout, in seconds.")
+    proxy_protocol = Attribute(
+        'The PROXY protocol header version its connections start with, '
+        '"v1" or "v2", or None.'
+    )
+    idle_count = Attribute("How many connections carry nothing now.")
+    busy_count = Attribute("How many connections carry exchanges, or are opening.")
+
+    def serialize_head(method, target, headers):
+        """
+        The request head in the form its connections send it.
+        """
+
+    def proxy_header(source, destination):
+        """
+        The PROXY protocol header of a client at C{source} (a Twisted
+        address) that connected to C{destination}, or L{None} when the
+        pool sends none.
+        """
+
+    def take_idle(header=None):
+        """
+        A connection (or stream) ready now, for a request with the PROXY
+        header C{header}, or L{None}: a request never waits for a new
+        connection when one is ready.
+        """
+
+    def connect(timeout=None, header=None):
+        """
+        A connection (or stream) on a connection being made.
+
+        @param timeout: the route's connect timeout, when it is shorter
+            than L{connect_timeout}.
+        @param header: the request's PROXY header (see L{proxy_header}).
+        @return: a L{Deferred} of it, failing with the connection error.
+        """
+
+    def release(connection):
+        """
+        Take back what an exchange that ended cleanly used.
+        """
+
+    def health_pool(clock):
+        """
+        A pool of the same kind for the backend's health checks, which
+        keeps nothing idle.
+        """
+
+    def close():
+        """
+        Close what is idle now and the rest when its exchanges end (a
+        reload retires the pool, or the proxy stops).
+        """
+
+
 class IUpstreamExchange(Interface):
     """
     One exchange as the backend connection

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
+from zope.interface.verify import verifyObject
 
+from txrevproxy.interfaces import IBackendPool
 from txrevproxy.upstream.connection import UpstreamProtocol
+from txrevproxy.upstream.h2pool import H2ConnectionPool
 from txrevproxy.upstream.pool import ConnectionPool
 
 from ..support.endpoints import FakeEndpoint
@@ -27,6 +30,20 @@ def connect(pool):
     results = []
     pool.connect().addCallback(results.append)
     return results[0]
+
+
+def test_both_kinds_of_pool_provide_the_interface():
+    """
+    The exchanges, the balancer and the health checks use a backend's pool
+    through L{IBackendPool}, whichever protocol it speaks.
+    """
+    _, _, pool = make_pool()
+    assert verifyObject(IBackendPool, pool)
+    assert verifyObject(IBackendPool, pool.health_pool(MemoryReactorClock()))
+    h2 = H2ConnectionPool(MemoryReactorClock(), FakeEndpoint(), "http://b", 10.0, 100, b"http")
+    assert verifyObject(IBackendPool, h2)
+    assert verifyObject(IBackendPool, h2.health_pool(MemoryReactorClock()))
+    assert h2.proxy_protocol is None and h2.proxy_header(None, None) is None
 
 
 def test_clean_exchange_returns_connection_to_pool_and_it_is_reused():

@@ -21,8 +21,10 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from ..http.h2_fields import h2_request_fields
+from ..interfaces import IBackendPool
 from .deadlines import DeadlineSweep
 from .h2connection import H2UpstreamConnection, H2UpstreamStream
 from .pool import connect_timed_out, quiet_factory
@@ -37,9 +39,14 @@ class _Opening:
     waiters: List[Deferred] = attr.Factory(list)
 
 
+@implementer(IBackendPool)
 class H2ConnectionPool:
     """
     The HTTP/2 connections to one backend; see the module docstring.
+
+    It sends no PROXY protocol header (L{proxy_protocol} is L{None}): a
+    header names one client, and a connection carries the streams of
+    many (the configuration refuses the two together).
 
     @ivar name: the backend URL, for log messages.
     @ivar endpoint: how connections are made (health checks connect
@@ -51,6 +58,7 @@ class H2ConnectionPool:
     log = Logger()
 
     _closed = False
+    proxy_protocol = None
 
     def __init__(
         self,
@@ -110,7 +118,10 @@ class H2ConnectionPool:
         """
         return len(self._connections) - self.idle_count
 
-    def take_idle(self) -> Optional[H2UpstreamStream]:
+    def proxy_header(self, source, destination) -> None:
+        return None
+
+    def take_idle(self, header: None = None) -> Optional[H2UpstreamStream]:
         """
         A stream on a connection with room, the oldest first (so that
         the newer ones may go idle and close), or L{None}.
@@ -125,7 +136,7 @@ class H2ConnectionPool:
         self._streams.add(stream)
         return stream
 
-    def connect(self, timeout: Optional[float] = None) -> Deferred:
+    def connect(self, timeout: Optional[float] = None, header: None = None) -> Deferred:
         """
         A stream on a connection being made.
 

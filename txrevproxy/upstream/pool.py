@@ -18,10 +18,12 @@ from twisted.internet.error import TimeoutError as ConnectTimeoutError
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from ..config.model import BackendServer, BackendTLS
-from ..http.proxy_protocol import PROXY_HEADERS
 from ..http.headers import serialize_request_head
+from ..http.proxy_protocol import PROXY_HEADERS
+from ..interfaces import IBackendPool
 from ..net.sized_reads import SizedReadsTLSEndpoint
 from ..tls.client import BACKEND_PROTOCOLS, client_tls
 from .connection import UpstreamProtocol
@@ -84,6 +86,7 @@ def quiet_factory(build) -> Factory:
     return factory
 
 
+@implementer(IBackendPool)
 class ConnectionPool:
     """
     The idle keep-alive connections to one backend, and the way to make new
