@@ -518,6 +518,9 @@ class ProxyService(MultiService):
         return self.metrics.snapshot()
 
     def recent(self) -> Window:
+        """
+        The last minute of this process's requests, for the status page.
+        """
         return self.window.window()
 
     def set_draining(self, upstream: str, key, draining: bool) -> Dict[str, Any]:

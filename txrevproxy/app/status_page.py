@@ -62,7 +62,7 @@ def content_security_policy(html: bytes) -> bytes:
         sources[tag].append(b"'sha256-%s'" % (digest,))
     return (
         b"default-src 'none'; script-src %s; style-src %s; connect-src 'self'; "
-        b"img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; "
+        b"form-action 'self'; frame-ancestors 'none'; "
         b"base-uri 'none'"
         % (b" ".join(sources[b"script"]) or b"'none'", b" ".join(sources[b"style"]) or b"'none'")
     )

@@ -132,6 +132,8 @@ class WorkerSupervisor(Service):
     C{reload} and C{reopen_logs} for the signals.
 
     @ivar workers: the current L{WorkerProcess} of each position.
+    @ivar loaded: when the configuration served now was loaded (the start,
+        or the latest reload every worker took).
     """
 
     log = Logger()
