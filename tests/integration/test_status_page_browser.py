@@ -1,9 +1,10 @@
 """
 The status page in a real browser (headless Chromium, driven over the
 DevTools protocol): signed in with the token, it shows a backend up,
-turns it red without being reloaded once the backend is killed and the
-health checks find it down, and reads on a phone's width.  Screenshots
-are saved in the test's directory.
+drains and enables it with its button, turns it red without being
+reloaded once the backend is killed and the health checks find it down,
+and reads on a phone's width.  Screenshots are saved in the test's
+directory.
 """
 
 from __future__ import annotations
@@ -92,6 +93,14 @@ class StatusPageBrowserTests(AdminClient, TestCase):
             (yield browser.evaluate("location.pathname + location.search")), "/"
         )
         yield browser.screenshot(directory / "up.png")
+
+        # Its button drains it, and then enables it again.
+        click = "document.querySelector('[data-backend] button').click()"
+        yield browser.evaluate(click)
+        self.assertEqual((yield browser.wait_for(state, "draining")), "draining")
+        self.assertTrue(self.proxy.runtime.balancers["app"].backends[0].draining)
+        yield browser.evaluate(click)
+        self.assertEqual((yield browser.wait_for(state, "up")), "up")
 
         # Kill the backend: its health checks are refused from now on.
         yield backend.stopListening()
