@@ -56,7 +56,10 @@ token = "s3cret"
 """
 
 #: The backend's state as the page shows it.
-STATE = "(document.querySelector('[data-backend=\"%s\"]') || {getAttribute: () => null}).getAttribute('data-state')"
+STATE = (
+    "(document.querySelector('[data-backend=\"%s\"]')"
+    " || {getAttribute: () => null}).getAttribute('data-state')"
+)
 
 
 class StatusPageBrowserTests(AdminClient, TestCase):

@@ -7,10 +7,11 @@ C{/health}, a plain C{ok}, and the status page C{/}, HTML; see
 L{txrevproxy.app.status_page}), errors included: C{{"error": "sentence"}}
 with the right status.  C{GET /health} and C{GET /ready}, the liveness
 and readiness probes, need no token; everything else does, when one is
-configured, as a bearer token or as the status page's sign-in cookie.  The API
-talks to the proxy through an L{IProxyControl}: the L{ProxyService} of a
-single process, or the L{txrevproxy.app.workers.WorkerSupervisor} that asks
-each of its workers and sums their answers.
+configured, as a bearer token or as the status page's sign-in cookie.
+The API talks to the proxy through an L{IProxyControl}: the
+L{ProxyService} of a single process, or the
+L{txrevproxy.app.workers.WorkerSupervisor} that asks each of its workers
+and sums their answers.
 
 Adding an operation is one L{AdminAPI.add} call (as C{POST /cache/purge}
 is)::

@@ -83,12 +83,13 @@ class MinuteWindow(Service):
         The last minute, as L{Window} plain data.
         """
         slots = list(self._slots)
-        padding = [{}] * (SLOTS - len(slots))
+        padded = [{}] * (SLOTS - len(slots)) + slots
         document: Window = {"seconds": len(slots)}
+        quiet = [0] * SLOT_WIDTH
         for kind in ("routes", "upstreams"):
             names = {name for slot in slots for name in slot.get(kind, {})}
             document[kind] = {
-                name: [slot.get(kind, {}).get(name) or [0] * SLOT_WIDTH for slot in padding + slots]
+                name: [slot.get(kind, {}).get(name) or quiet for slot in padded]
                 for name in sorted(names)
             }
         return document
