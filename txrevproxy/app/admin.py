@@ -3,14 +3,16 @@ The admin API, on C{[admin] endpoint}: status, metrics, reload, drain,
 cache purge, routes and their maintenance.
 
 Every answer is JSON (but C{/metrics}, in the Prometheus text format,
-C{/config}, the effective configuration in TOML, and C{/health}, a plain
-C{ok}), errors included: C{{"error": "sentence"}}
+C{/config}, the effective configuration in TOML, C{/health}, a plain
+C{ok}, and the status page C{/}, HTML; see L{txrevproxy.app.status_page}),
+errors included: C{{"error": "sentence"}}
 with the right status.  C{GET /health} and C{GET /ready}, the liveness
 and readiness probes, need no token; everything else does, when one is
-configured.  The API
-talks to the proxy through an L{IProxyControl}: the L{ProxyService} of a
-single process, or the L{txrevproxy.app.workers.WorkerSupervisor} that asks
-each of its workers and sums their answers.
+configured, as a bearer token or as the status page's sign-in cookie.
+The API talks to the proxy through an L{IProxyControl}: the
+L{ProxyService} of a single process, or the
+L{txrevproxy.app.workers.WorkerSupervisor} that asks each of its workers
+and sums their answers.
 
 Adding an operation is one L{AdminAPI.add} call (as C{POST /cache/purge}
 is)::
@@ -27,11 +29,11 @@ import hmac
 import json
 import re
 from typing import Any, Callable, List, Optional, Pattern, Tuple
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 import attr
 from twisted.application.service import Service
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import gatherResults, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
@@ -46,7 +48,15 @@ from ..net.http_request import StreamingRequest
 from ..observe.metrics import CONTENT_TYPE, render
 from ..server.answers import connection_answer
 from ..server.request import new_request_id
+from .dashboard import dashboard
 from .service import listen_now
+from .status_page import (
+    PAGE,
+    content_security_policy,
+    session_cookie,
+    sign_in_form,
+    signed_in,
+)
 
 
 class IProxyControl(Interface):
@@ -72,6 +82,11 @@ class IProxyControl(Interface):
     def snapshot():
         """
         The metrics (a L{txrevproxy.observe.metrics.Snapshot}).
+        """
+
+    def recent():
+        """
+        The last minute of requests (a L{txrevproxy.observe.window.Window}).
         """
 
     def reload():
@@ -115,12 +130,14 @@ class IProxyControl(Interface):
 @attr.s(frozen=True, auto_attribs=True)
 class Reply:
     """
-    An admin answer: status, body and content type.
+    An admin answer: status, body, content type and further header
+    fields.
     """
 
     status: int
     body: bytes
     content_type: str = "application/json"
+    headers: Tuple[Tuple[bytes, bytes], ...] = ()
 
 
 def json_reply(status: int, document: Any) -> Reply:
@@ -159,13 +176,17 @@ class AdminAPI(Resource):
     isLeaf = True
     log = Logger()
 
-    def __init__(self, control) -> None:
+    def __init__(self, control, clock) -> None:
         super().__init__()
         self.control = control
+        self._clock = clock
         self._operations: List[Tuple[bytes, Pattern[str], Handler, bool]] = []
         self.add(b"GET", r"/health", self._health, public=True)
         self.add(b"GET", r"/ready", self._ready, public=True)
+        self.add(b"GET", r"/", self._page, public=True)
+        self.add(b"POST", r"/login", self._login, public=True)
         self.add(b"GET", r"/status", self._status)
+        self.add(b"GET", r"/status\.json", self._status_json)
         self.add(b"GET", r"/metrics", self._metrics)
         self.add(b"GET", r"/config", self._config)
         self.add(b"POST", r"/reload", self._reload)
@@ -218,13 +239,23 @@ class AdminAPI(Resource):
         self._authorize(request)
         raise AdminError(404, "no such admin operation: %s" % (path,))
 
-    def _authorize(self, request) -> None:
+    def _authorized(self, request) -> bool:
+        """
+        Whether C{request} carries the token, as a bearer token or as the
+        status page's cookie (or no token is configured).
+        """
         token = self.control.admin_token()
-        if token is not None:
-            given = request.getHeader(b"authorization") or b""
-            if not hmac.compare_digest(given, b"Bearer " + token.encode("ascii")):
-                request.setHeader(b"WWW-Authenticate", b'Bearer realm="txrevproxy"')
-                raise AdminError(401, "a valid bearer token is required")
+        if token is None:
+            return True
+        given = request.getHeader(b"authorization") or b""
+        return hmac.compare_digest(
+            given, b"Bearer " + token.encode("ascii")
+        ) or signed_in(request, token)
+
+    def _authorize(self, request) -> None:
+        if not self._authorized(request):
+            request.setHeader(b"WWW-Authenticate", b'Bearer realm="txrevproxy"')
+            raise AdminError(401, "a valid bearer token is required")
 
     def _failed(self, failure: Failure) -> Reply:
         if failure.check(AdminError):
@@ -251,6 +282,8 @@ class AdminAPI(Resource):
         request.setHeader(b"Content-Type", reply.content_type.encode("ascii"))
         request.setHeader(b"Content-Length", b"%d" % (len(reply.body),))
         request.setHeader(b"Cache-Control", b"no-store")
+        for name, value in reply.headers:
+            request.setHeader(name, value)
         request.write(reply.body)
         request.finish()
 
@@ -278,6 +311,55 @@ class AdminAPI(Resource):
     def _status(self, request):
         d = maybeDeferred(self.control.status)
         return d.addCallback(lambda doc: json_reply(200, doc))
+
+    def _page(self, request) -> Reply:
+        """
+        The status page; without the token, the sign-in form, or with
+        C{?token=TOKEN}, the cookie and a redirect to the page without the
+        token in its URL.
+        """
+        token = self.control.admin_token()
+        if b"token" in request.args and token is not None:
+            return self._sign_in(request, request.args[b"token"][0])
+        if not self._authorized(request):
+            return _html(401, sign_in_form(None))
+        return _html(200, PAGE)
+
+    def _login(self, request) -> Reply:
+        """
+        C{POST /login}, the sign-in form's C{token} field.
+        """
+        body = request.content.read() if request.content is not None else b""
+        given = parse_qs(body.decode("latin-1")).get("token", [""])[0]
+        return self._sign_in(request, given.encode("latin-1"))
+
+    def _sign_in(self, request, given: bytes) -> Reply:
+        token = self.control.admin_token()
+        if token is None or hmac.compare_digest(given, token.encode("ascii")):
+            cookie = () if token is None else (
+                (b"Set-Cookie", session_cookie(token, request.isSecure())),
+            )
+            return Reply(303, b"", "text/plain", ((b"Location", b"./"),) + cookie)
+        return _html(401, sign_in_form("That is not the admin token."))
+
+    def _status_json(self, request):
+        """
+        The status page's document (see L{txrevproxy.app.dashboard}).
+        """
+        d = gatherResults(
+            [
+                maybeDeferred(self.control.status),
+                maybeDeferred(self.control.snapshot),
+                maybeDeferred(self.control.recent),
+            ],
+            consumeErrors=True,
+        )
+        d.addErrback(lambda failure: failure.value.subFailure)
+        return d.addCallback(
+            lambda results: json_reply(
+                200, dashboard(*results, now=self._clock.seconds())
+            )
+        )
 
     def _metrics(self, request):
         return maybeDeferred(self.control.snapshot).addCallback(
@@ -359,6 +441,15 @@ class AdminAPI(Resource):
         return d
 
 
+def _html(status: int, page: bytes) -> Reply:
+    return Reply(
+        status,
+        page,
+        "text/html; charset=utf-8",
+        ((b"Content-Security-Policy", content_security_policy(page)),),
+    )
+
+
 class _AdminChannel(HTTPChannelBase):
     """
     The admin API's connection: its heads spell field names as the
@@ -403,7 +494,7 @@ class AdminService(Service):
 
     def __init__(self, control, reactor) -> None:
         self.control = control
-        self.api = AdminAPI(control)
+        self.api = AdminAPI(control, reactor)
         self._reactor = reactor
         self.port = None
 

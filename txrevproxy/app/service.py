@@ -22,6 +22,7 @@ from ..config import ConfigError, load_config
 from ..config.model import Config
 from ..observe.accesslog import AccessLog
 from ..observe.metrics import Metrics, Snapshot
+from ..observe.window import MinuteWindow, Window
 from ..tls.stapling import OCSPStapler, ResponderClient
 from ..tls.store import CertificateError
 from .maintenance import find_route, route_states
@@ -181,7 +182,9 @@ class ProxyService(MultiService):
     @ivar stapler: the process's L{OCSPStapler}, which fetches the OCSP
         responses of the certificates with C{ocsp_fetch}.
     @ivar access_log: the process's L{AccessLog}.
+    @ivar window: the last minute of L{metrics}, for the status page.
     @ivar started: when the service was made, for the uptime.
+    @ivar loaded: when the configuration served now was loaded.
     @param inherited: for a worker process, the listening sockets its
         parent opened: by listener name, C{(file descriptor, address
         family)}; they are adopted instead of listening.
@@ -206,7 +209,7 @@ class ProxyService(MultiService):
         self.runtime: Optional[Runtime] = None
         self.metrics = Metrics()
         self.access_log = AccessLog(reactor, worker=worker)
-        self.started = reactor.seconds()
+        self.started = self.loaded = reactor.seconds()
         self._slots: Dict[str, ListenerSlot] = {}
         self._ports: Dict[str, Any] = {}
         self._retired: List[Runtime] = []
@@ -214,6 +217,8 @@ class ProxyService(MultiService):
         self._config_digest = config_digest(config)
         self.stapler = OCSPStapler(reactor, ResponderClient(reactor).ask)
         self.stapler.setServiceParent(self)
+        self.window = MinuteWindow(self.metrics, reactor)
+        self.window.setServiceParent(self)
 
     def privilegedStartService(self) -> None:
         self._listen()
@@ -362,6 +367,7 @@ class ProxyService(MultiService):
         self._redrain(runtime)
         self._swap(config, runtime, opened)
         self._config_digest = config_digest(config)
+        self.loaded = self._reactor.seconds()
         self.metrics.reloaded(True)
         self.log.info("reload: serving the configuration of {source}", source=config.source)
         return []
@@ -471,8 +477,13 @@ class ProxyService(MultiService):
         return {
             "version": __version__,
             "pid": os.getpid(),
+            "worker": self._worker,
             "uptime": self._reactor.seconds() - self.started,
-            "config": {"file": self.config.source, "sha256": self._config_digest},
+            "config": {
+                "file": self.config.source,
+                "sha256": self._config_digest,
+                "loaded": self.loaded,
+            },
             "listeners": {
                 name: {
                     "endpoint": listener.endpoint,
@@ -517,6 +528,12 @@ class ProxyService(MultiService):
 
     def snapshot(self) -> Snapshot:
         return self.metrics.snapshot()
+
+    def recent(self) -> Window:
+        """
+        The last minute of this process's requests, for the status page.
+        """
+        return self.window.window()
 
     def set_draining(self, upstream: str, key, draining: bool) -> Dict[str, Any]:
         """

@@ -48,6 +48,7 @@ class ControlProtocol(LineOnlyReceiver):
         self._operations = {
             "status": service.status,
             "snapshot": service.snapshot,
+            "recent": service.recent,
             "reload": service.reload,
             "set_draining": service.set_draining,
             "purge_cache": service.purge_cache,

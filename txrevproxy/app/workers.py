@@ -30,6 +30,7 @@ from .. import __version__
 from ..config import ConfigError, load_config
 from ..config.model import Config
 from ..observe.metrics import Metrics, Snapshot, merge
+from ..observe.window import merge_windows
 from .gc_nursery import with_nursery
 from .service import config_digest, listen_now, moved_listeners, restart_only_changes
 from .worker import ANSWERS_FD
@@ -131,6 +132,8 @@ class WorkerSupervisor(Service):
     C{reload} and C{reopen_logs} for the signals.
 
     @ivar workers: the current L{WorkerProcess} of each position.
+    @ivar loaded: when the configuration served now was loaded (the start,
+        or the latest reload every worker took).
     """
 
     log = Logger()
@@ -140,7 +143,7 @@ class WorkerSupervisor(Service):
         self.reactor = reactor
         self._ports: Dict[str, Any] = {}
         self.workers: List[Optional[WorkerProcess]] = [None] * config.server.workers
-        self.started = reactor.seconds()
+        self.started = self.loaded = reactor.seconds()
         self.metrics = Metrics()
         self._digest = config_digest(config)
         self._restarts: Dict[int, Any] = {}
@@ -248,6 +251,7 @@ class WorkerSupervisor(Service):
             if not problems:
                 self.config = config
                 self._digest = config_digest(config)
+                self.loaded = self.reactor.seconds()
             return problems
 
         d.addCallback(done)
@@ -290,7 +294,11 @@ class WorkerSupervisor(Service):
                 "version": __version__,
                 "pid": os.getpid(),
                 "uptime": self.reactor.seconds() - self.started,
-                "config": {"file": self.config.source, "sha256": self._digest},
+                "config": {
+                    "file": self.config.source,
+                    "sha256": self._digest,
+                    "loaded": self.loaded,
+                },
                 "workers": states,
             }
 
@@ -317,6 +325,12 @@ class WorkerSupervisor(Service):
             return summed
 
         return self._askAll("snapshot", workers=workers).addCallback(total)
+
+    def recent(self) -> Deferred:
+        """
+        The last minute of every worker, added up.
+        """
+        return self._askAll("recent").addCallback(merge_windows)
 
     def set_draining(self, upstream: str, key: Any, draining: bool) -> Deferred:
         return self._askAll("set_draining", upstream, key, draining).addCallback(

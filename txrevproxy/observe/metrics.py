@@ -446,6 +446,28 @@ class Metrics:
             for key, value in values.items():
                 carried[key] = carried.get(key, 0) + value
 
+    def request_totals(self) -> Dict[str, Dict[str, List[int]]]:
+        """
+        What the requests so far add up to, read every second by
+        L{txrevproxy.observe.window.MinuteWindow}: under C{"routes"} by
+        route label (every listener's together) and under C{"upstreams"}
+        by upstream name, the requests, those answered 5xx, then the
+        latency bucket counts (a route's whole request, an upstream's
+        response head: L{RouteStats.duration},
+        L{UpstreamStats.response_time}).
+        """
+        routes: Dict[str, List[int]] = {}
+        upstreams: Dict[str, List[int]] = {}
+        for (_, route, upstream), stats in self._routes.items():
+            requests, errors = sum(stats.by_class), stats.by_class[4]
+            _add(routes, route, [requests, errors] + stats.duration.counts)
+            if upstream:
+                counts = stats.upstream.response_time.counts
+                total = upstreams.setdefault(upstream, [0, 0] + counts)
+                total[0] += requests
+                total[1] += errors
+        return {"routes": routes, "upstreams": upstreams}
+
     def snapshot(self) -> Snapshot:
         """
         Every sample now, as plain data (see L{Snapshot}).
@@ -521,6 +543,11 @@ class Metrics:
             evictions[_key(name, "size")] = evicted
             evictions[_key(name, "purge")] = stats.purged
             evictions[_key(name, "invalidation")] = stats.invalidated
+
+
+def _add(into: Dict[str, List[int]], key: str, values: List[int]) -> None:
+    present = into.get(key)
+    into[key] = values if present is None else [a + b for a, b in zip(present, values)]
 
 
 def _balancer_counters(balancers: Dict[str, Any]) -> Dict[str, Dict[str, int]]:
