@@ -9,7 +9,7 @@ swaps it in; nothing in a runtime is patched in place.
 from __future__ import annotations
 
 import random
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Type
 
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.interfaces import IProtocolFactory
@@ -28,7 +28,7 @@ from ..observe.metrics import Metrics
 from ..observe.requests import RequestObserver
 from ..plugins import balancing_policies
 from ..routing.redirects import HttpsRedirect
-from ..server.http2 import NegotiatingSite
+from ..server.http2 import NegotiatingSite, PriorKnowledgeSite
 from ..server.site import ProxySite
 from ..tls.server import tls_factory
 from ..tls.store import CertificateStore
@@ -61,10 +61,23 @@ def _warn_unverified(upstream: Upstream) -> None:
 
 def _serves_http2(listener: Listener) -> bool:
     """
-    Whether a listener offers HTTP/2: only over TLS (ALPN), as browsers do;
-    cleartext HTTP/2 (h2c) is not served.
+    Whether a TLS listener offers HTTP/2 through ALPN, as browsers ask for
+    it.
     """
     return listener.tls is not None and listener.http2
+
+
+def _site_class(listener: Listener) -> Type[ProxySite]:
+    """
+    The site of a listener: it may start HTTP/2 connections by ALPN (TLS,
+    C{http2}), by the connection preface (cleartext, C{h2c}), or speak
+    HTTP/1.1 only.
+    """
+    if _serves_http2(listener):
+        return NegotiatingSite
+    if listener.tls is None and listener.h2c:
+        return PriorKnowledgeSite
+    return ProxySite
 
 
 def _balancer(
@@ -198,7 +211,7 @@ class Runtime:
         self._retiring: Optional[LoopingCall] = None
         self.closed = False
         self.sites: Dict[str, ProxySite] = {
-            name: (NegotiatingSite if _serves_http2(listener) else ProxySite)(
+            name: _site_class(listener)(
                 self._listener_root(listener),
                 reactor=reactor,
                 settings=config.server,

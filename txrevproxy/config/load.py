@@ -127,9 +127,9 @@ def _route_references(
 def _listener_references(data: Mapping[str, Any]) -> Iterable[Problem]:
     """
     Every listener's C{tls} must name a C{[tls.NAME]} table, its
-    C{redirect_to_https} a listener with tls, and only a listener with tls
-    may have C{hsts}; checked on the document as parsed, like
-    L{_route_references}.
+    C{redirect_to_https} a listener with tls, only a listener with tls
+    may have C{hsts}, and only one without may have C{h2c}; checked on the
+    document as parsed, like L{_route_references}.
     """
     listeners = data.get("listeners")
     blocks = data.get("tls", {})
@@ -156,6 +156,12 @@ def _listener_references(data: Mapping[str, Any]) -> Iterable[Problem]:
                 where + ".hsts",
                 "only a listener with tls may send Strict-Transport-Security "
                 "(browsers ignore it over plain HTTP, RFC 6797 section 7.2)",
+            )
+        if listener.get("h2c") is True and _has_tls(listener):
+            yield (
+                where + ".h2c",
+                "h2c is HTTP/2 without TLS: a listener with tls offers HTTP/2 "
+                "through ALPN (http2 = true)",
             )
 
 

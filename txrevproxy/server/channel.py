@@ -347,6 +347,7 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
     def connectionLost(self, reason) -> None:
         self.countClosed()
         if self.state is UPGRADED:
+            self.site.tunnels.discard(self)
             self._tunnel.connectionLost(reason)
             return
         self.site.channels.discard(self)
@@ -421,11 +422,14 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         """
         The connection became a tunnel (see L{txrevproxy.forward.tunnel}),
         which owns it from now on: it is no longer an HTTP connection of
-        the site's (the tunnel closes it on its own timeout, or at exit).
+        the site's but one of its tunnels, which a graceful shutdown waits
+        for (the tunnel closes it on its own timeout, or at the shutdown
+        deadline).
         """
         # It stays counted open (see countOpen) until it closes, but not
         # against max_connections_per_ip.
         self.site.channels.discard(self)
+        self.site.tunnels.add(self)
         self.forgetPeer()
         self._tunnel = protocol
         self._enter(UPGRADED)
