@@ -15,7 +15,7 @@ import h2.config
 import h2.connection
 import h2.errors
 import h2.events
-from h2.connection import ConnectionState
+from h2.connection import ConnectionInputs, H2ConnectionStateMachine
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
@@ -48,6 +48,20 @@ class H2Response:
         return None
 
 
+class GracefulGoAwayStateMachine(H2ConnectionStateMachine):
+    """
+    C{h2}'s connection states, except that a GOAWAY the server sends does
+    not end the connection: the streams up to its last ID go on (RFC 9113
+    section 6.8), as curl and browsers have them, and the client closes
+    the connection itself after a GOAWAY with an error.
+    """
+
+    def process_input(self, input_):
+        if input_ is ConnectionInputs.RECV_GOAWAY:
+            return []
+        return super().process_input(input_)
+
+
 @implementer(IHandshakeListener)
 class H2Client(Protocol):
     """
@@ -73,6 +87,7 @@ class H2Client(Protocol):
                 normalize_outbound_headers=validate,
             )
         )
+        self.conn.state_machine = GracefulGoAwayStateMachine()
         self.terminated: Optional[int] = None
         self.scheme = b"https"
         self.handshake: Deferred = Deferred()
@@ -178,11 +193,6 @@ class H2Client(Protocol):
                 if event.error_code != h2.errors.ErrorCodes.NO_ERROR:
                     # As a real client does: nothing more can come.
                     self.transport.loseConnection()
-                else:
-                    # A graceful GOAWAY: the streams up to its last ID go
-                    # on (RFC 9113 section 6.8), as curl and browsers
-                    # have them, though h2 takes any GOAWAY for the end.
-                    self.conn.state_machine.state = ConnectionState.CLIENT_OPEN
         self._flush()
 
     def _done(self, stream_id: int) -> None:

@@ -111,7 +111,7 @@ class DrainingH2Connection(EarlyAnswerH2Connection):
         if conn.state_machine.state is h2.connection.ConnectionState.CLOSED:
             # The connection already ended (the client's GOAWAY, an
             # error): it is being closed.
-            self.transport.loseConnection()
+            self._close()
             return
         conn.go_away(ANY_STREAM)
         conn.ping(DRAIN_PING)
@@ -132,7 +132,16 @@ class DrainingH2Connection(EarlyAnswerH2Connection):
         self.conn.go_away(self.lastStreamID)
         self._tryToWriteControlData()
         if not self.streams:
-            self.transport.loseConnection()
+            self._close()
+
+    def _close(self) -> None:
+        """
+        Close the connection once what is written is sent.  The
+        connection is its transport's producer: TLS would wait for it to
+        go before it closes.
+        """
+        self.transport.unregisterProducer()
+        self.transport.loseConnection()
 
     def _stopGrace(self) -> None:
         grace, self._grace = self._grace, None
@@ -155,4 +164,4 @@ class DrainingH2Connection(EarlyAnswerH2Connection):
     def _requestDone(self, streamID: int) -> None:
         super()._requestDone(streamID)
         if self.lastStreamID is not None and not self.streams:
-            self.transport.loseConnection()
+            self._close()
