@@ -1,8 +1,9 @@
 """
 Cleartext HTTP/2 (h2c) on a plain listener with C{h2c = true}, behind
 another TLS terminator: HTTP/2 with prior knowledge and HTTP/1.1 on the
-same port, with real clients (curl, h2load, the C{h2} package); and what
-a plain listener answers to HTTP/2 it does not serve.
+same port, and the upgrade from HTTP/1.1 with C{h2c_upgrade = true}, with
+real clients (curl, h2load, the C{h2} package); and what a plain listener
+answers to HTTP/2 it does not serve.
 """
 
 from __future__ import annotations
@@ -57,12 +58,11 @@ class H2cCase(TestCase):
             listeners={"web": Listener("web", "tcp:0:interface=127.0.0.1", h2c=True)},
         )
 
-    def start(self, h2c: bool = True) -> str:
-        config = self.config
-        if not h2c:
-            config = attr.evolve(
-                config, listeners={"web": Listener("web", "tcp:0:interface=127.0.0.1")}
-            )
+    def start(self, h2c: bool = True, upgrade: bool = False) -> str:
+        listener = Listener(
+            "web", "tcp:0:interface=127.0.0.1", h2c=h2c, h2c_upgrade=upgrade
+        )
+        config = attr.evolve(self.config, listeners={"web": listener})
         self.port = start_proxy(config, self)
         return "http://127.0.0.1:%d" % (self.port,)
 
@@ -89,12 +89,17 @@ class H2cCase(TestCase):
 
     @inlineCallbacks
     def test_http11_on_the_same_port(self):
-        self.start()
-        answer = yield raw_exchange(
-            self.port, b"GET /one HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
-        )
-        self.assertTrue(answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer)
-        self.assertIn(b"via: 1.1 txrevproxy", answer)
+        for upgrade in (False, True):
+            self.start(upgrade=upgrade)
+            answer = yield raw_exchange(
+                self.port,
+                b"GET /one HTTP/1.1\r\nHost: h\r\n\r\n"
+                b"GET /two HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+            )
+            self.assertTrue(answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer)
+            self.assertIn(b"GET /one 0\n", answer)
+            self.assertIn(b"GET /two 0\n", answer)
+            self.assertIn(b"via: 1.1 txrevproxy", answer)
 
     @inlineCallbacks
     def test_streams_in_parallel_with_the_h2_package(self):
@@ -123,7 +128,7 @@ class H2cCase(TestCase):
     @inlineCallbacks
     def test_upgrade_to_h2c_is_answered_in_http11_and_not_forwarded(self):
         for h2c in (False, True):
-            self.start(h2c)
+            self.start(h2c=h2c)
             answer = yield raw_exchange(self.port, UPGRADE)
             head, _, body = answer.partition(b"\r\n\r\n")
             self.assertTrue(head.startswith(b"HTTP/1.1 200 OK\r\n"), head)
@@ -132,6 +137,34 @@ class H2cCase(TestCase):
             self.assertNotIn(b"upgrade", received)
             self.assertNotIn(b"http2-settings", received)
             self.assertNotIn(b"connection", received)
+
+    @inlineCallbacks
+    def test_curl_http2_upgrade_with_h2c_upgrade_continues_in_http2(self):
+        url = self.start(upgrade=True)
+        out, err, code = yield run(
+            "curl", "-sS", "-v", "--http2", url + "/first", url + "/second"
+        )
+        self.assertEqual(code, 0, err)
+        self.assertIn(b"< HTTP/1.1 101 Switching Protocols", err)
+        self.assertEqual(err.count(b"< HTTP/2 200"), 2, err)
+        self.assertEqual(err.count(b"Connected to"), 1, err)
+        self.assertIn(b"GET /first 0\n", out)
+        self.assertIn(b"GET /second 0\n", out)
+        self.assertEqual(out.count(b"via: 2 txrevproxy"), 2)
+        self.assertEqual(self.backend.connections, 1)
+
+    @inlineCallbacks
+    def test_upgrade_of_a_request_with_a_body_is_not_taken(self):
+        self.start(upgrade=True)
+        answer = yield raw_exchange(
+            self.port,
+            UPGRADE.replace(b"GET /up", b"POST /up").replace(
+                b"\r\n\r\n", b"\r\nContent-Length: 5\r\n\r\nhello"
+            ),
+        )
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer)
+        self.assertIn(b"POST /up 5\n", answer)
+        self.assertNotIn(b"upgrade", answer.lower())
 
     @inlineCallbacks
     def test_curl_http2_upgrade_gets_http11(self):

@@ -1,5 +1,5 @@
 """
-Cleartext HTTP/2 (h2c) without a network: the C{h2c} key, the choice of
+Cleartext HTTP/2 (h2c) without a network: the C{h2c} keys, the choice of
 protocol from a connection's first bytes, and C{Upgrade: h2c}, which is
 never a protocol to tunnel.
 """
@@ -14,6 +14,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.web.resource import Resource
 
 from txrevproxy.config.model import ServerSettings
+from txrevproxy.http.h2c import h2c_upgrade
 from txrevproxy.http.headers import requested_upgrade
 from txrevproxy.server.channel import ProxyChannel
 from txrevproxy.server.http2 import PREFACE, PriorKnowledgeSite, ProxyH2Connection
@@ -84,3 +85,59 @@ def test_request_that_starts_like_the_preface_is_http11():
     assert isinstance(protocol._channel, ProxyChannel)
     assert site.h2_connections == set()
     assert transport.value().startswith(b"HTTP/1.1 ")
+
+
+def test_h2c_upgrade_needs_h2c():
+    text = document(listener='endpoint = "tcp:8080"\nh2c_upgrade = true')
+    assert problems(text) == [
+        "listeners.web.h2c_upgrade: the upgrade to h2c needs h2c = true on the listener"
+    ]
+    config = parse(document(listener='endpoint = "tcp:8080"\nh2c = true\nh2c_upgrade = true'))
+    assert config.listeners["web"].h2c_upgrade is True
+
+
+CURL_UPGRADE = (
+    b"GET /x?y=1 HTTP/1.1\r\nHost: example.test:8080\r\nUser-Agent: curl/7.88.1\r\n"
+    b"Accept: */*\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+    b"HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA"
+)
+
+
+def test_upgrade_request_becomes_stream_one():
+    upgrade = h2c_upgrade(CURL_UPGRADE)
+    assert upgrade.settings == b"AAMAAABkAAQCAAAAAAIAAAAA"
+    assert upgrade.headers == [
+        (b":method", b"GET"),
+        (b":scheme", b"http"),
+        (b":authority", b"example.test:8080"),
+        (b":path", b"/x?y=1"),
+        (b"user-agent", b"curl/7.88.1"),
+        (b"accept", b"*/*"),
+    ]
+
+
+def test_settings_without_padding_are_padded_for_h2():
+    head = CURL_UPGRADE.replace(b"AAMAAABkAAQCAAAAAAIAAAAA", b"AAMAAABk")
+    assert h2c_upgrade(head).settings == b"AAMAAABk"
+    head = CURL_UPGRADE.replace(b"AAMAAABkAAQCAAAAAAIAAAAA", b"AAMAAAB")
+    assert h2c_upgrade(head) is None
+
+
+def test_upgrades_not_taken():
+    for old, new in [
+        (b"HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA", b"X: y"),
+        (b"Connection: Upgrade, HTTP2-Settings", b"Connection: Upgrade"),
+        (b"Upgrade: h2c", b"Upgrade: websocket"),
+        (b"Upgrade: h2c", b"Upgrade: h2c\r\nUpgrade: h2c"),
+        (b"Accept: */*", b"Content-Length: 3"),
+        (b"Accept: */*", b"Transfer-Encoding: chunked"),
+        (b"HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA", b"HTTP2-Settings: AA*AAABk"),
+        (b"GET /x?y=1 HTTP/1.1", b"GET /x?y=1 HTTP/1.0"),
+        (b"GET /x?y=1", b"GET http://example.test/x"),
+        (b"Host: example.test:8080\r\n", b""),
+        (b"Accept: */*", b"Accept : */*"),
+    ]:
+        assert new != old
+        assert h2c_upgrade(CURL_UPGRADE.replace(old, new)) is None, new
+    head = CURL_UPGRADE.replace(b"Accept: */*", b"Content-Length: 0")
+    assert h2c_upgrade(head) is not None

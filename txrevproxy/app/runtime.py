@@ -9,7 +9,8 @@ swaps it in; nothing in a runtime is patched in place.
 from __future__ import annotations
 
 import random
-from typing import Dict, List, Mapping, Optional, Type
+from functools import partial
+from typing import Callable, Dict, List, Mapping, Optional
 
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.interfaces import IProtocolFactory
@@ -67,16 +68,16 @@ def _serves_http2(listener: Listener) -> bool:
     return listener.tls is not None and listener.http2
 
 
-def _site_class(listener: Listener) -> Type[ProxySite]:
+def _site_factory(listener: Listener) -> Callable[..., ProxySite]:
     """
-    The site of a listener: it may start HTTP/2 connections by ALPN (TLS,
-    C{http2}), by the connection preface (cleartext, C{h2c}), or speak
-    HTTP/1.1 only.
+    What makes the site of a listener: it may start HTTP/2 connections by
+    ALPN (TLS, C{http2}), by the connection preface or an upgrade
+    (cleartext, C{h2c} and C{h2c_upgrade}), or speak HTTP/1.1 only.
     """
     if _serves_http2(listener):
         return NegotiatingSite
     if listener.tls is None and listener.h2c:
-        return PriorKnowledgeSite
+        return partial(PriorKnowledgeSite, upgrade=listener.h2c_upgrade)
     return ProxySite
 
 
@@ -211,7 +212,7 @@ class Runtime:
         self._retiring: Optional[LoopingCall] = None
         self.closed = False
         self.sites: Dict[str, ProxySite] = {
-            name: _site_class(listener)(
+            name: _site_factory(listener)(
                 self._listener_root(listener),
                 reactor=reactor,
                 settings=config.server,

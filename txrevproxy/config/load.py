@@ -128,8 +128,9 @@ def _listener_references(data: Mapping[str, Any]) -> Iterable[Problem]:
     """
     Every listener's C{tls} must name a C{[tls.NAME]} table, its
     C{redirect_to_https} a listener with tls, only a listener with tls
-    may have C{hsts}, and only one without may have C{h2c}; checked on the
-    document as parsed, like L{_route_references}.
+    may have C{hsts}, only one without may have C{h2c}, and only one with
+    C{h2c} may have C{h2c_upgrade}; checked on the document as parsed,
+    like L{_route_references}.
     """
     listeners = data.get("listeners")
     blocks = data.get("tls", {})
@@ -162,6 +163,11 @@ def _listener_references(data: Mapping[str, Any]) -> Iterable[Problem]:
                 where + ".h2c",
                 "h2c is HTTP/2 without TLS: a listener with tls offers HTTP/2 "
                 "through ALPN (http2 = true)",
+            )
+        if listener.get("h2c_upgrade") is True and listener.get("h2c") is not True:
+            yield (
+                where + ".h2c_upgrade",
+                "the upgrade to h2c needs h2c = true on the listener",
             )
 
 

@@ -42,7 +42,9 @@ from ..http.request_head import (
     body_status,
     http2_field_status,
 )
+from ..http.h2c import H2cUpgrade, h2c_upgrade
 from ..net.h2_drain import DrainingH2Connection
+from ..net.h2_upgrade import receive_upgraded_request
 from .answers import respond_with_error
 from .channel import ClientConnection
 from .request import NO_BODY_CODES, Header, ProxyRequest
@@ -311,9 +313,12 @@ class ChoosingChannel(proxyForInterface(IProtocol, "_channel")):  # type: ignore
         """
         raise NotImplementedError()
 
-    def switchToHTTP2(self) -> None:
+    def switchToHTTP2(self, upgrade: Optional[H2cUpgrade] = None) -> None:
         """
         The connection is HTTP/2 from now on.
+
+        @param upgrade: the HTTP/1.1 request that asked for it, after its
+            C{101} was written: it becomes stream 1.
         """
         transport = self._channel.transport
         # HTTPChannel made itself the transport's producer; the HTTP/2
@@ -335,6 +340,8 @@ class ChoosingChannel(proxyForInterface(IProtocol, "_channel")):  # type: ignore
         h2.makeConnection(transport)
         transport.registerProducer(h2, True)
         self._channel = h2
+        if upgrade is not None:
+            receive_upgraded_request(h2, upgrade.settings, upgrade.headers)
 
 
 @implementer(IHandshakeListener)
@@ -360,6 +367,12 @@ class NegotiatingChannel(ChoosingChannel):
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
+#: The answer to a request that upgrades to h2c; HTTP/2 follows.
+SWITCHING = (
+    b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+)
+
+
 @implementer(IHalfCloseableProtocol)
 class PriorKnowledgeChannel(ChoosingChannel):
     """
@@ -368,21 +381,42 @@ class PriorKnowledgeChannel(ChoosingChannel):
     HTTP/1.1 otherwise.  The preface is not a valid HTTP/1.1 request
     line (version C{HTTP/2.0}), so no HTTP/1.1 request is mistaken for
     it.
+
+    On a site with C{upgrade}, the connection's first request head is
+    read whole here before anything is decided: one that asks to upgrade
+    to h2c (L{h2c_upgrade}) is answered C{101} and becomes stream 1 of
+    the HTTP/2 connection; any other is handed to the HTTP/1.1 channel
+    as it came, as is a head longer than the site's limits.
     """
 
     _kept = b""
 
     def choose(self, data: bytes) -> bytes:
         data = self._kept + data
+        self._kept = b""
         if len(data) < len(PREFACE) and PREFACE.startswith(data):
             # The preface may come in pieces: nothing is decided yet.
             self._kept = data
             return b""
-        self._decided = True
-        self._kept = b""
         if data.startswith(PREFACE):
+            self._decided = True
             self.switchToHTTP2()
-        return data
+            return data
+        site = self._site
+        if not site.upgrade:
+            self._decided = True
+            return data
+        end = data.find(b"\r\n\r\n")
+        if end < 0 and len(data) <= site.max_request_line + site.max_header_size:
+            self._kept = data
+            return b""
+        self._decided = True
+        upgrade = h2c_upgrade(data[:end]) if end >= 0 else None
+        if upgrade is None:
+            return data
+        self._channel.transport.write(SWITCHING)
+        self.switchToHTTP2(upgrade)
+        return data[end + 4 :]
 
     def readConnectionLost(self) -> None:
         """
@@ -414,7 +448,14 @@ class PriorKnowledgeSite(ProxySite):
     The site of a cleartext listener with C{h2c = true}: HTTP/2 for the
     clients that open with its preface, HTTP/1.1 for the others, on the
     same port.
+
+    @ivar upgrade: also upgrade to HTTP/2 the first request of a
+        connection that asks with C{Upgrade: h2c} (C{h2c_upgrade = true}).
     """
+
+    def __init__(self, *args, upgrade: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.upgrade = upgrade
 
     def buildProtocol(self, addr):
         return PriorKnowledgeChannel(super().buildProtocol(addr), self)
