@@ -53,10 +53,11 @@ def test_upgrade_to_h2c_is_never_requested_of_a_backend():
     assert requested_upgrade(b"GET", b"HTTP/1.1", headers) == b"websocket"
 
 
-def connect():
-    site = PriorKnowledgeSite(
-        Resource(), reactor=MemoryReactorClock(), settings=ServerSettings()
-    )
+def connect(site=None):
+    if site is None:
+        site = PriorKnowledgeSite(
+            Resource(), reactor=MemoryReactorClock(), settings=ServerSettings()
+        )
     protocol = site.buildProtocol(None)
     transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.1", 4321))
     protocol.makeConnection(transport)
@@ -76,6 +77,19 @@ def test_preface_in_pieces_makes_an_http2_connection():
     assert site.channels == set() and len(site.h2_connections) == 1
     events = client.receive_data(transport.value())
     assert isinstance(events[0], h2.events.RemoteSettingsChanged)
+
+
+def test_client_over_its_connection_limit_gets_no_http2():
+    site = PriorKnowledgeSite(
+        Resource(),
+        reactor=MemoryReactorClock(),
+        settings=ServerSettings(max_connections_per_ip=1),
+    )
+    connect(site)
+    _, protocol, transport = connect(site)
+    assert transport.value().startswith(b"HTTP/1.1 429 ")
+    protocol.dataReceived(PREFACE)
+    assert site.h2_connections == set()
 
 
 def test_request_that_starts_like_the_preface_is_http11():

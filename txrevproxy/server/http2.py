@@ -46,7 +46,7 @@ from ..http.h2c import H2cUpgrade, h2c_upgrade
 from ..net.h2_drain import DrainingH2Connection
 from ..net.h2_upgrade import receive_upgraded_request
 from .answers import respond_with_error
-from .channel import ClientConnection
+from .channel import CLOSING, ClientConnection
 from .request import NO_BODY_CODES, Header, ProxyRequest
 from .site import ProxySite
 
@@ -392,6 +392,11 @@ class PriorKnowledgeChannel(ChoosingChannel):
     _kept = b""
 
     def choose(self, data: bytes) -> bytes:
+        if self._channel.state is CLOSING:
+            # Refused before its first byte (max_connections_per_ip): what
+            # it sends is dropped.
+            self._decided = True
+            return data
         data = self._kept + data
         self._kept = b""
         if len(data) < len(PREFACE) and PREFACE.startswith(data):
