@@ -8,6 +8,7 @@ from __future__ import annotations
 import h2.config
 import h2.connection
 import h2.events
+from h2.errors import ErrorCodes
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.web.resource import Resource
@@ -19,13 +20,22 @@ from txrevproxy.server.http2 import PriorKnowledgeSite
 from ..support.h2_client import GracefulGoAwayStateMachine
 
 
+class Ok(Resource):
+    isLeaf = True
+
+    def render(self, request):
+        return b"ok"
+
+
 def drained():
     """
     An idle h2c connection that was just told to drain, its client's h2
     connection, and the clock.
     """
     clock = MemoryReactorClock()
-    site = PriorKnowledgeSite(Resource(), reactor=clock, settings=ServerSettings())
+    site = PriorKnowledgeSite(
+        Ok(), reactor=clock, settings=ServerSettings()
+    )
     protocol = site.buildProtocol(None)
     transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.1", 4321))
     protocol.makeConnection(transport)
@@ -72,3 +82,29 @@ def test_client_that_does_not_answer_the_ping_gets_the_second_goaway_later():
     clock.advance(0.1)
     assert frames(client, transport) == [("goaway", 0, 0)]
     assert transport.disconnecting
+
+
+HEAD = [(":method", "GET"), (":scheme", "http"), (":authority", "h"), (":path", "/")]
+
+
+def test_stream_opened_between_the_goaways_is_kept_and_one_after_refused():
+    connection, client, transport, clock = drained()
+    frames(client, transport)
+    ack = client.data_to_send()
+    client.send_headers(1, HEAD, end_stream=True)
+    connection.dataReceived(client.data_to_send())
+    connection.dataReceived(ack)
+    events = client.receive_data(transport.value())
+    transport.clear()
+    (goaway,) = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
+    assert goaway.last_stream_id == 1
+    assert not [e for e in events if isinstance(e, h2.events.StreamReset)]
+    (response,) = [e for e in events if isinstance(e, h2.events.ResponseReceived)]
+    assert (response.stream_id, response.headers[0]) == (1, (b":status", b"200"))
+
+    client.send_headers(3, HEAD, end_stream=True)
+    connection.dataReceived(client.data_to_send())
+    events = client.receive_data(transport.value())
+    (reset,) = [e for e in events if isinstance(e, h2.events.StreamReset)]
+    assert (reset.stream_id, reset.error_code) == (3, ErrorCodes.REFUSED_STREAM)
+    assert 3 not in connection.streams
