@@ -108,3 +108,15 @@ def test_stream_opened_between_the_goaways_is_kept_and_one_after_refused():
     (reset,) = [e for e in events if isinstance(e, h2.events.StreamReset)]
     assert (reset.stream_id, reset.error_code) == (3, ErrorCodes.REFUSED_STREAM)
     assert 3 not in connection.streams
+
+
+def test_client_goaway_with_streams_open_lets_them_go():
+    connection, client, transport, clock = drained()
+    frames(client, transport)
+    client.send_headers(1, HEAD)
+    connection.dataReceived(client.data_to_send())
+    assert 1 in connection.streams
+    client.close_connection()
+    connection.dataReceived(client.data_to_send())
+    assert connection.streams == {}
+    assert transport.disconnecting

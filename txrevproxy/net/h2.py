@@ -19,6 +19,7 @@ L{txrevproxy.server.http2}.
 
 from __future__ import annotations
 
+from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
 from twisted.web._http2 import H2Connection
 
@@ -69,6 +70,12 @@ class EarlyAnswerH2Connection(H2Connection):
     def _requestDone(self, streamID: int) -> None:
         super()._requestDone(streamID)
         state = self.conn.streams.get(streamID)
-        if state is not None and not state.closed:
+        if (
+            state is not None
+            and not state.closed
+            # After the client's GOAWAY (h2 then sends nothing more), the
+            # streams are let go of with the connection.
+            and self.conn.state_machine.state is not ConnectionState.CLOSED
+        ):
             self.conn.reset_stream(streamID, ErrorCodes.NO_ERROR)
             self._tryToWriteControlData()

@@ -89,6 +89,7 @@ class DrainingH2Connection(EarlyAnswerH2Connection):
     #: The last stream ID of the second GOAWAY, once it is sent.
     lastStreamID: Optional[int] = None
     _draining = False
+    _closing = False
     _grace = None
 
     def __init__(self, reactor=None) -> None:
@@ -138,8 +139,12 @@ class DrainingH2Connection(EarlyAnswerH2Connection):
         """
         Close the connection once what is written is sent.  The
         connection is its transport's producer: TLS would wait for it to
-        go before it closes.
+        go before it closes.  Called once: Twisted ends the remaining
+        streams again as the connection is lost.
         """
+        if self._closing:
+            return
+        self._closing = True
         self.transport.unregisterProducer()
         self.transport.loseConnection()
 
