@@ -36,13 +36,13 @@ from twisted.internet.interfaces import (
 from twisted.python.components import proxyForInterface
 from zope.interface import implementer
 
+from ..http.h2c import H2cUpgrade, h2c_upgrade
 from ..http.request_head import (
     NO_BODY_SEMANTICS,
     UNDERSCORED,
     body_status,
     http2_field_status,
 )
-from ..http.h2c import H2cUpgrade, h2c_upgrade
 from ..net.h2_drain import DrainingH2Connection
 from ..net.h2_upgrade import receive_upgraded_request
 from .answers import respond_with_error
