@@ -11,6 +11,9 @@ from __future__ import annotations
 import shutil
 
 import attr
+import h2.config
+import h2.connection
+import h2.events
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.utils import getProcessOutputAndValue
@@ -23,12 +26,14 @@ from ..support.h2_client import connect_h2c
 from ..support.loopback import (
     CountingSite,
     Echo,
+    connect_raw,
     echoed_headers,
     listen,
     proxy_config,
     raw_exchange,
     start_proxy,
 )
+from ..support.origins import until
 
 UPGRADE = (
     b"GET /up HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings, close\r\n"
@@ -58,9 +63,9 @@ class H2cCase(TestCase):
             listeners={"web": Listener("web", "tcp:0:interface=127.0.0.1", h2c=True)},
         )
 
-    def start(self, h2c: bool = True, upgrade: bool = False) -> str:
+    def start(self, h2c: bool = True, upgrade: bool = False, **options) -> str:
         listener = Listener(
-            "web", "tcp:0:interface=127.0.0.1", h2c=h2c, h2c_upgrade=upgrade
+            "web", "tcp:0:interface=127.0.0.1", h2c=h2c, h2c_upgrade=upgrade, **options
         )
         config = attr.evolve(self.config, listeners={"web": listener})
         self.port = start_proxy(config, self)
@@ -173,3 +178,30 @@ class H2cCase(TestCase):
         self.assertEqual(code, 0, err)
         self.assertTrue(out.startswith(b"HTTP/1.1 200 OK\r\n"), out)
         self.assertNotIn(b"upgrade", out.partition(b"\r\n\r\n")[2].lower())
+
+    @inlineCallbacks
+    def test_prior_knowledge_after_a_proxy_protocol_header(self):
+        self.start(proxy_protocol=True)
+        client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        client.initiate_connection()
+        client.send_headers(
+            1,
+            [(":method", "GET"), (":scheme", "http"), (":authority", "h"), (":path", "/pp")],
+            end_stream=True,
+        )
+        raw = yield connect_raw(
+            self.port, b"PROXY TCP4 192.0.2.7 192.0.2.8 1111 80\r\n" + client.data_to_send()
+        )
+        self.addCleanup(raw.transport.loseConnection)
+        body = []
+
+        def answered():
+            events = client.receive_data(raw.received)
+            raw.received = b""
+            body.extend(e.data for e in events if isinstance(e, h2.events.DataReceived))
+            return any(isinstance(e, h2.events.StreamEnded) for e in events)
+
+        yield until(answered)
+        seen = echoed_headers(b"".join(body))
+        self.assertEqual(seen[b"x-forwarded-for"], [b"192.0.2.7"])
+        self.assertEqual(seen[b"via"], [b"2 txrevproxy"])
