@@ -155,3 +155,17 @@ def test_upgrades_not_taken():
         assert h2c_upgrade(CURL_UPGRADE.replace(old, new)) is None, new
     head = CURL_UPGRADE.replace(b"Accept: */*", b"Content-Length: 0")
     assert h2c_upgrade(head) is not None
+
+
+def test_first_head_held_for_the_upgrade_is_timed_as_any_head():
+    clock = MemoryReactorClock()
+    site = PriorKnowledgeSite(
+        Resource(), reactor=clock, settings=ServerSettings(header_timeout=10), upgrade=True
+    )
+    site.doStart()
+    _, protocol, transport = connect(site)
+    protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: h\r\n")
+    assert transport.value() == b""
+    clock.advance(11)
+    site.doStop()
+    assert transport.value().startswith(b"HTTP/1.1 408 ")

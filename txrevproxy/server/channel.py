@@ -398,6 +398,16 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
             # answered (see readConnectionLost).
             self.transport.loseConnection()
 
+    def headArriving(self) -> None:
+        """
+        Bytes of a first request head are in, held by the protocol in
+        front of this channel until the head is whole (see
+        L{txrevproxy.server.http2.PriorKnowledgeChannel}): the head's
+        C{header_timeout} counts from now.
+        """
+        if self.state is IDLE:
+            self._enter(READING_HEAD)
+
     def isIdle(self) -> bool:
         """
         Whether the connection carries no request, and no head has started.

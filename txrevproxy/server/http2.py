@@ -414,6 +414,7 @@ class PriorKnowledgeChannel(ChoosingChannel):
         end = data.find(b"\r\n\r\n")
         if end < 0 and len(data) <= site.max_request_line + site.max_header_size:
             self._kept = data
+            self._channel.headArriving()
             return b""
         self._decided = True
         upgrade = h2c_upgrade(data[:end]) if end >= 0 else None
