@@ -20,7 +20,13 @@ import time
 
 import report
 from processes import ProcessGroup, StartupError, pinning_available
-from scenarios import SCENARIOS, idle_connections_rss, run_wrk, streaming_rss
+from scenarios import (
+    H2_STREAMS,
+    SCENARIOS,
+    idle_connections_rss,
+    run_load,
+    streaming_rss,
+)
 from servers import (
     CONTENDERS,
     DEFAULT_PYPY,
@@ -33,7 +39,7 @@ from servers import (
 
 #: Debian package for each program the harness runs.
 PACKAGES = {"nginx": "nginx-light", "wrk": "wrk", "haproxy": "haproxy",
-            "pypy3": "pypy3", "openssl": "openssl"}
+            "pypy3": "pypy3", "openssl": "openssl", "h2load": "nghttp2-client"}
 
 IDLE_CONNECTIONS = 10000
 STREAM_RATE_MIB = 64
@@ -64,9 +70,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--duration", type=int, default=10,
-                        help="seconds per measured wrk run (default 10)")
+                        help="seconds per measured load run (default 10)")
     parser.add_argument("--connections", type=int, default=64,
-                        help="wrk connections, except in c1000 (default 64)")
+                        help="client connections, except in c1000 (default 64)")
     parser.add_argument("--only", type=lambda v: _names(v, proxies, "proxy"), default=proxies,
                         help="proxies to run: " + ",".join(proxies))
     parser.add_argument("--scenarios", type=lambda v: _names(v, scenarios, "scenario"),
@@ -90,6 +96,8 @@ def check_packages(args: argparse.Namespace) -> None:
     Exit with the missing Debian packages named, rather than install them.
     """
     needed = ["nginx", "wrk", "openssl"]
+    if any(s.h2c for s in SCENARIOS if s.name in args.scenarios):
+        needed.append("h2load")
     if "haproxy" in args.only:
         needed.append("haproxy")
     if "txrevproxy-pypy" in args.only:
@@ -108,24 +116,13 @@ def _cell(problem: str | None = None) -> dict:
     return {"rounds": [], "problems": [problem] if problem else []}
 
 
-def _skipped(scenario, contender) -> str | None:
-    """
-    Why C{contender} does not run C{scenario}, or C{None}.
-    """
-    if scenario.tls and contender.tls_problem:
-        return contender.tls_problem
-    if scenario.txrevproxy_only and not contender.name.startswith("txrevproxy"):
-        return "txrevproxy only"
-    return None
-
-
 def measure_throughput(ws: Workspace, args, contenders, scenarios, problems) -> dict:
     """
     Run every scenario on every contender, contender by contender, for each
     round; the contenders' order rotates from round to round.
     """
     warmup = max(1, round(args.duration * 0.3))
-    cells = {s.name: {c.name: _cell(problems[c.name] or _skipped(s, c))
+    cells = {s.name: {c.name: _cell(problems[c.name] or c.scenario_problem(s))
                       for c in contenders} for s in scenarios}
     runnable = [c for c in contenders if not problems[c.name]]
     for number in range(args.rounds):
@@ -141,9 +138,9 @@ def measure_throughput(ws: Workspace, args, contenders, scenarios, problems) -> 
                 continue
             try:
                 if args.duration > 2:
-                    run_wrk(ws, proxy, SCENARIOS[0], contender.warmup, args.connections)
+                    run_load(ws, proxy, SCENARIOS[0], contender.warmup, args.connections)
                 for scenario in scenarios:
-                    if _skipped(scenario, contender):
+                    if contender.scenario_problem(scenario):
                         continue
                     cell = cells[scenario.name][contender.name]
                     status = proxy.started.popen.poll()
@@ -154,8 +151,8 @@ def measure_throughput(ws: Workspace, args, contenders, scenarios, problems) -> 
                     try:
                         # Unrecorded warm-up: lets PyPy's JIT and every
                         # proxy's pools reach their steady state.
-                        run_wrk(ws, proxy, scenario, warmup, args.connections)
-                        result = run_wrk(ws, proxy, scenario, args.duration, args.connections)
+                        run_load(ws, proxy, scenario, warmup, args.connections)
+                        result = run_load(ws, proxy, scenario, args.duration, args.connections)
                     except RuntimeError as e:
                         log("{} {}: {}".format(contender.name, scenario.name, e))
                         cell["problems"].append(str(e).splitlines()[0])
@@ -205,7 +202,7 @@ def measure_memory(ws: Workspace, args, contenders, problems) -> dict:
 def estimate_seconds(args, contenders, scenarios, problems) -> float:
     warmup = max(1, round(args.duration * 0.3))
     runs = sum(1 for c in contenders if not problems[c.name]
-               for s in scenarios if not _skipped(s, c))
+               for s in scenarios if not c.scenario_problem(s))
     starts = sum(c.warmup for c in contenders if not problems[c.name])
     return args.rounds * (starts + runs * (args.duration + warmup + 1))
 
@@ -244,8 +241,9 @@ def main(argv: list[str]) -> None:
 
     info = report.machine(args.cpython, args.pypy)
     idle_count = 2000 if args.quick else IDLE_CONNECTIONS
-    header = "{} round(s) x {:g} s per proxy and scenario; wrk -t1 -c{}; medians".format(
-        args.rounds, args.duration, args.connections)
+    header = ("{} round(s) x {:g} s per proxy and scenario; wrk -t1 -c{} "
+              "(h2c: h2load -t1 -c{} -m{}); medians").format(
+        args.rounds, args.duration, args.connections, args.connections, H2_STREAMS)
     tables = [header] + [
         report.throughput_table(s.title, throughput[s.name]) for s in scenarios
     ]

@@ -1,5 +1,6 @@
 """
-What is measured: the wrk load scenarios and the two memory measurements.
+What is measured: the load scenarios (wrk, and h2load for HTTP/2) and the
+two memory measurements.
 
 Every measurement runs its client pinned to the load generator's core and
 returns a plain dict, which goes as it is into the JSON results.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass
 
@@ -25,6 +27,8 @@ class Scenario:
     @ivar connections: a fixed connection count, overriding C{--connections}.
     @ivar txrevproxy_only: whether only txrevproxy has what it measures
         (the other proxies show n/a).
+    @ivar h2c: HTTP/2 in cleartext with prior knowledge, to the proxy's h2c
+        port, loaded with h2load (L{H2_STREAMS} streams per connection).
     """
 
     name: str
@@ -35,6 +39,7 @@ class Scenario:
     headers: tuple[str, ...] = ()
     connections: int | None = None
     txrevproxy_only: bool = False
+    h2c: bool = False
 
 
 SCENARIOS = [
@@ -52,7 +57,12 @@ SCENARIOS = [
     # its ratio to "small" in the same run is the cost of the h2 client.
     Scenario("h2-upstream", "small GET, HTTP/2 (h2c) to the backend",
              path="/h2/small", txrevproxy_only=True),
+    Scenario("h2c-small", "small GET over h2c (prior knowledge), 10 streams per connection",
+             h2c=True),
 ]
+
+#: Streams in flight on each connection of an h2c scenario (h2load -m).
+H2_STREAMS = 10
 
 #: wrk's own limit for one request; slower ones count as timeout errors.
 WRK_TIMEOUT = "5s"
@@ -68,6 +78,16 @@ def _wrk_script(ws: Workspace, scenario: Scenario) -> str:
         with open(os.path.join(HERE, "wrk", part)) as f:
             text += f.read() + "\n"
     return ws.write("wrk-{}.lua".format(scenario.name), text)
+
+
+def run_load(ws: Workspace, proxy: RunningProxy, scenario: Scenario,
+             seconds: float, connections: int) -> dict:
+    """
+    Load C{proxy} with C{scenario} for C{seconds}: with h2load for an h2c
+    scenario, with wrk otherwise.
+    """
+    run = run_h2load if scenario.h2c else run_wrk
+    return run(ws, proxy, scenario, seconds, connections)
 
 
 def run_wrk(ws: Workspace, proxy: RunningProxy, scenario: Scenario,
@@ -98,6 +118,52 @@ def run_wrk(ws: Workspace, proxy: RunningProxy, scenario: Scenario,
         "p99_ms": raw["p99_us"] / 1000,
         "errors": raw["status"] + socket_errors,
         "raw": raw,
+    }
+
+
+_H2LOAD_FINISHED = re.compile(r"finished in [\d.]+m?s, ([\d.]+) req/s")
+_H2LOAD_REQUESTS = re.compile(
+    r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+    r"(\d+) errored, (\d+) timeout")
+
+
+def run_h2load(ws: Workspace, proxy: RunningProxy, scenario: Scenario,
+               seconds: float, connections: int) -> dict:
+    """
+    Load C{proxy}'s h2c port with C{scenario} for C{seconds} with one h2load
+    thread, L{H2_STREAMS} streams in flight per connection.
+
+    @return: as L{run_wrk}; the percentiles come from h2load's log of every
+        request, and the errors are the requests that did not succeed
+        (status >= 400, stream or connection errors, timeouts).
+    """
+    log = ws.path("h2load-{}.log".format(scenario.name))
+    url = "http://127.0.0.1:{}{}".format(proxy.h2c_port, scenario.path)
+    argv = ["h2load", "-t1", "-c", str(scenario.connections or connections),
+            "-m", str(H2_STREAMS), "-D", str(int(seconds)), "--log-file", log, url]
+    result = run_pinned(argv, LOAD_CPU, timeout=seconds + 60)
+    out = result.stdout.decode()
+    finished, requests = _H2LOAD_FINISHED.search(out), _H2LOAD_REQUESTS.search(out)
+    if result.returncode != 0 or finished is None or requests is None:
+        raise RuntimeError("h2load failed ({}): {}".format(
+            result.returncode, (result.stderr or result.stdout).decode()[-500:]))
+    with open(log) as f:
+        # Tab-separated: start time, status, microseconds to the response's end.
+        latencies = sorted(int(line.split("\t")[2]) for line in f if line.strip())
+    total, _, done, succeeded, failed, errored, timeout = map(int, requests.groups())
+
+    def percentile(share: float) -> float:
+        if not latencies:
+            return 0.0
+        return latencies[min(len(latencies) - 1, int(len(latencies) * share))] / 1000
+
+    return {
+        "rps": float(finished.group(1)),
+        "p50_ms": percentile(0.5),
+        "p99_ms": percentile(0.99),
+        "errors": failed,
+        "raw": {"total": total, "done": done, "succeeded": succeeded,
+                "failed": failed, "errored": errored, "timeout": timeout},
     }
 
 

@@ -80,12 +80,15 @@ class RunningProxy:
     A proxy under test that is up: its process and where to reach it.
 
     @ivar tls_port: C{None} when this proxy cannot terminate TLS.
+    @ivar h2c_port: where it takes HTTP/2 in cleartext with prior
+        knowledge; C{None} when it cannot.
     """
 
     name: str
     started: Started
     port: int
     tls_port: int | None
+    h2c_port: int | None = None
 
 
 def make_certificate(ws: Workspace) -> None:
@@ -169,7 +172,7 @@ http {{
 
 def _start_nginx(ws: Workspace) -> RunningProxy:
     prefix = _nginx_prefix(ws, "proxy-nginx")
-    port, tls_port = free_port(), free_port()
+    port, tls_port, h2c_port = free_port(), free_port(), free_port()
     # proxy_max_temp_file_size 0: stream a large response with backpressure
     # instead of spooling it to disk, which is what the other proxies do.
     conf = _nginx_head(ws, prefix, 16384) + """
@@ -185,6 +188,7 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         listen 127.0.0.1:{tls_port} ssl;
+        listen 127.0.0.1:{h2c_port} http2;
         ssl_certificate {cert};
         ssl_certificate_key {key};
         ssl_session_cache off;
@@ -197,14 +201,15 @@ http {{
         }}
     }}
 }}
-""".format(backend=ws.backend_port, port=port, tls_port=tls_port, cert=ws.cert, key=ws.key)
+""".format(backend=ws.backend_port, port=port, tls_port=tls_port, h2c_port=h2c_port,
+           cert=ws.cert, key=ws.key)
     path = ws.write("proxy-nginx.conf", conf)
     started = ws.group.start("nginx", ["nginx", "-p", prefix, "-c", path], PROXY_CPU)
-    return RunningProxy("nginx", started, port, tls_port)
+    return RunningProxy("nginx", started, port, tls_port, h2c_port)
 
 
 def _start_haproxy(ws: Workspace) -> RunningProxy:
-    port, tls_port = free_port(), free_port()
+    port, tls_port, h2c_port = free_port(), free_port(), free_port()
     pem = ws.path("haproxy.pem")
     with open(pem, "w") as out:
         for part in (ws.cert, ws.key):
@@ -233,14 +238,16 @@ defaults
 frontend bench
     bind 127.0.0.1:{port}
     bind 127.0.0.1:{tls_port} ssl crt {pem} no-tls-tickets
+    bind 127.0.0.1:{h2c_port} proto h2
     default_backend backend
 
 backend backend
     server backend 127.0.0.1:{backend}
-""".format(port=port, tls_port=tls_port, pem=pem, backend=ws.backend_port)
+""".format(port=port, tls_port=tls_port, h2c_port=h2c_port, pem=pem,
+           backend=ws.backend_port)
     path = ws.write("haproxy.cfg", conf)
     started = ws.group.start("haproxy", ["haproxy", "-db", "-f", path], PROXY_CPU)
-    return RunningProxy("haproxy", started, port, tls_port)
+    return RunningProxy("haproxy", started, port, tls_port, h2c_port)
 
 
 def _start_rpr(ws: Workspace) -> RunningProxy:
@@ -251,16 +258,23 @@ def _start_rpr(ws: Workspace) -> RunningProxy:
     return RunningProxy("twisted-rpr", started, port, tls_port)
 
 
-def txrevproxy_config(ws: Workspace, port: int, tls_port: int | None) -> str:
+def txrevproxy_config(ws: Workspace, port: int, tls_port: int | None,
+                      h2c_port: int) -> str:
     """
-    Render the txrevproxy TOML config: one listener (two with TLS), one
-    upstream, one route, everything else txrevproxy's defaults; and, for
-    the C{h2-upstream} scenario, C{/h2/} routed to the backend's h2c port.
+    Render the txrevproxy TOML config: one plain listener, one with h2c
+    (so that the other scenarios measure a plain listener as it is by
+    default), one with TLS, one upstream, one route, everything else
+    txrevproxy's defaults; and, for the C{h2-upstream} scenario, C{/h2/}
+    routed to the backend's h2c port.
     """
     conf = """\
 [listeners.bench]
 endpoint = "tcp:{port}:interface=127.0.0.1"
-""".format(port=port)
+
+[listeners.bench_h2c]
+endpoint = "tcp:{h2c_port}:interface=127.0.0.1"
+h2c = true
+""".format(port=port, h2c_port=h2c_port)
     if tls_port is not None:
         conf += """
 [listeners.bench_tls]
@@ -309,15 +323,15 @@ def twistd_command(python: str) -> list[str]:
 
 def _txrevproxy_starter(name: str, python: Callable[[Workspace], str]):
     def start(ws: Workspace) -> RunningProxy:
-        port = free_port()
+        port, h2c_port = free_port(), free_port()
         tls_port = free_port() if "tls" in TXREVPROXY_CAPABILITIES else None
-        path = ws.write(name + ".toml", txrevproxy_config(ws, port, tls_port))
+        path = ws.write(name + ".toml", txrevproxy_config(ws, port, tls_port, h2c_port))
         argv = twistd_command(python(ws)) + [
             "-n", "--pidfile=", "txrevproxy", "--config", path]
         # cwd is the temp dir so that the source tree's twisted/plugins, which
         # "python -c" would put on sys.path, does not shadow the installed one.
         started = ws.group.start(name, argv, PROXY_CPU, cwd=ws.tmp)
-        return RunningProxy(name, started, port, tls_port)
+        return RunningProxy(name, started, port, tls_port, h2c_port)
 
     return start
 
@@ -357,6 +371,7 @@ class Contender:
 
     @ivar problem: returns why it cannot run here, or C{None}.
     @ivar tls_problem: why its TLS rows are skipped, or C{None}.
+    @ivar h2c_problem: why its h2c rows are skipped, or C{None}.
     @ivar warmup: seconds of unrecorded load after each start, before any
         scenario: a JIT (PyPy) needs tens of seconds to reach its steady
         speed, and a proxy runs for months, so it is measured warm.
@@ -367,12 +382,23 @@ class Contender:
     problem: Callable[[Workspace], str | None] = lambda ws: None
     tls_problem: str | None = None
     warmup: float = 2.0
+    h2c_problem: str | None = None
+
+    def scenario_problem(self, scenario) -> str | None:
+        """
+        Why this proxy cannot take C{scenario} (a L{scenarios.Scenario}),
+        or C{None}.
+        """
+        if scenario.txrevproxy_only and not self.name.startswith("txrevproxy"):
+            return "txrevproxy only"
+        return (scenario.tls and self.tls_problem) or (scenario.h2c and self.h2c_problem) or None
 
 
 CONTENDERS = [
     Contender("nginx", _start_nginx),
     Contender("haproxy", _start_haproxy),
-    Contender("twisted-rpr", _start_rpr, lambda ws: _rpr_problem(ws.cpython, ws)),
+    Contender("twisted-rpr", _start_rpr, lambda ws: _rpr_problem(ws.cpython, ws),
+              h2c_problem="no HTTP/2"),
     Contender(
         "txrevproxy-cpython",
         _txrevproxy_starter("txrevproxy-cpython", lambda ws: ws.cpython),
@@ -395,7 +421,7 @@ def start_proxy(ws: Workspace, contender: Contender) -> RunningProxy:
     through it gets the backend's answer; raise L{StartupError} otherwise.
     """
     proxy = contender.start(ws)
-    for port in (proxy.port, proxy.tls_port):
+    for port in (proxy.port, proxy.tls_port, proxy.h2c_port):
         if port is not None:
             ws.group.wait_for_port(proxy.started, port, timeout=30)
     conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)

@@ -1,8 +1,9 @@
 """
 A small HTTP/2 client for the tests, on the C{h2} package over a real TLS
-connection: several requests at once on one connection, request bodies
-sent as the flow-control window allows, and every stream's outcome (a
-whole response, or a reset) recorded.
+connection (or a cleartext one, h2c with prior knowledge): several
+requests at once on one connection, request bodies sent as the
+flow-control window allows, and every stream's outcome (a whole response,
+or a reset) recorded, and the server's GOAWAYs.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import attr
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
+from h2.connection import ConnectionInputs, H2ConnectionStateMachine
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.interfaces import IHandshakeListener
+from twisted.internet.interfaces import IHandshakeListener, ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
@@ -47,6 +50,20 @@ class H2Response:
         return None
 
 
+class GracefulGoAwayStateMachine(H2ConnectionStateMachine):
+    """
+    C{h2}'s connection states, except that a GOAWAY the server sends does
+    not end the connection: the streams up to its last ID go on (RFC 9113
+    section 6.8), as curl and browsers have them, and the client closes
+    the connection itself after a GOAWAY with an error.
+    """
+
+    def process_input(self, input_):
+        if input_ is ConnectionInputs.RECV_GOAWAY:
+            return []
+        return super().process_input(input_)
+
+
 @implementer(IHandshakeListener)
 class H2Client(Protocol):
     """
@@ -61,11 +78,15 @@ class H2Client(Protocol):
         not, the streams' windows stay closed on what arrived (the
         connection's is opened again), as a client that stopped reading
         some responses does.  L{read} starts again.
+    @ivar goaways: the last stream ID of each GOAWAY the server sent.
+    @ivar goaway: fires with the first GOAWAY's last stream ID.
     """
 
     reading = True
 
     def __init__(self, validate: bool = True) -> None:
+        self.goaways: List[int] = []
+        self.goaway: Deferred = Deferred()
         self.conn = h2.connection.H2Connection(
             h2.config.H2Configuration(
                 client_side=True,
@@ -74,7 +95,9 @@ class H2Client(Protocol):
                 normalize_outbound_headers=validate,
             )
         )
+        self.conn.state_machine = GracefulGoAwayStateMachine()
         self.terminated: Optional[int] = None
+        self.scheme = b"https"
         self.handshake: Deferred = Deferred()
         self.closed: Deferred = Deferred()
         self._responses: Dict[int, H2Response] = {}
@@ -88,6 +111,11 @@ class H2Client(Protocol):
         self.conn.initiate_connection()
         self._flush()
         self.handshake.callback(self)
+
+    def connectionMade(self) -> None:
+        if not ISSLTransport.providedBy(self.transport):
+            # h2c with prior knowledge: no handshake.
+            self.handshakeCompleted()
 
     def request(
         self,
@@ -106,7 +134,7 @@ class H2Client(Protocol):
             stream_id,
             [
                 (b":method", method),
-                (b":scheme", b"https"),
+                (b":scheme", self.scheme),
                 (b":authority", authority),
                 (b":path", path),
                 *headers,
@@ -175,9 +203,13 @@ class H2Client(Protocol):
             elif isinstance(event, h2.events.WindowUpdated):
                 self._sendBodies()
             elif isinstance(event, h2.events.ConnectionTerminated):
-                # As a real client does: nothing more can come.
                 self.terminated = event.error_code
-                self.transport.loseConnection()
+                self.goaways.append(event.last_stream_id)
+                if not self.goaway.called:
+                    self.goaway.callback(event.last_stream_id)
+                if event.error_code != h2.errors.ErrorCodes.NO_ERROR:
+                    # As a real client does: nothing more can come.
+                    self.transport.loseConnection()
         self._flush()
 
     def read(self) -> None:
@@ -224,5 +256,21 @@ def connect_h2(
     creator = ProbingClientTLS(server_name, alpn=[b"h2"])
     factory = TLSMemoryBIOFactory(creator, True, Factory.forProtocol(lambda: client))
     d = TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(factory)
+    d.addCallback(lambda _: client.handshake)
+    return d
+
+
+def connect_h2c(port: int, validate: bool = True) -> Deferred:
+    """
+    Connect an L{H2Client} to 127.0.0.1:port in cleartext, with prior
+    knowledge (the preface first, RFC 9113 section 3.3).
+
+    @return: a Deferred firing with the client once its preface is sent.
+    """
+    client = H2Client(validate)
+    client.scheme = b"http"
+    d = TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(
+        Factory.forProtocol(lambda: client)
+    )
     d.addCallback(lambda _: client.handshake)
     return d

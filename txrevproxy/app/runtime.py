@@ -9,7 +9,8 @@ swaps it in; nothing in a runtime is patched in place.
 from __future__ import annotations
 
 import random
-from typing import Dict, List, Mapping, Optional
+from functools import partial
+from typing import Callable, Dict, List, Mapping, Optional
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
@@ -29,7 +30,7 @@ from ..observe.metrics import Metrics
 from ..observe.requests import RequestObserver
 from ..plugins import balancing_policies
 from ..routing.redirects import HttpsRedirect
-from ..server.http2 import NegotiatingSite
+from ..server.http2 import NegotiatingSite, PriorKnowledgeSite
 from ..server.proxy_protocol import ProxyHeaderFactory
 from ..server.site import ProxySite
 from ..tls.client import BACKEND_PROTOCOLS, HTTP2_PROTOCOLS
@@ -66,8 +67,8 @@ def _warn_unverified(upstream: Upstream) -> None:
 
 def _serves_http2(listener: Listener) -> bool:
     """
-    Whether a listener offers HTTP/2: only over TLS (ALPN), as browsers do;
-    cleartext HTTP/2 (h2c) is not served.
+    Whether a TLS listener offers HTTP/2 through ALPN, as browsers ask for
+    it.
     """
     return listener.tls is not None and listener.http2
 
@@ -107,6 +108,19 @@ def _backend_pool(
         connect_timeout=connect_timeout,
         proxy_protocol=upstream.proxy_protocol,
     )
+
+
+def _site_factory(listener: Listener) -> Callable[..., ProxySite]:
+    """
+    What makes the site of a listener: it may start HTTP/2 connections by
+    ALPN (TLS, C{http2}), by the connection preface or an upgrade
+    (cleartext, C{h2c} and C{h2c_upgrade}), or speak HTTP/1.1 only.
+    """
+    if _serves_http2(listener):
+        return NegotiatingSite
+    if listener.tls is None and listener.h2c:
+        return partial(PriorKnowledgeSite, upgrade=listener.h2c_upgrade)
+    return ProxySite
 
 
 def _balancer(
@@ -237,7 +251,7 @@ class Runtime:
         self._retiring: Optional[LoopingCall] = None
         self.closed = False
         self.sites: Dict[str, ProxySite] = {
-            name: (NegotiatingSite if _serves_http2(listener) else ProxySite)(
+            name: _site_factory(listener)(
                 self._listener_root(listener),
                 reactor=reactor,
                 settings=config.server,

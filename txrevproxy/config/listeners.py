@@ -17,6 +17,8 @@ LISTENER = Table(
         "endpoint": Field(endpoint),
         "tls": Field(name, default=MODEL_DEFAULT),
         "http2": Field(boolean, default=True),
+        "h2c": Field(boolean, default=False),
+        "h2c_upgrade": Field(boolean, default=False),
         "redirect_to_https": Field(name, default=MODEL_DEFAULT),
         "hsts": Field(hsts_policy, default=MODEL_DEFAULT),
         "filters": Field(filter_names, default=MODEL_DEFAULT),

@@ -122,9 +122,10 @@ def _route_references(
 def _listener_references(data: Mapping[str, Any]) -> Iterable[Problem]:
     """
     Every listener's C{tls} must name a C{[tls.NAME]} table, its
-    C{redirect_to_https} a listener with tls, and only a listener with tls
-    may have C{hsts}; checked on the document as parsed, like
-    L{_route_references}.
+    C{redirect_to_https} a listener with tls, only a listener with tls
+    may have C{hsts}, only one without may have C{h2c}, and only one with
+    C{h2c} may have C{h2c_upgrade}; checked on the document as parsed,
+    like L{_route_references}.
     """
     listeners = data.get("listeners")
     blocks = data.get("tls", {})
@@ -151,6 +152,17 @@ def _listener_references(data: Mapping[str, Any]) -> Iterable[Problem]:
                 where + ".hsts",
                 "only a listener with tls may send Strict-Transport-Security "
                 "(browsers ignore it over plain HTTP, RFC 6797 section 7.2)",
+            )
+        if listener.get("h2c") is True and _has_tls(listener):
+            yield (
+                where + ".h2c",
+                "h2c is HTTP/2 without TLS: a listener with tls offers HTTP/2 "
+                "through ALPN (http2 = true)",
+            )
+        if listener.get("h2c_upgrade") is True and listener.get("h2c") is not True:
+            yield (
+                where + ".h2c_upgrade",
+                "the upgrade to h2c needs h2c = true on the listener",
             )
 
 

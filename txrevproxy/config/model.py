@@ -131,6 +131,11 @@ class Listener:
     @ivar tls: the name of a L{TLS} table in L{Config.tls}: the listener
         terminates TLS with its certificates; L{None} for plain HTTP.
     @ivar http2: offer C{h2} through ALPN (only with C{tls}).
+    @ivar h2c: also accept cleartext HTTP/2 with prior knowledge (only
+        without C{tls}): a connection that opens with the HTTP/2 preface
+        is HTTP/2, any other HTTP/1.1.
+    @ivar h2c_upgrade: with C{h2c}, also upgrade to HTTP/2 the first
+        request of a connection that asks with C{Upgrade: h2c}.
     @ivar redirect_to_https: the name of a listener with C{tls}: every
         request is answered with a 308 to the same host and target on that
         listener's port instead of being routed.
@@ -148,6 +153,8 @@ class Listener:
     endpoint: str
     tls: Optional[str] = None
     http2: bool = True
+    h2c: bool = False
+    h2c_upgrade: bool = False
     redirect_to_https: Optional[str] = None
     hsts: Optional[str] = None
     filters: Tuple[str, ...] = ()

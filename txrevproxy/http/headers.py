@@ -108,6 +108,12 @@ def requested_upgrade(method: bytes, version: bytes, headers: List[Header]) -> O
     C{b"websocket"}), when it asks properly: an HTTP/1.1 GET whose
     Connection header lists C{upgrade} (RFC 9110 section 7.8).  L{None}
     otherwise.
+
+    C{h2c} (RFC 7540 section 3.2) is never one: it asks for HTTP/2 on the
+    hop between the client and the proxy, which the proxy answers itself
+    (see L{txrevproxy.server.http2}) or ignores, answering in HTTP/1.1; a
+    backend that accepted it would have its HTTP/2 spliced to the client as
+    if it were a WebSocket.
     """
     if method != b"GET" or version != b"HTTP/1.1":
         return None
@@ -119,7 +125,11 @@ def requested_upgrade(method: bytes, version: bytes, headers: List[Header]) -> O
             upgrade = value
         elif lname == b"connection":
             connection.append(value)
-    if upgrade and b"upgrade" in connection_tokens(connection):
+    if (
+        upgrade
+        and upgrade.strip().lower() != b"h2c"
+        and b"upgrade" in connection_tokens(connection)
+    ):
         return upgrade
     return None
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Dict, List, Tuple
 
 import h2.connection
+from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
 from twisted.web._http2 import H2Connection
 
@@ -136,7 +137,13 @@ class EarlyAnswerH2Connection(H2Connection):
         self.conn.trailers.pop(streamID, None)
         super()._requestDone(streamID)
         state = self.conn.streams.get(streamID)
-        if state is not None and not state.closed:
+        if (
+            state is not None
+            and not state.closed
+            # After the client's GOAWAY (h2 then sends nothing more), the
+            # streams are let go of with the connection.
+            and self.conn.state_machine.state is not ConnectionState.CLOSED
+        ):
             self.conn.reset_stream(streamID, ErrorCodes.NO_ERROR)
             self._tryToWriteControlData()
         self.streamDone()

@@ -356,6 +356,7 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
             # Before the requests still open are logged: they are not held.
             self.watch.lost(reason)
         if self.state is UPGRADED:
+            self.site.tunnels.discard(self)
             self._tunnel.connectionLost(reason)
             return
         self.site.channels.discard(self)
@@ -422,6 +423,16 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
             else:
                 self.transport.loseConnection()
 
+    def headArriving(self) -> None:
+        """
+        Bytes of a first request head are in, held by the protocol in
+        front of this channel until the head is whole (see
+        L{txrevproxy.server.http2.PriorKnowledgeChannel}): the head's
+        C{header_timeout} counts from now.
+        """
+        if self.state is IDLE:
+            self._enter(READING_HEAD)
+
     def isIdle(self) -> bool:
         """
         Whether the connection carries no request, and no head has started.
@@ -446,11 +457,14 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         """
         The connection became a tunnel (see L{txrevproxy.forward.tunnel}),
         which owns it from now on: it is no longer an HTTP connection of
-        the site's (the tunnel closes it on its own timeout, or at exit).
+        the site's but one of its tunnels, which a graceful shutdown waits
+        for (the tunnel closes it on its own timeout, or at the shutdown
+        deadline).
         """
         # It stays counted open (see countOpen) until it closes, but not
         # against max_connections_per_ip.
         self.site.channels.discard(self)
+        self.site.tunnels.add(self)
         self.forgetPeer()
         self._tunnel = protocol
         self._enter(UPGRADED)

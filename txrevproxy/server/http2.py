@@ -1,6 +1,7 @@
 """
-HTTP/2 on TLS listeners: each stream is a L{ProxyRequest} like an HTTP/1.1
-request, carried to an HTTP/1.1 backend with the same semantics.
+HTTP/2 from clients (ALPN on TLS, h2c in cleartext): each stream is a
+L{ProxyRequest} like an HTTP/1.1 request, carried to an HTTP/1.1 backend
+with the same semantics.
 
 Twisted's HTTP/2 connection (on the C{h2} package, see
 L{txrevproxy.net.h2}) does the framing, HPACK
@@ -19,25 +20,34 @@ channel.  This module fits the proxy's request to it:
 
 L{NegotiatingSite} is the site of a TLS listener with C{http2 = true}: each
 connection starts as HTTP/1.1 and becomes HTTP/2 when ALPN chose C{h2}.
+L{PriorKnowledgeSite} is that of a cleartext listener with C{h2c = true}
+(behind another TLS terminator): a connection becomes HTTP/2 when it opens
+with the HTTP/2 preface.
 """
 
 from __future__ import annotations
 
 from typing import List, Optional
 
-from twisted.internet.interfaces import IHandshakeListener, IProtocol
+from twisted.internet.interfaces import (
+    IHalfCloseableProtocol,
+    IHandshakeListener,
+    IProtocol,
+)
 from twisted.python.components import proxyForInterface
 from zope.interface import implementer
 
+from ..http.h2c import H2cUpgrade, h2c_upgrade
 from ..http.request_head import (
     NO_BODY_SEMANTICS,
     UNDERSCORED,
     body_status,
     http2_field_status,
 )
-from ..net.h2 import EarlyAnswerH2Connection
+from ..net.h2_drain import DrainingH2Connection
+from ..net.h2_upgrade import receive_upgraded_request
 from .answers import respond_with_error
-from .channel import ClientConnection
+from .channel import CLOSING, ClientConnection
 from .request import NO_BODY_CODES, Header, ProxyRequest
 from .site import ProxySite
 
@@ -241,13 +251,15 @@ class HTTP2ProxyRequest(ProxyRequest):
         super().connectionLost(reason)
 
 
-class ProxyH2Connection(ClientConnection, EarlyAnswerH2Connection):
+class ProxyH2Connection(ClientConnection, DrainingH2Connection):
     """
     An HTTP/2 server connection whose streams are L{HTTP2ProxyRequest}s.
 
     A proxy may answer before the request body is in (an error, a backend
     that does not wait for the upload): its base class drops the client's
-    frames for a stream already answered.
+    frames for a stream already answered.  At a graceful shutdown, or when
+    a reload closes its listener, the site drains it (GOAWAY, see
+    L{DrainingH2Connection}).
 
     @ivar refusing: the connection is one too many for its client address
         (C{max_connections_per_ip}): its streams are answered 429, as an
@@ -272,6 +284,7 @@ class ProxyH2Connection(ClientConnection, EarlyAnswerH2Connection):
     def connectionEnding(self) -> None:
         # Called again after a GOAWAY or a stopProducing: each step is done
         # once.
+        super().connectionEnding()
         self.refusing = False
         self.forgetPeer()
         self.site.h2_connections.discard(self)
@@ -291,12 +304,12 @@ class ProxyH2Connection(ClientConnection, EarlyAnswerH2Connection):
         return request
 
 
-@implementer(IHandshakeListener)
-class NegotiatingChannel(proxyForInterface(IProtocol, "_channel")):  # type: ignore[misc]
+class ChoosingChannel(proxyForInterface(IProtocol, "_channel")):  # type: ignore[misc]
     """
-    A TLS connection's HTTP protocol, chosen by ALPN: it starts as the
-    HTTP/1.1 L{ProxyChannel} and, when the handshake settled on C{h2}, hands
-    the connection to a L{ProxyH2Connection} before the first byte is read.
+    A connection's HTTP protocol, chosen as its first bytes arrive: it
+    starts as the HTTP/1.1 L{ProxyChannel} and, when L{choose} says so,
+    hands the connection to a L{ProxyH2Connection} before the first byte
+    is read.
 
     Twisted's own switch always builds Twisted's HTTP/2 connection, whose
     requests cannot stream to a backend.
@@ -304,22 +317,36 @@ class NegotiatingChannel(proxyForInterface(IProtocol, "_channel")):  # type: ign
 
     _decided = False
 
-    def __init__(self, channel, site: "NegotiatingSite") -> None:
+    def __init__(self, channel, site: ProxySite) -> None:
         self._channel = channel
         self._site = site
 
-    def handshakeCompleted(self) -> None:
-        self._channel.handshakeCompleted()
-
     def dataReceived(self, data: bytes) -> None:
         if not self._decided:
-            self._decided = True
-            transport = self._channel.transport
-            if getattr(transport, "negotiatedProtocol", None) == b"h2":
-                self._channel = self._switchToHTTP2(transport)
+            data = self.choose(data)
+            if not data:
+                return
         self._channel.dataReceived(data)
 
-    def _switchToHTTP2(self, transport) -> ProxyH2Connection:
+    def choose(self, data: bytes) -> bytes:
+        """
+        Decide the protocol from the first bytes (set C{_decided}, and
+        call L{switchToHTTP2} for HTTP/2).
+
+        @return: the bytes the chosen protocol reads now: C{data}, or
+            what was kept of earlier calls with it; nothing to wait for
+            more.
+        """
+        raise NotImplementedError()
+
+    def switchToHTTP2(self, upgrade: Optional[H2cUpgrade] = None) -> None:
+        """
+        The connection is HTTP/2 from now on.
+
+        @param upgrade: the HTTP/1.1 request that asked for it, after its
+            C{101} was written: it becomes stream 1.
+        """
+        transport = self._channel.transport
         # HTTPChannel made itself the transport's producer; the HTTP/2
         # connection takes that place, and the HTTP/1.1 idle timer goes.
         transport.unregisterProducer()
@@ -338,7 +365,104 @@ class NegotiatingChannel(proxyForInterface(IProtocol, "_channel")):  # type: ign
         h2.callLater = site.reactor.callLater
         h2.makeConnection(transport)
         transport.registerProducer(h2, True)
-        return h2
+        self._channel = h2
+        if upgrade is not None:
+            receive_upgraded_request(h2, upgrade.settings, upgrade.headers)
+
+
+@implementer(IHandshakeListener)
+class NegotiatingChannel(ChoosingChannel):
+    """
+    A TLS connection's HTTP protocol, chosen by ALPN: HTTP/2 when the
+    handshake settled on C{h2}.
+    """
+
+    def handshakeCompleted(self) -> None:
+        self._channel.handshakeCompleted()
+
+    def choose(self, data: bytes) -> bytes:
+        self._decided = True
+        transport = self._channel.transport
+        if getattr(transport, "negotiatedProtocol", None) == b"h2":
+            self.switchToHTTP2()
+        return data
+
+
+#: What an HTTP/2 client with prior knowledge sends first (RFC 9113
+#: section 3.4).
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+#: The answer to a request that upgrades to h2c; HTTP/2 follows.
+SWITCHING = (
+    b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+)
+
+
+@implementer(IHalfCloseableProtocol)
+class PriorKnowledgeChannel(ChoosingChannel):
+    """
+    A cleartext connection's HTTP protocol: HTTP/2 when it opens with the
+    connection preface (h2c with prior knowledge, RFC 9113 section 3.3),
+    HTTP/1.1 otherwise.  The preface is not a valid HTTP/1.1 request
+    line (version C{HTTP/2.0}), so no HTTP/1.1 request is mistaken for
+    it.
+
+    On a site with C{upgrade}, the connection's first request head is
+    read whole here before anything is decided: one that asks to upgrade
+    to h2c (L{h2c_upgrade}) is answered C{101} and becomes stream 1 of
+    the HTTP/2 connection; any other is handed to the HTTP/1.1 channel
+    as it came, as is a head longer than the site's limits.
+    """
+
+    _kept = b""
+
+    def choose(self, data: bytes) -> bytes:
+        if self._channel.state is CLOSING:
+            # Refused before its first byte (max_connections_per_ip): what
+            # it sends is dropped.
+            self._decided = True
+            return data
+        data = self._kept + data
+        self._kept = b""
+        if len(data) < len(PREFACE) and PREFACE.startswith(data):
+            # The preface may come in pieces: nothing is decided yet.
+            self._kept = data
+            return b""
+        if data.startswith(PREFACE):
+            self._decided = True
+            self.switchToHTTP2()
+            return data
+        site = self._site
+        if not site.upgrade:
+            self._decided = True
+            return data
+        end = data.find(b"\r\n\r\n")
+        if end < 0 and len(data) <= site.max_request_line + site.max_header_size:
+            self._kept = data
+            self._channel.headArriving()
+            return b""
+        self._decided = True
+        upgrade = h2c_upgrade(data[:end]) if end >= 0 else None
+        if upgrade is None:
+            return data
+        self._channel.transport.write(SWITCHING)
+        self.switchToHTTP2(upgrade)
+        return data[end + 4 :]
+
+    def readConnectionLost(self) -> None:
+        """
+        The client closed its sending side: the HTTP/1.1 channel decides
+        what that means (see L{ProxyChannel.readConnectionLost}); an
+        HTTP/2 connection, or one not decided yet, is closed.
+        """
+        if self._decided and IHalfCloseableProtocol.providedBy(self._channel):
+            self._channel.readConnectionLost()
+        else:
+            self._channel.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        self._channel.transport.loseConnection()
 
 
 class NegotiatingSite(ProxySite):
@@ -349,3 +473,21 @@ class NegotiatingSite(ProxySite):
 
     def buildProtocol(self, addr):
         return NegotiatingChannel(super().buildProtocol(addr), self)
+
+
+class PriorKnowledgeSite(ProxySite):
+    """
+    The site of a cleartext listener with C{h2c = true}: HTTP/2 for the
+    clients that open with its preface, HTTP/1.1 for the others, on the
+    same port.
+
+    @ivar upgrade: also upgrade to HTTP/2 the first request of a
+        connection that asks with C{Upgrade: h2c} (C{h2c_upgrade = true}).
+    """
+
+    def __init__(self, *args, upgrade: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.upgrade = upgrade
+
+    def buildProtocol(self, addr):
+        return PriorKnowledgeChannel(super().buildProtocol(addr), self)

@@ -25,6 +25,9 @@ class ProxySite(server.Site):
     @ivar max_request_body: request body limit in bytes (0: none).
     @ivar channels: the open HTTP/1.1 connections.
     @ivar h2_connections: the open HTTP/2 connections.
+    @ivar tunnels: the HTTP/1.1 connections that became tunnels
+        (WebSocket, see L{txrevproxy.forward.tunnel}); they stay with the
+        site that accepted them.
     @ivar scheme: C{b"http"} or C{b"https"}, as the backend is told in
         X-Forwarded-Proto.
     @ivar hsts: the Strict-Transport-Security value added to responses that
@@ -92,6 +95,7 @@ class ProxySite(server.Site):
         self.allow_header = b", ".join(sorted(self.allowed_methods))
         self.channels: Set[ProxyChannel] = set()
         self.h2_connections: Set = set()
+        self.tunnels: Set[ProxyChannel] = set()
         self._sweeper: Optional[LoopingCall] = None
         self.scheme = scheme
         self.hsts = hsts
@@ -165,9 +169,15 @@ class ProxySite(server.Site):
         listener a reload removed).  Called again until none is busy, since
         a request may start on a connection in the meantime.
 
+        HTTP/2 connections are drained (GOAWAY, see
+        L{txrevproxy.net.h2_drain}): each closes once its streams are done.
+        Tunnels are left to their ends: they count as busy until they
+        close (or the shutdown deadline closes them, see
+        L{abortConnections}).
+
         @return: how many connections are still busy.
         """
-        busy = 0
+        busy = len(self.tunnels)
         for channel in list(self.channels):
             if channel.requests:
                 channel.persistent = False
@@ -175,10 +185,8 @@ class ProxySite(server.Site):
             else:
                 channel.transport.loseConnection()
         for connection in list(self.h2_connections):
-            if connection.streams:
-                busy += 1
-            else:
-                connection.transport.loseConnection()
+            connection.drain()
+            busy += 1
         return busy
 
     def handOver(self, successor: "ProxySite") -> None:
@@ -204,7 +212,9 @@ class ProxySite(server.Site):
         """
         Close every connection at once: a graceful shutdown ran out of time.
         """
-        for connection in list(self.channels) + list(self.h2_connections):
+        for connection in (
+            list(self.channels) + list(self.h2_connections) + list(self.tunnels)
+        ):
             connection.transport.abortConnection()
 
     def is_trusted(self, host: Optional[str]) -> bool:
