@@ -32,7 +32,6 @@ from ..support.processes import (
     source_tree_environment,
     temporary_directory,
     twistd_command,
-    wait_for_port,
 )
 
 #: A bound on every wait for the process to do something.
@@ -178,14 +177,17 @@ class ForegroundTests(TestCase):
         )
         pid = int(pidfile.read_text())
         self.addCleanup(stop_daemon, pid)
-        deadline = time.monotonic() + WAIT
-        while True:
+        request_ids: List[str] = []
+
+        def answered() -> bool:
             try:
-                request_id = refused(port)
-                break
+                request_ids.append(refused(port))
             except OSError:
-                assert time.monotonic() < deadline, "the daemon does not listen"
-                time.sleep(0.05)
+                return False
+            return True
+
+        until(answered)
+        [request_id] = request_ids
         until_logged(logfile, lambda o: o.get("namespace") == "txrevproxy.errors")
         stop_daemon(pid)
         lines = objects(logfile)
@@ -222,10 +224,8 @@ class WorkersTests(TestCase):
             all(o.get("supervisor") is True or o.get("worker") in (0, 1) for o in events),
             events,
         )
-        self.assertEqual(
-            {o["worker"] for o in events if o["namespace"] == "txrevproxy.app.service.ProxyService"},
-            {0, 1},
-        )
+        service = "txrevproxy.app.service.ProxyService"
+        self.assertEqual({o["worker"] for o in events if o["namespace"] == service}, {0, 1})
         self.assertIn(
             "txrevproxy.app.workers.WorkerSupervisor",
             [o["namespace"] for o in events if o.get("supervisor")],

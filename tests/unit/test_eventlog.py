@@ -19,7 +19,6 @@ from twisted.logger import (
     LogLevel,
     globalLogPublisher,
 )
-from twisted.python.failure import Failure
 from twisted.python.logfile import LogFile
 from twisted.trial.unittest import TestCase
 
@@ -131,6 +130,12 @@ class JSONLineTests(TestCase):
         self.assertEqual(line["nan"], "nan")
         self.assertEqual(line["circular"], "[[...]]")
         self.assertIn("RuntimeError", line["broken"])
+
+    def test_a_key_that_is_not_text_is_left_out(self):
+        line = json.loads(json_line({"log_format": "x", 1: "one", "two": 2}))
+        self.assertEqual(
+            line, {"time": None, "level": None, "namespace": None, "message": "x", "two": 2}
+        )
 
     def test_a_legacy_event_keeps_its_system_but_not_its_repeated_keys(self):
         line = json.loads(

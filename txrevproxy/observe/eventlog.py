@@ -79,13 +79,6 @@ def _encode(value: Any) -> str:
         return json.dumps(safe_repr(value))
 
 
-def _traceback(failure: Any) -> str:
-    try:
-        return failure.getTraceback()
-    except Exception:
-        return safe_repr(failure)
-
-
 def json_line(event: LogEvent, labels: Optional[Mapping[str, Any]] = None) -> str:
     """
     One event as one line of JSON: C{time}, C{level} (Twisted's names:
@@ -125,7 +118,7 @@ def json_line(event: LogEvent, labels: Optional[Mapping[str, Any]] = None) -> st
         document[key] = value
     failure = event.get("log_failure")
     if failure is not None:
-        document[TRACEBACK] = _traceback(failure)
+        document[TRACEBACK] = failure.getTraceback()
     return "{%s}\n" % (
         ",".join("%s:%s" % (json.dumps(key), _encode(value)) for key, value in document.items()),
     )
