@@ -237,7 +237,7 @@ def test_two_workers_share_connections_and_survive_one_dying(tmp_path, backend):
 def test_with_workers_each_log_line_says_which_process_wrote_it(tmp_path, backend):
     admin = free_port()
     text = config(backend, admin, workers=2) + (
-        '\n[log]\naccess = "access.log"\nformat = "json"\n'
+        '\n[log]\naccess = "access.log"\nformat = "json"\nevents = "text"\n'
         '[upstreams.down]\nservers = [{{ url = "http://127.0.0.1:%d" }}]\n'
         '[[routes]]\npath = "/down"\nupstream = "down"\n' % (free_port(),)
     )

@@ -16,7 +16,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import attr
 
@@ -120,12 +120,18 @@ def simple_config(port: int, backend_urls: List[str]) -> str:
 
 @contextlib.contextmanager
 def proxy_process(
-    directory: Path, backend_urls: List[str], config_text: str = ""
+    directory: Path,
+    backend_urls: List[str],
+    config_text: str = "",
+    twistd_options: Sequence[str] = (),
 ) -> Iterator[ProxyProcess]:
     """
     Run C{twistd -n txrevproxy} in front of C{backend_urls} (or with
     C{config_text}, whose listener port is then found as C{{port}}), and
-    stop it with SIGTERM afterwards.
+    stop it with SIGTERM afterwards.  Its standard output and error go to
+    C{proxy.log} in C{directory}.
+
+    @param twistd_options: more options of twistd's (C{--logfile F}).
     """
     port = free_port()
     config = directory / "proxy.toml"
@@ -135,7 +141,9 @@ def proxy_process(
     config.write_text(text)
     log = open(directory / "proxy.log", "wb")
     process = subprocess.Popen(
-        twistd_command("-n", "--pidfile=", "txrevproxy", "--config", str(config)),
+        twistd_command(
+            "-n", "--pidfile=", *twistd_options, "txrevproxy", "--config", str(config)
+        ),
         cwd=str(directory),
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -69,14 +69,28 @@ class _TwistdService(MultiService):
     L{privilegedStartService} may be called early, before twistd
     daemonizes (see L{ProxyServiceMaker.makeService}); twistd's own call
     then does nothing.
+
+    @param log_observer: the observer twistd should log with instead of
+        its own (see L{txrevproxy.observe.eventlog}), or L{None}.
     """
 
-    def __init__(self, reactor, proxy) -> None:
+    def __init__(self, reactor, proxy, log_observer=None) -> None:
         super().__init__()
         self._reactor = reactor
         self.proxy = proxy
+        self._log_observer = log_observer
         self._restore_signals = None
         self._listening = False
+
+    def setServiceParent(self, parent) -> None:
+        # twistd adds this service to the application it made, then begins
+        # logging to the application's ILogObserver, when it has one,
+        # instead of its own observer.
+        if self._log_observer is not None:
+            from twisted.logger import ILogObserver
+
+            parent.setComponent(ILogObserver, self._log_observer)
+        super().setServiceParent(parent)
 
     def privilegedStartService(self) -> None:
         from txrevproxy.app.service import ListenError
@@ -143,10 +157,17 @@ class ProxyServiceMaker:
             config = load_config(options["config"])
         except ConfigError as error:
             raise StartFailure(str(error))
-        if config.server.workers > 1:
+        parent = getattr(options, "parent", None)
+        workers = config.server.workers > 1
+        log_observer = None
+        if parent is not None and config.log.events == "json":
+            from txrevproxy.observe.eventlog import twistd_json_observer
+
+            log_observer = twistd_json_observer(parent, {"supervisor": True} if workers else {})
+        if workers:
             from txrevproxy.app.workers import WorkerSupervisor
 
-            if getattr(options, "parent", None) is not None:
+            if parent is not None and log_observer is None:
                 # Before twistd begins logging (see
                 # txrevproxy.observe.process_label).
                 from txrevproxy.observe.process_label import label_log_events
@@ -155,11 +176,10 @@ class ProxyServiceMaker:
             proxy = WorkerSupervisor(config, reactor)
         else:
             proxy = ProxyService(config, reactor)
-        top = _TwistdService(reactor, proxy)
+        top = _TwistdService(reactor, proxy, log_observer)
         proxy.setServiceParent(top)
         if config.admin is not None:
             AdminService(proxy, reactor).setServiceParent(top)
-        parent = getattr(options, "parent", None)
         if parent is not None and not parent.get("nodaemon", True):
             # twistd daemonizes next, and a failure after that reaches the
             # terminal only as its first 100 bytes: open the listeners now

@@ -215,6 +215,9 @@ class ProxyService(MultiService):
         self._retired: List[Runtime] = []
         self._drained: Set[Tuple[str, str]] = set()
         self._config_digest = config_digest(config)
+        # The event log's lines are chosen once, when the process begins
+        # logging (see txrevproxy.observe.eventlog).
+        self._events = config.log.events
         self.stapler = OCSPStapler(reactor, ResponderClient(reactor).ask)
         self.stapler.setServiceParent(self)
         self.window = MinuteWindow(self.metrics, reactor)
@@ -370,6 +373,11 @@ class ProxyService(MultiService):
         self.loaded = self._reactor.seconds()
         self.metrics.reloaded(True)
         self.log.info("reload: serving the configuration of {source}", source=config.source)
+        if config.log.events != self._events:
+            self.log.warn(
+                "reload: log.events: the event log keeps its {events} lines until a restart",
+                events=self._events,
+            )
         return []
 
     def _listener_problems(self, config: Config) -> List[str]:

@@ -12,7 +12,8 @@ standard input the parent's questions and descriptor 3 its answers: one
 JSON object a line each way (L{ControlProtocol}).  When the parent goes
 away (its pipe closes) the worker stops gracefully.  Its log lines, and
 its JSON access log lines, carry its index (see
-L{txrevproxy.observe.process_label}).
+L{txrevproxy.observe.process_label}, and L{txrevproxy.observe.eventlog}
+for JSON lines).
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ def run(argv: List[str]) -> None:
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
     from ..config import load_config
+    from ..observe.eventlog import json_file_observer
     from ..observe.process_label import label_log_events
     from .service import ProxyService
     from .signals import handle_signals
@@ -116,10 +118,15 @@ def run(argv: List[str]) -> None:
     options = Options()
     options.parseOptions(argv)
     index = options["index"]
-    label_log_events("worker %d" % (index,))
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
+    config = load_config(options["config"])
+    if config.log.events == "json":
+        observer = json_file_observer(sys.stdout, {"worker": index})
+    else:
+        label_log_events("worker %d" % (index,))
+        observer = textFileLogObserver(sys.stdout)
+    globalLogBeginner.beginLoggingTo([observer])
     inherited: Dict[str, Tuple[int, int]] = options["listeners"]
-    service = ProxyService(load_config(options["config"]), reactor, inherited, index)
+    service = ProxyService(config, reactor, inherited, index)
     service.startService()
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     handle_signals(reactor, service)

@@ -94,17 +94,24 @@ class ServerSettings:
 @attr.s(frozen=True, auto_attribs=True)
 class LogSettings:
     """
-    The C{[log]} table: the access log.  (Everything else the proxy says
-    goes through C{twisted.logger}, where twistd sends it.)
+    The C{[log]} table: the access log, and the format of the event log
+    (everything else the proxy says goes through C{twisted.logger}, where
+    twistd sends it).
 
     @ivar access: C{"-"} for standard output, or a file path (absolute
         once loaded); L{None} (C{"off"} in the file): no access log.
     @ivar format: C{"combined"} (the Apache and nginx format) or
         C{"json"} (one object per line).
+    @ivar events: the event log's lines, C{"text"} (twistd's) or
+        C{"json"} (see L{txrevproxy.observe.eventlog}); unless set, JSON
+        when C{format} is, so that one key makes every line JSON.
     """
 
     access: Optional[str] = None
     format: str = "combined"
+    events: str = attr.Factory(
+        lambda self: "json" if self.format == "json" else "text", takes_self=True
+    )
 
 
 @attr.s(frozen=True, auto_attribs=True)

@@ -104,13 +104,14 @@ class RequestObserver:
         code = request.code
         errors.emit(
             CAUSE_LEVELS.get(cause, LogLevel.error),
-            "{what} ({cause}{detail}): request_id={request_id} listener={listener} "
+            "{what} ({reason}): request_id={request_id} listener={listener} "
             "route={route} upstream={upstream} backend={backend} "
             "{method} {uri}",
             what="%d" % (code,) if code >= 500 else "response cut short",
             status=code,
+            reason=cause + ": " + request.error_detail if request.error_detail else cause,
             cause=cause,
-            detail=": " + request.error_detail if request.error_detail else "",
+            detail=request.error_detail,
             request_id=request.request_id.decode("ascii", "replace"),
             listener=self._listener,
             route=route or "-",
