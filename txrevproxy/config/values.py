@@ -13,6 +13,7 @@ import ipaddress
 import os
 import re
 from typing import Any, Callable, Optional, Tuple
+from urllib.parse import urlsplit
 
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.testing import MemoryReactor
@@ -519,6 +520,26 @@ def _authority(netloc: str, shown: str, default_port: int) -> Tuple[str, int]:
 
 
 _PORT = re.compile(r":[0-9]{1,5}\Z")
+
+
+def http_url(example: str) -> Callable[[Any], str]:
+    """
+    A converter of an C{http://} or C{https://} URL with a host, such as
+    a service the proxy calls (C{example} shows one in the problem).
+    """
+
+    def convert(value: Any) -> str:
+        if not isinstance(value, str):
+            raise expected('a URL such as "%s"' % (example,), value)
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise Invalid(
+                "expected an http:// or https:// URL with a host, got %s"
+                % (describe(value),)
+            )
+        return value
+
+    return convert
 
 
 def worker_count(value: Any) -> int:

@@ -19,7 +19,6 @@ login page or a 401.  When the service cannot be reached the client gets
 from __future__ import annotations
 
 from typing import Tuple
-from urllib.parse import urlsplit
 
 import attr
 from twisted.internet.defer import Deferred
@@ -27,8 +26,8 @@ from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from ..config.schema import Field, Invalid, Table, array_of, describe, expected
-from ..config.values import duration, header_name
+from ..config.schema import Field, Table, array_of
+from ..config.values import duration, header_name, http_url
 from ..http.headers import HOP_BY_HOP
 from ..interfaces import Answer, IFilter
 from .client import client_address
@@ -45,18 +44,6 @@ _NOT_SENT = HOP_BY_HOP | {b"content-length", b"host", b"expect"}
 _NOT_RETURNED = HOP_BY_HOP | {b"content-length", b"date", b"server"}
 
 
-def _url(value) -> str:
-    if not isinstance(value, str):
-        raise expected('a URL such as "http://127.0.0.1:4180/auth"', value)
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise Invalid(
-            "expected an http:// or https:// URL with a host, got %s"
-            % (describe(value),)
-        )
-    return value
-
-
 @attr.s(frozen=True, auto_attribs=True)
 class Options:
     url: str
@@ -67,7 +54,7 @@ class Options:
 OPTIONS = Table(
     Options,
     {
-        "url": Field(_url),
+        "url": Field(http_url("http://127.0.0.1:4180/auth")),
         "timeout": Field(duration, default="5s"),
         "copy_headers": Field(
             array_of(header_name, what='an array of header names such as ["X-User"]'),
