@@ -29,6 +29,7 @@ from txrevproxy.config import load_config
 from txrevproxy.http.trace_context import parse_traceparent
 
 from ..support.loopback import listen
+from ..support.observed import until
 from ..support.processes import free_port, temporary_directory
 
 CLIENT_PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -86,6 +87,7 @@ class Backend(resource.Resource):
 
     def render_GET(self, request):
         self.traceparents.append(request.getHeader(b"traceparent"))
+        request.setHeader(b"cache-control", b"max-age=60")
         return b"ok"
 
 
@@ -99,13 +101,15 @@ def attributes(span: Span) -> Dict[str, object]:
 
 class TracingTests(TestCase):
     @inlineCallbacks
-    def start(self, trusted: str, ratio: float, servers: int = 1, dead_first=False):
+    def start(self, trusted: str, ratio: float, dead_first=False, route="", extra=""):
         """
         Start the collector, the backend and the proxy (route C{shop}).
 
         @param trusted: the proxy's C{trusted_proxies} network.
         @param dead_first: put a backend that refuses connections before
             the live one (round robin tries it first).
+        @param route: more keys of the route.
+        @param extra: more tables.
         """
         self.collector = Collector()
         collector_port = yield listen(server.Site(self.collector), self)
@@ -122,18 +126,21 @@ class TracingTests(TestCase):
             '[log]\naccess = "%s"\nformat = "json"\n'
             '[listeners.web]\nendpoint = "tcp:0:interface=127.0.0.1"\n'
             '[upstreams.app]\nbalance = "round_robin"\nretries = 1\nservers = [%s]\n'
-            '[[routes]]\nname = "shop"\nupstream = "app"\n'
+            '[[routes]]\nname = "shop"\nupstream = "app"\n%s\n'
             "[tracing]\n"
             'endpoint = "http://127.0.0.1:%d/v1/traces"\n'
-            'service_name = "edge"\nsample_ratio = %s\nbatch_delay = "1h"\n'
+            'service_name = "edge"\nsample_ratio = %s\nbatch_delay = "1h"\n%s'
             % (
                 trusted,
                 self.log_path,
                 ", ".join('{ url = "%s" }' % (url,) for url in urls),
+                route,
                 collector_port,
                 ratio,
+                extra,
             )
         )
+        self.config_path = path
         self.service = ProxyService(load_config(str(path)), reactor)
         self.service.startService()
         self.stopped = False
@@ -161,6 +168,7 @@ class TracingTests(TestCase):
         self.assertEqual((response.code, body), (200, b"ok"))
 
     def logged(self) -> List[dict]:
+        self.service.access_log.flush()
         return [json.loads(line) for line in self.log_path.read_text().splitlines()]
 
     @inlineCallbacks
@@ -242,3 +250,67 @@ class TracingTests(TestCase):
         self.assertFalse(parent.sampled)
         [line] = self.logged()
         self.assertEqual(line["trace_id"], "%032x" % (parent.trace_id,))
+
+    @inlineCallbacks
+    def test_filters_that_wait_and_cache_lookups_have_spans(self):
+        auth_port = yield listen(server.Site(Backend()), self)
+        yield self.start(
+            trusted="127.0.0.1/32",
+            ratio=1,
+            route='filters = ["sso"]\ncache = "pages"',
+            extra='[filters.sso]\ntype = "forward_auth"\n'
+            'url = "http://127.0.0.1:%d/check"\n[caches.pages]\n' % (auth_port,),
+        )
+        yield self.get()
+        yield self.get()
+        yield self.stop()
+        servers = self.collector.of_kind(Span.SPAN_KIND_SERVER)
+        self.assertEqual(len(servers), 2)
+        internal = self.collector.of_kind(Span.SPAN_KIND_INTERNAL)
+        for server_span in servers:
+            [auth, lookup] = sorted(
+                (span for span in internal if span.parent_span_id == server_span.span_id),
+                key=lambda span: span.start_time_unix_nano,
+            )
+            self.assertEqual(auth.name, "filter ForwardAuth")
+            self.assertEqual(attributes(auth)["txrevproxy.filter.outcome"], "passed")
+            self.assertEqual(lookup.name, "cache lookup")
+        results = [
+            attributes(span)["txrevproxy.cache.result"]
+            for span in sorted(internal, key=lambda span: span.start_time_unix_nano)
+            if span.name == "cache lookup"
+        ]
+        self.assertEqual(results, ["fwd=uri-miss", "hit"])
+        # Only the miss went to the backend.
+        self.assertEqual(len(self.collector.of_kind(Span.SPAN_KIND_CLIENT)), 1)
+
+    @inlineCallbacks
+    def test_a_reload_replaces_the_tracing_only_when_its_table_changes(self):
+        yield self.start(trusted="127.0.0.1/32", ratio=1)
+        first = self.service.tracing
+        self.assertEqual(self.service.reload(), [])
+        self.assertIs(self.service.tracing, first)
+        yield self.get()
+        text = self.config_path.read_text()
+        self.config_path.write_text(text.replace("sample_ratio = 1", "sample_ratio = 0"))
+        self.assertEqual(self.service.reload(), [])
+        self.assertIsNot(self.service.tracing, first)
+        # The replaced tracing exports what it held once its runtime is
+        # idle, which it is at once.
+        yield until(lambda: self.collector.spans)
+        yield self.get()
+        yield self.stop()
+        self.assertEqual(len(self.collector.of_kind(Span.SPAN_KIND_SERVER)), 1)
+        self.assertEqual(len(self.backend.traceparents), 2)
+
+    @inlineCallbacks
+    def test_a_reload_without_the_table_stops_tracing(self):
+        yield self.start(trusted="127.0.0.1/32", ratio=1)
+        text = self.config_path.read_text()
+        self.config_path.write_text(text.split("[tracing]")[0])
+        self.assertEqual(self.service.reload(), [])
+        self.assertIsNone(self.service.tracing)
+        yield self.get(CLIENT_PARENT)
+        self.assertEqual(self.backend.traceparents, [CLIENT_PARENT.encode("ascii")])
+        [line] = self.logged()
+        self.assertIsNone(line["trace_id"])
