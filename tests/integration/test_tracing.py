@@ -29,7 +29,7 @@ from txrevproxy.config import load_config
 from txrevproxy.http.trace_context import parse_traceparent
 
 from ..support.loopback import listen
-from ..support.observed import until
+from ..support.observed import Held, until
 from ..support.processes import free_port, temporary_directory
 
 CLIENT_PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -101,7 +101,9 @@ def attributes(span: Span) -> Dict[str, object]:
 
 class TracingTests(TestCase):
     @inlineCallbacks
-    def start(self, trusted: str, ratio: float, dead_first=False, route="", extra=""):
+    def start(
+        self, trusted: str, ratio: float, dead_first=False, route="", extra="", backend=None
+    ):
         """
         Start the collector, the backend and the proxy (route C{shop}).
 
@@ -110,11 +112,12 @@ class TracingTests(TestCase):
             the live one (round robin tries it first).
         @param route: more keys of the route.
         @param extra: more tables.
+        @param backend: the backend's resource, if not a L{Backend}.
         """
         self.collector = Collector()
         collector_port = yield listen(server.Site(self.collector), self)
         self.backend = Backend()
-        backend_port = yield listen(server.Site(self.backend), self)
+        backend_port = yield listen(server.Site(backend or self.backend), self)
         urls = ["http://127.0.0.1:%d" % (backend_port,)]
         if dead_first:
             urls.insert(0, "http://127.0.0.1:%d" % (free_port(),))
@@ -314,3 +317,32 @@ class TracingTests(TestCase):
         self.assertEqual(self.backend.traceparents, [CLIENT_PARENT.encode("ascii")])
         [line] = self.logged()
         self.assertIsNone(line["trace_id"])
+
+    @inlineCallbacks
+    def test_a_request_that_joins_a_miss_in_flight_has_a_collapsed_lookup(self):
+        held = Held()
+        yield self.start(
+            trusted="127.0.0.1/32",
+            ratio=1,
+            route='cache = "pages"',
+            extra="[caches.pages]\n",
+            backend=held,
+        )
+        first = self.get()
+        yield until(lambda: held.requests)
+        lookups = self.service.runtime.caches["pages"].metrics.lookups
+        second = self.get()
+        yield until(lambda: lookups[b"collapsed"])
+        held.requests[0].setHeader(b"cache-control", b"max-age=60")
+        held.answer(b"ok")
+        yield first
+        yield second
+        yield self.stop()
+        self.assertEqual(
+            sorted(
+                attributes(span)["txrevproxy.cache.result"]
+                for span in self.collector.of_kind(Span.SPAN_KIND_INTERNAL)
+            ),
+            ["collapsed", "fwd=uri-miss"],
+        )
+        self.assertEqual(len(self.collector.of_kind(Span.SPAN_KIND_CLIENT)), 1)

@@ -13,9 +13,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
     InMemorySpanExporter,
 )
 from opentelemetry.trace import SpanKind, StatusCode
+from twisted.internet.defer import Deferred
 
 from txrevproxy.config.model import TracingSettings
+from txrevproxy.filters.chain import FilteredResource
 from txrevproxy.http.trace_context import parse_traceparent
+from txrevproxy.interfaces import Answer
 from txrevproxy.observe.tracing import Tracing, believed, sampled
 
 from ..support.configs import document, parse, problems
@@ -318,3 +321,53 @@ def test_a_batch_larger_than_the_queue_is_a_problem():
     assert problems(document(extra="[tracing]\nbatch_size = 100\nqueue_size = 10\n")) == [
         "tracing.batch_size: must not be more than queue_size (10), got 100"
     ]
+
+
+class Waits:
+    """
+    A filter that decides later: its L{Deferred}s are in C{pending}.
+    """
+
+    def __init__(self) -> None:
+        self.pending = []
+
+    def request(self, request):
+        self.pending.append(Deferred())
+        return self.pending[-1]
+
+    def response(self, request, status, headers):
+        return None
+
+
+def filtered(traced: Traced) -> Waits:
+    waits = Waits()
+    site = traced.proxy.site
+    site.resource = FilteredResource([waits], site.resource)
+    return waits
+
+
+def test_a_filter_that_waits_has_a_span_that_says_how_it_decided():
+    traced = Traced()
+    waits = filtered(traced)
+    traced.request()
+    traced.proxy.clock.advance(1)
+    waits.pending[0].callback(None)
+    traced.proxy.connection(0).dataReceived(OK)
+    traced.request()
+    waits.pending[1].callback(Answer(401))
+    traced.request()
+    waits.pending[2].errback(RuntimeError("the service broke"))
+    assert [
+        (span.name, span.attributes["txrevproxy.filter.outcome"])
+        for span in traced.spans(SpanKind.INTERNAL)
+    ] == [
+        ("filter Waits", "passed"),
+        ("filter Waits", "401"),
+        ("filter Waits", "failed"),
+    ]
+    first = traced.spans(SpanKind.INTERNAL)[0]
+    assert first.end_time - first.start_time == 10**9
+    assert [
+        span.attributes["http.response.status_code"]
+        for span in traced.spans(SpanKind.SERVER)
+    ] == [200, 401, 500]

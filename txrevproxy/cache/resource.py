@@ -37,6 +37,21 @@ def _particular(fields: List[Header]) -> bool:
     return any(name.lower() in _PARTICULAR for name, _ in fields)
 
 
+def _end_lookup(request, result: bytes, span) -> None:
+    """
+    End the span of a lookup, if the request has one, with its C{result},
+    before the answer or the backend request.
+    """
+    if span is not None:
+        request.trace.end_span(
+            span,
+            {
+                "txrevproxy.cache.result": result.decode("ascii"),
+                "txrevproxy.cache.hit": result == b"hit",
+            },
+        )
+
+
 class CachingProxyResource(ReverseProxyResource):
     """
     A route's leaf that proxies through a shared cache.
@@ -63,18 +78,10 @@ class CachingProxyResource(ReverseProxyResource):
     def _looked(self, request, result: bytes, span) -> None:
         """
         Count a lookup's C{result} (its Cache-Status word: C{hit},
-        C{fwd=uri-miss} ...), and end its span, if the request has one,
-        before the answer or the backend request.
+        C{fwd=uri-miss} ...), and end its span (see L{_end_lookup}).
         """
         self.cache.metrics.lookups[result] += 1
-        if span is not None:
-            request.trace.end_span(
-                span,
-                {
-                    "txrevproxy.cache.result": result.decode("ascii"),
-                    "txrevproxy.cache.hit": result == b"hit",
-                },
-            )
+        _end_lookup(request, result, span)
 
     def _pass(self, request, key: bytes, forwarded: bytes, span) -> None:
         """
@@ -138,9 +145,7 @@ class CachingProxyResource(ReverseProxyResource):
         fetch = cache.fetches.get(key)
         particular = _particular(fields) and stored is None
         if fetch is not None and not particular and request.bodyComplete:
-            if span is not None:
-                # Not counted: the request shares a lookup counted already.
-                request.trace.end_span(span, {"txrevproxy.cache.result": "joined"})
+            _end_lookup(request, b"collapsed", span)
             fetch.join(request, fields)
             return
         self._looked(request, forwarded, span)
