@@ -28,9 +28,11 @@ from txrevproxy.app.service import ProxyService
 from txrevproxy.config import load_config
 from txrevproxy.http.trace_context import parse_traceparent
 
+from ..support.h2_client import connect_h2
 from ..support.loopback import listen
 from ..support.observed import Held, until
 from ..support.processes import free_port, temporary_directory
+from ..support.tls_clients import CertificateMaker
 
 CLIENT_PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 CLIENT_TRACE = bytes.fromhex("4bf92f3577b34da6a3ce929d0e0e4736")
@@ -102,7 +104,14 @@ def attributes(span: Span) -> Dict[str, object]:
 class TracingTests(TestCase):
     @inlineCallbacks
     def start(
-        self, trusted: str, ratio: float, dead_first=False, route="", extra="", backend=None
+        self,
+        trusted: str,
+        ratio: float,
+        dead_first=False,
+        route="",
+        extra="",
+        backend=None,
+        tls=False,
     ):
         """
         Start the collector, the backend and the proxy (route C{shop}).
@@ -113,6 +122,8 @@ class TracingTests(TestCase):
         @param route: more keys of the route.
         @param extra: more tables.
         @param backend: the backend's resource, if not a L{Backend}.
+        @param tls: add the listener C{websecure} (TLS, HTTP/2 offered),
+            whose port is C{self.tls_port}.
         """
         self.collector = Collector()
         collector_port = yield listen(server.Site(self.collector), self)
@@ -122,6 +133,13 @@ class TracingTests(TestCase):
         if dead_first:
             urls.insert(0, "http://127.0.0.1:%d" % (free_port(),))
         directory = Path(temporary_directory(self))
+        if tls:
+            cert, key = CertificateMaker(directory).write("localhost", ["localhost"])
+            extra += (
+                '[listeners.websecure]\nendpoint = "tcp:0:interface=127.0.0.1"\n'
+                'tls = "main"\n[tls.main]\ndefault = "localhost"\n'
+                'certificates = [{ cert = "%s", key = "%s" }]\n' % (cert, key)
+            )
         self.log_path = directory / "access.log"
         path = directory / "proxy.toml"
         path.write_text(
@@ -149,6 +167,8 @@ class TracingTests(TestCase):
         self.stopped = False
         self.addCleanup(self.stop)
         self.port = self.service.ports[0].getHost().port
+        if tls:
+            self.tls_port = self.service.ports[1].getHost().port
 
     def stop(self):
         """
@@ -346,3 +366,28 @@ class TracingTests(TestCase):
             ["collapsed", "fwd=uri-miss"],
         )
         self.assertEqual(len(self.collector.of_kind(Span.SPAN_KIND_CLIENT)), 1)
+
+    @inlineCallbacks
+    def test_an_http2_request_is_traced_as_one(self):
+        yield self.start(trusted="127.0.0.1/32", ratio=0, tls=True)
+        client = yield connect_h2(self.tls_port)
+        response = yield client.request(
+            b"GET", b"/products", [(b"traceparent", CLIENT_PARENT.encode("ascii"))]
+        )
+        self.assertEqual((response.status, response.body), (200, b"ok"))
+        client.transport.loseConnection()
+        yield self.stop()
+        [server_span] = self.collector.of_kind(Span.SPAN_KIND_SERVER)
+        [client_span] = self.collector.of_kind(Span.SPAN_KIND_CLIENT)
+        self.assertEqual(server_span.parent_span_id, CLIENT_SPAN)
+        self.assertEqual(
+            [
+                attributes(server_span)[key]
+                for key in ("network.protocol.version", "url.scheme", "url.path")
+            ],
+            ["2", "https", "/products"],
+        )
+        [sent] = self.backend.traceparents
+        self.assertEqual(
+            parse_traceparent([sent]).span_id.to_bytes(8, "big"), client_span.span_id
+        )
