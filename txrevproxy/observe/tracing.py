@@ -271,7 +271,9 @@ class RequestTrace:
             return
         from opentelemetry.trace import SpanKind
 
-        self._endAttempt()
+        # An exchange ends a failed attempt before the next (see
+        # attempt_failed); one that would not still gets its span ended.
+        self._end_attempt()
         attributes: Dict[str, Any] = {
             "http.request.method": self._method,
             "server.address": server.host,
@@ -310,9 +312,9 @@ class RequestTrace:
         attempt = self._attempt
         if attempt is not None:
             _failed(attempt, cause)
-            self._endAttempt()
+            self._end_attempt()
 
-    def _endAttempt(self) -> None:
+    def _end_attempt(self) -> None:
         attempt, self._attempt = self._attempt, None
         if attempt is not None:
             attempt.end(_ns(self._tracing.clock.seconds()))
@@ -354,7 +356,7 @@ class RequestTrace:
         if self._attempt is not None:
             if cause is not None:
                 _failed(self._attempt, cause)
-            self._endAttempt()
+            self._end_attempt()
         code = request.code
         span.set_attribute("http.response.status_code", code)
         if request.path is not None:
