@@ -276,7 +276,8 @@ class TracingTests(TestCase):
 
     @inlineCallbacks
     def test_filters_that_wait_and_cache_lookups_have_spans(self):
-        auth_port = yield listen(server.Site(Backend()), self)
+        service = Backend()
+        auth_port = yield listen(server.Site(service), self)
         yield self.start(
             trusted="127.0.0.1/32",
             ratio=1,
@@ -306,6 +307,14 @@ class TracingTests(TestCase):
         self.assertEqual(results, ["fwd=uri-miss", "hit"])
         # Only the miss went to the backend.
         self.assertEqual(len(self.collector.of_kind(Span.SPAN_KIND_CLIENT)), 1)
+        # The auth service continues each request's trace from its server span.
+        self.assertEqual(
+            sorted(
+                (parent.trace_id.to_bytes(16, "big"), parent.span_id.to_bytes(8, "big"))
+                for parent in (parse_traceparent([sent]) for sent in service.traceparents)
+            ),
+            sorted((span.trace_id, span.span_id) for span in servers),
+        )
 
     @inlineCallbacks
     def test_a_reload_replaces_the_tracing_only_when_its_table_changes(self):

@@ -371,3 +371,26 @@ def test_a_filter_that_waits_has_a_span_that_says_how_it_decided():
         span.attributes["http.response.status_code"]
         for span in traced.spans(SpanKind.SERVER)
     ] == [200, 401, 500]
+
+
+def test_a_call_for_the_request_is_parented_by_its_server_span():
+    traced = Traced(trust_incoming="always")
+    request, _ = traced.request(
+        b"traceparent: %s\r\ntracestate: rojo=1\r\n" % (CLIENT_PARENT,)
+    )
+    fields = dict(request.trace.call_fields())
+    parent = parse_traceparent([fields[b"traceparent"]])
+    assert (parent.trace_id, parent.span_id, parent.sampled) == (
+        CLIENT_TRACE,
+        request.trace.span.get_span_context().span_id,
+        True,
+    )
+    assert fields[b"tracestate"] == b"rojo=1"
+
+
+def test_a_call_for_an_unrecorded_request_keeps_its_trace_unrecorded():
+    traced = Traced(draw=0.9)
+    request, _ = traced.request()
+    [(name, value)] = request.trace.call_fields()
+    parent = parse_traceparent([value])
+    assert parent.trace_id == request.trace.trace_id and not parent.sampled

@@ -16,7 +16,7 @@ own thread, so the reactor never waits on the collector.
 from __future__ import annotations
 
 import random
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.threads import deferToThreadPool
@@ -265,9 +265,7 @@ class RequestTrace:
         span = self.span
         self._attempts += 1
         if span is None:
-            self.traceparent = format_traceparent(
-                self.trace_id, random.getrandbits(64) or 1, False
-            )
+            self.traceparent = self._traceparent(None)
             return
         from opentelemetry.trace import SpanKind
 
@@ -290,9 +288,28 @@ class RequestTrace:
             attributes=attributes,
             start_time=_ns(self._tracing.clock.seconds()),
         )
-        self.traceparent = format_traceparent(
-            self.trace_id, attempt.get_span_context().span_id, True
-        )
+        self.traceparent = self._traceparent(attempt)
+
+    def _traceparent(self, span) -> bytes:
+        """
+        A C{traceparent} naming C{span} as the parent, or, when the request
+        is not recorded (no span), a new span ID and the flag C{00}.
+        """
+        if span is None:
+            return format_traceparent(self.trace_id, random.getrandbits(64) or 1, False)
+        return format_traceparent(self.trace_id, span.get_span_context().span_id, True)
+
+    def call_fields(self) -> List[Tuple[bytes, bytes]]:
+        """
+        The trace context of a call made for the request to a service
+        other than its backend (C{forward_auth}'s): a C{traceparent}
+        naming the server span as the parent (a new span ID when the
+        request is not recorded), and the believed C{tracestate}.
+        """
+        fields = [(TRACEPARENT, self._traceparent(self.span))]
+        if self.tracestate is not None:
+            fields.append((TRACESTATE, self.tracestate))
+        return fields
 
     def answered(self, status: int) -> None:
         """
