@@ -622,6 +622,11 @@ class IProxiedRequest(Interface):
     error_pages = Attribute(
         "The pages of the route that took the request, by status, or None."
     )
+    trace = Attribute(
+        "The request's RequestTrace (txrevproxy.observe.tracing), which "
+        "records each backend attempt and gives it a traceparent; None when "
+        "the request is not traced."
+    )
 
     def pauseReading():
         """

@@ -68,6 +68,7 @@ class Request:
     bodyBytes: int = 56
     request_id: bytes = b"0123456789abcdef"
     timed_out: Optional[str] = None
+    trace: object = None
     connection: Connection = attr.Factory(Connection)
     backend: object = attr.Factory(lambda: Backend(Server("http://10.0.0.1:8080")))
     requestHeaders: Headers = attr.Factory(
@@ -79,6 +80,18 @@ class Request:
             }
         )
     )
+
+
+@attr.s(auto_attribs=True)
+class Trace:
+    """
+    A request's trace, as the log reads it.
+    """
+
+    trace_id: str
+
+    def trace_id_text(self) -> str:
+        return self.trace_id
 
 
 class Lines:
@@ -144,7 +157,7 @@ class FormatTests(TestCase):
             b'"bytes":1234,"received":56,"duration":0.012346,"upstream":"app",'
             b'"backend":"http://10.0.0.1:8080","request_id":"0123456789abcdef",'
             b'"tls":"TLSv1.3","user_agent":"curl/8.0 \\"quoted\\"",'
-            b'"referer":"https://a.test/","timeout":null}\n',
+            b'"referer":"https://a.test/","timeout":null,"trace_id":null}\n',
         )
 
     def test_json_line_of_a_worker_says_which(self):
@@ -156,6 +169,20 @@ class FormatTests(TestCase):
         line = json.loads(lines.written(Request(), 0.5, "app"))
         self.assertEqual(line["worker"], 1)
         self.assertEqual(list(line)[-1], "worker")
+
+    def test_a_traced_request_has_its_trace_id_in_both_formats(self):
+        trace = Trace("4bf92f3577b34da6a3ce929d0e0e4736")
+        combined = Lines(self, "combined").written(
+            Request(trace=trace, timed_out="read"), 0.25, "app"
+        )
+        self.assertTrue(
+            combined.endswith(
+                b" timeout=read trace=4bf92f3577b34da6a3ce929d0e0e4736\n"
+            ),
+            combined,
+        )
+        line = json.loads(Lines(self, "json").written(Request(trace=trace), 0.25, "app"))
+        self.assertEqual(line["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736")
 
     def test_json_line_of_a_request_no_backend_answered(self):
         lines = Lines(self, "json")
@@ -264,6 +291,7 @@ class ProxyAccessLogTests(TestCase):
                 "user_agent": "test",
                 "referer": None,
                 "timeout": None,
+                "trace_id": None,
             },
         )
         self.assertEqual(response.headers.getRawHeaders("x-request-id"), ["given-id"])

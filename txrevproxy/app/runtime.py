@@ -28,6 +28,7 @@ from ..interfaces import IBalancingPolicy
 from ..observe.accesslog import AccessLog
 from ..observe.metrics import Metrics
 from ..observe.requests import RequestObserver
+from ..observe.tracing import Tracing
 from ..plugins import balancing_policies
 from ..routing.redirects import HttpsRedirect
 from ..server.http2 import NegotiatingSite, PriorKnowledgeSite
@@ -189,6 +190,10 @@ class Runtime:
     @ivar switches: the L{MaintenanceSwitch} of each forwarding route, by
         route index; a reload passes those of named routes to the new
         runtime (C{previous_switches}, by name), so maintenance outlasts it.
+    @ivar tracing: the L{Tracing} of its sites, or L{None}; several
+        runtimes share one until a reload changes the C{[tracing]} table.
+    @ivar last_of_tracing: whether no runtime after this one uses its
+        C{tracing}, which L{close} then stops.
 
     Each site counts its requests in C{metrics} (a new L{Metrics} when not
     given) and writes them to C{access_log} (none when not given).  In a
@@ -204,9 +209,12 @@ class Runtime:
         access_log: Optional[AccessLog] = None,
         previous_switches: Mapping[str, MaintenanceSwitch] = {},
         worker: Optional[int] = None,
+        tracing: Optional[Tracing] = None,
     ) -> None:
         self.config = config
         self._reactor = reactor
+        self.tracing = tracing
+        self.last_of_tracing = False
         metrics = Metrics() if metrics is None else metrics
         if access_log is None:
             access_log = AccessLog(reactor)
@@ -264,6 +272,7 @@ class Runtime:
                     name, self.root, metrics, access_log, reactor
                 ),
                 error_pages=page_table(listener.error_pages),
+                tracing=tracing,
             )
             for name, listener in config.listeners.items()
         }
@@ -346,9 +355,11 @@ class Runtime:
     def close(self) -> Deferred:
         """
         Close the backend pools (idle connections now, busy ones when their
-        exchanges end) and the filters that hold connections of their own.
+        exchanges end) and the filters that hold connections of their own,
+        and stop the tracing when it is the L{last_of_tracing}.
 
-        @return: a L{Deferred} that fires when the filters are closed.
+        @return: a L{Deferred} that fires when the filters are closed and
+            the spans exported.
         """
         if self._retiring is not None and self._retiring.running:
             self._retiring.stop()
@@ -361,6 +372,8 @@ class Runtime:
             for each in self.filters.values()
             if getattr(each, "close", None) is not None
         ]
+        if self.last_of_tracing and self.tracing is not None:
+            closing.append(self.tracing.stop(self._reactor))
         return DeferredList(closing)
 
     def retire(self) -> None:

@@ -22,6 +22,7 @@ from ..config import ConfigError, load_config
 from ..config.model import Config
 from ..observe.accesslog import AccessLog
 from ..observe.metrics import Metrics, Snapshot
+from ..observe.tracing import Tracing
 from ..observe.window import MinuteWindow, Window
 from ..tls.stapling import OCSPStapler, ResponderClient
 from ..tls.store import CertificateError
@@ -100,6 +101,19 @@ def restart_only_changes(old: Config, new: Config) -> List[str]:
             "restart, which this needs" % (before.endpoint,)
         )
     return problems
+
+
+def tracing_for(config: Config, current: Optional[Tracing], reactor) -> Optional[Tracing]:
+    """
+    The tracing of C{config}: C{current} when its C{[tracing]} table is
+    the same, else a new one (not started yet), or L{None} without the
+    table.
+    """
+    if current is not None and current.settings == config.tracing:
+        return current
+    if config.tracing is None:
+        return None
+    return Tracing(config.tracing, reactor)
 
 
 class ListenError(Exception):
@@ -183,6 +197,8 @@ class ProxyService(MultiService):
         responses of the certificates with C{ocsp_fetch}.
     @ivar access_log: the process's L{AccessLog}.
     @ivar window: the last minute of L{metrics}, for the status page.
+    @ivar tracing: the L{Tracing} of the C{[tracing]} table, or L{None};
+        kept across reloads that leave the table as it was.
     @ivar started: when the service was made, for the uptime.
     @ivar loaded: when the configuration served now was loaded.
     @param inherited: for a worker process, the listening sockets its
@@ -209,6 +225,7 @@ class ProxyService(MultiService):
         self.runtime: Optional[Runtime] = None
         self.metrics = Metrics()
         self.access_log = AccessLog(reactor, worker=worker)
+        self.tracing = tracing_for(config, None, reactor)
         self.started = self.loaded = reactor.seconds()
         self._slots: Dict[str, ListenerSlot] = {}
         self._ports: Dict[str, Any] = {}
@@ -231,12 +248,14 @@ class ProxyService(MultiService):
         if self.runtime is None:
             self._listen()
         self.access_log.start()
+        if self.tracing is not None:
+            self.tracing.start()
         super().startService()
 
     def _listen(self) -> None:
         try:
             self._configure_access_log(self.config)
-            runtime = self.runtime = self._runtime(self.config)
+            runtime = self.runtime = self._runtime(self.config, self.tracing)
         except ListenError as error:
             self.log.critical("{message}", message=str(error))
             raise
@@ -264,7 +283,7 @@ class ProxyService(MultiService):
         metrics.use_caches(runtime.caches)
         metrics.certificates = runtime.stores
 
-    def _runtime(self, config: Config) -> Runtime:
+    def _runtime(self, config: Config, tracing: Optional[Tracing]) -> Runtime:
         try:
             runtime = Runtime(
                 config,
@@ -276,6 +295,7 @@ class ProxyService(MultiService):
                     self.runtime.named_switches() if self.runtime is not None else {}
                 ),
                 worker=self._worker,
+                tracing=tracing,
             )
         except CertificateError as error:
             # The files changed since the configuration was validated.
@@ -351,7 +371,7 @@ class ProxyService(MultiService):
         if problems:
             return self._reloadFailed(problems)
         try:
-            runtime = self._runtime(config)
+            runtime = self._runtime(config, tracing_for(config, self.tracing, self._reactor))
         except ListenError as error:
             return self._reloadFailed([str(error)])
         opened: Dict[str, Tuple[Any, ListenerSlot]] = {}
@@ -396,6 +416,13 @@ class ProxyService(MultiService):
     ) -> None:
         old, self.runtime = self.runtime, runtime
         old_config, self.config = self.config, config
+        if runtime.tracing is not old.tracing:
+            # Spans of the requests in flight on the old runtime end in
+            # its tracing, stopped once they are done.
+            old.last_of_tracing = True
+            self.tracing = runtime.tracing
+            if self.tracing is not None:
+                self.tracing.start()
         ports: Dict[str, Any] = {}
         slots: Dict[str, ListenerSlot] = {}
         for name in config.listeners:
@@ -624,6 +651,8 @@ class ProxyService(MultiService):
         return d
 
     def _closed(self, _) -> Deferred:
+        if self.runtime is not None:
+            self.runtime.last_of_tracing = True
         closing = [
             runtime.close()
             for runtime in [self.runtime] + self._retired

@@ -217,6 +217,8 @@ class BackgroundRequest:
     finished = True
     error_pages = None
     response_filters = ()
+    #: Not traced: no client waits on it.
+    trace = None
 
     def __init__(self, request) -> None:
         self.method = b"GET"

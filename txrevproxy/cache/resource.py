@@ -37,6 +37,21 @@ def _particular(fields: List[Header]) -> bool:
     return any(name.lower() in _PARTICULAR for name, _ in fields)
 
 
+def _end_lookup(request, result: bytes, span) -> None:
+    """
+    End the span of a lookup, if the request has one, with its C{result},
+    before the answer or the backend request.
+    """
+    if span is not None:
+        request.trace.end_span(
+            span,
+            {
+                "txrevproxy.cache.result": result.decode("ascii"),
+                "txrevproxy.cache.hit": result == b"hit",
+            },
+        )
+
+
 class CachingProxyResource(ReverseProxyResource):
     """
     A route's leaf that proxies through a shared cache.
@@ -51,22 +66,31 @@ class CachingProxyResource(ReverseProxyResource):
     def forward(self, request) -> None:
         method = request.method
         key = request_key(request)
+        span = None if request.trace is None else request.trace.begin_span("cache lookup")
         if method != b"GET" and method != b"HEAD":
-            self._pass(request, key, b"fwd=method")
+            self._pass(request, key, b"fwd=method", span)
         elif request.requestHeaders.hasHeader(b"upgrade"):
             # A WebSocket handshake wants the backend, never a stored page.
-            self._pass(request, key, b"fwd=request")
+            self._pass(request, key, b"fwd=request", span)
         else:
-            self._lookup(request, key, request_fields(request))
+            self._lookup(request, key, request_fields(request), span)
 
-    def _pass(self, request, key: bytes, forwarded: bytes) -> None:
+    def _looked(self, request, result: bytes, span) -> None:
+        """
+        Count a lookup's C{result} (its Cache-Status word: C{hit},
+        C{fwd=uri-miss} ...), and end its span (see L{_end_lookup}).
+        """
+        self.cache.metrics.lookups[result] += 1
+        _end_lookup(request, result, span)
+
+    def _pass(self, request, key: bytes, forwarded: bytes, span) -> None:
         """
         Forward a request the cache does not look up, saying why.
         """
-        self.cache.metrics.lookups[forwarded] += 1
+        self._looked(request, forwarded, span)
         CachingExchange(request, self.target, self.cache, key, parameters=(forwarded,)).start()
 
-    def _lookup(self, request, key: bytes, fields: List[Header]) -> None:
+    def _lookup(self, request, key: bytes, fields: List[Header], span) -> None:
         cache = self.cache
         metrics = cache.metrics
         directives = policy.request_cache_control(fields)
@@ -87,7 +111,7 @@ class CachingProxyResource(ReverseProxyResource):
             age = policy.current_age(stored.headers, stored.timing, now)
             decision = policy.decide(directives, response_directives, lifetime, age)
             if decision != policy.REVALIDATE:
-                metrics.lookups[b"hit"] += 1
+                self._looked(request, b"hit", span)
                 if decision != policy.FRESH:
                     metrics.stale += 1
                 if decision == policy.STALE_REVALIDATE and not cache.fetching(key):
@@ -112,7 +136,7 @@ class CachingProxyResource(ReverseProxyResource):
             )
             forwarded = b"fwd=request" if client_asked else b"fwd=stale"
         if b"only-if-cached" in directives:
-            metrics.lookups[b"fwd=miss"] += 1
+            self._looked(request, b"fwd=miss", span)
             request.responseHeaders.addRawHeader(
                 *cache_status(b"fwd=miss", b"detail=only-if-cached")
             )
@@ -121,9 +145,10 @@ class CachingProxyResource(ReverseProxyResource):
         fetch = cache.fetches.get(key)
         particular = _particular(fields) and stored is None
         if fetch is not None and not particular and request.bodyComplete:
+            _end_lookup(request, b"collapsed", span)
             fetch.join(request, fields)
             return
-        metrics.lookups[forwarded] += 1
+        self._looked(request, forwarded, span)
         ranged = request.method == b"GET" and policy.first_value(fields, b"range") is not None
         if ranged and request.bodyComplete and (stored is None or stored.status == 206):
             # Nothing stored, or a partial response: the range is asked

@@ -42,6 +42,7 @@ from .schema import (
 )
 from .server import SERVER
 from .tls import TLS_TABLE
+from .tracing import TRACING
 from .upstreams import UPSTREAM
 
 class ConfigError(Exception):
@@ -88,6 +89,7 @@ CONFIG = Table(
         "caches": Field(named_tables(CACHE, example="[caches.pages]"), default={}),
         "log": Field(LOG, default=MODEL_DEFAULT),
         "admin": Field(ADMIN, default=MODEL_DEFAULT),
+        "tracing": Field(TRACING, default=MODEL_DEFAULT),
     },
 )
 

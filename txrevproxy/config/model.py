@@ -129,6 +129,38 @@ class AdminSettings:
 
 
 @attr.s(frozen=True, auto_attribs=True)
+class TracingSettings:
+    """
+    The C{[tracing]} table: OpenTelemetry traces, exported over OTLP/HTTP
+    (see L{txrevproxy.observe.tracing}).
+
+    @ivar endpoint: the collector's OTLP/HTTP traces URL.
+    @ivar service_name: the C{service.name} of every span.
+    @ivar sample_ratio: the share of requests without a sampled parent
+        that are recorded (a believed parent's decision is followed).
+    @ivar trust_incoming: whose C{traceparent} is believed:
+        C{"trusted_proxies"} (the peers of C{[server] trusted_proxies}),
+        C{"always"} or C{"never"}.
+    @ivar headers: fields the exporter sends with each export (an
+        authorization), as C{(name, value)} pairs.
+    @ivar timeout: seconds an export may take.
+    @ivar batch_delay: seconds between two exports.
+    @ivar batch_size: the most spans one export carries.
+    @ivar queue_size: the most spans waiting for export; more are dropped.
+    """
+
+    endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    service_name: str = "txrevproxy"
+    sample_ratio: float = 0.1
+    trust_incoming: str = "trusted_proxies"
+    headers: Tuple[Tuple[str, str], ...] = ()
+    timeout: float = 10.0
+    batch_delay: float = 5.0
+    batch_size: int = 512
+    queue_size: int = 2048
+
+
+@attr.s(frozen=True, auto_attribs=True)
 class Listener:
     """
     One C{[listeners.NAME]} table: where the proxy accepts connections.
@@ -805,6 +837,7 @@ class Config:
     @ivar caches: the C{[caches.NAME]} tables, by name.
     @ivar log: the C{[log]} table.
     @ivar admin: the C{[admin]} table; L{None}: no admin API.
+    @ivar tracing: the C{[tracing]} table; L{None}: no traces.
     @ivar source: the path it was read from, if any.
     @ivar document: the L{txrevproxy.config.document.Document} it was made
         from (includes merged, variables substituted), or L{None}; kept so
@@ -822,5 +855,6 @@ class Config:
     caches: Mapping[str, CacheSettings] = attr.Factory(dict)
     log: LogSettings = LogSettings()
     admin: Optional[AdminSettings] = None
+    tracing: Optional[TracingSettings] = None
     source: Optional[str] = None
     document: Any = attr.ib(default=None, eq=False, repr=False)

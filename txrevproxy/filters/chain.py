@@ -139,8 +139,12 @@ def run_filters(request, filters: Sequence, proceed) -> None:
 
 class _Waiting:
     """
-    A filter chain held on the L{Deferred} of the filter at C{index}.
+    A filter chain held on the L{Deferred} of the filter at C{index}; a
+    traced request has a span for the wait, named after the filter's
+    class (C{filter ForwardAuth}).
     """
+
+    _span = None
 
     def __init__(self, request, filters: Sequence, index: int, proceed) -> None:
         self._request = request
@@ -151,10 +155,24 @@ class _Waiting:
         self._hold = handler if isinstance(handler, BodyHold) else BodyHold(request)
 
     def wait(self, verdict) -> None:
+        trace = self._request.trace
+        if trace is not None:
+            self._span = trace.begin_span(
+                "filter " + type(self._filters[self._index]).__name__
+            )
         verdict.addCallbacks(self._decided, self._failed)
+
+    def _ended(self, outcome: str) -> None:
+        """
+        End the span of the wait with the filter's C{outcome}: C{"passed"},
+        the status it answered with, or C{"failed"}.
+        """
+        if self._span is not None:
+            self._request.trace.end_span(self._span, {"txrevproxy.filter.outcome": outcome})
 
     def _decided(self, verdict: Optional[Answer]) -> None:
         request = self._request
+        self._ended("passed" if verdict is None else str(verdict.status))
         if request.finished or request.disconnected:
             return
         if verdict is not None:
@@ -171,6 +189,7 @@ class _Waiting:
         run_filters(request, rest, proceed)
 
     def _failed(self, reason: Failure) -> None:
+        self._ended("failed")
         log.failure("filter failed", reason)
         send_error(self._request, 500)
 

@@ -7,7 +7,8 @@ For each request the proxy sends a C{GET} to C{url} with the request's
 header fields (hop-by-hop ones and the body's framing left out) and where
 it was going: C{X-Forwarded-Method}, C{X-Forwarded-Proto},
 C{X-Forwarded-Host}, C{X-Forwarded-Uri}, C{X-Forwarded-For} and
-C{X-Original-URI}.  A 2xx answer lets the request through, with the
+C{X-Original-URI}; with tracing on, the request's C{traceparent} instead
+of the client's.  A 2xx answer lets the request through, with the
 fields named in C{copy_headers} copied from that answer onto the request
 the backend gets (any the client sent under those names are removed
 first, so a client cannot forge them).  Any other answer is the client's
@@ -29,6 +30,7 @@ from zope.interface import implementer
 from ..config.schema import Field, Table, array_of
 from ..config.values import duration, header_name, http_url
 from ..http.headers import HOP_BY_HOP
+from ..http.trace_context import TRACEPARENT, TRACESTATE
 from ..interfaces import Answer, IFilter
 from .client import client_address
 
@@ -39,6 +41,10 @@ MAX_BODY = 64 * 1024
 
 #: Request fields never sent to the auth service.
 _NOT_SENT = HOP_BY_HOP | {b"content-length", b"host", b"expect"}
+
+#: With tracing on, the client's trace context is replaced by the
+#: request's own (see L{txrevproxy.observe.tracing.RequestTrace.call_fields}).
+_NOT_SENT_TRACED = _NOT_SENT | {TRACEPARENT, TRACESTATE}
 
 #: Auth service fields never passed to the client.
 _NOT_RETURNED = HOP_BY_HOP | {b"content-length", b"date", b"server"}
@@ -87,9 +93,14 @@ class ForwardAuth:
 
     def request(self, request) -> Deferred:
         headers = {}
+        trace = request.trace
+        skipped = _NOT_SENT if trace is None else _NOT_SENT_TRACED
         for name, values in request.requestHeaders.getAllRawHeaders():
-            if name.lower() not in _NOT_SENT:
+            if name.lower() not in skipped:
                 headers[name] = values
+        if trace is not None:
+            for name, value in trace.call_fields():
+                headers[name] = [value]
         host = request.requestHeaders.getRawHeaders(b"host", [b""])[0]
         uri = request.uri
         headers.update(

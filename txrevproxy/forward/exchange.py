@@ -469,6 +469,8 @@ class ProxyExchange:
         self._status = status
         request = self.request
         request.backendAnswered()
+        if request.trace is not None:
+            request.trace.answered(status)
         intercepted = self.target.intercept_errors
         if intercepted is not None and status in intercepted:
             self._transform = intercept(self, request, status, headers)
@@ -597,6 +599,8 @@ class ProxyExchange:
         self._lease = None
         self._state = WAITING
         lease.release(outcome)
+        if self.request.trace is not None:
+            self.request.trace.attempt_failed(failure_cause(reason))
         balancer = self.target.balancer
         tried = self._tried
         if (

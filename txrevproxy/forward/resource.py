@@ -17,6 +17,7 @@ from ..http.headers import (
     upstream_request_headers,
     with_client_subject,
 )
+from ..http.trace_context import with_trace_context
 from ..routing.response_rewrite import ResponseRewrite
 from ..routing.rewrite import HeaderRewrite, PathRewrite
 from ..server.answers import respond_with_error
@@ -179,6 +180,9 @@ class ProxyTarget:
             )
         if self.request_rules is not None:
             headers = self.request_rules.apply(headers, request)
+        trace = request.trace
+        if trace is not None:
+            headers = with_trace_context(headers, trace.traceparent, trace.tracestate)
         path_rewrite = self.path_rewrite
         target = request.uri if path_rewrite is None else path_rewrite.target(request)
         return serialize(request.method, target, headers)

@@ -65,7 +65,7 @@ class _Facts:
     __slots__ = (
         "client", "method", "target", "protocol", "status", "sent", "received",
         "duration", "upstream", "backend", "request_id", "tls", "user_agent",
-        "referer", "timeout", "host", "route", "worker",
+        "referer", "timeout", "host", "route", "trace_id", "worker",
     )
 
     def __init__(
@@ -96,6 +96,8 @@ class _Facts:
         self.host = _header(request, b"host")
         self.route = route
         self.worker = worker
+        trace = request.trace
+        self.trace_id = None if trace is None else trace.trace_id_text()
 
 
 def combined_line(facts: _Facts, date: bytes) -> bytes:
@@ -103,8 +105,9 @@ def combined_line(facts: _Facts, date: bytes) -> bytes:
     The Apache/nginx C{combined} line: client, identity and user (always
     C{-}), date, request line, status, body bytes (C{-} for none),
     referer, user agent; then C{timeout=KIND} when a timeout ended the
-    request (see L{txrevproxy.upstream.deadlines}), which tools that read
-    the combined format ignore as a trailing field.
+    request (see L{txrevproxy.upstream.deadlines}) and C{trace=ID} when
+    tracing is on (see L{txrevproxy.observe.tracing}), which tools that
+    read the combined format ignore as trailing fields.
     """
     line = b'%s - - [%s] "%s %s %s" %d %s "%s" "%s"' % (
         facts.client,
@@ -118,7 +121,9 @@ def combined_line(facts: _Facts, date: bytes) -> bytes:
         b"-" if facts.user_agent is None else _escape(facts.user_agent),
     )
     if facts.timeout is not None:
-        return b"%s timeout=%s\n" % (line, facts.timeout.encode("ascii"))
+        line += b" timeout=%s" % (facts.timeout.encode("ascii"),)
+    if facts.trace_id is not None:
+        line += b" trace=%s" % (facts.trace_id.encode("ascii"),)
     return line + b"\n"
 
 
@@ -128,7 +133,8 @@ def json_line(facts: _Facts, date: bytes) -> bytes:
     sent, and its C{path} and C{query} apart), the C{host} asked for, the
     C{route} (its label) and C{upstream} that took it, the C{backend} that
     answered, and the rest of L{_Facts}; with C{[server] workers}, the
-    C{worker} that served it.
+    C{worker} that served it.  C{trace_id} is L{None} unless tracing is
+    on.
     """
     path, mark, query = facts.target.partition(b"?")
     document = {
@@ -152,6 +158,7 @@ def json_line(facts: _Facts, date: bytes) -> bytes:
         "user_agent": _text(facts.user_agent),
         "referer": _text(facts.referer),
         "timeout": facts.timeout,
+        "trace_id": facts.trace_id,
     }
     if facts.worker is not None:
         document["worker"] = facts.worker

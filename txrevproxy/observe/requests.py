@@ -31,8 +31,8 @@ errors = Logger(namespace="txrevproxy.errors")
 
 class RequestObserver:
     """
-    Counts and logs the finished requests of one listener; a L{ProxySite}
-    calls it with each (see L{ProxySite.log}).
+    Counts and logs the finished requests of one listener, and ends their
+    traces; a L{ProxySite} calls it with each (see L{ProxySite.log}).
 
     The stats of a route are looked up on its first request and kept by
     position, so that a later request costs a list index, and a route no
@@ -92,6 +92,8 @@ class RequestObserver:
             self._metrics.timed_out(upstream, request.timed_out)
         if request.error_cause is not None:
             self._explain(request, label, upstream)
+        if request.trace is not None:
+            request.trace.finish(request, label, upstream, ended)
         self._access_log.record(request, duration, upstream, label)
 
     def _explain(self, request, route: Optional[str], upstream: Optional[str]) -> None:

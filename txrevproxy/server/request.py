@@ -119,6 +119,8 @@ class ProxyRequest(StreamingRequest):
     @ivar client_address: the client's address as filters see it, worked
         out on first use by L{txrevproxy.filters.client.client_address},
         which keeps it here; L{None} until then.
+    @ivar trace: the request's L{txrevproxy.observe.tracing.RequestTrace}
+        when its site traces requests, else L{None}.
     """
 
     log = Logger()
@@ -144,6 +146,7 @@ class ProxyRequest(StreamingRequest):
     response_filters: Tuple = ()
     readingPaused = False
     client_address: Optional[str] = None
+    trace = None
 
     def __init__(self, channel, *args, **kwargs) -> None:
         super().__init__(channel, *args, **kwargs)
@@ -234,6 +237,9 @@ class ProxyRequest(StreamingRequest):
         self.site = self.channel.site
         self.started = self.site.reactor.seconds()
         self.request_id = self._requestID(self.connection.trusted)
+        tracing = self.site.tracing
+        if tracing is not None:
+            self.trace = tracing.begin(self)
 
     def _dispatch(self, command: bytes, path: bytes, version: bytes) -> None:
         self._prepare(command, path, version)
@@ -516,11 +522,14 @@ class ProxyRequest(StreamingRequest):
 
     def backendChosen(self, backend) -> None:
         """
-        Called by the exchange with each backend it tries, for the logs and
-        metrics.
+        Called by the exchange with each backend it tries, for the logs,
+        metrics and traces (each try is a client span).
         """
         self.backend = backend
         self._chosenAt = self.site.reactor.seconds()
+        trace = self.trace
+        if trace is not None:
+            trace.attempt(backend.server)
 
     def backendAnswered(self) -> None:
         """

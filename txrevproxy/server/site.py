@@ -14,6 +14,7 @@ from twisted.web import server
 
 from ..config.model import ServerSettings
 from ..observe.metrics import ListenerStats
+from ..observe.tracing import Tracing
 from .channel import ProxyChannel
 from .request import ProxyRequest
 
@@ -49,6 +50,8 @@ class ProxySite(server.Site):
     @ivar error_pages: the listener's error pages, each C{(body, content
         type)} by status, or L{None} (see
         L{txrevproxy.server.answers.error_page}).
+    @ivar tracing: the L{txrevproxy.observe.tracing.Tracing} that traces
+        each request, or L{None} (no C{[tracing]} table).
     """
 
     protocol = ProxyChannel
@@ -67,6 +70,7 @@ class ProxySite(server.Site):
         stats: Optional[ListenerStats] = None,
         observe: Optional[Callable[[ProxyRequest], None]] = None,
         error_pages: Optional[Mapping[int, Tuple[bytes, bytes]]] = None,
+        tracing: Optional[Tracing] = None,
     ) -> None:
         # No timeout for twisted.web: its idle timer is a new call on the
         # reactor for every request, where the sweep (see
@@ -77,6 +81,7 @@ class ProxySite(server.Site):
         self.stats = ListenerStats() if stats is None else stats
         self.observe = observe
         self.error_pages = error_pages
+        self.tracing = tracing
         self.max_request_body = settings.max_request_body
         self.max_request_line = settings.max_request_line
         self.max_headers = settings.max_headers
