@@ -10,7 +10,7 @@ RST_STREAM with NO_ERROR after a complete response).
 
 Twisted cannot send trailer fields: its sending loop ends a stream with
 an empty DATA frame.  L{EarlyAnswerH2Connection.sendTrailers} keeps a
-stream's trailers on the C{h2} connection (L{_TrailingConnection}), which
+stream's trailers on the C{h2} connection (L{TrailingConnection}), which
 sends them as the frame that ends the stream when that loop ends it, after
 the body the loop still holds.
 
@@ -42,7 +42,7 @@ TWISTED_PRIVATE = (
 )
 
 
-class _TrailingConnection(h2.connection.H2Connection):
+class TrailingConnection(h2.connection.H2Connection):
     """
     An C{h2} connection that ends a stream with its trailer fields, when
     it has some, instead of an empty DATA frame.
@@ -75,7 +75,7 @@ class EarlyAnswerH2Connection(H2Connection):
 
     def __init__(self, reactor=None) -> None:
         super().__init__(reactor)
-        self.conn = _TrailingConnection(self.conn.config)
+        self.conn = TrailingConnection(self.conn.config)
 
     def sendTrailers(self, streamID: int, trailers: List[Tuple[bytes, bytes]]) -> None:
         """

@@ -26,7 +26,7 @@ import h2.connection
 from h2.errors import ErrorCodes
 from h2.events import PingAckReceived
 
-from .h2 import EarlyAnswerH2Connection
+from .h2 import EarlyAnswerH2Connection, TrailingConnection
 
 TWISTED_PRIVATE = (
     "twisted.web._http2.H2Connection._requestReceived",
@@ -45,10 +45,11 @@ DRAIN_PING = b"drain\x00\x00\x00"
 DRAIN_GRACE = 1.0
 
 
-class _GoingAwayH2(h2.connection.H2Connection):
+class _GoingAwayH2(TrailingConnection):
     """
-    C{h2}'s connection, able to send a GOAWAY and go on with the streams
-    it spares, and to report the ACK of the drain's PING.
+    C{h2}'s connection (one that sends trailers), able to send a GOAWAY
+    and go on with the streams it spares, and to report the ACK of the
+    drain's PING.
 
     @ivar on_drain_ack: called when the ACK of L{DRAIN_PING} arrives, or
         L{None}.
@@ -96,7 +97,7 @@ class DrainingH2Connection(EarlyAnswerH2Connection):
         super().__init__(reactor)
         # The same configuration as Twisted's (which validates what the
         # client sends), on the h2 connection that can drain.
-        self.conn = _GoingAwayH2(config=self.conn.config)
+        self.conn = _GoingAwayH2(self.conn.config)
 
     def drain(self) -> None:
         """
