@@ -72,6 +72,7 @@ class EarlyAnswerH2Connection(H2Connection):
     """
 
     _goneAway = False
+    _lost = False
 
     def __init__(self, reactor=None) -> None:
         super().__init__(reactor)
@@ -106,6 +107,18 @@ class EarlyAnswerH2Connection(H2Connection):
         self._goneAway = True
         self.conn.close_connection()
         self._tryToWriteControlData()
+        self._close()
+
+    def _close(self) -> None:
+        """
+        Close the connection once what is written is sent.  The
+        connection is its transport's producer: TLS would wait for it to
+        go before it closes.  Nothing to do once the connection is lost
+        (its streams end then, which may ask for it).
+        """
+        if self._lost:
+            return
+        self.transport.unregisterProducer()
         self.transport.loseConnection()
 
     def dataReceived(self, data: bytes) -> None:
@@ -113,6 +126,7 @@ class EarlyAnswerH2Connection(H2Connection):
             super().dataReceived(data)
 
     def connectionLost(self, reason, _cancelTimeouts=True) -> None:
+        self._lost = True
         self.connectionEnding()
         super().connectionLost(reason, _cancelTimeouts)
 

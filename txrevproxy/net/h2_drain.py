@@ -136,19 +136,6 @@ class DrainingH2Connection(EarlyAnswerH2Connection):
         if not self.streams:
             self._close()
 
-    def _close(self) -> None:
-        """
-        Close the connection once what is written is sent.  The
-        connection is its transport's producer: TLS would wait for it to
-        go before it closes.  Called once: Twisted ends the remaining
-        streams again as the connection is lost.
-        """
-        if self._closing:
-            return
-        self._closing = True
-        self.transport.unregisterProducer()
-        self.transport.loseConnection()
-
     def _stopGrace(self) -> None:
         grace, self._grace = self._grace, None
         if grace is not None and grace.active():
