@@ -196,6 +196,7 @@ class ErrorLogTests(TestCase):
             request_id=b"0123456789abcdef",
             method=b"GET",
             uri=b"/products/1",
+            trace=None,
         )
         RequestObserver("web", router, Metrics(), AccessLog(clock), clock)(request)
         [line] = [json.loads(text) for text in out.getvalue().splitlines()]
