@@ -30,6 +30,7 @@ from .log import LOG
 from .model import Config, Route, ServerSettings
 from .pages import route_name_problems
 from .routes import ROUTE
+from .splits import split_references
 from .schema import (
     MODEL_DEFAULT,
     Field,
@@ -97,6 +98,7 @@ def _route_references(
     key: str = "upstream",
     tables: str = "upstreams",
     absent: Any = None,
+    what: Optional[str] = None,
 ) -> Iterable[Problem]:
     """
     Every route's upstream (or other C{key} naming one of the C{tables})
@@ -107,6 +109,7 @@ def _route_references(
     @param absent: what stands for the tables when the document has none
         (L{None}: nothing is checked, another problem says they are
         missing).
+    @param what: what the message calls a table (default: C{key}).
     """
     named = data.get(tables, absent)
     routes = data.get("routes")
@@ -114,7 +117,7 @@ def _route_references(
         return
     for index, route in enumerate(routes):
         wanted = route.get(key) if isinstance(route, dict) else None
-        message = missing_reference(wanted, named, key)
+        message = missing_reference(wanted, named, what or key)
         if message:
             yield ("routes[%d].%s" % (index, key), message)
 
@@ -236,6 +239,8 @@ def _validate(document: Document, source: Optional[str]) -> Config:
     problems.extend(_listener_references(data))
     problems.extend(filter_references(data))
     problems.extend(_route_references(data, "cache", "caches", absent={}))
+    problems.extend(_route_references(data, "mirror", what="upstream"))
+    problems.extend(split_references(data))
     problems.extend(_route_conflicts(config.routes))
     problems.extend(route_name_problems(config.routes))
     directory = document.origins.directory
