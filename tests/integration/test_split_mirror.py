@@ -8,6 +8,7 @@ or the body is over the limit.
 
 from __future__ import annotations
 
+import bcrypt
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
@@ -23,19 +24,23 @@ from ..support.loopback import (
     raw_exchange,
 )
 from ..support.origins import Scripted, parse_response, until
-from ..support.processes import free_port
+from ..support.processes import free_port, temporary_directory
 
 
 def named(name: bytes):
     """
-    A backend that answers with its name.
+    A backend that answers with its name, and keeps the request bodies it
+    got (C{bodies}).
     """
 
     def answer(request):
+        backend.bodies.append(request.content.read())
         request.setHeader(b"Content-Type", b"text/plain")
         return name
 
-    return Scripted(answer)
+    backend = Scripted(answer)
+    backend.bodies = []
+    return backend
 
 
 def request(method=b"GET", path=b"/api/orders", headers=(), body=b""):
@@ -222,6 +227,22 @@ class MirrorTests(ProxyCase):
         yield until(lambda: silent.lost)
         self.assertEqual(len(silent.connected), 1)
         self.assertEqual(self.mirrored(), {"api\tshadow\ttimeout": 1})
+
+    @inlineCallbacks
+    def test_body_held_while_a_filter_decides_is_mirrored_whole(self):
+        users = temporary_directory(self) / "users"
+        users.write_bytes(b"alice:" + bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)) + b"\n")
+        yield self.startWith(
+            shadow='[filters.login]\ntype = "basic_auth"\nusers_file = "%s"' % (users,),
+            route='filters = ["login"]',
+        )
+        status, _, body = yield self.fetch(
+            b"POST", headers=[(b"Authorization", b"Basic YWxpY2U6cHc=")], body=b"held body"
+        )
+        self.assertEqual((status, body), (200, b"primary"))
+        self.assertEqual(self.primary.bodies, [b"held body"])
+        yield until(lambda: self.mirrored())
+        self.assertEqual([sent for _, sent in self.shadow.requests], [b"held body"])
 
     @inlineCallbacks
     def test_no_copy_with_mirror_percent_zero(self):
