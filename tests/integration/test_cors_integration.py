@@ -38,7 +38,7 @@ class CORSIntegrationTests(TestCase):
     timeout = 15
 
     @inlineCallbacks
-    def start(self, options, route=""):
+    def start(self, options, route="", filters='"cors"', extra=""):
         self.backend = Scripted(backend_answer)
         backend_port = yield listen(Site(self.backend), self)
         self.port = start_proxy(
@@ -54,15 +54,17 @@ servers = [{ url = "http://127.0.0.1:%d" }]
 
 [[routes]]
 upstream = "app"
-filters = ["cors"]
+filters = [%s]
 %s
 
 [filters.cors]
 type = "cors"
 allow_origins = ["https://app.example.com", "https://*.example.com"]
 %s
+
+%s
 """
-                % (backend_port, route, options)
+                % (backend_port, filters, route, options, extra)
             ),
             self,
         )
@@ -135,3 +137,22 @@ allow_origins = ["https://app.example.com", "https://*.example.com"]
         )
         for answer in (first, second, third):
             self.assertEqual(answer[1][b"vary"], [b"Accept-Encoding, Origin"])
+
+    @inlineCallbacks
+    def test_refusal_of_a_later_filter_is_readable_and_preflight_needs_no_credentials(self):
+        yield self.start(
+            'allow_methods = ["PUT"]\nallow_headers = ["Authorization"]',
+            filters='"cors", "keys"',
+            extra='[filters.keys]\ntype = "api_key"\nkeys = ["secret-key-1"]',
+        )
+        status, _, _ = yield self.fetch(
+            b"OPTIONS",
+            b"https://app.example.com",
+            [(b"Access-Control-Request-Method", b"PUT"),
+             (b"Access-Control-Request-Headers", b"authorization")],
+        )
+        self.assertEqual(status, 204)
+        status, headers, _ = yield self.fetch(origin=b"https://app.example.com")
+        self.assertEqual(status, 401)
+        self.assertEqual(headers[b"access-control-allow-origin"], [b"https://app.example.com"])
+        self.assertEqual(self.backend.requests, [])

@@ -66,7 +66,6 @@ def build_root(
     caches: Optional[Mapping[str, object]] = None,
     switches: Optional[Mapping[int, MaintenanceSwitch]] = None,
     metrics: Optional[Metrics] = None,
-    random: Optional[Random] = None,
 ) -> Router:
     """
     The resource tree of a configuration: the one place it is built, so
@@ -82,13 +81,12 @@ def build_root(
         index; a route without one gets its own (it stays off).
     @param metrics: what counts the copies of mirrored routes (a
         L{Metrics} of their own when not given, as when only explaining).
-    @param random: the draws of splits and mirrors (a new L{Random} when
-        not given; tests give a seeded one).
     """
     if metrics is None:
         metrics = Metrics()
-    if random is None:
-        random = Random()
+    # The draws of splits and mirrors (SplitChooser and Mirror take it,
+    # so that their tests inject a seeded one).
+    random = Random()
 
     def resource_for(route: Route) -> IResource:
         resource = _route_resource(route)
