@@ -23,6 +23,7 @@ from txrevproxy.routing.split import (
     Choice,
     SplitChooser,
 )
+from txrevproxy.tools.lint import check_warnings
 
 from ..support.configs import document, parse, problems
 
@@ -360,3 +361,11 @@ def test_sides_of_a_split_share_one_duration_histogram():
     data = metrics.snapshot()
     assert data["requests"] == {"web\tapi\told\t2xx": 1, "web\tapi\tnew\t5xx": 1}
     assert data["request_duration_seconds"]["web\tapi"][-1] == pytest.approx(0.02)
+
+
+def test_sides_and_mirrors_are_used_upstreams():
+    config = parse(
+        document(route=SPLIT + '\nmirror = "app"', extra=UPSTREAMS)
+        + '[upstreams.spare]\nservers = [{ url = "http://127.0.0.1:9003" }]\n'
+    )
+    assert check_warnings(config) == ["upstreams.spare: unused: no route names it"]
