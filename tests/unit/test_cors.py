@@ -202,3 +202,9 @@ def test_bad_options_are_problems_with_their_key(options, path):
     with pytest.raises(Invalid) as raised:
         cors.OPTIONS(options)
     assert [problem[0] for problem in raised.value.problems] == [path]
+
+
+def test_only_safelisted_methods_send_no_allow_methods():
+    answer = preflight(make(allow_methods=[]), method=b"POST")
+    assert answer.status == 204
+    assert b"Access-Control-Allow-Methods" not in dict(answer.headers)

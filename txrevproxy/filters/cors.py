@@ -223,7 +223,9 @@ class CORS:
             fields.append((b"Access-Control-Allow-Credentials", b"true"))
         return fields
 
-    def preflight(self, origin: bytes, method: bytes, requested: Optional[bytes], private: bool) -> Answer:
+    def preflight(
+        self, origin: bytes, method: bytes, requested: Optional[bytes], private: bool
+    ) -> Answer:
         """
         The answer to a preflight from C{origin} for C{method} with the
         request fields named in C{requested} (an
@@ -239,9 +241,9 @@ class CORS:
         ):
             return Answer(403, self._vary())
         fields = self._origin_fields(origin)
-        fields.append(
-            (b"Access-Control-Allow-Methods", method if self._any_method else self._methods_field)
-        )
+        methods = method if self._any_method else self._methods_field
+        if methods:
+            fields.append((b"Access-Control-Allow-Methods", methods))
         if names:
             fields.append((b"Access-Control-Allow-Headers", b", ".join(names)))
         if self._max_age is not None:
