@@ -9,10 +9,13 @@ from __future__ import annotations
 import random
 
 import pytest
+from twisted.internet.task import Clock
 from twisted.web.http_headers import Headers
 
 from txrevproxy.config.model import SplitOverride, SplitSide
 from txrevproxy.forward import mirror
+from txrevproxy.forward.clientless import ClientlessRequest
+from txrevproxy.forward.resource import ProxyTarget
 from txrevproxy.interfaces import IRequestHandler
 from txrevproxy.observe.metrics import Metrics, render
 from txrevproxy.routing.split import (
@@ -370,3 +373,25 @@ def test_sides_and_mirrors_are_used_upstreams():
         + '[upstreams.spare]\nservers = [{ url = "http://127.0.0.1:9003" }]\n'
     )
     assert check_warnings(config) == ["upstreams.spare: unused: no route names it"]
+
+
+class FullBalancer:
+    """
+    A balancer none of whose backends can take a request now.
+    """
+
+    def lease_now(self, request):
+        return None
+
+    def acquire(self, request):
+        raise AssertionError("a copy waited in the queue")
+
+
+def test_copy_never_waits_for_a_backend():
+    outcomes = []
+    copy = ClientlessRequest(Request(length=0, complete=True), b"0123456789abcdef")
+    copy.started = 0.0
+    mirror.MirrorExchange(
+        copy, ProxyTarget(FullBalancer(), Clock(), 5.0, False), outcomes.append
+    ).start()
+    assert outcomes == [mirror.NO_BACKEND]
