@@ -34,6 +34,9 @@ class ClientlessRequest:
     timed_out = None
     error_cause = None
     error_detail = ""
+    #: Not traced: no client waits on it (for the request tracing that
+    #: reads C{request.trace} on the request's path).
+    trace = None
 
     def __init__(self, request, request_id: bytes) -> None:
         self.method = request.method
