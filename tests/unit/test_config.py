@@ -437,7 +437,7 @@ PROBLEMS = [
         ["upstreams.app.preserve_host: expected true or false, got 1"],
     ),
     # [[routes]]
-    ({"route": ""}, ["routes[0]: a route needs one of upstream, redirect or respond"]),
+    ({"route": ""}, ["routes[0]: a route needs one of upstream, upstreams, redirect or respond"]),
     ({"route": 'upstream = ""'}, ['routes[0].upstream: expected a name, got ""']),
     ({"route": 'upstream = "nosuch"'}, ['routes[0].upstream: no upstream named "nosuch"']),
     ({"route": 'upstream = "ap"'}, ['routes[0].upstream: no upstream named "ap"; did you mean "app"?']),

@@ -67,6 +67,7 @@ class OriginalRequest:
     What a L{BackgroundRequest} copies of the client request behind it.
     """
 
+    method = b"GET"
     uri = path = b"/page"
     clientproto = b"HTTP/1.1"
     connection = None

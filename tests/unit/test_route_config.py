@@ -150,7 +150,7 @@ def test_route_key(text, get, value):
         ('respond = { status = 304, body = "x" }', ["routes[0].respond.body: a 304 response has no body"]),
         (
             'upstream = "app"\nrespond = { status = 503 }',
-            ["routes[0].respond: a route has exactly one of upstream, redirect or respond; this one also has upstream"],
+            ["routes[0].respond: a route has exactly one of upstream, upstreams, redirect or respond; this one also has upstream"],
         ),
         (
             'respond = {}\nstrip_prefix = true\npreserve_host = true\nerror_pages = { 502 = "x.html" }',

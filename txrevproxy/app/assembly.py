@@ -9,6 +9,7 @@ tree in one step.
 from __future__ import annotations
 
 import math
+from random import Random
 from typing import Dict, Mapping, Optional, Sequence
 
 from twisted.web.resource import IResource
@@ -17,11 +18,15 @@ from ..cache.resource import CachingProxyResource
 from ..config.model import Config, ErrorPage, Route
 from ..filters.chain import FilteredResource
 from ..forward.maintenance import MaintenanceSwitch
+from ..forward.mirror import Mirror
 from ..forward.resource import ProxyTarget, ReverseProxyResource
+from ..forward.split import SplitResource
+from ..observe.metrics import Metrics
 from ..routing.redirects import RedirectResource, RespondResource
 from ..routing.response_rewrite import ResponseRewrite
 from ..routing.rewrite import HeaderRewrite, PathRewrite
 from ..routing.router import Router, build_router
+from ..routing.split import SplitChooser
 from ..server.answers import Page
 
 
@@ -47,7 +52,7 @@ def maintenance_switches(
     """
     switches = {}
     for route in routes:
-        if route.upstream is not None:
+        if route.forwards:
             switch = None if route.name is None else previous.get(route.name)
             switches[route.index] = MaintenanceSwitch() if switch is None else switch
     return switches
@@ -60,6 +65,7 @@ def build_root(
     filters: Optional[Mapping[str, object]] = None,
     caches: Optional[Mapping[str, object]] = None,
     switches: Optional[Mapping[int, MaintenanceSwitch]] = None,
+    metrics: Optional[Metrics] = None,
 ) -> Router:
     """
     The resource tree of a configuration: the one place it is built, so
@@ -73,7 +79,14 @@ def build_root(
         (as when only explaining routes) is not cached.
     @param switches: the L{MaintenanceSwitch} of each forwarding route, by
         index; a route without one gets its own (it stays off).
+    @param metrics: what counts the copies of mirrored routes (a
+        L{Metrics} of their own when not given, as when only explaining).
     """
+    if metrics is None:
+        metrics = Metrics()
+    # The draws of splits and mirrors (SplitChooser and Mirror take it,
+    # so that their tests inject a seeded one).
+    random = Random()
 
     def resource_for(route: Route) -> IResource:
         resource = _route_resource(route)
@@ -87,18 +100,65 @@ def build_root(
             return RedirectResource(route.redirect, response_rules)
         if route.respond is not None:
             return RespondResource(route.respond, response_rules)
-        upstream = config.upstreams[route.upstream]
+        mirror = None
+        if route.mirror is not None:
+            mirror = Mirror(
+                _target(route, route.mirror, response_rules, mirrored=True),
+                route.label,
+                route.mirror,
+                route.mirror_percent,
+                route.mirror_max_body,
+                random,
+                metrics,
+            )
+        if not route.upstreams:
+            return _proxy(route, route.upstream, response_rules, mirror)
+        return SplitResource(
+            SplitChooser(route.upstreams, random, route.split_cookie, route.split_override),
+            {
+                side.name: _proxy(route, side.name, response_rules, mirror)
+                for side in route.upstreams
+            },
+            route.split_cookie,
+            route.path,
+        )
+
+    def _proxy(route: Route, name: str, response_rules, mirror) -> IResource:
+        target = _target(route, name, response_rules, mirror=mirror)
+        cache = None if route.cache is None or caches is None else caches.get(route.cache)
+        if cache is not None:
+            return CachingProxyResource(target, cache)
+        return ReverseProxyResource(target)
+
+    def _target(
+        route: Route, name: str, response_rules, mirror=None, mirrored: bool = False
+    ) -> ProxyTarget:
+        """
+        The target of C{route}'s requests to the upstream C{name}: its own
+        upstream, a side of its split, or (C{mirrored}) its mirror, whose
+        timeouts C{mirror_timeout} caps.
+        """
+        upstream = config.upstreams[name]
         preserve_host = (
             upstream.preserve_host
             if route.preserve_host is None
             else route.preserve_host
         )
+
+        def timeout(key: str) -> Optional[float]:
+            value = route.timeout(upstream, key)
+            if mirrored:
+                # A copy never outlasts mirror_timeout (None and 0 are no
+                # limit of its own).
+                return min(value or route.mirror_timeout, route.mirror_timeout)
+            return value
+
         pages = page_table(route.error_pages)
         path_rewrite = PathRewrite.for_route(route)
-        target = ProxyTarget(
-            balancers[route.upstream],
+        return ProxyTarget(
+            balancers[name],
             reactor,
-            route.timeout(upstream, "response_timeout"),
+            timeout("response_timeout"),
             preserve_host,
             upstream.tunnel_idle_timeout,
             path_rewrite=path_rewrite,
@@ -109,10 +169,10 @@ def build_root(
             maintenance=None if switches is None else switches.get(route.index),
             maintenance_retry_after=max(1, math.ceil(route.maintenance_retry_after)),
             forwarded=config.server.forwarded == "add",
-            connect_timeout=route.timeout(upstream, "connect_timeout"),
-            read_timeout=route.timeout(upstream, "read_timeout"),
-            send_timeout=route.timeout(upstream, "send_timeout"),
-            total_timeout=route.timeout(upstream, "total_timeout") or 0.0,
+            connect_timeout=timeout("connect_timeout"),
+            read_timeout=timeout("read_timeout"),
+            send_timeout=timeout("send_timeout"),
+            total_timeout=timeout("total_timeout") or 0.0,
             response_rewrite=ResponseRewrite.for_route(
                 route, upstream, preserve_host, path_rewrite
             ),
@@ -121,10 +181,7 @@ def build_root(
                 if route.pass_backend_banners is None
                 else route.pass_backend_banners
             ),
+            mirror=mirror,
         )
-        cache = None if route.cache is None or caches is None else caches.get(route.cache)
-        if cache is not None:
-            return CachingProxyResource(target, cache)
-        return ReverseProxyResource(target)
 
     return build_router(config.routes, resource_for)

@@ -228,7 +228,7 @@ class Runtime:
                 + [
                     route.connect_timeout
                     for route in config.routes
-                    if route.upstream == name and route.connect_timeout is not None
+                    if name in route.upstream_names and route.connect_timeout is not None
                 ]
             )
             balancer = self.balancers[name] = _balancer(
@@ -243,7 +243,13 @@ class Runtime:
         self.caches = build_caches(config.caches, reactor, previous_caches, metrics, worker)
         self.switches = maintenance_switches(config.routes, previous_switches)
         self.root = build_root(
-            config, self.balancers, reactor, self.filters, self.caches, self.switches
+            config,
+            self.balancers,
+            reactor,
+            self.filters,
+            self.caches,
+            self.switches,
+            metrics,
         )
         self.stores: Dict[str, CertificateStore] = {
             name: CertificateStore(block, reactor)

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from typing import Optional, Set, Tuple
 
-from twisted.web.http_headers import Headers
-from zope.interface import implementer
 
+from ..forward.clientless import ClientlessRequest
 from ..forward.exchange import RESPONDING, ProxyExchange
-from ..interfaces import IProxiedRequest
-from ..server.request import DISCARD, new_request_id
+from ..server.request import new_request_id
 from ..upstream.balancer import SUCCESS
 from . import policy
 from .fetch import Fetch
@@ -200,86 +198,14 @@ class CachingExchange(ProxyExchange):
         super()._end(abort_upstream, outcome)
 
 
-@implementer(IProxiedRequest)
-class BackgroundRequest:
+class BackgroundRequest(ClientlessRequest):
     """
     The request of a revalidation made behind a stale answer
-    (stale-while-revalidate): a copy of the client request that caused it,
-    with no client and no body.  Its response goes to its L{Fetch} only
-    (the exchange is diverted, so nothing is written to it), and
-    L{finished} makes the error answers of the exchange do nothing.
+    (stale-while-revalidate): a GET copy of the client request that caused
+    it, with a request ID of its own.  Its response goes to its L{Fetch}
+    only.
     """
 
-    handler = DISCARD
-    bodyComplete = True
-    bodyLength = 0
-    bodyBytes = 0
-    finished = True
-    error_pages = None
-    response_filters = ()
-    #: Not traced: no client waits on it.
-    trace = None
-
     def __init__(self, request) -> None:
+        super().__init__(request, new_request_id())
         self.method = b"GET"
-        self.uri = request.uri
-        self.path = request.path
-        self.clientproto = request.clientproto
-        self.connection = request.connection
-        self.site = request.site
-        self.request_id = new_request_id()
-        self.requestHeaders = Headers(
-            {name: list(values) for name, values in request.requestHeaders.getAllRawHeaders()}
-        )
-
-    def pauseReading(self) -> None:
-        """
-        Nothing to pause: there is no body to read.
-        """
-
-    def resumeReading(self) -> None:
-        """
-        Nothing to resume: there is no body to read.
-        """
-
-    def requestedUpgrade(self) -> None:
-        """
-        None: a revalidation is a plain GET.
-        """
-        return None
-
-    def holdWrites(self) -> None:
-        """
-        Nothing to hold: there is no client.
-        """
-        return None
-
-    def backendChosen(self, backend) -> None:
-        """
-        Nothing to record: a revalidation is not a client's request, so it
-        is not in the access log nor the request metrics.
-        """
-
-    def backendAnswered(self) -> None:
-        """
-        Nothing to record, as for L{backendChosen}.
-        """
-
-    def writeResponseHead(self, code, reason, headers, length) -> None:
-        """
-        Nothing to write: the response goes to the L{Fetch}, which never
-        passes a revalidation's response on to its request.
-        """
-
-    def writeTrailers(self, trailers) -> None:
-        """
-        Nothing to write, as for the head.
-        """
-
-    def releaseHandler(self) -> None:
-        """
-        The exchange that was the handler ended: fall back to the class's
-        L{DISCARD}, breaking the request-exchange cycle as
-        L{txrevproxy.server.request.ProxyRequest.releaseHandler} does.
-        """
-        self.__dict__.pop("handler", None)

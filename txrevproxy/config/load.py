@@ -30,6 +30,7 @@ from .log import LOG
 from .model import Config, Route, ServerSettings
 from .pages import route_name_problems
 from .routes import ROUTE
+from .splits import split_references
 from .schema import (
     MODEL_DEFAULT,
     Field,
@@ -99,6 +100,7 @@ def _route_references(
     key: str = "upstream",
     tables: str = "upstreams",
     absent: Any = None,
+    what: Optional[str] = None,
 ) -> Iterable[Problem]:
     """
     Every route's upstream (or other C{key} naming one of the C{tables})
@@ -109,6 +111,7 @@ def _route_references(
     @param absent: what stands for the tables when the document has none
         (L{None}: nothing is checked, another problem says they are
         missing).
+    @param what: what the message calls a table (default: C{key}).
     """
     named = data.get(tables, absent)
     routes = data.get("routes")
@@ -116,7 +119,7 @@ def _route_references(
         return
     for index, route in enumerate(routes):
         wanted = route.get(key) if isinstance(route, dict) else None
-        message = missing_reference(wanted, named, key)
+        message = missing_reference(wanted, named, what or key)
         if message:
             yield ("routes[%d].%s" % (index, key), message)
 
@@ -250,6 +253,8 @@ def _validate(document: Document, source: Optional[str]) -> Config:
     problems.extend(_listener_references(data))
     problems.extend(filter_references(data))
     problems.extend(_route_references(data, "cache", "caches", absent={}))
+    problems.extend(_route_references(data, "mirror", what="upstream"))
+    problems.extend(split_references(data))
     problems.extend(_route_conflicts(config.routes))
     problems.extend(route_name_problems(config.routes))
     directory = document.origins.directory

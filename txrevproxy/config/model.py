@@ -642,6 +642,34 @@ class ErrorPage:
 
 
 @attr.s(frozen=True, auto_attribs=True)
+class SplitSide:
+    """
+    One side of a route's split (an entry of its C{upstreams}).
+
+    @ivar name: the upstream's name.
+    @ivar weight: its share of the requests that neither a cookie nor an
+        override sends to a side, against the other sides' weights.
+    """
+
+    name: str
+    weight: int
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class SplitOverride:
+    """
+    A route's C{split_override}: a request field or cookie whose value,
+    when it names a side of the split, sends the request there.
+
+    @ivar header: the field's name, or L{None}.
+    @ivar cookie: the cookie's name, or L{None}.
+    """
+
+    header: Optional[str] = None
+    cookie: Optional[str] = None
+
+
+@attr.s(frozen=True, auto_attribs=True)
 class Route:
     """
     One C{[[routes]]} entry: which requests it matches, and what answers
@@ -695,6 +723,17 @@ class Route:
         the route answers while in maintenance.
     @ivar pass_backend_banners: overrides
         L{ServerSettings.pass_backend_banners} when not None.
+    @ivar upstreams: the sides of a split route (instead of L{upstream}),
+        or empty.
+    @ivar split_cookie: the cookie that keeps a client on the side it was
+        sent to first, or L{None}.
+    @ivar split_override: what forces a side, or L{None}.
+    @ivar mirror: the name of the upstream each request is copied to, or
+        L{None}.
+    @ivar mirror_percent: the share of the requests copied, in percent.
+    @ivar mirror_max_body: the largest request body copied, in bytes.
+    @ivar mirror_timeout: seconds a copy may take, whatever the mirror's
+        upstream allows.
     """
 
     index: int
@@ -737,6 +776,31 @@ class Route:
     intercept_errors: Tuple[int, ...] = ()
     maintenance_retry_after: float = 60.0
     pass_backend_banners: Optional[bool] = None
+    upstreams: Tuple[SplitSide, ...] = ()
+    split_cookie: Optional[str] = None
+    split_override: Optional[SplitOverride] = None
+    mirror: Optional[str] = None
+    mirror_percent: int = 100
+    mirror_max_body: int = 65536
+    mirror_timeout: float = 5.0
+
+    @property
+    def forwards(self) -> bool:
+        """
+        Whether the route forwards to upstreams (one, or a split) rather
+        than answering by itself.
+        """
+        return self.upstream is not None or bool(self.upstreams)
+
+    @property
+    def upstream_names(self) -> Tuple[str, ...]:
+        """
+        The upstreams the route sends requests to: its upstream, or the
+        sides of its split.
+        """
+        if self.upstream is not None:
+            return (self.upstream,)
+        return tuple(side.name for side in self.upstreams)
 
     @property
     def label(self) -> str:

@@ -27,6 +27,8 @@ from .model import (
     ValueMatch,
 )
 from .pages import error_pages, intercepted_statuses, route_name
+from .splits import FIELDS as SPLIT_FIELDS
+from .splits import MIRROR_KEYS, SPLIT_KEYS, split_problems
 from .schema import (
     MODEL_DEFAULT,
     Field,
@@ -468,24 +470,28 @@ FORWARDING_KEYS = (
     "redirect_rewrite",
     "cookie_domain",
     "cookie_path",
-) + TIMEOUT_KEYS
+    "mirror",
+) + TIMEOUT_KEYS + SPLIT_KEYS + MIRROR_KEYS
 
 
 def _one_answer(arguments: Dict[str, Any]) -> Iterable[Problem]:
     """
-    A route is answered by exactly one of its upstream, a redirect or a
-    fixed response; the rewriting keys need an upstream.
+    A route is answered by exactly one of its upstream, its upstreams (a
+    split), a redirect or a fixed response; the rewriting keys need an
+    upstream.
     """
-    answers = [key for key in ("upstream", "redirect", "respond") if key in arguments]
+    answers = [
+        key for key in ("upstream", "upstreams", "redirect", "respond") if key in arguments
+    ]
     if not answers:
-        yield ("", "a route needs one of upstream, redirect or respond")
+        yield ("", "a route needs one of upstream, upstreams, redirect or respond")
     elif len(answers) > 1:
         yield (
             key_path(answers[1]),
-            "a route has exactly one of upstream, redirect or respond; "
+            "a route has exactly one of upstream, upstreams, redirect or respond; "
             "this one also has %s" % (answers[0],),
         )
-    elif answers != ["upstream"]:
+    elif answers[0] not in ("upstream", "upstreams"):
         for key in FORWARDING_KEYS:
             if key in arguments:
                 yield (key_path(key), "only a route with an upstream can use it")
@@ -521,6 +527,7 @@ ROUTE = Table(
         "intercept_errors": Field(intercepted_statuses, default=MODEL_DEFAULT),
         "maintenance_retry_after": Field(duration, default=MODEL_DEFAULT),
         "pass_backend_banners": Field(boolean, default=MODEL_DEFAULT),
+        **SPLIT_FIELDS,
     },
-    checks=(_one_answer,),
+    checks=(_one_answer, split_problems),
 )

@@ -230,7 +230,13 @@ class ProxyExchange:
         if lease is not None:
             self._leased(lease)
             return
-        d = balancer.acquire(request)
+        self._queue(balancer)
+
+    def _queue(self, balancer) -> None:
+        """
+        No backend can take the request now: wait in C{balancer}'s queue.
+        """
+        d = balancer.acquire(self.request)
         d.addCallbacks(self._leased, self._failBeforeResponse)
         if not d.called:
             self._waiting = d

@@ -76,6 +76,8 @@ class ProxyTarget:
         L{txrevproxy.http.headers.response_skipped}).
     @ivar banners: the backend banners the route drops (none when it
         passes them), also from responses served by its cache.
+    @ivar mirror: the route's L{txrevproxy.forward.mirror.Mirror}, which
+        gets a copy of each request it forwards, or L{None}.
     """
 
     def __init__(
@@ -100,6 +102,7 @@ class ProxyTarget:
         maintenance: Optional[MaintenanceSwitch] = None,
         maintenance_retry_after: int = 60,
         pass_banners: bool = False,
+        mirror=None,
     ):
         self.balancer = balancer
         self.clock = clock
@@ -124,6 +127,7 @@ class ProxyTarget:
         self.maintenance_retry_after = maintenance_retry_after
         self.response_skipped = response_skipped(pass_banners)
         self.banners = frozenset() if pass_banners else BACKEND_BANNERS
+        self.mirror = mirror
         self._authorities: Dict[BackendServer, bytes] = {}
 
     def request_head(
@@ -213,6 +217,8 @@ class ReverseProxyResource(Resource):
             )
             return NOT_DONE_YET
         self.forward(request)
+        if target.mirror is not None:
+            target.mirror.copy(request)
         return NOT_DONE_YET
 
     def forward(self, request) -> None:

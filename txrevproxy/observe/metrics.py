@@ -114,6 +114,13 @@ FAMILIES: Dict[str, Tuple[str, str, Tuple[str, ...]]] = {
         "response, read, send, total).",
         ("upstream", "kind"),
     ),
+    "mirror_requests": (
+        "counter",
+        "Copies of requests sent to a route's mirror, by route, mirror "
+        "upstream and result (answered, failed, timeout, no_backend, "
+        "too_large, abandoned).",
+        ("route", "upstream", "result"),
+    ),
     "reloads": (
         "counter",
         "Configuration reloads, by outcome (success or failure).",
@@ -363,6 +370,7 @@ class Metrics:
         self._upstreams: Dict[str, UpstreamStats] = {}
         self._reloads = {"success": 0, "failure": 0}
         self._timeouts: Dict[str, int] = {}
+        self._mirrored: Dict[str, int] = {}
         #: Counters of balancers retired by reloads, added to the current
         #: ones' so that they do not restart: by family, then label key.
         self._carried: Dict[str, Dict[str, int]] = {
@@ -434,6 +442,14 @@ class Metrics:
         key = _key(upstream or "", kind)
         self._timeouts[key] = self._timeouts.get(key, 0) + 1
 
+    def mirrored(self, route: str, upstream: str, result: str) -> None:
+        """
+        Count a copy of a request sent to a route's mirror, by how it
+        ended (see L{txrevproxy.forward.mirror}).
+        """
+        key = _key(route, upstream, result)
+        self._mirrored[key] = self._mirrored.get(key, 0) + 1
+
     def reloaded(self, success: bool) -> None:
         self._reloads["success" if success else "failure"] += 1
 
@@ -478,8 +494,11 @@ class Metrics:
                 if count:
                     # A series appears with its first request.
                     data["requests"][_key(listener, route, upstream, status)] = count
-            data["request_duration_seconds"][_key(listener, route)] = (
-                stats.duration.sample()
+            # A route seen with several upstreams (the sides of a split,
+            # or across a reload) has one histogram.
+            merge_family(
+                data["request_duration_seconds"],
+                {_key(listener, route): stats.duration.sample()},
             )
         for name, stats in self._upstreams.items():
             data["upstream_response_seconds"][name] = stats.response_time.sample()
@@ -492,6 +511,7 @@ class Metrics:
         for outcome, count in self._reloads.items():
             data["reloads"][outcome] = count
         data["timeouts"].update(self._timeouts)
+        data["mirror_requests"].update(self._mirrored)
         for family, values in self._carried.items():
             data[family].update(values)
         for family, values in _balancer_counters(self.balancers).items():

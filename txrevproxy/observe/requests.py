@@ -38,7 +38,8 @@ class RequestObserver:
     position, so that a later request costs a list index, and a route no
     request took has no series.  A request routed by another router (a
     reload re-pointed the listener's connections while it was in flight,
-    or the other way round) is looked up by name.  A route is labelled
+    or the other way round), or by a split route (by the side it took), is
+    looked up by name.  A route is labelled
     with L{txrevproxy.config.model.Route.label}.
 
     C{router} is the listener's L{txrevproxy.routing.router.Router}; only
@@ -73,6 +74,10 @@ class RequestObserver:
             stats, upstream, label = self._unrouted, None, None
             if stats is None:
                 stats = self._unrouted = self._metrics.route(self._listener, "none", None)
+        elif request.split_side is not None:
+            # A split route counts each side as its upstream.
+            upstream, label = request.split_side, request.router.routes[index].label
+            stats = self._metrics.route(self._listener, label, upstream)
         elif request.router is self._router:
             stats, upstream = self._routes[index], self._upstreams[index]
             label = self._labels[index]

@@ -116,6 +116,8 @@ class ProxyRequest(StreamingRequest):
     @ivar ended: when its answer was written, for a request whose log
         line waited for its client (see L{txrevproxy.server.halfclose});
         L{None} otherwise: it is logged as it ends.
+    @ivar split_side: the upstream a split route chose for it (see
+        L{txrevproxy.routing.split}), or L{None}.
     @ivar client_address: the client's address as filters see it, worked
         out on first use by L{txrevproxy.filters.client.client_address},
         which keeps it here; L{None} until then.
@@ -147,6 +149,7 @@ class ProxyRequest(StreamingRequest):
     readingPaused = False
     client_address: Optional[str] = None
     trace = None
+    split_side: Optional[str] = None
 
     def __init__(self, channel, *args, **kwargs) -> None:
         super().__init__(channel, *args, **kwargs)

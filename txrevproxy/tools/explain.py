@@ -24,6 +24,7 @@ from ..app.runtime import Runtime
 from ..config.model import Config, Listener, Route
 from ..filters.chain import FilteredResource
 from ..forward.resource import ReverseProxyResource
+from ..forward.split import SplitResource
 from ..http.status import reason_phrase
 from ..routing.router import ANY_HOST, EXACT_HOST, Candidate, Router
 from ..server.site import ProxySite
@@ -206,8 +207,17 @@ def describe_route(route: Route) -> str:
         )
     elif route.respond is not None:
         answer = "respond %d" % (route.respond.status,)
+    elif route.upstreams:
+        answer = "upstreams %s" % (
+            ", ".join(
+                "%s (weight %d)" % (json.dumps(side.name), side.weight)
+                for side in route.upstreams
+            ),
+        )
     else:
         answer = "upstream %s" % (json.dumps(route.upstream),)
+    if route.mirror is not None:
+        answer += ", mirror %s" % (json.dumps(route.mirror),)
     return "routes[%d] (%s) -> %s" % (route.index, ", ".join(parts), answer)
 
 
@@ -242,6 +252,34 @@ def _filter_names(listener: Listener, chosen) -> str:
     if isinstance(chosen, Candidate):
         names += ["%s (route)" % (name,) for name in chosen.route.filters]
     return ", ".join(names)
+
+
+def _split(resource: SplitResource, route: Route, request) -> Tuple[str, List[str]]:
+    """
+    The side of a split route this request takes, and the lines that say
+    why: an override or the sticky cookie decides, or a draw by weight,
+    which the explanation shows as the heaviest side.
+    """
+    chooser = resource.chooser
+    shares = ", ".join(
+        "%s %g%%" % (name, share) for name, share in chooser.shares().items()
+    )
+    lines = ["split:    %s" % (shares,)]
+    choice = chooser.decided(request.requestHeaders)
+    if choice is not None:
+        lines.append("side:     %s (by the %s)" % (choice.side, choice.reason))
+        return choice.side, lines
+    heaviest = max(route.upstreams, key=lambda side: side.weight).name
+    lines.append(
+        "side:     drawn at random by weight for each request; shown: %s, the "
+        "heaviest" % (heaviest,)
+    )
+    if route.split_cookie is not None:
+        lines.append(
+            "          the %s cookie then keeps the client on the side drawn"
+            % (route.split_cookie,)
+        )
+    return heaviest, lines
 
 
 def _head_lines(data: bytes) -> List[str]:
@@ -327,6 +365,11 @@ def explain(
             "cache:    %s (a stored fresh response would answer; not looked up here)"
             % (chosen.route.cache,)
         )
+    side = None
+    if isinstance(resource, SplitResource):
+        side, explained = _split(resource, chosen.route, request)
+        lines.extend(explained)
+        resource = resource.sides[side]
     if not isinstance(resource, ReverseProxyResource):
         if resource is not None:
             request.renderLeaf(resource)
@@ -338,7 +381,7 @@ def explain(
             + ["  " + line for line in _head_lines(transport.value())]
         )
     target = resource.target
-    upstream = config.upstreams[chosen.route.upstream]
+    upstream = config.upstreams[side or chosen.route.upstream]
     backends = target.balancer.backends
     lines.append("upstream: %s (balance %s)" % (upstream.name, upstream.balance))
     lines.append("backends: %s" % (", ".join(b.server.url for b in backends),))
@@ -346,6 +389,18 @@ def explain(
     sent = target.request_head(request, server, None, request.requestedUpgrade())
     lines.append("sent to %s:" % (server.url,))
     lines.extend("  " + line for line in _head_lines(sent))
+    mirror = target.mirror
+    if mirror is not None:
+        lines.append(
+            "mirror:   %s: a copy of %d%% of the requests, with bodies up to %d "
+            "bytes, within %s s; its answers are dropped"
+            % (
+                mirror.upstream,
+                mirror.percent,
+                mirror.max_body,
+                "%g" % (chosen.route.mirror_timeout,),
+            )
+        )
     rewrite = target.response_rewrite
     if rewrite is None:
         lines.append("response rewrites: none")

@@ -63,7 +63,12 @@ def unused_warnings(config: Config) -> List[str]:
     routes = config.routes
     listeners = config.listeners.values()
     return (
-        _unused("upstreams", config.upstreams, (r.upstream for r in routes), "route")
+        _unused(
+            "upstreams",
+            config.upstreams,
+            [name for r in routes for name in r.upstream_names + (r.mirror,)],
+            "route",
+        )
         + _unused(
             "filters",
             config.filters,
