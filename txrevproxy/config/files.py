@@ -73,6 +73,15 @@ def absolute_paths(config: Config, directory: Directories) -> Config:
             block,
             directory=absolute(prefix, block.directory),
             client_ca=absolute(prefix, block.client_ca),
+            acme=(
+                None
+                if block.acme is None
+                else attr.evolve(
+                    block.acme,
+                    storage=absolute(prefix, block.acme.storage),
+                    ca_bundle=absolute(prefix, block.acme.ca_bundle),
+                )
+            ),
             certificates=tuple(
                 attr.evolve(
                     spec,
