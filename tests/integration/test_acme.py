@@ -9,6 +9,7 @@ is down is retried with backoff while the listeners keep serving.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import socket
 import ssl
@@ -139,7 +140,10 @@ def test_tls_alpn01_on_the_tls_listener_obtains_a_certificate_then_served(tmp_pa
 def test_a_stored_certificate_due_for_renewal_is_served_then_renewed(tmp_path):
     name = "renew.acme.test"
     old_ca, old_key = make_ca()
-    leaf, key = make_leaf(old_ca, old_key, [name], days=2)
+    # Valid for two more days of its lifetime's last quarter: past the
+    # two thirds at which it is renewed.
+    issued = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=6)
+    leaf, key = make_leaf(old_ca, old_key, [name], now=issued, days=8)
     stored = tmp_path / "acme" / "certificates" / name
     stored.mkdir(parents=True)
     (stored / "fullchain.pem").write_bytes(pem(leaf, old_ca))
@@ -151,12 +155,15 @@ def test_a_stored_certificate_due_for_renewal_is_served_then_renewed(tmp_path):
             tls=tls,
             directory=ca.directory,
             name=name,
-            # Two days of lifetime, renewed a year before it ends: due now.
-            extra=', renew_before = "365d"',
+            extra="",
         )
         with proxy(tmp_path, text, tls):
             renewed = served_by(tls, name, ca.intermediate().subject)
     assert renewed.serial_number != leaf.serial_number
+    log = log_of(tmp_path)
+    # It was found and renewed as due, not ordered as missing.
+    assert "no certificate for %s yet" % (name,) not in log
+    assert "obtained a certificate for %s" % (name,) in log
 
 
 def test_a_ca_that_is_down_is_retried_with_backoff_while_serving(tmp_path):
@@ -179,5 +186,5 @@ def test_a_ca_that_is_down_is_retried_with_backoff_while_serving(tmp_path):
         assert placeholder.issuer == placeholder.subject
         assert process.poll() is None
     log = log_of(tmp_path)
-    assert "[warn]" in log or "warn" in log.lower()
+    assert "CertificateManager#warn] tls.main.acme: ordering a certificate" in log
     assert "trying again in 60s" in log

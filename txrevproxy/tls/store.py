@@ -28,7 +28,7 @@ from twisted.logger import Logger
 from .acme.answers import ACME_TLS_PROTOCOL, tls_alpn01_answer
 from .acme.certificates import placeholder
 from .acme.storage import storages_of
-from .files import Entry, KeyPair, collect
+from .files import ACME_ORIGIN, Entry, KeyPair, collect
 from .policy import Policy, apply, apply_ciphers, policy_for
 
 T = TypeVar("T")
@@ -420,6 +420,9 @@ class CertificateStore:
             elif origin in fresh:
                 certificates[origin] = fresh.pop(origin)
         certificates.update(fresh)
+        if ACME_ORIGIN in certificates:
+            # The ACME certificate serves its names before any listed one.
+            certificates.move_to_end(ACME_ORIGIN, last=False)
         for path, message in collection.warnings:
             self.log.warn(
                 "tls.{table}{path}: {warning}",
