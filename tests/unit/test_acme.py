@@ -17,6 +17,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
+from txrevproxy.app.certificates import CertificateManagers
 from txrevproxy.config.model import ACME, TLS, TLSCertificate
 from txrevproxy.tls.acme import manager as manager_module
 from txrevproxy.tls.acme.answers import (
@@ -280,3 +281,63 @@ class AnswerTests(TestCase):
         self.assertEqual(names, ["a.test"])
         self.responder.remove(TLS_ALPN01, "a.test", "token")
         self.assertIsNone(tls_alpn01_answer([self.storage], "a.test"))
+
+
+class ManagersTests(TestCase):
+    """
+    The managers of a process across reloads.
+    """
+
+    TEXT = BASE + (
+        'acme = { email = "a@example.test", directory = "https://ca.test/dir", '
+        'names = ["example.test"], storage = "%s"%s }\n'
+    )
+
+    def setUp(self):
+        self.directory = temporary_directory(self)
+        self.clock = Clock()
+        self.managers = CertificateManagers(self.clock, lambda table: None)
+        self.addCleanup(self.managers.stopService)
+
+    def config(self, extra=""):
+        return parse(self.TEXT % (self.directory, extra))
+
+    def test_a_reload_that_keeps_acme_keeps_the_manager_and_its_timer(self):
+        self.managers.configure(self.config())
+        self.managers.startService()
+        manager = self.managers.managers["default"]
+        due = manager.next_attempt
+        self.assertIsNotNone(due)
+        self.managers.configure(self.config())
+        self.assertIs(self.managers.managers["default"], manager)
+        self.assertEqual(manager.next_attempt, due)
+        self.assertTrue(manager.running)
+
+    def test_a_reload_that_changes_acme_replaces_the_manager(self):
+        self.managers.configure(self.config())
+        self.managers.startService()
+        old = self.managers.managers["default"]
+        self.managers.configure(self.config(', renew_before = "10d"'))
+        new = self.managers.managers["default"]
+        self.assertIsNot(new, old)
+        self.assertFalse(old.running)
+        self.assertTrue(new.running)
+
+    def test_a_reload_that_removes_acme_stops_the_manager(self):
+        self.managers.configure(self.config())
+        self.managers.startService()
+        old = self.managers.managers["default"]
+        directory = temporary_directory(self)
+        leaf, key = leaf_for(["a.test"], issued=datetime.datetime.now(datetime.timezone.utc))
+        (directory / "c.pem").write_bytes(pem(leaf))
+        (directory / "k.pem").write_bytes(key_pem(key))
+        self.managers.configure(
+            parse(
+                BASE
+                + 'certificates = [{ cert = "%s", key = "%s" }]\n'
+                % (directory / "c.pem", directory / "k.pem")
+            )
+        )
+        self.assertEqual(self.managers.managers, {})
+        self.assertFalse(old.running)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
