@@ -22,7 +22,6 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Typ
 
 import attr
 from OpenSSL import SSL
-from OpenSSL.crypto import X509, PKey
 from twisted.logger import Logger
 
 from .acme.answers import ACME_TLS_PROTOCOL, tls_alpn01_answer
@@ -344,8 +343,8 @@ class CertificateStore:
             )
             if answer is not None:
                 certificate, key = answer
-                connection.use_certificate(X509.from_cryptography(certificate))
-                connection.use_privatekey(PKey.from_cryptography_key(key))
+                connection.use_certificate(certificate)
+                connection.use_privatekey(key)
                 return ACME_TLS_PROTOCOL
         return select_protocol(connection, offered)
 
