@@ -13,12 +13,15 @@ import os
 import stat
 
 from cryptography import x509
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
+from twisted.web.http_headers import Headers
 
 from txrevproxy.app.certificates import CertificateManagers
-from txrevproxy.config.model import ACME, TLS, TLSCertificate
+from txrevproxy.config.model import ACME, TLS, ServerSettings, TLSCertificate
+from txrevproxy.routing.acme_challenge import AcmeChallenges
+from txrevproxy.routing.redirects import HttpsRedirect
 from txrevproxy.tls.acme import manager as manager_module
 from txrevproxy.tls.acme.answers import (
     HTTP01,
@@ -27,13 +30,15 @@ from txrevproxy.tls.acme.answers import (
     http01_answer,
     tls_alpn01_answer,
 )
-from txrevproxy.tls.acme.certificates import ACME_IDENTIFIER
+from txrevproxy.tls.acme.certificates import ACME_IDENTIFIER, new_key
+from txrevproxy.tls.acme.client import AcmeClient, AcmeProblem
 from txrevproxy.tls.acme.manager import CertificateManager, challenge_kind
 from txrevproxy.tls.acme.schedule import FIRST_RETRY, LONGEST_RETRY, Backoff, renewal_time
 from txrevproxy.tls.acme.storage import Storage
 from txrevproxy.tls.devcerts import key_pem, make_ca, make_leaf, pem
 from txrevproxy.tls.store import CertificateStore
 
+from ..support.channels import connect
 from ..support.configs import parse, problems
 from ..support.processes import temporary_directory
 from .test_tls_config import LISTENERS
@@ -341,3 +346,102 @@ class ManagersTests(TestCase):
         self.assertEqual(self.managers.managers, {})
         self.assertFalse(old.running)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class ChallengeResourceTests(TestCase):
+    """
+    L{AcmeChallenges} in front of a listener's root (here its redirect to
+    HTTPS), over a real channel.
+    """
+
+    def setUp(self):
+        self.storage = Storage(str(temporary_directory(self)), ("a.test",))
+        Responder(self.storage).put(HTTP01, "a.test", "tok", "tok.thumb")
+        root = AcmeChallenges([self.storage], HttpsRedirect(lambda: 443))
+        _, _, self.channel, self.transport = connect(ServerSettings(), root)
+
+    def get(self, path: bytes) -> bytes:
+        self.channel.dataReceived(b"GET " + path + b" HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        return self.transport.value()
+
+    def test_a_pending_token_is_answered_before_the_redirect(self):
+        response = self.get(b"/.well-known/acme-challenge/tok")
+        self.assertTrue(response.startswith(b"HTTP/1.1 200 "), response)
+        self.assertTrue(response.endswith(b"\r\n\r\ntok.thumb"), response)
+
+    def test_other_requests_reach_the_root(self):
+        response = self.get(b"/.well-known/acme-challenge/unknown")
+        self.assertTrue(response.startswith(b"HTTP/1.1 308 "), response)
+        self.assertIn(b"Location: https://a.test/.well-known/acme-challenge/unknown", response)
+
+
+class FakeResponse:
+    def __init__(self, code, body, headers=()):
+        self.code = code
+        self._body = body
+        self.headers = Headers({b"replay-nonce": [b"bm9uY2U"]})
+        for name, value in headers:
+            self.headers.addRawHeader(name, value)
+
+    def content(self):
+        return succeed(self._body)
+
+
+class FakeCA:
+    """
+    The HTTP client of an L{AcmeClient}: answers each request with the
+    next of C{answers} and records the requests.
+    """
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+        self.requests = []
+
+    def request(self, method, url, **kwargs):
+        self.requests.append((method, url, kwargs))
+        return succeed(self.answers.pop(0))
+
+
+DIRECTORY = FakeResponse(
+    200,
+    b'{"newNonce": "https://ca.test/nonce", "newAccount": "https://ca.test/acct",'
+    b' "newOrder": "https://ca.test/order"}',
+)
+
+
+class ClientTests(TestCase):
+    def client(self, *answers):
+        # Every answer carries a fresh nonce, the directory's too.
+        self.ca = FakeCA(DIRECTORY, *answers)
+        return AcmeClient(self.ca, "https://ca.test/dir", new_key(), Clock())
+
+    def test_a_bad_nonce_is_retried_once_with_a_fresh_one(self):
+        client = self.client(
+            FakeResponse(400, b'{"type": "urn:ietf:params:acme:error:badNonce"}'),
+            FakeResponse(201, b"{}", [(b"location", b"https://ca.test/acct/1")]),
+        )
+        account = self.successResultOf(ensureDeferred(client.register("a@example.test")))
+        self.assertEqual(account, "https://ca.test/acct/1")
+        posts = [each for each in self.ca.requests if each[0] == "POST"]
+        self.assertEqual(len(posts), 2)
+        self.assertEqual(posts[0][2]["headers"][b"Content-Type"], [b"application/jose+json"])
+
+    def test_a_refusal_carries_the_problem_document(self):
+        problem = (
+            b'{"type": "urn:ietf:params:acme:error:rejectedIdentifier",'
+            b' "detail": "example.test is forbidden"}'
+        )
+        client = self.client(FakeResponse(400, problem))
+        failure = self.failureResultOf(
+            ensureDeferred(client.register("a@example.test")), AcmeProblem
+        )
+        self.assertIn("rejectedIdentifier", str(failure.value))
+        self.assertIn("example.test is forbidden", str(failure.value))
+
+    def test_key_authorization_is_the_token_and_the_key_thumbprint(self):
+        client = self.client()
+        token = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA"
+        authorization = client.key_authorization(token)
+        thumbprint = authorization.split(".", 1)[1]
+        self.assertTrue(authorization.startswith(token + "."))
+        self.assertEqual(len(thumbprint), 43)

@@ -12,23 +12,19 @@ downloads the chain.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import josepy as jose
 import treq
 from acme import jws, messages
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import deferLater
-from twisted.logger import Logger
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 
 from ..client import client_tls_trust
 
 #: The media types of RFC 8555.
 JOSE = b"application/jose+json"
-PROBLEM = "application/problem+json"
 PEM_CHAIN = b"application/pem-certificate-chain"
 
 #: How many times an authorization or an order is polled, and the seconds
@@ -75,8 +71,6 @@ class AcmeClient:
     @ivar account: the account's URL once L{register} found it.
     """
 
-    log = Logger()
-
     def __init__(self, http, directory_url: str, key: Any, clock) -> None:
         """
         @param http: a treq L{HTTPClient}.
@@ -90,10 +84,6 @@ class AcmeClient:
         self._directory: Optional[messages.Directory] = None
         self._nonces: List[bytes] = []
         self.account: Optional[str] = None
-
-    @property
-    def key(self) -> jose.JWK:
-        return self._key
 
     async def _request(self, method: str, url: str, **kwargs: Any):
         d = self._http.request(method, url, **kwargs)
