@@ -106,6 +106,20 @@ class ConfigTests(TestCase):
         )
         self.assertIn("DNS-01", found[0])
 
+    def test_a_challenge_without_a_listener_to_answer_it_is_a_problem(self):
+        text = BASE + (
+            'acme = { email = "a@example.test", directory = "https://ca.test/dir", '
+            'names = ["example.test"], challenge = "http-01" }\n'
+        )
+        (found,) = problems(text)
+        self.assertTrue(found.startswith("tls.default.acme.challenge: http-01 "), found)
+        other = text.replace('tls = "default"', "").replace("http-01", "tls-alpn-01")
+        self.assertIn(
+            'tls.default.acme.challenge: tls-alpn-01 is answered on the listeners '
+            'of this table (port 443 for a public CA), and none has tls = "default"',
+            problems(other),
+        )
+
     def test_challenge_is_http01_with_a_plain_listener_else_tls_alpn01(self):
         text = BASE + (
             'acme = { email = "a@example.test", directory = "https://ca.test/dir", '

@@ -292,10 +292,9 @@ class Runtime:
     def _listener_root(self, listener: Listener) -> IResource:
         """
         The root resource of a listener's site: the routes, or the redirect
-        to the HTTPS listener, behind the listener's own filters, and
-        behind the answers to ACME HTTP-01 challenges on a listener without
-        TLS.  The
-        filters are part of the tree, so they change with the site, for
+        to the HTTPS listener, behind the listener's own filters, and on a
+        listener without TLS behind the answers to ACME HTTP-01 challenges.
+        The filters are part of the tree, so they change with the site, for
         connections already open as well (see L{ProxySite.handOver}).
         """
         if listener.redirect_to_https is None:

@@ -41,7 +41,7 @@ from .schema import (
     named_tables,
 )
 from .server import SERVER
-from .tls import TLS_TABLE
+from .tls import TLS_TABLE, acme_challenge_problems
 from .upstreams import UPSTREAM
 
 class ConfigError(Exception):
@@ -237,6 +237,7 @@ def _validate(document: Document, source: Optional[str]) -> Config:
     problems.extend(filter_references(data))
     problems.extend(_route_references(data, "cache", "caches", absent={}))
     problems.extend(_route_conflicts(config.routes))
+    problems.extend(acme_challenge_problems(config))
     problems.extend(route_name_problems(config.routes))
     directory = document.origins.directory
     problems.extend(file_problems(config, directory))

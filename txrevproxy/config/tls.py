@@ -8,11 +8,22 @@ from __future__ import annotations
 from typing import Any, Dict, Iterable
 from urllib.parse import urlsplit
 
-from ..tls.policy import KNOWN_CURVES, PRESETS, below_floor, cipher_problem
 import attr
 
-from .model import ACME, TLS, TLSCertificate
-from .schema import MODEL_DEFAULT, Field, Invalid, Problem, Table, array_of, expected
+from ..tls.acme.answers import HTTP01
+from ..tls.acme.manager import challenge_kind
+from ..tls.policy import KNOWN_CURVES, PRESETS, below_floor, cipher_problem
+from .model import ACME, TLS, Config, TLSCertificate
+from .schema import (
+    MODEL_DEFAULT,
+    Field,
+    Invalid,
+    Problem,
+    Table,
+    array_of,
+    expected,
+    key_path,
+)
 from .values import (
     boolean,
     duration,
@@ -88,7 +99,9 @@ def _directory_url(value: Any) -> str:
     An ACME directory: an https URL (RFC 8555 section 6.1).
     """
     if not isinstance(value, str):
-        raise expected('an https URL such as "https://acme-v02.api.letsencrypt.org/directory"', value)
+        raise expected(
+            'an https URL such as "https://acme-v02.api.letsencrypt.org/directory"', value
+        )
     parts = urlsplit(value)
     if parts.scheme != "https" or not parts.hostname:
         raise Invalid(
@@ -233,3 +246,28 @@ TLS_TABLE = Table(
         _version_within_preset,
     ),
 )
+
+
+def acme_challenge_problems(config: Config) -> Iterable[Problem]:
+    """
+    The challenge of each C{acme} needs a listener to be answered on:
+    HTTP-01 one without tls, TLS-ALPN-01 one of the table's own.
+    """
+    for block in config.tls.values():
+        if block.acme is None:
+            continue
+        where = "tls" + key_path(block.name) + ".acme.challenge"
+        listeners = config.listeners.values()
+        if challenge_kind(config, block) == HTTP01:
+            if not any(listener.tls is None for listener in listeners):
+                yield (
+                    where,
+                    "http-01 is answered on a listener without tls (port 80 "
+                    'for a public CA), and there is none; add one or use "tls-alpn-01"',
+                )
+        elif not any(listener.tls == block.name for listener in listeners):
+            yield (
+                where,
+                "tls-alpn-01 is answered on the listeners of this table (port "
+                '443 for a public CA), and none has tls = "%s"' % (block.name,),
+            )
