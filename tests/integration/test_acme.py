@@ -142,6 +142,24 @@ def test_tls_alpn01_on_the_tls_listener_obtains_a_certificate_then_served(tmp_pa
 
 
 @needs_pebble
+def test_after_a_restart_the_stored_certificate_is_served_at_once(tmp_path):
+    name = "restart.acme.test"
+    http, tls = free_port(), free_port()
+    with pebble(tmp_path, http, tls) as ca:
+        text = CONFIG % dict(
+            http=http, tls=tls, directory=ca.directory, name=name, extra="", server=""
+        )
+        with proxy(tmp_path, text, tls):
+            first = served_by(tls, name, ca.intermediate().subject)
+        with proxy(tmp_path, text, tls) as process:
+            # The first handshake after the start gets it: nothing ordered.
+            assert served(tls, name).serial_number == first.serial_number
+            assert process.poll() is None
+    # The log is the second run's.
+    assert log_of(tmp_path).count("obtained a certificate") == 0
+
+
+@needs_pebble
 def test_with_workers_the_supervisor_orders_and_every_worker_serves_it(tmp_path):
     obtain(tmp_path, "workers.acme.test", server="[server]\nworkers = 2\n")
     log = log_of(tmp_path)
