@@ -431,7 +431,8 @@ class ConfigTests(TestCase):
             self.problems(LISTENERS + '[tls.default]\nmin_version = "1.3"\n'),
             [
                 'tls.default: no certificate: give certificates = [{ cert = "...", '
-                'key = "..." }] or directory = "..."'
+                'key = "..." }], directory = "..." or acme = { email = "...", '
+                'directory = "https://..." }'
             ],
         )
 

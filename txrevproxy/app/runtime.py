@@ -30,11 +30,13 @@ from ..observe.metrics import Metrics
 from ..observe.requests import RequestObserver
 from ..observe.tracing import Tracing
 from ..plugins import balancing_policies
+from ..routing.acme_challenge import AcmeChallenges
 from ..routing.redirects import HttpsRedirect
 from ..server.http2 import NegotiatingSite, PriorKnowledgeSite
 from ..server.proxy_protocol import ProxyHeaderFactory
 from ..server.site import ProxySite
 from ..tls.client import BACKEND_PROTOCOLS, HTTP2_PROTOCOLS
+from ..tls.acme.storage import storages
 from ..tls.server import tls_factory
 from ..tls.store import CertificateStore
 from ..tls.watch import CertificateWatcher
@@ -319,8 +321,9 @@ class Runtime:
     def _listener_root(self, listener: Listener) -> IResource:
         """
         The root resource of a listener's site: the routes, or the redirect
-        to the HTTPS listener, behind the listener's own filters.  The
-        filters are part of the tree, so they change with the site, for
+        to the HTTPS listener, behind the listener's own filters, and on a
+        listener without TLS behind the answers to ACME HTTP-01 challenges.
+        The filters are part of the tree, so they change with the site, for
         connections already open as well (see L{ProxySite.handOver}).
         """
         if listener.redirect_to_https is None:
@@ -332,6 +335,9 @@ class Runtime:
         if listener.filters:
             filters = [self.filters[name] for name in listener.filters]
             root = FilteredResource(filters, root)
+        challenges = storages(self.config)
+        if listener.tls is None and challenges:
+            root = AcmeChallenges(challenges, root)
         return root
 
     def named_switches(self) -> Dict[str, MaintenanceSwitch]:

@@ -26,6 +26,7 @@ from ..observe.tracing import Tracing
 from ..observe.window import MinuteWindow, Window
 from ..tls.stapling import OCSPStapler, ResponderClient
 from ..tls.store import CertificateError
+from .certificates import CertificateManagers
 from .maintenance import find_route, route_states
 from .runtime import Runtime
 
@@ -191,6 +192,8 @@ class ProxyService(MultiService):
     (L{Runtime.services}) are child services: they start and stop
     with this one, and a reload replaces them.  So is L{stapler}, which a
     reload keeps: it is told which certificates are served after each.
+    The ACME certificate managers (L{certificates}) are children too, and
+    outlive reloads as well.
 
     @ivar metrics: the process's L{Metrics}, kept across reloads.
     @ivar stapler: the process's L{OCSPStapler}, which fetches the OCSP
@@ -239,6 +242,11 @@ class ProxyService(MultiService):
         self.stapler.setServiceParent(self)
         self.window = MinuteWindow(self.metrics, reactor)
         self.window.setServiceParent(self)
+        self.certificates = CertificateManagers(reactor, self._certificateRenewed)
+        if not self._inherited:
+            # A worker reads the certificates its supervisor orders.
+            self.certificates.configure(config)
+            self.certificates.setServiceParent(self)
 
     def privilegedStartService(self) -> None:
         self._listen()
@@ -389,6 +397,8 @@ class ProxyService(MultiService):
             return self._reloadFailed([str(error)])
         self._redrain(runtime)
         self._swap(config, runtime, opened)
+        if not self._inherited:
+            self.certificates.configure(config)
         self._config_digest = config_digest(config)
         self.loaded = self._reactor.seconds()
         self.metrics.reloaded(True)
@@ -472,6 +482,14 @@ class ProxyService(MultiService):
         if self.runtime is None:
             return []
         return self.runtime.reload_certificates()
+
+    def _certificateRenewed(self, table: str) -> None:
+        """
+        The ACME certificate of C{table} was stored: serve it now.
+        """
+        store = self.runtime.stores.get(table) if self.runtime is not None else None
+        if store is not None:
+            store.reload()
 
     def reopen_logs(self) -> None:
         """

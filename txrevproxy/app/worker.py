@@ -56,6 +56,7 @@ class ControlProtocol(LineOnlyReceiver):
             "routes": service.routes,
             "set_maintenance": service.set_maintenance,
             "reopen_logs": service.reopen_logs,
+            "reload_certificates": service.reload_certificates,
         }
 
     def lineReceived(self, line: bytes) -> None:

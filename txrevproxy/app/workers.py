@@ -10,7 +10,9 @@ in a single process.  A worker that dies is started again.  The
 supervisor passes SIGHUP, SIGUSR1 and a graceful stop on to every worker,
 and serves the admin API: it asks every worker over a pipe (see
 L{txrevproxy.app.worker}) and answers with the sum of their metrics and the
-list of their states.
+list of their states.  It also orders the ACME certificates (see
+L{txrevproxy.app.certificates}) and has the workers read them once
+stored.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ..config import ConfigError, load_config
 from ..config.model import Config
 from ..observe.metrics import Metrics, Snapshot, merge
 from ..observe.window import merge_windows
+from .certificates import CertificateManagers
 from .gc_nursery import with_nursery
 from .service import config_digest, listen_now, moved_listeners, restart_only_changes
 from .worker import ANSWERS_FD
@@ -147,6 +150,10 @@ class WorkerSupervisor(Service):
         self.metrics = Metrics()
         self._digest = config_digest(config)
         self._restarts: Dict[int, Any] = {}
+        self.certificates = CertificateManagers(
+            reactor, lambda table: self._askAll("reload_certificates")
+        )
+        self.certificates.configure(config)
 
     def privilegedStartService(self) -> None:
         for name, listener in self.config.listeners.items():
@@ -170,6 +177,7 @@ class WorkerSupervisor(Service):
         super().startService()
         for index in range(len(self.workers)):
             self._spawn(index)
+        self.certificates.startService()
 
     def _spawn(self, index: int) -> None:
         self._restarts.pop(index, None)
@@ -252,6 +260,7 @@ class WorkerSupervisor(Service):
                 self.config = config
                 self._digest = config_digest(config)
                 self.loaded = self.reactor.seconds()
+                self.certificates.configure(config)
             return problems
 
         d.addCallback(done)
@@ -363,6 +372,7 @@ class WorkerSupervisor(Service):
         kill one that is still there after that and L{KILL_GRACE}.
         """
         super().stopService()
+        self.certificates.stopService()
         for call in self._restarts.values():
             call.cancel()
         self._restarts = {}

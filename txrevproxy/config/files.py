@@ -34,11 +34,15 @@ def file_problems(config: Config, directory: Directories) -> Iterable[Problem]:
         base = directory(prefix)
         for path, message in collect(block, base).problems:
             yield (prefix + path, message)
-        if block.client_ca is not None:
-            try:
-                read_ca(block.client_ca, base)
-            except FileProblem as problem:
-                yield (prefix + ".client_ca", problem.message)
+        cas = [(".client_ca", block.client_ca)]
+        if block.acme is not None:
+            cas.append((".acme.ca_bundle", block.acme.ca_bundle))
+        for key, ca in cas:
+            if ca is not None:
+                try:
+                    read_ca(ca, base)
+                except FileProblem as problem:
+                    yield (prefix + key, problem.message)
     for upstream in config.upstreams.values():
         prefix = "upstreams" + key_path(upstream.name)
         base = directory(prefix)
@@ -73,6 +77,15 @@ def absolute_paths(config: Config, directory: Directories) -> Config:
             block,
             directory=absolute(prefix, block.directory),
             client_ca=absolute(prefix, block.client_ca),
+            acme=(
+                None
+                if block.acme is None
+                else attr.evolve(
+                    block.acme,
+                    storage=absolute(prefix, block.acme.storage),
+                    ca_bundle=absolute(prefix, block.acme.ca_bundle),
+                )
+            ),
             certificates=tuple(
                 attr.evolve(
                     spec,

@@ -42,7 +42,7 @@ from .schema import (
     named_tables,
 )
 from .server import SERVER
-from .tls import TLS_TABLE
+from .tls import TLS_TABLE, acme_challenge_problems
 from .tracing import TRACING
 from .upstreams import UPSTREAM
 
@@ -256,6 +256,7 @@ def _validate(document: Document, source: Optional[str]) -> Config:
     problems.extend(_route_references(data, "mirror", what="upstream"))
     problems.extend(split_references(data))
     problems.extend(_route_conflicts(config.routes))
+    problems.extend(acme_challenge_problems(config))
     problems.extend(route_name_problems(config.routes))
     directory = document.origins.directory
     problems.extend(file_problems(config, directory))

@@ -230,6 +230,36 @@ class TLSCertificate:
 
 
 @attr.s(frozen=True, auto_attribs=True)
+class ACME:
+    """
+    The C{acme} key of a C{[tls.NAME]} table: one certificate for
+    C{names}, obtained and renewed from an ACME (RFC 8555) CA.
+
+    @ivar email: the account's contact address.
+    @ivar directory: the CA's directory URL.
+    @ivar names: the DNS names of the certificate (the first names its
+        files); empty in the file means the names of the table's
+        C{certificates}, which the loader fills in.
+    @ivar storage: the directory of the account key, the certificates and
+        the pending challenges (absolute once loaded).
+    @ivar challenge: C{"http-01"} or C{"tls-alpn-01"}; L{None}: HTTP-01
+        when a listener without TLS exists, else TLS-ALPN-01.
+    @ivar ca_bundle: a PEM file of the CAs that sign the directory's HTTPS
+        certificate (a test CA such as Pebble's); L{None}: the system's.
+    @ivar renew_before: renew this many seconds before the certificate
+        expires; L{None}: once two thirds of its lifetime have passed.
+    """
+
+    email: str
+    directory: str
+    names: Tuple[str, ...] = ()
+    storage: str = "acme"
+    challenge: Optional[str] = None
+    ca_bundle: Optional[str] = None
+    renew_before: Optional[float] = None
+
+
+@attr.s(frozen=True, auto_attribs=True)
 class TLS:
     """
     One C{[tls.NAME]} table: the certificates a TLS listener serves.
@@ -258,6 +288,7 @@ class TLS:
     @ivar watch: how often, in seconds, the certificate, key and OCSP
         files are checked for changes (and read again when they changed);
         L{None}: only on reload.
+    @ivar acme: certificates obtained from an ACME CA; L{None}: none.
     """
 
     name: str
@@ -272,6 +303,7 @@ class TLS:
     ciphers: Optional[str] = None
     curves: Tuple[str, ...] = ("X25519", "prime256v1", "secp384r1")
     watch: Optional[float] = 30.0
+    acme: Optional[ACME] = None
 
 
 @attr.s(frozen=True, auto_attribs=True)

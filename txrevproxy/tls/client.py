@@ -61,6 +61,21 @@ class UnverifiedClientTLS:
         return connection
 
 
+def client_tls_trust(ca: Optional[str]):
+    """
+    The authorities a TLS client trusts: those of the PEM file C{ca}, or
+    the platform's when L{None}.
+
+    @raise txrevproxy.tls.files.FileProblem: when the C{ca} file cannot be
+        read.
+    """
+    if ca is None:
+        return platformTrust()
+    return trustRootFromCertificates(
+        [Certificate.load(each.public_bytes(Encoding.DER)) for each in read_ca(ca)]
+    )
+
+
 def client_tls(
     server_name: str,
     ca: Optional[str] = None,
@@ -83,15 +98,9 @@ def client_tls(
     """
     if not verify:
         return UnverifiedClientTLS(server_name, protocols)
-    if ca is None:
-        trust = platformTrust()
-    else:
-        trust = trustRootFromCertificates(
-            [Certificate.load(each.public_bytes(Encoding.DER)) for each in read_ca(ca)]
-        )
     return optionsForClientTLS(
         server_name,
-        trustRoot=trust,
+        trustRoot=client_tls_trust(ca),
         acceptableProtocols=list(protocols),
         extraCertificateOptions={"raiseMinimumTo": TLSVersion.TLSv1_2},
     )

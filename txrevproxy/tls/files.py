@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtensionOID
 
+from .acme.storage import Storage
 from .ocsp import issuer_of, responder_url
 
 #: A problem, as in L{txrevproxy.config.schema}: a key path relative to
@@ -438,9 +439,40 @@ def collect(
                     "with NAME/privkey.pem, for DNS names)" % (block.directory,),
                 )
             )
-    problems.extend(_served_twice(entries))
-    problems.extend(_default_problems(block.default, entries, problems))
+    acme_names: Tuple[str, ...] = ()
+    if block.acme is not None:
+        acme_names = block.acme.names
+        _add_acme(block, base, now, collection)
+    problems.extend(_served_twice([e for e in entries if e.origin != ACME_ORIGIN]))
+    problems.extend(_default_problems(block.default, entries, problems, acme_names))
     return collection
+
+
+#: The L{Entry.origin} of a table's ACME certificate.
+ACME_ORIGIN = "acme"
+
+
+def _add_acme(
+    block: Any, base: str, now: Optional[datetime.datetime], collection: Collection
+) -> None:
+    """
+    Put the ACME certificate of C{block} first among the entries, so that
+    it serves its names before any listed certificate (which serve them
+    until it is obtained).  One not obtained yet is no problem, and one
+    that cannot be used (expired while the CA was unreachable) is a
+    warning: the other certificates, or a placeholder, serve meanwhile.
+    """
+    storage = Storage.of(block.acme)
+    if not os.path.exists(os.path.join(base, storage.chain)):
+        return
+    try:
+        pair = read_pair(storage.chain, storage.key, base, now)
+    except FileProblem as problem:
+        collection.warnings.append(
+            (".acme", "%s; renewing it" % (problem.message,))
+        )
+        return
+    collection.entries.insert(0, Entry(ACME_ORIGIN, block.acme.names, pair))
 
 
 def _served_twice(entries: Sequence[Entry]) -> Iterator[Problem]:
@@ -461,13 +493,18 @@ def _served_twice(entries: Sequence[Entry]) -> Iterator[Problem]:
 
 
 def _default_problems(
-    default: Optional[str], entries: Sequence[Entry], problems: Sequence[Problem]
+    default: Optional[str],
+    entries: Sequence[Entry],
+    problems: Sequence[Problem],
+    acme_names: Sequence[str],
 ) -> Iterator[Problem]:
     if default is None or problems:
         # A default naming a certificate that failed to load is told by
         # that certificate's own problem.
         return
-    names = [name for entry in entries for name in entry.names]
+    names = list(
+        dict.fromkeys([name for entry in entries for name in entry.names] + list(acme_names))
+    )
     if default not in names:
         yield (
             ".default",

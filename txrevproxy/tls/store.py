@@ -24,7 +24,10 @@ import attr
 from OpenSSL import SSL
 from twisted.logger import Logger
 
-from .files import Entry, KeyPair, collect
+from .acme.answers import ACME_TLS_PROTOCOL, tls_alpn01_answer
+from .acme.certificates import placeholder
+from .acme.storage import storages_of
+from .files import ACME_ORIGIN, Entry, KeyPair, collect
 from .policy import Policy, apply, apply_ciphers, policy_for
 
 T = TypeVar("T")
@@ -153,6 +156,7 @@ def server_context(
     on_server_name,
     client_auth=None,
     staple: Optional[StapleSlot] = None,
+    select=select_protocol,
 ) -> SSL.Context:
     """
     A server context for one certificate with its table's TLS policy
@@ -171,6 +175,7 @@ def server_context(
     @param staple: the slot of the certificate's OCSP responses, for a
         certificate that staples; OpenSSL asks the context the SNI callback
         switched to, so each certificate staples its own.
+    @param select: the ALPN callback (see L{select_protocol}).
     """
     context = SSL.Context(SSL.TLS_SERVER_METHOD)
     apply(context, policy)
@@ -182,7 +187,7 @@ def server_context(
     context.set_session_id(session_id)
     context.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
     context.set_tlsext_servername_callback(on_server_name)
-    context.set_alpn_select_callback(select_protocol)
+    context.set_alpn_select_callback(select)
     if client_auth is not None:
         ca_file, required = client_auth
         mode = SSL.VERIFY_PEER
@@ -277,6 +282,7 @@ class CertificateStore:
         self._seconds = time.time if clock is None else clock.seconds
         self._served: Optional[_Served] = None
         self._reloaded: List[Callable[[], None]] = []
+        self._acme = storages_of(block)
         problems = self._load()
         if problems:
             raise CertificateError(problems)
@@ -320,6 +326,28 @@ class CertificateStore:
         if context is not connection.get_context():
             connection.set_context(context)
 
+    def _select_protocol(
+        self, connection: SSL.Connection, offered: Sequence[bytes]
+    ) -> bytes:
+        """
+        The ALPN callback of a table with C{acme}: a client offering
+        C{acme-tls/1} for a name with a pending TLS-ALPN-01 challenge (a
+        CA validating, RFC 8737) gets the challenge certificate and that
+        protocol alone.  The callback runs before OpenSSL picks the
+        certificate, so setting it on the connection here is in time.
+        """
+        if ACME_TLS_PROTOCOL in offered:
+            name = connection.get_servername()
+            answer = tls_alpn01_answer(
+                self._acme, name.decode("ascii", "replace") if name else None
+            )
+            if answer is not None:
+                certificate, key = answer
+                connection.use_certificate(certificate)
+                connection.use_privatekey(key)
+                return ACME_TLS_PROTOCOL
+        return select_protocol(connection, offered)
+
     def reload(self) -> List[str]:
         """
         Read every certificate (and OCSP response) again and serve the new
@@ -350,6 +378,10 @@ class CertificateStore:
             else (block.client_ca, block.client_auth == "require")
         )
         collection = collect(block)
+        if not collection.entries and block.acme is not None:
+            # Nothing to serve until the ACME certificate comes.
+            collection.entries.append(placeholder(block.acme.names))
+        select = select_protocol if not self._acme else self._select_protocol
         policy = policy_for(block)
         session_id = session_id_context(block.name)
         previous = self._served.certificates if self._served is not None else {}
@@ -376,6 +408,7 @@ class CertificateStore:
                 self._on_server_name,
                 client_auth,
                 slot,
+                select,
             )
             fresh[entry.origin] = ServedCertificate(entry, context, slot)
         # Keep the table's order, so that the first certificate stays the
@@ -386,6 +419,9 @@ class CertificateStore:
             elif origin in fresh:
                 certificates[origin] = fresh.pop(origin)
         certificates.update(fresh)
+        if ACME_ORIGIN in certificates:
+            # The ACME certificate serves its names before any listed one.
+            certificates.move_to_end(ACME_ORIGIN, last=False)
         for path, message in collection.warnings:
             self.log.warn(
                 "tls.{table}{path}: {warning}",

@@ -21,6 +21,7 @@ from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from .acme.storage import Storage
 from .files import FileProblem, directory_pairs
 
 #: What tells that a file changed: its device, inode, size and modification
@@ -31,8 +32,9 @@ FileState = Optional[Tuple[int, int, int, int]]
 def watched_files(block) -> List[str]:
     """
     The files of a C{[tls.NAME]} table: each certificate's C{cert},
-    C{key} and C{ocsp}, and for C{directory} the directory itself (a pair
-    added or removed changes it) and the files of every pair in it.
+    C{key} and C{ocsp}, for C{directory} the directory itself (a pair
+    added or removed changes it) and the files of every pair in it, and
+    for C{acme} the certificate and key in its storage.
     """
     paths: List[str] = []
     for spec in block.certificates:
@@ -44,6 +46,10 @@ def watched_files(block) -> List[str]:
                 paths += [cert, key, os.path.dirname(cert)]
         except FileProblem:
             pass
+    if block.acme is not None:
+        # Where the process that orders writes the certificate.
+        storage = Storage.of(block.acme)
+        paths += [storage.chain, storage.key]
     return list(dict.fromkeys(paths))
 
 
