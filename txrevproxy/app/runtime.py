@@ -9,7 +9,7 @@ swaps it in; nothing in a runtime is patched in place.
 from __future__ import annotations
 
 import random
-from typing import Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from twisted.web.resource import IResource
 
 from ..cache.shared import SharedCache, build_caches
-from ..config.model import Config, Listener, Upstream
+from ..config.model import BackendServer, Config, Listener, Upstream
 from ..filters.build import build_filters
 from ..filters.chain import FilteredResource
 from ..forward.maintenance import MaintenanceSwitch
@@ -37,6 +37,7 @@ from ..tls.server import tls_factory
 from ..tls.store import CertificateStore
 from ..tls.watch import CertificateWatcher
 from ..upstream.balancer import Backend, Balancer
+from ..upstream.discovery import Discovery, make_resolver
 from ..upstream.h2pool import H2ConnectionPool
 from ..upstream.health import HealthChecker
 from ..upstream.pool import ConnectionPool, backend_endpoint
@@ -114,28 +115,51 @@ def _balancer(
     reactor,
     policies: Mapping[str, IBalancingPolicy],
     connect_timeout: float,
-) -> Balancer:
+    resolvers: Dict[Tuple[Tuple[str, int], ...], Any],
+    default_resolvers: Tuple[Tuple[str, int], ...],
+) -> Tuple[Balancer, List[Discovery]]:
     """
     The balancer of one upstream: a backend with its connection pool for
-    each server, and the picker of the upstream's policy.
+    each server, and the picker of the upstream's policy; and a
+    L{Discovery} for each of its C{dns} and C{srv} entries, which adds
+    their backends as they are found.
 
     @param policies: the installed balancing policies, by name.
     @param connect_timeout: the longest connect timeout of the upstream and
         the routes to it, the endpoints' own; a route that asks for less
         has its pool apply it.
+    @param resolvers: the resolvers made so far, by their DNS servers,
+        shared by the upstreams that name the same ones.
+    @param default_resolvers: C{[server] resolvers}.
     """
-    backends = [
-        Backend(
+
+    def make_backend(server: BackendServer) -> Backend:
+        return Backend(
             server,
             _backend_pool(upstream, server, reactor, connect_timeout),
             reactor,
             upstream.slow_start,
         )
-        for server in upstream.servers
-    ]
+
+    backends = [make_backend(server) for server in upstream.servers if server.lookup is None]
     policy = policies[upstream.balance]
-    picker = policy.picker(upstream, backends, reactor, random.Random())
-    return Balancer(upstream, backends, picker, reactor)
+    rng = random.Random()
+
+    def remake_picker(backends):
+        return policy.picker(upstream, backends, reactor, rng)
+
+    balancer = Balancer(upstream, backends, remake_picker(backends), reactor, remake_picker)
+    discoveries = []
+    if upstream.lookups:
+        servers = upstream.resolvers if upstream.resolvers is not None else default_resolvers
+        resolver = resolvers.get(servers)
+        if resolver is None:
+            resolver = resolvers[servers] = make_resolver(servers, reactor)
+        discoveries = [
+            Discovery(balancer, entry, resolver, make_backend, reactor)
+            for entry in upstream.lookups
+        ]
+    return balancer, discoveries
 
 
 def _subject_header(config: Config, listener) -> Optional[bytes]:
@@ -167,6 +191,8 @@ class Runtime:
         which keeps their stores.
     @ivar health_checkers: the L{HealthChecker} of each upstream with a
         C{health} table, for the service to start and stop.
+    @ivar discoveries: the L{Discovery} of each C{dns} and C{srv} server
+        entry, for the service to start and stop.
     @ivar watchers: the L{CertificateWatcher} of each store whose table
         C{watch}es its files, for the service to start and stop.
     @ivar ports: the port each listener listens on, once it does (an HTTP
@@ -198,6 +224,8 @@ class Runtime:
             access_log = AccessLog(reactor)
         self.balancers: Dict[str, Balancer] = {}
         self.health_checkers: List[HealthChecker] = []
+        self.discoveries: List[Discovery] = []
+        resolvers: Dict[Tuple[Tuple[str, int], ...], Any] = {}
         policies = balancing_policies()
         for name, upstream in config.upstreams.items():
             _warn_unverified(upstream)
@@ -209,9 +237,16 @@ class Runtime:
                     if route.upstream == name and route.connect_timeout is not None
                 ]
             )
-            balancer = self.balancers[name] = _balancer(
-                upstream, reactor, policies, connect_timeout
+            balancer, discoveries = _balancer(
+                upstream,
+                reactor,
+                policies,
+                connect_timeout,
+                resolvers,
+                config.server.resolvers,
             )
+            self.balancers[name] = balancer
+            self.discoveries.extend(discoveries)
             if upstream.health is not None:
                 self.health_checkers.append(
                     HealthChecker(balancer, upstream.health, reactor, random.Random())
@@ -261,10 +296,11 @@ class Runtime:
     @property
     def services(self) -> List[Service]:
         """
-        What runs on a timer while this runtime serves: its health checkers
-        and certificate watchers, children of the proxy service.
+        What runs on a timer while this runtime serves: its DNS lookups,
+        health checkers and certificate watchers, children of the proxy
+        service.
         """
-        return self.health_checkers + self.watchers
+        return self.discoveries + self.health_checkers + self.watchers
 
     def _listener_factory(
         self, listener: Listener, site: ProxySite, reactor

@@ -1,0 +1,225 @@
+"""
+Backends found in the DNS, over real sockets: a DNS server of the test's
+own serves a zone whose records change while requests flow through the
+proxy to real HTTP backends on 127.0.0.x.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.trial.unittest import TestCase
+from twisted.web import resource, server
+
+from txrevproxy.app.service import ProxyService
+from txrevproxy.config.model import BackendServer, Config, Listener, Route, ServerSettings, Upstream
+
+from ..support.dns_zone import Zone, a, serve_zone, srv
+from ..support.loopback import raw_exchange
+
+#: The longest time an answer is kept: the records' TTL (1s) is clamped
+#: to it, so that the test does not wait seconds for a change.
+REFRESH = 0.05
+
+
+class Named(resource.Resource):
+    """
+    A backend that answers with its name; a request for C{/slow} is held
+    until the test calls L{finish_slow}.
+    """
+
+    isLeaf = True
+
+    def __init__(self, name: bytes) -> None:
+        super().__init__()
+        self.name = name
+        self.slow: List = []
+        self.slow_arrived: Deferred = Deferred()
+
+    def render(self, request):
+        if request.path == b"/slow":
+            self.slow.append(request)
+            if not self.slow_arrived.called:
+                self.slow_arrived.callback(None)
+            return server.NOT_DONE_YET
+        return self.name
+
+    def finish_slow(self) -> None:
+        for request in self.slow:
+            request.setHeader(b"content-length", b"%d" % (len(self.name),))
+            request.write(self.name)
+            request.finish()
+
+
+def get(port: int, path: bytes = b"/") -> Deferred:
+    """
+    One GET through the proxy: a Deferred of (status code, body).
+    """
+    d = raw_exchange(
+        port, b"GET %s HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n" % (path,)
+    )
+    return d.addCallback(
+        lambda raw: (int(raw.split(b" ", 2)[1]), raw.partition(b"\r\n\r\n")[2])
+    )
+
+
+def lookup_config(entry: BackendServer, dns_port: int) -> Config:
+    return Config(
+        server=ServerSettings(),
+        listeners={"web": Listener("web", "tcp:0:interface=127.0.0.1")},
+        upstreams={
+            "app": Upstream(
+                "app",
+                (entry,),
+                resolvers=(("127.0.0.1", dns_port),),
+                dns_min_ttl=REFRESH,
+                dns_max_ttl=REFRESH,
+                retries=0,
+            )
+        },
+        routes=(Route(0, "app", "/"),),
+    )
+
+
+class DiscoveryTests(TestCase):
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.zone = Zone("app.test")
+        self.dns_port = serve_zone(self.zone, self)
+
+    @inlineCallbacks
+    def _backend(self, name: bytes, host: str = "127.0.0.1", number: int = 0):
+        """
+        A L{Named} backend listening on C{host}:C{number} until the end of
+        the test: the resource, and its port number.
+        """
+        named = Named(name)
+        endpoint = TCP4ServerEndpoint(reactor, number, interface=host)
+        port = yield endpoint.listen(server.Site(named))
+        self.addCleanup(port.stopListening)
+        return named, port.getHost().port
+
+    def _proxy(self, entry: BackendServer):
+        service = ProxyService(lookup_config(entry, self.dns_port), reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+        return service, service.ports[0].getHost().port
+
+    def _changes(self, service: ProxyService) -> List[Deferred]:
+        """
+        Deferreds fired by the balancer's changes of backends, in order:
+        a test takes the next with C{changes.pop(0)} before it changes
+        the zone.
+        """
+        balancer = service.runtime.balancers["app"]
+        change = balancer.change
+        waiting: List[Deferred] = []
+
+        def watch(added, removed, ramp=True):
+            change(added, removed, ramp)
+            if (added or removed) and waiting:
+                waiting.pop(0).callback((added, removed))
+
+        balancer.change = watch
+        return waiting
+
+    def _next_change(self, waiting: List[Deferred]) -> Deferred:
+        d: Deferred = Deferred()
+        waiting.append(d)
+        return d
+
+    @inlineCallbacks
+    def test_srv_change_adds_new_target_and_drains_the_one_that_left(self):
+        backends = {}
+        for name in (b"one", b"two", b"three"):
+            backends[name] = yield self._backend(name)
+        port = {name: number for name, (_, number) in backends.items()}
+        self.zone.set("_http._tcp.app.test", srv(
+            (10, 1, port[b"one"], "one.app.test"),
+            (10, 1, port[b"two"], "two.app.test"),
+        ))
+        for name in ("one", "two", "three"):
+            self.zone.set("%s.app.test" % (name,), a("127.0.0.1"))
+        entry = BackendServer(
+            "http://_http._tcp.app.test", "http", "_http._tcp.app.test", 0, lookup="srv"
+        )
+        service, proxy = self._proxy(entry)
+        waiting = self._changes(service)
+
+        answers = yield gatherResults([get(proxy) for _ in range(6)])
+        self.assertEqual({status for status, _ in answers}, {200})
+        self.assertEqual({body for _, body in answers}, {b"one", b"two"})
+
+        # A slow request reaches "two" (round robin: within two requests).
+        slow = [get(proxy, b"/slow") for _ in range(2)]
+        yield backends[b"two"][0].slow_arrived
+
+        changed = self._next_change(waiting)
+        self.zone.set("_http._tcp.app.test", srv(
+            (10, 1, port[b"one"], "one.app.test"),
+            (10, 1, port[b"three"], "three.app.test"),
+        ))
+        added, removed = yield changed
+        self.assertEqual([b.server.port for b in added], [port[b"three"]])
+        self.assertEqual([b.server.port for b in removed], [port[b"two"]])
+        balancer = service.runtime.balancers["app"]
+        self.assertEqual(balancer.leaving, list(removed))
+
+        answers = yield gatherResults([get(proxy) for _ in range(10)])
+        self.assertEqual({status for status, _ in answers}, {200})
+        self.assertEqual({body for _, body in answers}, {b"one", b"three"})
+
+        backends[b"two"][0].finish_slow()
+        backends[b"one"][0].finish_slow()
+        slow_answers = yield gatherResults(slow)
+        self.assertIn((200, b"two"), slow_answers)
+        self.assertEqual(balancer.leaving, [])
+
+    @inlineCallbacks
+    def test_a_records_keep_the_backends_that_stay_with_their_drain(self):
+        first, number = yield self._backend(b"two", "127.0.0.2")
+        second, _ = yield self._backend(b"three", "127.0.0.3", number)
+        third, _ = yield self._backend(b"four", "127.0.0.4", number)
+        self.zone.set("app.test", a("127.0.0.2", "127.0.0.3"))
+        entry = BackendServer(
+            "http://app.test:%d" % (number,), "http", "app.test", number, lookup="dns"
+        )
+        service, proxy = self._proxy(entry)
+        waiting = self._changes(service)
+        answers = yield gatherResults([get(proxy) for _ in range(4)])
+        self.assertEqual({body for _, body in answers}, {b"two", b"three"})
+
+        balancer = service.runtime.balancers["app"]
+        drained = balancer.backend("http://127.0.0.2:%d" % (number,))
+        service.set_draining("app", drained.server.url, True)
+
+        changed = self._next_change(waiting)
+        self.zone.set("app.test", a("127.0.0.2", "127.0.0.3", "127.0.0.4"))
+        yield changed
+        self.assertIs(balancer.backend("http://127.0.0.2:%d" % (number,)), drained)
+        self.assertTrue(drained.draining)
+        # The name the address was found under is its Host and TLS name.
+        self.assertEqual(drained.server.authority, "app.test:%d" % (number,))
+        answers = yield gatherResults([get(proxy) for _ in range(6)])
+        self.assertEqual({body for _, body in answers}, {b"three", b"four"})
+
+    @inlineCallbacks
+    def test_an_unresolvable_name_answers_503_until_it_resolves(self):
+        backend, number = yield self._backend(b"late")
+        entry = BackendServer(
+            "http://late.app.test:%d" % (number,), "http", "late.app.test", number,
+            lookup="dns",
+        )
+        service, proxy = self._proxy(entry)
+        waiting = self._changes(service)
+        status, _ = yield get(proxy)
+        self.assertEqual(status, 503)
+
+        changed = self._next_change(waiting)
+        self.zone.set("late.app.test", a("127.0.0.1"))
+        yield changed
+        self.assertEqual((yield get(proxy)), (200, b"late"))
