@@ -9,7 +9,7 @@ swaps it in; nothing in a runtime is patched in place.
 from __future__ import annotations
 
 import random
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
@@ -117,6 +117,7 @@ def _balancer(
     connect_timeout: float,
     resolvers: Dict[Tuple[Tuple[str, int], ...], Any],
     default_resolvers: Tuple[Tuple[str, int], ...],
+    previous_lookups: Mapping[Tuple[str, BackendServer], Sequence[BackendServer]],
 ) -> Tuple[Balancer, List[Discovery]]:
     """
     The balancer of one upstream: a backend with its connection pool for
@@ -131,6 +132,8 @@ def _balancer(
     @param resolvers: the resolvers made so far, by their DNS servers,
         shared by the upstreams that name the same ones.
     @param default_resolvers: C{[server] resolvers}.
+    @param previous_lookups: what the entries found in the runtime a
+        reload replaces (see L{Runtime.found_servers}).
     """
 
     def make_backend(server: BackendServer) -> Backend:
@@ -156,7 +159,14 @@ def _balancer(
         if resolver is None:
             resolver = resolvers[servers] = make_resolver(servers, reactor)
         discoveries = [
-            Discovery(balancer, entry, resolver, make_backend, reactor)
+            Discovery(
+                balancer,
+                entry,
+                resolver,
+                make_backend,
+                reactor,
+                previous_lookups.get((upstream.name, entry), ()),
+            )
             for entry in upstream.lookups
         ]
     return balancer, discoveries
@@ -202,6 +212,10 @@ class Runtime:
         route index; a reload passes those of named routes to the new
         runtime (C{previous_switches}, by name), so maintenance outlasts it.
 
+    The C{dns} and C{srv} entries of upstreams start with the servers
+    they found in the runtime a reload replaced (C{previous_lookups}, by
+    upstream name and entry).
+
     Each site counts its requests in C{metrics} (a new L{Metrics} when not
     given) and writes them to C{access_log} (none when not given).  In a
     worker process, C{worker} is its index (see L{build_caches}).
@@ -216,6 +230,7 @@ class Runtime:
         access_log: Optional[AccessLog] = None,
         previous_switches: Mapping[str, MaintenanceSwitch] = {},
         worker: Optional[int] = None,
+        previous_lookups: Mapping[Tuple[str, BackendServer], Sequence[BackendServer]] = {},
     ) -> None:
         self.config = config
         self._reactor = reactor
@@ -244,6 +259,7 @@ class Runtime:
                 connect_timeout,
                 resolvers,
                 config.server.resolvers,
+                previous_lookups,
             )
             self.balancers[name] = balancer
             self.discoveries.extend(discoveries)
@@ -340,6 +356,19 @@ class Runtime:
             filters = [self.filters[name] for name in listener.filters]
             root = FilteredResource(filters, root)
         return root
+
+    def found_servers(self) -> Dict[Tuple[str, BackendServer], Tuple[BackendServer, ...]]:
+        """
+        The servers each C{dns} and C{srv} entry found last, by upstream
+        name and entry, for the runtime a reload builds
+        (C{previous_lookups}): it starts with them rather than with none.
+        """
+        return {
+            (discovery.upstream, discovery.entry): tuple(
+                backend.server for backend in discovery.held
+            )
+            for discovery in self.discoveries
+        }
 
     def named_switches(self) -> Dict[str, MaintenanceSwitch]:
         """

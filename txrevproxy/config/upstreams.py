@@ -12,12 +12,11 @@ from .model import BackendServer, HealthCheck, OutlierDetection, Sticky, Upstrea
 from .schema import (
     MODEL_DEFAULT,
     Field,
-    Invalid,
     Problem,
     Table,
+    TableForms,
     array_of,
     describe,
-    expected,
     key_path,
 )
 from .values import (
@@ -145,41 +144,14 @@ SRV_SERVER = Table(
     checks=(_tls_keys_need_https,),
 )
 
-#: The server entry forms, by the key that names each.
-_SERVER_FORMS = {"url": URL_SERVER, "dns": DNS_SERVER, "srv": SRV_SERVER}
-
-
-def server_entry(value: Any) -> BackendServer:
-    """
-    One entry of C{servers}: exactly one of C{url} (a server of its own),
-    C{dns} (every address of a name's A and AAAA records) or C{srv} (the
-    targets of a name's SRV records).
-    """
-    if not isinstance(value, dict):
-        raise expected("a table", value)
-    forms = [key for key in _SERVER_FORMS if key in value]
-    if not forms:
-        raise Invalid(
-            problems=[
-                (
-                    ".url",
-                    "required key is missing (or dns, a name whose addresses are "
-                    "the servers, or srv, a name whose SRV records are)",
-                )
-            ]
-        )
-    if len(forms) > 1:
-        raise Invalid(
-            problems=[
-                (
-                    key_path(key),
-                    "a server entry has one of url, dns or srv, not %s"
-                    % (" and ".join(forms),),
-                )
-                for key in forms[1:]
-            ]
-        )
-    return _SERVER_FORMS[forms[0]](value)
+#: One entry of C{servers}: exactly one of C{url} (a server of its own),
+#: C{dns} (every address of a name's A and AAAA records) or C{srv} (the
+#: targets of a name's SRV records).
+SERVER_ENTRY = TableForms(
+    {"url": URL_SERVER, "dns": DNS_SERVER, "srv": SRV_SERVER},
+    missing="required key is missing (or dns, a name whose addresses are the "
+    "servers, or srv, a name whose SRV records are)",
+)
 
 
 STICKY = Table(
@@ -288,7 +260,7 @@ UPSTREAM = Table(
     Upstream,
     {
         "servers": Field(
-            array_of(server_entry, min_items=1, what="an array of tables with a url")
+            array_of(SERVER_ENTRY, min_items=1, what="an array of tables with a url")
         ),
         "balance": Field(balance_policy, default="round_robin"),
         "hash_key": Field(hash_key, default=MODEL_DEFAULT),

@@ -20,7 +20,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import attr
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred, FirstError, gatherResults
 from twisted.logger import Logger
 from twisted.names import client, dns, hosts, resolve
 from twisted.names.error import DNSNameError
@@ -230,6 +230,16 @@ def _no_records(failure: Failure) -> List[dns.RRHeader]:
     return []
 
 
+def _gathered(queries: List[Deferred]) -> Deferred:
+    """
+    The results of C{queries}, or the failure of the first that fails
+    (not wrapped in a L{FirstError}, so that logs say why).
+    """
+    return gatherResults(queries, consumeErrors=True).addErrback(
+        lambda failure: failure.value.subFailure if failure.check(FirstError) else failure
+    )
+
+
 def lookup_addresses(resolver, name: str) -> Deferred:
     """
     The A and AAAA records of C{name}, together.
@@ -242,9 +252,7 @@ def lookup_addresses(resolver, name: str) -> Deferred:
     ]
     for query in queries:
         query.addCallbacks(_answers, _no_records)
-    return gatherResults(queries, consumeErrors=True).addCallback(
-        lambda results: results[0] + results[1]
-    )
+    return _gathered(queries).addCallback(lambda results: results[0] + results[1])
 
 
 def lookup(resolver, entry: BackendServer) -> Deferred:
@@ -293,9 +301,7 @@ def _srv_targets(records: List[dns.RRHeader], resolver, entry: BackendServer) ->
                 )
             )
         )
-    return gatherResults(queries, consumeErrors=True).addCallback(
-        lambda _: srv_servers(entry, records, found)
-    )
+    return _gathered(queries).addCallback(lambda _: srv_servers(entry, records, found))
 
 
 def make_resolver(servers: Sequence[Tuple[str, int]], reactor):
@@ -342,8 +348,13 @@ class Discovery(Service):
     being edited does not empty an upstream; after that the upstream
     has no servers from this entry.
 
+    @ivar upstream: the name of the upstream.
+    @ivar entry: the C{dns} or C{srv} entry.
     @ivar held: the backends of this entry now.
     @ivar last_error: why the latest lookup failed, or L{None}.
+    @param known: the servers the entry had in the runtime a reload
+        replaces: they are the backends until the first lookup answers,
+        so that a reload neither waits for the DNS nor forgets drains.
     """
 
     log = Logger()
@@ -355,9 +366,11 @@ class Discovery(Service):
         resolver,
         make_backend: Callable[[BackendServer], Backend],
         clock,
+        known: Sequence[BackendServer] = (),
     ) -> None:
         self._balancer = balancer
-        self._entry = entry
+        self.entry = entry
+        self.upstream = balancer.upstream.name
         self._resolver = resolver
         self._make_backend = make_backend
         self._clock = clock
@@ -371,7 +384,12 @@ class Discovery(Service):
         self._backoff = 0.0
         self._next = None
         self._pending: Optional[Deferred] = None
-        balancer.awaiting += 1
+        if known:
+            self._answered = True
+            self.held = [make_backend(server) for server in known]
+            balancer.change(self.held, (), ramp=False)
+        else:
+            balancer.awaiting += 1
 
     def startService(self) -> None:
         super().startService()
@@ -387,7 +405,7 @@ class Discovery(Service):
 
     def _lookup(self) -> None:
         self._next = None
-        d = self._pending = lookup(self._resolver, self._entry)
+        d = self._pending = lookup(self._resolver, self.entry)
         d.addCallbacks(self._found, self._failed)
 
     def _schedule(self, delay: float) -> None:
@@ -432,8 +450,8 @@ class Discovery(Service):
             self.log.warn(
                 "upstream {upstream}: {name} has no records now; keeping its "
                 "last {count} servers for up to {hold}s",
-                upstream=self._balancer.upstream.name,
-                name=self._entry.host,
+                upstream=self.upstream,
+                name=self.entry.host,
                 count=len(self.held),
                 hold=self._ceiling,
             )
@@ -444,17 +462,22 @@ class Discovery(Service):
 
     def _apply(self, servers: Sequence[BackendServer]) -> None:
         comparison = compare(self.held, servers)
+        changed = False
         for backend, server in comparison.kept:
             if server != backend.server:
+                # An SRV record's weight or priority changed.
                 backend.server = server
                 backend.weight = server.weight
+                changed = True
         added = [self._make_backend(server) for server in comparison.added]
-        if comparison.added or comparison.removed:
+        if not (added or comparison.removed or changed):
+            return
+        if added or comparison.removed:
             self.log.info(
                 "upstream {upstream}: {name}: {added} added, {removed} leaving, "
                 "{kept} kept",
-                upstream=self._balancer.upstream.name,
-                name=self._entry.host,
+                upstream=self.upstream,
+                name=self.entry.host,
                 added=", ".join(s.url for s in comparison.added) or "none",
                 removed=", ".join(b.server.url for b in comparison.removed) or "none",
                 kept=len(comparison.kept),
@@ -477,8 +500,8 @@ class Discovery(Service):
         self.log.warn(
             "upstream {upstream}: looking up {name} found no servers ({error}); "
             "keeping {count}, trying again in {delay}s",
-            upstream=self._balancer.upstream.name,
-            name=self._entry.host,
+            upstream=self.upstream,
+            name=self.entry.host,
             error=error,
             count=len(self.held),
             delay=self._backoff,
