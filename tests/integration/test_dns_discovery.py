@@ -6,7 +6,8 @@ proxy to real HTTP backends on 127.0.0.x.
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List
+from urllib.parse import quote
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
@@ -17,6 +18,7 @@ from twisted.web import resource, server
 from txrevproxy.app.service import ProxyService
 from txrevproxy.config.model import BackendServer, Config, Listener, Route, ServerSettings, Upstream
 
+from ..support.admin_client import AdminClient
 from ..support.dns_zone import Zone, a, serve_zone, srv
 from ..support.loopback import raw_exchange
 
@@ -84,7 +86,12 @@ def lookup_config(entry: BackendServer, dns_port: int) -> Config:
     )
 
 
-class DiscoveryTests(TestCase):
+class ZoneCase(TestCase):
+    """
+    A test with a DNS server of its own, serving C{app.test}, and
+    backends on 127.0.0.x.
+    """
+
     timeout = 60
 
     def setUp(self) -> None:
@@ -132,16 +139,19 @@ class DiscoveryTests(TestCase):
         waiting.append(d)
         return d
 
+
+
+class DiscoveryTests(ZoneCase):
     @inlineCallbacks
     def test_srv_change_adds_new_target_and_drains_the_one_that_left(self):
         backends = {}
         for name in (b"one", b"two", b"three"):
             backends[name] = yield self._backend(name)
         port = {name: number for name, (_, number) in backends.items()}
-        self.zone.set("_http._tcp.app.test", srv(
-            (10, 1, port[b"one"], "one.app.test"),
-            (10, 1, port[b"two"], "two.app.test"),
-        ))
+        self.zone.set(
+            "_http._tcp.app.test",
+            srv((10, 1, port[b"one"], "one.app.test"), (10, 1, port[b"two"], "two.app.test")),
+        )
         for name in ("one", "two", "three"):
             self.zone.set("%s.app.test" % (name,), a("127.0.0.1"))
         entry = BackendServer(
@@ -159,11 +169,25 @@ class DiscoveryTests(TestCase):
         yield backends[b"two"][0].slow_arrived
 
         changed = self._next_change(waiting)
-        self.zone.set("_http._tcp.app.test", srv(
-            (10, 1, port[b"one"], "one.app.test"),
-            (10, 1, port[b"three"], "three.app.test"),
-        ))
+        flowing = []
+
+        @inlineCallbacks
+        def flow():
+            # Requests while the records change, until a few after the
+            # proxy saw it (at most 500).
+            after = 0
+            while after < 5 and len(flowing) < 500:
+                flowing.append((yield get(proxy)))
+                after += changed.called
+
+        stream = flow()
+        self.zone.set(
+            "_http._tcp.app.test",
+            srv((10, 1, port[b"one"], "one.app.test"), (10, 1, port[b"three"], "three.app.test")),
+        )
         added, removed = yield changed
+        yield stream
+        self.assertEqual({status for status, _ in flowing}, {200})
         self.assertEqual([b.server.port for b in added], [port[b"three"]])
         self.assertEqual([b.server.port for b in removed], [port[b"two"]])
         balancer = service.runtime.balancers["app"]
@@ -178,34 +202,6 @@ class DiscoveryTests(TestCase):
         slow_answers = yield gatherResults(slow)
         self.assertIn((200, b"two"), slow_answers)
         self.assertEqual(balancer.leaving, [])
-
-    @inlineCallbacks
-    def test_a_records_keep_the_backends_that_stay_with_their_drain(self):
-        first, number = yield self._backend(b"two", "127.0.0.2")
-        second, _ = yield self._backend(b"three", "127.0.0.3", number)
-        third, _ = yield self._backend(b"four", "127.0.0.4", number)
-        self.zone.set("app.test", a("127.0.0.2", "127.0.0.3"))
-        entry = BackendServer(
-            "http://app.test:%d" % (number,), "http", "app.test", number, lookup="dns"
-        )
-        service, proxy = self._proxy(entry)
-        waiting = self._changes(service)
-        answers = yield gatherResults([get(proxy) for _ in range(4)])
-        self.assertEqual({body for _, body in answers}, {b"two", b"three"})
-
-        balancer = service.runtime.balancers["app"]
-        drained = balancer.backend("http://127.0.0.2:%d" % (number,))
-        service.set_draining("app", drained.server.url, True)
-
-        changed = self._next_change(waiting)
-        self.zone.set("app.test", a("127.0.0.2", "127.0.0.3", "127.0.0.4"))
-        yield changed
-        self.assertIs(balancer.backend("http://127.0.0.2:%d" % (number,)), drained)
-        self.assertTrue(drained.draining)
-        # The name the address was found under is its Host and TLS name.
-        self.assertEqual(drained.server.authority, "app.test:%d" % (number,))
-        answers = yield gatherResults([get(proxy) for _ in range(6)])
-        self.assertEqual({body for _, body in answers}, {b"three", b"four"})
 
     @inlineCallbacks
     def test_an_unresolvable_name_answers_503_until_it_resolves(self):
@@ -223,3 +219,58 @@ class DiscoveryTests(TestCase):
         self.zone.set("late.app.test", a("127.0.0.1"))
         yield changed
         self.assertEqual((yield get(proxy)), (200, b"late"))
+
+
+CONFIG = """\
+[listeners.web]
+endpoint = "tcp:0:interface=127.0.0.1"
+
+[upstreams.app]
+servers = [{{ dns = "app.test", port = {port} }}]
+resolvers = ["127.0.0.1:{dns_port}"]
+dns_min_ttl = "50ms"
+dns_max_ttl = "50ms"
+
+[[routes]]
+upstream = "app"
+
+[admin]
+endpoint = "tcp:0:interface=127.0.0.1"
+"""
+
+
+class DiscoveryAdminTests(AdminClient, ZoneCase):
+    """
+    A proxy started from a configuration file, drained through the admin
+    API.
+    """
+
+    @inlineCallbacks
+    def test_a_records_keep_the_backends_that_stay_with_their_drain(self):
+        _, number = yield self._backend(b"two", "127.0.0.2")
+        yield self._backend(b"three", "127.0.0.3", number)
+        yield self._backend(b"four", "127.0.0.4", number)
+        self.zone.set("app.test", a("127.0.0.2", "127.0.0.3"))
+        self.start_with(CONFIG.format(port=number, dns_port=self.dns_port))
+        waiting = self._changes(self.proxy)
+        answers = yield gatherResults([get(self.port) for _ in range(4)])
+        self.assertEqual({body for _, body in answers}, {b"two", b"three"})
+
+        url = "http://127.0.0.2:%d" % (number,)
+        code, state = yield self.json("POST", "/backends/app/%s/drain" % (quote(url, safe=""),))
+        self.assertEqual((code, state["url"], state["draining"]), (200, url, True))
+        balancer = self.proxy.runtime.balancers["app"]
+        drained = balancer.backend(url)
+
+        changed = self._next_change(waiting)
+        self.zone.set("app.test", a("127.0.0.2", "127.0.0.3", "127.0.0.4"))
+        yield changed
+        self.assertIs(balancer.backend(url), drained)
+        code, status = yield self.json("GET", "/status")
+        backends = {b["url"]: b for b in status["upstreams"]["app"]["backends"]}
+        self.assertEqual(
+            sorted(backends), [url, url.replace(".2:", ".3:"), url.replace(".2:", ".4:")]
+        )
+        self.assertTrue(backends[url]["draining"])
+        answers = yield gatherResults([get(self.port) for _ in range(6)])
+        self.assertEqual({body for _, body in answers}, {b"three", b"four"})

@@ -65,9 +65,10 @@ def serve_zone(zone: Zone, testcase) -> int:
     @return: the port number.
     """
     factory = server.DNSServerFactory(authorities=[zone])
-    udp = reactor.listenUDP(0, dns.DNSDatagramProtocol(factory), interface="127.0.0.1")
-    testcase.addCleanup(udp.stopListening)
-    number = udp.getHost().port
-    tcp = reactor.listenTCP(number, factory, interface="127.0.0.1")
+    # TCP first: a free UDP port of the same number is the likelier.
+    tcp = reactor.listenTCP(0, factory, interface="127.0.0.1")
     testcase.addCleanup(tcp.stopListening)
+    number = tcp.getHost().port
+    udp = reactor.listenUDP(number, dns.DNSDatagramProtocol(factory), interface="127.0.0.1")
+    testcase.addCleanup(udp.stopListening)
     return number
