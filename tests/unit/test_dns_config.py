@@ -89,7 +89,7 @@ def test_defaults_use_the_system_resolver_and_clamp_from_5s_to_5m():
         ),
         (
             '{ dns = "app", port = 80, verify = false }',
-            ['upstreams.app.servers[0].verify: only meaningful for an https backend, got "http"'],
+            ['upstreams.app.servers[0].verify: only meaningful for an https:// backend, got "http"'],
         ),
         (
             '{ dns = "not a name", port = 80 }',

@@ -83,7 +83,7 @@ def _tls_keys_need_https(arguments: Dict[str, Any]) -> Iterable[Problem]:
             if key in arguments:
                 yield (
                     key_path(key),
-                    "only meaningful for an https backend, got %s" % (describe(shown),),
+                    "only meaningful for an https:// backend, got %s" % (describe(shown),),
                 )
 
 
