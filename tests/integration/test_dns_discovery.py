@@ -274,3 +274,23 @@ class DiscoveryAdminTests(AdminClient, ZoneCase):
         self.assertTrue(backends[url]["draining"])
         answers = yield gatherResults([get(self.port) for _ in range(6)])
         self.assertEqual({body for _, body in answers}, {b"three", b"four"})
+
+    @inlineCallbacks
+    def test_a_reload_starts_with_the_servers_found_and_keeps_their_drain(self):
+        _, number = yield self._backend(b"two", "127.0.0.2")
+        yield self._backend(b"three", "127.0.0.3", number)
+        self.zone.set("app.test", a("127.0.0.2", "127.0.0.3"))
+        self.start_with(CONFIG.format(port=number, dns_port=self.dns_port))
+        yield gatherResults([get(self.port) for _ in range(2)])
+        url = "http://127.0.0.2:%d" % (number,)
+        yield self.json("POST", "/backends/app/%s/drain" % (quote(url, safe=""),))
+
+        code, _ = yield self.json("POST", "/reload")
+        self.assertEqual(code, 200)
+        balancer = self.proxy.runtime.balancers["app"]
+        self.assertEqual(
+            [b.server.url for b in balancer.backends], [url, url.replace(".2:", ".3:")]
+        )
+        self.assertTrue(balancer.backend(url).draining)
+        answers = yield gatherResults([get(self.port) for _ in range(4)])
+        self.assertEqual(set(answers), {(200, b"three")})

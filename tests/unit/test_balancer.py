@@ -391,4 +391,5 @@ def test_state_is_plain_data():
             },
         ],
         "leaving": [],
+        "lookups": [],
     }

@@ -278,3 +278,23 @@ def test_known_servers_of_a_replaced_runtime_serve_before_the_first_lookup():
     assert balancer.awaiting == 0
     found.startService()
     assert hosts(balancer) == ["10.0.0.9"]
+
+
+def test_state_says_what_was_found_and_when_it_asks_again():
+    resolver = FakeResolver()
+    resolver.set("10.0.0.1", ttl=20)
+    found, balancer, clock = discovery(resolver, dns_min_ttl=5.0)
+    found.startService()
+    clock.advance(4)
+    assert balancer.state()["lookups"] == [
+        {
+            "dns": "app.test",
+            "servers": ["http://10.0.0.1:8080"],
+            "error": None,
+            "next_lookup_seconds": 16.0,
+        }
+    ]
+    resolver.broken = True
+    clock.advance(16)
+    [state] = balancer.state()["lookups"]
+    assert (state["error"], state["servers"]) == ("server failure", ["http://10.0.0.1:8080"])

@@ -274,6 +274,8 @@ class Balancer:
     @ivar leaving: the backends that left the upstream (their address
         left the DNS) and still carry exchanges; each is closed when its
         last one is over.
+    @ivar lookups: what finds backends in the DNS for it (each with a
+        C{state()}), for L{state}.
     @ivar awaiting: how many DNS lookups have not answered once yet;
         while one has not, a request that finds no backend waits in the
         queue for it rather than being answered 503.
@@ -295,6 +297,7 @@ class Balancer:
         self.upstream = upstream
         self.backends = tuple(backends)
         self.leaving: List[Backend] = []
+        self.lookups: List[Any] = []
         self.awaiting = 0
         self.clock = clock
         self._remake_picker = remake_picker
@@ -701,6 +704,7 @@ class Balancer:
                 {"url": backend.server.url, "in_flight": backend.in_flight}
                 for backend in self.leaving
             ],
+            "lookups": [lookup.state() for lookup in self.lookups],
         }
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ ejection.
 from __future__ import annotations
 
 import ipaddress
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import attr
 from twisted.application.service import Service
@@ -384,6 +384,7 @@ class Discovery(Service):
         self._backoff = 0.0
         self._next = None
         self._pending: Optional[Deferred] = None
+        balancer.lookups.append(self)
         if known:
             self._answered = True
             self.held = [make_backend(server) for server in known]
@@ -394,6 +395,21 @@ class Discovery(Service):
     def startService(self) -> None:
         super().startService()
         self._lookup()
+
+    def state(self) -> Dict[str, Any]:
+        """
+        What it found and when it asks again, as plain data for the admin
+        API's C{/status}.
+        """
+        pending = self._next is not None and self._next.active()
+        return {
+            self.entry.lookup: self.entry.host,
+            "servers": [backend.server.url for backend in self.held],
+            "error": self.last_error,
+            "next_lookup_seconds": (
+                max(0.0, self._next.getTime() - self._clock.seconds()) if pending else None
+            ),
+        }
 
     def stopService(self) -> None:
         super().stopService()
