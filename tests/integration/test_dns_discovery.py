@@ -21,6 +21,7 @@ from txrevproxy.config.model import BackendServer, Config, Listener, Route, Serv
 from ..support.admin_client import AdminClient
 from ..support.dns_zone import Zone, a, serve_zone, srv
 from ..support.loopback import raw_exchange
+from ..support.processes import proxy_process, temporary_directory
 
 #: The longest time an answer is kept: the records' TTL (1s) is clamped
 #: to it, so that the test does not wait seconds for a change.
@@ -294,3 +295,47 @@ class DiscoveryAdminTests(AdminClient, ZoneCase):
         self.assertTrue(balancer.backend(url).draining)
         answers = yield gatherResults([get(self.port) for _ in range(4)])
         self.assertEqual(set(answers), {(200, b"three")})
+
+
+PROCESS_CONFIG = """\
+[listeners.web]
+endpoint = "tcp:{{port}}:interface=127.0.0.1"
+
+[upstreams.app]
+servers = [{{{{ dns = "app.test", port = {backend} }}}}]
+resolvers = ["127.0.0.1:{dns_port}"]
+dns_min_ttl = "100ms"
+dns_max_ttl = "100ms"
+
+[[routes]]
+upstream = "app"
+"""
+
+
+class DiscoveryProcessTests(ZoneCase):
+    """
+    The keys in a file, under C{twistd -n txrevproxy}.
+    """
+
+    timeout = 120
+
+    @inlineCallbacks
+    def test_twistd_follows_the_a_records_of_a_name(self):
+        _, number = yield self._backend(b"first", "127.0.0.2")
+        yield self._backend(b"second", "127.0.0.3", number)
+        self.zone.set("app.test", a("127.0.0.2"))
+        # Its first query may wait in the socket while this process waits
+        # for the proxy's port, and be asked again: one more to be sure.
+        asked = self.zone.asked_again("app.test", 3)
+        text = PROCESS_CONFIG.format(backend=number, dns_port=self.dns_port)
+        running = proxy_process(temporary_directory(self), [], text)
+        proxy = running.__enter__()
+        self.addCleanup(running.__exit__, None, None, None)
+        yield asked
+        self.assertEqual((yield get(proxy.port)), (200, b"first"))
+
+        asked = self.zone.asked_again("app.test")
+        self.zone.set("app.test", a("127.0.0.3"))
+        yield asked
+        answers = yield gatherResults([get(proxy.port) for _ in range(3)])
+        self.assertEqual(set(answers), {(200, b"second")})

@@ -6,9 +6,10 @@ changes while the proxy looks them up.
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.names import authority, dns, server
 
 #: The TTL of every record served: the shortest a record may say.
@@ -32,6 +33,29 @@ class Zone(authority.FileAuthority):
             ),
         )
         self.records: Dict[bytes, List] = {}
+        #: How many times each name's A records were asked for.
+        self.asked: Dict[bytes, int] = {}
+        self._waiting: List[Tuple[bytes, int, Deferred]] = []
+
+    def lookupAddress(self, name, timeout=None):
+        self.asked[name.lower()] = self.asked.get(name.lower(), 0) + 1
+        for wanted, count, d in list(self._waiting):
+            if wanted == name.lower() and self.asked[wanted] >= count:
+                self._waiting.remove((wanted, count, d))
+                d.callback(None)
+        return super().lookupAddress(name, timeout)
+
+    def asked_again(self, name: str, times: int = 2) -> Deferred:
+        """
+        A Deferred that fires when C{name}'s A records have been asked
+        for C{times} more times.  The second query of a client that asks
+        again after each answer comes only after it took in the first
+        answer, so this waits for a change to be seen without sleeping.
+        """
+        key = name.lower().encode("ascii")
+        d: Deferred = Deferred()
+        self._waiting.append((key, self.asked.get(key, 0) + times, d))
+        return d
 
     def set(self, name: str, records: List) -> None:
         """
