@@ -12,6 +12,7 @@ from typing import Dict, List
 
 from twisted.internet.defer import fail, succeed
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
 from twisted.names import dns
 from twisted.names.error import DNSNameError, DNSServerError
 
@@ -21,8 +22,10 @@ from txrevproxy.upstream.discovery import (
     Discovery,
     a_servers,
     compare,
+    make_resolver,
     srv_servers,
     srv_weights,
+    system_name_servers,
 )
 
 from ..support.balancing import FakeRequest, hold, make_balancer, memory_backend, pick
@@ -298,3 +301,13 @@ def test_state_says_what_was_found_and_when_it_asks_again():
     clock.advance(16)
     [state] = balancer.state()["lookups"]
     assert (state["error"], state["servers"]) == ("server failure", ["http://10.0.0.1:8080"])
+
+
+def test_the_system_name_servers_are_read_once_from_resolv_conf(tmp_path):
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("# local\nsearch example.test\nnameserver 10.0.0.2\nnameserver ::1\n")
+    assert system_name_servers(str(conf)) == [("10.0.0.2", 53), ("::1", 53)]
+    assert system_name_servers(str(tmp_path / "missing")) == [("127.0.0.1", 53)]
+    reactor = MemoryReactorClock()
+    make_resolver((), reactor)
+    assert reactor.getDelayedCalls() == []

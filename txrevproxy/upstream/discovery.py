@@ -38,7 +38,8 @@ QUERY_TIMEOUT = (1, 3)
 #: weights above it are scaled down together.
 MAX_WEIGHT = 256
 
-#: The TTL of an answer is counted from here when it has no record.
+#: The TTL of an answer without records: it is asked again as soon as
+#: C{dns_min_ttl} allows.
 _NO_TTL = 0.0
 
 
@@ -135,10 +136,11 @@ def _addresses(records: Iterable[dns.RRHeader]) -> List[Tuple[str, float]]:
     """
     found = []
     for record in records:
-        if record.type in (dns.A, dns.AAAA):
-            found.append((record.payload.dottedQuad() if record.type == dns.A
-                          else ipaddress.IPv6Address(record.payload.address).compressed,
-                          float(record.ttl)))
+        if record.type == dns.A:
+            found.append((record.payload.dottedQuad(), float(record.ttl)))
+        elif record.type == dns.AAAA:
+            address = ipaddress.IPv6Address(record.payload.address).compressed
+            found.append((address, float(record.ttl)))
     return found
 
 
@@ -304,19 +306,41 @@ def _srv_targets(records: List[dns.RRHeader], resolver, entry: BackendServer) ->
     return _gathered(queries).addCallback(lambda _: srv_servers(entry, records, found))
 
 
+def system_name_servers(path: str = "/etc/resolv.conf") -> List[Tuple[str, int]]:
+    """
+    The name servers of a C{resolv.conf(5)} file, in its order; with
+    none (or no file), the local one, as the C library's resolver does.
+
+    Read once per configuration (at start and at each reload), rather
+    than by C{twisted.names.client.Resolver(resolv=...)}, which re-reads
+    the file on a timer that would outlive a runtime a reload replaced.
+    """
+    servers = []
+    try:
+        with open(path, "rb") as conf:
+            for line in conf:
+                fields = line.split()
+                if len(fields) > 1 and fields[0] == b"nameserver":
+                    servers.append((fields[1].decode("ascii", "replace"), 53))
+    except OSError:
+        pass
+    return servers or [("127.0.0.1", 53)]
+
+
 def make_resolver(servers: Sequence[Tuple[str, int]], reactor):
     """
     The resolver of C{resolvers = [...]}: those DNS servers, asked
-    directly; with none, the system's (C{/etc/hosts}, then the servers of
-    C{/etc/resolv.conf}), as C{twisted.names.client.createResolver} makes
-    it, without its cache (the answers' TTLs are heeded here).
+    directly; with none, the system's (C{/etc/hosts}, then the name
+    servers of C{/etc/resolv.conf}), as
+    C{twisted.names.client.createResolver} makes it, without its cache
+    (the answers' TTLs are heeded here).
     """
     if servers:
         return client.Resolver(servers=list(servers), reactor=reactor)
     return resolve.ResolverChain(
         [
             hosts.Resolver(b"/etc/hosts"),
-            client.Resolver(resolv="/etc/resolv.conf", reactor=reactor),
+            client.Resolver(servers=system_name_servers(), reactor=reactor),
         ]
     )
 
