@@ -71,6 +71,27 @@ class IBackendPicker(Interface):
         """
 
 
+class IBackendsChanged(Interface):
+    """
+    A picker (L{IBackendPicker}) that follows changes of its upstream's
+    backends: those found in the DNS join and leave while it serves.  A
+    picker that does not provide it is made again by its policy
+    (L{IBalancingPolicy.picker}) with the new list, losing its state (a
+    rotation's position, smoothed scores); one with state worth keeping,
+    or per-backend state that must grow and shrink (a hash ring),
+    provides it.
+    """
+
+    def backends_changed(backends):
+        """
+        The upstream's backends changed.
+
+        @param backends: every backend of the upstream now: those that
+            stayed (the same objects as before, in the same order), then
+            those that joined.
+        """
+
+
 class IFilterType(Interface):
     """
     A kind of filter, named by the C{type} key of a C{[filters.NAME]}

@@ -69,17 +69,29 @@ def make_balancer(
     clock = clock if clock is not None else Clock()
     upstream = Upstream("app", tuple(servers), **upstream_options)
     backends = [
-        Backend(
-            spec,
-            ConnectionPool(clock, SwitchableEndpoint(), spec.url, 30.0, 4),
-            clock,
-            upstream.slow_start,
-        )
+        memory_backend(spec, clock, upstream.slow_start)
         for spec in upstream.servers
+        if spec.lookup is None
     ]
     policy = balancing_policies()[upstream.balance]
-    picker = policy.picker(upstream, backends, clock, random.Random(seed))
-    return Balancer(upstream, backends, picker, clock)
+    rng = random.Random(seed)
+
+    def remake_picker(backends):
+        return policy.picker(upstream, backends, clock, rng)
+
+    return Balancer(upstream, backends, remake_picker(backends), clock, remake_picker)
+
+
+def memory_backend(spec: BackendServer, clock, slow_start: float = 0.0) -> Backend:
+    """
+    A backend whose pool has a L{SwitchableEndpoint} as C{pool.endpoint}.
+    """
+    return Backend(
+        spec,
+        ConnectionPool(clock, SwitchableEndpoint(), spec.url, 30.0, 4),
+        clock,
+        slow_start,
+    )
 
 
 class Channel:

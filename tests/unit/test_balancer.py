@@ -390,4 +390,6 @@ def test_state_is_plain_data():
                 "latency": 0.0,
             },
         ],
+        "leaving": [],
+        "lookups": [],
     }

@@ -327,7 +327,7 @@ PROBLEMS = [
         {"upstream": 'servers = ["http://127.0.0.1:9001"]'},
         ['upstreams.app.servers[0]: expected a table, got "http://127.0.0.1:9001"'],
     ),
-    ({"upstream": "servers = [{}]"}, ["upstreams.app.servers[0].url: required key is missing"]),
+    ({"upstream": "servers = [{}]"}, ["upstreams.app.servers[0].url: required key is missing (or dns, a name whose addresses are the servers, or srv, a name whose SRV records are)"]),
     (
         {"upstream": 'servers = [{ url = "ftp://127.0.0.1:9001" }]'},
         ['upstreams.app.servers[0].url: only http:// and https:// backends are supported, got "ftp://127.0.0.1:9001"'],

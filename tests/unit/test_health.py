@@ -15,7 +15,7 @@ from txrevproxy.app.service import ProxyService
 from txrevproxy.config.model import HealthCheck
 from txrevproxy.upstream.health import HealthChecker
 
-from ..support.balancing import make_balancer, server
+from ..support.balancing import make_balancer, memory_backend, server
 from ..support.loopback import proxy_config
 
 UP = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
@@ -184,3 +184,21 @@ def test_the_proxy_service_starts_and_stops_the_health_checkers():
     service.stopService()
     assert not health.running
     assert not [call for call in reactor.getDelayedCalls() if call.active()]
+
+
+def test_a_backend_that_joins_is_checked_and_one_that_left_is_forgotten():
+    clock, balancer, health = checker(fall=1, interval=5.0)
+    start_round(clock, health)
+    answer(balancer, 0, DOWN)
+    answer(balancer, 1, UP)
+    gone = balancer.backends[0]
+    assert not gone.healthy
+    joined = memory_backend(server(3), clock)
+    balancer.change([joined], [gone])
+    start_round(clock, health)
+    assert gone.pool.endpoint.attempts == 1
+    assert joined.pool.endpoint.attempts == 1
+    answer(balancer, 1, DOWN)
+    assert not joined.healthy
+    assert joined.last_check == "failed: HTTP 503"
+    assert gone not in health._failed

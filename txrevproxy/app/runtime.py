@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from functools import partial
-from typing import Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
@@ -20,7 +20,7 @@ from twisted.logger import Logger
 from twisted.web.resource import IResource
 
 from ..cache.shared import SharedCache, build_caches
-from ..config.model import Config, Listener, Upstream
+from ..config.model import BackendServer, Config, Listener, Upstream
 from ..filters.build import build_filters
 from ..filters.chain import FilteredResource
 from ..forward.maintenance import MaintenanceSwitch
@@ -41,6 +41,7 @@ from ..tls.server import tls_factory
 from ..tls.store import CertificateStore
 from ..tls.watch import CertificateWatcher
 from ..upstream.balancer import Backend, Balancer
+from ..upstream.discovery import Discovery, make_resolver
 from ..upstream.h2pool import H2ConnectionPool
 from ..upstream.health import HealthChecker
 from ..upstream.pool import ConnectionPool, backend_endpoint
@@ -131,28 +132,61 @@ def _balancer(
     reactor,
     policies: Mapping[str, IBalancingPolicy],
     connect_timeout: float,
-) -> Balancer:
+    resolvers: Dict[Tuple[Tuple[str, int], ...], Any],
+    default_resolvers: Tuple[Tuple[str, int], ...],
+    previous_lookups: Mapping[Tuple[str, BackendServer], Sequence[BackendServer]],
+) -> Tuple[Balancer, List[Discovery]]:
     """
     The balancer of one upstream: a backend with its connection pool for
-    each server, and the picker of the upstream's policy.
+    each server, and the picker of the upstream's policy; and a
+    L{Discovery} for each of its C{dns} and C{srv} entries, which adds
+    their backends as they are found.
 
     @param policies: the installed balancing policies, by name.
     @param connect_timeout: the longest connect timeout of the upstream and
         the routes to it, the endpoints' own; a route that asks for less
         has its pool apply it.
+    @param resolvers: the resolvers made so far, by their DNS servers,
+        shared by the upstreams that name the same ones.
+    @param default_resolvers: C{[server] resolvers}.
+    @param previous_lookups: what the entries found in the runtime a
+        reload replaces (see L{Runtime.found_servers}).
     """
-    backends = [
-        Backend(
+
+    def make_backend(server: BackendServer) -> Backend:
+        return Backend(
             server,
             _backend_pool(upstream, server, reactor, connect_timeout),
             reactor,
             upstream.slow_start,
         )
-        for server in upstream.servers
-    ]
+
+    backends = [make_backend(server) for server in upstream.servers if server.lookup is None]
     policy = policies[upstream.balance]
-    picker = policy.picker(upstream, backends, reactor, random.Random())
-    return Balancer(upstream, backends, picker, reactor)
+    rng = random.Random()
+
+    def remake_picker(backends):
+        return policy.picker(upstream, backends, reactor, rng)
+
+    balancer = Balancer(upstream, backends, remake_picker(backends), reactor, remake_picker)
+    discoveries = []
+    if upstream.lookups:
+        servers = upstream.resolvers if upstream.resolvers is not None else default_resolvers
+        resolver = resolvers.get(servers)
+        if resolver is None:
+            resolver = resolvers[servers] = make_resolver(servers, reactor)
+        discoveries = [
+            Discovery(
+                balancer,
+                entry,
+                resolver,
+                make_backend,
+                reactor,
+                previous_lookups.get((upstream.name, entry), ()),
+            )
+            for entry in upstream.lookups
+        ]
+    return balancer, discoveries
 
 
 def _subject_header(config: Config, listener) -> Optional[bytes]:
@@ -184,6 +218,8 @@ class Runtime:
         which keeps their stores.
     @ivar health_checkers: the L{HealthChecker} of each upstream with a
         C{health} table, for the service to start and stop.
+    @ivar discoveries: the L{Discovery} of each C{dns} and C{srv} server
+        entry, for the service to start and stop.
     @ivar watchers: the L{CertificateWatcher} of each store whose table
         C{watch}es its files, for the service to start and stop.
     @ivar ports: the port each listener listens on, once it does (an HTTP
@@ -196,6 +232,10 @@ class Runtime:
         runtimes share one until a reload changes the C{[tracing]} table.
     @ivar last_of_tracing: whether no runtime after this one uses its
         C{tracing}, which L{close} then stops.
+
+    The C{dns} and C{srv} entries of upstreams start with the servers
+    they found in the runtime a reload replaced (C{previous_lookups}, by
+    upstream name and entry).
 
     Each site counts its requests in C{metrics} (a new L{Metrics} when not
     given) and writes them to C{access_log} (none when not given).  In a
@@ -212,6 +252,7 @@ class Runtime:
         previous_switches: Mapping[str, MaintenanceSwitch] = {},
         worker: Optional[int] = None,
         tracing: Optional[Tracing] = None,
+        previous_lookups: Mapping[Tuple[str, BackendServer], Sequence[BackendServer]] = {},
     ) -> None:
         self.config = config
         self._reactor = reactor
@@ -222,6 +263,8 @@ class Runtime:
             access_log = AccessLog(reactor)
         self.balancers: Dict[str, Balancer] = {}
         self.health_checkers: List[HealthChecker] = []
+        self.discoveries: List[Discovery] = []
+        resolvers: Dict[Tuple[Tuple[str, int], ...], Any] = {}
         policies = balancing_policies()
         for name, upstream in config.upstreams.items():
             _warn_unverified(upstream)
@@ -233,9 +276,17 @@ class Runtime:
                     if name in route.upstream_names and route.connect_timeout is not None
                 ]
             )
-            balancer = self.balancers[name] = _balancer(
-                upstream, reactor, policies, connect_timeout
+            balancer, discoveries = _balancer(
+                upstream,
+                reactor,
+                policies,
+                connect_timeout,
+                resolvers,
+                config.server.resolvers,
+                previous_lookups,
             )
+            self.balancers[name] = balancer
+            self.discoveries.extend(discoveries)
             if upstream.health is not None:
                 self.health_checkers.append(
                     HealthChecker(balancer, upstream.health, reactor, random.Random())
@@ -292,10 +343,11 @@ class Runtime:
     @property
     def services(self) -> List[Service]:
         """
-        What runs on a timer while this runtime serves: its health checkers
-        and certificate watchers, children of the proxy service.
+        What runs on a timer while this runtime serves: its DNS lookups,
+        health checkers and certificate watchers, children of the proxy
+        service.
         """
-        return self.health_checkers + self.watchers
+        return self.discoveries + self.health_checkers + self.watchers
 
     def _listener_factory(
         self, listener: Listener, site: ProxySite, reactor
@@ -339,6 +391,19 @@ class Runtime:
         if listener.tls is None and challenges:
             root = AcmeChallenges(challenges, root)
         return root
+
+    def found_servers(self) -> Dict[Tuple[str, BackendServer], Tuple[BackendServer, ...]]:
+        """
+        The servers each C{dns} and C{srv} entry found last, by upstream
+        name and entry, for the runtime a reload builds
+        (C{previous_lookups}): it starts with them rather than with none.
+        """
+        return {
+            (discovery.upstream, discovery.entry): tuple(
+                backend.server for backend in discovery.held
+            )
+            for discovery in self.discoveries
+        }
 
     def named_switches(self) -> Dict[str, MaintenanceSwitch]:
         """

@@ -302,6 +302,9 @@ class ProxyService(MultiService):
                 previous_switches=(
                     self.runtime.named_switches() if self.runtime is not None else {}
                 ),
+                previous_lookups=(
+                    self.runtime.found_servers() if self.runtime is not None else {}
+                ),
                 worker=self._worker,
                 tracing=tracing,
             )

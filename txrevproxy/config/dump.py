@@ -19,7 +19,7 @@ from .environment import escape, verbatim
 from .load import CONFIG, load_document
 from .model import Config
 from .pages import error_pages
-from .schema import MODEL_DEFAULT, REQUIRED, ArrayOf, NamedTables, Table, key_path
+from .schema import MODEL_DEFAULT, REQUIRED, ArrayOf, NamedTables, Table, TableForms, key_path
 from .values import access_log, file_path
 from .writer import dumps
 
@@ -134,6 +134,10 @@ class _Effective:
                     raw = field.default
                 table[key] = self.convert(field.convert, raw, path + key_path(key))
             return table
+        if isinstance(convert, TableForms) and isinstance(value, dict):
+            form = convert.form(value)
+            if form is not None:
+                return self.convert(form, value, path)
         if isinstance(convert, NamedTables):
             return {
                 name: self.convert(convert.table, table, path + key_path(name))

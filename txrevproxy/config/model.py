@@ -68,6 +68,9 @@ class ServerSettings:
     @ivar underscores_in_headers: what becomes of a request field whose
         name contains C{_} (and is not refused as one a backend could read
         as a framing field): C{"forward"} or C{"drop"}.
+    @ivar resolvers: the DNS servers the upstreams' C{dns} and C{srv}
+        entries are looked up with, each C{(address, port)}; empty: the
+        system's (C{/etc/resolv.conf}).
     """
 
     trusted_proxies: Tuple[IPNetwork, ...] = ()
@@ -89,6 +92,7 @@ class ServerSettings:
     server_header: Optional[str] = None
     body_without_semantics: str = "forward_and_close"
     underscores_in_headers: str = "forward"
+    resolvers: Tuple[Tuple[str, int], ...] = ()
 
 
 @attr.s(frozen=True, auto_attribs=True)
@@ -328,6 +332,14 @@ class BackendServer:
     @ivar drain: take no new requests (in-flight ones finish).
     @ivar backup: take requests only while no other server of the
         upstream can (every one is down, ejected or draining).
+    @ivar lookup: C{"dns"} or C{"srv"} for an entry whose servers are
+        found in the DNS at run time (C{host} is then the name looked up,
+        and for C{"srv"}, C{port} is C{0}: the records give the ports);
+        L{None} for a server of its own (a C{url}).
+    @ivar resolved_from: for a server found in the DNS, the name its
+        address was found under (the C{dns} name, or an SRV record's
+        target): its authority and TLS server name use it, since the
+        address alone names no site.
     """
 
     url: str
@@ -341,14 +353,18 @@ class BackendServer:
     max_connections: int = 0
     drain: bool = False
     backup: bool = False
+    lookup: Optional[str] = None
+    resolved_from: Optional[str] = None
 
     @property
     def authority(self) -> str:
         """
         The C{host[:port]} form used in a Host header sent to this backend,
-        omitting the port when it is the scheme's default.
+        omitting the port when it is the scheme's default; for a server
+        found in the DNS, the name it was found under.
         """
-        host = "[%s]" % (self.host,) if ":" in self.host else self.host
+        host = self.resolved_from or self.host
+        host = "[%s]" % (host,) if ":" in host else host
         default = 443 if self.scheme == "https" else 80
         return host if self.port == default else "%s:%d" % (host, self.port)
 
@@ -490,6 +506,13 @@ class Upstream:
         servers).
     @ivar max_streams: with HTTP/2, the requests one connection carries at
         once; more open another connection.
+    @ivar resolvers: the DNS servers its C{dns} and C{srv} entries are
+        looked up with, each C{(address, port)}; L{None}: as C{[server]}
+        says.
+    @ivar dns_min_ttl: the shortest time, in seconds, a DNS answer is
+        kept before it is looked up again, whatever its TTL says.
+    @ivar dns_max_ttl: the longest; also how long the last answer is kept
+        when the name stops existing (see docs/balancing.rst).
     """
 
     name: str
@@ -519,6 +542,16 @@ class Upstream:
     proxy_protocol: Optional[str] = None
     protocol: str = "http/1.1"
     max_streams: int = 100
+    resolvers: Optional[Tuple[Tuple[str, int], ...]] = None
+    dns_min_ttl: float = 5.0
+    dns_max_ttl: float = 300.0
+
+    @property
+    def lookups(self) -> Tuple[BackendServer, ...]:
+        """
+        Its C{dns} and C{srv} entries, whose servers are found at run time.
+        """
+        return tuple(server for server in self.servers if server.lookup is not None)
 
     def backend_tls(self, server: BackendServer) -> BackendTLS:
         """
@@ -526,7 +559,10 @@ class Upstream:
         own keys where it sets them, else the upstream's.
         """
         return BackendTLS(
-            server_name=server.tls_server_name or self.tls_server_name or server.host,
+            server_name=server.tls_server_name
+            or self.tls_server_name
+            or server.resolved_from
+            or server.host,
             ca=server.ca if server.ca is not None else self.ca,
             verify=self.verify if server.verify is None else server.verify,
         )

@@ -198,6 +198,49 @@ class Table:
         return arguments, collector.problems
 
 
+@attr.s(frozen=True, auto_attribs=True)
+class TableForms:
+    """
+    A converter of a table that comes in several forms, each named by a
+    key that only it has (a server entry's C{url}, C{dns} or C{srv}):
+    exactly one of those keys must be present, and the form it names
+    converts the table.
+
+    @ivar forms: the L{Table} of each form, by the key that names it.
+    @ivar missing: the sentence for a table with none of those keys, at
+        the first key's path.
+    """
+
+    forms: Mapping[str, Table]
+    missing: str
+
+    def form(self, value: Any) -> Optional[Table]:
+        """
+        The form of a table with exactly one of the keys, else L{None}.
+        """
+        present = [key for key in self.forms if key in value]
+        return self.forms[present[0]] if len(present) == 1 else None
+
+    def __call__(self, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise expected("a table", value)
+        present = [key for key in self.forms if key in value]
+        if not present:
+            raise Invalid(problems=[(key_path(next(iter(self.forms))), self.missing)])
+        if len(present) > 1:
+            raise Invalid(
+                problems=[
+                    (
+                        key_path(key),
+                        "only one of %s, not %s together"
+                        % (", ".join(self.forms), " and ".join(present)),
+                    )
+                    for key in present[1:]
+                ]
+            )
+        return self.forms[present[0]](value)
+
+
 def unknown_key(key: str, known: Iterable[str]) -> str:
     """
     The problem of an unknown key, with the closest known one as a

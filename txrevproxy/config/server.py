@@ -6,7 +6,7 @@ limits on requests, timeouts, workers).
 from __future__ import annotations
 
 from .model import ServerSettings
-from .schema import Field, Table
+from .schema import Field, Table, array_of
 from .values import (
     boolean,
     duration,
@@ -14,6 +14,7 @@ from .values import (
     method_names,
     networks,
     one_of,
+    resolver_address,
     server_header,
     size,
     worker_count,
@@ -43,5 +44,6 @@ SERVER = Table(
             one_of("forward_and_close", "refuse"), default="forward_and_close"
         ),
         "underscores_in_headers": Field(one_of("forward", "drop"), default="forward"),
+        "resolvers": Field(array_of(resolver_address), default=[]),
     },
 )

@@ -9,11 +9,21 @@ from typing import Any, Dict, Iterable
 
 from ..plugins import policy_names
 from .model import BackendServer, HealthCheck, OutlierDetection, Sticky, Upstream
-from .schema import MODEL_DEFAULT, Field, Problem, Table, array_of, describe, key_path
+from .schema import (
+    MODEL_DEFAULT,
+    Field,
+    Problem,
+    Table,
+    TableForms,
+    array_of,
+    describe,
+    key_path,
+)
 from .values import (
     backend_url,
     boolean,
     cookie_name,
+    dns_name,
     duration,
     file_path,
     hash_key,
@@ -23,6 +33,7 @@ from .values import (
     one_of,
     percent,
     request_target,
+    resolver_address,
     server_name,
 )
 
@@ -36,17 +47,24 @@ def balance_policy(value: Any) -> str:
     return one_of(*policy_names())(value)
 
 
+def _entry_key(server: BackendServer) -> str:
+    """
+    The key that names a server entry: C{url}, C{dns} or C{srv}.
+    """
+    return server.lookup or "url"
+
+
 def _distinct_servers(arguments: Dict[str, Any]) -> Iterable[Problem]:
     """
     The same backend twice in one upstream is a mistake (it would get twice
-    the traffic).
+    the traffic); so is the same name looked up twice.
     """
     seen: Dict[Any, int] = {}
     for index, server in enumerate(arguments["servers"]):
-        first = seen.setdefault((server.host, server.port), index)
+        first = seen.setdefault((server.lookup, server.host, server.port), index)
         if first != index:
             yield (
-                ".servers[%d].url" % (index,),
+                ".servers[%d].%s" % (index, _entry_key(server)),
                 "same backend as servers[%d] (%s)" % (first, server.url),
             )
 
@@ -56,29 +74,83 @@ BACKEND_TLS_KEYS = ("ca", "tls_server_name", "verify")
 
 
 def _tls_keys_need_https(arguments: Dict[str, Any]) -> Iterable[Problem]:
-    if arguments["url"][1] != "https":
+    if "url" in arguments:
+        scheme, shown = arguments["url"][1], arguments["url"][0]
+    else:
+        scheme = shown = arguments["scheme"]
+    if scheme != "https":
         for key in BACKEND_TLS_KEYS:
             if key in arguments:
                 yield (
                     key_path(key),
-                    "only meaningful for an https:// backend, got %s"
-                    % (describe(arguments["url"][0]),),
+                    "only meaningful for an https:// backend, got %s" % (describe(shown),),
                 )
 
 
-BACKEND = Table(
-    lambda url, **tls: BackendServer(*url, **tls),
-    {
-        "url": Field(backend_url),
-        "ca": Field(file_path, default=MODEL_DEFAULT),
-        "tls_server_name": Field(server_name, default=MODEL_DEFAULT),
-        "verify": Field(boolean, default=MODEL_DEFAULT),
-        "weight": Field(integer(minimum=1, maximum=256), default=1),
-        "max_connections": Field(integer(minimum=0), default=0),
-        "drain": Field(boolean, default=False),
-        "backup": Field(boolean, default=False),
-    },
+#: The keys every kind of server entry has: its TLS, its limit, its drain.
+_TLS_KEYS = {
+    "ca": Field(file_path, default=MODEL_DEFAULT),
+    "tls_server_name": Field(server_name, default=MODEL_DEFAULT),
+    "verify": Field(boolean, default=MODEL_DEFAULT),
+}
+_LIMIT_KEYS = {
+    "max_connections": Field(integer(minimum=0), default=0),
+    "drain": Field(boolean, default=False),
+}
+
+#: The keys of the entries that do not take them from SRV records.
+_WEIGHT = {"weight": Field(integer(minimum=1, maximum=256), default=1)}
+_BACKUP = {"backup": Field(boolean, default=False)}
+
+_SCHEME = {"scheme": Field(one_of("http", "https"), default="http")}
+
+
+def _looked_up(kind: str, host: str, port: int, scheme: str, **keys: Any) -> BackendServer:
+    """
+    A C{dns} or C{srv} entry, with the URL its messages show.
+    """
+    url = "%s://%s" % (scheme, host) + (":%d" % (port,) if port else "")
+    return BackendServer(url, scheme, host, port, lookup=kind, **keys)
+
+
+URL_SERVER = Table(
+    lambda url, **keys: BackendServer(*url, **keys),
+    dict({"url": Field(backend_url)}, **_TLS_KEYS, **_WEIGHT, **_LIMIT_KEYS, **_BACKUP),
     checks=(_tls_keys_need_https,),
+)
+
+DNS_SERVER = Table(
+    lambda dns, port, scheme, **keys: _looked_up("dns", dns, port, scheme, **keys),
+    dict(
+        {
+            "dns": Field(dns_name),
+            "port": Field(
+                integer(minimum=1, maximum=65535),
+                missing="required with dns (the A and AAAA records give no port)",
+            ),
+        },
+        **_SCHEME,
+        **_TLS_KEYS,
+        **_WEIGHT,
+        **_LIMIT_KEYS,
+        **_BACKUP,
+    ),
+    checks=(_tls_keys_need_https,),
+)
+
+SRV_SERVER = Table(
+    lambda srv, scheme, **keys: _looked_up("srv", srv, 0, scheme, **keys),
+    dict({"srv": Field(dns_name)}, **_SCHEME, **_TLS_KEYS, **_LIMIT_KEYS),
+    checks=(_tls_keys_need_https,),
+)
+
+#: One entry of C{servers}: exactly one of C{url} (a server of its own),
+#: C{dns} (every address of a name's A and AAAA records) or C{srv} (the
+#: targets of a name's SRV records).
+SERVER_ENTRY = TableForms(
+    {"url": URL_SERVER, "dns": DNS_SERVER, "srv": SRV_SERVER},
+    missing="required key is missing (or dns, a name whose addresses are the "
+    "servers, or srv, a name whose SRV records are)",
 )
 
 
@@ -151,7 +223,7 @@ def _protocol_fits_servers(arguments: Dict[str, Any]) -> Iterable[Problem]:
     for index, server in enumerate(arguments["servers"]):
         if server.scheme != scheme:
             yield (
-                ".servers[%d].url" % (index,),
+                ".servers[%d].%s" % (index, "scheme" if server.lookup else "url"),
                 'protocol = "%s" needs %s:// servers, got %s'
                 % (arguments["protocol"], scheme, describe(server.url)),
             )
@@ -170,6 +242,11 @@ def _proxy_header_needs_http1(arguments: Dict[str, Any]) -> Iterable[Problem]:
         )
 
 
+def _dns_ttls_in_order(arguments: Dict[str, Any]) -> Iterable[Problem]:
+    if arguments["dns_max_ttl"] < arguments["dns_min_ttl"]:
+        yield (".dns_max_ttl", "must not be shorter than dns_min_ttl")
+
+
 def _hash_key_needs_hash(arguments: Dict[str, Any]) -> Iterable[Problem]:
     if "hash_key" in arguments and arguments["balance"] != "hash":
         yield (
@@ -183,7 +260,7 @@ UPSTREAM = Table(
     Upstream,
     {
         "servers": Field(
-            array_of(BACKEND, min_items=1, what="an array of tables with a url")
+            array_of(SERVER_ENTRY, min_items=1, what="an array of tables with a url")
         ),
         "balance": Field(balance_policy, default="round_robin"),
         "hash_key": Field(hash_key, default=MODEL_DEFAULT),
@@ -210,9 +287,13 @@ UPSTREAM = Table(
         "proxy_protocol": Field(one_of("v1", "v2"), default=MODEL_DEFAULT),
         "protocol": Field(one_of("http/1.1", "h2", "h2c"), default="http/1.1"),
         "max_streams": Field(integer(minimum=1, maximum=2**31 - 1), default=100),
+        "resolvers": Field(array_of(resolver_address), default=MODEL_DEFAULT),
+        "dns_min_ttl": Field(duration, default="5s"),
+        "dns_max_ttl": Field(duration, default="5m"),
     },
     checks=(
         _distinct_servers,
+        _dns_ttls_in_order,
         _hash_key_needs_hash,
         _protocol_fits_servers,
         _proxy_header_needs_http1,

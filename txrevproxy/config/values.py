@@ -522,6 +522,39 @@ def _authority(netloc: str, shown: str, default_port: int) -> Tuple[str, int]:
 _PORT = re.compile(r":[0-9]{1,5}\Z")
 
 
+def dns_name(value: Any) -> str:
+    """
+    A name to look up in the DNS (a C{dns} or C{srv} server entry):
+    lower-case, international names in IDNA form; the underscores of
+    SRV names (C{_http._tcp.app.internal}) are allowed.
+    """
+    if not isinstance(value, str):
+        raise expected("a DNS name such as \"app.internal\"", value)
+    # A trailing dot (fully qualified) names the same name.
+    return _dns_name(value[:-1] if value.endswith(".") else value)
+
+
+def resolver_address(value: Any) -> Tuple[str, int]:
+    """
+    A DNS server: C{address[:port]}, an IPv4 address or a bracketed IPv6
+    one (a resolver cannot be found by name), port 53 when none is given.
+
+    @return: the address (IPv6 without brackets) and the port.
+    """
+    example = 'an address such as "127.0.0.1:5353" or "[::1]:53"'
+    if not isinstance(value, str):
+        raise expected(example, value)
+    shown = describe(value)
+    if value.count(":") > 1 and not value.startswith("["):
+        raise Invalid('%s: an IPv6 address must be in brackets, as in "[::1]:53"' % (shown,))
+    host, port = _authority(value, shown, 53)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise Invalid("expected %s, got %s (not an IP address)" % (example, shown))
+    return host, port
+
+
 def http_url(example: str) -> Callable[[Any], str]:
     """
     A converter of the URL of a service the proxy calls itself (an auth

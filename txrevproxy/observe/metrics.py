@@ -455,7 +455,9 @@ class Metrics:
 
     def retire(self, balancers: Dict[str, Any]) -> None:
         """
-        Keep the counters of balancers a reload replaces.
+        Keep the counters of balancers a reload replaces; those of a
+        backend are forgotten at the first scrape that finds it gone (see
+        L{snapshot}).
         """
         for family, values in _balancer_counters(balancers).items():
             carried = self._carried[family]
@@ -512,9 +514,15 @@ class Metrics:
             data["reloads"][outcome] = count
         data["timeouts"].update(self._timeouts)
         data["mirror_requests"].update(self._mirrored)
+        current = _balancer_counters(self.balancers)
+        # A backend that left (a reload dropped it, or its address left
+        # the DNS) takes its series with it.
+        carried = self._carried["ejections"]
+        for key in set(carried).difference(current["ejections"]):
+            del carried[key]
         for family, values in self._carried.items():
             data[family].update(values)
-        for family, values in _balancer_counters(self.balancers).items():
+        for family, values in current.items():
             merge_family(data[family], values)
         for name, balancer in self.balancers.items():
             data["queue_length"][name] = balancer.queued

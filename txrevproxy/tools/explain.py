@@ -384,8 +384,15 @@ def explain(
     upstream = config.upstreams[side or chosen.route.upstream]
     backends = target.balancer.backends
     lines.append("upstream: %s (balance %s)" % (upstream.name, upstream.balance))
-    lines.append("backends: %s" % (", ".join(b.server.url for b in backends),))
-    server = backends[0].server
+    listed = [b.server.url for b in backends] + [
+        "%s %s%s (resolved at run time)"
+        % (entry.lookup, entry.host, ":%d" % (entry.port,) if entry.port else "")
+        for entry in upstream.lookups
+    ]
+    lines.append("backends: %s" % (", ".join(listed),))
+    # With only dns and srv entries, no backend exists before a lookup:
+    # the head is shown as the first entry's servers would get it.
+    server = backends[0].server if backends else upstream.lookups[0]
     sent = target.request_head(request, server, None, request.requestedUpgrade())
     lines.append("sent to %s:" % (server.url,))
     lines.extend("  " + line for line in _head_lines(sent))

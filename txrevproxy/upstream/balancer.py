@@ -21,13 +21,14 @@ from __future__ import annotations
 import math
 from collections import deque
 from hashlib import blake2b
-from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, Union
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger, LogLevel
 
 from ..config.model import BackendServer, Sticky, Upstream
 from ..http.headers import cookie_value
+from ..interfaces import IBackendsChanged
 from .pool import ConnectionPool
 
 #: Outcomes of an exchange, as L{Lease.release} reports them.  Compared by
@@ -212,15 +213,32 @@ class _StickySessions:
 
     def __init__(self, sticky: Sticky, backends: Sequence[Backend]) -> None:
         self._name = sticky.cookie.encode("ascii")
-        attributes = b"; Path=/; HttpOnly"
+        self._attributes = b"; Path=/; HttpOnly"
         if sticky.ttl is not None:
-            attributes += b"; Max-Age=%d" % (max(1, int(sticky.ttl)),)
+            self._attributes += b"; Max-Age=%d" % (max(1, int(sticky.ttl)),)
         self._backends: Dict[bytes, Backend] = {}
         self.set_cookie: Dict[Backend, bytes] = {}
         for backend in backends:
-            value = blake2b(backend.server.url.encode("utf-8"), digest_size=8).hexdigest()
-            self._backends[value.encode("ascii")] = backend
-            self.set_cookie[backend] = self._name + b"=" + value.encode("ascii") + attributes
+            self.add(backend)
+
+    def _value(self, backend: Backend) -> bytes:
+        url = backend.server.url.encode("utf-8")
+        return blake2b(url, digest_size=8).hexdigest().encode("ascii")
+
+    def add(self, backend: Backend) -> None:
+        """
+        Bind clients to a backend that joined the upstream.
+        """
+        value = self._value(backend)
+        self._backends[value] = backend
+        self.set_cookie[backend] = self._name + b"=" + value + self._attributes
+
+    def discard(self, backend: Backend) -> None:
+        """
+        Forget a backend that left: its clients get another.
+        """
+        del self._backends[self._value(backend)]
+        del self.set_cookie[backend]
 
     def find(self, request, candidates: Sequence[Backend]) -> Optional[Backend]:
         """
@@ -253,16 +271,36 @@ class Balancer:
     @ivar retried: how many retries were made (for metrics).
     @ivar queue_timeouts: how many requests waited C{queue_timeout} in
         vain (for metrics).
+    @ivar leaving: the backends that left the upstream (their address
+        left the DNS) and still carry exchanges; each is closed when its
+        last one is over.
+    @ivar lookups: what finds backends in the DNS for it (each with a
+        C{state()}), for L{state}.
+    @ivar awaiting: how many DNS lookups have not answered once yet;
+        while one has not, a request that finds no backend waits in the
+        queue for it rather than being answered 503.
+    @param remake_picker: makes the picker again for a new list of
+        backends, for a picker that does not follow changes itself (see
+        L{IBackendsChanged}); L{None}: the picker copes as it is.
     """
 
     log = Logger()
 
     def __init__(
-        self, upstream: Upstream, backends: Sequence[Backend], picker, clock
+        self,
+        upstream: Upstream,
+        backends: Sequence[Backend],
+        picker,
+        clock,
+        remake_picker: Optional[Callable[[Sequence[Backend]], Any]] = None,
     ) -> None:
         self.upstream = upstream
         self.backends = tuple(backends)
+        self.leaving: List[Backend] = []
+        self.lookups: List[Any] = []
+        self.awaiting = 0
         self.clock = clock
+        self._remake_picker = remake_picker
         self.in_flight = 0
         self.retries = upstream.retries
         self._picker = picker
@@ -300,7 +338,9 @@ class Balancer:
             lease = self.lease_now(request)
             if lease is not None:
                 return succeed(lease)
-            if self._eligible and len(self._queue) < self.upstream.queue_size:
+            if (self._eligible or self.awaiting) and len(
+                self._queue
+            ) < self.upstream.queue_size:
                 return self._wait(request)
         else:
             candidates = self._open(tried)
@@ -368,6 +408,8 @@ class Balancer:
         self.in_flight -= 1
         if lease._retry:
             self._retrying -= 1
+        if not backend.in_flight and backend in self.leaving:
+            self._gone(backend)
         if outcome is SUCCESS and (status < 500 or not self._count_5xx):
             backend.failures = 0
             backend.latency += (
@@ -462,6 +504,60 @@ class Balancer:
         self._eligible = eligible
         if self._queue:
             self._serveQueue()
+
+    def change(
+        self, added: Sequence[Backend], removed: Sequence[Backend], ramp: bool = True
+    ) -> None:
+        """
+        Backends join and leave the upstream (its DNS answer changed):
+        those that join take requests at once (after a slow start, when
+        C{ramp}); those that leave take no new request, and each is closed
+        when the exchanges it carries are over.  The others keep all their
+        state, and the policy learns the new list (see
+        L{IBackendsChanged}).
+        """
+        for backend in removed:
+            if backend._ejection is not None:
+                backend._ejection.cancel()
+                backend._ejection = None
+            if self._sticky is not None:
+                self._sticky.discard(backend)
+            if backend.in_flight:
+                self.leaving.append(backend)
+            else:
+                backend.pool.close()
+        for backend in added:
+            if ramp:
+                backend.start_ramp()
+            if self._sticky is not None:
+                self._sticky.add(backend)
+        gone = set(removed)
+        self.backends = tuple(b for b in self.backends if b not in gone) + tuple(added)
+        if IBackendsChanged.providedBy(self._picker):
+            self._picker.backends_changed(self.backends)
+        elif self._remake_picker is not None:
+            self._picker = self._remake_picker(self.backends)
+        self._update()
+
+    def _gone(self, backend: Backend) -> None:
+        """
+        A backend that left finished its last exchange: close it.
+        """
+        self.leaving.remove(backend)
+        backend.pool.close()
+
+    def looked_up(self) -> None:
+        """
+        A DNS lookup answered (or failed) for the first time: when none is
+        left to wait for and no backend can take a request, the requests
+        that waited are answered 503.
+        """
+        self.awaiting -= 1
+        if not self.awaiting and not self._eligible:
+            while self._queue:
+                waiter = self._queue.popleft()
+                waiter.timer.cancel()
+                self._refuse(waiter)
 
     def set_healthy(self, backend: Backend, healthy: bool) -> None:
         """
@@ -604,6 +700,11 @@ class Balancer:
             "in_flight": self.in_flight,
             "queued": len(self._queue),
             "backends": backends,
+            "leaving": [
+                {"url": backend.server.url, "in_flight": backend.in_flight}
+                for backend in self.leaving
+            ],
+            "lookups": [lookup.state() for lookup in self.lookups],
         }
 
     def close(self) -> None:
@@ -615,7 +716,7 @@ class Balancer:
             waiter = self._queue.popleft()
             waiter.timer.cancel()
             self._refuse(waiter)
-        for backend in self.backends:
+        for backend in self.backends + tuple(self.leaving):
             if backend._ejection is not None:
                 backend._ejection.cancel()
                 backend._ejection = None

@@ -128,7 +128,9 @@ class HealthChecker(Service):
     check all at once.  Then a round starts every C{interval}; a round
     lasts no longer than C{timeout}, and one still running when the next is
     due makes that one wait for the next interval.  Until its first checks,
-    a backend counts as healthy.
+    a backend counts as healthy.  Backends that join the upstream (found
+    in the DNS) are checked from the next round on; the counts of those
+    that left are forgotten.
     """
 
     log = Logger()
@@ -142,12 +144,9 @@ class HealthChecker(Service):
         self._loop.clock = clock
         self._first = None
         self._pending: List[Deferred] = []
-        self._passed: Dict[Backend, int] = {backend: 0 for backend in balancer.backends}
-        self._failed: Dict[Backend, int] = {backend: 0 for backend in balancer.backends}
-        self._pools = {
-            backend: backend.pool.health_pool(clock)
-            for backend in balancer.backends
-        }
+        self._passed: Dict[Backend, int] = {}
+        self._failed: Dict[Backend, int] = {}
+        self._pools: Dict[Backend, object] = {}
 
     def startService(self) -> None:
         super().startService()
@@ -175,7 +174,11 @@ class HealthChecker(Service):
             pending.cancel()
 
     def _round(self) -> Deferred:
-        return DeferredList([self._checkOne(backend) for backend in self.balancer.backends])
+        backends = self.balancer.backends
+        for counts in (self._passed, self._failed, self._pools):
+            for gone in set(counts).difference(backends):
+                del counts[gone]
+        return DeferredList([self._checkOne(backend) for backend in backends])
 
     def _checkOne(self, backend: Backend) -> Deferred:
         check = self.check
@@ -183,7 +186,9 @@ class HealthChecker(Service):
             d = _tcp_check(backend)
         else:
             host = (check.host or backend.server.authority).encode("idna")
-            pool = self._pools[backend]
+            pool = self._pools.get(backend)
+            if pool is None:
+                pool = self._pools[backend] = backend.pool.health_pool(self._clock)
             head = pool.serialize_head(
                 b"GET",
                 check.path.encode("ascii"),
@@ -230,13 +235,13 @@ class HealthChecker(Service):
         backend.last_check = ("passed: " if passed else "failed: ") + detail
         if passed:
             self._failed[backend] = 0
-            count = self._passed[backend] = self._passed[backend] + 1
+            count = self._passed[backend] = self._passed.get(backend, 0) + 1
             if not backend.healthy and count >= self.check.rise:
                 self.balancer.set_healthy(backend, True)
                 self._log_change(backend, "up", count, detail)
         else:
             self._passed[backend] = 0
-            count = self._failed[backend] = self._failed[backend] + 1
+            count = self._failed[backend] = self._failed.get(backend, 0) + 1
             if backend.healthy and count >= self.check.fall:
                 self.balancer.set_healthy(backend, False)
                 self._log_change(backend, "down", count, detail)

@@ -2,7 +2,10 @@
 The built-in balancing policies.
 
 Each class here is an L{IBackendPicker}: the per-upstream state of a policy.
-The policies themselves (L{IBalancingPolicy} plugins naming these classes)
+Each also follows changes of the backends (L{IBackendsChanged}: backends
+found in the DNS join and leave) keeping its state: the policies that
+look only at the candidates of each pick need nothing for it.  The
+policies themselves (L{IBalancingPolicy} plugins naming these classes)
 are registered in C{twisted/plugins/txrevproxy_balancing.py}, the way a
 third party registers its own, and found through L{txrevproxy.plugins}.
 """
@@ -16,15 +19,26 @@ from typing import Callable, Dict, Optional, Sequence
 from zope.interface import implementer
 
 from ..http.headers import cookie_value
-from ..interfaces import IBackendPicker
+from ..interfaces import IBackendPicker, IBackendsChanged
 
 #: Points on the hash ring per backend of average weight: enough for each
 #: backend's share of keys to be within a few percent of its weight.
 RING_POINTS = 160
 
 
-@implementer(IBackendPicker)
-class RoundRobin:
+class _FollowsCandidates:
+    """
+    A picker that keeps nothing per backend: a change of the backends is
+    met by the candidates of the next pick, and its state (a rotation's
+    position) stays.
+    """
+
+    def backends_changed(self, backends) -> None:
+        pass
+
+
+@implementer(IBackendPicker, IBackendsChanged)
+class RoundRobin(_FollowsCandidates):
     """
     Each candidate in turn; weights are not considered.
     """
@@ -38,7 +52,7 @@ class RoundRobin:
         return candidates[index]
 
 
-@implementer(IBackendPicker)
+@implementer(IBackendPicker, IBackendsChanged)
 class WeightedRoundRobin:
     """
     Smooth weighted round robin, as nginx does it: each pick adds every
@@ -66,6 +80,14 @@ class WeightedRoundRobin:
         scores[best] = best_score - total
         return best
 
+    def backends_changed(self, backends) -> None:
+        """
+        Forget the scores of the backends that left; the others keep
+        theirs, so the rotation goes on where it was.
+        """
+        present = set(backends)
+        self._scores = {b: s for b, s in self._scores.items() if b in present}
+
 
 def _load(backend) -> float:
     """
@@ -75,8 +97,8 @@ def _load(backend) -> float:
     return (backend.in_flight + 1) / backend.current_weight()
 
 
-@implementer(IBackendPicker)
-class LeastConnections:
+@implementer(IBackendPicker, IBackendsChanged)
+class LeastConnections(_FollowsCandidates):
     """
     The candidate with the fewest exchanges in flight per unit of weight;
     ties go to each tied candidate in turn.
@@ -100,8 +122,8 @@ class LeastConnections:
         return best
 
 
-@implementer(IBackendPicker)
-class RandomTwoChoices:
+@implementer(IBackendPicker, IBackendsChanged)
+class RandomTwoChoices(_FollowsCandidates):
     """
     The power of two random choices: two distinct candidates at random, and
     of those the one with fewer exchanges in flight per unit of weight.
@@ -154,7 +176,7 @@ def key_function(hash_key: str) -> Callable[[object], Optional[bytes]]:
     return cookie
 
 
-@implementer(IBackendPicker)
+@implementer(IBackendPicker, IBackendsChanged)
 class ConsistentHash:
     """
     The same key goes to the same backend: a consistent-hash ring with
@@ -163,12 +185,22 @@ class ConsistentHash:
     depend on the others, so adding one moves only its share of the keys,
     and a key whose backend cannot take it goes to the next backend round
     the ring.  A request without a key (no such header or cookie) goes to
-    each candidate in turn.
+    each candidate in turn.  When backends join or leave, the ring is
+    made again from the same points: the keys of a backend that left go
+    to the next ones round the ring, and a backend that joined takes its
+    share from the others; no other key moves.
     """
 
     def __init__(self, upstream, backends, clock, random) -> None:
         self._key = key_function(upstream.hash_key)
         self._fallback = RoundRobin(upstream, backends, clock, random)
+        self.backends_changed(backends)
+
+    def backends_changed(self, backends) -> None:
+        """
+        Make the ring of C{backends}: each backend's points are hashes of
+        its own URL, so they are the same in every ring it is part of.
+        """
         total = sum(backend.weight for backend in backends)
         ring = []
         for backend in backends:
