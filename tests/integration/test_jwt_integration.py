@@ -6,10 +6,13 @@ echoes the headers it got.
 
 from __future__ import annotations
 
+from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
-from ..support.loopback import CountingSite, Echo, echoed_headers, listen, raw_exchange, start_proxy
+from txrevproxy.app.service import ProxyService
+
+from ..support.loopback import CountingSite, Echo, echoed_headers, listen, raw_exchange
 from ..support.oidc_provider import serve_provider
 from .test_filters_integration import config, parse_response, request
 
@@ -18,8 +21,9 @@ from .test_filters_integration import config, parse_response, request
 def start_behind_filter(testcase, name: str, table: str):
     """
     An echoing backend (C{testcase.backend}), the tests' provider
-    (C{testcase.provider}) and a proxy whose route runs the filter of
-    C{table} (its C{{issuer}} filled in) under C{name}.
+    (C{testcase.provider}) and a proxy (C{testcase.service}, with
+    C{testcase.config}) whose route runs the filter of C{table} (its
+    C{{issuer}} filled in) under C{name}.
 
     @return: a L{Deferred} firing with the proxy's port.
     """
@@ -27,9 +31,11 @@ def start_behind_filter(testcase, name: str, table: str):
     backend_port = yield listen(testcase.backend, testcase)
     testcase.provider = yield serve_provider(testcase)
     extra = "[filters.%s]\n%s" % (name, table.format(issuer=testcase.provider.issuer))
-    return start_proxy(
-        config(backend_port, route='filters = ["%s"]' % (name,), extra=extra), testcase
-    )
+    testcase.config = config(backend_port, route='filters = ["%s"]' % (name,), extra=extra)
+    testcase.service = ProxyService(testcase.config, reactor)
+    testcase.service.startService()
+    testcase.addCleanup(testcase.service.stopService)
+    return testcase.service.ports[0].getHost().port
 
 
 class JWTFilterTests(TestCase):
@@ -128,3 +134,17 @@ realm = "api"
         self.assertEqual(status, 401)
         self.assertIn(b"no key for this token", fields[b"www-authenticate"])
         self.assertEqual(self.provider.jwks_fetches, fetched + 1)
+
+    @inlineCallbacks
+    def test_reload_keeps_the_fetched_key_set(self):
+        """
+        A reload makes new filters: the one of the same C{jwks_url} gets
+        the key set already fetched, and the issuer is not asked again.
+        """
+        status, _, _ = yield self.fetch([(b"Authorization", b"Bearer " + self.token().encode())])
+        self.assertEqual(status, 200)
+        fetched = self.provider.jwks_fetches
+        self.assertEqual(self.service.reload(self.config), [])
+        status, _, body = yield self.fetch([(b"Authorization", b"Bearer " + self.token().encode())])
+        self.assertEqual(status, 200)
+        self.assertEqual(self.provider.jwks_fetches, fetched)

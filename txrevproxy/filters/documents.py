@@ -46,21 +46,24 @@ def service_client(reactor):
     return HTTPClient(Agent(reactor, pool=pool)), pool
 
 
+def json_object(body: bytes) -> Dict[str, Any]:
+    """
+    The JSON object of a body.
+
+    @raise ValueError: for a body that is no JSON object.
+    """
+    document = json.loads(body)
+    if not isinstance(document, dict):
+        raise ValueError("not a JSON object")
+    return document
+
+
 def read_json(response) -> Deferred:
     """
-    The JSON object of a response's body (up to L{MAX_DOCUMENT} bytes).
-
-    @raise ValueError: through the L{Deferred}, for a body that is no JSON
-        object.
+    The JSON object of a response's body (up to L{MAX_DOCUMENT} bytes),
+    or a L{ValueError} through the L{Deferred}.
     """
-
-    def parse(body: bytes) -> Dict[str, Any]:
-        document = json.loads(body)
-        if not isinstance(document, dict):
-            raise ValueError("not a JSON object")
-        return document
-
-    return read_bounded(response, MAX_DOCUMENT).addCallback(parse)
+    return read_bounded(response, MAX_DOCUMENT).addCallback(json_object)
 
 
 class RemoteDocument:
@@ -75,14 +78,18 @@ class RemoteDocument:
 
     log = Logger()
 
-    def __init__(self, url: str, reactor, refresh: float, min_refresh: float) -> None:
+    def __init__(self, url: str, reactor, refresh: float, min_refresh: float, http=None) -> None:
+        """
+        @param http: the treq client to fetch with; by default one of its
+            own (L{service_client}).
+        """
         self.url = url
         self.refresh = refresh
         self.min_refresh = min_refresh
         self.document: Optional[Dict[str, Any]] = None
         self.version = 0
         self._reactor = reactor
-        self._http, self._pool = service_client(reactor)
+        self._http, self._pool = service_client(reactor) if http is None else (http, None)
         self._asked_at: Optional[float] = None
         self._inflight: Optional[Deferred] = None
         self._waiting: List[Deferred] = []
@@ -101,6 +108,8 @@ class RemoteDocument:
         @return: a L{Deferred} firing with the document then held (maybe
             the same, or L{None}); it never fails.
         """
+        if self._stopped:
+            return succeed(self.document)
         now = self._reactor.seconds()
         if self._inflight is None:
             asked = self._asked_at
@@ -118,20 +127,22 @@ class RemoteDocument:
         if self._next is not None and self._next.active():
             self._next.cancel()
         self._next = None
-        d = self._http.get(
+        # In flight before any callback can run: a fetch that fails at
+        # once must find itself to end.
+        d = self._inflight = self._http.get(
             self.url, headers={b"Accept": [b"application/json"]}, allow_redirects=False
         )
         d.addTimeout(FETCH_TIMEOUT, self._reactor)
         d.addCallback(self._read)
         d.addCallbacks(self._fetched, self._failed)
-        self._inflight = d
 
     def _read(self, response) -> Deferred:
-        if response.code != 200:
-            return read_bounded(response, 0).addCallback(
-                lambda _: _raise(ValueError("status %d" % (response.code,)))
-            )
-        return read_json(response)
+        def check(body: bytes) -> Dict[str, Any]:
+            if response.code != 200:
+                raise ValueError("status %d" % (response.code,))
+            return json_object(body)
+
+        return read_bounded(response, MAX_DOCUMENT).addCallback(check)
 
     def _fetched(self, document: Dict[str, Any]) -> None:
         self.document = document
@@ -139,9 +150,12 @@ class RemoteDocument:
         self._done(self.refresh)
 
     def _failed(self, reason) -> None:
-        self.log.warn(
-            "could not fetch {url}: {reason}", url=self.url, reason=reason.getErrorMessage()
-        )
+        if not self._stopped:
+            self.log.warn(
+                "could not fetch {url}: {reason}",
+                url=self.url,
+                reason=reason.getErrorMessage(),
+            )
         self._done(self.min_refresh)
 
     def _done(self, delay: float) -> None:
@@ -152,7 +166,7 @@ class RemoteDocument:
         if not self._stopped:
             self._next = self._reactor.callLater(delay, self._fetch)
 
-    def stop(self) -> Deferred:
+    def stop(self) -> Optional[Deferred]:
         """
         Stop fetching, and close the kept-alive connections.
         """
@@ -161,11 +175,7 @@ class RemoteDocument:
             self._next.cancel()
         if self._inflight is not None:
             self._inflight.cancel()
-        return self._pool.closeCachedConnections()
-
-
-def _raise(error: Exception):
-    raise error
+        return None if self._pool is None else self._pool.closeCachedConnections()
 
 
 class SharedDocuments:

@@ -114,6 +114,7 @@ class FetchedKeys:
     def __init__(self, reactor, url: str, algorithms: Sequence[str], refresh: float, min_refresh: float) -> None:
         self._reactor = reactor
         self._algorithms = tuple(algorithms)
+        self._closed = False
         self._document: RemoteDocument = DOCUMENTS.acquire(reactor, url, refresh, min_refresh)
         self._version = -1
         self._keys: Tuple[PyJWK, ...] = ()
@@ -133,4 +134,11 @@ class FetchedKeys:
         return self._document.newer()
 
     def close(self):
+        """
+        Let go of the shared set, once (a retired runtime may be closed
+        again when the service stops).
+        """
+        if self._closed:
+            return None
+        self._closed = True
         return DOCUMENTS.release(self._reactor, self._document)

@@ -206,6 +206,7 @@ class OIDCLogin:
             reactor, self._issuer + "/.well-known/openid-configuration", 3600.0, 30.0
         )
         self._keys: Optional[FetchedKeys] = None
+        self._closed = False
         self._http, self._pool = service_client(reactor)
 
     # The provider -----------------------------------------------------
@@ -568,6 +569,14 @@ class OIDCLogin:
         return _redirect(location, cleared)
 
     def close(self):
+        """
+        Let go of the provider's shared documents and close the connections
+        to its token endpoint, once (a retired runtime may be closed again
+        when the service stops).
+        """
+        if self._closed:
+            return None
+        self._closed = True
         closing = [DOCUMENTS.release(self._reactor, self._discovery), self._pool.closeCachedConnections()]
         if self._keys is not None:
             closing.append(self._keys.close())
