@@ -31,7 +31,9 @@ def start_behind_filter(testcase, name: str, table: str):
     backend_port = yield listen(testcase.backend, testcase)
     testcase.provider = yield serve_provider(testcase)
     extra = "[filters.%s]\n%s" % (name, table.format(issuer=testcase.provider.issuer))
-    testcase.config = config(backend_port, route='filters = ["%s"]' % (name,), extra=extra)
+    testcase.config = config(
+        backend_port, route='filters = ["%s"]' % (name,), extra=extra
+    )
     testcase.service = ProxyService(testcase.config, reactor)
     testcase.service.startService()
     testcase.addCleanup(testcase.service.stopService)
@@ -60,7 +62,12 @@ realm = "api"
         )
 
     def token(self, **claims):
-        body = {"aud": "api", "sub": "alice", "email": "alice@example.com", "role": "admin"}
+        body = {
+            "aud": "api",
+            "sub": "alice",
+            "email": "alice@example.com",
+            "role": "admin",
+        }
         body.update(claims)
         return self.provider.token(**body)
 
@@ -85,7 +92,9 @@ realm = "api"
 
     @inlineCallbacks
     def test_token_in_a_cookie_is_accepted(self):
-        status, _, body = yield self.fetch([(b"Cookie", b"a=1; token=" + self.token().encode())])
+        status, _, body = yield self.fetch(
+            [(b"Cookie", b"a=1; token=" + self.token().encode())]
+        )
         self.assertEqual(status, 200)
         self.assertEqual(echoed_headers(body)[b"x-user"], [b"alice"])
 
@@ -121,7 +130,9 @@ realm = "api"
         fetched = self.provider.jwks_fetches
         self.provider.rotate()
         rotated = self.token()
-        status, _, body = yield self.fetch([(b"Authorization", b"Bearer " + rotated.encode())])
+        status, _, body = yield self.fetch(
+            [(b"Authorization", b"Bearer " + rotated.encode())]
+        )
         self.assertEqual(status, 200)
         self.assertEqual(echoed_headers(body)[b"x-user"], [b"alice"])
         self.assertEqual(self.provider.jwks_fetches, fetched + 1)
@@ -141,10 +152,14 @@ realm = "api"
         A reload makes new filters: the one of the same C{jwks_url} gets
         the key set already fetched, and the issuer is not asked again.
         """
-        status, _, _ = yield self.fetch([(b"Authorization", b"Bearer " + self.token().encode())])
+        status, _, _ = yield self.fetch(
+            [(b"Authorization", b"Bearer " + self.token().encode())]
+        )
         self.assertEqual(status, 200)
         fetched = self.provider.jwks_fetches
         self.assertEqual(self.service.reload(self.config), [])
-        status, _, body = yield self.fetch([(b"Authorization", b"Bearer " + self.token().encode())])
+        status, _, body = yield self.fetch(
+            [(b"Authorization", b"Bearer " + self.token().encode())]
+        )
         self.assertEqual(status, 200)
         self.assertEqual(self.provider.jwks_fetches, fetched)

@@ -39,7 +39,9 @@ class Browser:
     @inlineCallbacks
     def go(self, url, method="GET", headers=None, follow=True):
         for _ in range(10):
-            response = yield self.http.request(method, url, headers=headers, allow_redirects=False)
+            response = yield self.http.request(
+                method, url, headers=headers, allow_redirects=False
+            )
             body = yield treq.content(response)
             self.hops.append((url, response.code, response))
             location = response.headers.getRawHeaders(b"location")
@@ -64,15 +66,16 @@ client_secret = "%s"
 cookie_secrets = ["%s"]
 allowed_emails = ["@example.com"]
 claims_to_headers = {{ sub = "X-User", email = "X-Email" }}
-"""
-            % (CLIENT_ID, CLIENT_SECRET, COOKIE_SECRET),
+""" % (CLIENT_ID, CLIENT_SECRET, COOKIE_SECRET),
         )
         self.base = "http://127.0.0.1:%d" % (self.port,)
         self.browser = Browser()
 
     @inlineCallbacks
     def login(self):
-        response, body = yield self.browser.go(self.base + "/app/page?x=1", headers={"X-User": "forged"})
+        response, body = yield self.browser.go(
+            self.base + "/app/page?x=1", headers={"X-User": "forged"}
+        )
         return response, body
 
     @inlineCallbacks
@@ -95,7 +98,11 @@ claims_to_headers = {{ sub = "X-User", email = "X-Email" }}
             ],
         )
         callback = self.browser.hops[2][2]
-        session = [c for c in callback.headers.getRawHeaders(b"set-cookie") if c.startswith(b"txrevproxy_session=")]
+        session = [
+            c
+            for c in callback.headers.getRawHeaders(b"set-cookie")
+            if c.startswith(b"txrevproxy_session=")
+        ]
         self.assertEqual(len(session), 1)
         self.assertIn(b"HttpOnly", session[0])
         self.assertIn(b"SameSite=Lax", session[0])
@@ -109,7 +116,9 @@ claims_to_headers = {{ sub = "X-User", email = "X-Email" }}
 
     @inlineCallbacks
     def test_scripts_and_posts_without_a_session_get_401(self):
-        response, _ = yield self.browser.go(self.base + "/api", headers={"Accept": "application/json"})
+        response, _ = yield self.browser.go(
+            self.base + "/api", headers={"Accept": "application/json"}
+        )
         self.assertEqual(response.code, 401)
         response, _ = yield self.browser.go(self.base + "/form", method="POST")
         self.assertEqual(response.code, 401)
@@ -135,7 +144,8 @@ claims_to_headers = {{ sub = "X-User", email = "X-Email" }}
         self.assertEqual(self.provider.token_requests, [])
         stranger = Browser()
         response, _ = yield stranger.go(
-            self.base + "/oauth2/callback?code=x&state=" + query["state"][0], follow=False
+            self.base + "/oauth2/callback?code=x&state=" + query["state"][0],
+            follow=False,
         )
         self.assertEqual(response.code, 400)
 
@@ -157,7 +167,10 @@ claims_to_headers = {{ sub = "X-User", email = "X-Email" }}
             ["authorization_code", "refresh_token", "refresh_token"],
         )
         self.assertTrue(
-            any(c.startswith(b"txrevproxy_session=") for c in response.headers.getRawHeaders(b"set-cookie"))
+            any(
+                c.startswith(b"txrevproxy_session=")
+                for c in response.headers.getRawHeaders(b"set-cookie")
+            )
         )
 
     @inlineCallbacks

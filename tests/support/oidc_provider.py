@@ -48,7 +48,9 @@ class SigningKey:
         return data
 
     def sign(self, claims: Dict[str, Any], algorithm: str = "RS256") -> str:
-        return jwt.encode(claims, self.private, algorithm=algorithm, headers={"kid": self.kid})
+        return jwt.encode(
+            claims, self.private, algorithm=algorithm, headers={"kid": self.kid}
+        )
 
 
 def _json(request, document, status: int = 200) -> bytes:
@@ -137,7 +139,9 @@ class Provider(resource.Resource):
         if path == "/logout":
             self.logouts.append(query)
             request.setResponseCode(302)
-            request.setHeader(b"location", query["post_logout_redirect_uri"].encode("ascii"))
+            request.setHeader(
+                b"location", query["post_logout_redirect_uri"].encode("ascii")
+            )
             return b""
         request.setResponseCode(404)
         return b""
@@ -149,7 +153,11 @@ class Provider(resource.Resource):
         assert "openid" in query["scope"].split()
         code = secrets.token_urlsafe(16)
         self._codes[code] = query
-        target = query["redirect_uri"] + "?" + urlencode({"code": code, "state": query["state"]})
+        target = (
+            query["redirect_uri"]
+            + "?"
+            + urlencode({"code": code, "state": query["state"]})
+        )
         request.setResponseCode(302)
         request.setHeader(b"location", target.encode("ascii"))
         return b""
@@ -158,7 +166,10 @@ class Provider(resource.Resource):
         scheme, _, value = (request.getHeader(b"authorization") or b"").partition(b" ")
         if scheme != b"Basic":
             return False
-        return base64.b64decode(value).decode("utf-8") == "%s:%s" % (CLIENT_ID, CLIENT_SECRET)
+        return base64.b64decode(value).decode("utf-8") == "%s:%s" % (
+            CLIENT_ID,
+            CLIENT_SECRET,
+        )
 
     def _token(self, request) -> bytes:
         form = {k.decode(): v[0].decode() for k, v in request.args.items()}
@@ -170,9 +181,15 @@ class Provider(resource.Resource):
             if started is None or started["redirect_uri"] != form.get("redirect_uri"):
                 return _json(request, {"error": "invalid_grant"}, 400)
             verifier = form.get("code_verifier", "").encode("ascii")
-            challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier).digest()).rstrip(b"=")
+            challenge = base64.urlsafe_b64encode(
+                hashlib.sha256(verifier).digest()
+            ).rstrip(b"=")
             if challenge.decode("ascii") != started["code_challenge"]:
-                return _json(request, {"error": "invalid_grant", "error_description": "PKCE"}, 400)
+                return _json(
+                    request,
+                    {"error": "invalid_grant", "error_description": "PKCE"},
+                    400,
+                )
             return _json(request, self._tokens(started.get("nonce")))
         if form.get("grant_type") == "refresh_token":
             if self._refresh.pop(form.get("refresh_token", ""), None) is None:

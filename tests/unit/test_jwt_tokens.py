@@ -17,7 +17,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from txrevproxy.filters.jwks import KeyFileError, read_key_file, secret_keys
-from txrevproxy.filters.tokens import TokenRefused, TokenRules, check_token, verification_keys
+from txrevproxy.filters.tokens import (
+    TokenRefused,
+    TokenRules,
+    check_token,
+    verification_keys,
+)
 
 from ..support.oidc_provider import SigningKey
 
@@ -31,7 +36,9 @@ def jwks(*keys):
 
 
 def rules(**overrides):
-    options = dict(algorithms=("RS256",), issuer="https://issuer.test", audience=("api",))
+    options = dict(
+        algorithms=("RS256",), issuer="https://issuer.test", audience=("api",)
+    )
     options.update(overrides)
     return TokenRules(**options)
 
@@ -44,7 +51,12 @@ def claims(**overrides):
 
 def refusal(token, keys=None, **rule_overrides):
     with pytest.raises(TokenRefused) as raised:
-        check_token(token, keys or verification_keys(jwks(RSA), ("RS256",)), rules(**rule_overrides), NOW)
+        check_token(
+            token,
+            keys or verification_keys(jwks(RSA), ("RS256",)),
+            rules(**rule_overrides),
+            NOW,
+        )
     return raised.value
 
 
@@ -66,7 +78,10 @@ def test_alg_none_is_refused():
     header = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').rstrip(b"=")
     body = base64.urlsafe_b64encode(json.dumps(claims()).encode()).rstrip(b"=")
     token = (header + b"." + body + b".").decode()
-    assert refusal(token, algorithms=("RS256", "HS256")).description == "algorithm not allowed"
+    assert (
+        refusal(token, algorithms=("RS256", "HS256")).description
+        == "algorithm not allowed"
+    )
 
 
 def test_hs256_signed_with_the_rsa_public_key_is_refused():
@@ -85,7 +100,10 @@ def test_hs256_signed_with_the_rsa_public_key_is_refused():
     token = b".".join([header, body, signature]).decode()
     keys = verification_keys(jwks(RSA), ("RS256", "HS256"))
     assert [key.algorithm_name for key in keys] == ["RS256"]
-    assert refusal(token, keys, algorithms=("RS256", "HS256")).description == "no key for this token"
+    assert (
+        refusal(token, keys, algorithms=("RS256", "HS256")).description
+        == "no key for this token"
+    )
 
 
 def test_expired_token_is_refused_after_the_leeway():
@@ -100,7 +118,9 @@ def test_token_not_yet_valid_is_refused():
 
 
 def test_wrong_issuer_and_audience_are_refused():
-    assert refusal(RSA.sign(claims(iss="https://evil.test"))).description == "wrong issuer"
+    assert (
+        refusal(RSA.sign(claims(iss="https://evil.test"))).description == "wrong issuer"
+    )
     assert refusal(RSA.sign(claims(aud="other"))).description == "wrong audience"
 
 
@@ -111,7 +131,10 @@ def test_one_of_several_audiences_is_enough():
 
 
 def test_missing_required_claim_is_refused():
-    assert refusal(RSA.sign(claims()), required_claims=("exp", "email")).description == "missing claim email"
+    assert (
+        refusal(RSA.sign(claims()), required_claims=("exp", "email")).description
+        == "missing claim email"
+    )
 
 
 def test_claim_value_mismatch_is_insufficient_scope():
@@ -147,7 +170,9 @@ def test_every_asymmetric_family_verifies_from_a_pem_file(tmp_path, algorithm, p
     path.write_bytes(pem)
     keys = read_key_file(str(path), (algorithm,))
     token = jwt.encode(claims(), private, algorithm=algorithm, headers={"kid": "any"})
-    assert check_token(token, keys, rules(algorithms=(algorithm,)), NOW)["sub"] == "alice"
+    assert (
+        check_token(token, keys, rules(algorithms=(algorithm,)), NOW)["sub"] == "alice"
+    )
 
 
 def test_hs256_secret():

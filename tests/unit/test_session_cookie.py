@@ -41,7 +41,9 @@ def test_rotation_first_secret_seals_every_secret_opens():
 
 def test_tampered_value_does_not_open():
     sealer = CookieSealer([NEW])
-    value = bytearray(base64.urlsafe_b64decode(sealer.seal(b"session", {"sub": "alice"}) + b"=="))
+    value = bytearray(
+        base64.urlsafe_b64decode(sealer.seal(b"session", {"sub": "alice"}) + b"==")
+    )
     value[20] ^= 1
     changed = base64.urlsafe_b64encode(bytes(value)).rstrip(b"=")
     assert sealer.open(b"session", changed) is None
@@ -78,11 +80,15 @@ def test_login_expires_and_checks_state():
 
 def test_authorization_url_carries_pkce_state_and_nonce():
     login = Login.begin("/", 0.0)
-    url = login.authorization_url("https://idp.test/auth", "app", "https://me.test/cb", ["openid", "email"])
+    url = login.authorization_url(
+        "https://idp.test/auth", "app", "https://me.test/cb", ["openid", "email"]
+    )
     assert url.startswith("https://idp.test/auth?response_type=code&client_id=app&")
     assert "code_challenge_method=S256" in url
     assert "state=" + login.state in url and "nonce=" + login.nonce in url
-    expected = base64.urlsafe_b64encode(hashlib.sha256(login.verifier.encode()).digest()).rstrip(b"=")
+    expected = base64.urlsafe_b64encode(
+        hashlib.sha256(login.verifier.encode()).digest()
+    ).rstrip(b"=")
     assert pkce_challenge(login.verifier) == expected.decode()
     assert "code_challenge=" + expected.decode() in url
 
@@ -100,10 +106,15 @@ def test_allowed_emails_and_domains_and_groups():
     assert allowed(alice, ["alice@example.com"], ["staff", "ops"], "groups")
     assert not allowed(alice, ["bob@example.com"], [], "groups")
     assert not allowed(alice, [], ["ops"], "groups")
-    assert not allowed(dict(alice, email_verified=False), ["@example.com"], [], "groups")
+    assert not allowed(
+        dict(alice, email_verified=False), ["@example.com"], [], "groups"
+    )
     assert not allowed({}, ["@example.com"], [], "groups")
 
 
 def test_filter_cookies_are_not_passed_on():
-    assert without_cookies([b"a=1; s=secret", b"s_login=x; b=2"], (b"s", b"s_login")) == b"a=1; b=2"
+    assert (
+        without_cookies([b"a=1; s=secret", b"s_login=x; b=2"], (b"s", b"s_login"))
+        == b"a=1; b=2"
+    )
     assert without_cookies([b"s=secret"], (b"s",)) is None

@@ -78,7 +78,9 @@ class RemoteDocument:
 
     log = Logger()
 
-    def __init__(self, url: str, reactor, refresh: float, min_refresh: float, http=None) -> None:
+    def __init__(
+        self, url: str, reactor, refresh: float, min_refresh: float, http=None
+    ) -> None:
         """
         @param http: the treq client to fetch with; by default one of its
             own (L{service_client}).
@@ -89,7 +91,9 @@ class RemoteDocument:
         self.document: Optional[Dict[str, Any]] = None
         self.version = 0
         self._reactor = reactor
-        self._http, self._pool = service_client(reactor) if http is None else (http, None)
+        self._http, self._pool = (
+            service_client(reactor) if http is None else (http, None)
+        )
         self._asked_at: Optional[float] = None
         self._inflight: Optional[Deferred] = None
         self._waiting: List[Deferred] = []
@@ -187,7 +191,9 @@ class SharedDocuments:
     def __init__(self) -> None:
         self._held: Dict[Tuple[Any, str], Tuple[RemoteDocument, int]] = {}
 
-    def acquire(self, reactor, url: str, refresh: float, min_refresh: float) -> RemoteDocument:
+    def acquire(
+        self, reactor, url: str, refresh: float, min_refresh: float
+    ) -> RemoteDocument:
         """
         The document at C{url}: the one already held (taking the latest
         intervals), or a new one, fetched now.

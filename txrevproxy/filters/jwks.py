@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -22,7 +22,13 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from twisted.internet.defer import Deferred
 
 from .documents import DOCUMENTS, RemoteDocument
-from .tokens import verification_keys
+from .tokens import (
+    TokenRules,
+    candidate_keys,
+    check_token,
+    token_header,
+    verification_keys,
+)
 
 
 class KeyFileError(Exception):
@@ -67,7 +73,9 @@ def read_key_file(path: str, algorithms: Sequence[str]) -> Tuple[PyJWK, ...]:
         else:
             jwks = {"keys": [_public_jwk(data)]}
     except (ValueError, TypeError) as error:
-        raise KeyFileError("%s is neither a JWK Set nor a PEM public key: %s" % (path, error))
+        raise KeyFileError(
+            "%s is neither a JWK Set nor a PEM public key: %s" % (path, error)
+        )
     keys = verification_keys(jwks, algorithms)
     if not keys:
         raise KeyFileError(
@@ -111,11 +119,20 @@ class FetchedKeys:
     it, converted for this filter's algorithms once per fetch.
     """
 
-    def __init__(self, reactor, url: str, algorithms: Sequence[str], refresh: float, min_refresh: float) -> None:
+    def __init__(
+        self,
+        reactor,
+        url: str,
+        algorithms: Sequence[str],
+        refresh: float,
+        min_refresh: float,
+    ) -> None:
         self._reactor = reactor
         self._algorithms = tuple(algorithms)
         self._closed = False
-        self._document: RemoteDocument = DOCUMENTS.acquire(reactor, url, refresh, min_refresh)
+        self._document: RemoteDocument = DOCUMENTS.acquire(
+            reactor, url, refresh, min_refresh
+        )
         self._version = -1
         self._keys: Tuple[PyJWK, ...] = ()
 
@@ -142,3 +159,23 @@ class FetchedKeys:
             return None
         self._closed = True
         return DOCUMENTS.release(self._reactor, self._document)
+
+
+def verified_claims(
+    token: str, source, rules: TokenRules, clock
+) -> Union[Dict[str, Any], Deferred]:
+    """
+    The claims of a token checked with the keys of C{source}: at once, or,
+    when the token names a key the source does not hold but may get (a
+    provider's rotated key), once the source has looked for newer keys.
+
+    @param source: L{FixedKeys} or L{FetchedKeys}.
+    @raise TokenRefused: at once, or through the L{Deferred}.
+    """
+    if not candidate_keys(token_header(token), source.keys(), rules):
+        waiting = source.newer()
+        if waiting is not None:
+            return waiting.addCallback(
+                lambda _: check_token(token, source.keys(), rules, clock.seconds())
+            )
+    return check_token(token, source.keys(), rules, clock.seconds())

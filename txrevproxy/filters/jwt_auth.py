@@ -32,8 +32,15 @@ from ..http.headers import cookie_value
 from ..interfaces import Answer, IFilter
 from .basic_auth import realm
 from .claim_headers import ClaimHeaders, claims_to_headers
-from .jwks import FetchedKeys, FixedKeys, KeyFileError, read_key_file, secret_keys
-from .tokens import ALGORITHMS, TokenRefused, TokenRules, candidate_keys, check_token, token_header
+from .jwks import (
+    FetchedKeys,
+    FixedKeys,
+    KeyFileError,
+    read_key_file,
+    secret_keys,
+    verified_claims,
+)
+from .tokens import ALGORITHMS, TokenRefused, TokenRules
 
 
 def leeway(value: Any) -> float:
@@ -60,7 +67,9 @@ def audience(value: Any) -> Tuple[str, ...]:
     """
     if isinstance(value, str):
         value = [value]
-    return array_of(_text, min_items=1, what='a string or an array such as ["api"]')(value)
+    return array_of(_text, min_items=1, what='a string or an array such as ["api"]')(
+        value
+    )
 
 
 def _claim_value(value: Any) -> Tuple[Any, ...]:
@@ -118,13 +127,18 @@ class Options:
 
 def _one_key_source(arguments):
     symmetric = [a for a in arguments["algorithms"] if a.startswith("HS")]
-    secret = arguments.get("secret") is not None or arguments.get("secret_file") is not None
+    secret = (
+        arguments.get("secret") is not None or arguments.get("secret_file") is not None
+    )
     if arguments.get("secret") is not None and arguments.get("secret_file") is not None:
         yield (".secret", "give secret or secret_file, not both")
     if symmetric and not secret:
         yield (".secret", "%s needs secret or secret_file" % (symmetric[0],))
     if secret and not symmetric:
-        yield (".secret", 'a secret is only used by the HS algorithms: add "HS256" to algorithms')
+        yield (
+            ".secret",
+            'a secret is only used by the HS algorithms: add "HS256" to algorithms',
+        )
     if arguments.get("jwks_url") and (arguments.get("keys") or secret):
         yield (".jwks_url", "give jwks_url, or keys and secrets, not both")
     if not (arguments.get("jwks_url") or arguments.get("keys") or secret):
@@ -135,20 +149,31 @@ OPTIONS = Table(
     Options,
     {
         "algorithms": Field(
-            array_of(one_of(*ALGORITHMS), min_items=1, what='an array such as ["RS256"]'),
+            array_of(
+                one_of(*ALGORITHMS), min_items=1, what='an array such as ["RS256"]'
+            ),
             missing='required: the signature algorithms accepted, such as ["RS256"]',
         ),
-        "jwks_url": Field(http_url("https://login.example.com/.well-known/jwks.json"), default=MODEL_DEFAULT),
+        "jwks_url": Field(
+            http_url("https://login.example.com/.well-known/jwks.json"),
+            default=MODEL_DEFAULT,
+        ),
         "keys": Field(array_of(file_path, what="an array of key files"), default=[]),
         "secret": Field(_text, default=MODEL_DEFAULT),
         "secret_file": Field(file_path, default=MODEL_DEFAULT),
         "issuer": Field(_text, default=MODEL_DEFAULT),
         "audience": Field(audience, default=MODEL_DEFAULT),
         "leeway": Field(leeway, default="30s"),
-        "required_claims": Field(array_of(_text, what='an array such as ["exp", "sub"]'), default=["exp"]),
+        "required_claims": Field(
+            array_of(_text, what='an array such as ["exp", "sub"]'), default=["exp"]
+        ),
         "claims": Field(claim_rules, default={}),
         "token_from": Field(
-            array_of(token_place, min_items=1, what='an array such as ["header", "cookie:token"]'),
+            array_of(
+                token_place,
+                min_items=1,
+                what='an array such as ["header", "cookie:token"]',
+            ),
             default=["header"],
         ),
         "claims_to_headers": Field(claims_to_headers, default={}),
@@ -209,7 +234,8 @@ class JWTAuth:
                         found = credentials.strip()
             elif kind == "cookie":
                 found = cookie_value(
-                    request.requestHeaders.getRawHeaders(b"cookie"), name.encode("ascii")
+                    request.requestHeaders.getRawHeaders(b"cookie"),
+                    name.encode("ascii"),
                 )
             else:
                 _, _, query = request.uri.partition(b"?")
@@ -226,23 +252,24 @@ class JWTAuth:
             self._headers.remove(request)
             return bearer_challenge(self._realm)
         try:
-            header = token_header(token)
-            missing = not candidate_keys(header, self._keys.keys(), self._rules)
+            claims = verified_claims(token, self._keys, self._rules, self._clock)
         except TokenRefused as refused:
             return self._refused(request, refused)
-        if missing:
-            waiting = self._keys.newer()
-            if waiting is not None:
-                return waiting.addCallback(lambda _: self._decide(request, token))
-        return self._decide(request, token)
+        if isinstance(claims, Deferred):
+            return claims.addCallbacks(
+                lambda claims: self._admit(request, claims),
+                self._failed,
+                errbackArgs=(request,),
+            )
+        return self._admit(request, claims)
 
-    def _decide(self, request, token: str) -> Optional[Answer]:
-        try:
-            claims = check_token(token, self._keys.keys(), self._rules, self._clock.seconds())
-        except TokenRefused as refused:
-            return self._refused(request, refused)
+    def _admit(self, request, claims) -> None:
         self._headers.apply(request, claims)
         return None
+
+    def _failed(self, reason, request) -> Answer:
+        reason.trap(TokenRefused)
+        return self._refused(request, reason.value)
 
     def _refused(self, request, refused: TokenRefused) -> Answer:
         self._headers.remove(request)
@@ -265,7 +292,11 @@ def _secret(parsed: Options, context) -> Optional[bytes]:
             with open(context.path(parsed.secret_file), "rb") as file:
                 secret = file.read().strip()
         except OSError as error:
-            raise Invalid(problems=[(where, "cannot read %s: %s" % (parsed.secret_file, error.strerror))])
+            raise Invalid(
+                problems=[
+                    (where, "cannot read %s: %s" % (parsed.secret_file, error.strerror))
+                ]
+            )
     else:
         return None
     if len(secret) < 32:

@@ -29,17 +29,25 @@ from urllib.parse import parse_qsl, quote, urlencode
 from weakref import WeakKeyDictionary
 
 import attr
-from twisted.internet.defer import Deferred, fail, gatherResults, succeed
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from ..config.schema import MODEL_DEFAULT, Field, Invalid, Table, array_of, expected
-from ..config.values import boolean, cookie_name, duration, file_path, http_url, one_of, route_path
+from ..config.values import (
+    boolean,
+    cookie_name,
+    duration,
+    file_path,
+    http_url,
+    one_of,
+    route_path,
+)
 from ..http.headers import cookie_value
 from ..interfaces import Answer, IFilter
 from .claim_headers import ClaimHeaders, claims_to_headers
 from .documents import DOCUMENTS, FETCH_TIMEOUT, read_json, service_client
-from .jwks import FetchedKeys
+from .jwks import FetchedKeys, verified_claims
 from .basic_auth import realm
 from .jwt_auth import bearer_challenge, leeway
 from .oidc_flow import (
@@ -52,7 +60,7 @@ from .oidc_flow import (
     without_cookies,
 )
 from .session_cookie import MAX_COOKIE, CookieSealer
-from .tokens import ALGORITHMS, TokenRefused, TokenRules, candidate_keys, check_token, token_header
+from .tokens import ALGORITHMS, TokenRefused, TokenRules
 
 log = Logger()
 
@@ -107,9 +115,16 @@ class Options:
 
 
 def _checks(arguments):
-    if (arguments.get("client_secret") is None) == (arguments.get("client_secret_file") is None):
-        yield (".client_secret", "give client_secret or client_secret_file (one of them)")
-    if (arguments.get("cookie_secret") is None) == (not arguments.get("cookie_secrets")):
+    if (arguments.get("client_secret") is None) == (
+        arguments.get("client_secret_file") is None
+    ):
+        yield (
+            ".client_secret",
+            "give client_secret or client_secret_file (one of them)",
+        )
+    if (arguments.get("cookie_secret") is None) == (
+        not arguments.get("cookie_secrets")
+    ):
         yield (".cookie_secrets", "give cookie_secret or cookie_secrets (one of them)")
     if "openid" not in arguments["scopes"]:
         yield (".scopes", 'must include "openid"')
@@ -124,21 +139,35 @@ OPTIONS = Table(
         "client_id": Field(_text),
         "client_secret": Field(_text, default=MODEL_DEFAULT),
         "client_secret_file": Field(file_path, default=MODEL_DEFAULT),
-        "scopes": Field(array_of(_text, min_items=1, what='an array such as ["openid", "email"]'), default=["openid", "email", "profile"]),
+        "scopes": Field(
+            array_of(_text, min_items=1, what='an array such as ["openid", "email"]'),
+            default=["openid", "email", "profile"],
+        ),
         "redirect_path": Field(route_path, default="/oauth2/callback"),
         "logout_path": Field(route_path, default="/oauth2/logout"),
         "post_logout_redirect": Field(_text, default="/"),
         "cookie_name": Field(cookie_name, default="txrevproxy_session"),
         "cookie_secret": Field(_secret, default=MODEL_DEFAULT),
-        "cookie_secrets": Field(array_of(_secret, what="an array of secrets"), default=[]),
+        "cookie_secrets": Field(
+            array_of(_secret, what="an array of secrets"), default=[]
+        ),
         "session_max_age": Field(duration, default="12h"),
         "session_idle": Field(duration, default="1h"),
-        "allowed_emails": Field(array_of(_email, what='an array such as ["@example.com"]'), default=[]),
-        "allowed_groups": Field(array_of(_text, what='an array such as ["admins"]'), default=[]),
+        "allowed_emails": Field(
+            array_of(_email, what='an array such as ["@example.com"]'), default=[]
+        ),
+        "allowed_groups": Field(
+            array_of(_text, what='an array such as ["admins"]'), default=[]
+        ),
         "groups_claim": Field(_text, default="groups"),
         "claims_to_headers": Field(claims_to_headers, default={}),
         "refresh": Field(boolean, default=True),
-        "algorithms": Field(array_of(one_of(*_ASYMMETRIC), min_items=1, what='an array such as ["RS256"]'), default=["RS256"]),
+        "algorithms": Field(
+            array_of(
+                one_of(*_ASYMMETRIC), min_items=1, what='an array such as ["RS256"]'
+            ),
+            default=["RS256"],
+        ),
         "leeway": Field(leeway, default="30s"),
         "realm": Field(realm, default="txrevproxy"),
     },
@@ -188,7 +217,14 @@ class OIDCLogin:
         self._client_secret = client_secret
         self._reactor = reactor
         self._sealer = CookieSealer(
-            [s.encode("utf-8") for s in ((options.cookie_secret,) if options.cookie_secret else options.cookie_secrets)]
+            [
+                s.encode("utf-8")
+                for s in (
+                    (options.cookie_secret,)
+                    if options.cookie_secret
+                    else options.cookie_secrets
+                )
+            ]
         )
         self._session_name = options.cookie_name.encode("ascii")
         self._login_name = self._session_name + b"_login"
@@ -232,7 +268,9 @@ class OIDCLogin:
                 raise ProviderError("the discovery document has no %s" % (name,))
         if self._keys is None:
             options = self._options
-            self._keys = FetchedKeys(self._reactor, document["jwks_uri"], options.algorithms, 600.0, 30.0)
+            self._keys = FetchedKeys(
+                self._reactor, document["jwks_uri"], options.algorithms, 600.0, 30.0
+            )
         return document
 
     def _tokenRequest(self, document: Dict[str, Any], form: Dict[str, str]) -> Deferred:
@@ -241,7 +279,9 @@ class OIDCLogin:
         (C{client_secret_basic} unless the provider only takes
         C{client_secret_post}).
         """
-        methods = document.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
+        methods = document.get("token_endpoint_auth_methods_supported") or [
+            "client_secret_basic"
+        ]
         headers = {
             b"Accept": [b"application/json"],
             b"Content-Type": [b"application/x-www-form-urlencoded"],
@@ -249,8 +289,13 @@ class OIDCLogin:
         form = dict(form)
         if "client_secret_basic" in methods:
             # RFC 6749 section 2.3.1: each part form-encoded, then Basic.
-            pair = "%s:%s" % (quote(self._options.client_id, safe=""), quote(self._client_secret, safe=""))
-            headers[b"Authorization"] = [b"Basic " + base64.b64encode(pair.encode("utf-8"))]
+            pair = "%s:%s" % (
+                quote(self._options.client_id, safe=""),
+                quote(self._client_secret, safe=""),
+            )
+            headers[b"Authorization"] = [
+                b"Basic " + base64.b64encode(pair.encode("utf-8"))
+            ]
         else:
             form["client_id"] = self._options.client_id
             form["client_secret"] = self._client_secret
@@ -266,7 +311,10 @@ class OIDCLogin:
     def _tokenAnswer(self, response) -> Deferred:
         def check(answer):
             if response.code != 200:
-                raise ProviderError("the token endpoint answered %d %s" % (response.code, answer.get("error", "")))
+                raise ProviderError(
+                    "the token endpoint answered %d %s"
+                    % (response.code, answer.get("error", ""))
+                )
             return answer
 
         return read_json(response).addCallback(check)
@@ -284,20 +332,15 @@ class OIDCLogin:
             leeway=options.leeway,
             required_claims=("exp", "iat", "sub"),
         )
-        keys = self._keys
-        try:
-            missing = not candidate_keys(token_header(id_token), keys.keys(), rules)
-        except TokenRefused as refused:
-            return fail(refused)
-        waiting = keys.newer() if missing else succeed(None)
 
-        def check(_):
-            claims = check_token(id_token, keys.keys(), rules, self._reactor.seconds())
+        def check_nonce(claims):
             if nonce is not None and claims.get("nonce") != nonce:
                 raise TokenRefused("wrong nonce")
             return claims
 
-        return waiting.addCallback(check)
+        return maybeDeferred(
+            verified_claims, id_token, self._keys, rules, self._reactor
+        ).addCallback(check_nonce)
 
     # Requests --------------------------------------------------------
 
@@ -330,18 +373,26 @@ class OIDCLogin:
             if reason.check(TokenRefused):
                 log.info("oidc: token refused: {why}", why=reason.value.description)
                 return bearer_challenge(self._options.realm, reason.value)
-            log.warn("oidc: {issuer}: {why}", issuer=self._issuer, why=reason.getErrorMessage())
+            log.warn(
+                "oidc: {issuer}: {why}",
+                issuer=self._issuer,
+                why=reason.getErrorMessage(),
+            )
             return Answer(502)
 
         return waiting.addErrback(failed)
 
     def _session(self, request, now: float) -> Optional[Session]:
-        value = cookie_value(request.requestHeaders.getRawHeaders(b"cookie"), self._session_name)
+        value = cookie_value(
+            request.requestHeaders.getRawHeaders(b"cookie"), self._session_name
+        )
         if value is None:
             return None
         payload = self._sealer.open(self._session_name, value)
         session = None if payload is None else Session.from_payload(payload)
-        if session is None or not session.alive(now, self._options.session_max_age, self._options.session_idle):
+        if session is None or not session.alive(
+            now, self._options.session_max_age, self._options.session_idle
+        ):
             return None
         return session
 
@@ -367,7 +418,11 @@ class OIDCLogin:
     # Cookies ---------------------------------------------------------
 
     def _cookie(self, request, name: bytes, value: bytes, max_age: int) -> bytes:
-        cookie = b"%s=%s; Path=/; Max-Age=%d; HttpOnly; SameSite=Lax" % (name, value, max_age)
+        cookie = b"%s=%s; Path=/; Max-Age=%d; HttpOnly; SameSite=Lax" % (
+            name,
+            value,
+            max_age,
+        )
         if request.site.scheme == b"https":
             cookie += b"; Secure"
         return cookie
@@ -377,13 +432,18 @@ class OIDCLogin:
         The session's Set-Cookie value: without the ID token if the cookie
         would pass 4 KiB with it, L{None} if it would even without.
         """
-        remaining = int(self._options.session_max_age - (session.seen - session.started))
+        remaining = int(
+            self._options.session_max_age - (session.seen - session.started)
+        )
         for each in (session, attr.evolve(session, id_token=None)):
             sealed = self._sealer.seal(self._session_name, each.payload())
             cookie = self._cookie(request, self._session_name, sealed, remaining)
             if len(cookie) <= MAX_COOKIE:
                 return cookie
-        log.error("oidc: the session of {sub} does not fit in a cookie", sub=session.claims.get("sub"))
+        log.error(
+            "oidc: the session of {sub} does not fit in a cookie",
+            sub=session.claims.get("sub"),
+        )
         return None
 
     def _clear(self, request, name: bytes) -> bytes:
@@ -410,22 +470,33 @@ class OIDCLogin:
                 options.scopes,
             )
             sealed = self._sealer.seal(self._login_name, login.payload())
-            return _redirect(location, self._cookie(request, self._login_name, sealed, 600))
+            return _redirect(
+                location, self._cookie(request, self._login_name, sealed, 600)
+            )
 
         return self._provider().addCallback(redirect)
 
     def _callback(self, request) -> Union[Answer, Deferred]:
         query = _query(request)
-        value = cookie_value(request.requestHeaders.getRawHeaders(b"cookie"), self._login_name)
+        value = cookie_value(
+            request.requestHeaders.getRawHeaders(b"cookie"), self._login_name
+        )
         payload = None if value is None else self._sealer.open(self._login_name, value)
         now = self._reactor.seconds()
         login = None if payload is None else Login.from_payload(payload, now)
         if login is None or not login.matches(query.get("state", "")):
             log.info("oidc: callback without a matching login (state)")
-            return Answer(400, body=b"This login is not the one started here; please try again.\n")
+            return Answer(
+                400, body=b"This login is not the one started here; please try again.\n"
+            )
         if "code" not in query:
-            log.info("oidc: the provider refused the login: {error}", error=query.get("error", "no code"))
-            return Answer(403, ((b"Set-Cookie", self._clear(request, self._login_name)),))
+            log.info(
+                "oidc: the provider refused the login: {error}",
+                error=query.get("error", "no code"),
+            )
+            return Answer(
+                403, ((b"Set-Cookie", self._clear(request, self._login_name)),)
+            )
         options = self._options
         state: Dict[str, Any] = {}
 
@@ -450,7 +521,12 @@ class OIDCLogin:
 
         def establish(claims):
             cleared = self._clear(request, self._login_name)
-            if not allowed(claims, options.allowed_emails, options.allowed_groups, options.groups_claim):
+            if not allowed(
+                claims,
+                options.allowed_emails,
+                options.allowed_groups,
+                options.groups_claim,
+            ):
                 log.info("oidc: {sub} is not allowed", sub=claims.get("sub"))
                 return Answer(403, ((b"Set-Cookie", cleared),))
             answer = state["answer"]
@@ -468,7 +544,12 @@ class OIDCLogin:
                 return Answer(500)
             return _redirect(login.back_to, cookie, cleared)
 
-        return self._provider().addCallback(exchange).addCallback(validate).addCallback(establish)
+        return (
+            self._provider()
+            .addCallback(exchange)
+            .addCallback(validate)
+            .addCallback(establish)
+        )
 
     def _refresh(self, request, session: Session) -> Deferred:
         """
@@ -512,7 +593,8 @@ class OIDCLogin:
 
         def ask(document):
             return self._tokenRequest(
-                document, {"grant_type": "refresh_token", "refresh_token": session.refresh_token}
+                document,
+                {"grant_type": "refresh_token", "refresh_token": session.refresh_token},
             )
 
         def validate(answer):
@@ -527,7 +609,10 @@ class OIDCLogin:
             now = self._reactor.seconds()
             if claims is not None:
                 if claims.get("sub") != session.claims.get("sub") or not allowed(
-                    claims, options.allowed_emails, options.allowed_groups, options.groups_claim
+                    claims,
+                    options.allowed_emails,
+                    options.allowed_groups,
+                    options.groups_claim,
                 ):
                     return None
                 kept = kept_claims(claims, self._headers.claims)
@@ -546,7 +631,13 @@ class OIDCLogin:
             log.info("oidc: refresh failed: {why}", why=reason.getErrorMessage())
             return None
 
-        return self._provider().addCallback(ask).addCallback(validate).addCallback(renew).addErrback(refused)
+        return (
+            self._provider()
+            .addCallback(ask)
+            .addCallback(validate)
+            .addCallback(renew)
+            .addErrback(refused)
+        )
 
     def _logout(self, request) -> Union[Answer, Deferred]:
         """
@@ -562,7 +653,10 @@ class OIDCLogin:
         endpoint = document.get("end_session_endpoint")
         if not isinstance(endpoint, str):
             return _redirect(after, cleared)
-        query = {"client_id": self._options.client_id, "post_logout_redirect_uri": after}
+        query = {
+            "client_id": self._options.client_id,
+            "post_logout_redirect_uri": after,
+        }
         if session is not None and session.id_token:
             query["id_token_hint"] = session.id_token
         location = endpoint + ("&" if "?" in endpoint else "?") + urlencode(query)
@@ -577,7 +671,10 @@ class OIDCLogin:
         if self._closed:
             return None
         self._closed = True
-        closing = [DOCUMENTS.release(self._reactor, self._discovery), self._pool.closeCachedConnections()]
+        closing = [
+            DOCUMENTS.release(self._reactor, self._discovery),
+            self._pool.closeCachedConnections(),
+        ]
         if self._keys is not None:
             closing.append(self._keys.close())
         return gatherResults([d for d in closing if d is not None])
@@ -588,10 +685,19 @@ def configure(options, context) -> OIDCLogin:
     secret = parsed.client_secret
     if parsed.client_secret_file is not None:
         try:
-            with open(context.path(parsed.client_secret_file), encoding="utf-8") as file:
+            with open(
+                context.path(parsed.client_secret_file), encoding="utf-8"
+            ) as file:
                 secret = file.read().strip()
         except (OSError, UnicodeDecodeError) as error:
-            raise Invalid(problems=[(".client_secret_file", "cannot read %s: %s" % (parsed.client_secret_file, error))])
+            raise Invalid(
+                problems=[
+                    (
+                        ".client_secret_file",
+                        "cannot read %s: %s" % (parsed.client_secret_file, error),
+                    )
+                ]
+            )
     if context.reactor is None:
         # Only checking: nothing to fetch, nothing to run.
         return None

@@ -45,8 +45,10 @@ def return_path(uri: bytes) -> str:
     C{/\\host}) becomes C{/}, so the callback is no open redirect.
     """
     text = uri.decode("latin-1")
-    if not text.startswith("/") or text.startswith(("//", "/\\")) or any(
-        c < " " for c in text
+    if (
+        not text.startswith("/")
+        or text.startswith(("//", "/\\"))
+        or any(c < " " for c in text)
     ):
         return "/"
     return text
@@ -70,7 +72,13 @@ class Login:
         return cls(random_token(), random_token(), random_token(), back_to, now)
 
     def payload(self) -> Dict[str, Any]:
-        return {"st": self.state, "n": self.nonce, "v": self.verifier, "u": self.back_to, "t": self.started}
+        return {
+            "st": self.state,
+            "n": self.nonce,
+            "v": self.verifier,
+            "u": self.back_to,
+            "t": self.started,
+        }
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any], now: float) -> Optional["Login"]:
@@ -79,7 +87,13 @@ class Login:
         than L{LOGIN_TIME}.
         """
         try:
-            login = cls(payload["st"], payload["n"], payload["v"], return_path(payload["u"].encode("latin-1")), float(payload["t"]))
+            login = cls(
+                payload["st"],
+                payload["n"],
+                payload["v"],
+                return_path(payload["u"].encode("latin-1")),
+                float(payload["t"]),
+            )
         except (KeyError, TypeError, ValueError, AttributeError, UnicodeEncodeError):
             return None
         if not 0 <= now - login.started <= LOGIN_TIME:
@@ -89,7 +103,9 @@ class Login:
     def matches(self, state: str) -> bool:
         return hmac.compare_digest(self.state.encode("ascii"), state.encode("latin-1"))
 
-    def authorization_url(self, endpoint: str, client_id: str, redirect_uri: str, scopes: Sequence[str]) -> str:
+    def authorization_url(
+        self, endpoint: str, client_id: str, redirect_uri: str, scopes: Sequence[str]
+    ) -> str:
         """
         The authorization request of the code flow with PKCE (OpenID
         Connect Core section 3.1.2.1, RFC 7636).
@@ -109,7 +125,12 @@ class Login:
         return endpoint + ("&" if "?" in endpoint else "?") + query
 
 
-def allowed(claims: Mapping[str, Any], emails: Sequence[str], groups: Sequence[str], groups_claim: str) -> bool:
+def allowed(
+    claims: Mapping[str, Any],
+    emails: Sequence[str],
+    groups: Sequence[str],
+    groups_claim: str,
+) -> bool:
     """
     Whether the ID token's claims let the user in: with C{emails}, a
     verified C{email} that is one of them, or in one of their domains
@@ -151,7 +172,12 @@ class Session:
     id_token: Optional[str] = None
 
     def payload(self) -> Dict[str, Any]:
-        payload = {"c": dict(self.claims), "t": self.started, "l": self.seen, "e": self.expires}
+        payload = {
+            "c": dict(self.claims),
+            "t": self.started,
+            "l": self.seen,
+            "e": self.expires,
+        }
         if self.refresh_token:
             payload["r"] = self.refresh_token
         if self.id_token:
@@ -195,7 +221,9 @@ def kept_claims(claims: Mapping[str, Any], names: Sequence[str]) -> Dict[str, An
     return {name: claims[name] for name in ("sub",) + tuple(names) if name in claims}
 
 
-def token_expiry(answer: Mapping[str, Any], claims: Mapping[str, Any], now: float) -> Optional[float]:
+def token_expiry(
+    answer: Mapping[str, Any], claims: Mapping[str, Any], now: float
+) -> Optional[float]:
     """
     When the tokens of a token endpoint's answer expire: the access
     token's C{expires_in}, or else the ID token's C{exp}.
@@ -209,7 +237,9 @@ def token_expiry(answer: Mapping[str, Any], claims: Mapping[str, Any], now: floa
     return None
 
 
-def without_cookies(values: Sequence[bytes], names: Tuple[bytes, ...]) -> Optional[bytes]:
+def without_cookies(
+    values: Sequence[bytes], names: Tuple[bytes, ...]
+) -> Optional[bytes]:
     """
     A request's Cookie fields as one, without the cookies C{names} (the
     filter's own, which the backend has no use for), or L{None} when none

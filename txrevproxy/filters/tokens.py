@@ -88,7 +88,9 @@ class TokenRules:
     claims: Tuple[Tuple[str, Tuple[Any, ...]], ...] = ()
 
 
-def verification_keys(jwks: Mapping[str, Any], algorithms: Sequence[str]) -> Tuple[PyJWK, ...]:
+def verification_keys(
+    jwks: Mapping[str, Any], algorithms: Sequence[str]
+) -> Tuple[PyJWK, ...]:
     """
     The keys of a JWK Set (RFC 7517) that can verify a signature with one
     of C{algorithms}, each bound to one algorithm, so a key is never used
@@ -127,7 +129,9 @@ def token_header(token: str) -> Dict[str, Any]:
     return header
 
 
-def candidate_keys(header: Mapping[str, Any], keys: Sequence[PyJWK], rules: TokenRules) -> Tuple[PyJWK, ...]:
+def candidate_keys(
+    header: Mapping[str, Any], keys: Sequence[PyJWK], rules: TokenRules
+) -> Tuple[PyJWK, ...]:
     """
     The keys that may have signed a token with C{header}: of its algorithm,
     and of its C{kid} when both name one (a key read from a PEM file has
@@ -142,7 +146,8 @@ def candidate_keys(header: Mapping[str, Any], keys: Sequence[PyJWK], rules: Toke
     return tuple(
         key
         for key in keys
-        if key.algorithm_name == algorithm and (kid is None or key.key_id in (None, kid))
+        if key.algorithm_name == algorithm
+        and (kid is None or key.key_id in (None, kid))
     )
 
 
@@ -226,7 +231,11 @@ def claim_values(claims: Mapping[str, Any], name: str) -> Tuple[Any, ...]:
     return (value,)
 
 
-def _check_values(claims: Mapping[str, Any], wanted: Sequence[Tuple[str, Tuple[Any, ...]]]) -> None:
+def _check_values(
+    claims: Mapping[str, Any], wanted: Sequence[Tuple[str, Tuple[Any, ...]]]
+) -> None:
     for name, accepted in wanted:
         if not any(value in accepted for value in claim_values(claims, name)):
-            raise TokenRefused("claim %s does not allow this" % (name,), "insufficient_scope")
+            raise TokenRefused(
+                "claim %s does not allow this" % (name,), "insufficient_scope"
+            )
