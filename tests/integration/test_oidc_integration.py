@@ -150,6 +150,16 @@ claims_to_headers = {{ sub = "X-User", email = "X-Email" }}
         self.assertEqual(response.code, 400)
 
     @inlineCallbacks
+    def test_logins_started_in_two_tabs_both_come_back(self):
+        first, _ = yield self.browser.go(self.base + "/first", follow=False)
+        second, _ = yield self.browser.go(self.base + "/second", follow=False)
+        for response, path in ((first, b"/first"), (second, b"/second")):
+            location = response.headers.getRawHeaders(b"location")[0].decode("ascii")
+            done, body = yield self.browser.go(location)
+            self.assertEqual(done.code, 200)
+            self.assertTrue(body.startswith(b"GET " + path + b" "), body)
+
+    @inlineCallbacks
     def test_expired_tokens_are_refreshed_with_the_refresh_token(self):
         """
         Tokens that expire at once: every request with the session renews

@@ -13,6 +13,7 @@ from txrevproxy.filters.oidc_flow import (
     Login,
     Session,
     allowed,
+    login_cookie,
     pkce_challenge,
     return_path,
     without_cookies,
@@ -113,8 +114,16 @@ def test_allowed_emails_and_domains_and_groups():
 
 
 def test_filter_cookies_are_not_passed_on():
-    assert (
-        without_cookies([b"a=1; s=secret", b"s_login=x; b=2"], (b"s", b"s_login"))
-        == b"a=1; b=2"
+    kept = without_cookies(
+        [b"a=1; s=secret", b"s_login_abc=x; b=2"], (b"s",), b"s_login_"
     )
-    assert without_cookies([b"s=secret"], (b"s",)) is None
+    assert kept == b"a=1; b=2"
+    assert without_cookies([b"s=secret"], (b"s",), b"s_login_") is None
+
+
+def test_each_login_has_its_own_cookie_and_odd_states_name_none():
+    first, second = Login.begin("/", 0.0), Login.begin("/", 0.0)
+    names = {login_cookie(b"s_login", login.state) for login in (first, second)}
+    assert len(names) == 2 and all(n.startswith(b"s_login_") for n in names)
+    assert login_cookie(b"s_login", "x\r\nSet-Cookie: a=b; 0123456789") is None
+    assert login_cookie(b"s_login", "short") is None

@@ -55,6 +55,7 @@ from .oidc_flow import (
     Session,
     allowed,
     kept_claims,
+    login_cookie,
     return_path,
     token_expiry,
     without_cookies,
@@ -227,7 +228,7 @@ class OIDCLogin:
             ]
         )
         self._session_name = options.cookie_name.encode("ascii")
-        self._login_name = self._session_name + b"_login"
+        self._login_prefix = self._session_name + b"_login"
         self._redirect_path = options.redirect_path.encode("ascii")
         self._logout_path = options.logout_path.encode("ascii")
         self._headers = ClaimHeaders(options.claims_to_headers)
@@ -400,7 +401,9 @@ class OIDCLogin:
         self._headers.apply(request, session.claims)
         cookies = request.requestHeaders.getRawHeaders(b"cookie")
         if cookies:
-            rest = without_cookies(cookies, (self._session_name, self._login_name))
+            rest = without_cookies(
+                cookies, (self._session_name,), self._login_prefix + b"_"
+            )
             request.requestHeaders.removeHeader(b"cookie")
             if rest is not None:
                 request.requestHeaders.setRawHeaders(b"cookie", [rest])
@@ -469,22 +472,22 @@ class OIDCLogin:
                 self._absolute(request, options.redirect_path),
                 options.scopes,
             )
-            sealed = self._sealer.seal(self._login_name, login.payload())
-            return _redirect(
-                location, self._cookie(request, self._login_name, sealed, 600)
-            )
+            name = login_cookie(self._login_prefix, login.state)
+            sealed = self._sealer.seal(name, login.payload())
+            return _redirect(location, self._cookie(request, name, sealed, 600))
 
         return self._provider().addCallback(redirect)
 
     def _callback(self, request) -> Union[Answer, Deferred]:
         query = _query(request)
-        value = cookie_value(
-            request.requestHeaders.getRawHeaders(b"cookie"), self._login_name
-        )
-        payload = None if value is None else self._sealer.open(self._login_name, value)
+        name = login_cookie(self._login_prefix, query.get("state", ""))
+        value = None
+        if name is not None:
+            value = cookie_value(request.requestHeaders.getRawHeaders(b"cookie"), name)
+        payload = None if value is None else self._sealer.open(name, value)
         now = self._reactor.seconds()
         login = None if payload is None else Login.from_payload(payload, now)
-        if login is None or not login.matches(query.get("state", "")):
+        if login is None or not login.matches(query["state"]):
             log.info("oidc: callback without a matching login (state)")
             return Answer(
                 400, body=b"This login is not the one started here; please try again.\n"
@@ -494,9 +497,7 @@ class OIDCLogin:
                 "oidc: the provider refused the login: {error}",
                 error=query.get("error", "no code"),
             )
-            return Answer(
-                403, ((b"Set-Cookie", self._clear(request, self._login_name)),)
-            )
+            return Answer(403, ((b"Set-Cookie", self._clear(request, name)),))
         options = self._options
         state: Dict[str, Any] = {}
 
@@ -520,7 +521,7 @@ class OIDCLogin:
             return self._idClaims(id_token, login.nonce)
 
         def establish(claims):
-            cleared = self._clear(request, self._login_name)
+            cleared = self._clear(request, name)
             if not allowed(
                 claims,
                 options.allowed_emails,

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlencode
 
@@ -237,18 +238,35 @@ def token_expiry(
     return None
 
 
+_STATE = re.compile(r"[A-Za-z0-9_-]{16,128}\Z")
+
+
+def login_cookie(prefix: bytes, state: str) -> Optional[bytes]:
+    """
+    The name of the cookie of the login with C{state}: each login has its
+    own (C{PREFIX_} and the state's first 16 characters), so that several
+    tabs sent to the provider at once (a browser restoring its tabs) all
+    come back logged in.  L{None} for a state no login of ours has, which
+    then never names a cookie.
+    """
+    if not _STATE.match(state):
+        return None
+    return prefix + b"_" + state[:16].encode("ascii")
+
+
 def without_cookies(
-    values: Sequence[bytes], names: Tuple[bytes, ...]
+    values: Sequence[bytes], names: Tuple[bytes, ...], prefix: bytes
 ) -> Optional[bytes]:
     """
-    A request's Cookie fields as one, without the cookies C{names} (the
-    filter's own, which the backend has no use for), or L{None} when none
-    are left.
+    A request's Cookie fields as one, without the cookies C{names} and
+    those whose name starts with C{prefix} (the filter's own, which the
+    backend has no use for), or L{None} when none are left.
     """
     kept = []
     for value in values:
         for pair in value.split(b";"):
             pair = pair.strip()
-            if pair and pair.partition(b"=")[0] not in names:
+            name = pair.partition(b"=")[0]
+            if pair and name not in names and not name.startswith(prefix):
                 kept.append(pair)
     return b"; ".join(kept) if kept else None
