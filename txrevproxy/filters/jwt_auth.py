@@ -55,7 +55,10 @@ def leeway(value: Any) -> float:
         raise Invalid(str(error))
 
 
-def _text(value: Any) -> str:
+def text(value: Any) -> str:
+    """
+    A string that is not empty (an issuer, a claim's name, a client ID).
+    """
     if not isinstance(value, str) or not value:
         raise expected("a string", value)
     return value
@@ -67,7 +70,7 @@ def audience(value: Any) -> Tuple[str, ...]:
     """
     if isinstance(value, str):
         value = [value]
-    return array_of(_text, min_items=1, what='a string or an array such as ["api"]')(
+    return array_of(text, min_items=1, what='a string or an array such as ["api"]')(
         value
     )
 
@@ -159,13 +162,13 @@ OPTIONS = Table(
             default=MODEL_DEFAULT,
         ),
         "keys": Field(array_of(file_path, what="an array of key files"), default=[]),
-        "secret": Field(_text, default=MODEL_DEFAULT),
+        "secret": Field(text, default=MODEL_DEFAULT),
         "secret_file": Field(file_path, default=MODEL_DEFAULT),
-        "issuer": Field(_text, default=MODEL_DEFAULT),
+        "issuer": Field(text, default=MODEL_DEFAULT),
         "audience": Field(audience, default=MODEL_DEFAULT),
         "leeway": Field(leeway, default="30s"),
         "required_claims": Field(
-            array_of(_text, what='an array such as ["exp", "sub"]'), default=["exp"]
+            array_of(text, what='an array such as ["exp", "sub"]'), default=["exp"]
         ),
         "claims": Field(claim_rules, default={}),
         "token_from": Field(

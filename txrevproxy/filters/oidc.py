@@ -49,7 +49,7 @@ from .claim_headers import ClaimHeaders, claims_to_headers
 from .documents import DOCUMENTS, FETCH_TIMEOUT, read_json, service_client
 from .jwks import FetchedKeys, verified_claims
 from .basic_auth import realm
-from .jwt_auth import bearer_challenge, leeway
+from .jwt_auth import bearer_challenge, leeway, text
 from .oidc_flow import (
     Login,
     Session,
@@ -70,12 +70,6 @@ log = Logger()
 SEEN_GRANULARITY = 60.0
 
 _ASYMMETRIC = tuple(a for a in ALGORITHMS if not a.startswith("HS"))
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise expected("a string", value)
-    return value
 
 
 def _secret(value: Any) -> str:
@@ -137,16 +131,16 @@ OPTIONS = Table(
     Options,
     {
         "issuer": Field(http_url("https://login.example.com/realms/main")),
-        "client_id": Field(_text),
-        "client_secret": Field(_text, default=MODEL_DEFAULT),
+        "client_id": Field(text),
+        "client_secret": Field(text, default=MODEL_DEFAULT),
         "client_secret_file": Field(file_path, default=MODEL_DEFAULT),
         "scopes": Field(
-            array_of(_text, min_items=1, what='an array such as ["openid", "email"]'),
+            array_of(text, min_items=1, what='an array such as ["openid", "email"]'),
             default=["openid", "email", "profile"],
         ),
         "redirect_path": Field(route_path, default="/oauth2/callback"),
         "logout_path": Field(route_path, default="/oauth2/logout"),
-        "post_logout_redirect": Field(_text, default="/"),
+        "post_logout_redirect": Field(text, default="/"),
         "cookie_name": Field(cookie_name, default="txrevproxy_session"),
         "cookie_secret": Field(_secret, default=MODEL_DEFAULT),
         "cookie_secrets": Field(
@@ -158,9 +152,9 @@ OPTIONS = Table(
             array_of(_email, what='an array such as ["@example.com"]'), default=[]
         ),
         "allowed_groups": Field(
-            array_of(_text, what='an array such as ["admins"]'), default=[]
+            array_of(text, what='an array such as ["admins"]'), default=[]
         ),
-        "groups_claim": Field(_text, default="groups"),
+        "groups_claim": Field(text, default="groups"),
         "claims_to_headers": Field(claims_to_headers, default={}),
         "refresh": Field(boolean, default=True),
         "algorithms": Field(
