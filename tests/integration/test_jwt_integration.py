@@ -18,18 +18,20 @@ from .test_filters_integration import config, parse_response, request
 
 
 @inlineCallbacks
-def start_behind_filter(testcase, name: str, table: str):
+def start_behind_filter(testcase, name: str, table: str, **provider_attributes):
     """
     An echoing backend (C{testcase.backend}), the tests' provider
     (C{testcase.provider}) and a proxy (C{testcase.service}, with
     C{testcase.config}) whose route runs the filter of C{table} (its
     C{{issuer}} filled in) under C{name}.
 
+    @param provider_attributes: the provider's, before the proxy starts.
+
     @return: a L{Deferred} firing with the proxy's port.
     """
     testcase.backend = CountingSite(Echo())
     backend_port = yield listen(testcase.backend, testcase)
-    testcase.provider = yield serve_provider(testcase)
+    testcase.provider = yield serve_provider(testcase, **provider_attributes)
     extra = "[filters.%s]\n%s" % (name, table.format(issuer=testcase.provider.issuer))
     testcase.config = config(
         backend_port, route='filters = ["%s"]' % (name,), extra=extra

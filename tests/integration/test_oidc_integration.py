@@ -52,7 +52,14 @@ class Browser:
         raise AssertionError("too many redirects")
 
 
-class OIDCLoginTests(TestCase):
+class SSOProxy(TestCase):
+    """
+    A proxy whose route logs browsers in with the tests' provider (set up
+    with C{provider_attributes}).
+    """
+
+    provider_attributes: dict = {}
+
     @inlineCallbacks
     def setUp(self):
         self.port = yield start_behind_filter(
@@ -67,6 +74,7 @@ cookie_secrets = ["%s"]
 allowed_emails = ["@example.com"]
 claims_to_headers = {{ sub = "X-User", email = "X-Email" }}
 """ % (CLIENT_ID, CLIENT_SECRET, COOKIE_SECRET),
+            **self.provider_attributes,
         )
         self.base = "http://127.0.0.1:%d" % (self.port,)
         self.browser = Browser()
@@ -78,6 +86,8 @@ claims_to_headers = {{ sub = "X-User", email = "X-Email" }}
         )
         return response, body
 
+
+class OIDCLoginTests(SSOProxy):
     @inlineCallbacks
     def test_full_login_reaches_the_original_url_with_the_user(self):
         response, body = yield self.login()
@@ -200,3 +210,54 @@ claims_to_headers = {{ sub = "X-User", email = "X-Email" }}
         self.assertEqual(len(self.provider.logouts), 1)
         response, _ = yield self.browser.go(self.base + "/form", method="POST")
         self.assertEqual(response.code, 401)
+
+    @inlineCallbacks
+    def test_provider_refusing_the_login_is_403(self):
+        response, _ = yield self.browser.go(self.base + "/app", follow=False)
+        authorize = response.headers.getRawHeaders(b"location")[0].decode("ascii")
+        state = parse_qs(urlsplit(authorize).query)["state"][0]
+        response, _ = yield self.browser.go(
+            self.base + "/oauth2/callback?error=access_denied&state=" + state
+        )
+        self.assertEqual(response.code, 403)
+        self.assertEqual(self.provider.token_requests, [])
+
+    @inlineCallbacks
+    def test_id_token_too_large_for_the_cookie_is_left_out(self):
+        self.provider.user = dict(self.provider.user, picture="p" * 4000)
+        response, body = yield self.login()
+        self.assertEqual(response.code, 200)
+        self.assertEqual(echoed_headers(body)[b"x-user"], [b"alice-id"])
+        response, _ = yield self.browser.go(self.base + "/oauth2/logout", follow=False)
+        location = response.headers.getRawHeaders(b"location")[0].decode("ascii")
+        query = parse_qs(urlsplit(location).query)
+        self.assertNotIn("id_token_hint", query)
+        self.assertEqual(query["client_id"], [CLIENT_ID])
+
+
+class ClientSecretPostTests(SSOProxy):
+    provider_attributes = {"client_auth": "client_secret_post", "end_session": False}
+
+    @inlineCallbacks
+    def test_login_with_the_secret_in_the_form(self):
+        response, body = yield self.login()
+        self.assertEqual(response.code, 200)
+        self.assertEqual(self.provider.token_requests[0]["client_id"], CLIENT_ID)
+
+    @inlineCallbacks
+    def test_logout_without_end_session_endpoint_goes_home(self):
+        yield self.login()
+        response, _ = yield self.browser.go(self.base + "/oauth2/logout", follow=False)
+        self.assertEqual(
+            response.headers.getRawHeaders(b"location"), [self.base.encode() + b"/"]
+        )
+
+
+class ForeignIssuerTests(SSOProxy):
+    provider_attributes = {"named_issuer": "http://elsewhere.test"}
+
+    @inlineCallbacks
+    def test_discovery_naming_another_issuer_is_502(self):
+        response, _ = yield self.browser.go(self.base + "/app", follow=False)
+        self.assertEqual(response.code, 502)
+        self.assertEqual(self.backend.connections, 0)

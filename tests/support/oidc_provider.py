@@ -68,6 +68,10 @@ class Provider(resource.Resource):
     @ivar jwks_fetches: how many times its JWK Set was fetched.
     @ivar logouts: the queries of the end-session requests.
     @ivar token_requests: the forms the token endpoint got.
+    @ivar client_auth: how clients authenticate at the token endpoint.
+    @ivar end_session: whether it has an end-session endpoint.
+    @ivar named_issuer: the issuer its discovery document names, if not
+        its own.
     """
 
     isLeaf = True
@@ -84,6 +88,9 @@ class Provider(resource.Resource):
             "groups": ["staff"],
         }
         self.lifetime = 300
+        self.client_auth = "client_secret_basic"
+        self.end_session = True
+        self.named_issuer = ""
         self.jwks_fetches = 0
         self.logouts: List[Dict[str, str]] = []
         self.token_requests: List[Dict[str, str]] = []
@@ -115,19 +122,18 @@ class Provider(resource.Resource):
     def render(self, request):
         path = request.path.decode("ascii")
         if path == "/.well-known/openid-configuration":
-            return _json(
-                request,
-                {
-                    "issuer": self.issuer,
-                    "authorization_endpoint": self.issuer + "/authorize",
-                    "token_endpoint": self.issuer + "/token",
-                    "jwks_uri": self.issuer + "/jwks",
-                    "end_session_endpoint": self.issuer + "/logout",
-                    "token_endpoint_auth_methods_supported": ["client_secret_basic"],
-                    "id_token_signing_alg_values_supported": ["RS256"],
-                    "code_challenge_methods_supported": ["S256"],
-                },
-            )
+            discovery = {
+                "issuer": self.named_issuer or self.issuer,
+                "authorization_endpoint": self.issuer + "/authorize",
+                "token_endpoint": self.issuer + "/token",
+                "jwks_uri": self.issuer + "/jwks",
+                "token_endpoint_auth_methods_supported": [self.client_auth],
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "code_challenge_methods_supported": ["S256"],
+            }
+            if self.end_session:
+                discovery["end_session_endpoint"] = self.issuer + "/logout"
+            return _json(request, discovery)
         if path == "/jwks":
             self.jwks_fetches += 1
             return _json(request, {"keys": [key.jwk() for key in self.keys]})
@@ -162,7 +168,12 @@ class Provider(resource.Resource):
         request.setHeader(b"location", target.encode("ascii"))
         return b""
 
-    def _client_ok(self, request) -> bool:
+    def _client_ok(self, request, form: Dict[str, str]) -> bool:
+        if self.client_auth == "client_secret_post":
+            return (form.get("client_id"), form.get("client_secret")) == (
+                CLIENT_ID,
+                CLIENT_SECRET,
+            )
         scheme, _, value = (request.getHeader(b"authorization") or b"").partition(b" ")
         if scheme != b"Basic":
             return False
@@ -174,7 +185,7 @@ class Provider(resource.Resource):
     def _token(self, request) -> bytes:
         form = {k.decode(): v[0].decode() for k, v in request.args.items()}
         self.token_requests.append(form)
-        if not self._client_ok(request):
+        if not self._client_ok(request, form):
             return _json(request, {"error": "invalid_client"}, 401)
         if form.get("grant_type") == "authorization_code":
             started = self._codes.pop(form.get("code", ""), None)
@@ -213,11 +224,15 @@ class Provider(resource.Resource):
 
 
 @inlineCallbacks
-def serve_provider(testcase):
+def serve_provider(testcase, **attributes):
     """
     A L{Provider} listening on 127.0.0.1, stopped at the end of the test.
+
+    @param attributes: set on the provider before it serves.
     """
     provider = Provider()
+    for name, value in attributes.items():
+        setattr(provider, name, value)
     port = yield listen(server.Site(provider), testcase)
     provider.listening(port)
     return provider
