@@ -116,6 +116,7 @@ class OIDCLoginTests(SSOProxy):
         self.assertEqual(len(session), 1)
         self.assertIn(b"HttpOnly", session[0])
         self.assertIn(b"SameSite=Lax", session[0])
+        self.assertNotIn(b"Secure", session[0])  # a plain HTTP listener
         exchange = self.provider.token_requests[0]
         self.assertEqual(exchange["grant_type"], "authorization_code")
         self.assertIn("code_verifier", exchange)

@@ -12,8 +12,9 @@ from treq.testing import StubTreq
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
 
-from txrevproxy.filters.documents import RemoteDocument, SharedDocuments
+from txrevproxy.filters.documents import WAIT_TIMEOUT, RemoteDocument, SharedDocuments
 
 URL = "http://idp.test/jwks"
 
@@ -25,11 +26,22 @@ class Counting(Resource):
         super().__init__()
         self.fetches = 0
         self.status = 200
+        self.held = None
 
     def render(self, request):
         self.fetches += 1
         request.setResponseCode(self.status)
-        return json.dumps({"keys": [], "n": self.fetches}).encode()
+        body = json.dumps({"keys": [], "n": self.fetches}).encode()
+        if self.held is None:
+            return body
+        self.held.append((request, body))
+        return NOT_DONE_YET
+
+    def release(self):
+        for request, body in self.held:
+            request.write(body)
+            request.finish()
+        self.held = None
 
 
 def remote():
@@ -98,3 +110,15 @@ def test_shared_documents_hand_the_same_copy_to_a_reload():
     assert shared.release(reactor, first) is None
     shared.release(reactor, second)
     assert shared.acquire(reactor, URL, 600, 30) is not first
+
+
+def test_a_request_waits_for_a_slow_fetch_only_so_long():
+    clock, resource, stub, document = remote()
+    resource.held = []
+    waiting = document.newer()
+    stub.flush()
+    clock.advance(WAIT_TIMEOUT)
+    assert waiting.result["n"] == 1
+    resource.release()
+    stub.flush()
+    assert document.document["n"] == 2

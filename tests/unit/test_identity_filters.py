@@ -193,7 +193,9 @@ def test_oidc_session_goes_through_until_idle_time_and_max_age():
     assert verdict is None
     headers = []
     sso.response(request, 200, headers)
-    renewed = dict(headers)[b"Set-Cookie"].split(b";")[0]
+    set_cookie = dict(headers)[b"Set-Cookie"]
+    assert b"; HttpOnly; SameSite=Lax; Secure" in set_cookie  # an HTTPS site
+    renewed = set_cookie.split(b";")[0]
 
     clock.advance(3599)
     assert ask(session_cookie(session))[1].status == 401

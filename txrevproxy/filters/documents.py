@@ -28,6 +28,10 @@ from .forward_auth import read_bounded
 #: The longest a fetch may take.
 FETCH_TIMEOUT = 10.0
 
+#: The longest a request waits for a fetch it asked for; the fetch goes
+#: on, and later requests get its result.
+WAIT_TIMEOUT = 3.0
+
 #: The largest document read.
 MAX_DOCUMENT = 1024 * 1024
 
@@ -110,7 +114,8 @@ class RemoteDocument:
         C{min_refresh} ago (the fetches every C{refresh} do not count).
 
         @return: a L{Deferred} firing with the document then held (maybe
-            the same, or L{None}); it never fails.
+            the same, or L{None}), after L{WAIT_TIMEOUT} at the latest; it
+            never fails.
         """
         if self._stopped:
             return succeed(self.document)
@@ -123,6 +128,12 @@ class RemoteDocument:
         waiting: Deferred = Deferred()
         self._waiting.append(waiting)
         self._fetch()
+        if not waiting.called:
+            waiting.addTimeout(
+                WAIT_TIMEOUT,
+                self._reactor,
+                onTimeoutCancel=lambda result, timeout: self.document,
+            )
         return waiting
 
     def _fetch(self) -> None:
@@ -166,7 +177,8 @@ class RemoteDocument:
         self._inflight = None
         waiting, self._waiting = self._waiting, []
         for each in waiting:
-            each.callback(self.document)
+            if not each.called:
+                each.callback(self.document)
         if not self._stopped:
             self._next = self._reactor.callLater(delay, self._fetch)
 
