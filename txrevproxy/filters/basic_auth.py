@@ -36,7 +36,11 @@ from ..interfaces import Answer, IFilter
 _REMEMBERED = 10000
 
 
-def _realm(value) -> str:
+def realm(value) -> str:
+    """
+    A realm for a C{WWW-Authenticate} challenge: no quotes or backslashes,
+    which would end or escape its quoted string.
+    """
     if (
         not isinstance(value, str)
         or not value
@@ -58,7 +62,7 @@ OPTIONS = Table(
     Options,
     {
         "users_file": Field(file_path),
-        "realm": Field(_realm, default="txrevproxy"),
+        "realm": Field(realm, default="txrevproxy"),
         "cache": Field(duration, default="1m"),
         "user_header": Field(header_name, default=MODEL_DEFAULT),
     },

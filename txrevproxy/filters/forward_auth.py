@@ -134,7 +134,7 @@ class ForwardAuth:
             if name.lower() not in _NOT_RETURNED
             for value in values
         )
-        return _read_bounded(response).addCallback(
+        return read_bounded(response).addCallback(
             lambda body: Answer(response.code, fields, body)
         )
 
@@ -168,9 +168,10 @@ def _drain(response) -> Deferred:
     return treq.collect(response, lambda data: None)
 
 
-def _read_bounded(response) -> Deferred:
+def read_bounded(response, limit: int = MAX_BODY) -> Deferred:
     """
-    A body, cut at L{MAX_BODY}.
+    A body, cut at C{limit} bytes, so a service cannot make the proxy hold
+    more.
     """
     import treq
 
@@ -178,8 +179,8 @@ def _read_bounded(response) -> Deferred:
     size = [0]
 
     def collect(data: bytes) -> None:
-        if size[0] < MAX_BODY:
-            parts.append(data[: MAX_BODY - size[0]])
+        if size[0] < limit:
+            parts.append(data[: limit - size[0]])
             size[0] += len(data)
 
     return treq.collect(response, collect).addCallback(lambda _: b"".join(parts))

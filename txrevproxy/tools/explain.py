@@ -244,14 +244,21 @@ def _why(candidate: Candidate) -> str:
     return why
 
 
-def _filter_names(listener: Listener, chosen) -> str:
+def _filter_names(listener: Listener, chosen, filters) -> str:
     """
-    The filters a request meets: the listener's, then its route's.
+    The filters a request meets: the listener's, then its route's, each
+    with what it does when it says so (its C{description}).
     """
-    names = ["%s (listener)" % (name,) for name in listener.filters]
+    names = [(name, "listener") for name in listener.filters]
     if isinstance(chosen, Candidate):
-        names += ["%s (route)" % (name,) for name in chosen.route.filters]
-    return ", ".join(names)
+        names += [(name, "route") for name in chosen.route.filters]
+    shown = []
+    for name, where in names:
+        description = getattr(filters.get(name), "description", None)
+        if description:
+            where += ": " + description
+        shown.append("%s (%s)" % (name, where))
+    return ", ".join(shown)
 
 
 def _split(resource: SplitResource, route: Route, request) -> Tuple[str, List[str]]:
@@ -357,7 +364,7 @@ def explain(
         for route, reason in explanation.others:
             lines.append("  %s" % (describe_route(route),))
             lines.append("      %s" % (reason,))
-    applied = _filter_names(listener, chosen)
+    applied = _filter_names(listener, chosen, runtime.filters)
     if applied:
         lines.append("filters:  %s (run in this order; not run here)" % (applied,))
     if isinstance(chosen, Candidate) and chosen.route.cache is not None:
