@@ -65,6 +65,14 @@ SECRET = "cookie-secret-0123456789-0123456789"
             "filters.auth.claims_to_headers.sub:",
         ),
         (
+            'type = "jwt"\nalgorithms = ["RS256"]\njwks_url = "https://i/j"\nclaims_to_headers = { sub = "Content-Length" }',
+            "filters.auth.claims_to_headers.sub: Content-Length is a field the proxy writes itself",
+        ),
+        (
+            'type = "jwt"\nalgorithms = ["RS256"]\njwks_url = "https://i/j"\nclaims_to_headers = { sub = "Transfer-Encoding" }',
+            "filters.auth.claims_to_headers.sub: Transfer-Encoding is a field the proxy writes itself",
+        ),
+        (
             'type = "oidc"\nissuer = "https://idp.test"\nclient_id = "a"\nclient_secret = "b"',
             "filters.auth.cookie_secrets: give cookie_secret",
         ),

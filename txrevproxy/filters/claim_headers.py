@@ -12,8 +12,13 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping, Optional, Tuple
 
-from ..config.schema import converted_pairs, expected
+from ..config.schema import Invalid, converted_pairs, expected
 from ..config.values import header_name
+from ..http.headers import HOP_BY_HOP, SET_BY_PROXY
+
+#: Fields the proxy writes itself or never forwards: a claim named to one
+#: would never reach the backend.
+_NOT_SETTABLE = HOP_BY_HOP | SET_BY_PROXY
 
 
 def _claim_name(value: Any) -> str:
@@ -29,7 +34,21 @@ def claims_to_headers(value: Any) -> Tuple[Tuple[str, str], ...]:
     """
     if not isinstance(value, dict):
         raise expected('a table such as { sub = "X-User" }', value)
-    return tuple(converted_pairs(value, _claim_name, header_name))
+    return tuple(converted_pairs(value, _claim_name, _claim_header))
+
+
+def _claim_header(value: Any) -> str:
+    """
+    The name of a field a claim is sent in: one the proxy neither writes
+    itself (framing, C{Host}, C{X-Forwarded-*} ...) nor drops (hop-by-hop).
+    """
+    name = header_name(value)
+    if name.lower().encode("ascii") in _NOT_SETTABLE:
+        raise Invalid(
+            "%s is a field the proxy writes itself or never forwards; "
+            "name another, such as X-User" % (name,)
+        )
+    return name
 
 
 def header_value(value: Any) -> Optional[bytes]:
