@@ -13,7 +13,7 @@ from functools import partial
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -436,8 +436,11 @@ class Runtime:
         and stop the tracing when it is the L{last_of_tracing}.
 
         @return: a L{Deferred} that fires when the filters are closed and
-            the spans exported.
+            the spans exported.  Called again (a runtime a reload retired
+            and closed, then the service's stop), it does nothing more.
         """
+        if self.closed:
+            return succeed(None)
         if self._retiring is not None and self._retiring.running:
             self._retiring.stop()
         self._retiring = None
