@@ -28,6 +28,7 @@ from ..observe.accesslog import AccessLog
 from ..observe.metrics import Metrics
 from ..observe.requests import RequestObserver
 from ..plugins import balancing_policies
+from ..redis.client import RedisClient, redis_clients
 from ..routing.redirects import HttpsRedirect
 from ..server.http2 import NegotiatingSite
 from ..server.proxy_protocol import ProxyHeaderFactory
@@ -162,6 +163,9 @@ class Runtime:
     @ivar root: the L{Router}, the resource tree all routed listeners share.
     @ivar filters: the configured filters
         (L{txrevproxy.interfaces.IFilter}), by name.
+    @ivar redis: the L{RedisClient} of each C{[redis.NAME]} table, by
+        name; a reload passes them to the new runtime (C{previous_redis}),
+        which keeps those of the tables it did not change.
     @ivar caches: the L{SharedCache} of each C{[caches.NAME]} table, by
         name; a reload passes them to the new runtime (C{previous_caches}),
         which keeps their stores.
@@ -190,6 +194,7 @@ class Runtime:
         access_log: Optional[AccessLog] = None,
         previous_switches: Mapping[str, MaintenanceSwitch] = {},
         worker: Optional[int] = None,
+        previous_redis: Mapping[str, RedisClient] = {},
     ) -> None:
         self.config = config
         self._reactor = reactor
@@ -217,7 +222,14 @@ class Runtime:
                     HealthChecker(balancer, upstream.health, reactor, random.Random())
                 )
 
-        self.filters = build_filters(config, reactor)
+        self.redis = redis_clients(config.redis, reactor, previous_redis)
+        self.filters = build_filters(
+            config,
+            reactor,
+            self.redis,
+            metrics,
+            1 if worker is None else config.server.workers,
+        )
         self.caches = build_caches(config.caches, reactor, previous_caches, metrics, worker)
         self.switches = maintenance_switches(config.routes, previous_switches)
         self.root = build_root(

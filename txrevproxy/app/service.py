@@ -268,6 +268,7 @@ class ProxyService(MultiService):
                     self.runtime.named_switches() if self.runtime is not None else {}
                 ),
                 worker=self._worker,
+                previous_redis=self.runtime.redis if self.runtime is not None else {},
             )
         except CertificateError as error:
             # The files changed since the configuration was validated.
@@ -410,6 +411,10 @@ class ProxyService(MultiService):
         self._observe(runtime)
         old.retire()
         self._retired = [r for r in self._retired if not r.closed] + [old]
+        kept = set(map(id, runtime.redis.values()))
+        for client in old.redis.values():
+            if id(client) not in kept:
+                client.close()
 
     def _reloadFailed(self, problems: List[str]) -> List[str]:
         for problem in problems:
@@ -604,6 +609,8 @@ class ProxyService(MultiService):
             for runtime in [self.runtime] + self._retired
             if runtime is not None
         ]
+        if self.runtime is not None:
+            closing.extend(client.close() for client in self.runtime.redis.values())
         self._retired = []
         self.access_log.stop()
         return DeferredList(closing)

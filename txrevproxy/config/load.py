@@ -29,6 +29,7 @@ from .listeners import LISTENER
 from .log import LOG
 from .model import Config, Route, ServerSettings
 from .pages import route_name_problems
+from .redis import REDIS
 from .routes import ROUTE
 from .schema import (
     MODEL_DEFAULT,
@@ -86,6 +87,7 @@ CONFIG = Table(
             named_tables(filter_table, example="[filters.ratelimit]"), default={}
         ),
         "caches": Field(named_tables(CACHE, example="[caches.pages]"), default={}),
+        "redis": Field(named_tables(REDIS, example="[redis.shared]"), default={}),
         "log": Field(LOG, default=MODEL_DEFAULT),
         "admin": Field(ADMIN, default=MODEL_DEFAULT),
     },

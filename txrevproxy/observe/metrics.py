@@ -22,7 +22,7 @@ file, which costs more per request than the whole of this module.
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -113,6 +113,12 @@ FAMILIES: Dict[str, Tuple[str, str, Tuple[str, ...]]] = {
         "Requests ended by a timeout, by upstream and kind (connect, "
         "response, read, send, total).",
         ("upstream", "kind"),
+    ),
+    "store_errors": (
+        "counter",
+        "Requests a filter decided without its shared store (Redis down, "
+        "slow or failing), by store and filter.",
+        ("store", "filter"),
     ),
     "reloads": (
         "counter",
@@ -363,6 +369,7 @@ class Metrics:
         self._upstreams: Dict[str, UpstreamStats] = {}
         self._reloads = {"success": 0, "failure": 0}
         self._timeouts: Dict[str, int] = {}
+        self._store_errors: Dict[str, int] = {}
         #: Counters of balancers retired by reloads, added to the current
         #: ones' so that they do not restart: by family, then label key.
         self._carried: Dict[str, Dict[str, int]] = {
@@ -434,6 +441,20 @@ class Metrics:
         key = _key(upstream or "", kind)
         self._timeouts[key] = self._timeouts.get(key, 0) + 1
 
+    def store_errors(self, store: str, filter: str) -> Callable[[], None]:
+        """
+        What a filter calls for each request it decides without its shared
+        C{store} (a C{[redis.NAME]} table's name), which failed.
+        """
+        key = _key(store, filter)
+        counts = self._store_errors
+        counts.setdefault(key, 0)
+
+        def count() -> None:
+            counts[key] += 1
+
+        return count
+
     def reloaded(self, success: bool) -> None:
         self._reloads["success" if success else "failure"] += 1
 
@@ -470,6 +491,7 @@ class Metrics:
         for outcome, count in self._reloads.items():
             data["reloads"][outcome] = count
         data["timeouts"].update(self._timeouts)
+        data["store_errors"].update(self._store_errors)
         for family, values in self._carried.items():
             data[family].update(values)
         for family, values in _balancer_counters(self.balancers).items():
