@@ -267,6 +267,8 @@ class RedisClient:
         self._closed = True
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
+        if self._connecting is not None:
+            self._connecting.cancel()
         closing = [connection.gone for connection in self._ready]
         for connection in list(self._ready):
             connection.transport.loseConnection()

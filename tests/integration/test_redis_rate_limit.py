@@ -1,0 +1,206 @@
+"""
+Rate limits shared through a real redis-server (started by the tests on
+a free port): the GCRA script's decisions, two proxies on one Redis
+holding one limit between them, the fallback while Redis is killed under
+load and the recovery once it is back, and C{[server] workers = 2}
+without Redis holding the configured limit on the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+from twisted.internet import reactor
+from twisted.internet.defer import DeferredList, inlineCallbacks
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import TestCase
+
+from txrevproxy.app.service import ProxyService
+from txrevproxy.config.redis import REDIS
+from txrevproxy.filters.shared_rate import RedisBuckets
+from txrevproxy.redis.client import RedisClient
+
+from ..support.loopback import CountingSite, Echo, listen, raw_exchange
+from ..support.origins import until
+from ..support.processes import proxy_process
+from ..support.redis_server import needs_redis, redis_server
+from .test_filters_integration import config, parse_response, request
+
+
+def limited(backend_port: int, redis_url: str, limit: str) -> str:
+    return config(
+        backend_port,
+        route='filters = ["limit"]',
+        extra='[redis.shared]\nurl = "%s"\nretry_interval = "100ms"\n\n'
+        '[filters.limit]\ntype = "rate_limit"\nstore = "redis:shared"\n%s'
+        % (redis_url, limit),
+    )
+
+
+@needs_redis
+class GCRATests(TestCase):
+    """
+    The script's decisions, on Redis's clock.
+    """
+
+    def setUp(self):
+        self.redis = redis_server(self)
+        self.client = RedisClient(REDIS({"url": self.redis.url}, name="shared"), reactor)
+        self.addCleanup(self.client.close)
+
+    @inlineCallbacks
+    def test_burst_is_taken_then_refused_until_the_next_token(self):
+        buckets = RedisBuckets(self.client, "limit", per_second=1 / 60.0, burst=3)
+        decisions = []
+        for _ in range(4):
+            decisions.append((yield buckets.take("192.0.2.1")))
+        self.assertEqual([d[:2] for d in decisions], [(True, 2), (True, 1), (True, 0), (False, 0)])
+        # Refused: the next token comes in at most a minute.
+        self.assertTrue(0 < decisions[-1][2] <= 60)
+        # Allowed: the bucket is full again once the tokens taken refill.
+        self.assertTrue(120 < decisions[2][2] <= 180)
+
+    @inlineCallbacks
+    def test_each_key_and_each_filter_has_its_own_bucket(self):
+        one = RedisBuckets(self.client, "one", per_second=1 / 60.0, burst=1)
+        two = RedisBuckets(self.client, "two", per_second=1 / 60.0, burst=1)
+        first = yield one.take(("192.0.2.1", (b"key",)))
+        again = yield one.take(("192.0.2.1", (b"key",)))
+        other_key = yield one.take(("192.0.2.2", (b"key",)))
+        other_filter = yield two.take(("192.0.2.1", (b"key",)))
+        self.assertEqual(
+            [first[0], again[0], other_key[0], other_filter[0]], [True, False, True, True]
+        )
+        ttl = yield self.client.execute("PTTL", b"txrevproxy:rl:one:192.0.2.1\0key")
+        self.assertTrue(0 < ttl <= 60000)
+
+    @inlineCallbacks
+    def test_a_flushed_script_cache_is_loaded_again(self):
+        buckets = RedisBuckets(self.client, "limit", per_second=1.0, burst=5)
+        yield buckets.take("a")
+        yield self.client.execute("SCRIPT", "FLUSH")
+        allowed, left, _ = yield buckets.take("a")
+        self.assertEqual((allowed, left), (True, 3))
+
+
+@needs_redis
+class SharedLimitTests(TestCase):
+    @inlineCallbacks
+    def setUp(self):
+        self.backend = CountingSite(Echo())
+        self.backend_port = yield listen(self.backend, self)
+        self.redis = redis_server(self)
+
+    def start(self, config) -> ProxyService:
+        service = ProxyService(config, reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+        return service
+
+    @inlineCallbacks
+    def statuses(self, ports):
+        """
+        One request to each port in turn, all at once; their statuses.
+        """
+        answers = yield DeferredList(
+            [raw_exchange(port, request()) for port in ports], fireOnOneErrback=True
+        )
+        return [parse_response(raw)[0] for _, raw in answers]
+
+    @inlineCallbacks
+    def test_two_proxies_on_one_redis_hold_one_limit(self):
+        # 10 a minute with a burst of 10: over a few seconds, exactly 10
+        # requests go through whichever proxy they are sent to.
+        text = limited(self.backend_port, self.redis.url, 'rate = "10/m"\nburst = 10')
+        ports = [service.ports[0].getHost().port for service in (self.start(text), self.start(text))]
+        answered = []
+        for _ in range(3):
+            answered += (yield self.statuses(ports * 5))
+        self.assertEqual((answered.count(200), answered.count(429)), (10, 20))
+        self.assertEqual(self.backend.connections, 10)
+
+    @inlineCallbacks
+    def test_killed_redis_falls_back_then_recovers(self):
+        logged = []
+        globalLogPublisher.addObserver(logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, logged.append)
+        service = self.start(
+            limited(
+                self.backend_port,
+                self.redis.url,
+                'rate = "10/m"\nburst = 2\non_store_error = "deny"',
+            )
+        )
+        port = service.ports[0].getHost().port
+        self.assertEqual((yield self.statuses([port] * 3)).count(200), 2)
+
+        self.redis.kill()
+        during = yield self.statuses([port] * 20)
+        # Denied, as on_store_error says, and not one 500 nor a hang.
+        self.assertEqual(set(during), {429})
+        errors = service.metrics.snapshot()["store_errors"]
+        self.assertEqual(list(errors.values()), [20])
+        downs = [e for e in logged if "down (" in e.get("log_format", "")]
+        self.assertEqual(len(downs), 1)
+
+        self.redis.start()
+        # Retried in the background every 100ms: back to Redis, whose
+        # buckets restarted empty.
+        yield from until(lambda: service.runtime.redis["shared"].up)
+        self.assertEqual((yield self.statuses([port] * 3)), [200, 200, 429])
+        self.assertEqual(sum(service.metrics.snapshot()["store_errors"].values()), 20)
+
+    @inlineCallbacks
+    def test_local_fallback_keeps_limiting_while_redis_is_down(self):
+        service = self.start(
+            limited(self.backend_port, self.redis.url, 'rate = "10/m"\nburst = 3')
+        )
+        port = service.ports[0].getHost().port
+        self.assertEqual((yield self.statuses([port] * 2)).count(200), 2)
+        self.redis.kill()
+        during = yield self.statuses([port] * 5)
+        # This process's own buckets: a fresh burst of 3, then 429.
+        self.assertEqual((during.count(200), during.count(429)), (3, 2))
+
+
+def test_two_workers_without_redis_hold_the_configured_limit(tmp_path):
+    """
+    C{workers = 2}, buckets in each process: each worker has half the
+    burst, so the machine lets through at most the configured 10 of a
+    minute, however the kernel spreads the connections.
+    """
+    text = (
+        '[server]\nworkers = 2\n\n'
+        '[listeners.web]\nendpoint = "tcp:{port}:interface=127.0.0.1"\n\n'
+        '[log]\naccess = "access.log"\nformat = "json"\n\n'
+        '[upstreams.app]\nservers = [{{ url = "http://127.0.0.1:9" }}]\n\n'
+        '[filters.limit]\ntype = "rate_limit"\nrate = "1/m"\nburst = 10\n\n'
+        '[[routes]]\npath = "/"\nfilters = ["limit"]\n'
+        'respond = {{ status = 200, body = "ok" }}\n'
+    )
+    log = tmp_path / "access.log"
+
+    def served():
+        lines = log.read_text().splitlines() if log.exists() else []
+        return [json.loads(line) for line in lines]
+
+    with proxy_process(tmp_path, [], text) as proxy:
+        sent = 0
+        # Each request on a connection of its own, until both workers
+        # answered more requests than their share of the burst.
+        while sent < 400:
+            try:
+                urllib.request.urlopen("http://127.0.0.1:%d/" % (proxy.port,), timeout=10).read()
+            except urllib.error.HTTPError as refused:
+                assert refused.code == 429
+            sent += 1
+            if sent % 20 == 0:
+                by_worker = [sum(1 for line in served() if line["worker"] == w) for w in (0, 1)]
+                if min(by_worker) > 5:
+                    break
+        lines = served()
+    allowed = [sum(1 for line in lines if line["worker"] == w and line["status"] == 200) for w in (0, 1)]
+    assert all(count > 5 for count in by_worker), by_worker
+    assert allowed == [5, 5], (allowed, by_worker)
