@@ -15,7 +15,7 @@ from txrevproxy.config.model import RedisAddress
 from txrevproxy.filters import rate_limit
 from txrevproxy.filters.shared_rate import key_bytes
 from txrevproxy.interfaces import Answer, FilterContext
-from txrevproxy.observe.metrics import Metrics
+from txrevproxy.observe.metrics import Metrics, merge
 from txrevproxy.redis.client import StoreUnavailable
 from txrevproxy.redis.protocol import RedisError
 
@@ -191,3 +191,13 @@ def test_configure_uses_the_tables_client_and_counts_in_the_metrics():
     assert limit._shared._arguments == (250000, 4)
     assert (limit.rate, limit.burst) == (1.0, 1)
     assert metrics.snapshot()["store_errors"] == {"shared\tlimit": 0}
+
+
+def test_store_errors_of_workers_add_up():
+    first, second = Metrics(), Metrics()
+    for metrics, count in ((first, 2), (second, 3)):
+        errors = metrics.store_errors("shared", "limit")
+        for _ in range(count):
+            errors()
+    total = merge([first.snapshot(), second.snapshot()])
+    assert total["store_errors"] == {"shared\tlimit": 5}
