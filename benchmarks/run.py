@@ -20,7 +20,7 @@ import time
 
 import report
 from processes import ProcessGroup, StartupError, pinning_available
-from scenarios import SCENARIOS, idle_connections_rss, run_wrk, streaming_rss
+from scenarios import RATIOS, SCENARIOS, idle_connections_rss, run_wrk, streaming_rss
 from servers import (
     CONTENDERS,
     DEFAULT_PYPY,
@@ -28,6 +28,7 @@ from servers import (
     Workspace,
     make_certificate,
     start_backend,
+    start_redis,
     start_proxy,
 )
 
@@ -108,7 +109,7 @@ def _cell(problem: str | None = None) -> dict:
     return {"rounds": [], "problems": [problem] if problem else []}
 
 
-def _skipped(scenario, contender) -> str | None:
+def _skipped(scenario, contender, ws: Workspace) -> str | None:
     """
     Why C{contender} does not run C{scenario}, or C{None}.
     """
@@ -116,6 +117,8 @@ def _skipped(scenario, contender) -> str | None:
         return contender.tls_problem
     if scenario.txrevproxy_only and not contender.name.startswith("txrevproxy"):
         return "txrevproxy only"
+    if scenario.needs_redis and not ws.redis_port:
+        return "redis-server not installed"
     return None
 
 
@@ -125,7 +128,7 @@ def measure_throughput(ws: Workspace, args, contenders, scenarios, problems) -> 
     round; the contenders' order rotates from round to round.
     """
     warmup = max(1, round(args.duration * 0.3))
-    cells = {s.name: {c.name: _cell(problems[c.name] or _skipped(s, c))
+    cells = {s.name: {c.name: _cell(problems[c.name] or _skipped(s, c, ws))
                       for c in contenders} for s in scenarios}
     runnable = [c for c in contenders if not problems[c.name]]
     for number in range(args.rounds):
@@ -143,7 +146,7 @@ def measure_throughput(ws: Workspace, args, contenders, scenarios, problems) -> 
                 if args.duration > 2:
                     run_wrk(ws, proxy, SCENARIOS[0], contender.warmup, args.connections)
                 for scenario in scenarios:
-                    if _skipped(scenario, contender):
+                    if _skipped(scenario, contender, ws):
                         continue
                     cell = cells[scenario.name][contender.name]
                     status = proxy.started.popen.poll()
@@ -202,10 +205,10 @@ def measure_memory(ws: Workspace, args, contenders, problems) -> dict:
     return cells
 
 
-def estimate_seconds(args, contenders, scenarios, problems) -> float:
+def estimate_seconds(ws: Workspace, args, contenders, scenarios, problems) -> float:
     warmup = max(1, round(args.duration * 0.3))
     runs = sum(1 for c in contenders if not problems[c.name]
-               for s in scenarios if not _skipped(s, c))
+               for s in scenarios if not _skipped(s, c, ws))
     starts = sum(c.warmup for c in contenders if not problems[c.name])
     return args.rounds * (starts + runs * (args.duration + warmup + 1))
 
@@ -229,12 +232,14 @@ def main(argv: list[str]) -> None:
     try:
         make_certificate(ws)
         start_backend(ws)
+        if any(s.needs_redis for s in scenarios):
+            start_redis(ws)
         problems = {c.name: c.problem(ws) for c in contenders}
         for name, problem in problems.items():
             if problem:
                 log("{}: n/a ({})".format(name, problem))
         log("throughput: about {:.0f} minutes".format(
-            estimate_seconds(args, contenders, scenarios, problems) / 60))
+            estimate_seconds(ws, args, contenders, scenarios, problems) / 60))
         throughput = measure_throughput(ws, args, contenders, scenarios, problems)
         memory = (measure_memory(ws, args, contenders, problems)
                   if "memory" in args.scenarios else {})
@@ -249,6 +254,9 @@ def main(argv: list[str]) -> None:
     tables = [header] + [
         report.throughput_table(s.title, throughput[s.name]) for s in scenarios
     ]
+    found = report.ratios(throughput, RATIOS)
+    if found:
+        tables.append(report.ratios_text(found))
     if memory:
         tables.append(report.memory_table(memory, idle_count))
     tables.append(report.machine_text(info))
@@ -257,6 +265,7 @@ def main(argv: list[str]) -> None:
         "settings": {k: v for k, v in vars(args).items()},
         "machine": info,
         "throughput": throughput,
+        "ratios": found,
         "memory": memory,
     })
     log("results written to " + path)

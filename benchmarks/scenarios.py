@@ -25,6 +25,7 @@ class Scenario:
     @ivar connections: a fixed connection count, overriding C{--connections}.
     @ivar txrevproxy_only: whether only txrevproxy has what it measures
         (the other proxies show n/a).
+    @ivar needs_redis: whether it needs the harness's redis-server.
     """
 
     name: str
@@ -35,6 +36,7 @@ class Scenario:
     headers: tuple[str, ...] = ()
     connections: int | None = None
     txrevproxy_only: bool = False
+    needs_redis: bool = False
 
 
 SCENARIOS = [
@@ -52,7 +54,18 @@ SCENARIOS = [
     # its ratio to "small" in the same run is the cost of the h2 client.
     Scenario("h2-upstream", "small GET, HTTP/2 (h2c) to the backend",
              path="/h2/small", txrevproxy_only=True),
+    # "small" through a rate_limit filter that never refuses, its buckets
+    # in the process, then in Redis (one EVALSHA round trip per request):
+    # the ratio of the two in the same run is what sharing a limit costs.
+    Scenario("rate-limit-local", "small GET, rate_limit filter, local buckets",
+             path="/rl-local/small", txrevproxy_only=True),
+    Scenario("rate-limit-redis", "small GET, rate_limit filter, buckets in Redis",
+             path="/rl-redis/small", txrevproxy_only=True, needs_redis=True),
 ]
+
+#: Pairs of scenarios whose ratio (req/s of the first over the second's,
+#: per proxy, in the same run) is printed under the tables.
+RATIOS = [("rate-limit-redis", "rate-limit-local")]
 
 #: wrk's own limit for one request; slower ones count as timeout errors.
 WRK_TIMEOUT = "5s"
