@@ -33,7 +33,9 @@ def limited(backend_port: int, redis_url: str, limit: str) -> str:
     return config(
         backend_port,
         route='filters = ["limit"]',
-        extra='[redis.shared]\nurl = "%s"\nretry_interval = "100ms"\n\n'
+        # A generous timeout: a loaded test machine must not make the
+        # store look down.
+        extra='[redis.shared]\nurl = "%s"\nretry_interval = "100ms"\ntimeout = "5s"\n\n'
         '[filters.limit]\ntype = "rate_limit"\nstore = "redis:shared"\n%s'
         % (redis_url, limit),
     )

@@ -50,7 +50,7 @@ def test_redis_urls(url, address):
 def test_redis_table_defaults():
     table = parse(document(extra=REDIS)).redis["shared"]
     assert (table.timeout, table.connect_timeout, table.pool_size, table.retry_interval) == (
-        0.1,
+        0.25,
         1.0,
         2,
         1.0,

@@ -30,6 +30,7 @@ from ..observe.requests import RequestObserver
 from ..plugins import balancing_policies
 from ..redis.client import RedisClient, redis_clients
 from ..routing.redirects import HttpsRedirect
+from ..server.connection_counts import SharedConnectionCounts
 from ..server.http2 import NegotiatingSite
 from ..server.proxy_protocol import ProxyHeaderFactory
 from ..server.site import ProxySite
@@ -139,6 +140,26 @@ def _balancer(
     return Balancer(upstream, backends, picker, reactor)
 
 
+def _shared_counts(
+    store: Optional[str],
+    clients: Mapping[str, RedisClient],
+    reactor,
+    previous: Optional[SharedConnectionCounts],
+) -> Optional[SharedConnectionCounts]:
+    """
+    The connection counts shared through the C{[redis.NAME]} table of
+    C{[server] max_connections_per_ip_store}, if any: the previous
+    runtime's while the client is the same, so that the connections a
+    reload hands over stay counted.
+    """
+    if store is None:
+        return None
+    client = clients[store]
+    if previous is not None and previous.client is client:
+        return previous
+    return SharedConnectionCounts(client, reactor)
+
+
 def _subject_header(config: Config, listener) -> Optional[bytes]:
     """
     The header a listener sends the verified client subject in, if its TLS
@@ -166,6 +187,9 @@ class Runtime:
     @ivar redis: the L{RedisClient} of each C{[redis.NAME]} table, by
         name; a reload passes them to the new runtime (C{previous_redis}),
         which keeps those of the tables it did not change.
+    @ivar connection_counts: the L{SharedConnectionCounts} of C{[server]
+        max_connections_per_ip_store}, or L{None}; a reload passes it to
+        the new runtime (C{previous_counts}).
     @ivar caches: the L{SharedCache} of each C{[caches.NAME]} table, by
         name; a reload passes them to the new runtime (C{previous_caches}),
         which keeps their stores.
@@ -195,6 +219,7 @@ class Runtime:
         previous_switches: Mapping[str, MaintenanceSwitch] = {},
         worker: Optional[int] = None,
         previous_redis: Mapping[str, RedisClient] = {},
+        previous_counts: Optional[SharedConnectionCounts] = None,
     ) -> None:
         self.config = config
         self._reactor = reactor
@@ -223,6 +248,9 @@ class Runtime:
                 )
 
         self.redis = redis_clients(config.redis, reactor, previous_redis)
+        self.connection_counts = _shared_counts(
+            config.server.max_connections_per_ip_store, self.redis, reactor, previous_counts
+        )
         self.filters = build_filters(
             config,
             reactor,
@@ -262,6 +290,11 @@ class Runtime:
                     name, self.root, metrics, access_log, reactor
                 ),
                 error_pages=page_table(listener.error_pages),
+                connection_counts=(
+                    None
+                    if self.connection_counts is None
+                    else self.connection_counts.listener(name)
+                ),
             )
             for name, listener in config.listeners.items()
         }
@@ -273,10 +306,12 @@ class Runtime:
     @property
     def services(self) -> List[Service]:
         """
-        What runs on a timer while this runtime serves: its health checkers
-        and certificate watchers, children of the proxy service.
+        What runs on a timer while this runtime serves: its health checkers,
+        certificate watchers and shared connection counts, children of the
+        proxy service.
         """
-        return self.health_checkers + self.watchers
+        shared = [] if self.connection_counts is None else [self.connection_counts]
+        return self.health_checkers + self.watchers + shared
 
     def _listener_factory(
         self, listener: Listener, site: ProxySite, reactor

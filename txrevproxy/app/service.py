@@ -269,6 +269,9 @@ class ProxyService(MultiService):
                 ),
                 worker=self._worker,
                 previous_redis=self.runtime.redis if self.runtime is not None else {},
+                previous_counts=(
+                    self.runtime.connection_counts if self.runtime is not None else None
+                ),
             )
         except CertificateError as error:
             # The files changed since the configuration was validated.

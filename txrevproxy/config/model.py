@@ -38,6 +38,9 @@ class ServerSettings:
     @ivar allowed_methods: the request methods served; empty: any.
     @ivar max_connections_per_ip: open connections one client address may
         have (else 429 and close); C{0}: no limit.
+    @ivar max_connections_per_ip_store: the C{[redis.NAME]} table the
+        connections of each address are counted in across processes and
+        instances, or L{None}: each process counts its own.
     @ivar max_requests_per_connection: requests served on one keep-alive
         connection before it is closed; C{0}: no limit.
     @ivar body_timeout: the window, in seconds, over which a request body's
@@ -79,6 +82,7 @@ class ServerSettings:
     header_timeout: float = 10.0
     allowed_methods: Tuple[str, ...] = ()
     max_connections_per_ip: int = 0
+    max_connections_per_ip_store: Optional[str] = None
     max_requests_per_connection: int = 1000
     body_timeout: float = 60.0
     min_body_rate: int = 1024
@@ -827,7 +831,7 @@ class RedisSettings:
     name: str
     url: RedisAddress
     password: Optional[str] = None
-    timeout: float = 0.1
+    timeout: float = 0.25
     connect_timeout: float = 1.0
     pool_size: int = 2
     retry_interval: float = 1.0

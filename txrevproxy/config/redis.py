@@ -62,7 +62,7 @@ REDIS = Table(
     {
         "url": Field(redis_url),
         "password": Field(secret, default=MODEL_DEFAULT),
-        "timeout": Field(duration, default="100ms"),
+        "timeout": Field(duration, default="250ms"),
         "connect_timeout": Field(duration, default="1s"),
         "pool_size": Field(integer(1, 64), default=2),
         "retry_interval": Field(duration, default="1s"),

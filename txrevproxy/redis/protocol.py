@@ -109,7 +109,7 @@ class RedisProtocol(Protocol):
 
     def __init__(self) -> None:
         self.pending: Deque[Deferred] = deque()
-        self._buffer = b""
+        self._unparsed = b""
         self.lost: Failure = None  # type: ignore[assignment]
 
     def execute(self, *arguments: Argument) -> Deferred:
@@ -129,7 +129,7 @@ class RedisProtocol(Protocol):
         return waiting
 
     def dataReceived(self, data: bytes) -> None:
-        buffer = self._buffer + data if self._buffer else data
+        buffer = self._unparsed + data if self._unparsed else data
         offset = 0
         try:
             while offset < len(buffer):
@@ -138,10 +138,10 @@ class RedisProtocol(Protocol):
                     break
                 self._reply(reply)
         except ProtocolError:
-            self._buffer = b""
+            self._unparsed = b""
             self.transport.abortConnection()
             return
-        self._buffer = buffer[offset:]
+        self._unparsed = buffer[offset:]
 
     def _reply(self, reply: Any) -> None:
         if not self.pending:

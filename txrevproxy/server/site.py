@@ -9,12 +9,14 @@ from __future__ import annotations
 import ipaddress
 from typing import Callable, Dict, Mapping, Optional, Set, Tuple
 
+from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.web import server
 
 from ..config.model import ServerSettings
 from ..observe.metrics import ListenerStats
 from .channel import ProxyChannel
+from .connection_counts import ConnectionCounts
 from .request import ProxyRequest
 
 
@@ -46,6 +48,9 @@ class ProxySite(server.Site):
     @ivar error_pages: the listener's error pages, each C{(body, content
         type)} by status, or L{None} (see
         L{txrevproxy.server.answers.error_page}).
+    @ivar connection_counts: the open connections of each client address
+        (L{txrevproxy.server.connection_counts}): the site's own, or the
+        listener's shared through Redis.
     """
 
     protocol = ProxyChannel
@@ -64,6 +69,7 @@ class ProxySite(server.Site):
         stats: Optional[ListenerStats] = None,
         observe: Optional[Callable[[ProxyRequest], None]] = None,
         error_pages: Optional[Mapping[int, Tuple[bytes, bytes]]] = None,
+        connection_counts: Optional[ConnectionCounts] = None,
     ) -> None:
         # No timeout for twisted.web: its idle timer is a new call on the
         # reactor for every request, where the sweep (see
@@ -85,7 +91,9 @@ class ProxySite(server.Site):
         self.min_body_bytes = max(1, int(settings.min_body_rate * settings.body_timeout))
         self.max_connections_per_ip = settings.max_connections_per_ip
         self.max_requests_per_connection = settings.max_requests_per_connection
-        self._connections_by_ip: Dict[bytes, int] = {}
+        self.connection_counts = (
+            ConnectionCounts() if connection_counts is None else connection_counts
+        )
         self.allowed_methods = frozenset(
             m.encode("ascii") for m in settings.allowed_methods
         )
@@ -104,23 +112,24 @@ class ProxySite(server.Site):
         self._trusted_networks = settings.trusted_proxies
         self._trust: Dict[Optional[str], bool] = {}
 
-    def count_connection(self, address: bytes, change: int) -> None:
+    def count_connection(self, address: bytes, change: int) -> Optional[Deferred]:
         """
         Count a connection from C{address} opening (C{+1}) or closing
         (C{-1}), for C{max_connections_per_ip}.
+
+        @return: L{None}, or a L{Deferred} that fires once the address's
+            connections on the other processes are known (see
+            L{txrevproxy.server.connection_counts}).
         """
-        counts = self._connections_by_ip
-        count = counts.get(address, 0) + change
-        if count > 0:
-            counts[address] = count
-        else:
-            counts.pop(address, None)
+        return self.connection_counts.count(address, change)
 
     def connection_count(self, address: bytes) -> int:
         """
-        The open connections from C{address}.
+        The open connections from C{address} (with
+        C{max_connections_per_ip_store}, on every process that shares it,
+        as last known).
         """
-        return self._connections_by_ip.get(address, 0)
+        return self.connection_counts.total(address)
 
     def startFactory(self) -> None:
         super().startFactory()
