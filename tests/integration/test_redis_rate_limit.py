@@ -25,7 +25,7 @@ from txrevproxy.redis.client import RedisClient
 from ..support.loopback import CountingSite, Echo, listen, raw_exchange
 from ..support.origins import until
 from ..support.processes import proxy_process
-from ..support.redis_server import needs_redis, redis_server
+from ..support.redis_server import RedisServer, needs_redis, redis_server
 from .test_filters_integration import config, parse_response, request
 
 
@@ -206,3 +206,38 @@ def test_two_workers_without_redis_hold_the_configured_limit(tmp_path):
     allowed = [sum(1 for line in lines if line["worker"] == w and line["status"] == 200) for w in (0, 1)]
     assert all(count > 5 for count in by_worker), by_worker
     assert allowed == [5, 5], (allowed, by_worker)
+
+
+@needs_redis
+def test_twistd_workers_share_a_limit_kept_in_redis(tmp_path):
+    """
+    The keys as an operator writes them, under C{twistd -n txrevproxy}
+    with two workers: the buckets are in Redis, so the machine lets
+    through the configured 10, not 10 a worker.
+    """
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        text = (
+            '[server]\nworkers = 2\n\n'
+            '[listeners.web]\nendpoint = "tcp:{port}:interface=127.0.0.1"\n\n'
+            '[redis.shared]\nurl = "%s"\ntimeout = "5s"\n\n'
+            '[upstreams.app]\nservers = [{{ url = "http://127.0.0.1:9" }}]\n\n'
+            '[filters.limit]\ntype = "rate_limit"\nrate = "10/m"\nburst = 10\n'
+            'store = "redis:shared"\n\n'
+            '[[routes]]\npath = "/"\nfilters = ["limit"]\n'
+            'respond = {{ status = 200, body = "ok" }}\n' % (server.url,)
+        )
+        statuses = []
+        with proxy_process(tmp_path, [], text) as proxy:
+            for _ in range(30):
+                try:
+                    urllib.request.urlopen(
+                        "http://127.0.0.1:%d/" % (proxy.port,), timeout=10
+                    ).read()
+                    statuses.append(200)
+                except urllib.error.HTTPError as refused:
+                    statuses.append(refused.code)
+        assert (statuses.count(200), statuses.count(429)) == (10, 20)
+    finally:
+        server.kill()
