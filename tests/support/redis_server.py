@@ -30,9 +30,14 @@ class RedisServer:
     on the same port, empty.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *options: str) -> None:
+        """
+        @param options: more of redis-server's options (TLS, a unix
+            socket); the port it listens on is still C{port}.
+        """
         self.directory = directory
         self.port = free_port()
+        self.options = options
         self.process = None
 
     @property
@@ -40,15 +45,18 @@ class RedisServer:
         return "redis://127.0.0.1:%d/0" % (self.port,)
 
     def start(self) -> None:
+        tls = "--tls-cert-file" in self.options
         self.process = subprocess.Popen(
             [
                 REDIS_SERVER,
-                "--port", str(self.port),
+                "--tls-port" if tls else "--port", str(self.port),
                 "--bind", "127.0.0.1",
                 "--save", "",
                 "--appendonly", "no",
                 "--dir", str(self.directory),
-            ],
+            ]
+            + (["--port", "0"] if tls else [])
+            + list(self.options),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -63,11 +71,11 @@ class RedisServer:
             self.process.wait(timeout=10)
 
 
-def redis_server(case) -> RedisServer:
+def redis_server(case, *options: str) -> RedisServer:
     """
     A started L{RedisServer}, killed after the test C{case}.
     """
-    server = RedisServer(temporary_directory(case))
+    server = RedisServer(temporary_directory(case), *options)
     server.start()
     case.addCleanup(server.kill)
     return server

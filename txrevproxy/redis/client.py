@@ -247,14 +247,15 @@ class RedisClient:
                 reason=description,
                 interval=self.settings.retry_interval,
             )
+        if self._retry is None or not self._retry.active():
+            self._retry = self._reactor.callLater(self.settings.retry_interval, self._probe)
+        # Callers run last: one may close the client.
         ready, self._ready = self._ready, []
         for connection in ready:
             connection.transport.abortConnection()
         waiting, self._waiting = self._waiting, []
         for each in waiting:
             each.errback(StoreUnavailable(description))
-        if self._retry is None or not self._retry.active():
-            self._retry = self._reactor.callLater(self.settings.retry_interval, self._probe)
 
     def _probe(self) -> None:
         if self._connecting is None and not self._closed:
