@@ -207,6 +207,25 @@ class SharedLimitTests(TestCase):
         self.assertEqual(sum(service.metrics.snapshot()["store_errors"].values()), 20)
 
     @inlineCallbacks
+    def test_a_reload_keeps_the_client_of_an_unchanged_table(self):
+        limit = 'rate = "10/m"\nburst = 3'
+        service = self.start(limited(self.backend_port, self.redis.url, limit))
+        port = service.ports[0].getHost().port
+        client = service.runtime.redis["shared"]
+        self.assertEqual((yield self.statuses([port])), [200])
+
+        self.assertEqual(service.reload(limited(self.backend_port, self.redis.url, limit)), [])
+        self.assertIs(service.runtime.redis["shared"], client)
+        # The same buckets in Redis: the burst goes on where it was.
+        self.assertEqual(sorted((yield self.statuses([port] * 3))), [200, 200, 429])
+
+        changed = limited(self.backend_port, self.redis.url[: -len("/0")] + "/1", limit)
+        self.assertEqual(service.reload(changed), [])
+        self.assertIsNot(service.runtime.redis["shared"], client)
+        # The replaced client was closed.
+        yield self.assertFailure(client.execute("PING"), StoreUnavailable)
+
+    @inlineCallbacks
     def test_local_fallback_keeps_limiting_while_redis_is_down(self):
         service = self.start(
             limited(self.backend_port, self.redis.url, 'rate = "10/m"\nburst = 3')

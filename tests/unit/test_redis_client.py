@@ -7,7 +7,7 @@ handshake, timeout and circuit breaker on a L{Clock}.
 from __future__ import annotations
 
 import pytest
-from twisted.internet.defer import Deferred, TimeoutError
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionRefusedError, ConnectionLost
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport, StringTransportWithDisconnection
