@@ -113,6 +113,32 @@ def throughput_table(title: str, cells: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def ratios(throughput: dict, pairs: list[tuple[str, str]]) -> dict[str, dict[str, float]]:
+    """
+    For each pair of scenarios that both ran, the median req/s of the
+    first over the second's, per proxy that has both.
+    """
+    found = {}
+    for first, second in pairs:
+        if first not in throughput or second not in throughput:
+            continue
+        for name, cell in throughput[first].items():
+            other = throughput[second].get(name, {}).get("rounds")
+            if cell["rounds"] and other:
+                key = "{} / {}".format(first, second)
+                found.setdefault(key, {})[name] = (
+                    _median(cell["rounds"], "rps") / _median(other, "rps"))
+    return found
+
+
+def ratios_text(found: dict[str, dict[str, float]]) -> str:
+    lines = ["ratios of req/s in this run"]
+    for pair, by_proxy in found.items():
+        for name, ratio in by_proxy.items():
+            lines.append("{:<40} {:<20} {:.2f}".format(pair, name, ratio))
+    return "\n".join(lines)
+
+
 def _mib(n: float) -> str:
     return "{:.1f} MiB".format(n / MIB)
 

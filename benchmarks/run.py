@@ -22,6 +22,7 @@ import report
 from processes import ProcessGroup, StartupError, pinning_available
 from scenarios import (
     H2_STREAMS,
+    RATIOS,
     SCENARIOS,
     idle_connections_rss,
     run_load,
@@ -34,6 +35,7 @@ from servers import (
     Workspace,
     make_certificate,
     start_backend,
+    start_redis,
     start_proxy,
 )
 
@@ -116,13 +118,22 @@ def _cell(problem: str | None = None) -> dict:
     return {"rounds": [], "problems": [problem] if problem else []}
 
 
+def _skipped(scenario, contender, ws: Workspace) -> str | None:
+    """
+    Why C{contender} does not run C{scenario}, or C{None}.
+    """
+    if scenario.needs_redis and not ws.redis_port:
+        return "redis-server not installed"
+    return contender.scenario_problem(scenario)
+
+
 def measure_throughput(ws: Workspace, args, contenders, scenarios, problems) -> dict:
     """
     Run every scenario on every contender, contender by contender, for each
     round; the contenders' order rotates from round to round.
     """
     warmup = max(1, round(args.duration * 0.3))
-    cells = {s.name: {c.name: _cell(problems[c.name] or c.scenario_problem(s))
+    cells = {s.name: {c.name: _cell(problems[c.name] or _skipped(s, c, ws))
                       for c in contenders} for s in scenarios}
     runnable = [c for c in contenders if not problems[c.name]]
     for number in range(args.rounds):
@@ -140,7 +151,7 @@ def measure_throughput(ws: Workspace, args, contenders, scenarios, problems) -> 
                 if args.duration > 2:
                     run_load(ws, proxy, SCENARIOS[0], contender.warmup, args.connections)
                 for scenario in scenarios:
-                    if contender.scenario_problem(scenario):
+                    if _skipped(scenario, contender, ws):
                         continue
                     cell = cells[scenario.name][contender.name]
                     status = proxy.started.popen.poll()
@@ -199,10 +210,10 @@ def measure_memory(ws: Workspace, args, contenders, problems) -> dict:
     return cells
 
 
-def estimate_seconds(args, contenders, scenarios, problems) -> float:
+def estimate_seconds(ws: Workspace, args, contenders, scenarios, problems) -> float:
     warmup = max(1, round(args.duration * 0.3))
     runs = sum(1 for c in contenders if not problems[c.name]
-               for s in scenarios if not c.scenario_problem(s))
+               for s in scenarios if not _skipped(s, c, ws))
     starts = sum(c.warmup for c in contenders if not problems[c.name])
     return args.rounds * (starts + runs * (args.duration + warmup + 1))
 
@@ -226,12 +237,14 @@ def main(argv: list[str]) -> None:
     try:
         make_certificate(ws)
         start_backend(ws)
+        if any(s.needs_redis for s in scenarios):
+            start_redis(ws)
         problems = {c.name: c.problem(ws) for c in contenders}
         for name, problem in problems.items():
             if problem:
                 log("{}: n/a ({})".format(name, problem))
         log("throughput: about {:.0f} minutes".format(
-            estimate_seconds(args, contenders, scenarios, problems) / 60))
+            estimate_seconds(ws, args, contenders, scenarios, problems) / 60))
         throughput = measure_throughput(ws, args, contenders, scenarios, problems)
         memory = (measure_memory(ws, args, contenders, problems)
                   if "memory" in args.scenarios else {})
@@ -247,6 +260,9 @@ def main(argv: list[str]) -> None:
     tables = [header] + [
         report.throughput_table(s.title, throughput[s.name]) for s in scenarios
     ]
+    found = report.ratios(throughput, RATIOS)
+    if found:
+        tables.append(report.ratios_text(found))
     if memory:
         tables.append(report.memory_table(memory, idle_count))
     tables.append(report.machine_text(info))
@@ -255,6 +271,7 @@ def main(argv: list[str]) -> None:
         "settings": {k: v for k, v in vars(args).items()},
         "machine": info,
         "throughput": throughput,
+        "ratios": found,
         "memory": memory,
     })
     log("results written to " + path)

@@ -29,6 +29,7 @@ class Scenario:
         (the other proxies show n/a).
     @ivar h2c: HTTP/2 in cleartext with prior knowledge, to the proxy's h2c
         port, loaded with h2load (L{H2_STREAMS} streams per connection).
+    @ivar needs_redis: whether it needs the harness's redis-server.
     """
 
     name: str
@@ -40,6 +41,7 @@ class Scenario:
     connections: int | None = None
     txrevproxy_only: bool = False
     h2c: bool = False
+    needs_redis: bool = False
 
 
 SCENARIOS = [
@@ -59,10 +61,21 @@ SCENARIOS = [
              path="/h2/small", txrevproxy_only=True),
     Scenario("h2c-small", "small GET over h2c (prior knowledge), 10 streams per connection",
              h2c=True),
+    # "small" through a rate_limit filter that never refuses, its buckets
+    # in the process, then in Redis (one EVALSHA round trip per request):
+    # the ratio of the two in the same run is what sharing a limit costs.
+    Scenario("rate-limit-local", "small GET, rate_limit filter, local buckets",
+             path="/rl-local/small", txrevproxy_only=True),
+    Scenario("rate-limit-redis", "small GET, rate_limit filter, buckets in Redis",
+             path="/rl-redis/small", txrevproxy_only=True, needs_redis=True),
 ]
 
 #: Streams in flight on each connection of an h2c scenario (h2load -m).
 H2_STREAMS = 10
+
+#: Pairs of scenarios whose ratio (req/s of the first over the second's,
+#: per proxy, in the same run) is printed under the tables.
+RATIOS = [("rate-limit-redis", "rate-limit-local")]
 
 #: wrk's own limit for one request; slower ones count as timeout errors.
 WRK_TIMEOUT = "5s"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import getpass
 import http.client
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass
 from typing import Callable
@@ -60,6 +61,9 @@ class Workspace:
     #: The backend's HTTP/2 port (h2c, prior knowledge), for the
     #: txrevproxy upstream with protocol = "h2c".
     backend_h2c_port: int = 0
+    #: The port of the redis-server that the C{rate-limit-redis}
+    #: scenario's filter keeps its buckets in (0: none, not installed).
+    redis_port: int = 0
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.tmp, *parts)
@@ -170,6 +174,21 @@ http {{
     ws.group.wait_for_port(started, ws.backend_h2c_port)
 
 
+def start_redis(ws: Workspace) -> None:
+    """
+    Start redis-server on the load generator's core, without persistence,
+    for the C{rate-limit-redis} scenario; nothing when it is not installed
+    (the scenario then shows n/a).
+    """
+    if shutil.which("redis-server") is None:
+        return
+    ws.redis_port = free_port()
+    started = ws.group.start("redis", [
+        "redis-server", "--port", str(ws.redis_port), "--bind", "127.0.0.1",
+        "--save", "", "--appendonly", "no", "--dir", ws.tmp], LOAD_CPU)
+    ws.group.wait_for_port(started, ws.redis_port)
+
+
 def _start_nginx(ws: Workspace) -> RunningProxy:
     prefix = _nginx_prefix(ws, "proxy-nginx")
     port, tls_port, h2c_port = free_port(), free_port(), free_port()
@@ -264,8 +283,10 @@ def txrevproxy_config(ws: Workspace, port: int, tls_port: int | None,
     Render the txrevproxy TOML config: one plain listener, one with h2c
     (so that the other scenarios measure a plain listener as it is by
     default), one with TLS, one upstream, one route, everything else
-    txrevproxy's defaults; and, for the C{h2-upstream} scenario, C{/h2/}
-    routed to the backend's h2c port.
+    txrevproxy's defaults; for the C{h2-upstream} scenario, C{/h2/} routed
+    to the backend's h2c port; and for the rate-limit scenarios,
+    C{/rl-local/} and C{/rl-redis/} through a C{rate_limit} filter whose
+    limit is never reached, its buckets in the process or in Redis.
     """
     conf = """\
 [listeners.bench]
@@ -302,6 +323,26 @@ path = "/h2/"
 strip_prefix = true
 upstream = "bench_h2"
 """.format(backend=ws.backend_port, h2c=ws.backend_h2c_port)
+    stores = {"local": "local"}
+    if ws.redis_port:
+        stores["redis"] = "redis:bench"
+        conf += """
+[redis.bench]
+url = "redis://127.0.0.1:{port}/0"
+""".format(port=ws.redis_port)
+    for name, store in stores.items():
+        conf += """
+[filters.limit_{name}]
+type = "rate_limit"
+rate = "100000000/s"
+store = "{store}"
+
+[[routes]]
+path = "/rl-{name}/"
+strip_prefix = true
+upstream = "bench"
+filters = ["limit_{name}"]
+""".format(name=name, store=store)
     return conf
 
 

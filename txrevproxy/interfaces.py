@@ -9,7 +9,7 @@ C{docs/balancing.rst}), and named in the configuration file.
 from __future__ import annotations
 
 import os
-from typing import Any, Tuple
+from typing import Any, Mapping, Tuple
 
 import attr
 from zope.interface import Attribute, Interface
@@ -421,14 +421,25 @@ class FilterContext:
         (L{txrevproxy.config.model.ServerSettings}), for C{trusted_proxies}.
     @ivar directory: the directory of the configuration file, which
         relative paths in options are taken from.
+    @ivar redis: the client (C{txrevproxy.redis.client.RedisClient}) of
+        each C{[redis.NAME]} table, by name, for filters whose state is
+        shared through one (C{store = "redis:NAME"}).
+    @ivar metrics: the process's C{txrevproxy.observe.metrics.Metrics}.
+    @ivar workers: how many processes serve the listeners on this machine
+        (C{[server] workers}): a filter that keeps its state in its own
+        process gives each its share of a machine-wide limit.
 
-    While a configuration is only being checked, C{reactor} is L{None}.
+    While a configuration is only being checked, C{reactor} and
+    C{metrics} are L{None}, and so is each client in C{redis}.
     """
 
     name: str
     reactor: Any
     server: Any
     directory: str = ""
+    redis: Mapping[str, Any] = attr.Factory(dict)
+    metrics: Any = None
+    workers: int = 1
 
     def path(self, name: str) -> str:
         """

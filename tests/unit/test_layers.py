@@ -25,6 +25,7 @@ LAYERS: List[Tuple[str, ...]] = [
     ("plugins", "http", "net"),
     ("tls",),
     ("config",),
+    ("redis",),
     ("observe",),
     ("server",),
     ("routing", "filters", "upstream"),

@@ -30,8 +30,10 @@ from ..observe.metrics import Metrics
 from ..observe.requests import RequestObserver
 from ..observe.tracing import Tracing
 from ..plugins import balancing_policies
+from ..redis.client import RedisClient, redis_clients
 from ..routing.acme_challenge import AcmeChallenges
 from ..routing.redirects import HttpsRedirect
+from ..server.connection_counts import SharedConnectionCounts
 from ..server.http2 import NegotiatingSite, PriorKnowledgeSite
 from ..server.proxy_protocol import ProxyHeaderFactory
 from ..server.site import ProxySite
@@ -189,6 +191,26 @@ def _balancer(
     return balancer, discoveries
 
 
+def _shared_counts(
+    store: Optional[str],
+    clients: Mapping[str, RedisClient],
+    reactor,
+    previous: Optional[SharedConnectionCounts],
+) -> Optional[SharedConnectionCounts]:
+    """
+    The connection counts shared through the C{[redis.NAME]} table of
+    C{[server] max_connections_per_ip_store}, if any: the previous
+    runtime's while the client is the same, so that the connections a
+    reload hands over stay counted.
+    """
+    if store is None:
+        return None
+    client = clients[store]
+    if previous is not None and previous.client is client:
+        return previous
+    return SharedConnectionCounts(client, reactor)
+
+
 def _subject_header(config: Config, listener) -> Optional[bytes]:
     """
     The header a listener sends the verified client subject in, if its TLS
@@ -213,6 +235,12 @@ class Runtime:
     @ivar root: the L{Router}, the resource tree all routed listeners share.
     @ivar filters: the configured filters
         (L{txrevproxy.interfaces.IFilter}), by name.
+    @ivar redis: the L{RedisClient} of each C{[redis.NAME]} table, by
+        name; a reload passes them to the new runtime (C{previous_redis}),
+        which keeps those of the tables it did not change.
+    @ivar connection_counts: the L{SharedConnectionCounts} of C{[server]
+        max_connections_per_ip_store}, or L{None}; a reload passes it to
+        the new runtime (C{previous_counts}).
     @ivar caches: the L{SharedCache} of each C{[caches.NAME]} table, by
         name; a reload passes them to the new runtime (C{previous_caches}),
         which keeps their stores.
@@ -253,6 +281,8 @@ class Runtime:
         worker: Optional[int] = None,
         tracing: Optional[Tracing] = None,
         previous_lookups: Mapping[Tuple[str, BackendServer], Sequence[BackendServer]] = {},
+        previous_redis: Mapping[str, RedisClient] = {},
+        previous_counts: Optional[SharedConnectionCounts] = None,
     ) -> None:
         self.config = config
         self._reactor = reactor
@@ -292,7 +322,17 @@ class Runtime:
                     HealthChecker(balancer, upstream.health, reactor, random.Random())
                 )
 
-        self.filters = build_filters(config, reactor)
+        self.redis = redis_clients(config.redis, reactor, previous_redis)
+        self.connection_counts = _shared_counts(
+            config.server.max_connections_per_ip_store, self.redis, reactor, previous_counts
+        )
+        self.filters = build_filters(
+            config,
+            reactor,
+            self.redis,
+            metrics,
+            1 if worker is None else config.server.workers,
+        )
         self.caches = build_caches(config.caches, reactor, previous_caches, metrics, worker)
         self.switches = maintenance_switches(config.routes, previous_switches)
         self.root = build_root(
@@ -332,6 +372,11 @@ class Runtime:
                 ),
                 error_pages=page_table(listener.error_pages),
                 tracing=tracing,
+                connection_counts=(
+                    None
+                    if self.connection_counts is None
+                    else self.connection_counts.listener(name)
+                ),
             )
             for name, listener in config.listeners.items()
         }
@@ -344,10 +389,11 @@ class Runtime:
     def services(self) -> List[Service]:
         """
         What runs on a timer while this runtime serves: its DNS lookups,
-        health checkers and certificate watchers, children of the proxy
-        service.
+        health checkers, certificate watchers and shared connection
+        counts, children of the proxy service.
         """
-        return self.discoveries + self.health_checkers + self.watchers
+        shared = [] if self.connection_counts is None else [self.connection_counts]
+        return self.discoveries + self.health_checkers + self.watchers + shared
 
     def _listener_factory(
         self, listener: Listener, site: ProxySite, reactor

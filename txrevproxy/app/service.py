@@ -307,6 +307,10 @@ class ProxyService(MultiService):
                 ),
                 worker=self._worker,
                 tracing=tracing,
+                previous_redis=self.runtime.redis if self.runtime is not None else {},
+                previous_counts=(
+                    self.runtime.connection_counts if self.runtime is not None else None
+                ),
             )
         except CertificateError as error:
             # The files changed since the configuration was validated.
@@ -464,6 +468,10 @@ class ProxyService(MultiService):
         self._observe(runtime)
         old.retire()
         self._retired = [r for r in self._retired if not r.closed] + [old]
+        kept = set(map(id, runtime.redis.values()))
+        for client in old.redis.values():
+            if id(client) not in kept:
+                client.close()
 
     def _reloadFailed(self, problems: List[str]) -> List[str]:
         for problem in problems:
@@ -679,6 +687,8 @@ class ProxyService(MultiService):
             for runtime in [self.runtime] + self._retired
             if runtime is not None
         ]
+        if self.runtime is not None:
+            closing.extend(client.close() for client in self.runtime.redis.values())
         self._retired = []
         self.access_log.stop()
         return DeferredList(closing)

@@ -56,6 +56,13 @@ def file_problems(config: Config, directory: Directories) -> Iterable[Problem]:
                     read_ca(ca, base)
                 except FileProblem as problem:
                     yield (path, problem.message)
+    for redis in config.redis.values():
+        prefix = "redis" + key_path(redis.name)
+        if redis.ca is not None:
+            try:
+                read_ca(redis.ca, directory(prefix))
+            except FileProblem as problem:
+                yield (prefix + ".ca", problem.message)
 
 
 def absolute_paths(config: Config, directory: Directories) -> Config:
@@ -119,11 +126,23 @@ def absolute_paths(config: Config, directory: Directories) -> Config:
         )
         for cache_name, cache in config.caches.items()
     }
+    redis = {
+        redis_name: attr.evolve(
+            table, ca=absolute("redis" + key_path(redis_name), table.ca)
+        )
+        for redis_name, table in config.redis.items()
+    }
     log = config.log
     if log.access not in (None, "-"):
         log = attr.evolve(log, access=absolute("log", log.access))
     return attr.evolve(
-        config, tls=tls, upstreams=upstreams, filters=filters, caches=caches, log=log
+        config,
+        tls=tls,
+        upstreams=upstreams,
+        filters=filters,
+        caches=caches,
+        redis=redis,
+        log=log,
     )
 
 

@@ -55,15 +55,31 @@ def filter_table(value: Any, name: str) -> FilterConfig:
     return FilterConfig(name, kind, MappingProxyType(options))
 
 
-def configure_filter(table: FilterConfig, reactor, server, directory: str):
+def configure_filter(
+    table: FilterConfig,
+    reactor,
+    server,
+    directory: str,
+    redis: Mapping[str, Any] = {},
+    metrics: Any = None,
+    workers: int = 1,
+):
     """
     Make the filter of a C{[filters.NAME]} table with its type.
 
     @param reactor: the reactor, or L{None} when only checking.
+    @param redis: the clients of the C{[redis.NAME]} tables, by name
+        (each L{None} when only checking).
+    @param metrics: the process's L{txrevproxy.observe.metrics.Metrics}
+        (L{None} when only checking).
+    @param workers: the processes the filter's process shares the machine
+        with (C{[server] workers}), itself included.
     @raise Invalid: with the type's problems, their paths relative to the
         table.
     """
-    context = FilterContext(table.name, reactor, server, directory)
+    context = FilterContext(
+        table.name, reactor, server, directory, redis, metrics, workers
+    )
     try:
         return filter_types()[table.type].configure(
             dict(table.options), context
@@ -88,7 +104,13 @@ def filter_problems(config, directory) -> Iterable[Problem]:
     for table in config.filters.values():
         prefix = "filters" + key_path(table.name)
         try:
-            configure_filter(table, None, config.server, directory(prefix))
+            configure_filter(
+                table,
+                None,
+                config.server,
+                directory(prefix),
+                dict.fromkeys(config.redis),
+            )
         except Invalid as invalid:
             for path, text in invalid.problems:
                 yield (prefix + path, text)

@@ -29,11 +29,13 @@ from .listeners import LISTENER
 from .log import LOG
 from .model import Config, Route, ServerSettings
 from .pages import route_name_problems
+from .redis import REDIS, store_reference
 from .routes import ROUTE
 from .splits import split_references
 from .schema import (
     MODEL_DEFAULT,
     Field,
+    Invalid,
     Problem,
     Table,
     array_of,
@@ -88,6 +90,7 @@ CONFIG = Table(
             named_tables(filter_table, example="[filters.ratelimit]"), default={}
         ),
         "caches": Field(named_tables(CACHE, example="[caches.pages]"), default={}),
+        "redis": Field(named_tables(REDIS, example="[redis.shared]"), default={}),
         "log": Field(LOG, default=MODEL_DEFAULT),
         "admin": Field(ADMIN, default=MODEL_DEFAULT),
         "tracing": Field(TRACING, default=MODEL_DEFAULT),
@@ -171,6 +174,24 @@ def _listener_references(data: Mapping[str, Any]) -> Iterable[Problem]:
             )
 
 
+def _store_references(data: Mapping[str, Any]) -> Iterable[Problem]:
+    """
+    C{[server] max_connections_per_ip_store} must name a C{[redis.NAME]}
+    table (a filter's C{store} is checked by its type).
+    """
+    server = data.get("server")
+    tables = data.get("redis", {})
+    if not isinstance(server, dict) or not isinstance(tables, dict):
+        return
+    store = server.get("max_connections_per_ip_store")
+    if isinstance(store, str) and store.startswith("redis:"):
+        try:
+            store_reference(store, tables)
+        except Invalid as invalid:
+            for _, text in invalid.problems:
+                yield ("server.max_connections_per_ip_store", text)
+
+
 def _has_tls(listener: Any) -> bool:
     return isinstance(listener, dict) and bool(listener.get("tls"))
 
@@ -252,6 +273,7 @@ def _validate(document: Document, source: Optional[str]) -> Config:
     problems.extend(_route_references(data))
     problems.extend(_listener_references(data))
     problems.extend(filter_references(data))
+    problems.extend(_store_references(data))
     problems.extend(_route_references(data, "cache", "caches", absent={}))
     problems.extend(_route_references(data, "mirror", what="upstream"))
     problems.extend(split_references(data))

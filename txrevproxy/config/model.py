@@ -38,6 +38,9 @@ class ServerSettings:
     @ivar allowed_methods: the request methods served; empty: any.
     @ivar max_connections_per_ip: open connections one client address may
         have (else 429 and close); C{0}: no limit.
+    @ivar max_connections_per_ip_store: the C{[redis.NAME]} table the
+        connections of each address are counted in across processes and
+        instances, or L{None}: each process counts its own.
     @ivar max_requests_per_connection: requests served on one keep-alive
         connection before it is closed; C{0}: no limit.
     @ivar body_timeout: the window, in seconds, over which a request body's
@@ -82,6 +85,7 @@ class ServerSettings:
     header_timeout: float = 10.0
     allowed_methods: Tuple[str, ...] = ()
     max_connections_per_ip: int = 0
+    max_connections_per_ip_store: Optional[str] = None
     max_requests_per_connection: int = 1000
     body_timeout: float = 60.0
     min_body_rate: int = 1024
@@ -960,6 +964,59 @@ class CacheSettings:
 
 
 @attr.s(frozen=True, auto_attribs=True)
+class RedisAddress:
+    """
+    Where a Redis server is, as the C{url} of a C{[redis.NAME]} table says.
+
+    @ivar tls: C{rediss://}: TLS, the server's certificate verified.
+    @ivar host: the host name or address (L{None} for a unix socket).
+    @ivar path: the unix socket's path (L{None} over TCP).
+    @ivar db: the database number (C{SELECT}).
+    @ivar username: for C{AUTH username password} (Redis 6 ACLs).
+    @ivar password: the URL's password, if it has one.
+    """
+
+    tls: bool = False
+    host: Optional[str] = "127.0.0.1"
+    port: int = 6379
+    path: Optional[str] = None
+    db: int = 0
+    username: Optional[str] = None
+    password: Optional[str] = None
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class RedisSettings:
+    """
+    One C{[redis.NAME]} table: a Redis server that filters and the
+    connection limit share state through (see C{docs/scaling.rst}).
+
+    @ivar url: the address, parsed (C{redis://}, C{rediss://} or
+        C{unix://}).
+    @ivar password: overrides the URL's password (the key is masked when
+        the configuration is shown).
+    @ivar timeout: how long one command may take before its caller falls
+        back (and the server is taken as down for L{retry_interval}).
+    @ivar connect_timeout: how long a connection may take to be made.
+    @ivar pool_size: connections kept to the server; commands are
+        pipelined on them.
+    @ivar retry_interval: how long, once the server failed, every call
+        goes straight to its fallback before a connection is tried again.
+    @ivar ca: a PEM file of the certificate authorities a C{rediss://}
+        server's certificate is checked against, instead of the system's.
+    """
+
+    name: str
+    url: RedisAddress
+    password: Optional[str] = None
+    timeout: float = 0.25
+    connect_timeout: float = 1.0
+    pool_size: int = 2
+    retry_interval: float = 1.0
+    ca: Optional[str] = None
+
+
+@attr.s(frozen=True, auto_attribs=True)
 class Config:
     """
     A whole, validated configuration.
@@ -967,6 +1024,7 @@ class Config:
     @ivar tls: the C{[tls.NAME]} tables, by name.
     @ivar filters: the C{[filters.NAME]} tables, by name.
     @ivar caches: the C{[caches.NAME]} tables, by name.
+    @ivar redis: the C{[redis.NAME]} tables, by name.
     @ivar log: the C{[log]} table.
     @ivar admin: the C{[admin]} table; L{None}: no admin API.
     @ivar tracing: the C{[tracing]} table; L{None}: no traces.
@@ -985,6 +1043,7 @@ class Config:
     tls: Mapping[str, TLS] = attr.Factory(dict)
     filters: Mapping[str, "FilterConfig"] = attr.Factory(dict)
     caches: Mapping[str, CacheSettings] = attr.Factory(dict)
+    redis: Mapping[str, RedisSettings] = attr.Factory(dict)
     log: LogSettings = LogSettings()
     admin: Optional[AdminSettings] = None
     tracing: Optional[TracingSettings] = None

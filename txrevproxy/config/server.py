@@ -6,6 +6,7 @@ limits on requests, timeouts, workers).
 from __future__ import annotations
 
 from .model import ServerSettings
+from .redis import LOCAL, store_reference
 from .schema import Field, Table, array_of
 from .values import (
     boolean,
@@ -32,6 +33,9 @@ SERVER = Table(
         "header_timeout": Field(duration, default="10s"),
         "allowed_methods": Field(method_names(), default=[]),
         "max_connections_per_ip": Field(integer(0), default=0),
+        "max_connections_per_ip_store": Field(
+            lambda value: store_reference(value, None), default=LOCAL
+        ),
         "max_requests_per_connection": Field(integer(0), default=1000),
         "body_timeout": Field(duration, default="60s"),
         "min_body_rate": Field(size, default="1KiB"),

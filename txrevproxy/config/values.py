@@ -604,6 +604,15 @@ def access_log(value: Any) -> Optional[str]:
     return None if value == "off" else value
 
 
+def secret(value: Any) -> str:
+    """
+    A password: any string that is not empty.
+    """
+    if not isinstance(value, str) or not value:
+        raise expected("a password (a string)", value)
+    return value
+
+
 def token(value: Any) -> str:
     """
     A bearer token: printable ASCII without spaces, as an Authorization

@@ -10,6 +10,13 @@ fields of the IETF draft (draft-ietf-httpapi-ratelimit-headers).
 Memory is bounded: a bucket that has refilled completely is the same as
 no bucket, so idle keys are dropped as requests go by, and at most
 C{max_keys} buckets are kept (the least recently used go first).
+
+The buckets are this process's own (decided at once, no L{Deferred}),
+unless C{store = "redis:NAME"} keeps them in Redis for every process and
+instance (see L{txrevproxy.filters.shared_rate}).  Own buckets under
+C{[server] workers = N} get C{1/N} of the rate and of the burst each (the
+burst rounded up), so that the machine allows the configured rate: the
+kernel spreads connections over the workers, roughly evenly.
 """
 
 from __future__ import annotations
@@ -22,10 +29,17 @@ from typing import Any, Callable, List, Optional, Tuple
 import attr
 from zope.interface import implementer
 
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ..config.redis import LOCAL, store_reference
 from ..config.schema import MODEL_DEFAULT, Field, Invalid, Table, describe, expected
-from ..config.values import integer
+from ..config.values import integer, one_of
 from ..interfaces import Answer, IFilter
+from ..redis.client import StoreUnavailable
+from ..redis.protocol import RedisError
 from .client import client_address
+from .shared_rate import RedisBuckets
 
 _RATE = re.compile(r"([0-9]+(?:\.[0-9]+)?)/(s|m|h)\Z")
 _PER_SECOND = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -86,10 +100,27 @@ def key_parts(value: Any) -> Tuple[str, ...]:
 
 @attr.s(frozen=True, auto_attribs=True)
 class Options:
+    """
+    @ivar store: the C{[redis.NAME]} table the buckets are kept in, or
+        L{None} for this process's memory.
+    @ivar on_store_error: what a request gets while the store fails:
+        C{"local"} (this process's buckets decide), C{"allow"} or
+        C{"deny"} (429).
+    """
+
     rate: Rate
     key: Tuple[str, ...] = ("client_ip",)
     burst: Optional[int] = None
     max_keys: int = 100000
+    store: Optional[str] = None
+    on_store_error: str = "local"
+
+    @property
+    def size(self) -> int:
+        """
+        The burst: C{burst}, or a second's worth of the rate.
+        """
+        return self.burst or max(1, math.ceil(self.rate.per_second))
 
 
 OPTIONS = Table(
@@ -99,6 +130,8 @@ OPTIONS = Table(
         "key": Field(key_parts, default="client_ip"),
         "burst": Field(integer(1), default=MODEL_DEFAULT),
         "max_keys": Field(integer(1), default=100000),
+        "store": Field(lambda value: store_reference(value, None), default=LOCAL),
+        "on_store_error": Field(one_of("local", "allow", "deny"), default="local"),
     },
 )
 
@@ -142,15 +175,36 @@ class RateLimit:
     @ivar clock: the reactor's clock (C{seconds()}).
     """
 
-    def __init__(self, options: Options, clock) -> None:
+    log = Logger()
+
+    def __init__(
+        self,
+        options: Options,
+        clock,
+        workers: int = 1,
+        shared: Optional[RedisBuckets] = None,
+        errors: Callable[[], None] = lambda: None,
+    ) -> None:
+        """
+        @param workers: the processes of the machine, each with buckets of
+            its own: this one's get C{1/workers} of the rate and burst.
+        @param shared: the buckets in Redis, when C{store} names a table.
+        @param errors: called for each request decided without C{shared}
+            because the store failed (it counts them in the metrics).
+        """
         self.clock = clock
-        self.rate = options.rate.per_second
-        self.burst = options.burst or max(1, math.ceil(options.rate.per_second))
+        burst = options.size
+        self.rate = options.rate.per_second / workers
+        self.burst = math.ceil(burst / workers)
         self.max_keys = options.max_keys
         self._key = _key_function(options.key)
         self._refill_time = self.burst / self.rate
         self._policy = b"%d;w=%d" % (options.rate.count, options.rate.window)
+        self._limit = b"%d" % (burst,)
         self._buckets: "OrderedDict[Any, _Bucket]" = OrderedDict()
+        self._shared = shared
+        self._on_store_error = options.on_store_error
+        self._errors = errors
 
     def take(self, key) -> Tuple[bool, float, float]:
         """
@@ -192,8 +246,44 @@ class RateLimit:
     def __len__(self) -> int:
         return len(self._buckets)
 
-    def request(self, request) -> Optional[Answer]:
-        allowed, left, wait = self.take(self._key(request))
+    def request(self, request):
+        key = self._key(request)
+        shared = self._shared
+        if shared is None:
+            return self._verdict(self.take(key), request)
+        if not shared.client.up:
+            # The circuit is open: no Deferred, no wait.
+            return self._fallback(key, request)
+        return shared.take(key).addCallbacks(
+            self._verdict,
+            self._storeFailed,
+            callbackArgs=(request,),
+            errbackArgs=(key, request),
+        )
+
+    def _storeFailed(self, reason: Failure, key, request) -> Optional[Answer]:
+        reason.trap(StoreUnavailable, RedisError)
+        if reason.check(RedisError):
+            self.log.error(
+                "redis.{store} refused the rate limit script: {error}",
+                store=self._shared.client.settings.name,  # type: ignore[union-attr]
+                error=reason.getErrorMessage(),
+            )
+        return self._fallback(key, request)
+
+    def _fallback(self, key, request) -> Optional[Answer]:
+        """
+        Decide without the store, as C{on_store_error} says.
+        """
+        self._errors()
+        if self._on_store_error == "allow":
+            return None
+        if self._on_store_error == "deny":
+            return Answer(429, ((b"Retry-After", b"1"),))
+        return self._verdict(self.take(key), request)
+
+    def _verdict(self, decision: Tuple[bool, float, float], request) -> Optional[Answer]:
+        allowed, left, wait = decision
         fields = self._fields(left, wait)
         if allowed:
             known = request.__dict__.get("rate_limit_fields")
@@ -207,7 +297,7 @@ class RateLimit:
     def _fields(self, left: float, wait: float) -> Tuple[Tuple[bytes, bytes], ...]:
         return (
             (b"RateLimit-Policy", self._policy),
-            (b"RateLimit-Limit", b"%d" % (self.burst,)),
+            (b"RateLimit-Limit", self._limit),
             (b"RateLimit-Remaining", b"%d" % (int(left),)),
             (b"RateLimit-Reset", b"%d" % (max(1, math.ceil(wait)),)),
         )
@@ -222,4 +312,18 @@ class RateLimit:
 
 
 def configure(options, context) -> RateLimit:
-    return RateLimit(OPTIONS(options), context.reactor)
+    converted = OPTIONS(options)
+    if converted.store is None:
+        return RateLimit(converted, context.reactor, context.workers)
+    try:
+        store_reference(options["store"], context.redis)
+    except Invalid as invalid:
+        raise Invalid(problems=[(".store", text) for _, text in invalid.problems])
+    client = context.redis[converted.store]
+    if client is None:  # only checking the configuration
+        return RateLimit(converted, context.reactor, context.workers)
+    shared = RedisBuckets(client, context.name, converted.rate.per_second, converted.size)
+    if context.metrics is None:
+        return RateLimit(converted, context.reactor, context.workers, shared)
+    errors = context.metrics.store_errors(converted.store, context.name)
+    return RateLimit(converted, context.reactor, context.workers, shared, errors)

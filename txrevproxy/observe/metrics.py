@@ -22,7 +22,7 @@ file, which costs more per request than the whole of this module.
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -120,6 +120,12 @@ FAMILIES: Dict[str, Tuple[str, str, Tuple[str, ...]]] = {
         "upstream and result (answered, failed, timeout, no_backend, "
         "too_large, abandoned).",
         ("route", "upstream", "result"),
+    ),
+    "store_errors": (
+        "counter",
+        "Requests a filter decided without its shared store (Redis down, "
+        "slow or failing), by store and filter.",
+        ("store", "filter"),
     ),
     "reloads": (
         "counter",
@@ -371,6 +377,7 @@ class Metrics:
         self._reloads = {"success": 0, "failure": 0}
         self._timeouts: Dict[str, int] = {}
         self._mirrored: Dict[str, int] = {}
+        self._store_errors: Dict[str, int] = {}
         #: Counters of balancers retired by reloads, added to the current
         #: ones' so that they do not restart: by family, then label key.
         self._carried: Dict[str, Dict[str, int]] = {
@@ -449,6 +456,19 @@ class Metrics:
         """
         key = _key(route, upstream, result)
         self._mirrored[key] = self._mirrored.get(key, 0) + 1
+    def store_errors(self, store: str, filter: str) -> Callable[[], None]:
+        """
+        What a filter calls for each request it decides without its shared
+        C{store} (a C{[redis.NAME]} table's name), which failed.
+        """
+        key = _key(store, filter)
+        counts = self._store_errors
+        counts.setdefault(key, 0)
+
+        def count() -> None:
+            counts[key] += 1
+
+        return count
 
     def reloaded(self, success: bool) -> None:
         self._reloads["success" if success else "failure"] += 1
@@ -520,6 +540,7 @@ class Metrics:
         carried = self._carried["ejections"]
         for key in set(carried).difference(current["ejections"]):
             del carried[key]
+        data["store_errors"].update(self._store_errors)
         for family, values in self._carried.items():
             data[family].update(values)
         for family, values in current.items():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     IHandshakeListener,
@@ -99,6 +100,9 @@ class ClientConnection:
     watch: Optional[HalfClosedClient] = None
     _client_subject: object = None
     _counted = False
+    #: Fires once the count of the client's address on every process is
+    #: known (C{max_connections_per_ip_store}), when it was not yet.
+    _counting: Optional[Deferred] = None
     _open = False
     _peer = None
 
@@ -142,7 +146,7 @@ class ClientConnection:
         site = self.site
         self.trusted = site.is_trusted(getattr(self._peer, "host", None))
         if site.max_connections_per_ip:
-            site.count_connection(self.client_ip, 1)
+            self._counting = site.count_connection(self.client_ip, 1)
             self._counted = True
 
     def joinSite(self, site) -> None:
@@ -310,6 +314,26 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         self.idleSince = site.reactor.seconds()
         site.channels.add(self)
         self.countOpen()
+        counting, self._counting = self._counting, None
+        if counting is not None and self.state is IDLE:
+            # Nothing is read (nor, over TLS, handshaken) until the
+            # address's connections on the other processes are known.
+            self.transport.pauseProducing()
+            counting.addCallback(self._countKnown)
+        else:
+            self._refuseOverLimit()
+
+    def _countKnown(self, _) -> None:
+        if self._open:
+            self.transport.resumeProducing()
+            self._refuseOverLimit()
+
+    def _refuseOverLimit(self) -> None:
+        """
+        Answer 429 to a connection one too many for its address, before its
+        first request; over TLS, once the handshake is done (see
+        L{handshakeCompleted}).
+        """
         if (
             self.state is IDLE
             and not ISSLTransport.providedBy(self.transport)

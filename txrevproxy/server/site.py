@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Callable, Dict, Mapping, Optional, Set, Tuple
 
+from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.web import server
 
@@ -16,6 +17,7 @@ from ..config.model import ServerSettings
 from ..observe.metrics import ListenerStats
 from ..observe.tracing import Tracing
 from .channel import ProxyChannel
+from .connection_counts import ConnectionCounts
 from .request import ProxyRequest
 
 
@@ -52,6 +54,9 @@ class ProxySite(server.Site):
         L{txrevproxy.server.answers.error_page}).
     @ivar tracing: the L{txrevproxy.observe.tracing.Tracing} that traces
         each request, or L{None} (no C{[tracing]} table).
+    @ivar connection_counts: the open connections of each client address
+        (L{txrevproxy.server.connection_counts}): the site's own, or the
+        listener's shared through Redis.
     """
 
     protocol = ProxyChannel
@@ -71,6 +76,7 @@ class ProxySite(server.Site):
         observe: Optional[Callable[[ProxyRequest], None]] = None,
         error_pages: Optional[Mapping[int, Tuple[bytes, bytes]]] = None,
         tracing: Optional[Tracing] = None,
+        connection_counts: Optional[ConnectionCounts] = None,
     ) -> None:
         # No timeout for twisted.web: its idle timer is a new call on the
         # reactor for every request, where the sweep (see
@@ -93,7 +99,9 @@ class ProxySite(server.Site):
         self.min_body_bytes = max(1, int(settings.min_body_rate * settings.body_timeout))
         self.max_connections_per_ip = settings.max_connections_per_ip
         self.max_requests_per_connection = settings.max_requests_per_connection
-        self._connections_by_ip: Dict[bytes, int] = {}
+        self.connection_counts = (
+            ConnectionCounts() if connection_counts is None else connection_counts
+        )
         self.allowed_methods = frozenset(
             m.encode("ascii") for m in settings.allowed_methods
         )
@@ -113,23 +121,24 @@ class ProxySite(server.Site):
         self._trusted_networks = settings.trusted_proxies
         self._trust: Dict[Optional[str], bool] = {}
 
-    def count_connection(self, address: bytes, change: int) -> None:
+    def count_connection(self, address: bytes, change: int) -> Optional[Deferred]:
         """
         Count a connection from C{address} opening (C{+1}) or closing
         (C{-1}), for C{max_connections_per_ip}.
+
+        @return: L{None}, or a L{Deferred} that fires once the address's
+            connections on the other processes are known (see
+            L{txrevproxy.server.connection_counts}).
         """
-        counts = self._connections_by_ip
-        count = counts.get(address, 0) + change
-        if count > 0:
-            counts[address] = count
-        else:
-            counts.pop(address, None)
+        return self.connection_counts.count(address, change)
 
     def connection_count(self, address: bytes) -> int:
         """
-        The open connections from C{address}.
+        The open connections from C{address} (with
+        C{max_connections_per_ip_store}, on every process that shares it,
+        as last known).
         """
-        return self._connections_by_ip.get(address, 0)
+        return self.connection_counts.total(address)
 
     def startFactory(self) -> None:
         super().startFactory()
