@@ -197,6 +197,7 @@ class ErrorLogTests(TestCase):
             method=b"GET",
             uri=b"/products/1",
             trace=None,
+            split_side=None,
         )
         RequestObserver("web", router, Metrics(), AccessLog(clock), clock)(request)
         [line] = [json.loads(text) for text in out.getvalue().splitlines()]
