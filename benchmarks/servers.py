@@ -17,6 +17,8 @@ from __future__ import annotations
 import getpass
 import http.client
 import os
+import socket
+import ssl
 import subprocess
 from dataclasses import dataclass
 from typing import Callable
@@ -551,11 +553,35 @@ CONTENDERS = [
 ]
 
 
+def tls_resumes(port: int) -> bool:
+    """
+    Whether a second TLS connection to C{port} resumes the session of a
+    first one, which made a request and read the response to its end (so
+    that TLS 1.3 tickets, sent after the handshake, have arrived).
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    session = None
+    for _ in range(2):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with context.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
+                if session is not None:
+                    return tls.session_reused
+                tls.sendall(b"GET /small HTTP/1.1\r\nHost: localhost\r\n"
+                            b"Connection: close\r\n\r\n")
+                while tls.recv(65536):
+                    pass
+                session = tls.session
+    raise AssertionError("unreachable")
+
+
 def start_proxy(ws: Workspace, contender: Contender, setup: Setup = SETUPS["default"]) -> RunningProxy:
     """
     Start C{contender} in C{setup}, wait for its listeners, and check that
-    a request through it gets the backend's answer; raise L{StartupError}
-    otherwise.
+    a request through it gets the backend's answer and that its TLS
+    listener resumes sessions if and only if C{setup} says so; raise
+    L{StartupError} otherwise.
     """
     proxy = contender.start(ws, setup)
     for port in (proxy.port, proxy.tls_port, proxy.h2c_port):
@@ -574,4 +600,14 @@ def start_proxy(ws: Workspace, contender: Contender, setup: Setup = SETUPS["defa
     if response.status != 200 or body != SMALL_BODY:
         ws.group.stop(proxy.started)
         raise StartupError("GET /small returned {} {!r}".format(response.status, body[:80]))
+    if proxy.tls_port is not None:
+        try:
+            resumes = tls_resumes(proxy.tls_port)
+        except OSError as e:
+            ws.group.stop(proxy.started)
+            raise StartupError("TLS check failed: {}".format(e))
+        if resumes != setup.resumption:
+            ws.group.stop(proxy.started)
+            raise StartupError("TLS sessions {} resumed in the {} setup".format(
+                "are" if resumes else "are not", setup.name))
     return proxy
