@@ -88,7 +88,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="smoke-test the harness: 1 round of 2 s runs, fewer idle connections")
     args = parser.parse_args(argv)
-    paced = [s.name for s in SCENARIOS if s.paced and s.name in args.scenarios]
+    paced = any(s.paced for s in SCENARIOS if s.name in args.scenarios)
     if paced and PEAK not in args.scenarios:
         # A paced scenario's rate is half of PEAK's in the same round.
         args.scenarios.insert(0, PEAK)
@@ -242,7 +242,7 @@ def estimate_seconds(args, contenders, scenarios, problems) -> float:
     runs = sum(1 for c in contenders if not problems[c.name]
                for s in scenarios if not c.scenario_problem(s))
     starts = sum(c.warmup for c in contenders if not problems[c.name]
-                 for setup in _setups(s for s in scenarios if not c.scenario_problem(s)))
+                 for _ in _setups(s for s in scenarios if not c.scenario_problem(s)))
     return args.rounds * (starts + runs * (args.duration + warmup + 1))
 
 

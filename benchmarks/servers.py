@@ -73,11 +73,6 @@ SETUPS = {s.name: s for s in [
     Setup("all-cores", all_cores=True),
 ]}
 
-#: The paths of the "features on" rows: each answers as C{/small} does, and
-#: each proxy routes it through one feature (nginx and txrevproxy; the
-#: backend marks the cache row's responses cacheable).
-FEATURE_PATHS = ("/ratelimit/", "/secheaders/", "/cachehit/")
-
 #: An OpenSSL configuration that turns TLS session resumption off in a
 #: server that has no setting for it (txrevproxy resumes by default, with
 #: tickets and a session cache): no TLS 1.3 tickets, no TLS 1.2 tickets.
@@ -188,8 +183,10 @@ def start_backend(ws: Workspace) -> None:
     Start the backend: nginx with one worker on the load generator's core,
     answering C{/small} from memory and C{/files/100k}, C{/files/1g} from
     files (the 1 GiB one sparse, so it costs no disk), over HTTP/1.1 and,
-    on a port of its own, HTTP/2 in cleartext (h2c); and C{/small} under
-    each of L{FEATURE_PATHS} too, cacheable for an hour under C{/cachehit/}.
+    on a port of its own, HTTP/2 in cleartext (h2c); and the same as
+    C{/small} under C{/ratelimit/}, C{/secheaders/} and C{/cachehit/}, the
+    paths of the "features on" rows, which the proxies route through one
+    feature each (cacheable for an hour under C{/cachehit/}).
     """
     files = ws.path("www", "files")
     os.makedirs(files)
@@ -366,7 +363,7 @@ def txrevproxy_config(ws: Workspace, setup: Setup, port: int, tls_port: int | No
     default), one with TLS (and HTTP/2 by ALPN), one upstream, one route,
     everything else txrevproxy's defaults; for the C{h2-upstream} scenario,
     C{/h2/} routed to the backend's h2c port; for the "features on" rows,
-    a route of each of L{FEATURE_PATHS} with its feature; and what
+    a route with its feature for each of their paths; and what
     C{setup} adds: C{workers = "auto"}, an access log.
     """
     conf = ""
@@ -553,27 +550,33 @@ CONTENDERS = [
 ]
 
 
+def _tls_get(context: ssl.SSLContext, port: int,
+             session: ssl.SSLSession | None) -> tuple[ssl.SSLSession, bool]:
+    """
+    GET C{/small} over TLS from C{port}, offering C{session}, and read the
+    response to its end (so that TLS 1.3 tickets, sent after the
+    handshake, have arrived).
+
+    @return: the connection's session and whether it was resumed.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
+            tls.sendall(b"GET /small HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            while tls.recv(65536):
+                pass
+            return tls.session, tls.session_reused
+
+
 def tls_resumes(port: int) -> bool:
     """
     Whether a second TLS connection to C{port} resumes the session of a
-    first one, which made a request and read the response to its end (so
-    that TLS 1.3 tickets, sent after the handshake, have arrived).
+    first one.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    session = None
-    for _ in range(2):
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-            with context.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
-                if session is not None:
-                    return tls.session_reused
-                tls.sendall(b"GET /small HTTP/1.1\r\nHost: localhost\r\n"
-                            b"Connection: close\r\n\r\n")
-                while tls.recv(65536):
-                    pass
-                session = tls.session
-    raise AssertionError("unreachable")
+    session, _ = _tls_get(context, port, None)
+    return _tls_get(context, port, session)[1]
 
 
 def start_proxy(ws: Workspace, contender: Contender, setup: Setup = SETUPS["default"]) -> RunningProxy:
