@@ -217,8 +217,10 @@ class ProcessGroup:
 
 def run_pinned(argv: Sequence[str], cpu: int, timeout: float) -> subprocess.CompletedProcess:
     """
-    Run a bounded client (wrk, our memory clients) pinned to C{cpu} and
-    return its output; kill its process group if it overruns C{timeout}.
+    Run a bounded client (wrk, h2load, our memory clients) pinned to C{cpu}
+    and return its output; kill its process group if it overruns
+    C{timeout}, and raise L{RuntimeError} then, which fails the measurement
+    rather than the run.
     """
     proc = subprocess.Popen(
         list(argv),
@@ -230,12 +232,15 @@ def run_pinned(argv: Sequence[str], cpu: int, timeout: float) -> subprocess.Comp
     )
     try:
         out, err = proc.communicate(timeout=timeout)
-    except BaseException:
+    except BaseException as e:
         # Timeout or Ctrl-C: never leave a load generator behind.
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         proc.wait()
+        if isinstance(e, subprocess.TimeoutExpired):
+            raise RuntimeError("{} did not finish within {:.0f} s".format(
+                os.path.basename(argv[0]), timeout))
         raise
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
