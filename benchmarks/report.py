@@ -109,8 +109,9 @@ def throughput_table(title: str, cells: dict[str, dict],
     head = "{:<20} {:>9} {:>6} {:>9} {:>9} {:>7} {:>9}".format(
         "proxy", "req/s", "+-", "p50", "p99", "errors",
         "p99/nginx" if ratio_of == "p99_ms" else "/nginx")
+    width = max(9, len(compare[0]) + 1) if compare else 0
     if compare:
-        head += " {:>13}".format("/" + compare[0])
+        head += " {:>{}}".format("/" + compare[0], width)
     lines = [title, head]
     for name, cell in cells.items():
         rounds = cell["rounds"]
@@ -125,36 +126,11 @@ def throughput_table(title: str, cells: dict[str, dict],
             sum(r["errors"] for r in rounds),
             _ratio(_median(rounds, ratio_of), nginx, ratio_of))
         if compare:
-            line += " {:>13}".format(_ratio(rps, compare[1] and compare[1].get(name), "rps"))
+            line += " {:>{}}".format(
+                _ratio(rps, compare[1] and compare[1].get(name), "rps"), width)
         if cell["problems"]:
             line += "  ({} round(s) failed: {})".format(len(cell["problems"]), cell["problems"][0])
         lines.append(line)
-    return "\n".join(lines)
-
-
-def ratios(throughput: dict, pairs: list[tuple[str, str]]) -> dict[str, dict[str, float]]:
-    """
-    For each pair of scenarios that both ran, the median req/s of the
-    first over the second's, per proxy that has both.
-    """
-    found = {}
-    for first, second in pairs:
-        if first not in throughput or second not in throughput:
-            continue
-        for name, cell in throughput[first].items():
-            other = throughput[second].get(name, {}).get("rounds")
-            if cell["rounds"] and other:
-                key = "{} / {}".format(first, second)
-                found.setdefault(key, {})[name] = (
-                    _median(cell["rounds"], "rps") / _median(other, "rps"))
-    return found
-
-
-def ratios_text(found: dict[str, dict[str, float]]) -> str:
-    lines = ["ratios of req/s in this run"]
-    for pair, by_proxy in found.items():
-        for name, ratio in by_proxy.items():
-            lines.append("{:<40} {:<20} {:.2f}".format(pair, name, ratio))
     return "\n".join(lines)
 
 

@@ -37,6 +37,7 @@ from servers import (
     make_certificate,
     start_backend,
     start_proxy,
+    start_redis,
 )
 
 #: Debian package for each program the harness runs.
@@ -122,6 +123,15 @@ def _cell(problem: str | None = None) -> dict:
     return {"rounds": [], "problems": [problem] if problem else []}
 
 
+def _skipped(scenario, contender, ws: Workspace) -> str | None:
+    """
+    Why C{contender} does not run C{scenario}, or C{None}.
+    """
+    if scenario.needs_redis and not ws.redis_port:
+        return "redis-server not installed"
+    return contender.scenario_problem(scenario)
+
+
 def _setups(scenarios) -> list[str]:
     """
     The setups C{scenarios} need, in the order they first appear.
@@ -139,7 +149,7 @@ def measure_throughput(ws: Workspace, args, contenders, scenarios, problems) -> 
     round; the contenders' order rotates from round to round.  Each setup a
     contender takes scenarios in is a start of its own.
     """
-    cells = {s.name: {c.name: _cell(problems[c.name] or c.scenario_problem(s))
+    cells = {s.name: {c.name: _cell(problems[c.name] or _skipped(s, c, ws))
                       for c in contenders} for s in scenarios}
     runnable = [c for c in contenders if not problems[c.name]]
     for number in range(args.rounds):
@@ -149,7 +159,7 @@ def measure_throughput(ws: Workspace, args, contenders, scenarios, problems) -> 
             measured: dict[str, dict] = {}
             for setup in _setups(scenarios):
                 wanted = [s for s in scenarios
-                          if s.setup == setup and not contender.scenario_problem(s)]
+                          if s.setup == setup and not _skipped(s, contender, ws)]
                 if not wanted:
                     continue
                 log("round {}/{}: {}{}".format(number + 1, args.rounds, contender.name,
@@ -237,12 +247,12 @@ def measure_memory(ws: Workspace, args, contenders, problems) -> dict:
     return cells
 
 
-def estimate_seconds(args, contenders, scenarios, problems) -> float:
+def estimate_seconds(ws: Workspace, args, contenders, scenarios, problems) -> float:
     warmup = max(1, round(args.duration * 0.3))
     runs = sum(1 for c in contenders if not problems[c.name]
-               for s in scenarios if not c.scenario_problem(s))
+               for s in scenarios if not _skipped(s, c, ws))
     starts = sum(c.warmup for c in contenders if not problems[c.name]
-                 for _ in _setups(s for s in scenarios if not c.scenario_problem(s)))
+                 for _ in _setups(s for s in scenarios if not _skipped(s, c, ws)))
     return args.rounds * (starts + runs * (args.duration + warmup + 1))
 
 
@@ -265,12 +275,14 @@ def main(argv: list[str]) -> None:
     try:
         make_certificate(ws)
         start_backend(ws)
+        if any(s.needs_redis for s in scenarios):
+            start_redis(ws)
         problems = {c.name: c.problem(ws) for c in contenders}
         for name, problem in problems.items():
             if problem:
                 log("{}: n/a ({})".format(name, problem))
         log("throughput: about {:.0f} minutes".format(
-            estimate_seconds(args, contenders, scenarios, problems) / 60))
+            estimate_seconds(ws, args, contenders, scenarios, problems) / 60))
         throughput = measure_throughput(ws, args, contenders, scenarios, problems)
         memory = (measure_memory(ws, args, contenders, problems)
                   if "memory" in args.scenarios else {})

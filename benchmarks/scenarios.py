@@ -37,6 +37,7 @@ class Scenario:
         started in for this scenario.
     @ivar compare_to: a scenario whose req/s, for the same proxy in the
         same run, this one's is shown relative to (the cost of a feature).
+    @ivar needs_redis: whether it needs the harness's redis-server.
     """
 
     name: str
@@ -52,6 +53,7 @@ class Scenario:
     paced: bool = False
     setup: str = "default"
     compare_to: str | None = None
+    needs_redis: bool = False
 
     @property
     def tool(self) -> str:
@@ -86,6 +88,11 @@ SCENARIOS = [
              paced=True, only=("nginx", "haproxy", "txrevproxy"), compare_to="small"),
     Scenario("small+ratelimit", "small GET through a rate limit nobody reaches",
              path="/ratelimit/small", only=("nginx", "txrevproxy"), compare_to="small"),
+    # The same limit with its buckets in Redis: the ratio to the local one
+    # in the same run is what sharing a limit costs.
+    Scenario("small+ratelimit-redis", "small GET through a rate limit kept in Redis",
+             path="/ratelimit-redis/small", only=("txrevproxy",),
+             compare_to="small+ratelimit", needs_redis=True),
     Scenario("small+accesslog", "small GET with an access log to a file",
              setup="accesslog", only=("nginx", "haproxy", "txrevproxy"), compare_to="small"),
     Scenario("small+secheaders", "small GET with the security headers added",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import getpass
 import http.client
 import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -111,6 +112,9 @@ class Workspace:
     #: The backend's HTTP/2 port (h2c, prior knowledge), for the
     #: txrevproxy upstream with protocol = "h2c".
     backend_h2c_port: int = 0
+    #: The port of the redis-server that the C{small+ratelimit-redis}
+    #: scenario's filter keeps its buckets in (0: none, not installed).
+    redis_port: int = 0
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.tmp, *parts)
@@ -207,7 +211,7 @@ http {{
         listen 127.0.0.1:{port} backlog=4096;
         root {root};
         location = /small {{ default_type text/plain; return 200 "{body}"; }}
-        location ~ ^/(ratelimit|secheaders)/small$ {{
+        location ~ ^/(ratelimit|ratelimit-redis|secheaders)/small$ {{
             default_type text/plain; return 200 "{body}";
         }}
         location = /cachehit/small {{
@@ -240,6 +244,21 @@ _NGINX_SECURITY_HEADERS = """
             proxy_hide_header X-Powered-By;
             proxy_hide_header X-AspNet-Version;
             proxy_hide_header X-AspNetMvc-Version;"""
+
+
+def start_redis(ws: Workspace) -> None:
+    """
+    Start redis-server on the load generator's core, without persistence,
+    for the C{small+ratelimit-redis} scenario; nothing when it is not
+    installed (the scenario then shows n/a).
+    """
+    if shutil.which("redis-server") is None:
+        return
+    [ws.redis_port] = free_ports(1)
+    started = ws.group.start("redis", [
+        "redis-server", "--port", str(ws.redis_port), "--bind", "127.0.0.1",
+        "--save", "", "--appendonly", "no", "--dir", ws.tmp], LOAD_CPU)
+    ws.group.wait_for_port(started, ws.redis_port)
 
 
 def _start_nginx(ws: Workspace, setup: Setup) -> RunningProxy:
@@ -363,8 +382,9 @@ def txrevproxy_config(ws: Workspace, setup: Setup, port: int, tls_port: int | No
     default), one with TLS (and HTTP/2 by ALPN), one upstream, one route,
     everything else txrevproxy's defaults; for the C{h2-upstream} scenario,
     C{/h2/} routed to the backend's h2c port; for the "features on" rows,
-    a route with its feature for each of their paths; and what
-    C{setup} adds: C{workers = "auto"}, an access log.
+    a route with its feature for each of their paths (the rate limit's
+    buckets in the process, and, with the harness's redis-server, in
+    Redis too); and what C{setup} adds: C{workers = "auto"}, an access log.
     """
     conf = ""
     if setup.all_cores:
@@ -433,6 +453,24 @@ path = "/cachehit/"
 upstream = "bench"
 cache = "bench"
 """.format(backend=ws.backend_port, h2c=ws.backend_h2c_port)
+    if ws.redis_port:
+        # The same limit with its buckets in Redis: one EVALSHA round trip
+        # per request.
+        conf += """
+[redis.bench]
+url = "redis://127.0.0.1:{port}/0"
+
+[filters.bench_ratelimit_redis]
+type = "rate_limit"
+rate = "1000000/s"
+burst = 1000
+store = "redis:bench"
+
+[[routes]]
+path = "/ratelimit-redis/"
+upstream = "bench"
+filters = ["bench_ratelimit_redis"]
+""".format(port=ws.redis_port)
     return conf
 
 
