@@ -39,16 +39,23 @@ class StartupError(Exception):
         self.reason = reason
 
 
-def free_port() -> int:
+def free_ports(count: int) -> list[int]:
     """
-    Return a TCP port on 127.0.0.1 that is free right now.
+    Return C{count} different TCP ports on 127.0.0.1 that are free right now.
 
-    The socket is closed before the port is used, so a race is possible but,
-    on a machine running nothing else, harmless.
+    The sockets are held until all are chosen, so that the kernel does not
+    hand out one port twice; they are closed before the ports are used, so
+    a race with another program is possible but, on a machine running
+    nothing else, harmless.
     """
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 #: Open files wanted by every process: 10,000 idle client connections plus
@@ -123,11 +130,13 @@ class ProcessGroup:
         self,
         name: str,
         argv: Sequence[str],
-        cpu: int,
+        cpu: int | None,
         cwd: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> Started:
         """
-        Start C{argv} pinned to C{cpu}, logging to C{log_dir/name.log}.
+        Start C{argv} pinned to C{cpu} (on every CPU for C{None}), logging to
+        C{log_dir/name.log}, with C{env} added to the environment.
         """
         with open(os.path.join(self.log_dir, name + ".log"), "ab") as log:
             popen = subprocess.Popen(
@@ -136,6 +145,7 @@ class ProcessGroup:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=cwd,
+                env=dict(os.environ, **env) if env else None,
                 start_new_session=True,
                 preexec_fn=_preexec(cpu if self._pin else None),
             )
@@ -207,8 +217,10 @@ class ProcessGroup:
 
 def run_pinned(argv: Sequence[str], cpu: int, timeout: float) -> subprocess.CompletedProcess:
     """
-    Run a bounded client (wrk, our memory clients) pinned to C{cpu} and
-    return its output; kill its process group if it overruns C{timeout}.
+    Run a bounded client (wrk, h2load, our memory clients) pinned to C{cpu}
+    and return its output; kill its process group if it overruns
+    C{timeout}, and raise L{RuntimeError} then, which fails the measurement
+    rather than the run.
     """
     proc = subprocess.Popen(
         list(argv),
@@ -220,12 +232,15 @@ def run_pinned(argv: Sequence[str], cpu: int, timeout: float) -> subprocess.Comp
     )
     try:
         out, err = proc.communicate(timeout=timeout)
-    except BaseException:
+    except BaseException as e:
         # Timeout or Ctrl-C: never leave a load generator behind.
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         proc.wait()
+        if isinstance(e, subprocess.TimeoutExpired):
+            raise RuntimeError("{} did not finish within {:.0f} s".format(
+                os.path.basename(argv[0]), timeout))
         raise
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)

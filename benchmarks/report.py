@@ -82,19 +82,37 @@ def _na(cell: dict) -> str:
     return "n/a ({})".format(cell["problems"][0] if cell["problems"] else "not run")
 
 
-def throughput_table(title: str, cells: dict[str, dict]) -> str:
+def _ratio(value: float, cell: dict | None, key: str) -> str:
+    """
+    C{value} relative to the median of C{key} in C{cell}'s rounds, or "-".
+    """
+    if not cell or not cell["rounds"]:
+        return "-"
+    return "{:.2f}".format(value / _median(cell["rounds"], key))
+
+
+def throughput_table(title: str, cells: dict[str, dict],
+                     compare: tuple[str, dict] | None = None,
+                     ratio_of: str = "rps") -> str:
     """
     Render one scenario: one row per proxy, medians over the measured rounds,
     the half-range of req/s over the rounds as a share of the median (the
     noise to read the figures against), errors summed over the rounds, and
-    req/s relative to nginx.
+    C{ratio_of} (req/s, or p99 for a paced scenario) relative to nginx.
 
     @param cells: proxy name -> C{{"rounds": [...], "problems": [...]}}.
+    @param compare: another scenario's name and cells: a last column gives
+        each proxy's req/s relative to its own in that scenario (what a
+        feature costs, or what all cores give).
     """
-    nginx = cells.get("nginx", {}).get("rounds")
-    base = _median(nginx, "rps") if nginx else None
-    lines = [title, "{:<20} {:>9} {:>6} {:>9} {:>9} {:>7} {:>8}".format(
-        "proxy", "req/s", "+-", "p50", "p99", "errors", "/nginx")]
+    nginx = cells.get("nginx")
+    head = "{:<20} {:>9} {:>6} {:>9} {:>9} {:>7} {:>9}".format(
+        "proxy", "req/s", "+-", "p50", "p99", "errors",
+        "p99/nginx" if ratio_of == "p99_ms" else "/nginx")
+    width = max(9, len(compare[0]) + 1) if compare else 0
+    if compare:
+        head += " {:>{}}".format("/" + compare[0], width)
+    lines = [title, head]
     for name, cell in cells.items():
         rounds = cell["rounds"]
         if not rounds:
@@ -102,40 +120,17 @@ def throughput_table(title: str, cells: dict[str, dict]) -> str:
             continue
         rps = _median(rounds, "rps")
         spread = (max(r["rps"] for r in rounds) - min(r["rps"] for r in rounds)) / 2 / rps
-        line = "{:<20} {:>9,.0f} {:>6} {:>6.2f} ms {:>6.2f} ms {:>7} {:>8}".format(
+        line = "{:<20} {:>9,.0f} {:>6} {:>6.2f} ms {:>6.2f} ms {:>7} {:>9}".format(
             name, rps, "{:.0%}".format(spread) if len(rounds) > 1 else "-",
             _median(rounds, "p50_ms"), _median(rounds, "p99_ms"),
             sum(r["errors"] for r in rounds),
-            "{:.2f}".format(rps / base) if base else "-")
+            _ratio(_median(rounds, ratio_of), nginx, ratio_of))
+        if compare:
+            line += " {:>{}}".format(
+                _ratio(rps, compare[1] and compare[1].get(name), "rps"), width)
         if cell["problems"]:
             line += "  ({} round(s) failed: {})".format(len(cell["problems"]), cell["problems"][0])
         lines.append(line)
-    return "\n".join(lines)
-
-
-def ratios(throughput: dict, pairs: list[tuple[str, str]]) -> dict[str, dict[str, float]]:
-    """
-    For each pair of scenarios that both ran, the median req/s of the
-    first over the second's, per proxy that has both.
-    """
-    found = {}
-    for first, second in pairs:
-        if first not in throughput or second not in throughput:
-            continue
-        for name, cell in throughput[first].items():
-            other = throughput[second].get(name, {}).get("rounds")
-            if cell["rounds"] and other:
-                key = "{} / {}".format(first, second)
-                found.setdefault(key, {})[name] = (
-                    _median(cell["rounds"], "rps") / _median(other, "rps"))
-    return found
-
-
-def ratios_text(found: dict[str, dict[str, float]]) -> str:
-    lines = ["ratios of req/s in this run"]
-    for pair, by_proxy in found.items():
-        for name, ratio in by_proxy.items():
-            lines.append("{:<40} {:<20} {:.2f}".format(pair, name, ratio))
     return "\n".join(lines)
 
 

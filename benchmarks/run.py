@@ -21,8 +21,8 @@ import time
 import report
 from processes import ProcessGroup, StartupError, pinning_available
 from scenarios import (
-    H2_STREAMS,
-    RATIOS,
+    PACED_SHARE,
+    PEAK,
     SCENARIOS,
     idle_connections_rss,
     run_load,
@@ -32,11 +32,12 @@ from servers import (
     CONTENDERS,
     DEFAULT_PYPY,
     HERE,
+    SETUPS,
     Workspace,
     make_certificate,
     start_backend,
-    start_redis,
     start_proxy,
+    start_redis,
 )
 
 #: Debian package for each program the harness runs.
@@ -88,6 +89,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="smoke-test the harness: 1 round of 2 s runs, fewer idle connections")
     args = parser.parse_args(argv)
+    paced = any(s.paced for s in SCENARIOS if s.name in args.scenarios)
+    if paced and PEAK not in args.scenarios:
+        # A paced scenario's rate is half of PEAK's in the same round.
+        args.scenarios.insert(0, PEAK)
     if args.quick:
         args.rounds, args.duration = 1, 2
     return args
@@ -98,7 +103,7 @@ def check_packages(args: argparse.Namespace) -> None:
     Exit with the missing Debian packages named, rather than install them.
     """
     needed = ["nginx", "wrk", "openssl"]
-    if any(s.h2c for s in SCENARIOS if s.name in args.scenarios):
+    if any(s.tool == "h2load" for s in SCENARIOS if s.name in args.scenarios):
         needed.append("h2load")
     if "haproxy" in args.only:
         needed.append("haproxy")
@@ -127,53 +132,85 @@ def _skipped(scenario, contender, ws: Workspace) -> str | None:
     return contender.scenario_problem(scenario)
 
 
+def _setups(scenarios) -> list[str]:
+    """
+    The setups C{scenarios} need, in the order they first appear.
+    """
+    names: list[str] = []
+    for scenario in scenarios:
+        if scenario.setup not in names:
+            names.append(scenario.setup)
+    return names
+
+
 def measure_throughput(ws: Workspace, args, contenders, scenarios, problems) -> dict:
     """
     Run every scenario on every contender, contender by contender, for each
-    round; the contenders' order rotates from round to round.
+    round; the contenders' order rotates from round to round.  Each setup a
+    contender takes scenarios in is a start of its own.
     """
-    warmup = max(1, round(args.duration * 0.3))
     cells = {s.name: {c.name: _cell(problems[c.name] or _skipped(s, c, ws))
                       for c in contenders} for s in scenarios}
     runnable = [c for c in contenders if not problems[c.name]]
     for number in range(args.rounds):
         shift = number % max(1, len(runnable))
         for contender in runnable[shift:] + runnable[:shift]:
-            log("round {}/{}: {}".format(number + 1, args.rounds, contender.name))
-            try:
-                proxy = start_proxy(ws, contender)
-            except StartupError as e:
-                log("{} {}".format(contender.name, e))
-                for s in scenarios:
-                    cells[s.name][contender.name]["problems"].append(e.reason)
-                continue
-            try:
-                if args.duration > 2:
-                    run_load(ws, proxy, SCENARIOS[0], contender.warmup, args.connections)
-                for scenario in scenarios:
-                    if _skipped(scenario, contender, ws):
-                        continue
-                    cell = cells[scenario.name][contender.name]
-                    status = proxy.started.popen.poll()
-                    if status is not None:
-                        cell["problems"].append("exited with status {}: {}".format(
-                            status, ws.group.log_tail(proxy.started.name, 1)))
-                        continue
-                    try:
-                        # Unrecorded warm-up: lets PyPy's JIT and every
-                        # proxy's pools reach their steady state.
-                        run_load(ws, proxy, scenario, warmup, args.connections)
-                        result = run_load(ws, proxy, scenario, args.duration, args.connections)
-                    except RuntimeError as e:
-                        log("{} {}: {}".format(contender.name, scenario.name, e))
-                        cell["problems"].append(str(e).splitlines()[0])
-                        continue
-                    cell["rounds"].append(result)
-                    log("  {:<13} {:>9,.0f} req/s  p99 {:.2f} ms  errors {}".format(
-                        scenario.name, result["rps"], result["p99_ms"], result["errors"]))
-            finally:
-                ws.group.stop(proxy.started)
+            # This round's results, for the paced scenario's rate.
+            measured: dict[str, dict] = {}
+            for setup in _setups(scenarios):
+                wanted = [s for s in scenarios
+                          if s.setup == setup and not _skipped(s, contender, ws)]
+                if not wanted:
+                    continue
+                log("round {}/{}: {}{}".format(number + 1, args.rounds, contender.name,
+                                               "" if setup == "default" else " (" + setup + ")"))
+                _measure_setup(ws, args, contender, SETUPS[setup], wanted, cells, measured)
     return cells
+
+
+def _measure_setup(ws: Workspace, args, contender, setup, scenarios, cells, measured) -> None:
+    """
+    Start C{contender} in C{setup}, warm it up, and run C{scenarios} on it.
+    """
+    warmup = max(1, round(args.duration * 0.3))
+    try:
+        proxy = start_proxy(ws, contender, setup)
+    except StartupError as e:
+        log("{} {}".format(contender.name, e))
+        for s in scenarios:
+            cells[s.name][contender.name]["problems"].append(e.reason)
+        return
+    try:
+        if args.duration > 2:
+            run_load(ws, proxy, SCENARIOS[0], contender.warmup, args.connections)
+        for scenario in scenarios:
+            cell = cells[scenario.name][contender.name]
+            status = proxy.started.popen.poll()
+            if status is not None:
+                cell["problems"].append("exited with status {}: {}".format(
+                    status, ws.group.log_tail(proxy.started.name, 1)))
+                continue
+            rate = None
+            if scenario.paced:
+                if PEAK not in measured:
+                    cell["problems"].append("no {} result to pace from".format(PEAK))
+                    continue
+                rate = PACED_SHARE * measured[PEAK]["rps"]
+            try:
+                # Unrecorded warm-up: lets PyPy's JIT and every
+                # proxy's pools reach their steady state.
+                run_load(ws, proxy, scenario, warmup, args.connections, rate)
+                result = run_load(ws, proxy, scenario, args.duration, args.connections, rate)
+            except RuntimeError as e:
+                log("{} {}: {}".format(contender.name, scenario.name, e))
+                cell["problems"].append(str(e).splitlines()[0])
+                continue
+            cell["rounds"].append(result)
+            measured[scenario.name] = result
+            log("  {:<16} {:>9,.0f} req/s  p99 {:.2f} ms  errors {}".format(
+                scenario.name, result["rps"], result["p99_ms"], result["errors"]))
+    finally:
+        ws.group.stop(proxy.started)
 
 
 def measure_memory(ws: Workspace, args, contenders, problems) -> dict:
@@ -214,7 +251,8 @@ def estimate_seconds(ws: Workspace, args, contenders, scenarios, problems) -> fl
     warmup = max(1, round(args.duration * 0.3))
     runs = sum(1 for c in contenders if not problems[c.name]
                for s in scenarios if not _skipped(s, c, ws))
-    starts = sum(c.warmup for c in contenders if not problems[c.name])
+    starts = sum(c.warmup for c in contenders if not problems[c.name]
+                 for _ in _setups(s for s in scenarios if not _skipped(s, c, ws)))
     return args.rounds * (starts + runs * (args.duration + warmup + 1))
 
 
@@ -255,14 +293,15 @@ def main(argv: list[str]) -> None:
     info = report.machine(args.cpython, args.pypy)
     idle_count = 2000 if args.quick else IDLE_CONNECTIONS
     header = ("{} round(s) x {:g} s per proxy and scenario; wrk -t1 -c{} "
-              "(h2c: h2load -t1 -c{} -m{}); medians").format(
-        args.rounds, args.duration, args.connections, args.connections, H2_STREAMS)
+              "(h2load -t1 for HTTP/2 and the paced row); medians").format(
+        args.rounds, args.duration, args.connections)
     tables = [header] + [
-        report.throughput_table(s.title, throughput[s.name]) for s in scenarios
+        report.throughput_table(
+            s.title, throughput[s.name],
+            compare=(s.compare_to, throughput.get(s.compare_to)) if s.compare_to else None,
+            ratio_of="p99_ms" if s.paced else "rps")
+        for s in scenarios
     ]
-    found = report.ratios(throughput, RATIOS)
-    if found:
-        tables.append(report.ratios_text(found))
     if memory:
         tables.append(report.memory_table(memory, idle_count))
     tables.append(report.machine_text(info))
@@ -271,7 +310,6 @@ def main(argv: list[str]) -> None:
         "settings": {k: v for k, v in vars(args).items()},
         "machine": info,
         "throughput": throughput,
-        "ratios": found,
         "memory": memory,
     })
     log("results written to " + path)

@@ -1,6 +1,6 @@
 """
-What is measured: the load scenarios (wrk, and h2load for HTTP/2) and the
-two memory measurements.
+What is measured: the load scenarios (wrk, and h2load for HTTP/2 and for
+a constant rate) and the two memory measurements.
 
 Every measurement runs its client pinned to the load generator's core and
 returns a plain dict, which goes as it is into the JSON results.
@@ -21,14 +21,22 @@ from servers import HERE, RunningProxy, Workspace
 @dataclass(frozen=True)
 class Scenario:
     """
-    One wrk load.
+    One load: by wrk, or by h2load for HTTP/2 and for a constant rate.
 
     @ivar lua: a script in C{benchmarks/wrk/} that shapes the requests.
     @ivar connections: a fixed connection count, overriding C{--connections}.
-    @ivar txrevproxy_only: whether only txrevproxy has what it measures
-        (the other proxies show n/a).
-    @ivar h2c: HTTP/2 in cleartext with prior knowledge, to the proxy's h2c
-        port, loaded with h2load (L{H2_STREAMS} streams per connection).
+    @ivar only: the proxies (name prefixes) that have what it measures;
+        the others show n/a.  Empty for all.
+    @ivar http2: HTTP/2, loaded with h2load (C{streams} per connection):
+        over TLS (ALPN h2) to the TLS port with C{tls}, else in cleartext
+        with prior knowledge to the proxy's h2c port.
+    @ivar paced: HTTP/1.1 keep-alive at a constant rate, half of the
+        proxy's own req/s in the L{PEAK} scenario of the same round,
+        loaded with C{h2load --h1 --rps}.
+    @ivar setup: the name of the L{servers.SETUPS} entry the proxy is
+        started in for this scenario.
+    @ivar compare_to: a scenario whose req/s, for the same proxy in the
+        same run, this one's is shown relative to (the cost of a feature).
     @ivar needs_redis: whether it needs the harness's redis-server.
     """
 
@@ -39,43 +47,76 @@ class Scenario:
     lua: str | None = None
     headers: tuple[str, ...] = ()
     connections: int | None = None
-    txrevproxy_only: bool = False
-    h2c: bool = False
+    only: tuple[str, ...] = ()
+    http2: bool = False
+    streams: int = 10
+    paced: bool = False
+    setup: str = "default"
+    compare_to: str | None = None
     needs_redis: bool = False
+
+    @property
+    def tool(self) -> str:
+        return "h2load" if self.http2 or self.paced else "wrk"
 
 
 SCENARIOS = [
     Scenario("small", "small GET, keep-alive"),
+    # Each proxy with every core: nginx worker_processes auto, HAProxy
+    # nbthread 2, txrevproxy workers = "auto"; wrk and the backend stay on
+    # the load core, which the proxy now shares with them.
+    Scenario("all-cores", "small GET, the proxy on all cores (shared with the load)",
+             setup="all-cores", only=("nginx", "haproxy", "txrevproxy"), compare_to="small"),
     Scenario("100k", "100 KiB GET, keep-alive", path="/files/100k"),
     Scenario("post-1k", "1 KiB POST, keep-alive", lua="post-1k.lua"),
     Scenario("tls-small", "HTTPS small GET, keep-alive", tls=True),
-    # The proxy closes after each response (ssl session caches and tickets
-    # are off everywhere), so every request pays a full ECDSA P-256 handshake.
+    # The proxy closes after each response (resumption is off everywhere in
+    # the default setup, which start_proxy checks), so every request pays a
+    # full ECDSA P-256 handshake.
     Scenario("tls-new-conn", "HTTPS, new TLS connection per request", tls=True,
              headers=("Connection: close",)),
+    # Resumption on everywhere: wrk reuses its OpenSSL connection object
+    # when it reconnects, so it offers its last session (TLS 1.3 ticket or
+    # TLS 1.2 session), and every handshake after a connection's first is
+    # an abbreviated one.
+    Scenario("tls-resume", "HTTPS, new TLS connection per request, session resumed",
+             tls=True, headers=("Connection: close",), setup="resume",
+             only=("nginx", "haproxy", "txrevproxy"), compare_to="tls-new-conn"),
     Scenario("c1000", "small GET, 1,000 concurrent connections", connections=1000),
+    # Not twisted-rpr: h2load --rps does not finish against it.
+    Scenario("latency", "small GET at half the proxy's own small req/s (p99 is the figure)",
+             paced=True, only=("nginx", "haproxy", "txrevproxy"), compare_to="small"),
+    Scenario("small+ratelimit", "small GET through a rate limit nobody reaches",
+             path="/ratelimit/small", only=("nginx", "txrevproxy"), compare_to="small"),
+    # The same limit with its buckets in Redis: the ratio to the local one
+    # in the same run is what sharing a limit costs.
+    Scenario("small+ratelimit-redis", "small GET through a rate limit kept in Redis",
+             path="/ratelimit-redis/small", only=("txrevproxy",),
+             compare_to="small+ratelimit", needs_redis=True),
+    Scenario("small+accesslog", "small GET with an access log to a file",
+             setup="accesslog", only=("nginx", "haproxy", "txrevproxy"), compare_to="small"),
+    Scenario("small+secheaders", "small GET with the security headers added",
+             path="/secheaders/small", only=("nginx", "txrevproxy"), compare_to="small"),
+    Scenario("small+cachehit", "small GET answered from the proxy's cache",
+             path="/cachehit/small", only=("nginx", "txrevproxy"), compare_to="small"),
     # The same load as "small", with txrevproxy speaking HTTP/2 (h2c, one
     # multiplexed connection) to the backend instead of keep-alive HTTP/1.1:
     # its ratio to "small" in the same run is the cost of the h2 client.
     Scenario("h2-upstream", "small GET, HTTP/2 (h2c) to the backend",
-             path="/h2/small", txrevproxy_only=True),
+             path="/h2/small", only=("txrevproxy",), compare_to="small"),
     Scenario("h2c-small", "small GET over h2c (prior knowledge), 10 streams per connection",
-             h2c=True),
-    # "small" through a rate_limit filter that never refuses, its buckets
-    # in the process, then in Redis (one EVALSHA round trip per request):
-    # the ratio of the two in the same run is what sharing a limit costs.
-    Scenario("rate-limit-local", "small GET, rate_limit filter, local buckets",
-             path="/rl-local/small", txrevproxy_only=True),
-    Scenario("rate-limit-redis", "small GET, rate_limit filter, buckets in Redis",
-             path="/rl-redis/small", txrevproxy_only=True, needs_redis=True),
+             http2=True),
+    Scenario("h2-100x10", "small GET over HTTP/2 and TLS, 100 streams x 10 connections",
+             http2=True, tls=True, streams=100, connections=10),
+    Scenario("h2-1x100", "small GET over HTTP/2 and TLS, 1 stream x 100 connections",
+             http2=True, tls=True, streams=1, connections=100),
 ]
 
-#: Streams in flight on each connection of an h2c scenario (h2load -m).
-H2_STREAMS = 10
+#: The scenario whose req/s sets the rate of a paced one.
+PEAK = "small"
 
-#: Pairs of scenarios whose ratio (req/s of the first over the second's,
-#: per proxy, in the same run) is printed under the tables.
-RATIOS = [("rate-limit-redis", "rate-limit-local")]
+#: The share of that rate a paced scenario asks for.
+PACED_SHARE = 0.5
 
 #: wrk's own limit for one request; slower ones count as timeout errors.
 WRK_TIMEOUT = "5s"
@@ -94,13 +135,15 @@ def _wrk_script(ws: Workspace, scenario: Scenario) -> str:
 
 
 def run_load(ws: Workspace, proxy: RunningProxy, scenario: Scenario,
-             seconds: float, connections: int) -> dict:
+             seconds: float, connections: int, rate: float | None = None) -> dict:
     """
-    Load C{proxy} with C{scenario} for C{seconds}: with h2load for an h2c
-    scenario, with wrk otherwise.
+    Load C{proxy} with C{scenario} for C{seconds}: with h2load for an
+    HTTP/2 or a paced scenario (at C{rate} requests a second in all), with
+    wrk otherwise.
     """
-    run = run_h2load if scenario.h2c else run_wrk
-    return run(ws, proxy, scenario, seconds, connections)
+    if scenario.tool == "h2load":
+        return run_h2load(ws, proxy, scenario, seconds, connections, rate)
+    return run_wrk(ws, proxy, scenario, seconds, connections)
 
 
 def run_wrk(ws: Workspace, proxy: RunningProxy, scenario: Scenario,
@@ -135,31 +178,58 @@ def run_wrk(ws: Workspace, proxy: RunningProxy, scenario: Scenario,
 
 
 _H2LOAD_FINISHED = re.compile(r"finished in [\d.]+m?s, ([\d.]+) req/s")
+_H2LOAD_PROTOCOL = re.compile(r"Application protocol: (\S+)")
 _H2LOAD_REQUESTS = re.compile(
     r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
     r"(\d+) errored, (\d+) timeout")
 
 
-def run_h2load(ws: Workspace, proxy: RunningProxy, scenario: Scenario,
-               seconds: float, connections: int) -> dict:
+def _h2load_target(proxy: RunningProxy, scenario: Scenario) -> tuple[str, list[str]]:
     """
-    Load C{proxy}'s h2c port with C{scenario} for C{seconds} with one h2load
-    thread, L{H2_STREAMS} streams in flight per connection.
+    The URL and the protocol options of h2load for C{scenario}.
+    """
+    if scenario.paced:
+        return "http://127.0.0.1:{}".format(proxy.port), ["--h1"]
+    if scenario.tls:
+        # Only h2 offered by ALPN: a proxy without it fails the row.
+        return "https://127.0.0.1:{}".format(proxy.tls_port), ["--npn-list=h2"]
+    return "http://127.0.0.1:{}".format(proxy.h2c_port), []
+
+
+def run_h2load(ws: Workspace, proxy: RunningProxy, scenario: Scenario,
+               seconds: float, connections: int, rate: float | None = None) -> dict:
+    """
+    Load C{proxy} with C{scenario} for C{seconds} with one h2load thread:
+    HTTP/2 with C{scenario.streams} streams in flight per connection, or
+    HTTP/1.1 keep-alive at C{rate} requests a second shared evenly by the
+    connections (h2load's C{--rps}, per connection).
 
     @return: as L{run_wrk}; the percentiles come from h2load's log of every
         request, and the errors are the requests that did not succeed
         (status >= 400, stream or connection errors, timeouts).
     """
     log = ws.path("h2load-{}.log".format(scenario.name))
-    url = "http://127.0.0.1:{}{}".format(proxy.h2c_port, scenario.path)
-    argv = ["h2load", "-t1", "-c", str(scenario.connections or connections),
-            "-m", str(H2_STREAMS), "-D", str(int(seconds)), "--log-file", log, url]
-    result = run_pinned(argv, LOAD_CPU, timeout=seconds + 60)
+    if os.path.exists(log):
+        # h2load appends to its log: start each run (the warm-up too) afresh.
+        os.remove(log)
+    base, options = _h2load_target(proxy, scenario)
+    clients = scenario.connections or connections
+    argv = ["h2load", "-t1", "-c", str(clients), "-D", str(int(seconds)),
+            "--log-file", log] + options
+    if scenario.paced:
+        argv += ["--rps", "{:.3f}".format(rate / clients)]
+    else:
+        argv += ["-m", str(scenario.streams)]
+    result = run_pinned(argv + [base + scenario.path], LOAD_CPU, timeout=seconds + 60)
     out = result.stdout.decode()
     finished, requests = _H2LOAD_FINISHED.search(out), _H2LOAD_REQUESTS.search(out)
     if result.returncode != 0 or finished is None or requests is None:
         raise RuntimeError("h2load failed ({}): {}".format(
             result.returncode, (result.stderr or result.stdout).decode()[-500:]))
+    protocol = _H2LOAD_PROTOCOL.search(out)
+    if scenario.http2 and scenario.tls and (protocol is None or protocol.group(1) != "h2"):
+        raise RuntimeError("h2load did not negotiate h2: {}".format(
+            protocol.group(0) if protocol else out[-300:]))
     with open(log) as f:
         # Tab-separated: start time, status, microseconds to the response's end.
         latencies = sorted(int(line.split("\t")[2]) for line in f if line.strip())
@@ -176,7 +246,8 @@ def run_h2load(ws: Workspace, proxy: RunningProxy, scenario: Scenario,
         "p99_ms": percentile(0.99),
         "errors": failed,
         "raw": {"total": total, "done": done, "succeeded": succeeded,
-                "failed": failed, "errored": errored, "timeout": timeout},
+                "failed": failed, "errored": errored, "timeout": timeout,
+                "target_rps": rate},
     }
 
 

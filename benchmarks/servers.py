@@ -6,8 +6,10 @@ Every server listens on free ports of 127.0.0.1, keeps its configuration and
 logs in the run's temporary directory, and is started through
 L{processes.ProcessGroup}, pinned to its CPU.  Each proxy offers a plain
 listener and, where it can, a TLS listener with the run's ECDSA P-256
-certificate; TLS session resumption is off everywhere, so that "a new TLS
-connection per request" means a full handshake for every proxy.
+certificate (TLS 1.2 and 1.3, HTTP/2 offered by ALPN) and an h2c one.  A
+proxy is started in one of the L{SETUPS}: by default on one core with TLS
+session resumption off everywhere, so that "a new TLS connection per
+request" means a full handshake for every proxy.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import getpass
 import http.client
 import os
 import shutil
+import socket
+import ssl
 import subprocess
 from dataclasses import dataclass
 from typing import Callable
@@ -26,7 +30,7 @@ from processes import (
     ProcessGroup,
     Started,
     StartupError,
-    free_port,
+    free_ports,
 )
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -38,6 +42,53 @@ DEFAULT_PYPY = os.path.join(HERE, ".venv-pypy", "bin", "python")
 #: missing capability and prints why; the lead adds "tls" here when
 #: txrevproxy terminates TLS.
 TXREVPROXY_CAPABILITIES: frozenset[str] = frozenset(["tls"])
+
+@dataclass(frozen=True)
+class Setup:
+    """
+    How the proxies are configured and placed for the scenarios that name
+    this setup; each setup is a start of its own of every proxy.
+
+    @ivar resumption: TLS session resumption on (session caches and
+        tickets), instead of off.
+    @ivar access_log: an access log written to a file in the run's
+        temporary directory.
+    @ivar all_cores: the proxy runs unpinned with as many workers or
+        threads as the machine has cores, instead of one on L{PROXY_CPU}.
+    """
+
+    name: str
+    resumption: bool = False
+    access_log: bool = False
+    all_cores: bool = False
+
+    @property
+    def cpu(self) -> int | None:
+        return None if self.all_cores else PROXY_CPU
+
+
+SETUPS = {s.name: s for s in [
+    Setup("default"),
+    Setup("resume", resumption=True),
+    Setup("accesslog", access_log=True),
+    Setup("all-cores", all_cores=True),
+]}
+
+#: An OpenSSL configuration that turns TLS session resumption off in a
+#: server that has no setting for it (txrevproxy resumes by default, with
+#: tickets and a session cache): no TLS 1.3 tickets, no TLS 1.2 tickets.
+#: Given to it with C{OPENSSL_CONF}, which the OpenSSL of C{cryptography}
+#: reads when pyOpenSSL makes its first context.
+NO_RESUMPTION_CNF = """\
+openssl_conf = conf
+[conf]
+ssl_conf = ssl
+[ssl]
+system_default = no_resumption
+[no_resumption]
+NumTickets = 0
+Options = -SessionTicket
+"""
 
 #: Response bodies served by the backend, by path.
 SMALL_BODY = b"Hello, world!\n"
@@ -61,7 +112,7 @@ class Workspace:
     #: The backend's HTTP/2 port (h2c, prior knowledge), for the
     #: txrevproxy upstream with protocol = "h2c".
     backend_h2c_port: int = 0
-    #: The port of the redis-server that the C{rate-limit-redis}
+    #: The port of the redis-server that the C{small+ratelimit-redis}
     #: scenario's filter keeps its buckets in (0: none, not installed).
     redis_port: int = 0
 
@@ -117,18 +168,18 @@ def _nginx_prefix(ws: Workspace, name: str) -> str:
     return prefix
 
 
-def _nginx_head(ws: Workspace, prefix: str, connections: int) -> str:
+def _nginx_head(ws: Workspace, prefix: str, connections: int, workers: str = "1") -> str:
     # Workers run as the invoking user: as root, nginx would otherwise switch
     # to "nobody", who cannot read the temporary directory.  ("user" is
     # ignored, with a notice, when not root.)
     return """
 user {user};
-worker_processes 1;
+worker_processes {workers};
 daemon off;
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
 events {{ worker_connections {connections}; }}
-""".format(user=getpass.getuser(), prefix=prefix, connections=connections)
+""".format(user=getpass.getuser(), prefix=prefix, connections=connections, workers=workers)
 
 
 def start_backend(ws: Workspace) -> None:
@@ -136,7 +187,10 @@ def start_backend(ws: Workspace) -> None:
     Start the backend: nginx with one worker on the load generator's core,
     answering C{/small} from memory and C{/files/100k}, C{/files/1g} from
     files (the 1 GiB one sparse, so it costs no disk), over HTTP/1.1 and,
-    on a port of its own, HTTP/2 in cleartext (h2c).
+    on a port of its own, HTTP/2 in cleartext (h2c); and the same as
+    C{/small} under C{/ratelimit/}, C{/secheaders/} and C{/cachehit/}, the
+    paths of the "features on" rows, which the proxies route through one
+    feature each (cacheable for an hour under C{/cachehit/}).
     """
     files = ws.path("www", "files")
     os.makedirs(files)
@@ -144,8 +198,7 @@ def start_backend(ws: Workspace) -> None:
         with open(os.path.join(files, name), "wb") as f:
             f.truncate(size)
     prefix = _nginx_prefix(ws, "backend")
-    ws.backend_port = free_port()
-    ws.backend_h2c_port = free_port()
+    ws.backend_port, ws.backend_h2c_port = free_ports(2)
     conf = _nginx_head(ws, prefix, 4096) + """
 http {{
     access_log off;
@@ -158,6 +211,14 @@ http {{
         listen 127.0.0.1:{port} backlog=4096;
         root {root};
         location = /small {{ default_type text/plain; return 200 "{body}"; }}
+        location ~ ^/(ratelimit|ratelimit-redis|secheaders)/small$ {{
+            default_type text/plain; return 200 "{body}";
+        }}
+        location = /cachehit/small {{
+            default_type text/plain;
+            add_header Cache-Control "max-age=3600";
+            return 200 "{body}";
+        }}
     }}
     server {{
         listen 127.0.0.1:{h2c_port} http2 backlog=4096;
@@ -174,29 +235,48 @@ http {{
     ws.group.wait_for_port(started, ws.backend_h2c_port)
 
 
+#: nginx's equivalent of txrevproxy's security_headers filter's defaults.
+_NGINX_SECURITY_HEADERS = """
+            add_header X-Content-Type-Options nosniff;
+            add_header X-Frame-Options SAMEORIGIN;
+            add_header Referrer-Policy strict-origin-when-cross-origin;
+            add_header Permissions-Policy "camera=(), microphone=(), geolocation=()";
+            proxy_hide_header X-Powered-By;
+            proxy_hide_header X-AspNet-Version;
+            proxy_hide_header X-AspNetMvc-Version;"""
+
+
 def start_redis(ws: Workspace) -> None:
     """
     Start redis-server on the load generator's core, without persistence,
-    for the C{rate-limit-redis} scenario; nothing when it is not installed
-    (the scenario then shows n/a).
+    for the C{small+ratelimit-redis} scenario; nothing when it is not
+    installed (the scenario then shows n/a).
     """
     if shutil.which("redis-server") is None:
         return
-    ws.redis_port = free_port()
+    [ws.redis_port] = free_ports(1)
     started = ws.group.start("redis", [
         "redis-server", "--port", str(ws.redis_port), "--bind", "127.0.0.1",
         "--save", "", "--appendonly", "no", "--dir", ws.tmp], LOAD_CPU)
     ws.group.wait_for_port(started, ws.redis_port)
 
 
-def _start_nginx(ws: Workspace) -> RunningProxy:
-    prefix = _nginx_prefix(ws, "proxy-nginx")
-    port, tls_port, h2c_port = free_port(), free_port(), free_port()
+def _start_nginx(ws: Workspace, setup: Setup) -> RunningProxy:
+    prefix = _nginx_prefix(ws, "proxy-nginx-" + setup.name)
+    port, tls_port, h2c_port = free_ports(3)
+    sessions = ("ssl_session_cache shared:SSL:10m; ssl_session_tickets on;"
+                if setup.resumption else "ssl_session_cache off; ssl_session_tickets off;")
+    # Buffered and flushed once a second, as txrevproxy writes its log.
+    access_log = ("{} combined buffer=64k flush=1s".format(ws.path("access-nginx.log"))
+                  if setup.access_log else "off")
     # proxy_max_temp_file_size 0: stream a large response with backpressure
     # instead of spooling it to disk, which is what the other proxies do.
-    conf = _nginx_head(ws, prefix, 16384) + """
+    # The rate limit is one nobody reaches: the row measures its bookkeeping.
+    conf = _nginx_head(ws, prefix, 16384, "auto" if setup.all_cores else "1") + """
 http {{
-    access_log off;
+    access_log {access_log};
+    limit_req_zone $binary_remote_addr zone=ratelimit:1m rate=1000000r/s;
+    proxy_cache_path {prefix}/cache keys_zone=cachehit:10m;
     keepalive_requests 1000000;
     keepalive_timeout 300s;
     upstream backend {{
@@ -206,29 +286,39 @@ http {{
     }}
     server {{
         listen 127.0.0.1:{port};
-        listen 127.0.0.1:{tls_port} ssl;
+        listen 127.0.0.1:{tls_port} ssl http2;
         listen 127.0.0.1:{h2c_port} http2;
         ssl_certificate {cert};
         ssl_certificate_key {key};
-        ssl_session_cache off;
-        ssl_session_tickets off;
-        location / {{
+        ssl_protocols TLSv1.2 TLSv1.3;
+        {sessions}
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_max_temp_file_size 0;
+        location / {{ proxy_pass http://backend; }}
+        location /ratelimit/ {{
+            limit_req zone=ratelimit burst=1000 nodelay;
             proxy_pass http://backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_max_temp_file_size 0;
+        }}
+        location /secheaders/ {{{security_headers}
+            proxy_pass http://backend;
+        }}
+        location /cachehit/ {{
+            proxy_cache cachehit;
+            proxy_pass http://backend;
         }}
     }}
 }}
 """.format(backend=ws.backend_port, port=port, tls_port=tls_port, h2c_port=h2c_port,
-           cert=ws.cert, key=ws.key)
-    path = ws.write("proxy-nginx.conf", conf)
-    started = ws.group.start("nginx", ["nginx", "-p", prefix, "-c", path], PROXY_CPU)
+           cert=ws.cert, key=ws.key, sessions=sessions, access_log=access_log,
+           prefix=prefix, security_headers=_NGINX_SECURITY_HEADERS)
+    path = ws.write("proxy-nginx-{}.conf".format(setup.name), conf)
+    started = ws.group.start("nginx", ["nginx", "-p", prefix, "-c", path], setup.cpu)
     return RunningProxy("nginx", started, port, tls_port, h2c_port)
 
 
-def _start_haproxy(ws: Workspace) -> RunningProxy:
-    port, tls_port, h2c_port = free_port(), free_port(), free_port()
+def _start_haproxy(ws: Workspace, setup: Setup) -> RunningProxy:
+    port, tls_port, h2c_port = free_ports(3)
     pem = ws.path("haproxy.pem")
     with open(pem, "w") as out:
         for part in (ws.cert, ws.key):
@@ -238,15 +328,18 @@ def _start_haproxy(ws: Workspace) -> RunningProxy:
     # start without them; "no strict-limits" lets it run with what an
     # unprivileged container allows (often 20,000), which is plenty for
     # 10,000 idle client connections and the few backend ones behind them.
+    # Its access log goes to standard output, which is its log file here.
     conf = """
 global
-    nbthread 1
+    nbthread {threads}
     maxconn 10100
     no strict-limits
-    tune.ssl.cachesize 0
+    {cache}
+    {log}
 
 defaults
     mode http
+    {httplog}
     maxconn 10100
     http-reuse always
     timeout connect 5s
@@ -256,39 +349,49 @@ defaults
 
 frontend bench
     bind 127.0.0.1:{port}
-    bind 127.0.0.1:{tls_port} ssl crt {pem} no-tls-tickets
+    bind 127.0.0.1:{tls_port} ssl crt {pem} alpn h2,http/1.1 {tickets}
     bind 127.0.0.1:{h2c_port} proto h2
     default_backend backend
 
 backend backend
     server backend 127.0.0.1:{backend}
 """.format(port=port, tls_port=tls_port, h2c_port=h2c_port, pem=pem,
-           backend=ws.backend_port)
-    path = ws.write("haproxy.cfg", conf)
-    started = ws.group.start("haproxy", ["haproxy", "-db", "-f", path], PROXY_CPU)
+           backend=ws.backend_port, threads=os.cpu_count() if setup.all_cores else 1,
+           cache="" if setup.resumption else "tune.ssl.cachesize 0",
+           tickets="" if setup.resumption else "no-tls-tickets",
+           log="log stdout format raw local0" if setup.access_log else "",
+           httplog="log global\n    option httplog" if setup.access_log else "")
+    path = ws.write("haproxy-{}.cfg".format(setup.name), conf)
+    started = ws.group.start("haproxy", ["haproxy", "-db", "-f", path], setup.cpu)
     return RunningProxy("haproxy", started, port, tls_port, h2c_port)
 
 
-def _start_rpr(ws: Workspace) -> RunningProxy:
-    port, tls_port = free_port(), free_port()
+def _start_rpr(ws: Workspace, setup: Setup) -> RunningProxy:
+    port, tls_port = free_ports(2)
     argv = [ws.cpython, os.path.join(HERE, "rpr_server.py"), str(ws.backend_port),
             str(port), str(tls_port), ws.cert, ws.key]
     started = ws.group.start("twisted-rpr", argv, PROXY_CPU, cwd=ws.tmp)
     return RunningProxy("twisted-rpr", started, port, tls_port)
 
 
-def txrevproxy_config(ws: Workspace, port: int, tls_port: int | None,
+def txrevproxy_config(ws: Workspace, setup: Setup, port: int, tls_port: int | None,
                       h2c_port: int) -> str:
     """
     Render the txrevproxy TOML config: one plain listener, one with h2c
     (so that the other scenarios measure a plain listener as it is by
-    default), one with TLS, one upstream, one route, everything else
-    txrevproxy's defaults; for the C{h2-upstream} scenario, C{/h2/} routed
-    to the backend's h2c port; and for the rate-limit scenarios,
-    C{/rl-local/} and C{/rl-redis/} through a C{rate_limit} filter whose
-    limit is never reached, its buckets in the process or in Redis.
+    default), one with TLS (and HTTP/2 by ALPN), one upstream, one route,
+    everything else txrevproxy's defaults; for the C{h2-upstream} scenario,
+    C{/h2/} routed to the backend's h2c port; for the "features on" rows,
+    a route with its feature for each of their paths (the rate limit's
+    buckets in the process, and, with the harness's redis-server, in
+    Redis too); and what C{setup} adds: C{workers = "auto"}, an access log.
     """
-    conf = """\
+    conf = ""
+    if setup.all_cores:
+        conf += '[server]\nworkers = "auto"\n\n'
+    if setup.access_log:
+        conf += '[log]\naccess = "{}"\n\n'.format(ws.path("access-txrevproxy.log"))
+    conf += """\
 [listeners.bench]
 endpoint = "tcp:{port}:interface=127.0.0.1"
 
@@ -301,6 +404,7 @@ h2c = true
 [listeners.bench_tls]
 endpoint = "tcp:{port}:interface=127.0.0.1"
 tls = "bench"
+http2 = true
 
 [tls.bench]
 certificates = [{{ names = ["localhost"], cert = "{cert}", key = "{key}" }}]
@@ -322,27 +426,51 @@ protocol = "h2c"
 path = "/h2/"
 strip_prefix = true
 upstream = "bench_h2"
+
+# A limit nobody reaches: the row measures its bookkeeping.
+[filters.bench_ratelimit]
+type = "rate_limit"
+rate = "1000000/s"
+burst = 1000
+
+[filters.bench_secheaders]
+type = "security_headers"
+
+[caches.bench]
+
+[[routes]]
+path = "/ratelimit/"
+upstream = "bench"
+filters = ["bench_ratelimit"]
+
+[[routes]]
+path = "/secheaders/"
+upstream = "bench"
+filters = ["bench_secheaders"]
+
+[[routes]]
+path = "/cachehit/"
+upstream = "bench"
+cache = "bench"
 """.format(backend=ws.backend_port, h2c=ws.backend_h2c_port)
-    stores = {"local": "local"}
     if ws.redis_port:
-        stores["redis"] = "redis:bench"
+        # The same limit with its buckets in Redis: one EVALSHA round trip
+        # per request.
         conf += """
 [redis.bench]
 url = "redis://127.0.0.1:{port}/0"
-""".format(port=ws.redis_port)
-    for name, store in stores.items():
-        conf += """
-[filters.limit_{name}]
+
+[filters.bench_ratelimit_redis]
 type = "rate_limit"
-rate = "100000000/s"
-store = "{store}"
+rate = "1000000/s"
+burst = 1000
+store = "redis:bench"
 
 [[routes]]
-path = "/rl-{name}/"
-strip_prefix = true
+path = "/ratelimit-redis/"
 upstream = "bench"
-filters = ["limit_{name}"]
-""".format(name=name, store=store)
+filters = ["bench_ratelimit_redis"]
+""".format(port=ws.redis_port)
     return conf
 
 
@@ -363,15 +491,19 @@ def twistd_command(python: str) -> list[str]:
 
 
 def _txrevproxy_starter(name: str, python: Callable[[Workspace], str]):
-    def start(ws: Workspace) -> RunningProxy:
-        port, h2c_port = free_port(), free_port()
-        tls_port = free_port() if "tls" in TXREVPROXY_CAPABILITIES else None
-        path = ws.write(name + ".toml", txrevproxy_config(ws, port, tls_port, h2c_port))
+    def start(ws: Workspace, setup: Setup) -> RunningProxy:
+        port, h2c_port, tls_port = free_ports(3)
+        if "tls" not in TXREVPROXY_CAPABILITIES:
+            tls_port = None
+        path = ws.write("{}-{}.toml".format(name, setup.name),
+                        txrevproxy_config(ws, setup, port, tls_port, h2c_port))
         argv = twistd_command(python(ws)) + [
             "-n", "--pidfile=", "txrevproxy", "--config", path]
+        env = None if setup.resumption else {
+            "OPENSSL_CONF": ws.write("no-resumption.cnf", NO_RESUMPTION_CNF)}
         # cwd is the temp dir so that the source tree's twisted/plugins, which
         # "python -c" would put on sys.path, does not shadow the installed one.
-        started = ws.group.start(name, argv, PROXY_CPU, cwd=ws.tmp)
+        started = ws.group.start(name, argv, setup.cpu, cwd=ws.tmp, env=env)
         return RunningProxy(name, started, port, tls_port, h2c_port)
 
     return start
@@ -412,34 +544,34 @@ class Contender:
 
     @ivar problem: returns why it cannot run here, or C{None}.
     @ivar tls_problem: why its TLS rows are skipped, or C{None}.
-    @ivar h2c_problem: why its h2c rows are skipped, or C{None}.
+    @ivar h2_problem: why its HTTP/2 rows are skipped, or C{None}.
     @ivar warmup: seconds of unrecorded load after each start, before any
         scenario: a JIT (PyPy) needs tens of seconds to reach its steady
         speed, and a proxy runs for months, so it is measured warm.
     """
 
     name: str
-    start: Callable[[Workspace], RunningProxy]
+    start: Callable[[Workspace, Setup], RunningProxy]
     problem: Callable[[Workspace], str | None] = lambda ws: None
     tls_problem: str | None = None
     warmup: float = 2.0
-    h2c_problem: str | None = None
+    h2_problem: str | None = None
 
     def scenario_problem(self, scenario) -> str | None:
         """
         Why this proxy cannot take C{scenario} (a L{scenarios.Scenario}),
         or C{None}.
         """
-        if scenario.txrevproxy_only and not self.name.startswith("txrevproxy"):
-            return "txrevproxy only"
-        return (scenario.tls and self.tls_problem) or (scenario.h2c and self.h2c_problem) or None
+        if scenario.only and not self.name.startswith(scenario.only):
+            return "{} only".format(", ".join(scenario.only))
+        return (scenario.tls and self.tls_problem) or (scenario.http2 and self.h2_problem) or None
 
 
 CONTENDERS = [
     Contender("nginx", _start_nginx),
     Contender("haproxy", _start_haproxy),
     Contender("twisted-rpr", _start_rpr, lambda ws: _rpr_problem(ws.cpython, ws),
-              h2c_problem="no HTTP/2"),
+              h2_problem="no HTTP/2"),
     Contender(
         "txrevproxy-cpython",
         _txrevproxy_starter("txrevproxy-cpython", lambda ws: ws.cpython),
@@ -456,12 +588,43 @@ CONTENDERS = [
 ]
 
 
-def start_proxy(ws: Workspace, contender: Contender) -> RunningProxy:
+def _tls_get(context: ssl.SSLContext, port: int,
+             session: ssl.SSLSession | None) -> tuple[ssl.SSLSession, bool]:
     """
-    Start C{contender}, wait for its listeners, and check that a request
-    through it gets the backend's answer; raise L{StartupError} otherwise.
+    GET C{/small} over TLS from C{port}, offering C{session}, and read the
+    response to its end (so that TLS 1.3 tickets, sent after the
+    handshake, have arrived).
+
+    @return: the connection's session and whether it was resumed.
     """
-    proxy = contender.start(ws)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
+            tls.sendall(b"GET /small HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            while tls.recv(65536):
+                pass
+            return tls.session, tls.session_reused
+
+
+def tls_resumes(port: int) -> bool:
+    """
+    Whether a second TLS connection to C{port} resumes the session of a
+    first one.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    session, _ = _tls_get(context, port, None)
+    return _tls_get(context, port, session)[1]
+
+
+def start_proxy(ws: Workspace, contender: Contender, setup: Setup = SETUPS["default"]) -> RunningProxy:
+    """
+    Start C{contender} in C{setup}, wait for its listeners, and check that
+    a request through it gets the backend's answer and that its TLS
+    listener resumes sessions if and only if C{setup} says so; raise
+    L{StartupError} otherwise.
+    """
+    proxy = contender.start(ws, setup)
     for port in (proxy.port, proxy.tls_port, proxy.h2c_port):
         if port is not None:
             ws.group.wait_for_port(proxy.started, port, timeout=30)
@@ -478,4 +641,14 @@ def start_proxy(ws: Workspace, contender: Contender) -> RunningProxy:
     if response.status != 200 or body != SMALL_BODY:
         ws.group.stop(proxy.started)
         raise StartupError("GET /small returned {} {!r}".format(response.status, body[:80]))
+    if proxy.tls_port is not None:
+        try:
+            resumes = tls_resumes(proxy.tls_port)
+        except OSError as e:
+            ws.group.stop(proxy.started)
+            raise StartupError("TLS check failed: {}".format(e))
+        if resumes != setup.resumption:
+            ws.group.stop(proxy.started)
+            raise StartupError("TLS sessions {} resumed in the {} setup".format(
+                "are" if resumes else "are not", setup.name))
     return proxy
