@@ -333,7 +333,9 @@ class Runtime:
             metrics,
             1 if worker is None else config.server.workers,
         )
-        self.caches = build_caches(config.caches, reactor, previous_caches, metrics, worker)
+        self.caches = build_caches(
+            config.caches, reactor, previous_caches, metrics, worker, self.redis
+        )
         self.switches = maintenance_switches(config.routes, previous_switches)
         self.root = build_root(
             config,
