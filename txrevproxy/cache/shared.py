@@ -113,10 +113,12 @@ class SharedCache:
             return None
         waiting: Deferred = Deferred()
         filling = self._filling.get(key)
-        if filling is None:
-            filling = self._filling[key] = _Filling()
-            self.shared.variants(key).addCallback(self._filled, key, filling)
-        filling.waiting.append(waiting)
+        if filling is not None:
+            filling.waiting.append(waiting)
+            return waiting
+        filling = self._filling[key] = _Filling([waiting])
+        # Last: a client whose circuit is open answers at once.
+        self.shared.variants(key).addCallback(self._filled, key, filling)
         return waiting
 
     def _filled(self, responses: List[StoredResponse], key: bytes, filling: "_Filling") -> None:
