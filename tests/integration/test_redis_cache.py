@@ -112,6 +112,15 @@ class SharedCacheTests(TestCase):
         self.assertEqual(self.pages.asked, {b"/page": 2})
 
     @inlineCallbacks
+    def test_a_reloaded_proxy_still_gets_the_purges(self):
+        self.assertEqual(self.b.reload(self.b.config), [])
+        yield self.get(self.a)
+        yield self.stored_in_redis()
+        yield self.get(self.b)
+        self.a.purge_cache("pages", "http://localhost/page", None)
+        yield from until(lambda: not self.b.runtime.caches["pages"].store.keys())
+
+    @inlineCallbacks
     def test_an_unsafe_request_through_one_proxy_invalidates_the_other(self):
         yield self.get(self.a)
         yield self.stored_in_redis()

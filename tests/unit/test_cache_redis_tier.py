@@ -14,7 +14,7 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 
 from txrevproxy.cache import broadcast
-from txrevproxy.cache.broadcast import Broadcast
+from txrevproxy.cache.broadcast import Broadcast, BroadcastListener
 from txrevproxy.cache.policy import Timing
 from txrevproxy.cache.redis_tier import RedisTier, dump, load, shared_lifetime
 from txrevproxy.cache.shared import SharedCache, build_caches
@@ -52,6 +52,7 @@ class FakeRedis:
     def __init__(self) -> None:
         self.calls: List[tuple] = []
         self.subscribed = {}
+        self.unsubscribed: List[bytes] = []
         self.down = False
 
     def execute(self, *arguments) -> Deferred:
@@ -69,6 +70,11 @@ class FakeRedis:
 
     def subscribe(self, channel, handler) -> None:
         self.subscribed[channel] = handler
+
+    def unsubscribe(self, channel, handler) -> None:
+        if self.subscribed.get(channel) is handler:
+            del self.subscribed[channel]
+            self.unsubscribed.append(channel)
 
     def commands(self) -> List[bytes]:
         return [arguments[0] for arguments, _ in self.calls]
@@ -98,21 +104,26 @@ def test_lifetime_in_redis_is_freshness_left_plus_stale_windows(cache_control, n
     assert got == pytest.approx(lifetime)
 
 
-def cache(redis: FakeRedis, store=None, clock=None) -> SharedCache:
+def cache(redis: FakeRedis) -> SharedCache:
+    """
+    A cache with a Redis store on C{redis}, listening to its broadcast.
+    """
     stats = CacheStats()
-    return SharedCache(
+    shared = SharedCache(
         CacheSettings("pages", store="redis:shared"),
-        MemoryStore(1 << 20) if store is None else store,
-        clock or Clock(),
+        MemoryStore(1 << 20),
+        Clock(),
         stats,
         RedisTier(redis, "pages", 1024, stats),
         Broadcast(redis, "pages", stats),
     )
+    shared.broadcast.listen(shared.removed_elsewhere)
+    return shared
 
 
 def test_kept_responses_go_to_redis_with_their_lifetime():
     redis = FakeRedis()
-    shared = cache(redis, clock=Clock())
+    shared = cache(redis)
     shared.clock.advance(100)
     shared.keep(stored())
     (arguments, _), = redis.calls
@@ -258,10 +269,22 @@ def test_a_redis_store_is_a_memory_tier_that_a_reload_keeps():
     assert isinstance(first.shared, RedisTier) and isinstance(first.broadcast, Broadcast)
     again = build_caches(settings, Clock(), {"pages": first}, redis={"shared": redis})["pages"]
     assert again.store is first.store
-    # The new runtime's cache now gets the messages.
-    again.store.put(stored())
-    redis.subscribed[broadcast.channel("pages")](broadcast.encode("other", "purge", [KEY]))
-    assert again.store.keys() == {}
+
+
+def test_the_listener_of_the_runtime_serving_gets_the_messages():
+    redis = FakeRedis()
+    old, new = cache(redis), cache(redis)
+    channel = broadcast.channel("pages")
+    old_listener = BroadcastListener(old.broadcast, old.removed_elsewhere)
+    new_listener = BroadcastListener(new.broadcast, new.removed_elsewhere)
+    old_listener.startService()
+    new_listener.startService()
+    old_listener.stopService()  # a reload stops the old one: the new one stays
+    new.store.put(stored())
+    redis.subscribed[channel](broadcast.encode("other", "purge", [KEY]))
+    assert new.store.keys() == {}
+    new_listener.stopService()
+    assert redis.unsubscribed == [channel]
 
 
 def test_a_memory_cache_has_no_redis_tier_nor_broadcast():

@@ -110,3 +110,16 @@ def test_publish_is_a_command_of_the_pool():
     assert protocol.transport.value().endswith(encode_command([b"PUBLISH", b"a", b"hello"]))
     protocol.dataReceived(b":2\r\n")
     assert published.result == 2
+
+
+def test_forgetting_a_channel_unsubscribes_unless_replaced():
+    redis, endpoint, protocol, received = subscribed(Clock())
+    handler = received.append
+    redis.subscribe(b"a", handler)
+    protocol.transport.clear()
+    redis.unsubscribe(b"a", lambda _: None)  # not its handler: kept
+    assert protocol.transport.value() == b""
+    redis.unsubscribe(b"a", handler)
+    assert protocol.transport.value() == encode_command([b"UNSUBSCRIBE", b"a"])
+    protocol.dataReceived(b"*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:0\r\n" + message(b"a", b"late"))
+    assert received == [] and protocol.transport.connected

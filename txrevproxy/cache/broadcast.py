@@ -17,6 +17,8 @@ import os
 import uuid
 from typing import Callable, Optional, Sequence, Tuple
 
+from twisted.application.service import Service
+
 from ..observe.metrics import CacheStats
 
 #: The kinds of removal, named as the metrics count them.
@@ -78,11 +80,13 @@ class Broadcast:
         self._channel = channel(cache)
         self._stats = stats
         self.origin = "%d:%s" % (os.getpid(), uuid.uuid4().hex)
+        self._received: Optional[Callable[[bytes], None]] = None
 
     def listen(self, apply: Callable[[str, Tuple[bytes, ...]], None]) -> None:
         """
         Call C{apply(kind, keys)} for each removal another process
-        publishes (replacing the handler of a runtime a reload replaced).
+        publishes, until L{stop} (a handler listening already, the
+        runtime's a reload replaces, is replaced).
         """
 
         def received(message: bytes) -> None:
@@ -90,7 +94,17 @@ class Broadcast:
             if removal is not None and removal[0] != self.origin:
                 apply(removal[1], removal[2])
 
+        self._received = received
         self._client.subscribe(self._channel, received)
+
+    def stop(self) -> None:
+        """
+        Stop applying removals, unless another L{Broadcast} of the same
+        cache listens now.
+        """
+        if self._received is not None:
+            self._client.unsubscribe(self._channel, self._received)
+            self._received = None
 
     def send(self, kind: str, keys: Sequence[bytes]) -> None:
         """
@@ -101,3 +115,23 @@ class Broadcast:
             self._stats.shared_errors += 1
 
         self._client.publish(self._channel, encode(self.origin, kind, keys)).addErrback(lost)
+
+
+class BroadcastListener(Service):
+    """
+    Applies the removals the other processes broadcast to a cache while
+    the runtime that holds it serves (a runtime made only to explain a
+    request, C{txrevproxy route}, subscribes to nothing).
+    """
+
+    def __init__(self, broadcast: Broadcast, apply: Callable[[str, Tuple[bytes, ...]], None]) -> None:
+        self._broadcast = broadcast
+        self._apply = apply
+
+    def startService(self) -> None:
+        super().startService()
+        self._broadcast.listen(self._apply)
+
+    def stopService(self):
+        self._broadcast.stop()
+        return super().stopService()

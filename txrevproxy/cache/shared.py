@@ -96,8 +96,6 @@ class SharedCache:
         self.shared = shared
         self.broadcast = broadcast
         self._filling: Dict[bytes, _Filling] = {}
-        if broadcast is not None:
-            broadcast.listen(self._removed_elsewhere)
 
     def filling(self, key: bytes) -> Optional[Deferred]:
         """
@@ -221,10 +219,10 @@ class SharedCache:
         if self.broadcast is not None:
             self.broadcast.send(kind, keys)
 
-    def _removed_elsewhere(self, kind: str, keys: Tuple[bytes, ...]) -> None:
+    def removed_elsewhere(self, kind: str, keys: Tuple[bytes, ...]) -> None:
         """
         Apply a removal another process made (and told the Redis store
-        of already), counted as its kind is.
+        of already), counted as its kind is; see L{BroadcastListener}.
         """
         if kind == PREFIX:
             self.metrics.purged += self._remove_prefix(keys[0])

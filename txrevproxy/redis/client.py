@@ -162,6 +162,13 @@ class RedisClient:
             self._subscriber = RedisSubscriber(self.settings, self._reactor, self._endpoint)
         self._subscriber.listen(channel, handler)
 
+    def unsubscribe(self, channel: bytes, handler: Callable[[bytes], None]) -> None:
+        """
+        Undo L{subscribe}, unless another handler has replaced C{handler}.
+        """
+        if self._subscriber is not None:
+            self._subscriber.forget(channel, handler)
+
     def _failed(self, reason: Failure) -> Failure:
         """
         A call failed: an error reply is the caller's business; anything

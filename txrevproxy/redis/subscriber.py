@@ -87,6 +87,17 @@ class RedisSubscriber:
         elif self._connecting is None and self._retry is None and not self._closed:
             self._connect()
 
+    def forget(self, channel: bytes, handler: Callable[[bytes], None]) -> None:
+        """
+        Stop calling C{handler} for C{channel}, unless another handler has
+        replaced it since.
+        """
+        if self.handlers.get(channel) is not handler:
+            return
+        del self.handlers[channel]
+        if self._connection is not None:
+            self._connection.transport.write(encode_command((b"UNSUBSCRIBE", channel)))
+
     def _received(self, channel: bytes, message: bytes) -> None:
         handler = self.handlers.get(channel)
         if handler is not None:
