@@ -123,3 +123,14 @@ def test_forgetting_a_channel_unsubscribes_unless_replaced():
     assert protocol.transport.value() == encode_command([b"UNSUBSCRIBE", b"a"])
     protocol.dataReceived(b"*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:0\r\n" + message(b"a", b"late"))
     assert received == [] and protocol.transport.connected
+
+
+def test_a_connection_made_after_every_channel_was_forgotten_subscribes_nothing():
+    redis, endpoint = client(Clock())
+    handler = [].append
+    redis.subscribe(b"a", handler)
+    redis.unsubscribe(b"a", handler)
+    protocol = endpoint.succeed()
+    protocol.dataReceived(b"+PONG\r\n")
+    assert protocol.transport.value() == encode_command([b"PING"])
+    assert protocol.transport.connected

@@ -118,7 +118,8 @@ class RedisSubscriber:
             return
         self._connection = connection
         self._backoff = self.settings.retry_interval
-        connection.transport.write(encode_command([b"SUBSCRIBE"] + list(self.handlers)))
+        if self.handlers:
+            connection.transport.write(encode_command([b"SUBSCRIBE"] + list(self.handlers)))
         if not self.up:
             self.up = True
             self.log.info("redis.{name}: subscribed again", name=self.settings.name)
