@@ -74,7 +74,8 @@ class CachingProxyResource(ReverseProxyResource):
             self._pass(request, key, b"fwd=request", span)
         else:
             fields = request_fields(request)
-            filling = self.cache.filling(key)
+            cache = self.cache
+            filling = None if cache.shared is None else cache.filling(key)
             if filling is None:
                 self._lookup(request, key, fields, span)
             else:

@@ -279,6 +279,10 @@ class SharedCache:
         return removed
 
     def _remove_prefix(self, key: bytes) -> int:
+        """
+        Forget what is stored for the keys starting with C{key}, and keep
+        what is on its way for them from being stored.
+        """
         for pending in set(self.fetches) | set(self.range_fetches) | set(self._filling):
             if pending.startswith(key):
                 self._forget_pending(pending)
