@@ -43,28 +43,36 @@ class Pages(resource.Resource):
         return b"x" * size
 
 
-def shared(backend_port: int, redis_url: str) -> str:
-    return config(
-        backend_port,
-        route='cache = "pages"',
-        extra='[redis.shared]\nurl = "%s"\nretry_interval = "100ms"\ntimeout = "5s"\n\n'
-        '[caches.pages]\nstore = "redis:shared"\nredis_max_object_size = "1KiB"\n'
-        % (redis_url,),
-    )
+class TwoProxies(TestCase):
+    """
+    Two proxies with the cache C{pages} of L{cache_table}, one origin
+    (L{Pages}) and one Redis server.
+    """
 
+    cache_table = ""
 
-@needs_redis
-class SharedCacheTests(TestCase):
     @inlineCallbacks
     def setUp(self):
         self.pages = Pages()
         port = yield listen(CountingSite(self.pages), self)
         self.redis = redis_server(self)
-        text = shared(port, self.redis.url)
+        text = config(
+            port,
+            route='cache = "pages"',
+            extra='[redis.shared]\nurl = "%s"\nretry_interval = "100ms"\ntimeout = "5s"\n\n'
+            "[caches.pages]\n%s" % (self.redis.url, self.cache_table),
+        )
         self.a, self.b = self.start(text), self.start(text)
         self.watcher = RedisClient(REDIS({"url": self.redis.url}, name="watcher"), reactor)
         self.addCleanup(self.watcher.close)
-        # Both subscribed before anything is published.
+        yield self.subscribed()
+
+    @inlineCallbacks
+    def subscribed(self):
+        """
+        Wait until both proxies listen to the channel, before anything is
+        published.
+        """
         while True:
             reply = yield self.watcher.execute(b"PUBSUB", b"NUMSUB", channel("pages"))
             if reply[1] == 2:
@@ -82,6 +90,11 @@ class SharedCacheTests(TestCase):
         raw = yield raw_exchange(service.ports[0].getHost().port, request(method, path))
         status, headers, body = parse_response(raw)
         return status, dict(headers).get(b"cache-status", b""), body
+
+
+@needs_redis
+class SharedCacheTests(TwoProxies):
+    cache_table = 'store = "redis:shared"\nredis_max_object_size = "1KiB"\n'
 
     @inlineCallbacks
     def stored_in_redis(self, path=b"/page"):
@@ -161,3 +174,22 @@ class SharedCacheTests(TestCase):
         self.assertEqual([b"hit" in cache_status for _, cache_status in answers[1:]], [True, True])
         self.assertEqual(self.pages.asked, {b"/page": 2})
         self.assertTrue(self.b.metrics.cache("pages").shared_errors >= 1)
+
+
+@needs_redis
+class BroadcastOnlyTests(TwoProxies):
+    """
+    Memory stores of their own, with only the purges broadcast.
+    """
+
+    cache_table = 'broadcast = "redis:shared"\n'
+
+    @inlineCallbacks
+    def test_each_fetches_its_own_copy_and_a_purge_reaches_both(self):
+        for service in (self.a, self.b):
+            yield self.get(service)
+        self.assertEqual(self.pages.asked, {b"/page": 2})
+        self.assertEqual(self.a.purge_cache("pages", "http://localhost/page", None), 1)
+        yield from until(lambda: not self.b.runtime.caches["pages"].store.keys())
+        keys = yield self.watcher.execute(b"KEYS", b"*")
+        self.assertEqual(keys, [])
