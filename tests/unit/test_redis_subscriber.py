@@ -10,7 +10,7 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 
 from txrevproxy.redis.protocol import encode_command
-from txrevproxy.redis.subscriber import MAX_BACKOFF
+from txrevproxy.redis.subscriber import HEARTBEAT, MAX_BACKOFF
 
 from .test_redis_client import client, logged  # noqa: F401 (a fixture)
 
@@ -134,3 +134,18 @@ def test_a_connection_made_after_every_channel_was_forgotten_subscribes_nothing(
     protocol.dataReceived(b"+PONG\r\n")
     assert protocol.transport.value() == encode_command([b"PING"])
     assert protocol.transport.connected
+
+
+def test_a_connection_that_does_not_answer_its_ping_is_made_again():
+    clock = Clock()
+    redis, endpoint, protocol, received = subscribed(clock)
+    protocol.transport.clear()
+    clock.advance(HEARTBEAT)
+    assert protocol.transport.value() == encode_command([b"PING"])
+    protocol.dataReceived(b"*2\r\n$4\r\npong\r\n$0\r\n\r\n")
+    clock.advance(HEARTBEAT)
+    assert protocol.transport.connected  # answered: pinged again
+    clock.advance(HEARTBEAT)
+    assert not protocol.transport.connected
+    clock.advance(1)
+    assert len(endpoint.attempts) == 2

@@ -4,6 +4,9 @@ SUBSCRIBE turns a connection into one that only receives messages, so it
 cannot be one of the pool's.  It reconnects on its own (with a backoff)
 and subscribes again to every channel listened to, since Redis keeps no
 subscription across connections; what is published meanwhile is lost.
+A PING every L{HEARTBEAT} seconds keeps the connection through idle
+timeouts of firewalls, and finds a dead one that no RST announced: one
+that has not answered the previous PING is dropped and made again.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from .protocol import RedisProtocol, encode_command
 #: The longest wait between two attempts to reconnect, in seconds.
 MAX_BACKOFF = 30.0
 
+#: Seconds between two PINGs of a subscribed connection.
+HEARTBEAT = 30.0
+
 #: The pushes of subscriber mode that only confirm a (un)subscription.
 _CONFIRMATIONS = (b"subscribe", b"unsubscribe")
 
@@ -36,11 +42,26 @@ class _Subscription(RedisProtocol):
         super().__init__()
         self._received = received
         self._onLost = lost
+        self.answered = True
+
+    def ping(self) -> None:
+        """
+        Send a PING, or drop the connection if the last one is still
+        unanswered.
+        """
+        if not self.answered:
+            self.transport.abortConnection()
+            return
+        self.answered = False
+        self.transport.write(encode_command((b"PING",)))
 
     def _reply(self, reply: Any) -> None:
         if isinstance(reply, list) and reply and not self.pending:
             if reply[0] == b"message" and len(reply) == 3:
                 self._received(reply[1], reply[2])
+                return
+            if reply[0] == b"pong":
+                self.answered = True
                 return
             if reply[0] in _CONFIRMATIONS:
                 return
@@ -70,6 +91,7 @@ class RedisSubscriber:
         self._connection: Optional[_Subscription] = None
         self._connecting = None
         self._retry = None
+        self._heartbeat = None
         self._backoff = settings.retry_interval
         self._closed = False
         self.up = True
@@ -118,11 +140,17 @@ class RedisSubscriber:
             return
         self._connection = connection
         self._backoff = self.settings.retry_interval
+        self._heartbeat = self._reactor.callLater(HEARTBEAT, self._beat, connection)
         if self.handlers:
             connection.transport.write(encode_command([b"SUBSCRIBE"] + list(self.handlers)))
         if not self.up:
             self.up = True
             self.log.info("redis.{name}: subscribed again", name=self.settings.name)
+
+    def _beat(self, connection: _Subscription) -> None:
+        if connection is self._connection:
+            connection.ping()
+            self._heartbeat = self._reactor.callLater(HEARTBEAT, self._beat, connection)
 
     def _failed(self, reason: Failure) -> None:
         self._connecting = None
@@ -131,6 +159,8 @@ class RedisSubscriber:
     def _lost(self, connection: _Subscription) -> None:
         if connection is self._connection:
             self._connection = None
+            if self._heartbeat is not None and self._heartbeat.active():
+                self._heartbeat.cancel()
             self._down("subscriber connection lost")
 
     def _down(self, description: str) -> None:
@@ -156,8 +186,9 @@ class RedisSubscriber:
         Disconnect and stop reconnecting.
         """
         self._closed = True
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
+        for call in (self._retry, self._heartbeat):
+            if call is not None and call.active():
+                call.cancel()
         if self._connecting is not None:
             self._connecting.cancel()
         if self._connection is not None:
