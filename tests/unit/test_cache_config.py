@@ -81,6 +81,28 @@ def test_cache_defaults_match_the_model():
         ),
         (
             'upstream = "app"',
+            '[caches.pages]\nstore = "redis:nope"\nbroadcast = "redis:nope"',
+            [
+                'caches.pages.store: no [redis.nope] table; add one with its url',
+                'caches.pages.broadcast: no [redis.nope] table; add one with its url',
+            ],
+        ),
+        (
+            'upstream = "app"',
+            '[caches.pages]\nbroadcast = "shared"',
+            [
+                'caches.pages.broadcast: expected "local" or "redis:NAME" (a [redis.NAME] '
+                'table), got "shared"'
+            ],
+        ),
+        (
+            'upstream = "app"',
+            '[redis.shared]\nurl = "redis://127.0.0.1"\n\n'
+            '[caches.pages]\nstore = "redis:shared"\npath = "cache"',
+            ['caches.pages.path: only meaningful with store = "disk"'],
+        ),
+        (
+            'upstream = "app"',
             '[caches.pages]\ndefault_ttl = "0s"',
             ['caches.pages.default_ttl: must be longer than zero, got "0s"'],
         ),
@@ -88,6 +110,23 @@ def test_cache_defaults_match_the_model():
 )
 def test_cache_problems(route, extra, expected):
     assert problems(document(route=route, extra=extra)) == expected
+
+
+def test_redis_store_broadcasts_through_its_table_unless_told_otherwise():
+    redis = '[redis.shared]\nurl = "redis://127.0.0.1"\n\n[redis.other]\nurl = "redis://h"\n\n'
+    config = parse(
+        document(
+            extra=redis + '[caches.pages]\nstore = "redis:shared"\nredis_max_object_size = "1MiB"\n\n'
+            '[caches.local]\nbroadcast = "redis:other"\n\n'
+            '[caches.both]\nstore = "redis:shared"\nbroadcast = "redis:other"'
+        )
+    )
+    pages, local, both = (config.caches[name] for name in ("pages", "local", "both"))
+    assert (pages.redis_store, pages.broadcast_store) == ("shared", "shared")
+    assert pages.redis_max_object_size == 1024 * 1024
+    assert (local.store, local.redis_store, local.broadcast_store) == ("memory", None, "other")
+    assert (both.redis_store, both.broadcast_store) == ("shared", "other")
+    assert config.caches["pages"].broadcast is None
 
 
 def test_targets_are_lower_cased_in_priority_order():

@@ -19,6 +19,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.resource import IResource
 
+from ..cache.broadcast import BroadcastListener
 from ..cache.shared import SharedCache, build_caches
 from ..config.model import BackendServer, Config, Listener, Upstream
 from ..filters.build import build_filters
@@ -244,6 +245,8 @@ class Runtime:
     @ivar caches: the L{SharedCache} of each C{[caches.NAME]} table, by
         name; a reload passes them to the new runtime (C{previous_caches}),
         which keeps their stores.
+    @ivar cache_listeners: the L{BroadcastListener} of each cache with a
+        broadcast, for the service to start and stop.
     @ivar health_checkers: the L{HealthChecker} of each upstream with a
         C{health} table, for the service to start and stop.
     @ivar discoveries: the L{Discovery} of each C{dns} and C{srv} server
@@ -333,7 +336,14 @@ class Runtime:
             metrics,
             1 if worker is None else config.server.workers,
         )
-        self.caches = build_caches(config.caches, reactor, previous_caches, metrics, worker)
+        self.caches = build_caches(
+            config.caches, reactor, previous_caches, metrics, worker, self.redis
+        )
+        self.cache_listeners = [
+            BroadcastListener(cache.broadcast, cache.removed_elsewhere)
+            for cache in self.caches.values()
+            if cache.broadcast is not None
+        ]
         self.switches = maintenance_switches(config.routes, previous_switches)
         self.root = build_root(
             config,
@@ -389,11 +399,13 @@ class Runtime:
     def services(self) -> List[Service]:
         """
         What runs on a timer while this runtime serves: its DNS lookups,
-        health checkers, certificate watchers and shared connection
-        counts, children of the proxy service.
+        health checkers, certificate watchers, shared connection counts
+        and cache broadcast listeners, children of the proxy service.
         """
         shared = [] if self.connection_counts is None else [self.connection_counts]
-        return self.discoveries + self.health_checkers + self.watchers + shared
+        return (
+            self.discoveries + self.health_checkers + self.watchers + shared + self.cache_listeners
+        )
 
     def _listener_factory(
         self, listener: Listener, site: ProxySite, reactor

@@ -73,7 +73,27 @@ class CachingProxyResource(ReverseProxyResource):
             # A WebSocket handshake wants the backend, never a stored page.
             self._pass(request, key, b"fwd=request", span)
         else:
-            self._lookup(request, key, request_fields(request), span)
+            fields = request_fields(request)
+            cache = self.cache
+            filling = None if cache.shared is None else cache.filling(key)
+            if filling is None:
+                self._lookup(request, key, fields, span)
+            else:
+                self._lookupFilled(filling, request, key, fields, span)
+
+    def _lookupFilled(self, filling, request, key: bytes, fields: List[Header], span) -> None:
+        """
+        Look up once the memory store has what the Redis store had (see
+        L{SharedCache.filling}), unless the client is gone meanwhile.
+        """
+        gone: List[object] = []
+        request.notifyFinish().addErrback(gone.append)
+
+        def filled(_) -> None:
+            if not gone:
+                self._lookup(request, key, fields, span)
+
+        filling.addCallback(filled)
 
     def _looked(self, request, result: bytes, span) -> None:
         """

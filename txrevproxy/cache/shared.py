@@ -2,16 +2,18 @@
 One configured shared cache (a C{[caches.NAME]} table) as the runtime
 holds it: its store, the backend requests in flight for it (for request
 coalescing), its counters (a L{CacheStats} the process keeps across
-reloads), and the purge API.
+reloads), and the purge API; with Redis, the shared second tier behind
+its memory store and the broadcast of its removals.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Mapping, Optional, Set, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 from urllib.parse import urljoin, urlsplit
 
 import attr
+from twisted.internet.defer import Deferred
 
 from ..config.model import CacheSettings
 from ..http.target import request_host
@@ -19,8 +21,10 @@ from ..interfaces import ICacheStore
 from ..observe.metrics import CacheStats, Metrics
 from ..plugins import cache_store_types
 from . import partial, policy
+from .broadcast import INVALIDATION, PREFIX, PURGE, Broadcast
 from .fetch import Fetch
-from .store import StoredResponse
+from .redis_tier import RedisTier, shared_lifetime
+from .store import MemoryStore, StoredResponse
 from .targeted import Targets
 
 Header = Tuple[bytes, bytes]
@@ -67,6 +71,10 @@ class SharedCache:
     @ivar metrics: its L{CacheStats}, which the request path counts in.
     @ivar targets: its L{Targets}, the targeted cache-control fields it
         obeys (RFC 9213).
+    @ivar shared: its L{RedisTier} behind C{store} (C{store =
+        "redis:NAME"}), or L{None}.
+    @ivar broadcast: the L{Broadcast} its removals are told to the other
+        processes through, or L{None}.
     """
 
     def __init__(
@@ -75,6 +83,8 @@ class SharedCache:
         store: ICacheStore,
         clock,
         metrics: Optional[CacheStats] = None,
+        shared: Optional[RedisTier] = None,
+        broadcast: Optional[Broadcast] = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -83,6 +93,42 @@ class SharedCache:
         self.range_fetches: Dict[bytes, Set[Fetch]] = {}
         self.metrics = CacheStats() if metrics is None else metrics
         self.targets = Targets.of(settings)
+        self.shared = shared
+        self.broadcast = broadcast
+        self._filling: Dict[bytes, _Filling] = {}
+
+    def filling(self, key: bytes) -> Optional[Deferred]:
+        """
+        On a miss of the memory store, what the Redis store has for C{key}
+        is put into memory before the lookup: a L{Deferred} firing when
+        it is (one Redis call, whatever the requests waiting for it).
+
+        @return: L{None} when the lookup need not wait: no Redis store,
+            the memory has the key, or a backend request for it is in
+            flight (its answer will do).
+        """
+        if self.shared is None or key in self.fetches or self.store.variants(key):
+            return None
+        waiting: Deferred = Deferred()
+        filling = self._filling.get(key)
+        if filling is not None:
+            filling.waiting.append(waiting)
+            return waiting
+        filling = self._filling[key] = _Filling([waiting])
+        # Last: a client whose circuit is open answers at once.
+        self.shared.variants(key).addCallback(self._filled, key, filling)
+        return waiting
+
+    def _filled(self, responses: List[StoredResponse], key: bytes, filling: "_Filling") -> None:
+        if self._filling.get(key) is filling:
+            del self._filling[key]
+        if filling.wanted:
+            present = {stored.variant for stored in self.store.variants(key)}
+            for response in reversed(responses):
+                if response.variant not in present:
+                    self.store.put(response)
+        for waiting in filling.waiting:
+            waiting.callback(None)
 
     def select(
         self, key: bytes, request_headers: List[Header]
@@ -118,6 +164,11 @@ class SharedCache:
             response = partial.combined(old, response, self.settings.max_object_size)
         self.store.put(response)
         self.metrics.stores += 1
+        if self.shared is not None:
+            lifetime = shared_lifetime(
+                response, self.targets, self.settings.default_ttl, self.clock.seconds()
+            )
+            self.shared.put(response, lifetime)
 
     def invalidate(self, key: bytes, locations: List[bytes]) -> None:
         """
@@ -125,7 +176,7 @@ class SharedCache:
         for the same-origin URIs its response's Location and
         Content-Location name (RFC 9111 section 4.4).
         """
-        removed = self._remove(key)
+        keys = [key]
         base = key.decode("latin-1")
         origin = urlsplit(base)[:2]
         for location in locations:
@@ -133,8 +184,9 @@ class SharedCache:
             if urlsplit(url)[:2] == origin:
                 other = _key_of_url(url)
                 if other is not None:
-                    removed += self._remove(other)
-        self.metrics.invalidated += removed
+                    keys.append(other)
+        self.metrics.invalidated += sum(self._remove(each) for each in keys)
+        self._tell(INVALIDATION, keys)
 
     def purge(self, url: str) -> int:
         """
@@ -151,16 +203,54 @@ class SharedCache:
             raise ValueError("not an absolute http(s) URL: %r" % (url,))
         removed = self._remove(key)
         self.metrics.purged += removed
+        self._tell(PURGE, [key])
         return removed
+
+    def _tell(self, kind: str, keys: List[bytes]) -> None:
+        """
+        A removal made here reaches the Redis store and, through the
+        broadcast, the other processes' stores.
+        """
+        if self.shared is not None:
+            if kind == PREFIX:
+                self.shared.remove_prefix(keys[0])
+            else:
+                self.shared.remove(keys)
+        if self.broadcast is not None:
+            self.broadcast.send(kind, keys)
+
+    def removed_elsewhere(self, kind: str, keys: Tuple[bytes, ...]) -> None:
+        """
+        Apply a removal another process made (and told the Redis store
+        of already), counted as its kind is; see L{BroadcastListener}.
+        """
+        if kind == PREFIX:
+            self.metrics.purged += self._remove_prefix(keys[0])
+            return
+        removed = sum(self._remove(key) for key in keys)
+        if kind == PURGE:
+            self.metrics.purged += removed
+        else:
+            self.metrics.invalidated += removed
 
     def _remove(self, key: bytes) -> int:
         """
         Forget what is stored for C{key}, and keep a response in flight
         for it from being stored.
         """
+        self._forget_pending(key)
+        return self.store.remove(key)
+
+    def _forget_pending(self, key: bytes) -> None:
+        """
+        Keep what is on its way for C{key} (a backend's answer, what the
+        Redis store had) from being stored.
+        """
         for fetch in self.fetching(key):
             fetch.forget()
-        return self.store.remove(key)
+        filling = self._filling.get(key)
+        if filling is not None:
+            filling.wanted = False
 
     def fetching(self, key: bytes) -> List[Fetch]:
         """
@@ -183,20 +273,42 @@ class SharedCache:
             raise ValueError("not an absolute http(s) URL: %r" % (prefix,))
         if not urlsplit(prefix).path:
             key = key[:-1]
-        for fetched in set(self.fetches) | set(self.range_fetches):
-            if fetched.startswith(key):
-                for fetch in self.fetching(fetched):
-                    fetch.forget()
-        removed = self.store.remove_prefix(key)
+        removed = self._remove_prefix(key)
         self.metrics.purged += removed
+        self._tell(PREFIX, [key])
         return removed
+
+    def _remove_prefix(self, key: bytes) -> int:
+        """
+        Forget what is stored for the keys starting with C{key}, and keep
+        what is on its way for them from being stored.
+        """
+        for pending in set(self.fetches) | set(self.range_fetches) | set(self._filling):
+            if pending.startswith(key):
+                self._forget_pending(pending)
+        return self.store.remove_prefix(key)
+
+
+@attr.s
+class _Filling:
+    """
+    A lookup of the Redis store in flight for one key: the lookups
+    waiting for it, and whether its answer is still wanted (a removal
+    meanwhile makes it not).
+    """
+
+    waiting: List[Deferred] = attr.ib(factory=list)
+    wanted: bool = attr.ib(default=True)
 
 
 def make_store(settings: CacheSettings, clock) -> ICacheStore:
     """
     The store a C{[caches.NAME]} table asks for, made by the installed
-    L{txrevproxy.interfaces.ICacheStoreType} its C{store} names.
+    L{txrevproxy.interfaces.ICacheStoreType} its C{store} names; for a
+    Redis store, the memory store in front of it.
     """
+    if settings.redis_store is not None:
+        return MemoryStore(settings.max_size)
     return cache_store_types()[settings.store].configure(settings, clock)
 
 
@@ -206,6 +318,7 @@ def build_caches(
     previous: Mapping[str, SharedCache],
     metrics: Optional[Metrics] = None,
     worker: Optional[int] = None,
+    redis: Mapping[str, Any] = {},
 ) -> Dict[str, SharedCache]:
     """
     The caches of a configuration.  A cache of the same name, kind of
@@ -220,6 +333,8 @@ def build_caches(
         C{worker-N} directory under it, since each worker has a store (and
         an index of its files) of its own, and a store removes the files
         it does not know of.
+    @param redis: the clients of the C{[redis.NAME]} tables, by name, for
+        the caches with a Redis store or broadcast.
     """
     if metrics is None:
         metrics = Metrics()
@@ -236,5 +351,11 @@ def build_caches(
             store.max_size = table.max_size
         else:
             store = make_store(table, clock)
-        caches[name] = SharedCache(table, store, clock, metrics.cache(name))
+        stats = metrics.cache(name)
+        shared = broadcast = None
+        if table.redis_store is not None:
+            shared = RedisTier(redis[table.redis_store], name, table.redis_max_object_size, stats)
+        if table.broadcast_store is not None:
+            broadcast = Broadcast(redis[table.broadcast_store], name, stats)
+        caches[name] = SharedCache(table, store, clock, stats, shared, broadcast)
     return caches

@@ -13,6 +13,7 @@ from typing import Any, Dict, Iterable, Tuple
 
 from ..plugins import cache_store_types
 from .model import CacheSettings
+from .redis import LOCAL, store_reference
 from .schema import MODEL_DEFAULT, Field, Invalid, Problem, Table, array_of
 from .values import boolean, duration, file_path, header_name, one_of, size
 
@@ -24,8 +25,13 @@ def store_name(value: Any) -> str:
     """
     The name of an installed store type, looked up each time a
     configuration is loaded (so a plugin installed since counts); a
-    problem lists them, the default first.
+    problem lists them, the default first.  Or C{"redis:NAME"}, whose
+    table is checked with the others' (see
+    L{txrevproxy.config.load}).
     """
+    if isinstance(value, str) and value.startswith("redis:"):
+        store_reference(value, None)
+        return value
     names = sorted(cache_store_types(), key=lambda name: (name != DEFAULT_STORE, name))
     return one_of(*names)(value)
 
@@ -68,7 +74,8 @@ def _path_for_disk(arguments: Dict[str, Any]) -> Iterable[Problem]:
     """
     if arguments["store"] == "disk" and "path" not in arguments:
         yield (".path", 'store = "disk" needs the directory of its files')
-    if arguments["store"] == DEFAULT_STORE and "path" in arguments:
+    memory = arguments["store"] == DEFAULT_STORE or arguments["store"].startswith("redis:")
+    if memory and "path" in arguments:
         yield (".path", 'only meaningful with store = "disk"')
 
 
@@ -83,6 +90,8 @@ CACHE = Table(
         "store_set_cookie": Field(boolean, default=False),
         "targets": Field(field_names, default=["cdn-cache-control"]),
         "remove_targeted": Field(field_names, default=[]),
+        "broadcast": Field(lambda value: store_reference(value, None), default=LOCAL),
+        "redis_max_object_size": Field(size, default="256KiB"),
     },
     checks=(_object_fits, _path_for_disk, _removed_are_targets),
 )

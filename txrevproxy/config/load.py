@@ -176,20 +176,32 @@ def _listener_references(data: Mapping[str, Any]) -> Iterable[Problem]:
 
 def _store_references(data: Mapping[str, Any]) -> Iterable[Problem]:
     """
-    C{[server] max_connections_per_ip_store} must name a C{[redis.NAME]}
-    table (a filter's C{store} is checked by its type).
+    C{[server] max_connections_per_ip_store}, and a cache's C{store} and
+    C{broadcast}, must name a C{[redis.NAME]} table (a filter's C{store}
+    is checked by its type).
     """
-    server = data.get("server")
     tables = data.get("redis", {})
-    if not isinstance(server, dict) or not isinstance(tables, dict):
+    if not isinstance(tables, dict):
         return
-    store = server.get("max_connections_per_ip_store")
-    if isinstance(store, str) and store.startswith("redis:"):
-        try:
-            store_reference(store, tables)
-        except Invalid as invalid:
-            for _, text in invalid.problems:
-                yield ("server.max_connections_per_ip_store", text)
+    references = []
+    server = data.get("server")
+    if isinstance(server, dict):
+        references.append(
+            ("server.max_connections_per_ip_store", server.get("max_connections_per_ip_store"))
+        )
+    caches = data.get("caches")
+    if isinstance(caches, dict):
+        for name, table in caches.items():
+            if isinstance(table, dict):
+                for key in ("store", "broadcast"):
+                    references.append(("caches%s.%s" % (key_path(name), key), table.get(key)))
+    for where, store in references:
+        if isinstance(store, str) and store.startswith("redis:"):
+            try:
+                store_reference(store, tables)
+            except Invalid as invalid:
+                for _, text in invalid.problems:
+                    yield (where, text)
 
 
 def _has_tls(listener: Any) -> bool:

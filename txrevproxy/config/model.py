@@ -932,7 +932,8 @@ class CacheSettings:
     @ivar store: the name of an installed
         L{txrevproxy.interfaces.ICacheStoreType}: C{"memory"}, or
         C{"disk"} (bodies in files under L{path}, for large objects), or a
-        plugin's.
+        plugin's; or C{"redis:NAME"}, a C{[redis.NAME]} table shared by
+        every process and instance, behind a memory store.
     @ivar path: the directory of a disk store, or the path a plugin's
         store uses (absolute once loaded).
     @ivar max_size: the bytes the store may hold (bodies and fields); the
@@ -950,6 +951,9 @@ class CacheSettings:
         first present and valid one winning.
     @ivar remove_targeted: those of L{targets} removed from a response
         sent downstream when they are the one this cache used.
+    @ivar broadcast: the C{[redis.NAME]} table purges and invalidations
+        are published through to the other processes, or L{None}.
+    @ivar redis_max_object_size: the largest body kept in a Redis store.
     """
 
     name: str
@@ -961,6 +965,25 @@ class CacheSettings:
     store_set_cookie: bool = False
     targets: Tuple[str, ...] = ("cdn-cache-control",)
     remove_targeted: Tuple[str, ...] = ()
+    broadcast: Optional[str] = None
+    redis_max_object_size: int = 256 * 1024
+
+    @property
+    def redis_store(self) -> Optional[str]:
+        """
+        The C{[redis.NAME]} table of a Redis store, or L{None}.
+        """
+        if self.store.startswith("redis:"):
+            return self.store[len("redis:") :]
+        return None
+
+    @property
+    def broadcast_store(self) -> Optional[str]:
+        """
+        The table removals are broadcast through: L{broadcast}, else that
+        of a Redis store, whose memory tiers must forget what is purged.
+        """
+        return self.broadcast if self.broadcast is not None else self.redis_store
 
 
 @attr.s(frozen=True, auto_attribs=True)

@@ -160,6 +160,19 @@ FAMILIES: Dict[str, Tuple[str, str, Tuple[str, ...]]] = {
         "Responses put into the store (new ones, and ones a 304 refreshed).",
         ("cache",),
     ),
+    "cache_shared_fills": (
+        "counter",
+        "Responses a cache with a Redis store found there on a miss of its "
+        "memory, by cache.",
+        ("cache",),
+    ),
+    "cache_shared_errors": (
+        "counter",
+        "Calls to a cache's Redis store or broadcast that failed (Redis "
+        "down, slow or failing): lookups answered as misses, writes, "
+        "deletions and messages lost, by cache.",
+        ("cache",),
+    ),
     "cache_stored_bytes": (
         "counter",
         "Body bytes of the new responses put into the store.",
@@ -326,8 +339,12 @@ class CacheStats:
     @ivar stores: responses put into the store.
     @ivar bytes_stored: body bytes of the new responses stored.
     @ivar bytes_served: body bytes answered from stored responses.
-    @ivar purged: responses the admin API purged.
-    @ivar invalidated: responses unsafe requests invalidated.
+    @ivar purged: responses the admin API purged (here or, through a
+        broadcast, in another process).
+    @ivar invalidated: responses unsafe requests invalidated (here or,
+        through a broadcast, in another process).
+    @ivar shared_fills: responses found in the Redis store.
+    @ivar shared_errors: calls to the Redis store or broadcast that failed.
     @ivar evicted_before: responses evicted for room by stores a reload
         replaced, so that the count does not restart.
     """
@@ -342,6 +359,8 @@ class CacheStats:
         "bytes_served",
         "purged",
         "invalidated",
+        "shared_fills",
+        "shared_errors",
         "evicted_before",
     )
 
@@ -355,6 +374,8 @@ class CacheStats:
         self.bytes_served = 0
         self.purged = 0
         self.invalidated = 0
+        self.shared_fills = 0
+        self.shared_errors = 0
         self.evicted_before = 0
 
 
@@ -581,6 +602,8 @@ class Metrics:
             data["cache_stores"][name] = stats.stores
             data["cache_stored_bytes"][name] = stats.bytes_stored
             data["cache_served_bytes"][name] = stats.bytes_served
+            data["cache_shared_fills"][name] = stats.shared_fills
+            data["cache_shared_errors"][name] = stats.shared_errors
             evicted = stats.evicted_before
             cache = self.caches.get(name)
             if cache is not None:

@@ -15,7 +15,7 @@ of Redis is a handful of commands, which RESP2 makes short to write.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import attr
 from twisted.internet.defer import Deferred, DeferredList, TimeoutError, fail, succeed
@@ -26,7 +26,9 @@ from twisted.python.failure import Failure
 
 from ..config.model import RedisSettings
 from ..tls.client import client_tls
+from .handshake import handshake
 from .protocol import Argument, RedisError, RedisProtocol
+from .subscriber import RedisSubscriber
 
 
 class StoreUnavailable(Exception):
@@ -107,6 +109,7 @@ class RedisClient:
         self._next = 0
         self._retry = None
         self._closed = False
+        self._subscriber: Optional[RedisSubscriber] = None
         self.up = True
 
     # Calls -----------------------------------------------------------------
@@ -141,6 +144,30 @@ class RedisClient:
             return self.execute(b"EVAL", script.source, *tail)
 
         return self.execute(b"EVALSHA", script.sha, *tail).addErrback(load)
+
+    def publish(self, channel: bytes, message: bytes) -> Deferred:
+        """
+        Publish a message on a channel, as L{execute} does a command: a
+        message sent while Redis is down is lost.
+        """
+        return self.execute(b"PUBLISH", channel, message)
+
+    def subscribe(self, channel: bytes, handler: Callable[[bytes], None]) -> None:
+        """
+        Call C{handler} with each message published on C{channel}, through
+        the client's one subscriber connection (see L{RedisSubscriber});
+        a later call for the same channel replaces its handler.
+        """
+        if self._subscriber is None:
+            self._subscriber = RedisSubscriber(self.settings, self._reactor, self._endpoint)
+        self._subscriber.listen(channel, handler)
+
+    def unsubscribe(self, channel: bytes, handler: Callable[[bytes], None]) -> None:
+        """
+        Undo L{subscribe}, unless another handler has replaced C{handler}.
+        """
+        if self._subscriber is not None:
+            self._subscriber.forget(channel, handler)
 
     def _failed(self, reason: Failure) -> Failure:
         """
@@ -177,32 +204,8 @@ class RedisClient:
         connecting = self._connecting = self._endpoint.connect(
             Factory.forProtocol(lambda: _Connection(self._lost))
         )
-        connecting.addCallback(self._handshake)
+        connecting.addCallback(handshake, self.settings)
         connecting.addCallbacks(self._connected, self._connectFailed)
-
-    def _handshake(self, connection: _Connection) -> Deferred:
-        """
-        Authenticate and select the database; then the connection is
-        ready.  Pipelined: one round trip whatever is sent.
-        """
-        address = self.settings.url
-        password = self.settings.password or address.password
-        steps = []
-        if password is not None:
-            credentials = (address.username, password) if address.username else (password,)
-            steps.append(connection.execute(b"AUTH", *credentials))
-        if address.db:
-            steps.append(connection.execute(b"SELECT", address.db))
-        steps.append(connection.execute(b"PING"))
-
-        def check(results: List[Any]):
-            for ok, value in results:
-                if not ok:
-                    connection.transport.abortConnection()
-                    return value
-            return connection
-
-        return DeferredList(steps, consumeErrors=True).addCallback(check)
 
     def _connected(self, connection: _Connection) -> None:
         self._connecting = None
@@ -266,6 +269,8 @@ class RedisClient:
         Close the connections (what is in flight fails) and stop trying.
         """
         self._closed = True
+        if self._subscriber is not None:
+            self._subscriber.close()
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
         if self._connecting is not None:
