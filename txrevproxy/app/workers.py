@@ -1,6 +1,6 @@
 """
 C{[server] workers = N}: the twistd process becomes a supervisor of N
-worker processes that share its listening sockets.
+worker processes that serve its listening sockets.
 
 The supervisor opens every listener's sockets (before twistd drops
 privileges) and never accepts on them: for a TCP listener one per worker,
@@ -33,10 +33,10 @@ from twisted.logger import Logger
 from .. import __version__
 from ..config import ConfigError, load_config
 from ..config.model import Config
+from ..net.reuseport import listen_group
 from ..observe.metrics import Metrics, Snapshot, merge
 from ..observe.window import merge_windows
 from .certificates import CertificateManagers
-from ..net.reuseport import listen_group
 from .gc_nursery import with_nursery
 from .service import config_digest, listen_now, moved_listeners, restart_only_changes
 from .worker import ANSWERS_FD
