@@ -1,11 +1,13 @@
 """
 C{[server] workers = N}: the twistd process becomes a supervisor of N
-worker processes that share its listening sockets.
+worker processes that serve its listening sockets.
 
-The supervisor opens every listener's socket (before twistd drops
-privileges) and never accepts on it; each worker adopts them all
+The supervisor opens every listener's sockets (before twistd drops
+privileges) and never accepts on them: for a TCP listener one per worker,
+with C{SO_REUSEPORT} (see L{txrevproxy.net.reuseport}), for a UNIX one a
+socket they share.  Each worker adopts its own
 (C{reactor.adoptStreamPort}) and the kernel hands each new connection to
-one of the workers waiting on the socket.  TLS is done in the workers, as
+one of the sockets.  TLS is done in the workers, as
 in a single process.  A worker that dies is started again.  The
 supervisor passes SIGHUP, SIGUSR1 and a graceful stop on to every worker,
 and serves the admin API: it asks every worker over a pipe (see
@@ -31,6 +33,7 @@ from twisted.logger import Logger
 from .. import __version__
 from ..config import ConfigError, load_config
 from ..config.model import Config
+from ..net.reuseport import listen_group
 from ..observe.metrics import Metrics, Snapshot, merge
 from ..observe.window import merge_windows
 from .certificates import CertificateManagers
@@ -144,7 +147,7 @@ class WorkerSupervisor(Service):
     def __init__(self, config: Config, reactor) -> None:
         self.config = config
         self.reactor = reactor
-        self._ports: Dict[str, Any] = {}
+        self._ports: Dict[str, List[Any]] = {}
         self.workers: List[Optional[WorkerProcess]] = [None] * config.server.workers
         self.started = self.loaded = reactor.seconds()
         self.metrics = Metrics()
@@ -157,17 +160,23 @@ class WorkerSupervisor(Service):
 
     def privilegedStartService(self) -> None:
         for name, listener in self.config.listeners.items():
-            port = listen_now(
-                self.reactor, listener.endpoint, Factory(), "listeners.%s.endpoint" % (name,)
+            ports = listen_group(
+                self.reactor,
+                lambda reactor: listen_now(
+                    reactor, listener.endpoint, Factory(), "listeners.%s.endpoint" % (name,)
+                ),
+                len(self.workers),
             )
-            # The workers accept; this process only holds the socket.
-            port.stopReading()
-            self._ports[name] = port
+            # The workers accept; this process only holds the sockets.
+            for port in ports:
+                port.stopReading()
+            self._ports[name] = ports
             self.log.info(
-                "listener {name} on {address}, for {n} workers",
+                "listener {name} on {address}, for {n} workers, {sockets}",
                 name=name,
-                address=port.getHost(),
+                address=ports[0].getHost(),
                 n=len(self.workers),
+                sockets="one socket each" if len(ports) > 1 else "sharing one socket",
             )
         super().privilegedStartService()
 
@@ -192,7 +201,9 @@ class WorkerSupervisor(Service):
             str(index),
         ]
         child_fds: Dict[int, Any] = {0: "w", 1: 1, 2: 2, ANSWERS_FD: "r"}
-        for offset, (name, port) in enumerate(self._ports.items()):
+        for offset, (name, ports) in enumerate(self._ports.items()):
+            # A restarted worker gets its own socket of the group again.
+            port = ports[index % len(ports)]
             fd = ANSWERS_FD + 1 + offset
             child_fds[fd] = port.fileno()
             arguments += ["--listener", "%s=%d:%d" % (name, fd, _family(port))]
@@ -376,8 +387,9 @@ class WorkerSupervisor(Service):
         for call in self._restarts.values():
             call.cancel()
         self._restarts = {}
-        for port in self._ports.values():
-            port.stopListening()
+        for ports in self._ports.values():
+            for port in ports:
+                port.stopListening()
         self._ports = {}
         workers = self._live()
         for worker in workers:
