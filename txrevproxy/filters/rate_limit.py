@@ -45,6 +45,12 @@ _RATE = re.compile(r"([0-9]+(?:\.[0-9]+)?)/(s|m|h)\Z")
 _PER_SECOND = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _HEADER_KEY = re.compile(r"header:([!#$%&'*+.^_`|~0-9A-Za-z-]+)\Z")
 
+#: The lowercased names of the fields L{RateLimit._fields} makes, which
+#: replace the backend's own.
+_FIELD_NAMES = frozenset(
+    (b"ratelimit-policy", b"ratelimit-limit", b"ratelimit-remaining", b"ratelimit-reset")
+)
+
 #: How many idle buckets each request may drop: bounded work per request.
 _SWEEP = 2
 
@@ -236,10 +242,12 @@ class RateLimit:
     def _dropIdle(self, now: float) -> None:
         buckets = self._buckets
         for _ in range(_SWEEP):
-            if not buckets:
+            for key in buckets:
+                # The least recently used bucket, if any.
+                break
+            else:
                 return
-            key, oldest = next(iter(buckets.items()))
-            if now - oldest.updated < self._refill_time:
+            if now - buckets[key].updated < self._refill_time:
                 return
             del buckets[key]
 
@@ -305,8 +313,10 @@ class RateLimit:
     def response(self, request, status, headers) -> None:
         known = request.__dict__.get("rate_limit_fields")
         if known is not None and status != 429:
-            names = {name.lower() for name, _ in known[1]}
-            headers[:] = [field for field in headers if field[0].lower() not in names]
+            if not _FIELD_NAMES.isdisjoint([field[0].lower() for field in headers]):
+                headers[:] = [
+                    field for field in headers if field[0].lower() not in _FIELD_NAMES
+                ]
             headers.extend(known[1])
         return None
 

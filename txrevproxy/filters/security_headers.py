@@ -11,14 +11,14 @@ it over plain HTTP, RFC 6797 section 7.2).
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import attr
 from zope.interface import implementer
 
 from ..config.schema import Field, Table, array_of, expected
 from ..config.values import boolean, header_name, hsts_policy
-from ..interfaces import IFilter
+from ..interfaces import Header, IFilter
 
 #: Field value or off.
 Setting = Optional[str]
@@ -96,36 +96,61 @@ class SecurityHeaders:
             (b"Cross-Origin-Opener-Policy", options.cross_origin_opener_policy),
             (b"Server", options.server),
         ]
-        self._fields = tuple(
+        added = tuple(
             (name, value.encode("latin-1"))
             for name, value in fields
             if value is not None
         )
-        self._hsts = None if options.hsts is None else options.hsts.encode("latin-1")
         hidden = {name.lower().encode("ascii") for name in options.hide_headers}
         if options.server is not None:
             hidden.add(b"server")
-        self._hidden = frozenset(hidden)
-        self._override = options.override
+        self._http = _Plan(added, frozenset(hidden), options.override)
+        if options.hsts is None:
+            self._https = self._http
+        else:
+            hsts = ((b"Strict-Transport-Security", options.hsts.encode("latin-1")),)
+            self._https = _Plan(added + hsts, frozenset(hidden), options.override)
 
     def request(self, request) -> None:
         return None
 
     def response(self, request, status, headers) -> None:
-        hidden = self._hidden
-        added = self._fields
-        if self._hsts is not None and request.site.scheme == b"https":
-            added += ((b"Strict-Transport-Security", self._hsts),)
-        replaced = {name.lower() for name, _ in added} if self._override else set()
-        kept = [
-            field
-            for field in headers
-            if field[0].lower() not in hidden and field[0].lower() not in replaced
-        ]
-        present = {name.lower() for name, _ in kept}
-        kept.extend(field for field in added if field[0].lower() not in present)
-        headers[:] = kept
+        plan = self._https if request.site.scheme == b"https" else self._http
+        plan.apply(headers)
         return None
+
+
+class _Plan:
+    """
+    What L{SecurityHeaders} does to the response fields of one scheme,
+    worked out when the filter is configured: a response costs one pass
+    over its field names, and nothing more when none of them is hidden,
+    replaced or already sent by the backend (the usual case).
+
+    @ivar added: the fields added, in order.
+    @ivar names: their names, lowercased.
+    @ivar dropped: the lowercased names of the backend's fields that are
+        removed: the hidden ones, and, with C{override}, the added ones.
+    """
+
+    def __init__(self, added, hidden: frozenset, override: bool) -> None:
+        self.added = added
+        self.names = frozenset(name.lower() for name, _ in added)
+        self.dropped = hidden | self.names if override else hidden
+
+    def apply(self, headers: List[Header]) -> None:
+        """
+        Change the response fields C{headers} in place.
+        """
+        lowered = [field[0].lower() for field in headers]
+        dropped = self.dropped
+        if dropped.isdisjoint(lowered) and self.names.isdisjoint(lowered):
+            headers.extend(self.added)
+            return
+        kept = [field for field, name in zip(headers, lowered) if name not in dropped]
+        present = {name for name in lowered if name not in dropped}
+        kept.extend(field for field in self.added if field[0].lower() not in present)
+        headers[:] = kept
 
 
 def configure(options, context) -> SecurityHeaders:

@@ -53,54 +53,7 @@ def _text(value: Optional[bytes]) -> Optional[str]:
     return None if value is None else value.decode("utf-8", "backslashreplace")
 
 
-class _Facts:
-    """
-    What a line says of one request, read from it once.
-
-    The client's facts come from C{request.connection}, which the request
-    keeps from its start: a request logged because its client went has no
-    channel any more.
-    """
-
-    __slots__ = (
-        "client", "method", "target", "protocol", "status", "sent", "received",
-        "duration", "upstream", "backend", "request_id", "tls", "user_agent",
-        "referer", "timeout", "host", "route", "trace_id", "worker",
-    )
-
-    def __init__(
-        self,
-        request,
-        duration: float,
-        upstream: Optional[str],
-        route: Optional[str],
-        worker: Optional[int],
-    ) -> None:
-        connection = request.connection
-        self.client = connection.client_ip
-        self.method = request.method
-        self.target = request.uri
-        self.protocol = request.clientproto
-        self.status = request.code
-        self.sent = request.sentLength
-        self.received = request.bodyBytes
-        self.duration = duration
-        self.upstream = upstream
-        backend = request.backend
-        self.backend = None if backend is None else backend.server.url
-        self.request_id = request.request_id
-        self.tls = connection.tls_version
-        self.user_agent = _header(request, b"user-agent")
-        self.referer = _header(request, b"referer")
-        self.timeout = request.timed_out
-        self.host = _header(request, b"host")
-        self.route = route
-        self.worker = worker
-        trace = request.trace
-        self.trace_id = None if trace is None else trace.trace_id_text()
-
-
-def combined_line(facts: _Facts, date: bytes) -> bytes:
+def combined_line(request, date: bytes, duration, upstream, route, worker) -> bytes:
     """
     The Apache/nginx C{combined} line: client, identity and user (always
     C{-}), date, request line, status, body bytes (C{-} for none),
@@ -108,60 +61,78 @@ def combined_line(facts: _Facts, date: bytes) -> bytes:
     request (see L{txrevproxy.upstream.deadlines}) and C{trace=ID} when
     tracing is on (see L{txrevproxy.observe.tracing}), which tools that
     read the combined format ignore as trailing fields.
+
+    It reads what it says from the request and nothing more (not the
+    duration, upstream, route or worker a JSON line has): this is the
+    default format, written for every request.
     """
+    headers = request.requestHeaders
+    referer = headers.getRawHeaders(b"referer")
+    user_agent = headers.getRawHeaders(b"user-agent")
+    sent = request.sentLength
     line = b'%s - - [%s] "%s %s %s" %d %s "%s" "%s"' % (
-        facts.client,
+        request.connection.client_ip,
         date,
-        _escape(facts.method),
-        _escape(facts.target),
-        facts.protocol,
-        facts.status,
-        b"%d" % (facts.sent,) if facts.sent else b"-",
-        b"-" if facts.referer is None else _escape(facts.referer),
-        b"-" if facts.user_agent is None else _escape(facts.user_agent),
+        _escape(request.method),
+        _escape(request.uri),
+        request.clientproto,
+        request.code,
+        b"%d" % (sent,) if sent else b"-",
+        _escape(referer[0]) if referer else b"-",
+        _escape(user_agent[0]) if user_agent else b"-",
     )
-    if facts.timeout is not None:
-        line += b" timeout=%s" % (facts.timeout.encode("ascii"),)
-    if facts.trace_id is not None:
-        line += b" trace=%s" % (facts.trace_id.encode("ascii"),)
+    if request.timed_out is not None:
+        line += b" timeout=%s" % (request.timed_out.encode("ascii"),)
+    if request.trace is not None:
+        line += b" trace=%s" % (request.trace.trace_id_text().encode("ascii"),)
     return line + b"\n"
 
 
-def json_line(facts: _Facts, date: bytes) -> bytes:
+def json_line(request, date: bytes, duration, upstream, route, worker) -> bytes:
     """
     One JSON object, on one line: the request line's parts (C{uri} as
     sent, and its C{path} and C{query} apart), the C{host} asked for, the
     C{route} (its label) and C{upstream} that took it, the C{backend} that
-    answered, and the rest of L{_Facts}; with C{[server] workers}, the
+    answered, the client's address and TLS version, the status, the body
+    bytes both ways, the C{duration}, the request id, the user agent and
+    referer, the timeout that ended it; with C{[server] workers}, the
     C{worker} that served it.  C{trace_id} is L{None} unless tracing is
     on.
+
+    The client's facts come from C{request.connection}, which the request
+    keeps from its start: a request logged because its client went has no
+    channel any more.
     """
-    path, mark, query = facts.target.partition(b"?")
+    connection = request.connection
+    target = request.uri
+    path, mark, query = target.partition(b"?")
+    backend = request.backend
+    trace = request.trace
     document = {
         "time": date.decode("ascii"),
-        "client": facts.client.decode("ascii"),
-        "method": _text(facts.method),
+        "client": connection.client_ip.decode("ascii"),
+        "method": _text(request.method),
         "path": _text(path),
         "query": _text(query) if mark else None,
-        "uri": _text(facts.target),
-        "host": _text(facts.host),
-        "route": facts.route,
-        "protocol": facts.protocol.decode("ascii", "replace"),
-        "status": facts.status,
-        "bytes": facts.sent,
-        "received": facts.received,
-        "duration": round(facts.duration, 6),
-        "upstream": facts.upstream,
-        "backend": facts.backend,
-        "request_id": _text(facts.request_id),
-        "tls": facts.tls,
-        "user_agent": _text(facts.user_agent),
-        "referer": _text(facts.referer),
-        "timeout": facts.timeout,
-        "trace_id": facts.trace_id,
+        "uri": _text(target),
+        "host": _text(_header(request, b"host")),
+        "route": route,
+        "protocol": request.clientproto.decode("ascii", "replace"),
+        "status": request.code,
+        "bytes": request.sentLength,
+        "received": request.bodyBytes,
+        "duration": round(duration, 6),
+        "upstream": upstream,
+        "backend": None if backend is None else backend.server.url,
+        "request_id": _text(request.request_id),
+        "tls": connection.tls_version,
+        "user_agent": _text(_header(request, b"user-agent")),
+        "referer": _text(_header(request, b"referer")),
+        "timeout": request.timed_out,
+        "trace_id": None if trace is None else trace.trace_id_text(),
     }
-    if facts.worker is not None:
-        document["worker"] = facts.worker
+    if worker is not None:
+        document["worker"] = worker
     return json.dumps(document, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
@@ -314,8 +285,7 @@ class AccessLog:
         if now != self._second:
             self._second = now
             self._date = self._date_of(now)
-        facts = _Facts(request, duration, upstream, route, self._worker)
-        line = self._line(facts, self._date)
+        line = self._line(request, self._date, duration, upstream, route, self._worker)
         self._buffer.append(line)
         self._size += len(line)
         if self._size >= FLUSH_SIZE:
