@@ -121,6 +121,18 @@ class ProxySite(server.Site):
         self._trusted_networks = settings.trusted_proxies
         self._trust: Dict[Optional[str], bool] = {}
 
+    def buildProtocol(self, addr) -> ProxyChannel:
+        """
+        A L{ProxyChannel} of this site.  Not Twisted's, which also sets the
+        channel's C{callLater}, C{timeOut} and C{requestFactory} on each
+        instance: the channel reads the first and last from its site and
+        has no timeout of Twisted's.
+        """
+        channel = self.protocol()
+        channel.factory = self
+        channel.site = self
+        return channel
+
     def count_connection(self, address: bytes, change: int) -> Optional[Deferred]:
         """
         Count a connection from C{address} opening (C{+1}) or closing
