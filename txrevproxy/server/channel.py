@@ -152,12 +152,9 @@ class ClientConnection:
         """
         self._client_subject = _UNREAD
         self._peer = self.transport.getPeer()
-        self._host = self.transport.getHost()
+        self._host, self.local_port = self.site.local_address(self.transport.getHost())
         host = getattr(self._peer, "host", None)
         self.client_ip = host.encode("ascii") if host else b"unix"
-        port = getattr(self._host, "port", None)
-        if port is not None:
-            self.local_port = b"%d" % (port,)
         self._admitPeer()
 
     def _admitPeer(self) -> None:
