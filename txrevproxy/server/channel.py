@@ -94,8 +94,8 @@ class ClientConnection:
     """
 
     # Slots rather than the instance's dict: an idle connection of the
-    # thousands a proxy holds costs less (see "Memory" in
-    # benchmarks/README.rst).
+    # thousands a proxy holds costs less (see "Memory of idle connections"
+    # in benchmarks/README.rst).
     __slots__ = (
         "site",
         "client_ip",
