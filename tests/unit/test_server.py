@@ -200,3 +200,48 @@ class HeldWritesTests(TestCase):
         channel.loseConnection()
         self.assertEqual(transport.value(), b"last response")
         self.assertTrue(transport.disconnecting)
+
+
+class IdleConnectionStateTests(TestCase):
+    """
+    What an idle keep-alive connection keeps: a proxy holds thousands, so
+    what is the same for all of them is the site's, and nothing of the
+    last request stays.
+    """
+
+    def test_connections_to_one_address_share_it_and_its_port(self):
+        site = ProxySite(Recorder(), reactor=MemoryReactorClock(), settings=ServerSettings())
+        channels = []
+        for client_port in (4321, 4322):
+            channel = site.buildProtocol(None)
+            channel.makeConnection(
+                StringTransport(
+                    hostAddress=IPv4Address("TCP", "127.0.0.1", 8080),
+                    peerAddress=IPv4Address("TCP", "192.0.2.1", client_port),
+                )
+            )
+            channels.append(channel)
+        first, second = channels
+        self.assertEqual(first.getHost(), IPv4Address("TCP", "127.0.0.1", 8080))
+        self.assertEqual(first.local_port, b"8080")
+        self.assertIs(first.getHost(), second.getHost())
+        self.assertIs(first.local_port, second.local_port)
+        self.assertEqual(second.getPeer().port, 4322)
+
+    def test_channel_schedules_and_makes_requests_with_its_sites(self):
+        channel, _ = connect(Recorder())
+        site = channel.site
+        self.assertEqual(channel.callLater, site.reactor.callLater)
+        self.assertIs(channel.requestFactory, site.requestFactory)
+        self.assertNotIn("callLater", vars(channel))
+        self.assertNotIn("requestFactory", vars(channel))
+
+    def test_idle_connection_keeps_nothing_of_its_last_request(self):
+        recorder = Recorder()
+        channel, transport = connect(recorder)
+        channel.dataReceived(b"GET /first HTTP/1.1\r\nHost: h\r\n\r\n")
+        recorder.requests[0].finish()
+        self.assertEqual(channel.requests, [])
+        self.assertTrue(channel.isIdle())
+        self.assertEqual(channel._requestLine, b"")
+        self.assertIsNone(channel._bodyRequest)

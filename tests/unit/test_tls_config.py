@@ -13,6 +13,7 @@ import os
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import ocsp
+from OpenSSL import SSL
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
@@ -347,6 +348,19 @@ class ConfigTests(TestCase):
         self.assertEqual(config.tls["default"].certificates[0].names, ())
         store = CertificateStore(config.tls["default"])
         self.assertIs(store.context_for("a.example.test"), store.default_context)
+
+    def test_idle_connections_release_their_buffers(self):
+        # SSL_MODE_RELEASE_BUFFERS: OpenSSL frees an idle connection's
+        # read and write buffers.  set_mode(0) adds nothing and answers
+        # the context's mode.
+        config = self.load(
+            self.tls(
+                certificates='{ cert = "certs/example.pem", key = "certs/example-key.pem" }'
+            )
+        )
+        store = CertificateStore(config.tls["default"])
+        mode = store.default_context.set_mode(0)
+        self.assertTrue(mode & SSL.MODE_RELEASE_BUFFERS)
 
     def test_a_name_served_twice(self):
         self.assertEqual(

@@ -20,7 +20,8 @@ Past the collector's own time, fewer objects reach the old generation,
 where every write to them costs more.  The price is memory: the nursery is
 allocated when the process starts, so a proxy at rest takes 64 MiB more
 (174 MiB of RSS, against 132 with 16 MiB); set C{PYPY_GC_NURSERY} lower
-where memory counts more than speed.
+where memory counts more than speed (with C{PYPY_GC_MAX_DELTA}, see
+"Memory of idle connections" in C{benchmarks/README.rst}).
 
 PyPy reads the size from C{PYPY_GC_NURSERY} when it starts, and only then.
 So when C{twistd} runs the proxy on PyPy without that variable, the process

@@ -31,7 +31,7 @@ from ..http.request_head import (
     request_line_status,
 )
 from ..net.delivery import delivery_probe
-from ..net.direct_send import direct_writer
+from ..net.direct_send import send, sends_directly
 from ..net.http_channel import HTTPChannelBase
 from ..net.malformed_body import BadRequestBody
 from ..net.read_size import set_read_size
@@ -93,18 +93,40 @@ class ClientConnection:
     h2 and the HTTP/2 connection from then on.
     """
 
-    client_ip = b""
-    trusted = False
-    local_port: Optional[bytes] = None
-    tls_version: Optional[str] = None
-    watch: Optional[HalfClosedClient] = None
-    _client_subject: object = None
-    _counted = False
-    #: Fires once the count of the client's address on every process is
-    #: known (C{max_connections_per_ip_store}), when it was not yet.
-    _counting: Optional[Deferred] = None
-    _open = False
-    _peer = None
+    # Slots rather than the instance's dict: an idle connection of the
+    # thousands a proxy holds costs less (see "Memory of idle connections"
+    # in benchmarks/README.rst).
+    __slots__ = (
+        "site",
+        "client_ip",
+        "trusted",
+        "local_port",
+        "tls_version",
+        "watch",
+        "_client_subject",
+        "_counted",
+        "_counting",
+        "_open",
+        "_peer",
+        "_host",
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.site = None
+        self.client_ip = b""
+        self.trusted = False
+        self.local_port: Optional[bytes] = None
+        self.tls_version: Optional[str] = None
+        self.watch: Optional[HalfClosedClient] = None
+        self._client_subject: object = None
+        self._counted = False
+        #: Fires once the count of the client's address on every process
+        #: is known (C{max_connections_per_ip_store}), when it was not yet.
+        self._counting: Optional[Deferred] = None
+        self._open = False
+        self._peer = None
+        self._host = None
+        super().__init__(*args, **kwargs)
 
     def countOpen(self) -> None:
         """
@@ -130,12 +152,9 @@ class ClientConnection:
         """
         self._client_subject = _UNREAD
         self._peer = self.transport.getPeer()
-        self._host = self.transport.getHost()
+        self._host, self.local_port = self.site.local_address(self.transport.getHost())
         host = getattr(self._peer, "host", None)
         self.client_ip = host.encode("ascii") if host else b"unix"
-        port = getattr(self._host, "port", None)
-        if port is not None:
-            self.local_port = b"%d" % (port,)
         self._admitPeer()
 
     def _admitPeer(self) -> None:
@@ -275,19 +294,68 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         L{readConnectionLost}).
     """
 
-    state = IDLE
-    readClosed = False
-    headStarted: Optional[float] = None
-    idleSince = 0.0
-    _headLines = 0
-    _headSize = 0
-    _requestLine = b""
-    _headVersion = _HTTP_11
-    _served = 0
-    _bodyRequest: Optional[ProxyRequest] = None
-    _bodyWindow: Optional[Tuple[float, int]] = None
-    _held: Optional[List[bytes]] = None
-    _tunnel = None
+    __slots__ = (
+        "state",
+        "readClosed",
+        "headStarted",
+        "idleSince",
+        "MAX_LENGTH",
+        "totalHeadersSize",
+        "maxHeaders",
+        "_headLines",
+        "_headSize",
+        "_requestLine",
+        "_headVersion",
+        "_served",
+        "_bodyRequest",
+        "_bodyWindow",
+        "_held",
+        "_tunnel",
+        "_direct",
+    )
+
+    # Twisted's factory sets it on each instance; the site times
+    # connections out with its own sweep (see ProxySite._closeSlowClients).
+    timeOut = None
+
+    def __init__(self) -> None:
+        self.state = IDLE
+        self.readClosed = False
+        self.headStarted: Optional[float] = None
+        self.idleSince = 0.0
+        self._headLines = 0
+        self._headSize = 0
+        self._requestLine = b""
+        self._headVersion = _HTTP_11
+        self._served = 0
+        self._bodyRequest: Optional[ProxyRequest] = None
+        self._bodyWindow: Optional[Tuple[float, int]] = None
+        self._held: Optional[List[bytes]] = None
+        self._tunnel = None
+        self._direct = False
+        super().__init__()
+        # Twisted's limits until the site's are known (see _takeLimits).
+        self.MAX_LENGTH = HTTPChannelBase.MAX_LENGTH
+        self.totalHeadersSize = HTTPChannelBase.totalHeadersSize
+        self.maxHeaders = HTTPChannelBase.maxHeaders
+
+    # Twisted's factory sets these two on each instance; read from the
+    # site, they cost an idle connection nothing.
+
+    @property
+    def callLater(self):
+        """
+        What Twisted's timeouts schedule their calls with: the site's
+        reactor's C{callLater}.
+        """
+        return self.site.reactor.callLater
+
+    @property
+    def requestFactory(self):
+        """
+        What Twisted's channel makes each request with: the site's.
+        """
+        return self.site.requestFactory
 
     def _enter(self, state: int) -> None:
         """
@@ -302,7 +370,7 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
     def connectionMade(self) -> None:
         super().connectionMade()
         set_read_size(self.transport)
-        self._send = direct_writer(self.transport)
+        self._direct = sends_directly(self.transport)
         site = self.site
         if site.proxy_protocol:
             # The client is named by the PROXY header, which comes with the
@@ -555,14 +623,16 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         held = self._held
         self._held = None
         if held:
-            self._send(b"".join(held))
+            self.write(b"".join(held))
 
     def write(self, data: bytes) -> None:
         held = self._held
-        if held is None:
-            self._send(data)
-        else:
+        if held is not None:
             held.append(data)
+        elif self._direct:
+            send(self.transport, data)
+        else:
+            self.transport.write(data)
 
     def writeSequence(self, iovec) -> None:
         self.write(b"".join(iovec))
@@ -687,12 +757,14 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
     def allHeadersReceived(self) -> None:
         request = self.requests[-1]
         self._headLines = self._headSize = 0
+        # Not kept on a connection that goes idle after this request.
+        requestLine, self._requestLine = self._requestLine, b""
         self.persistent = self.checkPersistence(request, self._headVersion)
         length = self.length
         if length == 0:
             # No body: Twisted's path dispatches it from allContentReceived.
             return
-        command, path, version = self._requestLine.split(b" ")
+        command, path, version = requestLine.split(b" ")
         # A body where the method defines none: some backends read it,
         # others take it for the next request (RFC 9110 section 9.3).
         # Refused, or forwarded with nothing after it on this connection.

@@ -10,6 +10,7 @@ import ipaddress
 from typing import Callable, Dict, Mapping, Optional, Set, Tuple
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IAddress
 from twisted.internet.task import LoopingCall
 from twisted.web import server
 
@@ -120,6 +121,19 @@ class ProxySite(server.Site):
         )
         self._trusted_networks = settings.trusted_proxies
         self._trust: Dict[Optional[str], bool] = {}
+        self._local_addresses: Dict[IAddress, Tuple[IAddress, Optional[bytes]]] = {}
+
+    def buildProtocol(self, addr) -> ProxyChannel:
+        """
+        A L{ProxyChannel} of this site.  Not Twisted's, which also sets the
+        channel's C{callLater}, C{timeOut} and C{requestFactory} on each
+        instance: the channel reads the first and last from its site and
+        has no timeout of Twisted's.
+        """
+        channel = self.protocol()
+        channel.factory = self
+        channel.site = self
+        return channel
 
     def count_connection(self, address: bytes, change: int) -> Optional[Deferred]:
         """
@@ -230,6 +244,21 @@ class ProxySite(server.Site):
             list(self.channels) + list(self.h2_connections) + list(self.tunnels)
         ):
             connection.transport.abortConnection()
+
+    def local_address(self, address: IAddress) -> Tuple[IAddress, Optional[bytes]]:
+        """
+        A connection's local C{address}, and its port as decimal bytes (for
+        X-Forwarded-Port; L{None} off TCP), shared by the connections to
+        the same address: a listener's connections all have one of a few,
+        and an idle connection need not keep copies of its own.
+        """
+        known = self._local_addresses.get(address)
+        if known is None:
+            port = getattr(address, "port", None)
+            known = (address, None if port is None else b"%d" % (port,))
+            if len(self._local_addresses) < 1000:
+                self._local_addresses[address] = known
+        return known
 
     def is_trusted(self, host: Optional[str]) -> bool:
         """
