@@ -30,7 +30,8 @@ from typing import Dict, List, Tuple
 import h2.connection
 from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
-from twisted.web._http2 import H2Connection
+
+from .h2_send import BatchingH2Connection
 
 TWISTED_PRIVATE = (
     "twisted.web._http2.H2Connection",
@@ -62,9 +63,9 @@ class TrailingConnection(h2.connection.H2Connection):
             self.send_headers(stream_id, trailers, end_stream=True)
 
 
-class EarlyAnswerH2Connection(H2Connection):
+class EarlyAnswerH2Connection(BatchingH2Connection):
     """
-    An L{H2Connection} that tolerates frames of streams it already
+    An L{H2Connection} (one that sends in batches) that tolerates frames of streams it already
     answered, sends trailer fields (L{sendTrailers}), and calls
     L{connectionEnding} before it tears its streams down (Twisted's
     C{connectionLost} has a private parameter a subclass would otherwise
