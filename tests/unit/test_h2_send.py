@@ -11,6 +11,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.settings
+import hpack
 import priority
 import pytest
 from twisted.internet.address import IPv4Address
@@ -28,6 +29,7 @@ class Body(Resource):
     isLeaf = True
 
     def render(self, request):
+        request.setHeader(b"X-Request-ID", b"a-new-one-each-time")
         return BODY
 
 
@@ -132,3 +134,18 @@ def test_stream_without_window_stalls_alone_until_the_client_opens_it():
     bodies, ended = exchange(protocol, client, transport, clock)
     assert bodies == {3: BODY[10:]}
     assert ended == [3]
+
+
+def test_response_fields_unique_to_a_response_stay_out_of_the_hpack_table():
+    protocol, client, transport, clock = connected()
+    request(client, 1)
+    protocol.dataReceived(client.data_to_send())
+    clock.advance(0)
+    (head,) = [
+        event
+        for event in client.receive_data(transport.value())
+        if isinstance(event, h2.events.ResponseReceived)
+    ]
+    fields = {field[0]: field for field in head.headers}
+    assert isinstance(fields[b"x-request-id"], hpack.NeverIndexedHeaderTuple)
+    assert not isinstance(fields[b"content-type"], hpack.NeverIndexedHeaderTuple)
