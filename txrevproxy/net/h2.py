@@ -88,11 +88,11 @@ class TrailingConnection(h2.connection.H2Connection):
 
 class EarlyAnswerH2Connection(BatchingH2Connection):
     """
-    An L{H2Connection} (one that sends in batches) that tolerates frames of streams it already
-    answered, sends trailer fields (L{sendTrailers}), and calls
-    L{connectionEnding} before it tears its streams down (Twisted's
-    C{connectionLost} has a private parameter a subclass would otherwise
-    have to repeat).
+    An L{H2Connection} (one that sends in batches) that tolerates frames
+    of streams it already answered, sends trailer fields
+    (L{sendTrailers}), and calls L{connectionEnding} before it tears its
+    streams down (Twisted's C{connectionLost} has a private parameter a
+    subclass would otherwise have to repeat).
     """
 
     _goneAway = False
