@@ -151,6 +151,12 @@ class H2Client(Protocol):
 
     def _sendBodies(self) -> None:
         for stream_id, unsent in list(self._unsent.items()):
+            stream = self.conn.streams.get(stream_id)
+            if stream is None or stream.closed:
+                # Answered and reset by the server already (its events may
+                # not be read yet): the rest of the upload is not sent.
+                del self._unsent[stream_id]
+                continue
             data = unsent[0]
             while data:
                 size = min(

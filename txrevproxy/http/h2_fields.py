@@ -23,7 +23,7 @@ _NOT_SENT = frozenset([b"connection", b"upgrade", b"transfer-encoding", b"host"]
 #: Fields whose value is new in every request, kept out of the HPACK
 #: dynamic table (RFC 7541 section 6.2.3): each would push out the fields
 #: that repeat, and every lookup in the table is longer the more it holds.
-_UNIQUE = frozenset([b"x-request-id"])
+UNIQUE_FIELDS = frozenset([b"x-request-id"])
 
 def h2_request_fields(
     method: bytes, target: bytes, headers: List[Header], scheme: bytes
@@ -44,7 +44,7 @@ def h2_request_fields(
             if lname == b"host":
                 authority = value
             continue
-        if lname in _UNIQUE:
+        if lname in UNIQUE_FIELDS:
             fields.append(NeverIndexedHeaderTuple(lname, value))
         else:
             fields.append((lname, value))

@@ -25,12 +25,15 @@ L{txrevproxy.server.http2}.
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+import copy
+from typing import Dict, FrozenSet, List, Tuple
 
 import h2.connection
 from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
-from twisted.web._http2 import H2Connection
+from hpack import NeverIndexedHeaderTuple
+
+from .h2_send import BatchingH2Connection
 
 TWISTED_PRIVATE = (
     "twisted.web._http2.H2Connection",
@@ -47,12 +50,33 @@ class TrailingConnection(h2.connection.H2Connection):
     An C{h2} connection that ends a stream with its trailer fields, when
     it has some, instead of an empty DATA frame.
 
+    What it sends is not validated again (C{validate_outbound_headers}):
+    a response head is the proxy's, checked as it was read from the
+    backend or made, its connection-specific fields already dropped.
+    C{h2} still lower-cases the names (Twisted's own answers have
+    capitals), and a field whose value is new in every response
+    (X-Request-ID) is kept out of the HPACK dynamic table, where it would
+    push out the fields that repeat.
+
     @ivar trailers: the trailer fields of the streams that have some.
+    @ivar unique_fields: the lower-case names of those fields.
     """
 
-    def __init__(self, config) -> None:
+    def __init__(self, config, unique_fields: FrozenSet[bytes] = frozenset()) -> None:
+        config = copy.copy(config)
+        config.validate_outbound_headers = False
         super().__init__(config=config)
         self.trailers: Dict[int, List[Tuple[bytes, bytes]]] = {}
+        self.unique_fields = unique_fields
+
+    def send_headers(self, stream_id: int, headers, *args, **kwargs) -> None:
+        headers = [
+            NeverIndexedHeaderTuple(name, value)
+            if name.lower() in self.unique_fields
+            else (name, value)
+            for name, value in headers
+        ]
+        super().send_headers(stream_id, headers, *args, **kwargs)
 
     def end_stream(self, stream_id: int) -> None:
         trailers = self.trailers.pop(stream_id, None)
@@ -62,21 +86,25 @@ class TrailingConnection(h2.connection.H2Connection):
             self.send_headers(stream_id, trailers, end_stream=True)
 
 
-class EarlyAnswerH2Connection(H2Connection):
+class EarlyAnswerH2Connection(BatchingH2Connection):
     """
-    An L{H2Connection} that tolerates frames of streams it already
-    answered, sends trailer fields (L{sendTrailers}), and calls
-    L{connectionEnding} before it tears its streams down (Twisted's
-    C{connectionLost} has a private parameter a subclass would otherwise
-    have to repeat).
+    An L{H2Connection} (one that sends in batches) that tolerates frames
+    of streams it already answered, sends trailer fields
+    (L{sendTrailers}), and calls L{connectionEnding} before it tears its
+    streams down (Twisted's C{connectionLost} has a private parameter a
+    subclass would otherwise have to repeat).
     """
 
     _goneAway = False
     _lost = False
 
+    #: The lower-case names of the response fields kept out of the HPACK
+    #: dynamic table (see L{TrailingConnection}).
+    uniqueFields: FrozenSet[bytes] = frozenset()
+
     def __init__(self, reactor=None) -> None:
         super().__init__(reactor)
-        self.conn = TrailingConnection(self.conn.config)
+        self.conn = TrailingConnection(self.conn.config, self.uniqueFields)
 
     def sendTrailers(self, streamID: int, trailers: List[Tuple[bytes, bytes]]) -> None:
         """

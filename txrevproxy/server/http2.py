@@ -37,6 +37,7 @@ from twisted.internet.interfaces import (
 from twisted.python.components import proxyForInterface
 from zope.interface import implementer
 
+from ..http.h2_fields import UNIQUE_FIELDS
 from ..http.h2c import H2cUpgrade, h2c_upgrade
 from ..http.request_head import (
     NO_BODY_SEMANTICS,
@@ -268,6 +269,7 @@ class ProxyH2Connection(ClientConnection, DrainingH2Connection):
     """
 
     refusing = False
+    uniqueFields = UNIQUE_FIELDS
 
     def connectionMade(self) -> None:
         self.learnPeer()

@@ -1,0 +1,151 @@
+"""
+The sending loop of the HTTP/2 server connection without a network: the
+streams take turns, responses go out in one turn of the reactor, and a
+stream without flow-control window stalls alone until the client opens
+it.
+"""
+
+from __future__ import annotations
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
+import hpack
+import priority
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.web.resource import Resource
+
+from txrevproxy.config.model import ServerSettings
+from txrevproxy.net.h2_send import RoundRobin
+from txrevproxy.server.http2 import PriorKnowledgeSite
+
+BODY = b"x" * 100
+
+
+class Body(Resource):
+    isLeaf = True
+
+    def render(self, request):
+        request.setHeader(b"X-Request-ID", b"a-new-one-each-time")
+        return BODY
+
+
+def test_round_robin_gives_the_unblocked_streams_in_turns():
+    streams = RoundRobin()
+    for stream_id in (1, 3, 5):
+        streams.insert_stream(stream_id)
+    streams.unblock(1)
+    streams.unblock(3)
+    assert [next(streams) for _ in range(4)] == [1, 3, 1, 3]
+    streams.block(1)
+    assert [next(streams) for _ in range(2)] == [3, 3]
+
+
+def test_round_robin_without_unblocked_stream_is_deadlocked():
+    streams = RoundRobin()
+    streams.insert_stream(1)
+    assert not streams.ready()
+    with pytest.raises(priority.DeadlockError):
+        next(streams)
+    streams.unblock(1)
+    streams.remove_stream(1)
+    streams.unblock(1)
+    with pytest.raises(priority.DeadlockError):
+        next(streams)
+
+
+def test_round_robin_refuses_a_stream_twice_and_ignores_priorities():
+    streams = RoundRobin()
+    streams.reprioritize(1, weight=32)
+    streams.insert_stream(1)
+    with pytest.raises(priority.DuplicateStreamError):
+        streams.insert_stream(1)
+
+
+def connected(window: int = 65535):
+    """
+    An h2c connection with its client's h2 connection (whose streams get
+    C{window} bytes of initial window), the transport and the clock.
+    """
+    clock = MemoryReactorClock()
+    site = PriorKnowledgeSite(Body(), reactor=clock, settings=ServerSettings())
+    protocol = site.buildProtocol(None)
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.1", 4321))
+    protocol.makeConnection(transport)
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
+    protocol.dataReceived(client.data_to_send())
+    return protocol, client, transport, clock
+
+
+def request(client, stream_id: int) -> None:
+    client.send_headers(
+        stream_id,
+        [(":method", "GET"), (":scheme", "http"), (":authority", "a"), (":path", "/")],
+        end_stream=True,
+    )
+
+
+def exchange(protocol, client, transport, clock):
+    """
+    Send what the client has queued, let the server send in its turn, and
+    return the body bytes each stream received and the streams that ended.
+    """
+    protocol.dataReceived(client.data_to_send())
+    clock.advance(0)
+    events = client.receive_data(transport.value())
+    transport.clear()
+    bodies = {}
+    ended = []
+    for event in events:
+        if isinstance(event, h2.events.DataReceived):
+            bodies[event.stream_id] = bodies.get(event.stream_id, b"") + event.data
+        elif isinstance(event, h2.events.StreamEnded):
+            ended.append(event.stream_id)
+    return bodies, ended
+
+
+def test_responses_of_many_streams_are_sent_in_one_turn():
+    protocol, client, transport, clock = connected()
+    streams = list(range(1, 200, 2))
+    for stream_id in streams:
+        request(client, stream_id)
+    bodies, ended = exchange(protocol, client, transport, clock)
+    assert sorted(ended) == streams
+    assert all(bodies[stream_id] == BODY for stream_id in streams)
+
+
+def test_stream_without_window_stalls_alone_until_the_client_opens_it():
+    protocol, client, transport, clock = connected(window=10)
+    request(client, 1)
+    request(client, 3)
+    bodies, ended = exchange(protocol, client, transport, clock)
+    assert bodies == {1: BODY[:10], 3: BODY[:10]}
+    assert ended == []
+    client.increment_flow_control_window(1000, stream_id=1)
+    bodies, ended = exchange(protocol, client, transport, clock)
+    assert bodies == {1: BODY[10:]}
+    assert ended == [1]
+    client.increment_flow_control_window(1000, stream_id=3)
+    bodies, ended = exchange(protocol, client, transport, clock)
+    assert bodies == {3: BODY[10:]}
+    assert ended == [3]
+
+
+def test_response_fields_unique_to_a_response_stay_out_of_the_hpack_table():
+    protocol, client, transport, clock = connected()
+    request(client, 1)
+    protocol.dataReceived(client.data_to_send())
+    clock.advance(0)
+    (head,) = [
+        event
+        for event in client.receive_data(transport.value())
+        if isinstance(event, h2.events.ResponseReceived)
+    ]
+    fields = {field[0]: field for field in head.headers}
+    assert isinstance(fields[b"x-request-id"], hpack.NeverIndexedHeaderTuple)
+    assert not isinstance(fields[b"content-type"], hpack.NeverIndexedHeaderTuple)
