@@ -14,7 +14,7 @@ import attr
 import pytest
 
 from txrevproxy.config import load_config
-from txrevproxy.config.dump import REDACTED, dump_config
+from txrevproxy.config.dump import REDACTED, dump_config, redacted
 from txrevproxy.config.writer import dumps
 
 from ..support.processes import SOURCE_ROOT
@@ -209,3 +209,50 @@ def test_check_dump_of_a_configuration_with_problems_prints_them(tmp_path):
     assert (status, out) == (1, "")
     assert "admin.token: environment variable TXREVPROXY_UNSET_FOR_TEST is not set\n" in err
     assert "at least one [listeners.NAME] table is required" in err
+
+
+SECRETS = """
+[listeners.web]
+endpoint = "tcp:8080"
+[upstreams.app]
+servers = [{ url = "http://127.0.0.1:9001" }]
+[[routes]]
+upstream = "app"
+filters = ["api_key"]
+[filters.api_key]
+type = "oidc"
+issuer = "https://id.example.test"
+client_id = "proxy"
+client_secret = "client-s3cret"
+cookie_secrets = ["cookie-s3cret-0123456789abcdef0123456789abcdef"]
+[redis.shared]
+url = "redis://bob:redis-s3cret@127.0.0.1:6379/2"
+[tracing]
+headers = { x-honeycomb-team = "team-s3cret", Authorization = "Bearer trace-s3cret" }
+"""
+
+
+def test_every_kind_of_secret_is_redacted(tmp_path):
+    """
+    oidc's cookie secrets, a Redis URL's password and every field sent to
+    the trace exporter are secrets as much as the admin token is; the
+    name of a table (C{[filters.api_key]}) is not.
+    """
+    path = tmp_path / "proxy.toml"
+    path.write_text(SECRETS)
+    _, text = dump_config(str(path), environ={})
+    assert "s3cret" not in text
+    document = tomllib.loads(text)
+    login = document["filters"]["api_key"]
+    assert (login["type"], login["client_id"]) == ("oidc", "proxy")
+    assert login["cookie_secrets"] == [REDACTED]
+    assert document["redis"]["shared"]["url"] == "redis://bob:%s@127.0.0.1:6379/2" % (
+        REDACTED,
+    )
+    assert set(document["tracing"]["headers"].values()) == {REDACTED}
+
+
+def test_a_redis_url_without_a_password_is_kept():
+    assert redacted({"url": "redis://127.0.0.1:6379/0"}, ("redis", "shared")) == {
+        "url": "redis://127.0.0.1:6379/0"
+    }
