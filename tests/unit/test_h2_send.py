@@ -149,3 +149,24 @@ def test_response_fields_unique_to_a_response_stay_out_of_the_hpack_table():
     fields = {field[0]: field for field in head.headers}
     assert isinstance(fields[b"x-request-id"], hpack.NeverIndexedHeaderTuple)
     assert not isinstance(fields[b"content-type"], hpack.NeverIndexedHeaderTuple)
+
+
+def test_stream_whose_window_went_negative_waits_for_a_positive_one():
+    """
+    A smaller SETTINGS_INITIAL_WINDOW_SIZE can leave a stream's window
+    below zero (RFC 9113 section 6.9.2); a WINDOW_UPDATE that leaves it
+    there unblocks the stream, which must send nothing yet rather than
+    break the connection's sending loop.
+    """
+    protocol, client, transport, clock = connected(window=10)
+    request(client, 1)
+    bodies, _ = exchange(protocol, client, transport, clock)
+    assert bodies == {1: BODY[:10]}
+    client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+    exchange(protocol, client, transport, clock)
+    client.increment_flow_control_window(5, stream_id=1)
+    assert exchange(protocol, client, transport, clock) == ({}, [])
+    client.increment_flow_control_window(1000, stream_id=1)
+    bodies, ended = exchange(protocol, client, transport, clock)
+    assert bodies == {1: BODY[10:]}
+    assert ended == [1]

@@ -144,8 +144,11 @@ class BatchingH2Connection(H2Connection):
                 scheduler.block(stream)
                 done.append(stream)
                 continue
+            # Below zero after the client made its initial window smaller
+            # (RFC 9113 section 6.9.2), and still unblocked by an update
+            # that left it there: nothing may be sent.
             window = conn.local_flow_control_window(stream)
-            size = min(conn.max_outbound_frame_size, window)
+            size = min(conn.max_outbound_frame_size, max(window, 0))
             if len(frameData) > size:
                 queue.appendleft(frameData[size:])
                 frameData = frameData[:size]
