@@ -235,6 +235,32 @@ class H2PoolTests(PoolCase):
         self.assertTrue(one.reused)
         self.assertIs(two.state, CLOSED)
 
+    def test_a_window_opened_before_a_reset_in_one_read_sends_nothing_on_it(self):
+        """
+        C{h2} has taken the whole read in when the connection's window
+        update reaches the stream's held upload: the stream is reset
+        already, and only it fails; the connection and its other streams
+        go on.
+        """
+        reset, other = RecordingExchange(), RecordingExchange()
+        one = self.open(reset, body=b"chunked")
+        self.open(other)
+        backend = self.backend()
+        backend.conn.update_settings({SettingCodes.INITIAL_WINDOW_SIZE: 10**6})
+        backend.send()
+        backend.read()
+        # The connection's window (65,535 bytes) is what holds the rest.
+        one.sendBody(b"u" * 70000)
+        backend.read()
+        backend.conn.increment_flow_control_window(1000)
+        backend.conn.reset_stream(1, ErrorCodes.INTERNAL_ERROR)
+        backend.send()
+        self.assertEqual(reset.events, [("failed", StreamReset)])
+        self.assertFalse(self.endpoint.transports[0].disconnecting)
+        backend.conn.send_headers(3, [(b":status", b"204")], end_stream=True)
+        backend.send()
+        self.assertEqual(other.events, ["started", ("head", 204, None), "end"])
+
     def test_an_aborted_stream_is_reset_and_frees_its_place(self):
         stream = self.open()
         backend = self.backend()

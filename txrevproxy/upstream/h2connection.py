@@ -437,24 +437,29 @@ class H2UpstreamConnection(Protocol):
         conn = self.conn
         stream_id = stream.stream_id
         unsent = stream._unsent
-        while unsent:
-            size = min(
-                conn.local_flow_control_window(stream_id),
-                conn.max_outbound_frame_size,
-            )
-            if size <= 0:
-                break
-            data = unsent[0]
-            if len(data) <= size:
-                unsent.popleft()
-            else:
-                unsent[0] = data[size:]
-                data = data[:size]
-            conn.send_data(stream_id, data)
-            stream._unsent_size -= len(data)
-        if not unsent and stream._body_done and not stream._end_sent:
-            stream._end_sent = True
-            conn.end_stream(stream_id)
+        try:
+            while unsent:
+                size = min(
+                    conn.local_flow_control_window(stream_id),
+                    conn.max_outbound_frame_size,
+                )
+                if size <= 0:
+                    break
+                data = unsent[0]
+                if len(data) <= size:
+                    unsent.popleft()
+                else:
+                    unsent[0] = data[size:]
+                    data = data[:size]
+                conn.send_data(stream_id, data)
+                stream._unsent_size -= len(data)
+            if not unsent and stream._body_done and not stream._end_sent:
+                stream._end_sent = True
+                conn.end_stream(stream_id)
+        except h2.exceptions.StreamClosedError:
+            # The backend reset the stream in the read being handled, whose
+            # StreamReset event, still to come, fails it.
+            return
         stream.throttleUpload()
 
     def acknowledge(self, stream_id: int, size: int) -> None:
