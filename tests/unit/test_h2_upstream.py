@@ -163,6 +163,38 @@ class H2PoolTests(PoolCase):
         backend.read()
         self.assertEqual(backend.conn.local_flow_control_window(1), STREAM_WINDOW)
 
+    def test_a_stream_that_ends_or_is_reset_while_paused_gives_its_window_back(self):
+        """
+        The bytes a paused stream was sent count against the connection's
+        window too: a stream that ends, or is reset, before it is resumed
+        gives them back, or each slow client's response would close the
+        connection's window a little more until no stream could be sent
+        anything.  (One stream a connection: a window of two streams',
+        which C{h2} updates once half of it was taken.)
+        """
+        self.pool = H2ConnectionPool(
+            self.clock, self.endpoint, "http://backend", 30.0, 1, b"http"
+        )
+        backend = None
+        for stream_id in (1, 3):
+            stream = self.open()
+            if backend is None:
+                backend = self.backend()
+                window = backend.conn.outbound_flow_control_window
+            backend.read()
+            stream.transport.pauseProducing()
+            backend.conn.send_headers(stream_id, [(b":status", b"200")])
+            for _ in range(STREAM_WINDOW // 16384):
+                backend.conn.send_data(stream_id, b"x" * 16384)
+            if stream_id == 1:
+                backend.conn.end_stream(stream_id)
+            else:
+                backend.conn.reset_stream(stream_id, ErrorCodes.INTERNAL_ERROR)
+            backend.send()
+            self.assertIs(stream.state, CLOSED)
+            backend.read()
+            self.assertEqual(backend.conn.outbound_flow_control_window, window)
+
     def test_the_connection_window_holds_every_stream_window(self):
         self.open()
         backend = self.backend()

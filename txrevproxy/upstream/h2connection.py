@@ -309,21 +309,26 @@ class H2UpstreamStream:
     def abort(self) -> None:
         """
         The exchange gives the stream up (the client went, a timeout): reset
-        it, and give back the window of what it left unread.
+        it (and give back the window of what it left unread, see
+        L{_close}).
         """
         state = self.state
         if state is CLOSED:
             return
         if state is OPEN:
             self.connection.reset(self.stream_id, ErrorCodes.CANCEL)
-            if self._unacked:
-                self.connection.acknowledge(self.stream_id, self._unacked)
         self._close()
 
     def _close(self) -> None:
         if self.state is CLOSED:
             return
         self.stopAwaiting()
+        unacked = self._unacked
+        if unacked:
+            # What it was sent while paused still counts against the
+            # connection's window, whichever way the stream ended.
+            self._unacked = 0
+            self.connection.acknowledge(self.stream_id, unacked)
         self.exchange = None
         self._producer = None
         self._unsent.clear()
@@ -464,8 +469,12 @@ class H2UpstreamConnection(Protocol):
 
     def acknowledge(self, stream_id: int, size: int) -> None:
         """
-        Open the windows again for C{size} bytes the stream's exchange took.
+        Open the windows again for C{size} bytes the stream's exchange took
+        (the connection's only, once the stream is closed); nothing once
+        the connection is failed or closed.
         """
+        if self._failure is not None:
+            return
         self.conn.acknowledge_received_data(size, stream_id)
         self._flush()
 
