@@ -33,7 +33,7 @@ from ..support.loopback import (
     raw_exchange,
     start_proxy,
 )
-from ..support.origins import until
+from ..support.waiting import until
 
 UPGRADE = (
     b"GET /up HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings, close\r\n"

@@ -23,8 +23,9 @@ from ..support.loopback import (
     listen,
     raw_exchange,
 )
-from ..support.origins import Scripted, parse_response, until
+from ..support.origins import Scripted, parse_response
 from ..support.processes import free_port, temporary_directory
+from ..support.waiting import until
 
 
 def named(name: bytes):
