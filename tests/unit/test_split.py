@@ -347,6 +347,22 @@ def test_client_gone_abandons_the_copy():
     assert mirrored(metrics) == {"api\tshadow\tabandoned": 1}
 
 
+def test_body_refused_as_too_large_abandons_the_copy():
+    """
+    A body over the server's C{max_request_body} is refused with 413: its
+    copy is not sent, and the request's exchange hears of it as ever.
+    """
+    made, metrics = make_mirror(max_body=100)
+    request = Request(length=None)
+    real = request.handler
+    made.copy(request)
+    request.handler.bodyReceived(b"12")
+    request.handler.bodyTooLarge()
+    assert made.sent == []
+    assert real.calls == [("body", b"12"), ("too large",)]
+    assert mirrored(metrics) == {"api\tshadow\tabandoned": 1}
+
+
 def test_mirror_metric_is_rendered_with_its_labels():
     metrics = Metrics()
     metrics.mirrored("api", "shadow", "answered")
