@@ -111,7 +111,7 @@ def dump_config(
     Load a configuration file, and write its effective configuration.
 
     @param environ: the variables (default: this process's environment).
-    @return: the configuration, and the TOML text of L{effective_toml}.
+    @return: the configuration, and its text as L{dumped} writes it.
     @raise txrevproxy.config.ConfigError: as L{load_config} does.
     """
     config = load_document(path, environ)[0]
