@@ -170,3 +170,18 @@ def test_stream_whose_window_went_negative_waits_for_a_positive_one():
     bodies, ended = exchange(protocol, client, transport, clock)
     assert bodies == {1: BODY[10:]}
     assert ended == [1]
+
+
+def test_stream_without_window_goes_on_when_the_client_settings_open_it():
+    """
+    A larger SETTINGS_INITIAL_WINDOW_SIZE opens the window of every
+    stream (RFC 9113 section 6.9.2), as a WINDOW_UPDATE would.
+    """
+    protocol, client, transport, clock = connected(window=10)
+    request(client, 1)
+    bodies, _ = exchange(protocol, client, transport, clock)
+    assert bodies == {1: BODY[:10]}
+    client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1000})
+    bodies, ended = exchange(protocol, client, transport, clock)
+    assert bodies == {1: BODY[10:]}
+    assert ended == [1]
