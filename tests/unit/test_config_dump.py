@@ -80,7 +80,7 @@ headers = { "X-Env" = "beta", "User-Agent" = { regex = "^Mozilla" } }
 match = { query = { v = { present = true } } }
 priority = 5
 rewrite = { pattern = '^/u/(?P<id>\d+)$', replacement = "/users/${id}?a=$$1" }
-request_headers = { set = { "X-Quote" = "a \"b\" \\ c\u0001", Authorization = "Bearer abc" }, remove = ["Cookie"] }
+request_headers = { set = { "X-Quote" = "a \"b\" \\ c\u0001", Authorization = "Bearer abc", "X-Api-Key" = "api-s3cret", "X-Auth-Token" = "auth-s3cret" }, remove = ["Cookie"] }
 response_headers = { add = { "X-Frame-Options" = "DENY" } }
 cookie_domain = { "backend.internal" = "shop.example.test" }
 cookie_path = { "/app/" = "/" }
@@ -172,8 +172,10 @@ def test_secrets_are_redacted_unless_asked_for(configuration):
     assert document["filters"]["keyed"]["keys"] == [REDACTED, REDACTED]
     assert document["routes"][2]["request_headers"]["set"]["Authorization"] == REDACTED
     assert document["routes"][2]["request_headers"]["set"]["X-Quote"] != REDACTED
+    assert document["routes"][2]["request_headers"]["set"]["X-Api-Key"] == REDACTED
+    assert document["routes"][2]["request_headers"]["set"]["X-Auth-Token"] == REDACTED
     assert "admin-s3cret" not in text and "key-one-12345" not in text
-    assert "Bearer abc" not in text
+    assert "Bearer abc" not in text and "s3cret" not in text
 
 
 @pytest.mark.parametrize(

@@ -27,10 +27,11 @@ from .writer import dumps
 #: What a masked secret reads as.
 REDACTED = "<redacted>"
 
-#: The keys whose string values are secrets, wherever they are (lower-case):
-#: the admin token, api_key's and jwt_auth's keys, credentials a plugin's
-#: filter may take, and header values that carry credentials.  A key that
-#: ends in one of L{SECRET_SUFFIXES} is a secret too.
+#: The keys whose string values are secrets, wherever they are (lower-case,
+#: C{-} read as C{_}, so that header names count: C{Api-Key}): the admin
+#: token, api_key's and jwt_auth's keys, credentials a plugin's filter may
+#: take, and header values that carry credentials.  A key that ends in one
+#: of L{SECRET_SUFFIXES} is a secret too.
 SECRET_KEYS = frozenset(
     [
         "token",
@@ -40,14 +41,15 @@ SECRET_KEYS = frozenset(
         "client_secret",
         "api_key",
         "authorization",
-        "proxy-authorization",
+        "proxy_authorization",
     ]
 )
 
 #: The endings of the keys that are secrets whatever comes before them:
 #: oidc's C{cookie_secret} and C{cookie_secrets}, a plugin's
-#: C{bind_password} or C{access_token}.
-SECRET_SUFFIXES = ("_secret", "_secrets", "_password", "_token")
+#: C{bind_password} or C{access_token}, a header rule's C{X-Auth-Token}
+#: or C{X-Api-Key}.
+SECRET_SUFFIXES = ("_secret", "_secrets", "_password", "_token", "_api_key")
 
 
 #: The top-level keys of named tables (C{[upstreams.NAME]}).
@@ -69,10 +71,11 @@ def secret_key(keys: Tuple[str, ...]) -> bool:
         return True
     if keys[:1] and keys[0] in _NAMED_TABLES:
         keys = keys[:1] + keys[2:]
-    return any(
-        key.lower() in SECRET_KEYS or key.lower().endswith(SECRET_SUFFIXES)
-        for key in keys
-    )
+    for key in keys:
+        key = key.lower().replace("-", "_")
+        if key in SECRET_KEYS or key.endswith(SECRET_SUFFIXES):
+            return True
+    return False
 
 
 def redacted(value: Any, keys: Tuple[str, ...] = ()) -> Any:
