@@ -357,6 +357,21 @@ class H2PoolTests(PoolCase):
         self.clock.advance(1.0)
         self.failureResultOf(waiting, ConnectTimeoutError)
 
+    def test_a_connection_made_after_the_pool_closed_closes_after_its_streams(self):
+        pending: List[Deferred] = []
+        self.endpoint.connect = lambda factory: pending.append(Deferred()) or pending[-1]
+        waiting = self.pool.connect()
+        self.pool.close()
+        transport = StringTransport()
+        connection = self.pool._factory.buildProtocol(None)
+        connection.makeConnection(transport)
+        pending[0].callback(connection)
+        stream = self.successResultOf(waiting)
+        self.assertFalse(transport.disconnecting)
+        self.assertIsNone(self.pool.take_idle())
+        stream.abort()
+        self.assertTrue(transport.disconnecting)
+
     def test_closing_the_pool_closes_busy_connections_when_their_streams_end(self):
         stream = self.open()
         backend = self.backend()
