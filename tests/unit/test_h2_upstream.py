@@ -293,6 +293,43 @@ class H2PoolTests(PoolCase):
         backend.send()
         self.assertEqual(other.events, ["started", ("head", 204, None), "end"])
 
+    def test_a_response_that_ends_before_the_upload_resets_the_stream(self):
+        """
+        The backend answered whole before the request body did: the rest
+        of the body is not wanted (RST_STREAM CANCEL), and the exchange
+        hears of the end.
+        """
+        exchange = RecordingExchange()
+        stream = self.open(exchange, body=b"chunked")
+        stream.sendBody(b"part")
+        backend = self.backend()
+        backend.conn.send_headers(1, [(b":status", b"413")], end_stream=True)
+        backend.send()
+        self.assertEqual(exchange.events, ["started", ("head", 413, None), "end"])
+        self.assertIs(stream.state, CLOSED)
+        resets = [e for e in backend.read() if isinstance(e, h2.events.StreamReset)]
+        self.assertEqual([(e.stream_id, e.error_code) for e in resets], [(1, ErrorCodes.CANCEL)])
+
+    def test_data_on_a_stream_given_up_gives_its_window_back(self):
+        """
+        What the backend sent on a stream before it read this side's reset
+        still counts against the connection's window: it is given back.
+        """
+        self.pool = H2ConnectionPool(
+            self.clock, self.endpoint, "http://backend", 30.0, 1, b"http"
+        )
+        stream = self.open()
+        backend = self.backend()
+        window = backend.conn.outbound_flow_control_window
+        backend.conn.send_headers(1, [(b":status", b"200")])
+        backend.send()
+        stream.abort()
+        for _ in range(STREAM_WINDOW // 16384):
+            backend.conn.send_data(1, b"x" * 16384)
+        backend.send()
+        backend.read()
+        self.assertEqual(backend.conn.outbound_flow_control_window, window)
+
     def test_an_aborted_stream_is_reset_and_frees_its_place(self):
         stream = self.open()
         backend = self.backend()
@@ -321,6 +358,22 @@ class H2PoolTests(PoolCase):
         self.assertFalse(self.endpoint.transports[0].disconnecting)
         self.clock.advance(1)
         self.assertTrue(self.endpoint.transports[0].disconnecting)
+
+    def test_idle_connections_close_each_after_its_own_idle_timeout(self):
+        self.pool = H2ConnectionPool(
+            self.clock, self.endpoint, "http://backend", 30.0, 1, b"http"
+        )
+        first, second = self.open(), self.open()
+        first.abort()
+        self.clock.advance(10)
+        second.abort()
+        self.clock.advance(20)
+        self.assertEqual(
+            [transport.disconnecting for transport in self.endpoint.transports],
+            [True, False],
+        )
+        self.clock.advance(10)
+        self.assertTrue(self.endpoint.transports[1].disconnecting)
 
     def test_a_response_timeout_tells_the_exchange(self):
         exchange = RecordingExchange()
