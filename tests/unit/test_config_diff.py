@@ -319,3 +319,23 @@ def test_a_secret_in_a_table_added_to_a_table_is_not_shown(tmp_path):
         "[tracing]: changed",
         '    headers.x-honeycomb-team: added: "<redacted>"',
     ]
+
+
+def test_keys_and_items_removed_say_what_they_were(tmp_path):
+    old = {
+        "extra": "[upstreams.api]\nservers = [{ url = \"http://127.0.0.1:9003\" }, "
+        '{ url = "http://127.0.0.1:9004" }]\n'
+        '[filters.keyed]\ntype = "api_key"\nkeys = ["key-one-12345"]\nforward = true\n'
+    }
+    new = {
+        "extra": '[upstreams.api]\nservers = [{ url = "http://127.0.0.1:9003" }]\n'
+        '[filters.keyed]\ntype = "api_key"\nkeys = ["key-one-12345"]\n'
+    }
+    assert diff(tmp_path, old, new)[:5] == [
+        "upstreams.api: changed",
+        '    servers[1]: removed (was { url = "http://127.0.0.1:9004", weight = 1, '
+        "max_connections = 0, drain = false, backup = false })",
+        "filters.keyed: changed",
+        "    forward: removed (was true)",
+        "a reload applies all of it (txrevproxy reload)",
+    ]

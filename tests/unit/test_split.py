@@ -347,6 +347,15 @@ def test_client_gone_abandons_the_copy():
     assert mirrored(metrics) == {"api\tshadow\tabandoned": 1}
 
 
+def test_websocket_upgrade_is_not_copied():
+    made, metrics = make_mirror()
+    request = Request(length=0, complete=True)
+    request.requestedUpgrade = lambda: b"websocket"
+    made.copy(request)
+    assert made.sent == []
+    assert mirrored(metrics) == {}
+
+
 def test_body_refused_as_too_large_abandons_the_copy():
     """
     A body over the server's C{max_request_body} is refused with 413: its
