@@ -420,3 +420,27 @@ def test_copy_never_waits_for_a_backend():
         copy, ProxyTarget(FullBalancer(), Clock(), 5.0, False), outcomes.append
     ).start()
     assert outcomes == [mirror.NO_BACKEND]
+
+
+class BrokenBalancer:
+    """
+    A balancer whose policy fails (a third party's plugin, say).
+    """
+
+    def lease_now(self, request):
+        raise KeyError("broken policy")
+
+
+def test_a_copy_that_fails_to_start_is_counted_and_never_reaches_the_client():
+    metrics = Metrics()
+    made = mirror.Mirror(
+        ProxyTarget(BrokenBalancer(), Clock(), 5.0, False),
+        "api",
+        "shadow",
+        100,
+        10,
+        Draws(),
+        metrics,
+    )
+    made.copy(Request(length=0, complete=True))
+    assert mirrored(metrics) == {"api\tshadow\tfailed": 1}
