@@ -29,10 +29,11 @@ from txrevproxy.config.model import LogSettings
 from txrevproxy.observe.accesslog import FLUSH_INTERVAL, FLUSH_SIZE, AccessLog
 
 from ..support.loopback import Echo, connect_raw, listen
-from ..support.observed import ObservedProxy, reset, until
+from ..support.observed import ObservedProxy, reset
 from ..support.processes import temporary_directory
 from ..support.tls_clients import ProbingClientTLS, connect_tls
 from ..support.tunnels import HANDSHAKE, EchoFactory
+from ..support.waiting import until
 
 #: 2026-11-23 10:20:30 UTC
 NOW = 1795429230.0

@@ -15,9 +15,10 @@ from txrevproxy.config.model import TLS, CacheSettings, Listener, Route, TLSCert
 
 from ..support.h2_client import connect_h2
 from ..support.loopback import CountingSite, listen, proxy_config
-from ..support.origins import Held, Scripted, until
+from ..support.origins import Held, Scripted
 from ..support.processes import temporary_directory
 from ..support.tls_clients import CertificateMaker
+from ..support.waiting import until
 
 
 class HTTP2CacheTests(TestCase):

@@ -8,7 +8,8 @@ from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
 
 from ..support.cache_cases import CacheTestCase, cacheable, get
 from ..support.loopback import connect_raw
-from ..support.origins import Held, parse_response, until
+from ..support.origins import Held, parse_response
+from ..support.waiting import until
 
 
 def connect_clients(port: int, count: int) -> Deferred:

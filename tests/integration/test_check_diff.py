@@ -8,6 +8,8 @@ the reload; and C{--strict}.
 from __future__ import annotations
 
 import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import List
 
 from twisted.trial.unittest import TestCase
@@ -127,3 +129,37 @@ class CheckDiffTests(TestCase):
             self.assertEqual((status, err), (0, ""))
             done = check(["--config", config, "--diff"])
             self.assertEqual(done.stdout.splitlines()[-1], "  no changes")
+
+    def test_diff_against_an_admin_url_that_is_not_the_admin_api(self):
+        """
+        A server whose C{GET /config} answers 200 with something else than
+        TOML gets a sentence, not a traceback.
+        """
+
+        class Page(BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = b"<html>\xff not a configuration</html>"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        server = HTTPServer(("127.0.0.1", 0), Page)
+        thread = threading.Thread(target=server.serve_forever)
+        thread.start()
+        self.addCleanup(thread.join)
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        path = temporary_directory(self) / "proxy.toml"
+        path.write_text(configured(9901).format(port=8080))
+        url = "http://127.0.0.1:%d" % (server.server_address[1],)
+        status, out, err = run(["check", "--config", str(path), "--diff", "--admin", url])
+        self.assertEqual((status, out.count("changes")), (1, 0))
+        self.assertEqual(
+            err,
+            "%s: answered 200, not a configuration; is this the admin endpoint?\n"
+            % (url,),
+        )

@@ -13,9 +13,10 @@ from twisted.trial.unittest import TestCase
 
 from ..support.h2_client import connect_h2
 from ..support.loopback import connect_raw, listen, raw_exchange
-from ..support.observed import ObservedProxy, reset, until
+from ..support.observed import ObservedProxy, reset
 from ..support.tls_clients import ProbingClientTLS, connect_tls
 from ..support.tunnels import HANDSHAKE, EchoFactory
+from ..support.waiting import until
 
 GET = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"
 

@@ -21,8 +21,8 @@ from txrevproxy.config.model import BackendServer, Config, Listener, Route, Serv
 from ..support.admin_client import AdminClient
 from ..support.dns_zone import Zone, a, serve_zone, srv
 from ..support.loopback import raw_exchange
-from ..support.observed import until
 from ..support.processes import proxy_process, temporary_directory
+from ..support.waiting import until
 
 #: The longest time an answer is kept: the records' TTL (1s) is clamped
 #: to it, so that the test does not wait seconds for a change.

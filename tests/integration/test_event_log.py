@@ -33,6 +33,7 @@ from ..support.processes import (
     temporary_directory,
     twistd_command,
 )
+from ..support.waiting import until_blocking
 
 #: A bound on every wait for the process to do something.
 WAIT = 30.0
@@ -73,17 +74,6 @@ def objects(path: Path) -> List[dict]:
     return [json.loads(line) for line in lines]
 
 
-def until(condition) -> None:
-    """
-    Wait until C{condition()} holds (the access log is written once a
-    second).
-    """
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
 def until_logged(path: Path, condition) -> None:
     """
     Wait until a whole line of C{path}, once parsed, meets C{condition};
@@ -96,7 +86,7 @@ def until_logged(path: Path, condition) -> None:
         lines = path.read_text().splitlines(keepends=True)
         return any(condition(json.loads(line)) for line in lines if line.endswith("\n"))
 
-    until(logged)
+    until_blocking(logged)
 
 
 def access_and_error(lines: List[dict], request_id: str) -> Tuple[dict, dict]:
@@ -152,7 +142,7 @@ class ForegroundTests(TestCase):
             directory, [], config_text('format = "json"\nevents = "text"')
         ) as proxy:
             request_id = refused(proxy.port)
-            until(lambda: '"status":502' in output.read_text())
+            until_blocking(lambda: '"status":502' in output.read_text())
         lines = output.read_text().splitlines()
         [access] = [line for line in lines if line.startswith("{")]
         self.assertEqual(json.loads(access)["request_id"], request_id)
@@ -186,7 +176,7 @@ class ForegroundTests(TestCase):
                 return False
             return True
 
-        until(answered)
+        until_blocking(answered)
         [request_id] = request_ids
         until_logged(logfile, lambda o: o.get("namespace") == "txrevproxy.errors")
         stop_daemon(pid)

@@ -24,10 +24,11 @@ from txrevproxy.net.h2_drain import ANY_STREAM
 
 from ..support.h2_client import connect_h2, connect_h2c
 from ..support.loopback import connect_raw, listen, proxy_config
-from ..support.origins import Scripted, until
+from ..support.origins import Scripted
 from ..support.processes import proxy_process, temporary_directory
 from ..support.tls_clients import CertificateMaker
 from ..support.tunnels import HANDSHAKE, EchoFactory
+from ..support.waiting import until
 
 #: The body of a held response: several DATA frames.
 BODY = b"z" * 100000

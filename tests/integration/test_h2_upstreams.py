@@ -21,9 +21,9 @@ from txrevproxy.upstream.health import HealthChecker
 from ..support.h2_client import connect_h2
 from ..support.h2_upstreams import h2_proxy
 from ..support.loopback import CountingSite, Echo
-from ..support.origins import until
 from ..support.processes import temporary_directory
 from ..support.tls_clients import CertificateMaker, tls_site_factory
+from ..support.waiting import until
 
 BIG = 4 * 1024 * 1024
 

@@ -33,7 +33,7 @@ from ..support.loopback import (
     raw_exchange,
     start_proxy,
 )
-from ..support.origins import until
+from ..support.waiting import until
 
 UPGRADE = (
     b"GET /up HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings, close\r\n"
@@ -119,6 +119,21 @@ class H2cCase(TestCase):
         self.assertTrue(a.body.startswith(b"GET /a 0\n"), a.body)
         self.assertTrue(b.body.startswith(b"POST /b 100000\n"), b.body)
         self.assertEqual(echoed_headers(a.body)[b"x-forwarded-proto"], [b"http"])
+
+    @inlineCallbacks
+    def test_an_upstream_balanced_by_client_ip_takes_http2_requests(self):
+        """
+        An HTTP/2 request's channel is its stream; the client's address is
+        its connection's, as for HTTP/1.1.
+        """
+        upstream = attr.evolve(self.config.upstreams["app"], balance="hash")
+        self.config = attr.evolve(self.config, upstreams={"app": upstream})
+        self.start()
+        client = yield connect_h2c(self.port)
+        self.addCleanup(client.transport.loseConnection)
+        answer = yield client.request(b"GET", b"/hashed")
+        self.assertEqual(answer.status, 200)
+        self.assertTrue(answer.body.startswith(b"GET /hashed 0\n"), answer.body)
 
     @inlineCallbacks
     def test_preface_without_h2c_is_refused_with_505(self):

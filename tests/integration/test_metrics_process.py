@@ -16,7 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ..support.processes import free_port, proxy_process
 from ..support.tls_clients import CertificateMaker
-from .test_operations_process import Backend, fetch, serving, until
+from ..support.waiting import until_blocking
+from .test_operations_process import Backend, fetch, serving
 
 BODY = b"cached page"
 
@@ -129,7 +130,10 @@ def test_the_admin_metrics_show_the_cache_certificates_and_process(tmp_path, bac
             config("second", "www.example.test").format(port=proxy.port)
         )
         proxy.process.send_signal(signal.SIGHUP)
-        until(lambda: not_after(second) in scrape(admin)[expiry].values())
+        until_blocking(
+            lambda: not_after(second) in scrape(admin)[expiry].values(),
+            not_yet=(OSError,),
+        )
         assert list(scrape(admin)[expiry]) == [
             (
                 ("certificate", "certificates[0]"),

@@ -20,6 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ..support.processes import free_port, proxy_process
+from ..support.waiting import until_blocking
 
 #: A bound on every wait for the process to do something.
 WAIT = 30.0
@@ -95,24 +96,6 @@ def fetch(url: str, method: str = "GET") -> bytes:
         return response.read()
 
 
-def until(condition):
-    """
-    Poll C{condition} until it is true; a connection it cannot make yet
-    (with workers, the listener accepts connections a moment before the
-    admin API does) counts as false.
-    """
-    deadline = time.monotonic() + WAIT
-    while True:
-        try:
-            value = condition()
-        except OSError:
-            value = None
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
 def test_sighup_reloads_the_routes(tmp_path, backend):
     admin = free_port()
     with proxy_process(tmp_path, [], config(backend, admin)) as proxy:
@@ -122,7 +105,7 @@ def test_sighup_reloads_the_routes(tmp_path, backend):
             config(backend, admin, fixed="two").format(port=proxy.port)
         )
         proxy.process.send_signal(signal.SIGHUP)
-        until(lambda: fetch(url) == b"two")
+        until_blocking(lambda: fetch(url) == b"two", not_yet=(OSError,))
         assert proxy.process.poll() is None
 
 
@@ -133,12 +116,12 @@ def test_sigusr1_reopens_the_access_log(tmp_path, backend):
         url = "http://127.0.0.1:%d/fixed" % proxy.port
         log = tmp_path / "access.log"
         fetch(url)
-        until(lambda: log.exists() and log.read_text().count("\n") == 1)
+        until_blocking(lambda: log.exists() and log.read_text().count("\n") == 1)
         log.rename(tmp_path / "access.log.1")
         proxy.process.send_signal(signal.SIGUSR1)
-        until(lambda: log.exists())
+        until_blocking(lambda: log.exists())
         fetch(url)
-        until(lambda: log.read_text().count("\n") == 1)
+        until_blocking(lambda: log.read_text().count("\n") == 1)
         assert '"GET /fixed HTTP/1.1" 200 3' in log.read_text()
         assert (tmp_path / "access.log.1").read_text().count("\n") == 1
 
@@ -177,7 +160,7 @@ def process_series(admin: int, name: str):
 def test_two_workers_share_connections_and_survive_one_dying(tmp_path, backend):
     admin = free_port()
     with proxy_process(tmp_path, [], config(backend, admin, workers=2)) as proxy:
-        until(lambda: len(worker_connections(admin)) == 2)
+        until_blocking(lambda: len(worker_connections(admin)) == 2, not_yet=(OSError,))
 
         # Connections held open until each worker has some.
         held = []
@@ -223,10 +206,11 @@ def test_two_workers_share_connections_and_survive_one_dying(tmp_path, backend):
         os.kill(victim, signal.SIGKILL)
         for _ in range(sent):
             assert fetch("http://127.0.0.1:%d/" % proxy.port) == b"backend"
-        pids = until(
+        pids = until_blocking(
             lambda: (lambda p: len(p) == 2 and victim not in p and p)(
                 worker_connections(admin)
-            )
+            ),
+            not_yet=(OSError,),
         )
         assert len(pids) == 2
 
@@ -242,14 +226,14 @@ def test_with_workers_each_log_line_says_which_process_wrote_it(tmp_path, backen
         '[[routes]]\npath = "/down"\nupstream = "down"\n' % (free_port(),)
     )
     with proxy_process(tmp_path, [], text) as proxy:
-        until(lambda: len(worker_connections(admin)) == 2)
+        until_blocking(lambda: len(worker_connections(admin)) == 2, not_yet=(OSError,))
         for _ in range(4):
             assert fetch("http://127.0.0.1:%d/fixed" % proxy.port) == b"one"
         with pytest.raises(urllib.error.HTTPError) as refused:
             fetch("http://127.0.0.1:%d/down" % proxy.port)
         assert refused.value.code == 502
         log = tmp_path / "access.log"
-        until(lambda: log.exists() and log.read_text().count("\n") == 5)
+        until_blocking(lambda: log.exists() and log.read_text().count("\n") == 5)
         proxy.process.send_signal(signal.SIGTERM)
         assert proxy.process.wait(timeout=WAIT) == 0
     lines = [json.loads(line) for line in log.read_text().splitlines()]

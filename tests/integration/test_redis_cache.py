@@ -19,8 +19,8 @@ from txrevproxy.config.redis import REDIS
 from txrevproxy.redis.client import RedisClient
 
 from ..support.loopback import CountingSite, listen, raw_exchange
-from ..support.origins import until
 from ..support.redis_server import needs_redis, redis_server
+from ..support.waiting import until
 from .test_filters_integration import config, parse_response, request
 
 

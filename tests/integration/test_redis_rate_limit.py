@@ -24,9 +24,9 @@ from txrevproxy.filters.shared_rate import RedisBuckets
 from txrevproxy.redis.client import RedisClient, StoreUnavailable
 
 from ..support.loopback import CountingSite, Echo, listen, raw_exchange
-from ..support.origins import until
 from ..support.processes import SOURCE_ROOT, proxy_process, temporary_directory
 from ..support.redis_server import RedisServer, needs_redis, redis_server
+from ..support.waiting import until
 from .test_filters_integration import config, parse_response, request
 
 #: The development CA and the localhost certificate it signed.

@@ -11,7 +11,6 @@ from typing import List
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.error import ConnectError
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 from twisted.web import resource, server
 
@@ -19,6 +18,7 @@ from txrevproxy.app.service import ProxyService
 from txrevproxy.config.model import ServerSettings
 
 from ..support.loopback import connect_raw, listen, proxy_config
+from ..support.waiting import until
 
 REQUEST = b"GET /slow HTTP/1.1\r\nHost: test\r\n\r\n"
 
@@ -45,16 +45,6 @@ class Held(resource.Resource):
         self.held = []
 
 
-@inlineCallbacks
-def until(condition, timeout: float = 10.0):
-    """
-    Wait, polling, until C{condition()} is true.
-    """
-    deadline = reactor.seconds() + timeout
-    while not condition():
-        assert reactor.seconds() < deadline, "condition not met in time"
-        yield deferLater(reactor, 0.01)
-
 
 class ShutdownTests(TestCase):
     @inlineCallbacks
@@ -73,7 +63,7 @@ class ShutdownTests(TestCase):
         yield self.start()
         idle = yield connect_raw(self.port)
         busy = yield connect_raw(self.port, REQUEST)
-        yield until(lambda: self.backend.held)
+        yield until(lambda: self.backend.held, timeout=10.0)
 
         stopped = self.service.stopService()
         yield idle.closed
@@ -92,7 +82,7 @@ class ShutdownTests(TestCase):
     def test_busy_connection_is_closed_after_the_timeout(self):
         yield self.start(shutdown_timeout=0.1)
         busy = yield connect_raw(self.port, REQUEST)
-        yield until(lambda: self.backend.held)
+        yield until(lambda: self.backend.held, timeout=10.0)
         yield self.service.stopService()
         received = yield busy.closed
         self.assertEqual(received, b"")

@@ -23,8 +23,9 @@ from ..support.loopback import (
     listen,
     raw_exchange,
 )
-from ..support.origins import Scripted, parse_response, until
+from ..support.origins import Scripted, parse_response
 from ..support.processes import free_port, temporary_directory
+from ..support.waiting import until
 
 
 def named(name: bytes):
@@ -250,3 +251,16 @@ class MirrorTests(ProxyCase):
         yield self.fetch()
         self.assertEqual(self.shadow.connections, 0)
         self.assertEqual(self.mirrored(), {})
+
+    @inlineCallbacks
+    def test_shadow_balanced_by_client_ip_gets_its_copy(self):
+        """
+        A copy has no client channel of its own: the client's address is
+        read from the connection it copied, as the client request's is.
+        """
+        yield self.startWith(shadow='balance = "hash"\nhash_key = "client_ip"')
+        status, _, _ = yield self.fetch()
+        self.assertEqual(status, 200)
+        yield until(lambda: self.mirrored())
+        self.assertEqual(self.mirrored(), {"api\tshadow\tanswered": 1})
+        self.assertEqual(len(self.shadow.requests), 1)

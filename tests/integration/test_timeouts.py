@@ -19,8 +19,8 @@ from txrevproxy.app.service import ProxyService
 from txrevproxy.config.load import load_config
 
 from ..support.loopback import connect_raw, listen
-from ..support.origins import until
 from ..support.processes import temporary_directory
+from ..support.waiting import until
 
 GET = b"GET /big HTTP/1.1\r\nHost: test\r\n\r\n"
 #: More than the sockets' buffers can hold, so a client that does not read

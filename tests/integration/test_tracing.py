@@ -30,9 +30,10 @@ from txrevproxy.http.trace_context import parse_traceparent
 
 from ..support.h2_client import connect_h2
 from ..support.loopback import listen
-from ..support.observed import Held, until
+from ..support.observed import Held
 from ..support.processes import free_port, temporary_directory
 from ..support.tls_clients import CertificateMaker
+from ..support.waiting import until
 
 CLIENT_PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 CLIENT_TRACE = bytes.fromhex("4bf92f3577b34da6a3ce929d0e0e4736")

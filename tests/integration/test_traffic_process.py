@@ -15,8 +15,9 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler
 
 from ..support.processes import free_port, proxy_process
+from ..support.waiting import until_blocking
 from .test_metrics_process import scrape
-from .test_operations_process import WAIT, serving, until
+from .test_operations_process import WAIT, serving
 
 CONFIG = """
 [listeners.web]
@@ -128,7 +129,7 @@ def test_cors_split_and_mirror_in_a_real_process(tmp_path):
             assert (status, body) == (200, b"new")
             assert fields["Access-Control-Allow-Origin"] == "https://app.example.com"
             assert fields["Vary"] == "Origin"
-            until(lambda: copies)
+            until_blocking(lambda: copies)
             assert copies == [("POST", "/api/orders", b"item=42")]
 
             status, fields, side = send(url)
@@ -138,7 +139,7 @@ def test_cors_split_and_mirror_in_a_real_process(tmp_path):
             for _ in range(3):
                 assert send(url, headers={"Cookie": cookie})[2] == side
 
-            until(lambda: len(copies) == 5)
+            until_blocking(lambda: len(copies) == 5)
             samples = scrape(admin)
             assert samples["txrevproxy_mirror_requests_total"] == {
                 (("result", "answered"), ("route", "api"), ("upstream", "shadow")): 5

@@ -5,16 +5,15 @@ then bytes flow both ways until either side closes or the pipe idles out.
 
 from __future__ import annotations
 
-from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from txrevproxy.http.headers import requested_upgrade
 
 from ..support.loopback import connect_raw, listen, proxy_config, start_proxy
 from ..support.tunnels import HANDSHAKE, EchoFactory
+from ..support.waiting import until
 
 
 def test_requested_upgrade_needs_get_http11_and_connection_upgrade():
@@ -29,17 +28,12 @@ class TunnelTests(TestCase):
     timeout = 15
 
     @inlineCallbacks
-    def until(self, condition):
-        while not condition():
-            yield deferLater(reactor, 0.01, lambda: None)
-
-    @inlineCallbacks
     def test_websocket_handshake_and_bytes_both_ways(self):
         backend = EchoFactory()
         backend_port = yield listen(backend, self)
         port = start_proxy(proxy_config([backend_port]), self)
         client = yield connect_raw(port, HANDSHAKE)
-        yield self.until(lambda: b"hello from backend" in client.received)
+        yield until(lambda: b"hello from backend" in client.received)
         head, _, rest = client.received.partition(b"\r\n\r\n")
         lines = head.split(b"\r\n")
         self.assertEqual(lines[0], b"HTTP/1.1 101 Switching Protocols")
@@ -53,7 +47,7 @@ class TunnelTests(TestCase):
 
         client.received = b""
         client.transport.write(b"frame-one")
-        yield self.until(lambda: client.received == b"FRAME-ONE")
+        yield until(lambda: client.received == b"FRAME-ONE")
         client.transport.loseConnection()
         yield backend.closed
 
@@ -90,7 +84,7 @@ class TunnelTests(TestCase):
         backend_port = yield listen(backend, self)
         port = start_proxy(proxy_config([backend_port]), self)
         client = yield connect_raw(port, b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n")
-        yield self.until(lambda: b"\r\n\r\n" in client.received)
+        yield until(lambda: b"\r\n\r\n" in client.received)
         self.assertTrue(client.received.startswith(b"HTTP/1.1 502 "))
         self.assertNotIn(b"upgrade", backend.heads[0].lower().split(b"\r\n\r\n")[0].split(b"\r\n", 1)[1])
         client.transport.loseConnection()

@@ -94,7 +94,7 @@ def memory_backend(spec: BackendServer, clock, slow_start: float = 0.0) -> Backe
     )
 
 
-class Channel:
+class Connection:
     def __init__(self, client_ip: bytes) -> None:
         self.client_ip = client_ip
 
@@ -113,7 +113,7 @@ class FakeRequest:
     ) -> None:
         self.path = path
         self.method = method
-        self.channel = Channel(client_ip)
+        self.connection = Connection(client_ip)
         self.requestHeaders = Headers(
             {name: [value] for name, value in (headers or {}).items()}
         )

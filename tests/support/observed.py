@@ -11,11 +11,10 @@ import json
 import socket
 import struct
 from pathlib import Path
-from typing import Callable, List
+from typing import List
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.task import deferLater
 from twisted.web import resource, server
 
 from txrevproxy.app.service import ProxyService
@@ -61,15 +60,6 @@ def reset(transport) -> None:
         socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
     )
     transport.abortConnection()
-
-
-@inlineCallbacks
-def until(condition: Callable[[], bool]):
-    """
-    Wait until C{condition()} holds (bounded by the test's timeout).
-    """
-    while not condition():
-        yield deferLater(reactor, 0.01, lambda: None)
 
 
 class ObservedProxy:

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from typing import Callable, List
 
-from twisted.internet import reactor
-from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.task import deferLater
+from twisted.internet.defer import Deferred
 from twisted.web import resource, server
 
 
@@ -78,12 +76,3 @@ class Held:
         self.first = request
         self.arrived.callback(None)
         return server.NOT_DONE_YET
-
-
-@inlineCallbacks
-def until(condition: Callable[[], bool]):
-    """
-    Wait, a reactor turn at a time, until C{condition()} holds.
-    """
-    while not condition():
-        yield deferLater(reactor, 0.01, lambda: None)

@@ -11,7 +11,8 @@ import os
 
 from txrevproxy.config import load_config
 from txrevproxy.config.dump import dumped
-from txrevproxy.tools.changes import POSITION_NOTE, changes
+from txrevproxy.config.load import CONFIG
+from txrevproxy.tools.changes import NAMED_TABLES, POSITION_NOTE, SINGLE_TABLES, changes
 
 from ..support.commands import run
 
@@ -252,3 +253,89 @@ def test_diff_of_the_running_proxy_needs_an_admin_endpoint(tmp_path):
         1,
         "%s: no [admin] table; give --diff OLD.toml or --admin URL\n" % (path,),
     )
+
+
+def test_every_table_of_the_configuration_is_compared():
+    """
+    A table left out of L{SINGLE_TABLES} and L{NAMED_TABLES} would read as
+    "no changes" whatever changed in it.
+    """
+    compared = set(SINGLE_TABLES) | set(NAMED_TABLES) | {"routes"}
+    assert compared == set(CONFIG.fields)
+
+
+def test_tracing_and_redis_changes_are_said(tmp_path):
+    old = {"extra": '[redis.shared]\nurl = "redis://127.0.0.1:6379/0"\n[tracing]\n'}
+    new = {
+        "extra": '[redis.shared]\nurl = "redis://127.0.0.1:6379/1"\n'
+        "[tracing]\nsample_ratio = 0.5\n"
+    }
+    assert diff(tmp_path, old, new) == [
+        "[tracing]: changed",
+        "    sample_ratio: 0.1 -> 0.5",
+        "redis.shared: changed",
+        '    url: "redis://127.0.0.1:6379/0" -> "redis://127.0.0.1:6379/1"',
+        "a reload applies all of it (txrevproxy reload)",
+    ]
+
+
+def test_secrets_inside_what_is_added_or_changed_are_not_shown(tmp_path):
+    """
+    Secrets are found at any depth of an added value, in a Redis URL and
+    under any key that ends like a secret's (oidc's C{cookie_secret}).
+    """
+    old = {
+        "extra": '[redis.shared]\nurl = "redis://:old-s3cret@127.0.0.1:6379/0"\n'
+        '[filters.login]\ntype = "oidc"\nissuer = "https://id.example.test"\n'
+        'client_id = "proxy"\nclient_secret = "client-s3cret"\n'
+        'cookie_secret = "cookie-s3cret-0123456789abcdef0123456789abcdef"\n'
+    }
+    new = {
+        "extra": '[redis.shared]\nurl = "redis://:new-s3cret@127.0.0.1:6380/0"\n'
+        '[filters.login]\ntype = "oidc"\nissuer = "https://id.example.test"\n'
+        'client_id = "proxy"\nclient_secret = "client-s3cret"\n'
+        'cookie_secret = "cookie-s3cret-fedcba9876543210fedcba9876543210"\n'
+        '[tracing]\nheaders = { x-honeycomb-team = "team-s3cret" }\n',
+        "routes": ROUTES + 'request_headers = { set = { Authorization = "Basic s3cret" } }\n',
+    }
+    lines = diff(tmp_path, old, new)
+    assert not [line for line in lines if "s3cret" in line]
+    assert lines[:6] == [
+        "[tracing]: added",
+        "filters.login: changed",
+        "    cookie_secret: changed (a secret, not shown)",
+        "redis.shared: changed",
+        '    url: "redis://:<redacted>@127.0.0.1:6379/0" -> '
+        '"redis://:<redacted>@127.0.0.1:6380/0"',
+        "routes[0]: changed",
+    ]
+    assert lines[6] == '    request_headers: added: { set = { Authorization = "<redacted>" } }'
+
+
+def test_a_secret_in_a_table_added_to_a_table_is_not_shown(tmp_path):
+    old = {"extra": "[tracing]\n"}
+    new = {"extra": '[tracing]\nheaders = { x-honeycomb-team = "team-s3cret" }\n'}
+    assert diff(tmp_path, old, new)[:2] == [
+        "[tracing]: changed",
+        '    headers.x-honeycomb-team: added: "<redacted>"',
+    ]
+
+
+def test_keys_and_items_removed_say_what_they_were(tmp_path):
+    old = {
+        "extra": "[upstreams.api]\nservers = [{ url = \"http://127.0.0.1:9003\" }, "
+        '{ url = "http://127.0.0.1:9004" }]\n'
+        '[filters.keyed]\ntype = "api_key"\nkeys = ["key-one-12345"]\nforward = true\n'
+    }
+    new = {
+        "extra": '[upstreams.api]\nservers = [{ url = "http://127.0.0.1:9003" }]\n'
+        '[filters.keyed]\ntype = "api_key"\nkeys = ["key-one-12345"]\n'
+    }
+    assert diff(tmp_path, old, new)[:5] == [
+        "upstreams.api: changed",
+        '    servers[1]: removed (was { url = "http://127.0.0.1:9004", weight = 1, '
+        "max_connections = 0, drain = false, backup = false })",
+        "filters.keyed: changed",
+        "    forward: removed (was true)",
+        "a reload applies all of it (txrevproxy reload)",
+    ]

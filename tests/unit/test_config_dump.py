@@ -14,7 +14,7 @@ import attr
 import pytest
 
 from txrevproxy.config import load_config
-from txrevproxy.config.dump import REDACTED, dump_config
+from txrevproxy.config.dump import REDACTED, dump_config, redacted
 from txrevproxy.config.writer import dumps
 
 from ..support.processes import SOURCE_ROOT
@@ -80,7 +80,7 @@ headers = { "X-Env" = "beta", "User-Agent" = { regex = "^Mozilla" } }
 match = { query = { v = { present = true } } }
 priority = 5
 rewrite = { pattern = '^/u/(?P<id>\d+)$', replacement = "/users/${id}?a=$$1" }
-request_headers = { set = { "X-Quote" = "a \"b\" \\ c\u0001", Authorization = "Bearer abc" }, remove = ["Cookie"] }
+request_headers = { set = { "X-Quote" = "a \"b\" \\ c\u0001", Authorization = "Bearer abc", "X-Api-Key" = "api-s3cret", "X-Auth-Token" = "auth-s3cret" }, remove = ["Cookie"] }
 response_headers = { add = { "X-Frame-Options" = "DENY" } }
 cookie_domain = { "backend.internal" = "shop.example.test" }
 cookie_path = { "/app/" = "/" }
@@ -172,8 +172,10 @@ def test_secrets_are_redacted_unless_asked_for(configuration):
     assert document["filters"]["keyed"]["keys"] == [REDACTED, REDACTED]
     assert document["routes"][2]["request_headers"]["set"]["Authorization"] == REDACTED
     assert document["routes"][2]["request_headers"]["set"]["X-Quote"] != REDACTED
+    assert document["routes"][2]["request_headers"]["set"]["X-Api-Key"] == REDACTED
+    assert document["routes"][2]["request_headers"]["set"]["X-Auth-Token"] == REDACTED
     assert "admin-s3cret" not in text and "key-one-12345" not in text
-    assert "Bearer abc" not in text
+    assert "Bearer abc" not in text and "s3cret" not in text
 
 
 @pytest.mark.parametrize(
@@ -209,3 +211,50 @@ def test_check_dump_of_a_configuration_with_problems_prints_them(tmp_path):
     assert (status, out) == (1, "")
     assert "admin.token: environment variable TXREVPROXY_UNSET_FOR_TEST is not set\n" in err
     assert "at least one [listeners.NAME] table is required" in err
+
+
+SECRETS = """
+[listeners.web]
+endpoint = "tcp:8080"
+[upstreams.app]
+servers = [{ url = "http://127.0.0.1:9001" }]
+[[routes]]
+upstream = "app"
+filters = ["api_key"]
+[filters.api_key]
+type = "oidc"
+issuer = "https://id.example.test"
+client_id = "proxy"
+client_secret = "client-s3cret"
+cookie_secrets = ["cookie-s3cret-0123456789abcdef0123456789abcdef"]
+[redis.shared]
+url = "redis://bob:redis-s3cret@127.0.0.1:6379/2"
+[tracing]
+headers = { x-honeycomb-team = "team-s3cret", Authorization = "Bearer trace-s3cret" }
+"""
+
+
+def test_every_kind_of_secret_is_redacted(tmp_path):
+    """
+    oidc's cookie secrets, a Redis URL's password and every field sent to
+    the trace exporter are secrets as much as the admin token is; the
+    name of a table (C{[filters.api_key]}) is not.
+    """
+    path = tmp_path / "proxy.toml"
+    path.write_text(SECRETS)
+    _, text = dump_config(str(path), environ={})
+    assert "s3cret" not in text
+    document = tomllib.loads(text)
+    login = document["filters"]["api_key"]
+    assert (login["type"], login["client_id"]) == ("oidc", "proxy")
+    assert login["cookie_secrets"] == [REDACTED]
+    assert document["redis"]["shared"]["url"] == "redis://bob:%s@127.0.0.1:6379/2" % (
+        REDACTED,
+    )
+    assert set(document["tracing"]["headers"].values()) == {REDACTED}
+
+
+def test_a_redis_url_without_a_password_is_kept():
+    assert redacted({"url": "redis://127.0.0.1:6379/0"}, ("redis", "shared")) == {
+        "url": "redis://127.0.0.1:6379/0"
+    }

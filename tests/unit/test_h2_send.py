@@ -19,7 +19,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.web.resource import Resource
 
 from txrevproxy.config.model import ServerSettings
-from txrevproxy.net.h2_send import RoundRobin
+from txrevproxy.net.h2_send import TURN_BYTES, RoundRobin
 from txrevproxy.server.http2 import PriorKnowledgeSite
 
 BODY = b"x" * 100
@@ -65,13 +65,14 @@ def test_round_robin_refuses_a_stream_twice_and_ignores_priorities():
         streams.insert_stream(1)
 
 
-def connected(window: int = 65535):
+def connected(window: int = 65535, resource: Resource = Body()):
     """
-    An h2c connection with its client's h2 connection (whose streams get
-    C{window} bytes of initial window), the transport and the clock.
+    An h2c connection to C{resource} with its client's h2 connection
+    (whose streams get C{window} bytes of initial window), the transport
+    and the clock.
     """
     clock = MemoryReactorClock()
-    site = PriorKnowledgeSite(Body(), reactor=clock, settings=ServerSettings())
+    site = PriorKnowledgeSite(resource, reactor=clock, settings=ServerSettings())
     protocol = site.buildProtocol(None)
     transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.1", 4321))
     protocol.makeConnection(transport)
@@ -149,3 +150,86 @@ def test_response_fields_unique_to_a_response_stay_out_of_the_hpack_table():
     fields = {field[0]: field for field in head.headers}
     assert isinstance(fields[b"x-request-id"], hpack.NeverIndexedHeaderTuple)
     assert not isinstance(fields[b"content-type"], hpack.NeverIndexedHeaderTuple)
+
+
+def test_stream_whose_window_went_negative_waits_for_a_positive_one():
+    """
+    A smaller SETTINGS_INITIAL_WINDOW_SIZE can leave a stream's window
+    below zero (RFC 9113 section 6.9.2); a WINDOW_UPDATE that leaves it
+    there unblocks the stream, which must send nothing yet rather than
+    break the connection's sending loop.
+    """
+    protocol, client, transport, clock = connected(window=10)
+    request(client, 1)
+    bodies, _ = exchange(protocol, client, transport, clock)
+    assert bodies == {1: BODY[:10]}
+    client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+    exchange(protocol, client, transport, clock)
+    client.increment_flow_control_window(5, stream_id=1)
+    assert exchange(protocol, client, transport, clock) == ({}, [])
+    client.increment_flow_control_window(1000, stream_id=1)
+    bodies, ended = exchange(protocol, client, transport, clock)
+    assert bodies == {1: BODY[10:]}
+    assert ended == [1]
+
+
+def test_stream_without_window_goes_on_when_the_client_settings_open_it():
+    """
+    A larger SETTINGS_INITIAL_WINDOW_SIZE opens the window of every
+    stream (RFC 9113 section 6.9.2), as a WINDOW_UPDATE would.
+    """
+    protocol, client, transport, clock = connected(window=10)
+    request(client, 1)
+    bodies, _ = exchange(protocol, client, transport, clock)
+    assert bodies == {1: BODY[:10]}
+    client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1000})
+    bodies, ended = exchange(protocol, client, transport, clock)
+    assert bodies == {1: BODY[10:]}
+    assert ended == [1]
+
+
+class Large(Resource):
+    isLeaf = True
+
+    def render(self, request):
+        return b"y" * (2 * TURN_BYTES)
+
+
+def received_now(client, data: bytes):
+    """
+    The body bytes the client got of C{data}, and the streams that ended.
+    """
+    events = client.receive_data(data)
+    body = b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived))
+    ended = [e.stream_id for e in events if isinstance(e, h2.events.StreamEnded)]
+    return body, ended
+
+
+def test_a_connection_sends_turn_bytes_a_reactor_turn():
+    """
+    Past L{TURN_BYTES} in one turn of the reactor, a connection lets the
+    others have theirs, and goes on in the next turn: one write a turn.
+    """
+    protocol, client, transport, clock = connected(window=2**31 - 1, resource=Large())
+    client.increment_flow_control_window(2**30)
+    client.receive_data(transport.value())
+    transport.clear()
+    written = []
+    write = transport.write
+    transport.write = lambda data: (written.append(received_now(client, data)), write(data))
+    request(client, 1)
+    protocol.dataReceived(client.data_to_send())
+    clock.advance(0)
+    turns = [data for data, _ in written if data]
+    assert [len(data) for data in turns] == [TURN_BYTES, TURN_BYTES]
+    assert [ended for _, ended in written if ended] == [[1]]
+
+
+def test_nothing_is_sent_while_the_transport_pauses_the_connection():
+    protocol, client, transport, clock = connected()
+    transport.producer.pauseProducing()
+    request(client, 1)
+    assert exchange(protocol, client, transport, clock) == ({}, [])
+    transport.producer.resumeProducing()
+    clock.advance(0)
+    assert received_now(client, transport.value()) == (BODY, [1])

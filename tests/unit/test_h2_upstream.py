@@ -163,6 +163,38 @@ class H2PoolTests(PoolCase):
         backend.read()
         self.assertEqual(backend.conn.local_flow_control_window(1), STREAM_WINDOW)
 
+    def test_a_stream_that_ends_or_is_reset_while_paused_gives_its_window_back(self):
+        """
+        The bytes a paused stream was sent count against the connection's
+        window too: a stream that ends, or is reset, before it is resumed
+        gives them back, or each slow client's response would close the
+        connection's window a little more until no stream could be sent
+        anything.  (One stream a connection: a window of two streams',
+        which C{h2} updates once half of it was taken.)
+        """
+        self.pool = H2ConnectionPool(
+            self.clock, self.endpoint, "http://backend", 30.0, 1, b"http"
+        )
+        backend = None
+        for stream_id in (1, 3):
+            stream = self.open()
+            if backend is None:
+                backend = self.backend()
+                window = backend.conn.outbound_flow_control_window
+            backend.read()
+            stream.transport.pauseProducing()
+            backend.conn.send_headers(stream_id, [(b":status", b"200")])
+            for _ in range(STREAM_WINDOW // 16384):
+                backend.conn.send_data(stream_id, b"x" * 16384)
+            if stream_id == 1:
+                backend.conn.end_stream(stream_id)
+            else:
+                backend.conn.reset_stream(stream_id, ErrorCodes.INTERNAL_ERROR)
+            backend.send()
+            self.assertIs(stream.state, CLOSED)
+            backend.read()
+            self.assertEqual(backend.conn.outbound_flow_control_window, window)
+
     def test_the_connection_window_holds_every_stream_window(self):
         self.open()
         backend = self.backend()
@@ -235,6 +267,69 @@ class H2PoolTests(PoolCase):
         self.assertTrue(one.reused)
         self.assertIs(two.state, CLOSED)
 
+    def test_a_window_opened_before_a_reset_in_one_read_sends_nothing_on_it(self):
+        """
+        C{h2} has taken the whole read in when the connection's window
+        update reaches the stream's held upload: the stream is reset
+        already, and only it fails; the connection and its other streams
+        go on.
+        """
+        reset, other = RecordingExchange(), RecordingExchange()
+        one = self.open(reset, body=b"chunked")
+        self.open(other)
+        backend = self.backend()
+        backend.conn.update_settings({SettingCodes.INITIAL_WINDOW_SIZE: 10**6})
+        backend.send()
+        backend.read()
+        # The connection's window (65,535 bytes) is what holds the rest.
+        one.sendBody(b"u" * 70000)
+        backend.read()
+        backend.conn.increment_flow_control_window(1000)
+        backend.conn.reset_stream(1, ErrorCodes.INTERNAL_ERROR)
+        backend.send()
+        self.assertEqual(reset.events, [("failed", StreamReset)])
+        self.assertFalse(self.endpoint.transports[0].disconnecting)
+        backend.conn.send_headers(3, [(b":status", b"204")], end_stream=True)
+        backend.send()
+        self.assertEqual(other.events, ["started", ("head", 204, None), "end"])
+
+    def test_a_response_that_ends_before_the_upload_resets_the_stream(self):
+        """
+        The backend answered whole before the request body did: the rest
+        of the body is not wanted (RST_STREAM CANCEL), and the exchange
+        hears of the end.
+        """
+        exchange = RecordingExchange()
+        stream = self.open(exchange, body=b"chunked")
+        stream.sendBody(b"part")
+        backend = self.backend()
+        backend.conn.send_headers(1, [(b":status", b"413")], end_stream=True)
+        backend.send()
+        self.assertEqual(exchange.events, ["started", ("head", 413, None), "end"])
+        self.assertIs(stream.state, CLOSED)
+        resets = [e for e in backend.read() if isinstance(e, h2.events.StreamReset)]
+        self.assertEqual([(e.stream_id, e.error_code) for e in resets], [(1, ErrorCodes.CANCEL)])
+
+    def test_data_on_a_stream_given_up_gives_its_window_back(self):
+        """
+        What the backend sent on a stream before it read this side's reset
+        still counts against the connection's window: it is given back.
+        """
+        self.pool = H2ConnectionPool(
+            self.clock, self.endpoint, "http://backend", 30.0, 1, b"http"
+        )
+        stream = self.open()
+        backend = self.backend()
+        window = backend.conn.outbound_flow_control_window
+        backend.conn.send_headers(1, [(b":status", b"200")])
+        backend.send()
+        stream.abort()
+        for _ in range(STREAM_WINDOW // 16384):
+            backend.conn.send_data(1, b"x" * 16384)
+        backend.send()
+        backend.read()
+        self.assertEqual(backend.conn.outbound_flow_control_window, window)
+
     def test_an_aborted_stream_is_reset_and_frees_its_place(self):
         stream = self.open()
         backend = self.backend()
@@ -263,6 +358,22 @@ class H2PoolTests(PoolCase):
         self.assertFalse(self.endpoint.transports[0].disconnecting)
         self.clock.advance(1)
         self.assertTrue(self.endpoint.transports[0].disconnecting)
+
+    def test_idle_connections_close_each_after_its_own_idle_timeout(self):
+        self.pool = H2ConnectionPool(
+            self.clock, self.endpoint, "http://backend", 30.0, 1, b"http"
+        )
+        first, second = self.open(), self.open()
+        first.abort()
+        self.clock.advance(10)
+        second.abort()
+        self.clock.advance(20)
+        self.assertEqual(
+            [transport.disconnecting for transport in self.endpoint.transports],
+            [True, False],
+        )
+        self.clock.advance(10)
+        self.assertTrue(self.endpoint.transports[1].disconnecting)
 
     def test_a_response_timeout_tells_the_exchange(self):
         exchange = RecordingExchange()
@@ -298,6 +409,21 @@ class H2PoolTests(PoolCase):
         waiting = self.pool.connect(timeout=1.0)
         self.clock.advance(1.0)
         self.failureResultOf(waiting, ConnectTimeoutError)
+
+    def test_a_connection_made_after_the_pool_closed_closes_after_its_streams(self):
+        pending: List[Deferred] = []
+        self.endpoint.connect = lambda factory: pending.append(Deferred()) or pending[-1]
+        waiting = self.pool.connect()
+        self.pool.close()
+        transport = StringTransport()
+        connection = self.pool._factory.buildProtocol(None)
+        connection.makeConnection(transport)
+        pending[0].callback(connection)
+        stream = self.successResultOf(waiting)
+        self.assertFalse(transport.disconnecting)
+        self.assertIsNone(self.pool.take_idle())
+        stream.abort()
+        self.assertTrue(transport.disconnecting)
 
     def test_closing_the_pool_closes_busy_connections_when_their_streams_end(self):
         stream = self.open()

@@ -347,6 +347,31 @@ def test_client_gone_abandons_the_copy():
     assert mirrored(metrics) == {"api\tshadow\tabandoned": 1}
 
 
+def test_websocket_upgrade_is_not_copied():
+    made, metrics = make_mirror()
+    request = Request(length=0, complete=True)
+    request.requestedUpgrade = lambda: b"websocket"
+    made.copy(request)
+    assert made.sent == []
+    assert mirrored(metrics) == {}
+
+
+def test_body_refused_as_too_large_abandons_the_copy():
+    """
+    A body over the server's C{max_request_body} is refused with 413: its
+    copy is not sent, and the request's exchange hears of it as ever.
+    """
+    made, metrics = make_mirror(max_body=100)
+    request = Request(length=None)
+    real = request.handler
+    made.copy(request)
+    request.handler.bodyReceived(b"12")
+    request.handler.bodyTooLarge()
+    assert made.sent == []
+    assert real.calls == [("body", b"12"), ("too large",)]
+    assert mirrored(metrics) == {"api\tshadow\tabandoned": 1}
+
+
 def test_mirror_metric_is_rendered_with_its_labels():
     metrics = Metrics()
     metrics.mirrored("api", "shadow", "answered")
@@ -395,3 +420,27 @@ def test_copy_never_waits_for_a_backend():
         copy, ProxyTarget(FullBalancer(), Clock(), 5.0, False), outcomes.append
     ).start()
     assert outcomes == [mirror.NO_BACKEND]
+
+
+class BrokenBalancer:
+    """
+    A balancer whose policy fails (a third party's plugin, say).
+    """
+
+    def lease_now(self, request):
+        raise KeyError("broken policy")
+
+
+def test_a_copy_that_fails_to_start_is_counted_and_never_reaches_the_client():
+    metrics = Metrics()
+    made = mirror.Mirror(
+        ProxyTarget(BrokenBalancer(), Clock(), 5.0, False),
+        "api",
+        "shadow",
+        100,
+        10,
+        Draws(),
+        metrics,
+    )
+    made.copy(Request(length=0, complete=True))
+    assert mirrored(metrics) == {"api\tshadow\tfailed": 1}

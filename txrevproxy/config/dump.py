@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from typing import Any, Callable, List, Mapping, Optional, Tuple
+from urllib.parse import urlsplit, urlunsplit
 
 from .document import Origins
 from .environment import escape, verbatim
@@ -26,9 +27,11 @@ from .writer import dumps
 #: What a masked secret reads as.
 REDACTED = "<redacted>"
 
-#: The keys whose string values are secrets, wherever they are (lower-case):
-#: the admin token, api_key's keys, credentials a plugin's filter may take,
-#: and header values that carry credentials.
+#: The keys whose string values are secrets, wherever they are (lower-case,
+#: C{-} read as C{_}, so that header names count: C{Api-Key}): the admin
+#: token, api_key's and jwt_auth's keys, credentials a plugin's filter may
+#: take, and header values that carry credentials.  A key that ends in one
+#: of L{SECRET_SUFFIXES} is a secret too.
 SECRET_KEYS = frozenset(
     [
         "token",
@@ -38,9 +41,70 @@ SECRET_KEYS = frozenset(
         "client_secret",
         "api_key",
         "authorization",
-        "proxy-authorization",
+        "proxy_authorization",
     ]
 )
+
+#: The endings of the keys that are secrets whatever comes before them:
+#: oidc's C{cookie_secret} and C{cookie_secrets}, a plugin's
+#: C{bind_password} or C{access_token}, a header rule's C{X-Auth-Token}
+#: or C{X-Api-Key}.
+SECRET_SUFFIXES = ("_secret", "_secrets", "_password", "_token", "_api_key")
+
+
+#: The top-level keys of named tables (C{[upstreams.NAME]}).
+_NAMED_TABLES = frozenset(
+    key for key, field in CONFIG.fields.items() if isinstance(field.convert, NamedTables)
+)
+
+
+def secret_key(keys: Tuple[str, ...]) -> bool:
+    """
+    Whether the strings under the table keys C{keys} (from the top of the
+    document, array indexes left out) are secrets: under a key of
+    L{SECRET_KEYS} or L{SECRET_SUFFIXES}, or a field of C{[tracing]
+    headers}, which are there to carry an exporter's credentials
+    (C{x-honeycomb-team}, C{DD-API-KEY}) whatever their names.  The name
+    of a named table is not a key: C{[filters.api_key]} is no secret.
+    """
+    if keys[:2] == ("tracing", "headers") and len(keys) > 2:
+        return True
+    if keys[:1] and keys[0] in _NAMED_TABLES:
+        keys = keys[:1] + keys[2:]
+    for key in keys:
+        key = key.lower().replace("-", "_")
+        if key in SECRET_KEYS or key.endswith(SECRET_SUFFIXES):
+            return True
+    return False
+
+
+def redacted(value: Any, keys: Tuple[str, ...] = ()) -> Any:
+    """
+    C{value}, found under the table keys C{keys}, with every secret string
+    in it read as L{REDACTED} (see L{secret_key}), and the password of a
+    C{[redis.NAME]} table's C{url} masked in place
+    (C{redis://user:<redacted>@host:6379/0}).
+    """
+    if isinstance(value, dict):
+        return {key: redacted(item, keys + (key,)) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redacted(item, keys) for item in value]
+    if not isinstance(value, str):
+        return value
+    if secret_key(keys):
+        return REDACTED
+    if keys[:1] == ("redis",) and keys[2:] == ("url",):
+        return _without_password(value)
+    return value
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, _, address = parts.netloc.rpartition("@")
+    name = user.partition(":")[0]
+    return urlunsplit(parts._replace(netloc="%s:%s@%s" % (name, REDACTED, address)))
 
 
 def dump_config(
@@ -50,7 +114,7 @@ def dump_config(
     Load a configuration file, and write its effective configuration.
 
     @param environ: the variables (default: this process's environment).
-    @return: the configuration, and the TOML text of L{effective_toml}.
+    @return: the configuration, and its text as L{dumped} writes it.
     @raise txrevproxy.config.ConfigError: as L{load_config} does.
     """
     config = load_document(path, environ)[0]
@@ -86,7 +150,7 @@ def effective_toml(
         L{REDACTED}.
     """
     effective = _Effective(origins).convert(schema, data, "")
-    return dumps(_written(effective, show_secrets))
+    return dumps(_escaped(effective if show_secrets else redacted(effective)))
 
 
 class _Effective:
@@ -154,27 +218,16 @@ class _Effective:
         return value
 
 
-def _written(value: Any, show_secrets: bool, secret: bool = False, path: str = "") -> Any:
+def _escaped(value: Any, path: str = "") -> Any:
     """
     A value as the dump writes it: strings escaped so that reading the
     dump substitutes nothing (but those read verbatim, see
-    L{environment.verbatim}), and those of L{SECRET_KEYS} masked unless
-    C{show_secrets}.
+    L{environment.verbatim}).
     """
     if isinstance(value, dict):
-        return {
-            key: _written(
-                item, show_secrets, secret or key.lower() in SECRET_KEYS, path + key_path(key)
-            )
-            for key, item in value.items()
-        }
+        return {key: _escaped(item, path + key_path(key)) for key, item in value.items()}
     if isinstance(value, list):
-        return [
-            _written(item, show_secrets, secret, "%s[%d]" % (path, index))
-            for index, item in enumerate(value)
-        ]
+        return [_escaped(item, "%s[%d]" % (path, index)) for index, item in enumerate(value)]
     if isinstance(value, str):
-        if secret and not show_secrets:
-            return REDACTED
         return value if verbatim(path) else escape(value)
     return value

@@ -15,13 +15,15 @@ take turns, in constant time.  L{BatchingH2Connection} sends, in one turn
 of the reactor, frames until what it sent reaches L{TURN_BYTES} or nothing
 is left, then gives the reactor back (other connections, reads) before it
 goes on.  Flow control is Twisted's and C{h2}'s: a stream without window
-is blocked alone, and the connection still waits for its transport when
-that pauses it.
+is blocked alone (until a WINDOW_UPDATE or a larger initial window in the
+client's SETTINGS opens it), and the connection still waits for its
+transport when that pauses it.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from types import SimpleNamespace
 from typing import Deque, Dict
 
 import priority
@@ -39,6 +41,10 @@ TWISTED_PRIVATE = (
     "twisted.web._http2.H2Connection._requestDone",
     "twisted.web._http2.H2Connection._handleWindowUpdate",
 )
+
+#: A window update of the connection, which concerns every stream (what
+#: Twisted's C{_handleWindowUpdate} reads of an C{h2} C{WindowUpdated}).
+_EVERY_STREAM = SimpleNamespace(stream_id=0)
 
 #: The bytes of DATA frames one connection sends in a turn of the reactor
 #: before it lets the others have theirs.
@@ -144,8 +150,11 @@ class BatchingH2Connection(H2Connection):
                 scheduler.block(stream)
                 done.append(stream)
                 continue
+            # Below zero after the client made its initial window smaller
+            # (RFC 9113 section 6.9.2), and still unblocked by an update
+            # that left it there: nothing may be sent.
             window = conn.local_flow_control_window(stream)
-            size = min(conn.max_outbound_frame_size, window)
+            size = min(conn.max_outbound_frame_size, max(window, 0))
             if len(frameData) > size:
                 queue.appendleft(frameData[size:])
                 frameData = frameData[:size]
@@ -176,6 +185,20 @@ class BatchingH2Connection(H2Connection):
         elif self._sendingDeferred is None:
             self._sendingDeferred = Deferred()
             self._sendingDeferred.addCallback(self._sendPrioritisedData)
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Twisted hears of the windows the client opens only through
+        WINDOW_UPDATE frames; a larger SETTINGS_INITIAL_WINDOW_SIZE opens
+        every stream's window as well (RFC 9113 section 6.9.2), and is
+        taken here for an update of them all, or a stream stalled on its
+        window would wait for a WINDOW_UPDATE that may never come.
+        """
+        settings = self.conn.remote_settings
+        window = settings.initial_window_size
+        super().dataReceived(data)
+        if settings.initial_window_size > window:
+            self._handleWindowUpdate(_EVERY_STREAM)
 
     def _handleWindowUpdate(self, event) -> None:
         """

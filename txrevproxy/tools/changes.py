@@ -18,7 +18,7 @@ import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..app.service import moved_listeners, restart_only_changes
-from ..config.dump import REDACTED, SECRET_KEYS
+from ..config.dump import REDACTED, redacted
 from ..config.environment import substitute
 from ..config.load import model_of
 from ..config.schema import key_path
@@ -31,8 +31,11 @@ else:
 
 #: The tables of one instance, then those of many by name, in the order
 #: of the docs.
-SINGLE_TABLES = ("server", "log", "admin")
-NAMED_TABLES = ("listeners", "tls", "upstreams", "filters", "caches")
+SINGLE_TABLES = ("server", "log", "admin", "tracing")
+NAMED_TABLES = ("listeners", "tls", "upstreams", "filters", "caches", "redis")
+
+#: The table keys of a route (array indexes are left out of them).
+ROUTE = ("routes",)
 
 #: Said once when routes without a name were compared.
 POSITION_NOTE = (
@@ -51,43 +54,45 @@ def effective_document(text: str) -> Dict[str, Any]:
     return substitute(tomllib.loads(text), {})[0]
 
 
-def _shown(value: Any, secret: bool) -> str:
-    return "<redacted>" if secret else inline(value)
+def _shown(value: Any, keys: Tuple[str, ...]) -> str:
+    return inline(redacted(value, keys))
 
 
-def _differences(old: Any, new: Any, path: str, secret: bool = False) -> List[str]:
+def _differences(old: Any, new: Any, path: str, keys: Tuple[str, ...]) -> List[str]:
     """
-    A line for each key that differs between two values of C{path}:
-    tables key by key, arrays of tables item by item, anything else whole.
+    A line for each key that differs between two values of C{path}, found
+    under the table keys C{keys}: tables key by key, arrays of tables item
+    by item, anything else whole; secrets read as the dump writes them
+    (L{redacted}), and a change that only they hide is said without them.
     """
     if isinstance(old, dict) and isinstance(new, dict):
         lines = []
         for key in list(old) + [key for key in new if key not in old]:
-            where = path + key_path(key)
-            hidden = secret or key.lower() in SECRET_KEYS
+            where, inner = path + key_path(key), keys + (key,)
             if key not in new:
-                lines.append("%s: removed (was %s)" % (where, _shown(old[key], hidden)))
+                lines.append("%s: removed (was %s)" % (where, _shown(old[key], inner)))
             elif key not in old:
-                lines.append("%s: added: %s" % (where, _shown(new[key], hidden)))
+                lines.append("%s: added: %s" % (where, _shown(new[key], inner)))
             else:
-                lines.extend(_differences(old[key], new[key], where, hidden))
+                lines.extend(_differences(old[key], new[key], where, inner))
         return lines
     if _tables(old) and _tables(new):
         lines = []
         for index in range(max(len(old), len(new))):
             where = "%s[%d]" % (path, index)
             if index >= len(new):
-                lines.append("%s: removed (was %s)" % (where, _shown(old[index], secret)))
+                lines.append("%s: removed (was %s)" % (where, _shown(old[index], keys)))
             elif index >= len(old):
-                lines.append("%s: added: %s" % (where, _shown(new[index], secret)))
+                lines.append("%s: added: %s" % (where, _shown(new[index], keys)))
             else:
-                lines.extend(_differences(old[index], new[index], where, secret))
+                lines.extend(_differences(old[index], new[index], where, keys))
         return lines
     if old == new:
         return []
-    if secret:
+    before, after = _shown(old, keys), _shown(new, keys)
+    if before == after:
         return ["%s: changed (a secret, not shown)" % (path,)]
-    return ["%s: %s -> %s" % (path, inline(old), inline(new))]
+    return ["%s: %s -> %s" % (path, before, after)]
 
 
 def _tables(value: Any) -> bool:
@@ -95,20 +100,27 @@ def _tables(value: Any) -> bool:
 
 
 def _compared(
-    label: str, old: Optional[dict], new: Optional[dict], extra: Sequence[str] = ()
+    label: str,
+    old: Optional[dict],
+    new: Optional[dict],
+    keys: Tuple[str, ...],
+    extra: Sequence[str] = (),
 ) -> List[str]:
     """
     The lines of one table: added, removed, or changed with a line per
     key (indented, key paths relative to the table).
+
+    @param keys: the table keys of the table from the top of the document
+        (C{("upstreams", "app")}), which say what in it is a secret.
     """
     if old is None:
         return ["%s: added" % (label,)]
     if new is None:
         return ["%s: removed" % (label,)]
-    keys = list(extra) + [line.lstrip(".") for line in _differences(old, new, "")]
-    if not keys:
+    lines = list(extra) + [line.lstrip(".") for line in _differences(old, new, "", keys)]
+    if not lines:
         return []
-    return ["%s: changed" % (label,)] + ["    " + line for line in keys]
+    return ["%s: changed" % (label,)] + ["    " + line for line in lines]
 
 
 def _route_pairs(
@@ -149,14 +161,16 @@ def route_changes(old: List[dict], new: List[dict]) -> List[str]:
     by_position = False
     for before, after in _route_pairs(old, new):
         if after is None:
-            found = _compared(_route_label(old, before), old[before], None)
+            found = _compared(_route_label(old, before), old[before], None, ROUTE)
         elif before is None:
-            found = _compared(_route_label(new, after), None, new[after])
+            found = _compared(_route_label(new, after), None, new[after], ROUTE)
         else:
             moved = []
             if before != after:
                 moved = ["position: routes[%d] -> routes[%d]" % (before, after)]
-            found = _compared(_route_label(new, after), old[before], new[after], moved)
+            found = _compared(
+                _route_label(new, after), old[before], new[after], ROUTE, moved
+            )
         unnamed = all(
             index is None or "name" not in routes[index]
             for routes, index in ((old, before), (new, after))
@@ -209,18 +223,23 @@ def changes(old_text: str, new_text: str) -> List[str]:
 
     @param old_text: the old effective configuration (TOML, as dumped).
     @param new_text: the new one, with secrets shown or redacted as in
-        C{old_text} (a redacted secret compares equal to any other).
+        C{old_text} (two redacted secrets compare equal, so a change of
+        a secret cannot be seen between redacted configurations).
     """
     old, new = effective_document(old_text), effective_document(new_text)
     lines: List[str] = []
     for table in SINGLE_TABLES:
         if table in old or table in new:
-            lines.extend(_compared("[%s]" % (table,), old.get(table), new.get(table)))
+            lines.extend(
+                _compared("[%s]" % (table,), old.get(table), new.get(table), (table,))
+            )
     for table in NAMED_TABLES:
         before, after = old.get(table, {}), new.get(table, {})
         for name in list(before) + [name for name in after if name not in before]:
             lines.extend(
-                _compared(table + key_path(name), before.get(name), after.get(name))
+                _compared(
+                    table + key_path(name), before.get(name), after.get(name), (table, name)
+                )
             )
     lines.extend(route_changes(old.get("routes", []), new.get("routes", [])))
     if not lines:

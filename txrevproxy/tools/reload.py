@@ -214,11 +214,23 @@ def get_config(address: AdminAddress, token: Optional[str], timeout: float) -> s
     configuration the proxy serves, as TOML with its secrets redacted.
 
     @raise ReloadError: the API could not be reached, did not answer in
-        C{timeout} seconds, or refused (the message says why).
+        C{timeout} seconds, or refused (the message says why), or what
+        answered is not a configuration.
     """
+    from .changes import effective_document
+
     status, body = _exchange(address, "GET", "/config", token, timeout)
     if status == 200:
-        return body.decode("utf-8")
+        try:
+            text = body.decode("utf-8")
+            effective_document(text)
+        except ValueError:
+            # Not UTF-8 or not TOML (both errors are ValueErrors).
+            raise ReloadError(
+                "%s: answered 200, not a configuration; is this the admin endpoint?"
+                % (address.shown,)
+            )
+        return text
     message = _document(address, status, body).get("error", "")
     raise ReloadError(
         "%s: answered %d: %s%s" % (address.shown, status, message, _token_hint(status))

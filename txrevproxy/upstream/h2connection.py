@@ -309,21 +309,26 @@ class H2UpstreamStream:
     def abort(self) -> None:
         """
         The exchange gives the stream up (the client went, a timeout): reset
-        it, and give back the window of what it left unread.
+        it (and give back the window of what it left unread, see
+        L{_close}).
         """
         state = self.state
         if state is CLOSED:
             return
         if state is OPEN:
             self.connection.reset(self.stream_id, ErrorCodes.CANCEL)
-            if self._unacked:
-                self.connection.acknowledge(self.stream_id, self._unacked)
         self._close()
 
     def _close(self) -> None:
         if self.state is CLOSED:
             return
         self.stopAwaiting()
+        unacked = self._unacked
+        if unacked:
+            # What it was sent while paused still counts against the
+            # connection's window, whichever way the stream ended.
+            self._unacked = 0
+            self.connection.acknowledge(self.stream_id, unacked)
         self.exchange = None
         self._producer = None
         self._unsent.clear()
@@ -437,30 +442,39 @@ class H2UpstreamConnection(Protocol):
         conn = self.conn
         stream_id = stream.stream_id
         unsent = stream._unsent
-        while unsent:
-            size = min(
-                conn.local_flow_control_window(stream_id),
-                conn.max_outbound_frame_size,
-            )
-            if size <= 0:
-                break
-            data = unsent[0]
-            if len(data) <= size:
-                unsent.popleft()
-            else:
-                unsent[0] = data[size:]
-                data = data[:size]
-            conn.send_data(stream_id, data)
-            stream._unsent_size -= len(data)
-        if not unsent and stream._body_done and not stream._end_sent:
-            stream._end_sent = True
-            conn.end_stream(stream_id)
+        try:
+            while unsent:
+                size = min(
+                    conn.local_flow_control_window(stream_id),
+                    conn.max_outbound_frame_size,
+                )
+                if size <= 0:
+                    break
+                data = unsent[0]
+                if len(data) <= size:
+                    unsent.popleft()
+                else:
+                    unsent[0] = data[size:]
+                    data = data[:size]
+                conn.send_data(stream_id, data)
+                stream._unsent_size -= len(data)
+            if not unsent and stream._body_done and not stream._end_sent:
+                stream._end_sent = True
+                conn.end_stream(stream_id)
+        except h2.exceptions.StreamClosedError:
+            # The backend reset the stream in the read being handled, whose
+            # StreamReset event, still to come, fails it.
+            return
         stream.throttleUpload()
 
     def acknowledge(self, stream_id: int, size: int) -> None:
         """
-        Open the windows again for C{size} bytes the stream's exchange took.
+        Open the windows again for C{size} bytes the stream's exchange took
+        (the connection's only, once the stream is closed); nothing once
+        the connection is failed or closed.
         """
+        if self._failure is not None:
+            return
         self.conn.acknowledge_received_data(size, stream_id)
         self._flush()
 

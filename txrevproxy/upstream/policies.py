@@ -157,7 +157,7 @@ def key_function(hash_key: str) -> Callable[[object], Optional[bytes]]:
     (C{"client_ip"}, C{"path"}, C{"header:NAME"} or C{"cookie:NAME"}).
     """
     if hash_key == "client_ip":
-        return lambda request: request.channel.client_ip
+        return lambda request: request.connection.client_ip
     if hash_key == "path":
         return lambda request: request.path
     kind, _, name = hash_key.partition(":")
