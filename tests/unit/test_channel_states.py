@@ -100,6 +100,26 @@ class ChannelStateTests(TestCase):
         self.assertEqual(site.resource.requests, [])
         self.assertNoMethodOnInstance(channel)
 
+    def test_field_line_is_read_as_it_arrives(self):
+        _, _, channel, _ = connect(ServerSettings())
+        channel.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\n")
+        request = channel.requests[-1]
+        self.assertEqual(request.requestHeaders.getRawHeaders(b"host"), [b"a"])
+        channel.dataReceived(b"Accept: */*\r\n\r\n")
+        self.assertEqual(request.requestHeaders.getRawHeaders(b"accept"), [b"*/*"])
+        self.assertIs(channel.state, states.RESPONDING)
+
+    def test_field_name_twisted_refuses_is_answered_400_wherever_it_stands(self):
+        for head in (
+            b"GET / HTTP/1.1\r\nBad Name: x\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n",
+        ):
+            _, site, channel, transport = connect(ServerSettings())
+            channel.dataReceived(head)
+            self.assertIs(channel.state, states.CLOSING)
+            self.assertTrue(transport.value().startswith(b"HTTP/1.1 400 "))
+            self.assertEqual(site.resource.requests, [])
+
     def test_rejected_request_that_has_an_id_is_answered_with_it(self):
         _, site, channel, transport = connect(ServerSettings())
         channel.dataReceived(

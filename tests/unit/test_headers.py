@@ -210,6 +210,30 @@ def test_response_hop_by_hop_dropped_and_content_length_kept_when_framed():
     ]
 
 
+
+def test_response_connection_listing_only_hop_by_hop_options_keeps_the_rest():
+    headers = [
+        (b"Content-Type", b"text/plain"),
+        (b"Connection", b"keep-alive"),
+        (b"Keep-Alive", b"timeout=3"),
+        (b"Content-Length", b"5"),
+    ]
+    assert client_response_headers(headers, keep_content_length=True) == [
+        (b"Content-Type", b"text/plain"),
+        (b"Content-Length", b"5"),
+    ]
+
+
+def test_response_connection_option_named_with_skipped_ones_is_dropped():
+    headers = [
+        (b"Connection", b"Keep-Alive, Close, x-trace"),
+        (b"X-Trace", b"1"),
+        (b"Vary", b"Accept"),
+    ]
+    assert client_response_headers(headers, keep_content_length=True) == [
+        (b"Vary", b"Accept"),
+    ]
+
 def test_http_date_is_imf_fixdate():
     assert http_date(0) == b"Thu, 01 Jan 1970 00:00:00 GMT"
     assert http_date(784111777.9) == b"Sun, 06 Nov 1994 08:49:37 GMT"

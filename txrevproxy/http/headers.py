@@ -342,8 +342,11 @@ def client_response_headers(
             continue
         out.append((name, value))
     if connection:
-        dropped = connection_tokens(connection)
-        out = [pair for pair in out if pair[0].lower() not in dropped]
+        # The options already skipped (keep-alive, close) leave nothing
+        # more to drop: most backends' Connection lists only those.
+        dropped = connection_tokens(connection) - skipped
+        if dropped:
+            out = [pair for pair in out if pair[0].lower() not in dropped]
     return out
 
 

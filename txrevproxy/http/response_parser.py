@@ -142,12 +142,12 @@ def parse_head(head: bytes) -> Tuple[bytes, int, bytes, List[Header]]:
         raise ResponseParseError("invalid status code %r" % (code[:10],))
     reason = parts[2] if len(parts) == 3 else b""
     if _PLAIN_FIELD_LINES.fullmatch(fields):
-        headers = [
-            (name, value.strip(b" \t"))
-            for name, _, value in (
-                line.partition(b":") for line in fields.split(b"\r\n")
-            )
-        ]
+        # A loop rather than a comprehension over a generator: one frame
+        # less to resume per line (about a third of this on CPython).
+        headers = []
+        for line in fields.split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            headers.append((name, value.strip(b" \t")))
     else:
         headers = _parse_field_lines(fields)
     return parts[0], int(code), reason, headers
@@ -195,7 +195,10 @@ def _framing(
     for name, value in headers:
         lname = name.lower()
         if lname == b"content-length":
-            content_lengths.extend(v.strip() for v in value.split(b","))
+            if b"," in value:
+                content_lengths.extend(v.strip() for v in value.split(b","))
+            else:
+                content_lengths.append(value.strip())
         elif lname == b"transfer-encoding":
             transfer_codings.extend(
                 c.strip().lower() for c in value.split(b",") if c.strip()

@@ -19,6 +19,7 @@ from twisted.internet.interfaces import (
     IHandshakeListener,
     ISSLTransport,
 )
+from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
 
 from ..http.chunked import ChunkedDecoder, MalformedChunks
@@ -577,7 +578,11 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
                 self.reject(429)
                 return
             self._enter(READING_HEAD)
-        super().dataReceived(data)
+        # Twisted's HTTPChannel.dataReceived only pushes its idle timeout
+        # back before its line parser runs, and this channel has no such
+        # timeout (see ProxySite.buildProtocol): the parser is called
+        # directly, a call less per read.
+        LineReceiver.dataReceived(self, data)
         state = self.state
         if state is CLOSING:
             return
@@ -693,6 +698,14 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
                 # As nginx's "underscores_in_headers off": the field is not
                 # read, so nothing behind the proxy sees it.
                 return
+            self._headLines = lines + 1
+            # Twisted's line handling holds each field line until the next
+            # one, for obs-fold continuations, which are refused above: the
+            # field is read at once (a malformed one is answered by
+            # badRequest), and Twisted's own size count, laxer than the
+            # site's above, is not needed.
+            self.headerReceived(line)
+            return
         self._headLines = lines + 1
         super().lineReceived(line)
 

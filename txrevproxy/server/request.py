@@ -262,10 +262,13 @@ class ProxyRequest(StreamingRequest):
             return
 
         # The root resources are leaves that route on the whole path (see
-        # txrevproxy.routing.router), so twisted.web's segment list is not needed.
+        # txrevproxy.routing.router), so twisted.web's segment list is not
+        # needed, and the root is what Site.getResourceFor would find with
+        # no segment to walk: taken here without its copy of the path.
         self.prepath = []
         self.postpath = []
-        self.renderLeaf(site.getResourceFor(self))
+        self.sitepath = []
+        self.renderLeaf(site.resource)
 
     def renderLeaf(self, resource) -> None:
         """

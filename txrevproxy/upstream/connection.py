@@ -41,6 +41,7 @@ from zope.interface import implementer
 
 from ..http.response_parser import IResponseSink, ResponseParseError, ResponseParser
 from ..net.direct_send import direct_writer
+from ..net.endpoint_unwrap import deliver_directly
 from ..net.read_size import set_read_size
 
 # The states of an UpstreamProtocol, compared by identity.
@@ -116,6 +117,7 @@ class UpstreamProtocol(Protocol):
         self._parser = ResponseParser(self)
 
     def connectionMade(self) -> None:
+        deliver_directly(self)
         set_read_size(self.transport)
         self._send = direct_writer(self.transport)
         if ITCPTransport.providedBy(self.transport):
