@@ -300,6 +300,18 @@ def test_basic_auth(tmp_path):
     auth.request(request).addCallback(results.append)
     assert results == [None]
     assert request.requestHeaders.getRawHeaders(b"x-user") == [b"alice"]
+    # The client's other spellings of the field are gone too.
+    request = FakeRequest(
+        headers=[
+            authorization(b"alice", b"s3cret"),
+            (b"X_User", b"admin"),
+            (b"Connection", b"X-User"),
+        ]
+    )
+    auth.request(request)
+    assert request.requestHeaders.getRawHeaders(b"x_user") is None
+    assert request.requestHeaders.getRawHeaders(b"connection") is None
+    assert request.requestHeaders.getRawHeaders(b"x-user") == [b"alice"]
     # Remembered: the hash is not checked again within the cache time.
     assert (
         auth.request(FakeRequest(headers=[authorization(b"alice", b"s3cret")])) is None

@@ -271,3 +271,28 @@ def test_documented_jwt_and_oidc_examples_are_valid(tmp_path):
     config = load_config(str(path), environ)
     assert config.filters["api-auth"].type == "jwt"
     assert config.filters["sso"].options["client_secret"] == "from-the-environment"
+
+
+def test_jwt_removes_the_clients_underscored_and_connection_named_copies(tmp_path):
+    """
+    A client cannot pass its own C{X_User} to a backend that reads it as
+    C{X-User}, nor name C{X-User} in C{Connection} to have the proxy drop
+    the value it vouches for.
+    """
+    auth = jwt_filter(tmp_path)
+    token = KEY.sign({"sub": "alice", "exp": time.time() + 60})
+    request = FakeRequest(
+        headers=[
+            (b"Authorization", b"Bearer " + token.encode()),
+            (b"X_User", b"admin"),
+            (b"Connection", b"keep-alive, X-User"),
+        ]
+    )
+    assert auth.request(request) is None
+    fields = dict(
+        (name.lower(), values)
+        for name, values in request.requestHeaders.getAllRawHeaders()
+    )
+    assert fields[b"x-user"] == [b"alice"]
+    assert b"x_user" not in fields
+    assert fields[b"connection"] == [b"keep-alive"]

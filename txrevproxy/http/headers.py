@@ -102,6 +102,46 @@ def connection_tokens(values: Optional[Iterable[bytes]]) -> frozenset:
     )
 
 
+def remove_client_copies(headers, name: bytes) -> None:
+    """
+    Remove the client's copies of a request field that the proxy is about
+    to write itself for the backend (an identity a filter vouches for,
+    such as C{X-User}), wherever a client could hide one:
+
+      - under its name;
+      - under a spelling with C{_} for C{-} (C{X_User}), which a backend
+        that maps C{-} to C{_} (CGI, WSGI, PHP, Rack: C{HTTP_X_USER})
+        reads as the same field;
+      - in the Connection field, whose options name fields the proxy
+        drops on the way as hop-by-hop (RFC 9110 section 7.6.1): the
+        client's C{Connection: X-User} would have the proxy drop its own
+        value.
+
+    @param headers: the request's L{twisted.web.http_headers.Headers}.
+    """
+    folded = _folded(name)
+    for raw, _ in list(headers.getAllRawHeaders()):
+        if _folded(raw) == folded:
+            headers.removeHeader(raw)
+    connection = headers.getRawHeaders(b"connection")
+    if connection:
+        options = [token.strip() for value in connection for token in value.split(b",")]
+        kept = [token for token in options if token and _folded(token) != folded]
+        if len(kept) != len([token for token in options if token]):
+            if kept:
+                headers.setRawHeaders(b"connection", [b", ".join(kept)])
+            else:
+                headers.removeHeader(b"connection")
+
+
+def _folded(name: bytes) -> bytes:
+    """
+    A field name as a backend that maps C{_} to C{-} and ignores case
+    reads it.
+    """
+    return name.lower().replace(b"_", b"-")
+
+
 def requested_upgrade(method: bytes, version: bytes, headers: List[Header]) -> Optional[bytes]:
     """
     The protocol a request asks to switch to (its Upgrade header, such as
