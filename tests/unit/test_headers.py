@@ -16,6 +16,7 @@ from txrevproxy.http.headers import (
     response_skipped,
     serialize_request_head,
     upstream_request_headers,
+    with_client_subject,
 )
 
 
@@ -277,3 +278,12 @@ def test_a_vouched_field_set_after_its_removal_reaches_the_backend_alone():
     assert [v for n, v in sent if n.lower().replace(b"_", b"-") == b"x-user"] == [
         b"alice"
     ]
+
+
+def test_client_subject_replaces_the_clients_copies_under_every_spelling():
+    sent = with_client_subject(
+        [(b"X-Client-Subject", b"CN=forged"), (b"x_client_subject", b"CN=forged")],
+        b"X-Client-Subject",
+        b"CN=alice",
+    )
+    assert sent == [(b"X-Client-Subject", b"CN=alice")]

@@ -284,10 +284,11 @@ def with_client_subject(
     """
     The headers with C{name} carrying the verified client certificate
     subject: any copy the client sent is dropped (it would be a forgery),
+    under the name or a spelling with C{_} (see L{remove_client_copies}),
     and the header is added only when the client presented a certificate.
     """
-    lname = name.lower()
-    out = [pair for pair in headers if pair[0].lower() != lname]
+    folded = _folded(name)
+    out = [pair for pair in headers if _folded(pair[0]) != folded]
     if subject is not None:
         out.append((name, subject))
     return out
