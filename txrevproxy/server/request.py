@@ -29,6 +29,9 @@ _MAX_REQUEST_ID = 200
 
 #: A Host field value (RFC 9110 section 7.2): a registered name or an IP
 #: literal, then an optional port.
+#: Where the authority of an absolute-form target ends.
+_AUTHORITY_END = re.compile(rb"[/?]")
+
 _HOST = re.compile(
     rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?\Z"
 )
@@ -386,13 +389,14 @@ class ProxyRequest(StreamingRequest):
             return 0
         scheme, sep, rest = uri.partition(b"://")
         if sep and scheme.lower() in (b"http", b"https"):
-            authority, slash, remainder = rest.partition(b"/")
-            authority, query, after = authority.partition(b"?")
-            if not authority or b"@" in authority:
+            # The authority ends at the first "/" or "?" (RFC 3986 section
+            # 3.2), and is held to the rules of a Host field: it becomes
+            # the Host that routes and backends see.
+            end = _AUTHORITY_END.search(rest)
+            split = len(rest) if end is None else end.start()
+            authority, origin_form = rest[:split], rest[split:]
+            if not authority or b"@" in authority or not _HOST.match(authority):
                 return 400
-            origin_form = slash + remainder
-            if query:
-                origin_form += b"?" + after
             if not origin_form.startswith(b"/"):
                 origin_form = b"/" + origin_form
             self.uri = origin_form
