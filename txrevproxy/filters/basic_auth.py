@@ -30,6 +30,7 @@ from zope.interface import implementer
 
 from ..config.schema import MODEL_DEFAULT, Field, Invalid, Table, expected
 from ..config.values import duration, file_path, header_name
+from ..http.headers import remove_client_copies
 from ..interfaces import Answer, IFilter
 
 #: Remembered credentials, at most this many.
@@ -208,6 +209,7 @@ class BasicAuth:
 
     def _pass(self, request, user: bytes) -> None:
         if self._user_header is not None:
+            remove_client_copies(request.requestHeaders, self._user_header)
             request.requestHeaders.setRawHeaders(self._user_header, [user])
 
     def response(self, request, status, headers) -> None:

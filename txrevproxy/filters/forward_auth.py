@@ -10,10 +10,11 @@ C{X-Forwarded-Host}, C{X-Forwarded-Uri}, C{X-Forwarded-For} and
 C{X-Original-URI}; with tracing on, the request's C{traceparent} instead
 of the client's.  A 2xx answer lets the request through, with the
 fields named in C{copy_headers} copied from that answer onto the request
-the backend gets (any the client sent under those names are removed
-first, so a client cannot forge them).  Any other answer is the client's
-answer: its status, fields and body (up to 64 KiB), such as a 302 to a
-login page or a 401.  When the service cannot be reached the client gets
+the backend gets (any the client sent under those names, or spelled with
+C{_}, or named in C{Connection}, are removed first, so a client can
+neither forge them nor have the proxy drop them).  Any other answer is
+the client's answer: its status, fields and body (up to 64 KiB), such as
+a 302 to a login page or a 401.  When the service cannot be reached the client gets
 502, and 504 when it does not answer within C{timeout}.
 """
 
@@ -29,7 +30,7 @@ from zope.interface import implementer
 
 from ..config.schema import Field, Table, array_of
 from ..config.values import duration, header_name, http_url
-from ..http.headers import HOP_BY_HOP
+from ..http.headers import HOP_BY_HOP, remove_client_copies
 from ..http.trace_context import TRACEPARENT, TRACESTATE
 from ..interfaces import Answer, IFilter
 from .client import client_address
@@ -123,7 +124,7 @@ class ForwardAuth:
     def _answered(self, response, request) -> Deferred:
         if 200 <= response.code < 300:
             for name in self._copy:
-                request.requestHeaders.removeHeader(name)
+                remove_client_copies(request.requestHeaders, name)
                 values = response.headers.getRawHeaders(name)
                 if values:
                     request.requestHeaders.setRawHeaders(name, values)
