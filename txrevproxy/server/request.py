@@ -126,6 +126,9 @@ class ProxyRequest(StreamingRequest):
         which keeps it here; L{None} until then.
     @ivar trace: the request's L{txrevproxy.observe.tracing.RequestTrace}
         when its site traces requests, else L{None}.
+    @ivar logged_uri: the target as logs write it when a filter found a
+        secret in it (a C{jwt} token in the query), or L{None}: the target
+        itself.
     """
 
     log = Logger()
@@ -144,6 +147,7 @@ class ProxyRequest(StreamingRequest):
     upstream_time: Optional[float] = None
     error_cause: Optional[str] = None
     error_detail = ""
+    logged_uri: Optional[bytes] = None
     _chosenAt = 0.0
     _dispatched = False
     bodyBytes = 0
@@ -283,7 +287,7 @@ class ProxyRequest(StreamingRequest):
         except Exception:
             self.log.failure(
                 "error while routing {uri!r} (request id {request_id})",
-                uri=self.uri,
+                uri=self.logged_uri or self.uri,
                 request_id=self.request_id.decode("ascii"),
             )
             respond_with_error(self, 500, cause="internal_error")
