@@ -119,14 +119,14 @@ def remove_client_copies(headers, name: bytes) -> None:
 
     @param headers: the request's L{twisted.web.http_headers.Headers}.
     """
-    folded = _folded(name)
+    folded = folded_name(name)
     for raw, _ in list(headers.getAllRawHeaders()):
-        if _folded(raw) == folded:
+        if folded_name(raw) == folded:
             headers.removeHeader(raw)
     connection = headers.getRawHeaders(b"connection")
     if connection:
         options = [token.strip() for value in connection for token in value.split(b",")]
-        kept = [token for token in options if token and _folded(token) != folded]
+        kept = [token for token in options if token and folded_name(token) != folded]
         if len(kept) != len([token for token in options if token]):
             if kept:
                 headers.setRawHeaders(b"connection", [b", ".join(kept)])
@@ -134,7 +134,7 @@ def remove_client_copies(headers, name: bytes) -> None:
                 headers.removeHeader(b"connection")
 
 
-def _folded(name: bytes) -> bytes:
+def folded_name(name: bytes) -> bytes:
     """
     A field name as a backend that maps C{_} to C{-} and ignores case
     reads it.
@@ -287,8 +287,8 @@ def with_client_subject(
     under the name or a spelling with C{_} (see L{remove_client_copies}),
     and the header is added only when the client presented a certificate.
     """
-    folded = _folded(name)
-    out = [pair for pair in headers if _folded(pair[0]) != folded]
+    folded = folded_name(name)
+    out = [pair for pair in headers if folded_name(pair[0]) != folded]
     if subject is not None:
         out.append((name, subject))
     return out
