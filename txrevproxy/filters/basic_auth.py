@@ -154,6 +154,8 @@ class BasicAuth:
 
     def __init__(self, options: Options, users, clock, run_in_thread) -> None:
         self._users = users
+        # Any user's check: run for an unknown user, its answer ignored.
+        self._decoy = next(iter(users.values()))
         self._clock = clock
         self._run = run_in_thread
         self._cache_time = options.cache
@@ -182,7 +184,10 @@ class BasicAuth:
         user, password = credentials
         check = self._users.get(user)
         if check is None:
-            return self._challenge
+            # As long as a wrong password takes, so that the time of the
+            # 401 does not tell which users exist.
+            d = self._run(self._decoy, password)
+            return d.addCallback(lambda _: self._challenge)
         fingerprint = hashlib.sha256(values[0]).digest()
         expires = self._remembered.get(fingerprint)
         now = self._clock.seconds()
