@@ -4,9 +4,9 @@ the operator trusts, and its claims against the rules of a C{jwt} or
 C{oidc} filter.
 
 PyJWT checks the signature, the algorithm, C{iss} and C{aud}; the times
-(C{exp}, C{nbf}, C{iat}) are checked here against the reactor's clock, so that a
-reload, a test's L{twisted.internet.task.Clock} and the leeway all see the
-same time.  Every refusal is a L{TokenRefused} whose text may go to the
+(C{exp}, C{nbf}, C{iat}) are checked here against the reactor's clock, so
+that a reload, a test's L{twisted.internet.task.Clock} and the leeway all
+see the same time.  Every refusal is a L{TokenRefused} whose text may go to the
 client: it never holds the token.
 """
 

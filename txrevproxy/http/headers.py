@@ -125,9 +125,14 @@ def remove_client_copies(headers, name: bytes) -> None:
             headers.removeHeader(raw)
     connection = headers.getRawHeaders(b"connection")
     if connection:
-        options = [token.strip() for value in connection for token in value.split(b",")]
-        kept = [token for token in options if token and folded_name(token) != folded]
-        if len(kept) != len([token for token in options if token]):
+        options = [
+            token.strip()
+            for value in connection
+            for token in value.split(b",")
+            if token.strip()
+        ]
+        kept = [token for token in options if folded_name(token) != folded]
+        if len(kept) != len(options):
             if kept:
                 headers.setRawHeaders(b"connection", [b", ".join(kept)])
             else:
