@@ -253,6 +253,42 @@ class ForwardAuthTests(TestCase):
         self.assertEqual(seen.getHeader(b"x-forwarded-host"), b"localhost")
 
     @inlineCallbacks
+    def test_the_client_cannot_forge_what_the_service_or_the_backend_trust(self):
+        """
+        The fields the proxy writes for the service, and those it copies
+        from the service's answer for the backend, reach them only with
+        the proxy's values, however the client spells its own.
+        """
+        port = self.start(self.auth_port)
+        forged = [
+            (b"X-Original-URI", b"/public"),
+            (b"X_Original_URI", b"/public"),
+            (b"X_Forwarded_Uri", b"/public"),
+            (b"X_Forwarded_Method", b"GET"),
+            (b"X_User", b"admin"),
+            (b"Connection", b"X-User"),
+        ]
+        raw = yield raw_exchange(
+            port,
+            request(
+                b"DELETE",
+                b"/admin",
+                headers=[(b"Authorization", b"Bearer good")] + forged,
+            ),
+        )
+        status, _, echoed = parse_response(raw)
+        self.assertEqual(status, 200)
+        seen = self.auth.seen[0].requestHeaders
+        self.assertEqual(
+            [name for name, _ in seen.getAllRawHeaders() if b"_" in name], [b"X_user"]
+        )
+        self.assertEqual(seen.getRawHeaders(b"x-original-uri"), [b"/admin"])
+        self.assertEqual(seen.getRawHeaders(b"x-forwarded-method"), [b"DELETE"])
+        backend = echoed_headers(echoed)
+        self.assertEqual(backend[b"x-user"], [b"alice"])
+        self.assertNotIn(b"x_user", backend)
+
+    @inlineCallbacks
     def test_body_complete_before_the_answer_goes_through(self):
         """
         A small body is all in before the service answers (on the next

@@ -74,15 +74,10 @@ upstream = "app"
 """
 
 
-class ProxyProtocolInTests(TestCase):
-    timeout = 15
-
-    @inlineCallbacks
-    def setUp(self):
-        backend_port = yield listen(CountingSite(Echo()), self)
-        self.port = start(
-            self,
-            """
+#: A proxy whose listener reads a PROXY header (the [server] table, the
+#: backend's port).
+LISTENER = """
+%s
 [listeners.web]
 endpoint = "tcp:0:interface=127.0.0.1"
 proxy_protocol = true
@@ -93,8 +88,15 @@ servers = [{ url = "http://127.0.0.1:%d" }]
 [[routes]]
 upstream = "app"
 """
-            % (backend_port,),
-        )
+
+
+class ProxyProtocolInTests(TestCase):
+    timeout = 15
+
+    @inlineCallbacks
+    def setUp(self):
+        backend_port = yield listen(CountingSite(Echo()), self)
+        self.port = start(self, LISTENER % ("", backend_port))
 
     @inlineCallbacks
     def test_v2_header_names_an_ipv6_client(self):
@@ -116,6 +118,38 @@ upstream = "app"
     def test_connection_without_a_header_is_closed_unanswered(self):
         raw = yield raw_exchange(self.port, REQUEST)
         self.assertEqual(raw, b"")
+
+
+class ProxyProtocolFromTrustedPeersTests(TestCase):
+    """
+    With C{trusted_proxies}, only those peers may name another client in
+    a PROXY header.
+    """
+
+    timeout = 15
+
+    @inlineCallbacks
+    def start_with(self, trusted):
+        self.backend = CountingSite(Echo())
+        backend_port = yield listen(self.backend, self)
+        server = "[server]\ntrusted_proxies = %s\n" % (trusted,)
+        return start(self, LISTENER % (server, backend_port))
+
+    @inlineCallbacks
+    def test_a_peer_outside_trusted_proxies_is_closed_unanswered(self):
+        port = yield self.start_with('["10.0.0.0/8"]')
+        header = proxy_header_v1(("203.0.113.9", 40000), ("192.0.2.1", 80))
+        raw = yield raw_exchange(port, header + REQUEST)
+        self.assertEqual(raw, b"")
+        self.assertEqual(self.backend.connections, 0)
+
+    @inlineCallbacks
+    def test_a_peer_in_trusted_proxies_names_the_client(self):
+        port = yield self.start_with('["127.0.0.1"]')
+        header = proxy_header_v1(("203.0.113.9", 40000), ("192.0.2.1", 80))
+        status, _, body = parse_response((yield raw_exchange(port, header + REQUEST)))
+        self.assertEqual(status, 200)
+        self.assertEqual(echoed_headers(body)[b"x-forwarded-for"], [b"203.0.113.9"])
 
 
 class ProxyProtocolBeforeTLSTests(TLSListenerCase):

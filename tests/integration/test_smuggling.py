@@ -354,6 +354,11 @@ CORPUS = [
     ("host with slash", head(b"GET / HTTP/1.1", b"Host: a/b"), {400}),
     ("userinfo target", head(b"GET http://u@a/ HTTP/1.1", b"Host: a"), {400}),
     ("relative target", head(b"GET a HTTP/1.1", b"Host: a"), {400}),
+    # The authority of an absolute-form target becomes the Host: the same
+    # rules as a Host field's.
+    ("target authority two ports", head(b"GET http://a:1:2/ HTTP/1.1", b"Host: a"), {400}),
+    ("target authority open bracket", head(b"GET http://[::1/ HTTP/1.1", b"Host: a"), {400}),
+    ("target authority port letters", head(b"GET http://a:b/ HTTP/1.1", b"Host: a"), {400}),
     ("connect", head(b"CONNECT a:443 HTTP/1.1", b"Host: a:443"), {400, 405}),
     (
         "request line too long",

@@ -15,6 +15,7 @@ Via, X-Request-ID) are left out of the comparison.
 
 from __future__ import annotations
 
+import re
 from typing import List, Tuple
 
 from twisted.internet.defer import inlineCallbacks
@@ -104,6 +105,12 @@ TABLE = [
         "absolute form, https, port",
         request(b"GET HTTPS://example.test:8443/x HTTP/1.1", b"Host: example.test:8443"),
         b"/x",
+        b"",
+    ),
+    (
+        "absolute form, query without path",
+        request(b"GET http://example.test?/p HTTP/1.1", b"Host: example.test"),
+        b"/?/p",
         b"",
     ),
     ("asterisk options", request(b"OPTIONS * HTTP/1.1", b"Host: a"), None, b""),
@@ -273,7 +280,7 @@ class ValidRequestTests(TestCase):
             response = yield raw_exchange(port, sent)
             method, client_target, fields, host = _parse(raw)
             if target is not None:
-                host = client_target.split(b"//", 1)[1].split(b"/", 1)[0]
+                host = re.split(rb"[/?]", client_target.split(b"//", 1)[1])[0]
             expected = (method, target or client_target, fields, host, body)
             if b" 200 OK\r\n" not in response or len(backend.requests) != 1:
                 failures.append((name, response[:300]))

@@ -39,6 +39,7 @@ class FakeRequest:
         for name, value in headers:
             self.requestHeaders.addRawHeader(name, value)
         self.uri = uri
+        self.logged_uri = None
         self.path = uri.split(b"?")[0]
         self.method = method
         self.request_id = b"0123456789abcdef"

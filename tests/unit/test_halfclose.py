@@ -16,7 +16,12 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from txrevproxy.net.delivery import DELIVERED, GONE, delivery_probe
-from txrevproxy.server.halfclose import INTERVAL, LIMIT, HalfClosedClient
+from txrevproxy.server.halfclose import (
+    INTERVAL,
+    LIMIT,
+    MAX_INTERVAL,
+    HalfClosedClient,
+)
 
 
 @attr.s(auto_attribs=True)
@@ -109,6 +114,25 @@ class HalfClosedClientTests(TestCase):
         watched.verdict = GONE
         watched.clock.advance(INTERVAL)
         self.assertTrue(watched.channel.transport.aborted)
+
+    def test_a_long_answer_is_probed_ever_less_often_then_closely_once_written(self):
+        """
+        A client that half-closes while its answer is slow to come costs a
+        probe a second at most, not twenty: many of them would otherwise
+        keep the reactor busy doing nothing.  Once the answer is written,
+        probes come every L{INTERVAL} again.
+        """
+        watched = Watched()
+        probes = []
+        watched.watch._probe = lambda: probes.append(watched.clock.seconds())
+        watched.clock.pump([INTERVAL] * int(60 / INTERVAL))
+        self.assertLessEqual(len(probes), 60 + 10)
+        self.assertLessEqual(probes[-1] - probes[-2], MAX_INTERVAL)
+        watched.answer(b"/a")
+        watched.watch.answered()
+        del probes[:]
+        watched.clock.advance(INTERVAL)
+        self.assertEqual(len(probes), 1)
 
     def test_no_verdict_within_the_limit_counts_as_delivered(self):
         watched = Watched()

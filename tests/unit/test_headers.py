@@ -5,14 +5,18 @@ adds (RFC 9110 section 7.6).
 
 from __future__ import annotations
 
+from twisted.web.http_headers import Headers
+
 from txrevproxy.http.headers import (
     BACKEND_BANNERS,
     HOP_BY_HOP,
     client_response_headers,
     http_date,
+    remove_client_copies,
     response_skipped,
     serialize_request_head,
     upstream_request_headers,
+    with_client_subject,
 )
 
 
@@ -266,3 +270,44 @@ def test_banner_choice_is_one_of_two_sets_made_once():
     assert response_skipped(True) is HOP_BY_HOP
     assert response_skipped(False) is response_skipped(False)
     assert response_skipped(False) == HOP_BY_HOP | BACKEND_BANNERS
+
+
+def test_client_copies_of_a_vouched_field_are_removed_under_every_spelling():
+    headers = Headers()
+    for name, value in [
+        (b"X-User", b"forged"),
+        (b"X_User", b"forged"),
+        (b"x_USER", b"forged"),
+        (b"Connection", b"keep-alive, X-User"),
+        (b"Connection", b"x_user"),
+        (b"X-Users", b"kept"),
+    ]:
+        headers.addRawHeader(name, value)
+    remove_client_copies(headers, b"X-User")
+    assert sorted(name.lower() for name, _ in headers.getAllRawHeaders()) == [
+        b"connection",
+        b"x-users",
+    ]
+    assert headers.getRawHeaders(b"connection") == [b"keep-alive"]
+
+
+def test_a_vouched_field_set_after_its_removal_reaches_the_backend_alone():
+    headers = Headers()
+    headers.addRawHeader(b"X_User", b"admin")
+    headers.addRawHeader(b"Connection", b"X-User")
+    remove_client_copies(headers, b"x-user")
+    assert headers.getRawHeaders(b"connection") is None
+    headers.setRawHeaders(b"x-user", [b"alice"])
+    sent = forward([(n, v) for n, vs in headers.getAllRawHeaders() for v in vs])
+    assert [v for n, v in sent if n.lower().replace(b"_", b"-") == b"x-user"] == [
+        b"alice"
+    ]
+
+
+def test_client_subject_replaces_the_clients_copies_under_every_spelling():
+    sent = with_client_subject(
+        [(b"X-Client-Subject", b"CN=forged"), (b"x_client_subject", b"CN=forged")],
+        b"X-Client-Subject",
+        b"CN=alice",
+    )
+    assert sent == [(b"X-Client-Subject", b"CN=alice")]

@@ -20,6 +20,7 @@ from txrevproxy.filters import FilterContext, jwt_auth, oidc
 from txrevproxy.filters.oidc_flow import Session
 from txrevproxy.filters.session_cookie import CookieSealer
 from txrevproxy.interfaces import IFilter
+from txrevproxy.observe.accesslog import combined_line
 
 from ..support.configs import document, parse
 from ..support.filter_requests import FakeRequest
@@ -271,3 +272,46 @@ def test_documented_jwt_and_oidc_examples_are_valid(tmp_path):
     config = load_config(str(path), environ)
     assert config.filters["api-auth"].type == "jwt"
     assert config.filters["sso"].options["client_secret"] == "from-the-environment"
+
+
+def test_jwt_removes_the_clients_underscored_and_connection_named_copies(tmp_path):
+    """
+    A client cannot pass its own C{X_User} to a backend that reads it as
+    C{X-User}, nor name C{X-User} in C{Connection} to have the proxy drop
+    the value it vouches for.
+    """
+    auth = jwt_filter(tmp_path)
+    token = KEY.sign({"sub": "alice", "exp": time.time() + 60})
+    request = FakeRequest(
+        headers=[
+            (b"Authorization", b"Bearer " + token.encode()),
+            (b"X_User", b"admin"),
+            (b"Connection", b"keep-alive, X-User"),
+        ]
+    )
+    assert auth.request(request) is None
+    fields = dict(
+        (name.lower(), values)
+        for name, values in request.requestHeaders.getAllRawHeaders()
+    )
+    assert fields[b"x-user"] == [b"alice"]
+    assert b"x_user" not in fields
+    assert fields[b"connection"] == [b"keep-alive"]
+
+
+def test_jwt_token_in_the_query_is_hidden_from_the_logs_not_the_backend(tmp_path):
+    auth = jwt_filter(tmp_path, token_from=["query:access_token"])
+    token = KEY.sign({"sub": "alice", "exp": time.time() + 60}).encode()
+    uri = b"/x?a=1&access%5Ftoken=" + token + b"&b=2"
+    request = FakeRequest(uri=uri)
+    assert auth.request(request) is None
+    assert request.uri == uri
+    assert request.logged_uri == b"/x?a=1&access%5Ftoken=REDACTED&b=2"
+    request.clientproto, request.code, request.sentLength = b"HTTP/1.1", 200, 0
+    request.timed_out = request.trace = None
+    line = combined_line(request, b"date", 0.0, None, None, None)
+    assert token not in line
+    assert b'"GET /x?a=1&access%5Ftoken=REDACTED&b=2 HTTP/1.1"' in line
+    refused = FakeRequest(uri=b"/x?access_token=forged")
+    assert auth.request(refused).status == 401
+    assert refused.logged_uri == b"/x?access_token=REDACTED"

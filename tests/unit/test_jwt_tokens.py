@@ -117,6 +117,16 @@ def test_token_not_yet_valid_is_refused():
     assert refusal(RSA.sign(claims(nbf=NOW + 120))).description == "token not yet valid"
 
 
+def test_token_issued_in_the_future_is_refused_after_the_leeway():
+    keys = verification_keys(jwks(RSA), ("RS256",))
+    token = RSA.sign(claims(iat=NOW + 20))
+    assert check_token(token, keys, rules(leeway=30), NOW)["sub"] == "alice"
+    assert refusal(token, leeway=10).description == "token issued in the future"
+    assert refusal(RSA.sign(claims(iat="yesterday"))).description == (
+        "iat is not a number"
+    )
+
+
 def test_wrong_issuer_and_audience_are_refused():
     assert (
         refusal(RSA.sign(claims(iss="https://evil.test"))).description == "wrong issuer"

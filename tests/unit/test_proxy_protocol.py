@@ -219,9 +219,11 @@ class Collecting(Protocol):
         self.lost = True
 
 
-def wrapped_connection(clock, timeout=10.0):
+def wrapped_connection(clock, timeout=10.0, admits=None):
     inner = Collecting()
-    factory = ProxyHeaderFactory(Factory.forProtocol(lambda: inner), clock, timeout)
+    factory = ProxyHeaderFactory(
+        Factory.forProtocol(lambda: inner), clock, timeout, admits
+    )
     protocol = factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 40000))
     transport = StringTransportWithDisconnection(
         hostAddress=IPv4Address("TCP", "10.0.0.2", 8080),
@@ -282,3 +284,29 @@ def test_a_connection_lost_before_its_header_leaves_no_timer():
     transport.loseConnection()
     assert clock.getDelayedCalls() == []
     assert inner.lost
+
+
+def test_a_header_from_a_peer_not_admitted_is_never_read():
+    """
+    With C{trusted_proxies}, only those peers may name another client: a
+    connection from anyone else is closed before its first byte is read.
+    """
+    clock = Clock()
+    protocol, inner, transport = wrapped_connection(
+        clock, admits=lambda host: host == "10.0.0.9"
+    )
+    protocol.dataReceived(V1_TCP4 + b"GET / HTTP/1.1\r\n")
+    assert not transport.connected
+    assert inner.received == b""
+    assert inner.lost
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_header_from_an_admitted_peer_is_read():
+    protocol, inner, transport = wrapped_connection(
+        Clock(), admits=lambda host: host == "10.0.0.1"
+    )
+    protocol.dataReceived(V1_TCP4 + b"GET")
+    assert transport.connected
+    assert inner.received == b"GET"
+    assert inner.transport.getPeer() == IPv4Address("TCP", "203.0.113.9", 56324)

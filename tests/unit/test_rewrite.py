@@ -69,6 +69,13 @@ def test_no_rewrite_object_for_a_route_without_rewriting():
             [(b"Host", b"h"), (b"X-A", b"new")],
         ),
         (
+            # A backend mapping _ to - (CGI, WSGI, PHP, Rack) reads X_Real_IP
+            # as X-Real-IP: the client's copy goes with its own.
+            'set = { "X-Real-IP" = "{client_ip}" }, remove = ["X-Debug"]',
+            [(b"Host", b"h"), (b"X_Real_IP", b"10.0.0.1"), (b"x_debug", b"1")],
+            [(b"Host", b"h"), (b"X-Real-IP", b"192.0.2.7")],
+        ),
+        (
             'add = { "X-A" = "more" }',
             [(b"Host", b"h"), (b"X-A", b"1")],
             [(b"Host", b"h"), (b"X-A", b"1"), (b"X-A", b"more")],

@@ -423,8 +423,12 @@ class Runtime:
                 site, self.stores[listener.tls], _serves_http2(listener), reactor
             )
         if listener.proxy_protocol:
+            # With trusted_proxies, only those may name another client.
             factory = ProxyHeaderFactory(
-                factory, reactor, self.config.server.header_timeout
+                factory,
+                reactor,
+                self.config.server.header_timeout,
+                site.is_trusted if self.config.server.trusted_proxies else None,
             )
         return factory
 

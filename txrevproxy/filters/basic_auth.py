@@ -30,6 +30,7 @@ from zope.interface import implementer
 
 from ..config.schema import MODEL_DEFAULT, Field, Invalid, Table, expected
 from ..config.values import duration, file_path, header_name
+from ..http.headers import remove_client_copies
 from ..interfaces import Answer, IFilter
 
 #: Remembered credentials, at most this many.
@@ -153,6 +154,8 @@ class BasicAuth:
 
     def __init__(self, options: Options, users, clock, run_in_thread) -> None:
         self._users = users
+        # Any user's check: run for an unknown user, its answer ignored.
+        self._decoy = next(iter(users.values()))
         self._clock = clock
         self._run = run_in_thread
         self._cache_time = options.cache
@@ -181,7 +184,10 @@ class BasicAuth:
         user, password = credentials
         check = self._users.get(user)
         if check is None:
-            return self._challenge
+            # As long as a wrong password takes, so that the time of the
+            # 401 does not tell which users exist.
+            d = self._run(self._decoy, password)
+            return d.addCallback(lambda _: self._challenge)
         fingerprint = hashlib.sha256(values[0]).digest()
         expires = self._remembered.get(fingerprint)
         now = self._clock.seconds()
@@ -208,6 +214,7 @@ class BasicAuth:
 
     def _pass(self, request, user: bytes) -> None:
         if self._user_header is not None:
+            remove_client_copies(request.requestHeaders, self._user_header)
             request.requestHeaders.setRawHeaders(self._user_header, [user])
 
     def response(self, request, status, headers) -> None:

@@ -2,9 +2,11 @@
 Claims of an accepted token passed to the backend as request header
 fields (C{claims_to_headers = { sub = "X-User" }}).
 
-The client's own fields of those names are always removed first, whether
-or not the token has the claim, so a backend that trusts C{X-User} can
-only ever see what the identity provider said.
+The client's own fields of those names (and of the spellings a backend
+could read as them: C{X_User}, or C{X-User} named in C{Connection}) are
+always removed first, whether or not the token has the claim, so a
+backend that trusts C{X-User} can only ever see what the identity
+provider said.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any, Mapping, Optional, Tuple
 
 from ..config.schema import Invalid, converted_pairs, expected
 from ..config.values import header_name
-from ..http.headers import HOP_BY_HOP, SET_BY_PROXY
+from ..http.headers import HOP_BY_HOP, SET_BY_PROXY, remove_client_copies
 
 #: Fields the proxy writes itself or never forwards: a claim named to one
 #: would never reach the backend.
@@ -87,10 +89,12 @@ class ClaimHeaders:
 
     def remove(self, request) -> None:
         """
-        Remove the client's own fields of the mapped names.
+        Remove the client's own fields of the mapped names, under every
+        spelling a backend could read as them (see
+        L{remove_client_copies}).
         """
         for _, name in self._mapping:
-            request.requestHeaders.removeHeader(name)
+            remove_client_copies(request.requestHeaders, name)
 
     def apply(self, request, claims: Mapping[str, Any]) -> None:
         """

@@ -7,14 +7,16 @@ For each request the proxy sends a C{GET} to C{url} with the request's
 header fields (hop-by-hop ones and the body's framing left out) and where
 it was going: C{X-Forwarded-Method}, C{X-Forwarded-Proto},
 C{X-Forwarded-Host}, C{X-Forwarded-Uri}, C{X-Forwarded-For} and
-C{X-Original-URI}; with tracing on, the request's C{traceparent} instead
+C{X-Original-URI} (the client's own fields of those names, or spelled with
+C{_}, are not sent); with tracing on, the request's C{traceparent} instead
 of the client's.  A 2xx answer lets the request through, with the
 fields named in C{copy_headers} copied from that answer onto the request
-the backend gets (any the client sent under those names are removed
-first, so a client cannot forge them).  Any other answer is the client's
-answer: its status, fields and body (up to 64 KiB), such as a 302 to a
-login page or a 401.  When the service cannot be reached the client gets
-502, and 504 when it does not answer within C{timeout}.
+the backend gets (any the client sent under those names, or spelled with
+C{_}, or named in C{Connection}, are removed first, so a client can
+neither forge them nor have the proxy drop them).  Any other answer is
+the client's answer: its status, fields and body (up to 64 KiB), such as
+a 302 to a login page or a 401.  When the service cannot be reached the
+client gets 502, and 504 when it does not answer within C{timeout}.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from zope.interface import implementer
 
 from ..config.schema import Field, Table, array_of
 from ..config.values import duration, header_name, http_url
-from ..http.headers import HOP_BY_HOP
+from ..http.headers import HOP_BY_HOP, folded_name, remove_client_copies
 from ..http.trace_context import TRACEPARENT, TRACESTATE
 from ..interfaces import Answer, IFilter
 from .client import client_address
@@ -45,6 +47,21 @@ _NOT_SENT = HOP_BY_HOP | {b"content-length", b"host", b"expect"}
 #: With tracing on, the client's trace context is replaced by the
 #: request's own (see L{txrevproxy.observe.tracing.RequestTrace.call_fields}).
 _NOT_SENT_TRACED = _NOT_SENT | {TRACEPARENT, TRACESTATE}
+
+#: The fields the proxy writes for the service: the client's own, under
+#: any spelling the service could read as them (C{X_Original_URI}), are
+#: never sent.
+_WRITTEN = frozenset(
+    [
+        b"x-forwarded-method",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-forwarded-uri",
+        b"x-original-uri",
+        b"x-forwarded-for",
+        b"x-request-id",
+    ]
+)
 
 #: Auth service fields never passed to the client.
 _NOT_RETURNED = HOP_BY_HOP | {b"content-length", b"date", b"server"}
@@ -96,7 +113,8 @@ class ForwardAuth:
         trace = request.trace
         skipped = _NOT_SENT if trace is None else _NOT_SENT_TRACED
         for name, values in request.requestHeaders.getAllRawHeaders():
-            if name.lower() not in skipped:
+            lower = name.lower()
+            if lower not in skipped and folded_name(lower) not in _WRITTEN:
                 headers[name] = values
         if trace is not None:
             for name, value in trace.call_fields():
@@ -123,7 +141,7 @@ class ForwardAuth:
     def _answered(self, response, request) -> Deferred:
         if 200 <= response.code < 300:
             for name in self._copy:
-                request.requestHeaders.removeHeader(name)
+                remove_client_copies(request.requestHeaders, name)
                 values = response.headers.getRawHeaders(name)
                 if values:
                     request.requestHeaders.setRawHeaders(name, values)

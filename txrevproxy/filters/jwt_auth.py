@@ -19,7 +19,7 @@ do not allow the request.  Tokens are never logged.
 from __future__ import annotations
 
 from typing import Any, Optional, Tuple, Union
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_plus
 
 import attr
 from twisted.internet.defer import Deferred
@@ -92,6 +92,24 @@ def claim_rules(value: Any) -> Tuple[Tuple[str, Tuple[Any, ...]], ...]:
     if not isinstance(value, dict):
         raise expected('a table such as { role = "admin" }', value)
     return tuple((name, _claim_value(each)) for name, each in value.items())
+
+
+def hidden_parameter(uri: bytes, name: str) -> bytes:
+    """
+    C{uri} with the value of the query parameter C{name} (however it is
+    percent-encoded) replaced by C{REDACTED}: the target as logs may write
+    it when a token came in the query.
+    """
+    path, mark, query = uri.partition(b"?")
+    if not mark:
+        return uri
+    pairs = []
+    for pair in query.split(b"&"):
+        key, equals, _ = pair.partition(b"=")
+        if equals and unquote_plus(key.decode("latin-1"), "latin-1") == name:
+            pair = key + b"=REDACTED"
+        pairs.append(pair)
+    return path + b"?" + b"&".join(pairs)
 
 
 def token_place(value: Any) -> Tuple[str, str]:
@@ -217,6 +235,9 @@ class JWTAuth:
         self._keys = keys
         self._clock = clock
         self._places = options.token_from
+        self._query_names = tuple(
+            name for kind, name in self._places if kind == "query"
+        )
         self._realm = options.realm
         self._headers = ClaimHeaders(options.claims_to_headers)
         self.description = "JWT (%s) from %s" % (
@@ -250,6 +271,12 @@ class JWTAuth:
         return None
 
     def request(self, request) -> Union[None, Answer, Deferred]:
+        if self._query_names and b"?" in request.uri:
+            # A token in the query would otherwise be written to the logs.
+            logged = request.uri
+            for name in self._query_names:
+                logged = hidden_parameter(logged, name)
+            request.logged_uri = logged
         token = self.token(request)
         if token is None:
             self._headers.remove(request)

@@ -4,9 +4,9 @@ the operator trusts, and its claims against the rules of a C{jwt} or
 C{oidc} filter.
 
 PyJWT checks the signature, the algorithm, C{iss} and C{aud}; the times
-(C{exp}, C{nbf}) are checked here against the reactor's clock, so that a
-reload, a test's L{twisted.internet.task.Clock} and the leeway all see the
-same time.  Every refusal is a L{TokenRefused} whose text may go to the
+(C{exp}, C{nbf}, C{iat}) are checked here against the reactor's clock, so
+that a reload, a test's L{twisted.internet.task.Clock} and the leeway all
+see the same time.  Every refusal is a L{TokenRefused} whose text may go to the
 client: it never holds the token.
 """
 
@@ -74,7 +74,8 @@ class TokenRules:
     @ivar algorithms: the signature algorithms accepted (from L{ALGORITHMS}).
     @ivar issuer: the C{iss} it must have, if any.
     @ivar audience: C{aud} must name one of these (none: not checked).
-    @ivar leeway: seconds of clock difference allowed on C{exp} and C{nbf}.
+    @ivar leeway: seconds of clock difference allowed on C{exp}, C{nbf}
+        and C{iat}.
     @ivar required_claims: claims that must be present.
     @ivar claims: C{(name, values)}: the claim must be one of the values
         (or, for an array claim, hold one of them).
@@ -214,6 +215,11 @@ def _check_times(claims: Mapping[str, Any], leeway: float, now: float) -> None:
     not_before = _number(claims, "nbf")
     if not_before is not None and now < not_before - leeway:
         raise TokenRefused("token not yet valid")
+    # RFC 7519 section 4.1.6 leaves iat to the application; a token from
+    # the future is refused as PyJWT's own check would.
+    issued = _number(claims, "iat")
+    if issued is not None and now < issued - leeway:
+        raise TokenRefused("token issued in the future")
 
 
 def claim_values(claims: Mapping[str, Any], name: str) -> Tuple[Any, ...]:

@@ -102,6 +102,51 @@ def connection_tokens(values: Optional[Iterable[bytes]]) -> frozenset:
     )
 
 
+def remove_client_copies(headers, name: bytes) -> None:
+    """
+    Remove the client's copies of a request field that the proxy is about
+    to write itself for the backend (an identity a filter vouches for,
+    such as C{X-User}), wherever a client could hide one:
+
+      - under its name;
+      - under a spelling with C{_} for C{-} (C{X_User}), which a backend
+        that maps C{-} to C{_} (CGI, WSGI, PHP, Rack: C{HTTP_X_USER})
+        reads as the same field;
+      - in the Connection field, whose options name fields the proxy
+        drops on the way as hop-by-hop (RFC 9110 section 7.6.1): the
+        client's C{Connection: X-User} would have the proxy drop its own
+        value.
+
+    @param headers: the request's L{twisted.web.http_headers.Headers}.
+    """
+    folded = folded_name(name)
+    for raw, _ in list(headers.getAllRawHeaders()):
+        if folded_name(raw) == folded:
+            headers.removeHeader(raw)
+    connection = headers.getRawHeaders(b"connection")
+    if connection:
+        options = [
+            token.strip()
+            for value in connection
+            for token in value.split(b",")
+            if token.strip()
+        ]
+        kept = [token for token in options if folded_name(token) != folded]
+        if len(kept) != len(options):
+            if kept:
+                headers.setRawHeaders(b"connection", [b", ".join(kept)])
+            else:
+                headers.removeHeader(b"connection")
+
+
+def folded_name(name: bytes) -> bytes:
+    """
+    A field name as a backend that maps C{_} to C{-} and ignores case
+    reads it.
+    """
+    return name.lower().replace(b"_", b"-")
+
+
 def requested_upgrade(method: bytes, version: bytes, headers: List[Header]) -> Optional[bytes]:
     """
     The protocol a request asks to switch to (its Upgrade header, such as
@@ -244,10 +289,11 @@ def with_client_subject(
     """
     The headers with C{name} carrying the verified client certificate
     subject: any copy the client sent is dropped (it would be a forgery),
+    under the name or a spelling with C{_} (see L{remove_client_copies}),
     and the header is added only when the client presented a certificate.
     """
-    lname = name.lower()
-    out = [pair for pair in headers if pair[0].lower() != lname]
+    folded = folded_name(name)
+    out = [pair for pair in headers if folded_name(pair[0]) != folded]
     if subject is not None:
         out.append((name, subject))
     return out

@@ -53,6 +53,15 @@ def _text(value: Optional[bytes]) -> Optional[str]:
     return None if value is None else value.decode("utf-8", "backslashreplace")
 
 
+def logged_target(request) -> bytes:
+    """
+    A request's target as logs write it: with the secret a filter found in
+    it hidden (see C{logged_uri} of L{txrevproxy.server.request.ProxyRequest};
+    a plain Twisted request has none).
+    """
+    return getattr(request, "logged_uri", None) or request.uri
+
+
 def combined_line(request, date: bytes, duration, upstream, route, worker) -> bytes:
     """
     The Apache/nginx C{combined} line: client, identity and user (always
@@ -74,7 +83,7 @@ def combined_line(request, date: bytes, duration, upstream, route, worker) -> by
         request.connection.client_ip,
         date,
         _escape(request.method),
-        _escape(request.uri),
+        _escape(logged_target(request)),
         request.clientproto,
         request.code,
         b"%d" % (sent,) if sent else b"-",
@@ -104,7 +113,7 @@ def json_line(request, date: bytes, duration, upstream, route, worker) -> bytes:
     channel any more.
     """
     connection = request.connection
-    target = request.uri
+    target = logged_target(request)
     path, mark, query = target.partition(b"?")
     backend = request.backend
     trace = request.trace

@@ -10,7 +10,7 @@ from typing import List, Optional
 
 from twisted.logger import Logger, LogLevel
 
-from .accesslog import AccessLog
+from .accesslog import AccessLog, logged_target
 from .metrics import Metrics, RouteStats
 
 #: The level of the error log line of each cause a request may fail with
@@ -128,5 +128,5 @@ class RequestObserver:
                 backend.server.port,
             ),
             method=request.method.decode("ascii", "replace"),
-            uri=request.uri.decode("ascii", "backslashreplace"),
+            uri=logged_target(request).decode("ascii", "backslashreplace"),
         )

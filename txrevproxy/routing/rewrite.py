@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import List, Optional, Tuple
 
 from ..config.model import HeaderRules, Route
+from ..http.headers import folded_name
 from ..http.target import normalize_path, path_segments
 
 Header = Tuple[bytes, bytes]
@@ -78,13 +79,16 @@ class PathRewrite:
 class HeaderRewrite:
     """
     A route's header rules, applied to a list of C{(name, value)} pairs:
-    C{remove} and C{set} drop every field of their names, then C{set} and
-    C{add} append theirs, their values expanded for the request.
+    C{remove} and C{set} drop every field of their names (spelled with
+    C{_} too, which CGI, WSGI, PHP and Rack read as the same name, so a
+    client's C{X_Real_IP} cannot ride along the C{X-Real-IP} a rule sets),
+    then C{set} and C{add} append theirs, their values expanded for the
+    request.
     """
 
     def __init__(self, rules: HeaderRules) -> None:
         self._drop = frozenset(
-            name.lower().encode("ascii")
+            folded_name(name.encode("ascii"))
             for name in list(rules.remove) + [name for name, _ in rules.set]
         )
         self._append = tuple(
@@ -107,7 +111,7 @@ class HeaderRewrite:
         """
         drop = self._drop
         out = (
-            [pair for pair in headers if pair[0].lower() not in drop]
+            [pair for pair in headers if folded_name(pair[0]) not in drop]
             if drop
             else list(headers)
         )

@@ -18,6 +18,11 @@ from ..net.delivery import DELIVERED, GONE, Probe
 #: Seconds between two looks at the connection.
 INTERVAL = 0.05
 
+#: The longest time between two looks while an answer is still coming:
+#: the interval doubles up to it, so that a client that half-closed while
+#: a slow backend answers costs one probe a second, not twenty.
+MAX_INTERVAL = 1.0
+
 #: Seconds after the last answer was written beyond which, with no reset
 #: and no acknowledgement, the answers are taken as delivered.
 LIMIT = 3.0
@@ -26,8 +31,10 @@ LIMIT = 3.0
 class HalfClosedClient:
     """
     Watches the client of a L{ProxyChannel} that sent a FIN while a request
-    was being answered, every L{INTERVAL} seconds, and holds the access log
-    lines of the requests answered meanwhile (L{hold}):
+    was being answered, every L{INTERVAL} seconds (while the answer is
+    still coming, ever less often, down to one look every L{MAX_INTERVAL}),
+    and holds the access log lines of the requests answered meanwhile
+    (L{hold}):
 
       - a reset at any time means the client is gone: the connection is
         aborted, so that a request still being answered is logged with 499
@@ -65,9 +72,14 @@ class HalfClosedClient:
 
     def answered(self) -> None:
         """
-        The last answer is written: wait for the client to take it.
+        The last answer is written: wait for the client to take it,
+        looking every L{INTERVAL} again.
         """
         self._deadline = self._clock.seconds() + LIMIT
+        loop = self._loop
+        if loop.running and loop.interval != INTERVAL:
+            loop.stop()
+            loop.start(INTERVAL, now=False)
 
     def lost(self, reason) -> None:
         """
@@ -86,6 +98,8 @@ class HalfClosedClient:
         ):
             self._settle(gone=False)
             self._channel.transport.loseConnection()
+        elif self._deadline is None:
+            self._loop.interval = min(self._loop.interval * 2, MAX_INTERVAL)
 
     def _settle(self, gone: bool) -> None:
         if self._loop.running:

@@ -12,7 +12,7 @@ L{txrevproxy.http.proxy_protocol}.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IAddress, IProtocolFactory
@@ -43,9 +43,11 @@ class ProxyHeaderProtocol(ProtocolWrapper):
     protocol, whose transport's C{getPeer} and C{getHost} answer the
     header's addresses (the connection's own when the header names none).
 
-    A malformed header, or none within the factory's C{timeout}, closes
-    the connection: nothing reaches the wrapped protocol but its
-    C{connectionMade} and C{connectionLost}.
+    A malformed header, none within the factory's C{timeout}, or an IP
+    peer the factory does not admit, closes the connection: nothing
+    reaches the wrapped protocol but its C{connectionMade} and
+    C{connectionLost}.  (A Unix socket's peer is always admitted: who may
+    connect is up to the socket file's permissions.)
     """
 
     _headerBytes = b""
@@ -53,9 +55,19 @@ class ProxyHeaderProtocol(ProtocolWrapper):
     _peer: Optional[IAddress] = None
     _host: Optional[IAddress] = None
     _timer = None
+    _refused = False
 
     def makeConnection(self, transport) -> None:
         factory = self.factory
+        admits = factory.admits
+        host = getattr(transport.getPeer(), "host", None)
+        if admits is not None and host is not None and not admits(host):
+            # Not a balancer we trust to name clients: nothing it sends is
+            # read, and the wrapped protocol only sees the connection end.
+            self._refused = True
+            super().makeConnection(transport)
+            self.transport.loseConnection()
+            return
         self._timer = factory.clock.callLater(factory.timeout, self._timedOut)
         super().makeConnection(transport)
 
@@ -64,6 +76,8 @@ class ProxyHeaderProtocol(ProtocolWrapper):
         self.transport.loseConnection()
 
     def dataReceived(self, data: bytes) -> None:
+        if self._refused:
+            return
         if self._header is not None:
             self.wrappedProtocol.dataReceived(data)
             return
@@ -110,15 +124,26 @@ class ProxyHeaderFactory(WrappingFactory):
 
     @ivar clock: the reactor's clock, for the header's timeout.
     @ivar timeout: seconds a connection has to send its whole header.
+    @ivar admits: whether a peer's IP address may send a header, such as
+        L{ProxySite.is_trusted <txrevproxy.server.site.ProxySite.is_trusted>};
+        a connection from another one is closed unread.  L{None}: any peer
+        may.
     """
 
     protocol = ProxyHeaderProtocol
     noisy = False
 
-    def __init__(self, factory: IProtocolFactory, clock, timeout: float) -> None:
+    def __init__(
+        self,
+        factory: IProtocolFactory,
+        clock,
+        timeout: float,
+        admits: Optional[Callable[[str], bool]] = None,
+    ) -> None:
         super().__init__(factory)
         self.clock = clock
         self.timeout = timeout
+        self.admits = admits
 
     def logPrefix(self) -> str:
         prefix = getattr(self.wrappedFactory, "logPrefix", None)

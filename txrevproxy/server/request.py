@@ -29,6 +29,9 @@ _MAX_REQUEST_ID = 200
 
 #: A Host field value (RFC 9110 section 7.2): a registered name or an IP
 #: literal, then an optional port.
+#: Where the authority of an absolute-form target ends.
+_AUTHORITY_END = re.compile(rb"[/?]")
+
 _HOST = re.compile(
     rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?\Z"
 )
@@ -123,6 +126,9 @@ class ProxyRequest(StreamingRequest):
         which keeps it here; L{None} until then.
     @ivar trace: the request's L{txrevproxy.observe.tracing.RequestTrace}
         when its site traces requests, else L{None}.
+    @ivar logged_uri: the target as logs write it when a filter found a
+        secret in it (a C{jwt} token in the query), or L{None}: the target
+        itself.
     """
 
     log = Logger()
@@ -141,6 +147,7 @@ class ProxyRequest(StreamingRequest):
     upstream_time: Optional[float] = None
     error_cause: Optional[str] = None
     error_detail = ""
+    logged_uri: Optional[bytes] = None
     _chosenAt = 0.0
     _dispatched = False
     bodyBytes = 0
@@ -283,7 +290,7 @@ class ProxyRequest(StreamingRequest):
         except Exception:
             self.log.failure(
                 "error while routing {uri!r} (request id {request_id})",
-                uri=self.uri,
+                uri=self.logged_uri or self.uri,
                 request_id=self.request_id.decode("ascii"),
             )
             respond_with_error(self, 500, cause="internal_error")
@@ -389,13 +396,14 @@ class ProxyRequest(StreamingRequest):
             return 0
         scheme, sep, rest = uri.partition(b"://")
         if sep and scheme.lower() in (b"http", b"https"):
-            authority, slash, remainder = rest.partition(b"/")
-            authority, query, after = authority.partition(b"?")
-            if not authority or b"@" in authority:
+            # The authority ends at the first "/" or "?" (RFC 3986 section
+            # 3.2), and is held to the rules of a Host field: it becomes
+            # the Host that routes and backends see.
+            end = _AUTHORITY_END.search(rest)
+            split = len(rest) if end is None else end.start()
+            authority, origin_form = rest[:split], rest[split:]
+            if not authority or b"@" in authority or not _HOST.match(authority):
                 return 400
-            origin_form = slash + remainder
-            if query:
-                origin_form += b"?" + after
             if not origin_form.startswith(b"/"):
                 origin_form = b"/" + origin_form
             self.uri = origin_form
