@@ -32,6 +32,7 @@ from ..http.headers import http_date
 from ..interfaces import IBodyWriter
 from ..server.answers import abort_response
 from . import partial, policy
+from .freshness import freshness
 from .policy import Timing
 from .serve import ClientResponse, cache_status, serve_stored, storable_headers
 from .store import StoredResponse
@@ -369,14 +370,13 @@ class Fetch:
     # Answering ------------------------------------------------------------
 
     def _staleMayStandIn(self, now: float) -> bool:
-        stored = self.stored
         cache = self.cache
-        rule_fields = cache.targets.rule_fields(stored.headers)
+        known = freshness(self.stored, cache.targets, cache.settings.default_ttl)
         return policy.stale_if_error_allows(
             policy.request_cache_control(self.fields),
-            policy.response_cache_control(rule_fields),
-            policy.freshness_lifetime(stored.status, rule_fields, cache.settings.default_ttl),
-            policy.current_age(stored.headers, stored.timing, now),
+            known.directives,
+            known.lifetime,
+            known.age(now),
         )
 
     def _answerAll(self, stored: StoredResponse, parameters: Tuple[bytes, ...]) -> None:
@@ -385,11 +385,9 @@ class Fetch:
         C{stored}; the others go to the backend.
         """
         cache = self.cache
-        now = cache.clock.seconds()
-        age = policy.current_age(stored.headers, stored.timing, now)
-        lifetime = policy.freshness_lifetime(
-            stored.status, cache.targets.rule_fields(stored.headers), cache.settings.default_ttl
-        )
+        known = freshness(stored, cache.targets, cache.settings.default_ttl)
+        age = known.age(cache.clock.seconds())
+        lifetime = known.lifetime
         rules = self.target.response_rules
         metrics = cache.metrics
         if b"detail=stale-if-error" in parameters:

@@ -578,10 +578,11 @@ def not_modified(stored: List[Header], request_headers: List[Header]) -> bool:
     if if_none_match:
         return etag_matches(first_value(stored, b"etag"), if_none_match)
     since = http_date(first_value(request_headers, b"if-modified-since"))
-    modified = http_date(first_value(stored, b"last-modified"))
-    if since is None or modified is None:
+    if since is None:
+        # Most requests: the stored Last-Modified is not parsed for them.
         return False
-    return modified <= since
+    modified = http_date(first_value(stored, b"last-modified"))
+    return modified is not None and modified <= since
 
 
 #: The fields a 304 from the cache carries (RFC 9110 section 15.4.5).

@@ -21,6 +21,7 @@ from twisted.internet.defer import Deferred
 from ..observe.metrics import CacheStats
 from ..redis.client import Script
 from . import policy
+from .freshness import freshness
 from .policy import Timing
 from .store import StoredResponse
 from .targeted import Targets
@@ -104,15 +105,12 @@ def shared_lifetime(
     remains of its freshness, plus the longer of its
     C{stale-while-revalidate} and C{stale-if-error} windows.
     """
-    fields = targets.rule_fields(response.headers)
-    directives = policy.response_cache_control(fields)
-    lifetime = policy.freshness_lifetime(response.status, fields, default_ttl)
-    age = policy.current_age(response.headers, response.timing, now)
+    known = freshness(response, targets, default_ttl)
     windows = [
-        policy.delta_seconds(directives, name) or 0
+        policy.delta_seconds(known.directives, name) or 0
         for name in (b"stale-while-revalidate", b"stale-if-error")
     ]
-    return lifetime - age + max(windows)
+    return known.lifetime - known.age(now) + max(windows)
 
 
 class RedisTier:

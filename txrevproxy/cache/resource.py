@@ -15,6 +15,7 @@ from ..server.answers import respond_with_error
 from . import partial, policy
 from .exchange import BackgroundRequest, CachingExchange
 from .fetch import Fetch, request_fields
+from .freshness import freshness
 from .serve import cache_status, serve_stored
 from .shared import SharedCache, request_key
 
@@ -122,14 +123,10 @@ class CachingProxyResource(ReverseProxyResource):
             # in its place or combined with it.
             stored, forwarded = None, b"fwd=partial"
         if stored is not None:
-            now = cache.clock.seconds()
-            rule_fields = cache.targets.rule_fields(stored.headers)
-            response_directives = policy.response_cache_control(rule_fields)
-            lifetime = policy.freshness_lifetime(
-                stored.status, rule_fields, cache.settings.default_ttl
-            )
-            age = policy.current_age(stored.headers, stored.timing, now)
-            decision = policy.decide(directives, response_directives, lifetime, age)
+            known = freshness(stored, cache.targets, cache.settings.default_ttl)
+            lifetime = known.lifetime
+            age = known.age(cache.clock.seconds())
+            decision = policy.decide(directives, known.directives, lifetime, age)
             if decision != policy.REVALIDATE:
                 self._looked(request, b"hit", span)
                 if decision != policy.FRESH:

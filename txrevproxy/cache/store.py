@@ -41,6 +41,10 @@ class StoredResponse:
         combined from pieces, a L{txrevproxy.cache.partial.Pieces} of such
         bodies.
     @ivar timing: when it was requested and received, for its age.
+    @ivar kept: what L{txrevproxy.cache.freshness.freshness} worked out of
+        it, with the settings it was for: a hit reads it again and again.
+        Never copied (not an argument: C{attr.evolve} starts afresh), and
+        no part of its equality.
     """
 
     key: bytes
@@ -51,6 +55,7 @@ class StoredResponse:
     headers: Tuple[Header, ...]
     body: Any
     timing: Timing
+    kept: List[Any] = attr.ib(init=False, factory=list, eq=False, repr=False)
 
     @property
     def size(self) -> int:
