@@ -5,6 +5,8 @@ port with a sentence, and stopping.
 
 from __future__ import annotations
 
+import socket
+
 from twisted.internet import reactor
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import TestCase
@@ -45,6 +47,22 @@ class ServiceTests(TestCase):
         self.assertIn("listeners.web.endpoint: cannot listen on tcp:%d" % busy, str(error))
         self.assertEqual(second.ports, [])
         self.flushLoggedErrors()
+
+    def test_accepted_connections_send_without_nagles_delay(self):
+        """
+        The listening socket carries TCP_NODELAY, which Linux gives every
+        socket accepted from it.
+        """
+        service = ProxyService(proxy_config([9]), reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+        listening = service.ports[0].socket
+        self.assertEqual(listening.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 1)
+        client = socket.create_connection(listening.getsockname())
+        self.addCleanup(client.close)
+        accepted, _ = listening.accept()
+        self.addCleanup(accepted.close)
+        self.assertEqual(accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 1)
 
     def test_stop_closes_the_listeners(self):
         service = ProxyService(proxy_config([9]), reactor)

@@ -20,6 +20,7 @@ from twisted.python.failure import Failure
 from .. import __version__
 from ..config import ConfigError, load_config
 from ..config.model import Config
+from ..net.nodelay import accept_without_delay
 from ..observe.accesslog import AccessLog
 from ..observe.metrics import Metrics, Snapshot
 from ..observe.tracing import Tracing
@@ -340,10 +341,13 @@ class ProxyService(MultiService):
         """
         if name in self._inherited:
             fd, family = self._inherited[name]
-            return self._reactor.adoptStreamPort(fd, family, factory)
-        return listen_now(
-            self._reactor, description, factory, "listeners.%s.endpoint" % (name,)
-        )
+            port = self._reactor.adoptStreamPort(fd, family, factory)
+        else:
+            port = listen_now(
+                self._reactor, description, factory, "listeners.%s.endpoint" % (name,)
+            )
+        accept_without_delay(port)
+        return port
 
     def _listening(self, name: str) -> None:
         port = self._ports[name]
