@@ -35,7 +35,10 @@ class _Subscription(RedisProtocol):
     """
     A connection that, once subscribed, receives pushes: C{message}
     arrays are handed on, confirmations dropped; the replies of the
-    handshake before it are answered as on any connection.
+    handshake before it are answered as on any connection.  The answer to
+    a heartbeat's PING is a C{pong} push while subscribed, and a plain
+    C{PONG} once every channel was unsubscribed (Redis then leaves
+    subscriber mode).
     """
 
     def __init__(self, received: Callable[[bytes, bytes], None], lost) -> None:
@@ -56,6 +59,9 @@ class _Subscription(RedisProtocol):
         self.transport.write(encode_command((b"PING",)))
 
     def _reply(self, reply: Any) -> None:
+        if reply == b"PONG" and not self.pending:
+            self.answered = True
+            return
         if isinstance(reply, list) and reply and not self.pending:
             if reply[0] == b"message" and len(reply) == 3:
                 self._received(reply[1], reply[2])
