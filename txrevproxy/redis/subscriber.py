@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Optional
 
-from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..config.model import RedisSettings
-from .handshake import handshake
+from .handshake import connect, failure_description
 from .protocol import RedisProtocol, encode_command
 
 #: The longest wait between two attempts to reconnect, in seconds.
@@ -133,10 +132,12 @@ class RedisSubscriber:
 
     def _connect(self) -> None:
         self._retry = None
-        connecting = self._connecting = self._endpoint.connect(
-            Factory.forProtocol(lambda: _Subscription(self._received, self._lost))
+        connecting = self._connecting = connect(
+            self._endpoint,
+            lambda: _Subscription(self._received, self._lost),
+            self.settings,
+            self._reactor,
         )
-        connecting.addCallback(handshake, self.settings)
         connecting.addCallbacks(self._connected, self._failed)
 
     def _connected(self, connection: _Subscription) -> None:
@@ -160,7 +161,7 @@ class RedisSubscriber:
 
     def _failed(self, reason: Failure) -> None:
         self._connecting = None
-        self._down(reason.getErrorMessage())
+        self._down(failure_description(reason, self.settings))
 
     def _lost(self, connection: _Subscription) -> None:
         if connection is self._connection:
