@@ -259,3 +259,13 @@ def test_a_server_that_accepts_but_never_answers_the_handshake_is_tried_again(lo
     endpoint.succeed().dataReceived(b"+PONG\r\n")
     assert redis.up
     assert not clock.getDelayedCalls()
+
+
+def test_close_fails_the_calls_waiting_for_a_connection_at_once():
+    clock = Clock()
+    redis, endpoint = client(clock)
+    waiting = redis.execute(b"PING")
+    redis.close()
+    assert waiting.result.check(StoreUnavailable)
+    waiting.addErrback(lambda _: None)
+    assert not clock.getDelayedCalls()

@@ -250,6 +250,12 @@ class RedisClient:
         ready, self._ready = self._ready, []
         for connection in ready:
             connection.transport.abortConnection()
+        self._failWaiting(description)
+
+    def _failWaiting(self, description: str) -> None:
+        """
+        Fail the calls waiting for a connection, which none will bring.
+        """
         waiting, self._waiting = self._waiting, []
         for each in waiting:
             each.errback(StoreUnavailable(description))
@@ -269,6 +275,7 @@ class RedisClient:
             self._retry.cancel()
         if self._connecting is not None:
             self._connecting.cancel()
+        self._failWaiting("redis.%s is closed" % (self.settings.name,))
         closing = [connection.gone for connection in self._ready]
         for connection in list(self._ready):
             connection.transport.loseConnection()
