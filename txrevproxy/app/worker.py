@@ -110,7 +110,7 @@ def run(argv: List[str]) -> None:
     from twisted.internet.stdio import StandardIO
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
-    from ..config import load_config
+    from ..config import ConfigError, load_config
     from ..observe.eventlog import json_file_observer
     from ..observe.process_label import label_log_events
     from .service import ProxyService
@@ -119,7 +119,15 @@ def run(argv: List[str]) -> None:
     options = Options()
     options.parseOptions(argv)
     index = options["index"]
-    config = load_config(options["config"])
+    try:
+        config = load_config(options["config"])
+    except ConfigError as error:
+        # The file changed since the parent loaded it; the parent starts
+        # this worker again later, so one clear line each time.
+        sys.exit(
+            "worker %d: cannot start: %s has problems (the other workers "
+            "serve on): %s" % (index, options["config"], "; ".join(error.problems))
+        )
     if config.log.events == "json":
         observer = json_file_observer(sys.stdout, {"worker": index})
     else:
