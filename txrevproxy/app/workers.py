@@ -30,6 +30,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, gatherResults, succeed
 from twisted.internet.protocol import Factory, ProcessProtocol
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from .. import __version__
 from ..config import ConfigError, load_config
@@ -119,11 +120,18 @@ class WorkerProcess(ProcessProtocol):
         """
         self._next += 1
         question_id = self._next
-        d: Deferred = Deferred()
+        d: Deferred = Deferred(lambda _: self._answers.pop(question_id, None))
         self._answers[question_id] = d
         line = json.dumps({"id": question_id, "op": op, "args": list(args)})
         self.transport.writeToChild(0, line.encode() + b"\n")
-        return d.addTimeout(ANSWER_TIMEOUT, self.supervisor.reactor)
+        return d.addTimeout(
+            ANSWER_TIMEOUT, self.supervisor.reactor, onTimeoutCancel=self._unanswered
+        )
+
+    def _unanswered(self, result, timeout: float) -> Failure:
+        return Failure(
+            WorkerFailed("worker %d did not answer within %gs" % (self.index, timeout))
+        )
 
     def childDataReceived(self, fd: int, data: bytes) -> None:
         if fd != ANSWERS_FD:
