@@ -237,6 +237,8 @@ class WorkerSupervisor(Service):
             "--index",
             str(index),
         ]
+        if self._digest is not None:
+            arguments += ["--digest", self._digest]
         child_fds: Dict[int, Any] = {0: "w", 1: 1, 2: 2, ANSWERS_FD: "r"}
         for offset, (name, ports) in enumerate(self._ports.items()):
             # A restarted worker gets its own socket of the group again.
