@@ -54,6 +54,13 @@ STARTUP_PERIOD = 10.0
 #: The longest wait before a worker that keeps dying is started again.
 MAX_RESTART_DELAY = 30.0
 
+#: Seconds a worker may take to answer a question.
+ANSWER_TIMEOUT = 10.0
+
+#: Seconds, beyond C{shutdown_timeout}, before a worker that does not
+#: stop is killed.
+KILL_GRACE = 5.0
+
 
 def restart_delay(lived: float, previous: Optional[float]) -> float:
     """
@@ -70,13 +77,6 @@ def restart_delay(lived: float, previous: Optional[float]) -> float:
     if lived >= STARTUP_PERIOD or previous is None:
         return RESTART_DELAY
     return min(MAX_RESTART_DELAY, previous * 2)
-
-#: Seconds a worker may take to answer a question.
-ANSWER_TIMEOUT = 10.0
-
-#: Seconds, beyond C{shutdown_timeout}, before a worker that does not
-#: stop is killed.
-KILL_GRACE = 5.0
 
 
 class WorkerFailed(Exception):

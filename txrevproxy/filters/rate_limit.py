@@ -215,7 +215,7 @@ class RateLimit:
         self._shared = shared
         self._on_store_error = options.on_store_error
         self._errors = errors
-        self._nextRefusalLine = -math.inf
+        self._next_refusal_line = -math.inf
 
     def take(self, key) -> Tuple[bool, float, float]:
         """
@@ -278,8 +278,8 @@ class RateLimit:
         reason.trap(StoreUnavailable, RedisError)
         if reason.check(RedisError):
             now = self.clock.seconds()
-            if now >= self._nextRefusalLine:
-                self._nextRefusalLine = now + REFUSAL_LINE_INTERVAL
+            if now >= self._next_refusal_line:
+                self._next_refusal_line = now + REFUSAL_LINE_INTERVAL
                 self.log.error(
                     "redis.{store} refused the rate limit script: {error}; "
                     'requests are decided as on_store_error = "{fallback}" says '

@@ -1,6 +1,7 @@
 """
 What every new connection to Redis sends first, whether it joins a
-client's pool or becomes a subscriber.
+client's pool or becomes a subscriber, and the making of such a
+connection within C{connect_timeout}.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def handshake(connection: RedisProtocol, settings: RedisSettings) -> Deferred:
     return DeferredList(steps, consumeErrors=True).addCallback(check)
 
 
-def connect(endpoint, protocol: Callable[[], RedisProtocol], settings: RedisSettings, clock) -> Deferred:
+def connect(
+    endpoint, protocol: Callable[[], RedisProtocol], settings: RedisSettings, clock
+) -> Deferred:
     """
     A new connection through C{endpoint}, handshaken.
 
