@@ -1,6 +1,7 @@
 """
 The supervisor's side of a worker's pipe, without processes: questions
-matched to answers by id, and one the worker does not answer in time.
+matched to answers by id, one the worker does not answer in time, and
+what the admin API answers then.
 """
 
 from __future__ import annotations
@@ -8,9 +9,14 @@ from __future__ import annotations
 import json
 
 from twisted.internet.task import Clock
+from twisted.logger import formatEvent
+from twisted.python.failure import Failure
 
+from txrevproxy.app.admin import AdminAPI
 from txrevproxy.app.worker import ANSWERS_FD
 from txrevproxy.app.workers import ANSWER_TIMEOUT, WorkerFailed, WorkerProcess
+
+from .test_redis_client import logged  # noqa: F401 (a fixture)
 
 
 class Pipe:
@@ -66,3 +72,13 @@ def test_a_question_not_answered_in_time_fails_saying_which_worker_and_is_forgot
     following = process.ask("status")
     answer(process, process.transport.questions[1], "on time")
     assert following.result == "on time"
+
+
+def test_the_admin_api_answers_503_with_the_sentence_when_a_worker_fails(logged):  # noqa: F811
+    api = AdminAPI(None, Clock())
+    reply = api._failed(Failure(WorkerFailed("worker 1 did not answer within 10s")))
+    assert reply.status == 503
+    assert json.loads(reply.body) == {"error": "worker 1 did not answer within 10s"}
+    assert [formatEvent(event) for event in logged] == [
+        "admin request failed: worker 1 did not answer within 10s"
+    ]

@@ -38,6 +38,7 @@ from ..config.model import Config
 from ..net.reuseport import listen_group
 from ..observe.metrics import Metrics, Snapshot, merge
 from ..observe.window import merge_windows
+from .admin import AdminError
 from .certificates import CertificateManagers
 from .gc_nursery import with_nursery
 from .service import config_digest, listen_now, moved_listeners, restart_only_changes
@@ -79,10 +80,14 @@ def restart_delay(lived: float, previous: Optional[float]) -> float:
     return min(MAX_RESTART_DELAY, previous * 2)
 
 
-class WorkerFailed(Exception):
+class WorkerFailed(AdminError):
     """
-    A worker answered a question with an error, or not at all.
+    A worker answered a question with an error, or not at all: the admin
+    API answers C{503} with the sentence.
     """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(503, message)
 
 
 class WorkerProcess(ProcessProtocol):
