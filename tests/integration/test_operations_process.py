@@ -249,3 +249,65 @@ def test_with_workers_each_log_line_says_which_process_wrote_it(tmp_path, backen
     assert " [worker 0 txrevproxy.errors#error] 502 (" in error or (
         " [worker 1 txrevproxy.errors#error] 502 (" in error
     ), error
+
+
+def two_workers(admin: int):
+    """
+    Wait until the admin API lists two workers; their pids.
+    """
+    return until_blocking(
+        lambda: (lambda pids: len(pids) == 2 and pids)(worker_connections(admin)),
+        not_yet=(OSError,),
+    )
+
+
+def stop(proxy) -> None:
+    proxy.process.send_signal(signal.SIGTERM)
+    assert proxy.process.wait(timeout=WAIT) == 0
+
+
+def test_a_worker_that_cannot_start_says_why_in_one_line_and_is_retried_less_often(
+    tmp_path, backend
+):
+    admin = free_port()
+    with proxy_process(tmp_path, [], config(backend, admin, workers=2)) as proxy:
+        pids = two_workers(admin)
+        good = proxy.config.read_text()
+        proxy.config.write_text(good + "\n[listeners.web.bad]\n")
+        os.kill(sorted(pids)[0], signal.SIGKILL)
+        log = tmp_path / "proxy.log"
+
+        def refused(count: int):
+            lines = log.read_text().splitlines()
+            return len([line for line in lines if "cannot start" in line]) >= count and lines
+
+        lines = until_blocking(lambda: refused(2))
+        proxy.config.write_text(good)
+        two_workers(admin)
+        stop(proxy)
+    assert not [line for line in lines if "Traceback" in line], lines
+    [first, second] = [line for line in lines if "starting it again in" in line][:2]
+    assert first.endswith("starting it again in 1s") and second.endswith("again in 2s")
+    [why] = [line for line in lines if "cannot start" in line][:1]
+    assert why.startswith("worker 0: cannot start: ") or why.startswith("worker 1: cannot ")
+    assert "listeners.web.bad" in why
+
+
+def test_a_worker_started_again_after_the_file_was_edited_says_it_serves_another_configuration(
+    tmp_path, backend
+):
+    admin = free_port()
+    with proxy_process(tmp_path, [], config(backend, admin, workers=2)) as proxy:
+        pids = two_workers(admin)
+        proxy.config.write_text(
+            config(backend, admin, workers=2, fixed="two").format(port=proxy.port)
+        )
+        os.kill(sorted(pids)[0], signal.SIGKILL)
+        log = tmp_path / "proxy.log"
+        until_blocking(lambda: "changed since the last reload" in log.read_text())
+        two_workers(admin)
+        stop(proxy)
+    [warning] = [line for line in log.read_text().splitlines() if "since the last reload" in line]
+    assert "txrevproxy.app.worker#warn] %s changed since the last reload: this worker" % (
+        proxy.config,
+    ) in warning

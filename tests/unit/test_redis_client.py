@@ -243,3 +243,29 @@ def test_close_stops_retrying():
     endpoint.fail()
     redis.close()
     assert not clock.getDelayedCalls()
+
+
+def test_a_server_that_accepts_but_never_answers_the_handshake_is_tried_again(logged):
+    clock = Clock()
+    redis, endpoint = client(clock, timeout="100ms", connect_timeout="1s", retry_interval="1s")
+    redis.execute(b"PING").addErrback(lambda _: None)
+    silent = endpoint.succeed()  # connected, but no +PONG ever comes
+    clock.advance(0.1)
+    assert not redis.up
+    clock.advance(0.9)
+    assert not silent.transport.connected
+    clock.advance(1)
+    assert len(endpoint.attempts) == 2
+    endpoint.succeed().dataReceived(b"+PONG\r\n")
+    assert redis.up
+    assert not clock.getDelayedCalls()
+
+
+def test_close_fails_the_calls_waiting_for_a_connection_at_once():
+    clock = Clock()
+    redis, endpoint = client(clock)
+    waiting = redis.execute(b"PING")
+    redis.close()
+    assert waiting.result.check(StoreUnavailable)
+    waiting.addErrback(lambda _: None)
+    assert not clock.getDelayedCalls()

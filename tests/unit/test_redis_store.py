@@ -19,8 +19,11 @@ from txrevproxy.observe.metrics import Metrics, merge
 from txrevproxy.redis.client import StoreUnavailable
 from txrevproxy.redis.protocol import RedisError
 
+from twisted.logger import formatEvent
+
 from ..support.configs import document, parse, problems
 from ..support.filter_requests import FakeRequest
+from .test_redis_client import logged  # noqa: F401 (a fixture)
 
 REDIS = '[redis.shared]\nurl = "redis://127.0.0.1:6379/0"\n'
 LIMIT = '[filters.limit]\ntype = "rate_limit"\nrate = "10/s"\n'
@@ -158,6 +161,21 @@ def test_store_failure_falls_back_as_configured(on_store_error, statuses):
     verdicts = [limit.request(FakeRequest()).result for _ in range(2)]
     assert [v if v is None else v.status for v in verdicts] == statuses
     assert store_errors(metrics) == 2
+
+
+def test_a_refused_script_is_logged_at_most_once_a_minute(logged):
+    limit, metrics = shared([fail(RedisError("OOM command not allowed")) for _ in range(4)], "allow")
+    for now in (0, 1, 59, 60):
+        limit.clock.advance(now - limit.clock.seconds())
+        assert limit.request(FakeRequest()).result is None
+    lines = [
+        formatEvent(event) for event in logged if "refused the rate limit" in event.get("log_format", "")
+    ]
+    assert lines == [
+        'redis.shared refused the rate limit script: OOM command not allowed; requests '
+        'are decided as on_store_error = "allow" says (logged at most once a minute)'
+    ] * 2
+    assert store_errors(metrics) == 4
 
 
 def test_open_circuit_decides_at_once_without_asking():

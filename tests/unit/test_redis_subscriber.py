@@ -149,3 +149,34 @@ def test_a_connection_that_does_not_answer_its_ping_is_made_again():
     assert not protocol.transport.connected
     clock.advance(1)
     assert len(endpoint.attempts) == 2
+
+
+def test_a_connection_whose_every_channel_was_forgotten_keeps_answering_its_ping():
+    # Out of subscriber mode, Redis answers PING with +PONG, not a push.
+    clock = Clock()
+    redis, endpoint, protocol, received = subscribed(clock)
+    redis.unsubscribe(b"a", received.append)
+    protocol.dataReceived(b"*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:0\r\n")
+    for _ in range(3):
+        protocol.transport.clear()
+        clock.advance(HEARTBEAT)
+        assert protocol.transport.value() == encode_command([b"PING"])
+        protocol.dataReceived(b"+PONG\r\n")
+    assert protocol.transport.connected and redis._subscriber.up
+    assert len(endpoint.attempts) == 1
+
+
+def test_a_subscriber_whose_handshake_is_never_answered_connects_again(logged):  # noqa: F811
+    clock = Clock()
+    redis, endpoint = client(clock, connect_timeout="1s", retry_interval="1s")
+    received = []
+    redis.subscribe(b"a", received.append)
+    silent = endpoint.succeed()
+    clock.advance(1)
+    assert not silent.transport.connected and not redis._subscriber.up
+    assert "no connection ready within 1s" in logged[-1]["reason"]
+    clock.advance(1)
+    protocol = endpoint.succeed()
+    protocol.transport.clear()
+    protocol.dataReceived(b"+PONG\r\n")
+    assert protocol.transport.value() == encode_command([b"SUBSCRIBE", b"a"])

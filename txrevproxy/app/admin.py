@@ -259,6 +259,9 @@ class AdminAPI(Resource):
 
     def _failed(self, failure: Failure) -> Reply:
         if failure.check(AdminError):
+            if failure.value.status >= 500:
+                # The proxy's fault (a worker that did not answer): one line.
+                self.log.warn("admin request failed: {error}", error=failure.value.message)
             return json_reply(failure.value.status, {"error": failure.value.message})
         self.log.failure("admin request failed", failure)
         return json_reply(500, {"error": "internal error; see the proxy's log"})

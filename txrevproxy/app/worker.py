@@ -5,12 +5,15 @@ answering the parent's questions over a pipe.
 
 The parent starts it as::
 
-    python -m txrevproxy.app.worker --config FILE --index N --listener web=4:2 ...
+    python -m txrevproxy.app.worker --config FILE --index N --digest SHA256 --listener web=4:2 ...
 
 with each listener's socket as a file descriptor (C{NAME=FD:FAMILY}), its
 standard input the parent's questions and descriptor 3 its answers: one
 JSON object a line each way (L{ControlProtocol}).  When the parent goes
-away (its pipe closes) the worker stops gracefully.  Its log lines, and
+away (its pipe closes) the worker stops gracefully.  C{--digest} is the
+SHA-256 of the file the parent serves: a worker started again after the
+file was edited, and before a reload, says that it serves another
+configuration than the others.  Its log lines, and
 its JSON access log lines, carry its index (see
 L{txrevproxy.observe.process_label}, and L{txrevproxy.observe.eventlog}
 for JSON lines).
@@ -84,6 +87,7 @@ class Options(usage.Options):
     optParameters = [
         ["config", "c", None, "The configuration file (TOML)."],
         ["index", None, 0, "The worker's position among the workers.", int],
+        ["digest", None, None, "The SHA-256 of the file the parent serves."],
     ]
 
     def __init__(self) -> None:
@@ -110,22 +114,37 @@ def run(argv: List[str]) -> None:
     from twisted.internet.stdio import StandardIO
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
-    from ..config import load_config
+    from ..config import ConfigError, load_config
     from ..observe.eventlog import json_file_observer
     from ..observe.process_label import label_log_events
-    from .service import ProxyService
+    from .service import ProxyService, config_digest
     from .signals import handle_signals
 
     options = Options()
     options.parseOptions(argv)
     index = options["index"]
-    config = load_config(options["config"])
+    try:
+        config = load_config(options["config"])
+    except ConfigError as error:
+        # The file changed since the parent loaded it; the parent starts
+        # this worker again later, so one clear line each time.
+        sys.exit(
+            "worker %d: cannot start: %s has problems (the other workers "
+            "serve on): %s" % (index, options["config"], "; ".join(error.problems))
+        )
     if config.log.events == "json":
         observer = json_file_observer(sys.stdout, {"worker": index})
     else:
         label_log_events("worker %d" % (index,))
         observer = textFileLogObserver(sys.stdout)
     globalLogBeginner.beginLoggingTo([observer])
+    if options["digest"] not in (None, config_digest(config)):
+        # Started again after the file was edited, and before a reload.
+        Logger(namespace="txrevproxy.app.worker").warn(
+            "{file} changed since the last reload: this worker serves it as "
+            "it is now, the others the previous one, until a reload",
+            file=options["config"],
+        )
     inherited: Dict[str, Tuple[int, int]] = options["listeners"]
     service = ProxyService(config, reactor, inherited, index)
     service.startService()

@@ -8,7 +8,8 @@ with C{SO_REUSEPORT} (see L{txrevproxy.net.reuseport}), for a UNIX one a
 socket they share.  Each worker adopts its own
 (C{reactor.adoptStreamPort}) and the kernel hands each new connection to
 one of the sockets.  TLS is done in the workers, as
-in a single process.  A worker that dies is started again.  The
+in a single process.  A worker that dies is started again (after a longer
+wait each time while it dies as it starts, see L{restart_delay}).  The
 supervisor passes SIGHUP, SIGUSR1 and a graceful stop on to every worker,
 and serves the admin API: it asks every worker over a pipe (see
 L{txrevproxy.app.worker}) and answers with the sum of their metrics and the
@@ -29,6 +30,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, gatherResults, succeed
 from twisted.internet.protocol import Factory, ProcessProtocol
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from .. import __version__
 from ..config import ConfigError, load_config
@@ -36,6 +38,7 @@ from ..config.model import Config
 from ..net.reuseport import listen_group
 from ..observe.metrics import Metrics, Snapshot, merge
 from ..observe.window import merge_windows
+from .admin import AdminError
 from .certificates import CertificateManagers
 from .gc_nursery import with_nursery
 from .service import config_digest, listen_now, moved_listeners, restart_only_changes
@@ -43,6 +46,14 @@ from .worker import ANSWERS_FD
 
 #: Seconds before a worker that died is started again.
 RESTART_DELAY = 1.0
+
+#: Seconds a worker must have run for its death to be taken as a crash of
+#: a working worker rather than a failure to start: a worker that dies
+#: sooner waits twice as long as the last time before it is started again.
+STARTUP_PERIOD = 10.0
+
+#: The longest wait before a worker that keeps dying is started again.
+MAX_RESTART_DELAY = 30.0
 
 #: Seconds a worker may take to answer a question.
 ANSWER_TIMEOUT = 10.0
@@ -52,10 +63,31 @@ ANSWER_TIMEOUT = 10.0
 KILL_GRACE = 5.0
 
 
-class WorkerFailed(Exception):
+def restart_delay(lived: float, previous: Optional[float]) -> float:
     """
-    A worker answered a question with an error, or not at all.
+    Seconds before a worker that died is started again: L{RESTART_DELAY}
+    after it ran for L{STARTUP_PERIOD} or more; otherwise (it cannot
+    start: a configuration file broken since, a port or file it cannot
+    open) twice C{previous}, up to L{MAX_RESTART_DELAY}, so that a worker
+    dying in a loop is not started, and logged, every second.
+
+    @param lived: how long the worker ran.
+    @param previous: the delay before it was started, L{None} for the
+        first start.
     """
+    if lived >= STARTUP_PERIOD or previous is None:
+        return RESTART_DELAY
+    return min(MAX_RESTART_DELAY, previous * 2)
+
+
+class WorkerFailed(AdminError):
+    """
+    A worker answered a question with an error, or not at all: the admin
+    API answers C{503} with the sentence.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(503, message)
 
 
 class WorkerProcess(ProcessProtocol):
@@ -64,6 +96,7 @@ class WorkerProcess(ProcessProtocol):
 
     @ivar index: its position among the workers, kept when it restarts.
     @ivar ended: fires when the process ended.
+    @ivar started: when it was started (the reactor's C{seconds()}).
     """
 
     log = Logger()
@@ -72,6 +105,7 @@ class WorkerProcess(ProcessProtocol):
         self.supervisor = supervisor
         self.index = index
         self.ended: Deferred = Deferred()
+        self.started = supervisor.reactor.seconds()
         self._answers: Dict[int, Deferred] = {}
         self._next = 0
         self._partial_line = b""
@@ -91,11 +125,18 @@ class WorkerProcess(ProcessProtocol):
         """
         self._next += 1
         question_id = self._next
-        d: Deferred = Deferred()
+        d: Deferred = Deferred(lambda _: self._answers.pop(question_id, None))
         self._answers[question_id] = d
         line = json.dumps({"id": question_id, "op": op, "args": list(args)})
         self.transport.writeToChild(0, line.encode() + b"\n")
-        return d.addTimeout(ANSWER_TIMEOUT, self.supervisor.reactor)
+        return d.addTimeout(
+            ANSWER_TIMEOUT, self.supervisor.reactor, onTimeoutCancel=self._unanswered
+        )
+
+    def _unanswered(self, result, timeout: float) -> Failure:
+        return Failure(
+            WorkerFailed("worker %d did not answer within %gs" % (self.index, timeout))
+        )
 
     def childDataReceived(self, fd: int, data: bytes) -> None:
         if fd != ANSWERS_FD:
@@ -153,6 +194,7 @@ class WorkerSupervisor(Service):
         self.metrics = Metrics()
         self._digest = config_digest(config)
         self._restarts: Dict[int, Any] = {}
+        self._delays: Dict[int, float] = {}
         self.certificates = CertificateManagers(
             reactor, lambda table: self._askAll("reload_certificates")
         )
@@ -200,6 +242,8 @@ class WorkerSupervisor(Service):
             "--index",
             str(index),
         ]
+        if self._digest is not None:
+            arguments += ["--digest", self._digest]
         child_fds: Dict[int, Any] = {0: "w", 1: 1, 2: 2, ANSWERS_FD: "r"}
         for offset, (name, ports) in enumerate(self._ports.items()):
             # A restarted worker gets its own socket of the group again.
@@ -221,15 +265,17 @@ class WorkerSupervisor(Service):
     def workerEnded(self, worker: WorkerProcess, reason) -> None:
         if self.workers[worker.index] is not worker or not self.running:
             return
+        delay = self._delays[worker.index] = restart_delay(
+            self.reactor.seconds() - worker.started, self._delays.get(worker.index)
+        )
         self.log.error(
-            "worker {index} (pid {pid}) ended: {reason}; starting it again",
+            "worker {index} (pid {pid}) ended: {reason}; starting it again in {delay:g}s",
             index=worker.index,
             pid=worker.pid,
             reason=reason,
+            delay=delay,
         )
-        self._restarts[worker.index] = self.reactor.callLater(
-            RESTART_DELAY, self._spawn, worker.index
-        )
+        self._restarts[worker.index] = self.reactor.callLater(delay, self._spawn, worker.index)
 
     def _live(self) -> List[WorkerProcess]:
         return [w for w in self.workers if w is not None and not w.ended.called]

@@ -54,6 +54,10 @@ _FIELD_NAMES = frozenset(
 #: How many idle buckets each request may drop: bounded work per request.
 _SWEEP = 2
 
+#: Seconds between two log lines of Redis refusing the script: a refusal
+#: (C{OOM}, C{READONLY}) is usually every request's until an operator acts.
+REFUSAL_LINE_INTERVAL = 60.0
+
 
 @attr.s(frozen=True, auto_attribs=True)
 class Rate:
@@ -211,6 +215,7 @@ class RateLimit:
         self._shared = shared
         self._on_store_error = options.on_store_error
         self._errors = errors
+        self._next_refusal_line = -math.inf
 
     def take(self, key) -> Tuple[bool, float, float]:
         """
@@ -272,11 +277,17 @@ class RateLimit:
     def _storeFailed(self, reason: Failure, key, request) -> Optional[Answer]:
         reason.trap(StoreUnavailable, RedisError)
         if reason.check(RedisError):
-            self.log.error(
-                "redis.{store} refused the rate limit script: {error}",
-                store=self._shared.client.settings.name,  # type: ignore[union-attr]
-                error=reason.getErrorMessage(),
-            )
+            now = self.clock.seconds()
+            if now >= self._next_refusal_line:
+                self._next_refusal_line = now + REFUSAL_LINE_INTERVAL
+                self.log.error(
+                    "redis.{store} refused the rate limit script: {error}; "
+                    'requests are decided as on_store_error = "{fallback}" says '
+                    "(logged at most once a minute)",
+                    store=self._shared.client.settings.name,  # type: ignore[union-attr]
+                    error=reason.getErrorMessage(),
+                    fallback=self._on_store_error,
+                )
         return self._fallback(key, request)
 
     def _fallback(self, key, request) -> Optional[Answer]:

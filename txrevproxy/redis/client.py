@@ -20,13 +20,12 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 import attr
 from twisted.internet.defer import Deferred, DeferredList, TimeoutError, fail, succeed
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint, wrapClientTLS
-from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..config.model import RedisSettings
 from ..tls.client import client_tls
-from .handshake import handshake
+from .handshake import connect, failure_description
 from .protocol import Argument, RedisError, RedisProtocol
 from .subscriber import RedisSubscriber
 
@@ -201,10 +200,9 @@ class RedisClient:
         return waiting
 
     def _connect(self) -> None:
-        connecting = self._connecting = self._endpoint.connect(
-            Factory.forProtocol(lambda: _Connection(self._lost))
+        connecting = self._connecting = connect(
+            self._endpoint, lambda: _Connection(self._lost), self.settings, self._reactor
         )
-        connecting.addCallback(handshake, self.settings)
         connecting.addCallbacks(self._connected, self._connectFailed)
 
     def _connected(self, connection: _Connection) -> None:
@@ -222,11 +220,7 @@ class RedisClient:
 
     def _connectFailed(self, reason: Failure) -> None:
         self._connecting = None
-        if reason.check(RedisError):
-            description = "refused the connection: %s" % (reason.getErrorMessage(),)
-        else:
-            description = reason.getErrorMessage()
-        self._down(description)
+        self._down(failure_description(reason, self.settings))
 
     def _lost(self, connection: _Connection) -> None:
         if connection in self._ready:
@@ -256,6 +250,12 @@ class RedisClient:
         ready, self._ready = self._ready, []
         for connection in ready:
             connection.transport.abortConnection()
+        self._failWaiting(description)
+
+    def _failWaiting(self, description: str) -> None:
+        """
+        Fail the calls waiting for a connection, which none will bring.
+        """
         waiting, self._waiting = self._waiting, []
         for each in waiting:
             each.errback(StoreUnavailable(description))
@@ -275,6 +275,7 @@ class RedisClient:
             self._retry.cancel()
         if self._connecting is not None:
             self._connecting.cancel()
+        self._failWaiting("redis.%s is closed" % (self.settings.name,))
         closing = [connection.gone for connection in self._ready]
         for connection in list(self._ready):
             connection.transport.loseConnection()

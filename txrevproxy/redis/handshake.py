@@ -1,16 +1,18 @@
 """
 What every new connection to Redis sends first, whether it joins a
-client's pool or becomes a subscriber.
+client's pool or becomes a subscriber, and the making of such a
+connection within C{connect_timeout}.
 """
 
 from __future__ import annotations
 
-from typing import Any, List
+from typing import Any, Callable, List
 
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, TimeoutError
+from twisted.internet.protocol import Factory
 
 from ..config.model import RedisSettings
-from .protocol import RedisProtocol
+from .protocol import RedisError, RedisProtocol
 
 
 def handshake(connection: RedisProtocol, settings: RedisSettings) -> Deferred:
@@ -39,3 +41,35 @@ def handshake(connection: RedisProtocol, settings: RedisSettings) -> Deferred:
         return connection
 
     return DeferredList(steps, consumeErrors=True).addCallback(check)
+
+
+def connect(
+    endpoint, protocol: Callable[[], RedisProtocol], settings: RedisSettings, clock
+) -> Deferred:
+    """
+    A new connection through C{endpoint}, handshaken.
+
+    The connection and its handshake are bounded together by
+    C{connect_timeout}: a server that accepts the connection but does not
+    answer (stopped, or behind a dead link that no RST announces) would
+    otherwise hold the attempt for good, and with it every later attempt
+    of the client, which makes one at a time.
+
+    @param protocol: makes the connection's protocol.
+    @return: a L{Deferred} firing with the ready connection, or failing
+        as L{handshake} does or with L{twisted.internet.defer.TimeoutError}.
+    """
+    connecting = endpoint.connect(Factory.forProtocol(protocol))
+    connecting.addCallback(handshake, settings)
+    return connecting.addTimeout(settings.connect_timeout, clock)
+
+
+def failure_description(reason, settings: RedisSettings) -> str:
+    """
+    What L{connect}'s failure C{reason} says to an operator, in a few words.
+    """
+    if reason.check(TimeoutError):
+        return "no connection ready within %gs" % (settings.connect_timeout,)
+    if reason.check(RedisError):
+        return "refused the connection: %s" % (reason.getErrorMessage(),)
+    return reason.getErrorMessage()

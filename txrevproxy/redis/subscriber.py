@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Optional
 
-from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..config.model import RedisSettings
-from .handshake import handshake
+from .handshake import connect, failure_description
 from .protocol import RedisProtocol, encode_command
 
 #: The longest wait between two attempts to reconnect, in seconds.
@@ -35,7 +34,10 @@ class _Subscription(RedisProtocol):
     """
     A connection that, once subscribed, receives pushes: C{message}
     arrays are handed on, confirmations dropped; the replies of the
-    handshake before it are answered as on any connection.
+    handshake before it are answered as on any connection.  The answer to
+    a heartbeat's PING is a C{pong} push while subscribed, and a plain
+    C{PONG} once every channel was unsubscribed (Redis then leaves
+    subscriber mode).
     """
 
     def __init__(self, received: Callable[[bytes, bytes], None], lost) -> None:
@@ -56,6 +58,9 @@ class _Subscription(RedisProtocol):
         self.transport.write(encode_command((b"PING",)))
 
     def _reply(self, reply: Any) -> None:
+        if reply == b"PONG" and not self.pending:
+            self.answered = True
+            return
         if isinstance(reply, list) and reply and not self.pending:
             if reply[0] == b"message" and len(reply) == 3:
                 self._received(reply[1], reply[2])
@@ -127,10 +132,12 @@ class RedisSubscriber:
 
     def _connect(self) -> None:
         self._retry = None
-        connecting = self._connecting = self._endpoint.connect(
-            Factory.forProtocol(lambda: _Subscription(self._received, self._lost))
+        connecting = self._connecting = connect(
+            self._endpoint,
+            lambda: _Subscription(self._received, self._lost),
+            self.settings,
+            self._reactor,
         )
-        connecting.addCallback(handshake, self.settings)
         connecting.addCallbacks(self._connected, self._failed)
 
     def _connected(self, connection: _Subscription) -> None:
@@ -154,7 +161,7 @@ class RedisSubscriber:
 
     def _failed(self, reason: Failure) -> None:
         self._connecting = None
-        self._down(reason.getErrorMessage())
+        self._down(failure_description(reason, self.settings))
 
     def _lost(self, connection: _Subscription) -> None:
         if connection is self._connection:
