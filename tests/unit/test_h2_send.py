@@ -11,7 +11,6 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.settings
-import hpack
 import priority
 import pytest
 from twisted.internet.address import IPv4Address
@@ -137,19 +136,23 @@ def test_stream_without_window_stalls_alone_until_the_client_opens_it():
     assert ended == [3]
 
 
-def test_response_fields_unique_to_a_response_stay_out_of_the_hpack_table():
+def test_response_heads_stay_out_of_the_hpack_dynamic_table():
     protocol, client, transport, clock = connected()
-    request(client, 1)
-    protocol.dataReceived(client.data_to_send())
-    clock.advance(0)
-    (head,) = [
-        event
-        for event in client.receive_data(transport.value())
-        if isinstance(event, h2.events.ResponseReceived)
-    ]
-    fields = {field[0]: field for field in head.headers}
-    assert isinstance(fields[b"x-request-id"], hpack.NeverIndexedHeaderTuple)
-    assert not isinstance(fields[b"content-type"], hpack.NeverIndexedHeaderTuple)
+    heads = []
+    for stream_id in (1, 3):
+        request(client, stream_id)
+        protocol.dataReceived(client.data_to_send())
+        clock.advance(0)
+        heads += [
+            event.headers
+            for event in client.receive_data(transport.value())
+            if isinstance(event, h2.events.ResponseReceived)
+        ]
+        transport.clear()
+    first, second = (dict(head) for head in heads)
+    assert first[b":status"] == second[b":status"] == b"200"
+    assert first[b"x-request-id"] == second[b"x-request-id"] == b"a-new-one-each-time"
+    assert len(client.decoder.header_table.dynamic_entries) == 0
 
 
 def test_stream_whose_window_went_negative_waits_for_a_positive_one():
