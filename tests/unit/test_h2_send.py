@@ -236,3 +236,27 @@ def test_nothing_is_sent_while_the_transport_pauses_the_connection():
     transport.producer.resumeProducing()
     clock.advance(0)
     assert received_now(client, transport.value()) == (BODY, [1])
+
+
+def test_a_response_ends_its_stream_with_its_last_data_frame():
+    protocol, client, transport, clock = connected()
+    request(client, 1)
+    protocol.dataReceived(client.data_to_send())
+    clock.advance(0)
+    frames = [
+        event
+        for event in client.receive_data(transport.value())
+        if isinstance(event, h2.events.DataReceived)
+    ]
+    assert [frame.data for frame in frames] == [BODY]
+    assert frames[0].stream_ended is not None
+
+
+def test_a_stream_without_window_for_its_last_bytes_ends_once_they_are_sent():
+    protocol, client, transport, clock = connected(window=len(BODY) - 1)
+    request(client, 1)
+    bodies, ended = exchange(protocol, client, transport, clock)
+    assert (bodies, ended) == ({1: BODY[:-1]}, [])
+    client.increment_flow_control_window(10, stream_id=1)
+    bodies, ended = exchange(protocol, client, transport, clock)
+    assert (bodies, ended) == ({1: BODY[-1:]}, [1])

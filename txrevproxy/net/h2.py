@@ -48,7 +48,8 @@ TWISTED_PRIVATE = (
 class TrailingConnection(h2.connection.H2Connection):
     """
     An C{h2} connection that ends a stream with its trailer fields, when
-    it has some, instead of an empty DATA frame.
+    it has some, instead of an empty DATA frame or the END_STREAM flag of
+    its last one.
 
     What it sends is not validated again (C{validate_outbound_headers}):
     a response head is the proxy's, checked as it was read from the
@@ -71,6 +72,13 @@ class TrailingConnection(h2.connection.H2Connection):
         if encoder is not None:
             self.encoder = encoder
         self.trailers: Dict[int, List[Tuple[bytes, bytes]]] = {}
+
+    def send_data(self, stream_id: int, data, end_stream: bool = False, **kwargs) -> None:
+        if end_stream and stream_id in self.trailers:
+            super().send_data(stream_id, data, **kwargs)
+            self.end_stream(stream_id)
+        else:
+            super().send_data(stream_id, data, end_stream, **kwargs)
 
     def end_stream(self, stream_id: int) -> None:
         trailers = self.trailers.pop(stream_id, None)

@@ -14,10 +14,12 @@ L{RoundRobin} takes the tree's place: the streams with something to send
 take turns, in constant time.  L{BatchingH2Connection} sends, in one turn
 of the reactor, frames until what it sent reaches L{TURN_BYTES} or nothing
 is left, then gives the reactor back (other connections, reads) before it
-goes on.  Flow control is Twisted's and C{h2}'s: a stream without window
-is blocked alone (until a WINDOW_UPDATE or a larger initial window in the
-client's SETTINGS opens it), and the connection still waits for its
-transport when that pauses it.
+goes on.  A response's last DATA frame carries END_STREAM, where Twisted
+sends an empty frame after it (one frame less per response, as nginx
+sends them).  Flow control is Twisted's and C{h2}'s: a stream without
+window is blocked alone (until a WINDOW_UPDATE or a larger initial window
+in the client's SETTINGS opens it), and the connection still waits for
+its transport when that pauses it.
 """
 
 from __future__ import annotations
@@ -158,6 +160,15 @@ class BatchingH2Connection(H2Connection):
             if len(frameData) > size:
                 queue.appendleft(frameData[size:])
                 frameData = frameData[:size]
+            elif frameData and queue and queue[0] is _END_STREAM_SENTINEL:
+                # The response's last bytes: its DATA frame ends the stream
+                # too, rather than an empty one after it.
+                queue.popleft()
+                conn.send_data(stream, frameData, end_stream=True)
+                budget -= len(frameData)
+                scheduler.block(stream)
+                done.append(stream)
+                continue
             if frameData:
                 conn.send_data(stream, frameData)
                 budget -= len(frameData)
