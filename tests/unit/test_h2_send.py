@@ -228,6 +228,23 @@ def test_a_connection_sends_turn_bytes_a_reactor_turn():
     assert [ended for _, ended in written if ended] == [[1]]
 
 
+def test_a_lone_stream_answered_at_once_still_waits_a_turn_past_turn_bytes():
+    protocol, client, transport, clock = connected(window=2**31 - 1, resource=Large())
+    client.increment_flow_control_window(2**30)
+    # The sending loop runs once, and waits for data.
+    clock.advance(0)
+    client.receive_data(transport.value())
+    transport.clear()
+    request(client, 1)
+    protocol.dataReceived(client.data_to_send())
+    body, ended = received_now(client, transport.value())
+    assert (len(body), ended) == (TURN_BYTES, [])
+    transport.clear()
+    clock.advance(0)
+    body, ended = received_now(client, transport.value())
+    assert (len(body), ended) == (TURN_BYTES, [1])
+
+
 def test_nothing_is_sent_while_the_transport_pauses_the_connection():
     protocol, client, transport, clock = connected()
     transport.producer.pauseProducing()
@@ -260,3 +277,30 @@ def test_a_stream_without_window_for_its_last_bytes_ends_once_they_are_sent():
     client.increment_flow_control_window(10, stream_id=1)
     bodies, ended = exchange(protocol, client, transport, clock)
     assert (bodies, ended) == ({1: BODY[-1:]}, [1])
+
+
+def test_responses_finished_in_one_turn_go_out_in_one_write():
+    # Stream 1 stays open, its response waiting for window.
+    protocol, client, transport, clock = connected(window=10)
+    request(client, 1)
+    exchange(protocol, client, transport, clock)
+    written = []
+    write = transport.write
+    transport.write = lambda data: (written.append(received_now(client, data)), write(data))
+    for stream_id in (3, 5, 7):
+        request(client, stream_id)
+        client.increment_flow_control_window(1000, stream_id=stream_id)
+    protocol.dataReceived(client.data_to_send())
+    clock.advance(0)
+    bodies = [(body, ended) for body, ended in written if body]
+    assert bodies == [(BODY * 3, [3, 5, 7])]
+
+
+def test_the_only_stream_of_a_connection_is_answered_at_once():
+    protocol, client, transport, clock = connected()
+    clock.advance(0)
+    client.receive_data(transport.value())
+    transport.clear()
+    request(client, 1)
+    protocol.dataReceived(client.data_to_send())
+    assert received_now(client, transport.value()) == (BODY, [1])
