@@ -10,7 +10,7 @@ import hpack
 from hypothesis import given
 from hypothesis import strategies as st
 
-from txrevproxy.http.hpack_static import StaticTableEncoder, encode_field
+from txrevproxy.http.hpack_static import StaticTableEncoder, encode_field, encode_name
 
 RESPONSE = [
     (b":status", b"200"),
@@ -75,11 +75,16 @@ def test_connection_specific_fields_are_dropped_and_values_stripped():
     assert fields == [(b":status", b"200"), (b"x-a", b"b")]
 
 
-def test_unique_fields_are_not_kept():
+def test_unique_fields_are_not_kept_nor_huffman_coded():
     encoder = StaticTableEncoder(frozenset([b"x-request-id"]))
-    encoder.encode([(b"X-Request-ID", b"one"), (b"Server", b"nginx")])
-    assert (b"X-Request-ID", b"one") not in encoder._cache
+    block = encoder.encode([(b"X-Request-ID", b"aaaa"), (b"Server", b"nginx")])
+    assert (b"X-Request-ID", b"aaaa") not in encoder._cache
     assert encoder._cache[(b"Server", b"nginx")] == encode_field(b"server", b"nginx")
+    assert block.startswith(encode_name(b"x-request-id") + b"\x04aaaa")
+    assert hpack.Decoder().decode(block, raw=True) == [
+        (b"x-request-id", b"aaaa"),
+        (b"server", b"nginx"),
+    ]
 
 
 def test_a_table_size_from_the_clients_settings_is_signalled_first():

@@ -74,23 +74,33 @@ def _string(data: bytes) -> bytes:
     return _integer(len(data), 7, 0) + data
 
 
+def encode_name(name: bytes, never_indexed: bool = False) -> bytes:
+    """
+    The start of a literal field without indexing (never indexed, with
+    C{never_indexed}): the static table's index of C{name} when it has
+    one, else the name itself.
+
+    @param name: in lower case, as HTTP/2 has them.
+    """
+    flags = 0x10 if never_indexed else 0x00
+    index = _STATIC_NAMES.get(name)
+    if index is not None:
+        return _integer(index, 4, flags)
+    return bytes([flags]) + _string(name)
+
+
 def encode_field(name: bytes, value: bytes, never_indexed: bool = False) -> bytes:
     """
     One field's representation, none of which touches the dynamic table:
     the static table's index for a field it holds, else a literal without
-    indexing (never indexed, with C{never_indexed}), with the static
-    table's index of the name when it has one.
+    indexing (L{encode_name}).
 
     @param name: in lower case, as HTTP/2 has them.
     """
     index = _STATIC_FIELDS.get((name, value))
     if index is not None:
         return _integer(index, 7, 0x80)
-    flags = 0x10 if never_indexed else 0x00
-    index = _STATIC_NAMES.get(name)
-    if index is not None:
-        return _integer(index, 4, flags) + _string(value)
-    return bytes([flags]) + _string(name) + _string(value)
+    return encode_name(name, never_indexed) + _string(value)
 
 
 class StaticTableEncoder(Encoder):
@@ -105,8 +115,11 @@ class StaticTableEncoder(Encoder):
     indexed.  The table size updates the client's SETTINGS call for are
     sent as C{hpack}'s encoder sends them.
 
-    @ivar uncached: the lower-case names of the fields whose values are new
-        in every head (X-Request-ID), encoded each time and not kept.
+    @ivar uncached: the fields whose values are new in every head
+        (X-Request-ID): the bytes of each one's name, by its lower-case
+        name.  Their values are not kept, and sent as they are (Huffman
+        coding a random value would cost more CPU than the few bytes it
+        saves).
     """
 
     #: Each field's bytes, by the field as it was given, shared by every
@@ -114,10 +127,19 @@ class StaticTableEncoder(Encoder):
     _cache: Dict[Tuple[bytes, bytes], bytes] = {}
 
     def __init__(self, uncached: FrozenSet[bytes] = frozenset()) -> None:
+        """
+        @param uncached: the lower-case names of the uncached fields.
+        """
         super().__init__()
-        self.uncached = uncached
+        self.uncached = {name: encode_name(name) for name in uncached}
 
     def encode(self, headers: Iterable[Tuple[bytes, bytes]], huffman: bool = True) -> bytes:
+        """
+        The header block of C{headers}.
+
+        @param huffman: ignored: a literal is Huffman-coded when that makes
+            it shorter.
+        """
         block = []
         table = self.header_table
         if table.resized:
@@ -136,8 +158,8 @@ class StaticTableEncoder(Encoder):
 
     def _encode(self, field: Tuple[bytes, bytes]) -> bytes:
         """
-        Encode a field not kept yet, and keep it unless it is secret,
-        unique, or long.
+        Encode a field not kept yet, and keep it unless it is unique,
+        secret, or long.
         """
         name, value = field[0], field[1]
         if isinstance(name, str):
@@ -148,6 +170,9 @@ class StaticTableEncoder(Encoder):
         value = value.strip()
         if name in CONNECTION_HEADERS:
             return b""
+        unique = self.uncached.get(name)
+        if unique is not None and field.__class__ is tuple:
+            return unique + _integer(len(value), 7, 0) + value
         secret = (
             isinstance(field, NeverIndexedHeaderTuple)
             or name in _SECRET_FIELDS
@@ -157,7 +182,6 @@ class StaticTableEncoder(Encoder):
         if not (
             secret
             or field.__class__ is not tuple
-            or name in self.uncached
             or len(value) > CACHE_VALUE_LENGTH
         ):
             cache = self._cache
