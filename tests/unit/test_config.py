@@ -61,7 +61,7 @@ def test_minimal_configuration_has_the_documented_defaults():
                 connect_timeout=5.0,
                 response_timeout=60.0,
                 idle_timeout=30.0,
-                max_idle_connections=128,
+                max_idle_connections=1024,
                 preserve_host=True,
                 tunnel_idle_timeout=3600.0,
             )

@@ -11,7 +11,6 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.settings
-import hpack
 import priority
 import pytest
 from twisted.internet.address import IPv4Address
@@ -137,19 +136,23 @@ def test_stream_without_window_stalls_alone_until_the_client_opens_it():
     assert ended == [3]
 
 
-def test_response_fields_unique_to_a_response_stay_out_of_the_hpack_table():
+def test_response_heads_stay_out_of_the_hpack_dynamic_table():
     protocol, client, transport, clock = connected()
-    request(client, 1)
-    protocol.dataReceived(client.data_to_send())
-    clock.advance(0)
-    (head,) = [
-        event
-        for event in client.receive_data(transport.value())
-        if isinstance(event, h2.events.ResponseReceived)
-    ]
-    fields = {field[0]: field for field in head.headers}
-    assert isinstance(fields[b"x-request-id"], hpack.NeverIndexedHeaderTuple)
-    assert not isinstance(fields[b"content-type"], hpack.NeverIndexedHeaderTuple)
+    heads = []
+    for stream_id in (1, 3):
+        request(client, stream_id)
+        protocol.dataReceived(client.data_to_send())
+        clock.advance(0)
+        heads += [
+            event.headers
+            for event in client.receive_data(transport.value())
+            if isinstance(event, h2.events.ResponseReceived)
+        ]
+        transport.clear()
+    first, second = (dict(head) for head in heads)
+    assert first[b":status"] == second[b":status"] == b"200"
+    assert first[b"x-request-id"] == second[b"x-request-id"] == b"a-new-one-each-time"
+    assert len(client.decoder.header_table.dynamic_entries) == 0
 
 
 def test_stream_whose_window_went_negative_waits_for_a_positive_one():
@@ -225,6 +228,23 @@ def test_a_connection_sends_turn_bytes_a_reactor_turn():
     assert [ended for _, ended in written if ended] == [[1]]
 
 
+def test_a_lone_stream_answered_at_once_still_waits_a_turn_past_turn_bytes():
+    protocol, client, transport, clock = connected(window=2**31 - 1, resource=Large())
+    client.increment_flow_control_window(2**30)
+    # The sending loop runs once, and waits for data.
+    clock.advance(0)
+    client.receive_data(transport.value())
+    transport.clear()
+    request(client, 1)
+    protocol.dataReceived(client.data_to_send())
+    body, ended = received_now(client, transport.value())
+    assert (len(body), ended) == (TURN_BYTES, [])
+    transport.clear()
+    clock.advance(0)
+    body, ended = received_now(client, transport.value())
+    assert (len(body), ended) == (TURN_BYTES, [1])
+
+
 def test_nothing_is_sent_while_the_transport_pauses_the_connection():
     protocol, client, transport, clock = connected()
     transport.producer.pauseProducing()
@@ -232,4 +252,55 @@ def test_nothing_is_sent_while_the_transport_pauses_the_connection():
     assert exchange(protocol, client, transport, clock) == ({}, [])
     transport.producer.resumeProducing()
     clock.advance(0)
+    assert received_now(client, transport.value()) == (BODY, [1])
+
+
+def test_a_response_ends_its_stream_with_its_last_data_frame():
+    protocol, client, transport, clock = connected()
+    request(client, 1)
+    protocol.dataReceived(client.data_to_send())
+    clock.advance(0)
+    frames = [
+        event
+        for event in client.receive_data(transport.value())
+        if isinstance(event, h2.events.DataReceived)
+    ]
+    assert [frame.data for frame in frames] == [BODY]
+    assert frames[0].stream_ended is not None
+
+
+def test_a_stream_without_window_for_its_last_bytes_ends_once_they_are_sent():
+    protocol, client, transport, clock = connected(window=len(BODY) - 1)
+    request(client, 1)
+    bodies, ended = exchange(protocol, client, transport, clock)
+    assert (bodies, ended) == ({1: BODY[:-1]}, [])
+    client.increment_flow_control_window(10, stream_id=1)
+    bodies, ended = exchange(protocol, client, transport, clock)
+    assert (bodies, ended) == ({1: BODY[-1:]}, [1])
+
+
+def test_responses_finished_in_one_turn_go_out_in_one_write():
+    # Stream 1 stays open, its response waiting for window.
+    protocol, client, transport, clock = connected(window=10)
+    request(client, 1)
+    exchange(protocol, client, transport, clock)
+    written = []
+    write = transport.write
+    transport.write = lambda data: (written.append(received_now(client, data)), write(data))
+    for stream_id in (3, 5, 7):
+        request(client, stream_id)
+        client.increment_flow_control_window(1000, stream_id=stream_id)
+    protocol.dataReceived(client.data_to_send())
+    clock.advance(0)
+    bodies = [(body, ended) for body, ended in written if body]
+    assert bodies == [(BODY * 3, [3, 5, 7])]
+
+
+def test_the_only_stream_of_a_connection_is_answered_at_once():
+    protocol, client, transport, clock = connected()
+    clock.advance(0)
+    client.receive_data(transport.value())
+    transport.clear()
+    request(client, 1)
+    protocol.dataReceived(client.data_to_send())
     assert received_now(client, transport.value()) == (BODY, [1])

@@ -534,7 +534,7 @@ class Upstream:
     connect_timeout: float = 5.0
     response_timeout: float = 60.0
     idle_timeout: float = 30.0
-    max_idle_connections: int = 128
+    max_idle_connections: int = 1024
     preserve_host: bool = True
     tunnel_idle_timeout: float = 3600.0
     ca: Optional[str] = None

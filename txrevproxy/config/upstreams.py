@@ -275,7 +275,7 @@ UPSTREAM = Table(
         "connect_timeout": Field(duration, default="5s"),
         "response_timeout": Field(duration, default="60s"),
         "idle_timeout": Field(duration, default="30s"),
-        "max_idle_connections": Field(integer(minimum=0), default=128),
+        "max_idle_connections": Field(integer(minimum=0), default=1024),
         "preserve_host": Field(boolean, default=True),
         "tunnel_idle_timeout": Field(duration, default="1h"),
         "ca": Field(file_path, default=MODEL_DEFAULT),

@@ -26,12 +26,12 @@ L{txrevproxy.server.http2}.
 from __future__ import annotations
 
 import copy
-from typing import Dict, FrozenSet, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import h2.connection
 from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
-from hpack import NeverIndexedHeaderTuple
+from hpack import Encoder
 
 from .h2_send import BatchingH2Connection
 
@@ -48,35 +48,37 @@ TWISTED_PRIVATE = (
 class TrailingConnection(h2.connection.H2Connection):
     """
     An C{h2} connection that ends a stream with its trailer fields, when
-    it has some, instead of an empty DATA frame.
+    it has some, instead of an empty DATA frame or the END_STREAM flag of
+    its last one.
 
     What it sends is not validated again (C{validate_outbound_headers}):
     a response head is the proxy's, checked as it was read from the
     backend or made, its connection-specific fields already dropped.
-    C{h2} still lower-cases the names (Twisted's own answers have
-    capitals), and a field whose value is new in every response
-    (X-Request-ID) is kept out of the HPACK dynamic table, where it would
-    push out the fields that repeat.
 
     @ivar trailers: the trailer fields of the streams that have some.
-    @ivar unique_fields: the lower-case names of those fields.
     """
 
-    def __init__(self, config, unique_fields: FrozenSet[bytes] = frozenset()) -> None:
+    def __init__(self, config, encoder: Optional[Encoder] = None) -> None:
+        """
+        @param encoder: the HPACK encoder of what it sends, one that
+            normalises the fields itself as C{h2} would (lower-case names,
+            no connection-specific fields); L{None}: C{h2}'s own.
+        """
         config = copy.copy(config)
         config.validate_outbound_headers = False
+        if encoder is not None:
+            config.normalize_outbound_headers = False
         super().__init__(config=config)
+        if encoder is not None:
+            self.encoder = encoder
         self.trailers: Dict[int, List[Tuple[bytes, bytes]]] = {}
-        self.unique_fields = unique_fields
 
-    def send_headers(self, stream_id: int, headers, *args, **kwargs) -> None:
-        headers = [
-            NeverIndexedHeaderTuple(name, value)
-            if name.lower() in self.unique_fields
-            else (name, value)
-            for name, value in headers
-        ]
-        super().send_headers(stream_id, headers, *args, **kwargs)
+    def send_data(self, stream_id: int, data, end_stream: bool = False, **kwargs) -> None:
+        if end_stream and stream_id in self.trailers:
+            super().send_data(stream_id, data, **kwargs)
+            self.end_stream(stream_id)
+        else:
+            super().send_data(stream_id, data, end_stream, **kwargs)
 
     def end_stream(self, stream_id: int) -> None:
         trailers = self.trailers.pop(stream_id, None)
@@ -98,13 +100,20 @@ class EarlyAnswerH2Connection(BatchingH2Connection):
     _goneAway = False
     _lost = False
 
-    #: The lower-case names of the response fields kept out of the HPACK
-    #: dynamic table (see L{TrailingConnection}).
-    uniqueFields: FrozenSet[bytes] = frozenset()
+    #: Makes the HPACK encoder of the C{h2} connection (see
+    #: L{TrailingConnection}); L{None}: C{h2}'s own.
+    makeEncoder: Optional[Callable[[], Encoder]] = None
 
     def __init__(self, reactor=None) -> None:
         super().__init__(reactor)
-        self.conn = TrailingConnection(self.conn.config, self.uniqueFields)
+        self.conn = TrailingConnection(self.conn.config, self.newEncoder())
+
+    def newEncoder(self) -> Optional[Encoder]:
+        """
+        The HPACK encoder of a new C{h2} connection, from L{makeEncoder}.
+        """
+        make = self.makeEncoder
+        return None if make is None else make()
 
     def sendTrailers(self, streamID: int, trailers: List[Tuple[bytes, bytes]]) -> None:
         """

@@ -97,7 +97,7 @@ class DrainingH2Connection(EarlyAnswerH2Connection):
         super().__init__(reactor)
         # The same configuration as Twisted's (which validates what the
         # client sends), on the h2 connection that can drain.
-        self.conn = _GoingAwayH2(self.conn.config, self.uniqueFields)
+        self.conn = _GoingAwayH2(self.conn.config, self.newEncoder())
 
     def drain(self) -> None:
         """

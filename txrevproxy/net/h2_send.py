@@ -14,10 +14,14 @@ L{RoundRobin} takes the tree's place: the streams with something to send
 take turns, in constant time.  L{BatchingH2Connection} sends, in one turn
 of the reactor, frames until what it sent reaches L{TURN_BYTES} or nothing
 is left, then gives the reactor back (other connections, reads) before it
-goes on.  Flow control is Twisted's and C{h2}'s: a stream without window
-is blocked alone (until a WINDOW_UPDATE or a larger initial window in the
-client's SETTINGS opens it), and the connection still waits for its
-transport when that pauses it.
+goes on.  Woken by a stream that has something to send, it waits for the
+end of the reactor's turn, so that the responses finished in that turn go
+out in one write.  A response's last DATA frame carries END_STREAM, where
+Twisted sends an empty frame after it (one frame less per response, as
+nginx sends them).  Flow control is Twisted's and C{h2}'s: a stream without
+window is blocked alone (until a WINDOW_UPDATE or a larger initial window
+in the client's SETTINGS opens it), and the connection still waits for
+its transport when that pauses it.
 """
 
 from __future__ import annotations
@@ -121,6 +125,7 @@ class BatchingH2Connection(H2Connection):
         super().__init__(reactor)
         self.priority = RoundRobin()
         self._sendingReactor = reactor
+        self._sendCall = None
 
     def _sendPrioritisedData(self, *args) -> None:
         """
@@ -158,6 +163,15 @@ class BatchingH2Connection(H2Connection):
             if len(frameData) > size:
                 queue.appendleft(frameData[size:])
                 frameData = frameData[:size]
+            elif frameData and queue and queue[0] is _END_STREAM_SENTINEL:
+                # The response's last bytes: its DATA frame ends the stream
+                # too, rather than an empty one after it.
+                queue.popleft()
+                conn.send_data(stream, frameData, end_stream=True)
+                budget -= len(frameData)
+                scheduler.block(stream)
+                done.append(stream)
+                continue
             if frameData:
                 conn.send_data(stream, frameData)
                 budget -= len(frameData)
@@ -181,10 +195,39 @@ class BatchingH2Connection(H2Connection):
         elif scheduler.ready():
             # The turn's bytes are spent, or a stream let go of made
             # another one write.
-            self._sendingReactor.callLater(0, self._sendPrioritisedData)
+            self._sendNextTurn()
         elif self._sendingDeferred is None:
             self._sendingDeferred = Deferred()
-            self._sendingDeferred.addCallback(self._sendPrioritisedData)
+            self._sendingDeferred.addCallback(self._sendSoon)
+
+    def _sendSoon(self, _=None) -> None:
+        """
+        Run the sending loop once the reactor is done with the events it
+        is handling: the responses that streams finish in the meantime
+        (backend responses read in the same turn) go out together, in one
+        write, each ending its stream with its last DATA frame; woken at
+        once, the loop would send each response, and its end, alone.
+
+        A connection with one stream has nothing to gather: its loop runs
+        at once, since waiting would also put the write after the TLS
+        layer's own flush at the end of the turn, a turn later.
+        """
+        if len(self.streams) <= 1:
+            self._sendPrioritisedData()
+        else:
+            self._sendNextTurn()
+
+    def _sendNextTurn(self) -> None:
+        """
+        Run the sending loop in the reactor's next turn (once, however
+        often asked).
+        """
+        if self._sendCall is None:
+            self._sendCall = self._sendingReactor.callLater(0, self._sendTurn)
+
+    def _sendTurn(self) -> None:
+        self._sendCall = None
+        self._sendPrioritisedData()
 
     def dataReceived(self, data: bytes) -> None:
         """

@@ -27,6 +27,7 @@ with the HTTP/2 preface.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import List, Optional
 
 from twisted.internet.interfaces import (
@@ -39,6 +40,7 @@ from zope.interface import implementer
 
 from ..http.h2_fields import UNIQUE_FIELDS
 from ..http.h2c import H2cUpgrade, h2c_upgrade
+from ..http.hpack_static import StaticTableEncoder
 from ..http.request_head import (
     NO_BODY_SEMANTICS,
     UNDERSCORED,
@@ -220,7 +222,9 @@ class HTTP2ProxyRequest(ProxyRequest):
         self, code: int, reason: bytes, headers: List[Header], length: Optional[int]
     ) -> None:
         """
-        Write a backend's response head as the stream's HEADERS frame.
+        Write a backend's response head as the stream's HEADERS frame,
+        without the L{Headers} round trip of Twisted's C{writeHeaders}
+        (as L{ProxyRequest.writeResponseHead} writes HTTP/1.1's).
 
         @param length: unused: in HTTP/2 the stream's end frames the body,
             and a Content-Length the backend sent is passed on with it.
@@ -231,10 +235,16 @@ class HTTP2ProxyRequest(ProxyRequest):
         # Ending the stream would make a cut-short body look complete; a
         # reset stream (what the abort of an HTTP/2 stream sends) does not.
         self.truncationVisible = False
-        block = self.responseHeaders
-        for name, value in headers + self.addedResponseHeaders(headers):
-            block.addRawHeader(name, value)
-        self.channel.writeHeaders(b"HTTP/2", b"%d" % (code,), reason, block)
+        fields = [
+            (name, value)
+            for name, values in self.responseHeaders.getAllRawHeaders()
+            for value in values
+        ]
+        fields += headers
+        fields += self.addedResponseHeaders(headers)
+        self.connection.writeHeaders(
+            b"HTTP/2", b"%d" % (code,), reason, fields, self.channel.streamID
+        )
         if self.method == b"HEAD" or code in NO_BODY_CODES:
             self.bodyless = True
 
@@ -269,7 +279,9 @@ class ProxyH2Connection(ClientConnection, DrainingH2Connection):
     """
 
     refusing = False
-    uniqueFields = UNIQUE_FIELDS
+    # Response heads in HPACK without the dynamic table, their fields'
+    # bytes kept, except those new in every response.
+    makeEncoder = staticmethod(partial(StaticTableEncoder, UNIQUE_FIELDS))
 
     def connectionMade(self) -> None:
         self.learnPeer()
