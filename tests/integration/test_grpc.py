@@ -16,6 +16,8 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
+from txrevproxy.config.model import HeaderRules
+
 from ..support.h2_client import connect_h2
 from ..support.h2_upstreams import (
     BIDI,
@@ -139,11 +141,17 @@ class GrpcErrorTests(GrpcCase):
         """
         The proxy itself answers DEADLINE_EXCEEDED once a call's
         C{grpc-timeout} passed, in trailers after a 200, while the route's
-        own response timeout is a minute.
+        own response timeout is a minute.  The backend is not told the
+        deadline (the route removes the field), so its own DEADLINE_EXCEEDED
+        (a trailers-only answer) cannot come first.
         """
         backend = grpc_server(self)
         port = h2_proxy(
-            self, self.certificate, "http://127.0.0.1:%d" % (backend,), "h2c"
+            self,
+            self.certificate,
+            "http://127.0.0.1:%d" % (backend,),
+            "h2c",
+            route_options={"request_headers": HeaderRules(remove=("grpc-timeout",))},
         )
         client = yield connect_h2(port)
 
