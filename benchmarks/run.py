@@ -299,8 +299,8 @@ def main(argv: list[str]) -> None:
 
     info = report.machine(args.cpython, args.pypy)
     idle_count = 2000 if args.quick else IDLE_CONNECTIONS
-    header = ("{} round(s) x {:g} s per proxy and scenario; wrk -t1 -c{} "
-              "(h2load -t1 for HTTP/2 and the paced row); medians").format(
+    header = ("{} round(s) x {:g} s per proxy and scenario; wrk -t1 -c{} (paced by "
+              "wrk/paced.lua in the latency row; h2load -t1 for HTTP/2); medians").format(
         args.rounds, args.duration, args.connections)
     tables = [header] + [
         report.throughput_table(
