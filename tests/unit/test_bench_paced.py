@@ -7,17 +7,11 @@ given as its argument (see "latency" in C{benchmarks/README.rst}).
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 
 from twisted.trial.unittest import TestCase
 
-from ..support.processes import SOURCE_ROOT
-
-BENCHMARKS = str(SOURCE_ROOT / "benchmarks")
-if BENCHMARKS not in sys.path:
-    # The harness's modules import each other as top-level modules.
-    sys.path.insert(0, BENCHMARKS)
+from ..support import benchmarks  # noqa: F401  (the harness on sys.path)
 
 import scenarios  # noqa: E402
 from servers import RunningProxy, Workspace  # noqa: E402
