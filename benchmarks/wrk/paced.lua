@@ -3,7 +3,8 @@
 -- (wrk calls delay() before each request), so the arrivals are spread
 -- evenly over time whichever connection carries them, rather than every
 -- connection firing at once.  The rate in requests a second is the script's
--- argument: wrk ... URL -- RATE.
+-- argument: wrk ... URL -- RATE.  It needs a wrk built with LuaJIT (Debian's
+-- is), for the clock through ffi.
 --
 -- wrk's timers count whole milliseconds from gettimeofday(), so a request is
 -- sent at the millisecond boundary nearest its slot: the arrivals come in
