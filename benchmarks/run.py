@@ -19,7 +19,9 @@ import tempfile
 import time
 
 import report
+import schedstat
 from processes import ProcessGroup, StartupError, pinning_available
+from rss import tree_pids
 from scenarios import (
     PACED_SHARE,
     PEAK,
@@ -207,15 +209,21 @@ def _measure_setup(ws: Workspace, args, contender, setup, scenarios, cells, meas
                 # Unrecorded warm-up: lets PyPy's JIT and every
                 # proxy's pools reach their steady state.
                 run_load(ws, proxy, scenario, warmup, args.connections, rate)
+                pids = tree_pids(proxy.started.pid)
+                before = schedstat.sample(pids)
                 result = run_load(ws, proxy, scenario, args.duration, args.connections, rate)
+                # How long the proxy waited for its core: other processes on
+                # it show in the latencies (see "Fairness on two cores").
+                result["raw"].update(schedstat.since(before, schedstat.sample(pids)))
             except RuntimeError as e:
                 log("{} {}: {}".format(contender.name, scenario.name, e))
                 cell["problems"].append(str(e).splitlines()[0])
                 continue
             cell["rounds"].append(result)
             measured[scenario.name] = result
-            log("  {:<16} {:>9,.0f} req/s  p99 {:.2f} ms  errors {}".format(
-                scenario.name, result["rps"], result["p99_ms"], result["errors"]))
+            log("  {:<16} {:>9,.0f} req/s  p99 {:.2f} ms  errors {}  waited {:,.0f} ms "
+                "for its CPU".format(scenario.name, result["rps"], result["p99_ms"],
+                                     result["errors"], result["raw"]["cpu_wait_ms"]))
     finally:
         ws.group.stop(proxy.started)
 
@@ -299,8 +307,8 @@ def main(argv: list[str]) -> None:
 
     info = report.machine(args.cpython, args.pypy)
     idle_count = 2000 if args.quick else IDLE_CONNECTIONS
-    header = ("{} round(s) x {:g} s per proxy and scenario; wrk -t1 -c{} "
-              "(h2load -t1 for HTTP/2 and the paced row); medians").format(
+    header = ("{} round(s) x {:g} s per proxy and scenario; wrk -t1 -c{} (paced by "
+              "wrk/paced.lua in the latency row; h2load -t1 for HTTP/2); medians").format(
         args.rounds, args.duration, args.connections)
     tables = [header] + [
         report.throughput_table(
