@@ -37,6 +37,14 @@ def test_a_malformed_grpc_timeout_leaves_the_response_timeout():
     assert client.value() == b""
 
 
+def test_a_get_with_grpc_timeout_keeps_the_response_timeout():
+    # Not a gRPC call: those are POSTs.
+    proxy = Proxy(count=1)
+    _, client = proxy.client(b"GET / HTTP/1.1\r\nHost: h\r\ngrpc-timeout: 250m\r\n\r\n")
+    proxy.clock.advance(59)
+    assert client.value() == b""
+
+
 def test_a_refused_connection_is_unavailable_for_a_grpc_call():
     proxy = Proxy(count=1, retries=0)
     proxy.endpoints[0].refuse = True

@@ -123,6 +123,20 @@ def test_connection_close_and_http10_are_not_reusable():
     assert sink.ends == [False]
 
 
+def test_close_among_other_connection_options_is_not_reusable():
+    sink, _ = parse(
+        b"HTTP/1.1 200 OK\r\nConnection: x-trace, Close\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert sink.ends == [False]
+
+
+def test_an_option_that_only_contains_close_keeps_the_connection():
+    sink, _ = parse(
+        b"HTTP/1.1 200 OK\r\nConnection: x-closed\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert sink.ends == [True]
+
+
 def test_transfer_encoding_overrides_content_length_and_forbids_reuse():
     sink, _ = parse(
         b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n"

@@ -222,9 +222,12 @@ class ProxyExchange:
             self._upgrade = request.requestedUpgrade()
         if self.target.total_timeout:
             self._deadline = request.started + self.target.total_timeout
-        grpc_deadline = request.requestHeaders.getRawHeaders(b"grpc-timeout")
-        if grpc_deadline is not None:
-            self._honourGrpcTimeout(grpc_timeout(grpc_deadline[0]))
+        if request.method == b"POST":
+            # A gRPC call is a POST (gRPC over HTTP/2, "Requests"): other
+            # requests skip the header lookup.
+            grpc_deadline = request.requestHeaders.getRawHeaders(b"grpc-timeout")
+            if grpc_deadline is not None:
+                self._honourGrpcTimeout(grpc_timeout(grpc_deadline[0]))
         balancer = self.target.balancer
         lease = balancer.lease_now(request)
         if lease is not None:

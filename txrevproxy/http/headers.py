@@ -381,15 +381,16 @@ def client_response_headers(
     for name, value in headers:
         lname = name.lower()
         if lname in skipped:
-            if lname == b"connection":
+            # A Connection value that is one option skipped anyway
+            # (keep-alive, close: what most backends send) names nothing
+            # more to drop.
+            if lname == b"connection" and value.lower() not in skipped:
                 connection.append(value)
             continue
         if lname == b"content-length" and not keep_content_length:
             continue
         out.append((name, value))
     if connection:
-        # The options already skipped (keep-alive, close) leave nothing
-        # more to drop: most backends' Connection lists only those.
         dropped = connection_tokens(connection) - skipped
         if dropped:
             out = [pair for pair in out if pair[0].lower() not in dropped]

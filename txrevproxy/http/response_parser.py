@@ -204,8 +204,12 @@ def _framing(
                 c.strip().lower() for c in value.split(b",") if c.strip()
             )
         elif lname == b"connection":
-            tokens = [t.strip().lower() for t in value.split(b",")]
-            if b"close" in tokens:
+            # Split only a value that has "close" in it somewhere: most
+            # say "keep-alive".
+            lvalue = value.lower()
+            if b"close" in lvalue and b"close" in (
+                t.strip() for t in lvalue.split(b",")
+            ):
                 keep_alive = False
     if head_request or status in (204, 304) or 100 <= status < 200:
         return 0, False, keep_alive

@@ -181,6 +181,7 @@ class Router(Resource):
         self._exact = exact
         self._wildcard = wildcard
         self._default = default
+        self._by_host = bool(exact or wildcard)
 
     def tree_for(self, host: bytes) -> RouteTree:
         """
@@ -200,7 +201,8 @@ class Router(Resource):
         host = request_host(request)
         if not valid_host(host):
             return 400
-        tree = self.tree_for(host)
+        # Without routes for named hosts, every host has the host-less ones.
+        tree = self.tree_for(host) if self._by_host else self._default
         path = normalize_path(request.path)
         if path is None:
             return 400

@@ -757,10 +757,12 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         that may span several header lines, RFC 9110 section 7.6.1; Twisted's
         own check reads only the first line's first word).
         """
-        tokens = connection_tokens(request.requestHeaders.getRawHeaders(b"connection"))
+        connection = request.requestHeaders.getRawHeaders(b"connection")
         self._served += 1
         limit = self.site.max_requests_per_connection
-        if version == b"HTTP/1.1" and b"close" not in tokens:
+        if version == b"HTTP/1.1" and (
+            connection is None or b"close" not in connection_tokens(connection)
+        ):
             if not limit or self._served < limit:
                 return True
         if version == b"HTTP/1.1":
