@@ -28,7 +28,7 @@ with the HTTP/2 preface.
 from __future__ import annotations
 
 from functools import partial
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
@@ -71,12 +71,19 @@ class HTTP2ProxyRequest(ProxyRequest):
         self.transport = stream
         self.connection = connection
 
-    def holdWrites(self) -> None:
+    def holdWrites(self) -> Callable[[], None]:
         """
-        Nothing to hold: the stream's writes are DATA frames, which the
-        connection's TLS layer already gathers.
+        Hold the connection's sending loop while the backend's read is
+        parsed (see
+        L{txrevproxy.net.h2_send.BatchingH2Connection.holdSending}): a small
+        response's body and its end go out in one DATA frame, sent by one
+        run of the loop.
+
+        @return: what releases it.
         """
-        return None
+        connection = self.connection
+        connection.holdSending()
+        return connection.releaseSending
 
     def gotLength(self, length: Optional[int]) -> None:
         """
