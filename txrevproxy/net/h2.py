@@ -14,12 +14,14 @@ stream's trailers on the C{h2} connection (L{TrailingConnection}), which
 sends them as the frame that ends the stream when that loop ends it, after
 the body the loop still holds.
 
-The connection's C{h2} configuration is Twisted's, which validates
-inbound headers: what RFC 9113 section 8.2 forbids (upper-case names,
+The header blocks a client sends are checked by
+L{txrevproxy.net.h2_inbound}, in one pass, rather than by C{h2}'s own
+validation: what RFC 9113 sections 8.2 and 8.3 forbid (upper-case names,
 connection-specific fields, C{TE} other than C{trailers}, whitespace
-around a value and, from C{h2} 4.2, NUL, CR and LF) is a C{ProtocolError},
-which Twisted answers with GOAWAY(PROTOCOL_ERROR) before any stream is
-made.  The rules an HTTP/1.1 head shares are checked per stream by
+around a value, NUL, CR and LF, pseudo-header fields missing, repeated,
+unknown or out of place) is a C{ProtocolError}, as C{h2} made it, which
+Twisted answers with GOAWAY(PROTOCOL_ERROR) before any stream is made.
+The rules an HTTP/1.1 head shares are checked per stream by
 L{txrevproxy.server.http2}.
 """
 
@@ -31,8 +33,11 @@ from typing import Callable, Dict, List, Optional, Tuple
 import h2.connection
 from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
+from h2.events import RequestReceived, TrailersReceived
+from h2.exceptions import ProtocolError
 from hpack import Encoder
 
+from .h2_inbound import malformed_fields
 from .h2_send import BatchingH2Connection
 
 TWISTED_PRIVATE = (
@@ -53,7 +58,9 @@ class TrailingConnection(h2.connection.H2Connection):
 
     What it sends is not validated again (C{validate_outbound_headers}):
     a response head is the proxy's, checked as it was read from the
-    backend or made, its connection-specific fields already dropped.
+    backend or made, its connection-specific fields already dropped.  What
+    it receives is checked by L{malformed_fields} instead of C{h2}'s
+    C{validate_inbound_headers}.
 
     @ivar trailers: the trailer fields of the streams that have some.
     """
@@ -66,12 +73,29 @@ class TrailingConnection(h2.connection.H2Connection):
         """
         config = copy.copy(config)
         config.validate_outbound_headers = False
+        config.validate_inbound_headers = False
         if encoder is not None:
             config.normalize_outbound_headers = False
         super().__init__(config=config)
         if encoder is not None:
             self.encoder = encoder
         self.trailers: Dict[int, List[Tuple[bytes, bytes]]] = {}
+
+    def receive_data(self, data: bytes):
+        """
+        C{h2}'s, with the header blocks of the events checked
+        (L{malformed_fields}): a malformed one ends the connection with
+        PROTOCOL_ERROR, as C{h2}'s own validation does.
+        """
+        events = super().receive_data(data)
+        for event in events:
+            kind = type(event)
+            if kind is RequestReceived or kind is TrailersReceived:
+                problem = malformed_fields(event.headers, kind is TrailersReceived)
+                if problem is not None:
+                    self.close_connection(ErrorCodes.PROTOCOL_ERROR)
+                    raise ProtocolError("malformed header block: " + problem)
+        return events
 
     def send_data(self, stream_id: int, data, end_stream: bool = False, **kwargs) -> None:
         if end_stream and stream_id in self.trailers:
