@@ -16,7 +16,8 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.web.resource import Resource
 
 from txrevproxy.config.model import ServerSettings
-from txrevproxy.net.h2_inbound import malformed_fields
+from txrevproxy.http.h2_inbound import malformed_fields
+from txrevproxy.net.h2 import TrailingConnection
 from txrevproxy.server.http2 import PriorKnowledgeSite
 
 REQUEST = [
@@ -159,3 +160,11 @@ def test_a_well_formed_head_is_answered():
     events = client.receive_data(transport.value())
     (response,) = [e for e in events if isinstance(e, h2.events.ResponseReceived)]
     assert dict(response.headers)[b":status"] == b"200"
+
+
+def test_without_a_check_of_its_own_h2_validates_what_it_receives():
+    config = h2.config.H2Configuration(client_side=False)
+    assert TrailingConnection(config).config.validate_inbound_headers
+    checked = TrailingConnection(config, check_fields=malformed_fields)
+    assert not checked.config.validate_inbound_headers
+    assert config.validate_inbound_headers

@@ -39,6 +39,7 @@ from twisted.python.components import proxyForInterface
 from zope.interface import implementer
 
 from ..http.h2_fields import UNIQUE_FIELDS
+from ..http.h2_inbound import malformed_fields
 from ..http.h2c import H2cUpgrade, h2c_upgrade
 from ..http.hpack_static import StaticTableEncoder
 from ..http.request_head import (
@@ -289,6 +290,8 @@ class ProxyH2Connection(ClientConnection, DrainingH2Connection):
     # Response heads in HPACK without the dynamic table, their fields'
     # bytes kept, except those new in every response.
     makeEncoder = staticmethod(partial(StaticTableEncoder, UNIQUE_FIELDS))
+    # The client's header blocks checked in one pass, not by h2's chain.
+    checkFields = staticmethod(malformed_fields)
 
     def connectionMade(self) -> None:
         self.learnPeer()

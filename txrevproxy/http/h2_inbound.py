@@ -8,7 +8,8 @@ over each byte of each name.  L{malformed_fields} asks the same of a
 block with a regular expression for the characters and a few set
 lookups (h2load's request head of six fields: 10.4 against 4.2 us on
 CPython 3.11, 2.0 against 0.7 us on PyPy 3.9), so the proxy's C{h2}
-connection runs without C{h2}'s own checks (see L{txrevproxy.net.h2}).
+connection runs without C{h2}'s own checks (it is given this one, see
+L{txrevproxy.net.h2.TrailingConnection}).
 
 What is refused is what C{h2} 4.4 refuses, with one difference: every
 request needs C{:method}, C{:scheme} and C{:path}, a CONNECT one too (as
@@ -22,8 +23,6 @@ import re
 from typing import Iterable, Optional, Tuple
 
 from h2.utilities import CONNECTION_HEADERS
-
-TWISTED_PRIVATE = ()
 
 #: The characters a field name may not have (RFC 9113 section 8.2.1): the
 #: controls, space, the upper-case letters and everything from DEL on (a
