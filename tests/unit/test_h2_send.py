@@ -16,6 +16,7 @@ import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
 
 from txrevproxy.config.model import ServerSettings
 from txrevproxy.net.h2_send import TURN_BYTES, RoundRobin
@@ -260,9 +261,17 @@ def test_a_response_ends_its_stream_with_its_last_data_frame():
     request(client, 1)
     protocol.dataReceived(client.data_to_send())
     clock.advance(0)
+    assert_one_frame_ends_the_body(client, transport.value())
+
+
+def assert_one_frame_ends_the_body(client, data: bytes) -> None:
+    """
+    C{data} brings the client the response body in one DATA frame, which
+    ends the stream (no empty frame after it).
+    """
     frames = [
         event
-        for event in client.receive_data(transport.value())
+        for event in client.receive_data(data)
         if isinstance(event, h2.events.DataReceived)
     ]
     assert [frame.data for frame in frames] == [BODY]
@@ -304,3 +313,41 @@ def test_the_only_stream_of_a_connection_is_answered_at_once():
     request(client, 1)
     protocol.dataReceived(client.data_to_send())
     assert received_now(client, transport.value()) == (BODY, [1])
+
+
+class HeldBody(Resource):
+    """
+    Answers as the proxy answers what it read of a backend at once: its
+    writes held (C{holdWrites}, twice over, as when several backend
+    streams are read together), the body and the end written, then
+    released; C{releases} keeps what releases them for the test.
+    """
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.releases = []
+
+    def render(self, request):
+        self.releases += [request.holdWrites(), request.holdWrites()]
+        request.write(BODY)
+        request.finish()
+        return NOT_DONE_YET
+
+
+def test_a_lone_stream_sends_what_was_held_at_the_last_release_in_one_frame():
+    resource = HeldBody()
+    protocol, client, transport, clock = connected(resource=resource)
+    clock.advance(0)
+    client.receive_data(transport.value())
+    transport.clear()
+    request(client, 1)
+    protocol.dataReceived(client.data_to_send())
+    first, last = resource.releases
+    first()
+    # The head only.
+    assert received_now(client, transport.value()) == (b"", [])
+    transport.clear()
+    last()
+    assert_one_frame_ends_the_body(client, transport.value())

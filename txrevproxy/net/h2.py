@@ -14,26 +14,34 @@ stream's trailers on the C{h2} connection (L{TrailingConnection}), which
 sends them as the frame that ends the stream when that loop ends it, after
 the body the loop still holds.
 
-The connection's C{h2} configuration is Twisted's, which validates
-inbound headers: what RFC 9113 section 8.2 forbids (upper-case names,
-connection-specific fields, C{TE} other than C{trailers}, whitespace
-around a value and, from C{h2} 4.2, NUL, CR and LF) is a C{ProtocolError},
-which Twisted answers with GOAWAY(PROTOCOL_ERROR) before any stream is
-made.  The rules an HTTP/1.1 head shares are checked per stream by
-L{txrevproxy.server.http2}.
+The header blocks a client sends are checked by the function the
+connection is given (L{EarlyAnswerH2Connection.checkFields}), rather
+than by C{h2}'s own validation when it has one: what RFC 9113 sections
+8.2 and 8.3 forbid (upper-case names, connection-specific fields, C{TE}
+other than C{trailers}, whitespace around a value, NUL, CR and LF,
+pseudo-header fields missing, repeated, unknown or out of place) is a
+C{ProtocolError} either way, which Twisted answers with
+GOAWAY(PROTOCOL_ERROR) before any stream is made.  The rules an HTTP/1.1
+head shares are checked per stream by L{txrevproxy.server.http2}.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import h2.connection
 from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
+from h2.events import RequestReceived, TrailersReceived
+from h2.exceptions import ProtocolError
 from hpack import Encoder
 
 from .h2_send import BatchingH2Connection
+
+#: Why a header block a client sent is malformed, or L{None}: given the
+#: fields and whether they are trailers.
+FieldsCheck = Callable[[Iterable[Tuple[bytes, bytes]], bool], Optional[str]]
 
 TWISTED_PRIVATE = (
     "twisted.web._http2.H2Connection",
@@ -53,25 +61,57 @@ class TrailingConnection(h2.connection.H2Connection):
 
     What it sends is not validated again (C{validate_outbound_headers}):
     a response head is the proxy's, checked as it was read from the
-    backend or made, its connection-specific fields already dropped.
+    backend or made, its connection-specific fields already dropped.  What
+    it receives is checked by its C{check_fields}, when it has one,
+    instead of C{h2}'s C{validate_inbound_headers}.
 
     @ivar trailers: the trailer fields of the streams that have some.
     """
 
-    def __init__(self, config, encoder: Optional[Encoder] = None) -> None:
+    def __init__(
+        self,
+        config,
+        encoder: Optional[Encoder] = None,
+        check_fields: Optional[FieldsCheck] = None,
+    ) -> None:
         """
         @param encoder: the HPACK encoder of what it sends, one that
             normalises the fields itself as C{h2} would (lower-case names,
             no connection-specific fields); L{None}: C{h2}'s own.
+        @param check_fields: what checks the header blocks it receives
+            (every rule of C{h2}'s C{validate_inbound_headers}); L{None}:
+            C{h2}'s own validation.
         """
         config = copy.copy(config)
         config.validate_outbound_headers = False
         if encoder is not None:
             config.normalize_outbound_headers = False
+        if check_fields is not None:
+            config.validate_inbound_headers = False
         super().__init__(config=config)
         if encoder is not None:
             self.encoder = encoder
+        self.check_fields = check_fields
         self.trailers: Dict[int, List[Tuple[bytes, bytes]]] = {}
+
+    def receive_data(self, data: bytes):
+        """
+        C{h2}'s, with the header blocks of the events checked by
+        C{check_fields}: a malformed one ends the connection with
+        PROTOCOL_ERROR, as C{h2}'s own validation does.
+        """
+        events = super().receive_data(data)
+        check = self.check_fields
+        if check is None:
+            return events
+        for event in events:
+            kind = type(event)
+            if kind is RequestReceived or kind is TrailersReceived:
+                problem = check(event.headers, kind is TrailersReceived)
+                if problem is not None:
+                    self.close_connection(ErrorCodes.PROTOCOL_ERROR)
+                    raise ProtocolError("malformed header block: " + problem)
+        return events
 
     def send_data(self, stream_id: int, data, end_stream: bool = False, **kwargs) -> None:
         if end_stream and stream_id in self.trailers:
@@ -104,9 +144,15 @@ class EarlyAnswerH2Connection(BatchingH2Connection):
     #: L{TrailingConnection}); L{None}: C{h2}'s own.
     makeEncoder: Optional[Callable[[], Encoder]] = None
 
+    #: Checks the header blocks the client sends, in place of C{h2}'s
+    #: validation (see L{TrailingConnection}); L{None}: C{h2}'s own.
+    checkFields: Optional[FieldsCheck] = None
+
     def __init__(self, reactor=None) -> None:
         super().__init__(reactor)
-        self.conn = TrailingConnection(self.conn.config, self.newEncoder())
+        self.conn = TrailingConnection(
+            self.conn.config, self.newEncoder(), self.checkFields
+        )
 
     def newEncoder(self) -> Optional[Encoder]:
         """

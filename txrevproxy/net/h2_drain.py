@@ -95,9 +95,9 @@ class DrainingH2Connection(EarlyAnswerH2Connection):
 
     def __init__(self, reactor=None) -> None:
         super().__init__(reactor)
-        # The same configuration as Twisted's (which validates what the
-        # client sends), on the h2 connection that can drain.
-        self.conn = _GoingAwayH2(self.conn.config, self.newEncoder())
+        # The same configuration and checks of what the client sends, on
+        # the h2 connection that can drain.
+        self.conn = _GoingAwayH2(self.conn.config, self.newEncoder(), self.checkFields)
 
     def drain(self) -> None:
         """

@@ -22,6 +22,13 @@ nginx sends them).  Flow control is Twisted's and C{h2}'s: a stream without
 window is blocked alone (until a WINDOW_UPDATE or a larger initial window
 in the client's SETTINGS opens it), and the connection still waits for
 its transport when that pauses it.
+
+A connection with one stream does not wait for the end of the turn (see
+L{BatchingH2Connection._sendSoon}); what it gathers instead is what one
+read of the backend causes: between L{BatchingH2Connection.holdSending}
+and L{BatchingH2Connection.releaseSending} the loop is not woken, so a
+small response's body and its end go out in one run of the loop, in one
+DATA frame that ends the stream.
 """
 
 from __future__ import annotations
@@ -126,6 +133,8 @@ class BatchingH2Connection(H2Connection):
         self.priority = RoundRobin()
         self._sendingReactor = reactor
         self._sendCall = None
+        self._holds = 0
+        self._wokenWhileHeld = False
 
     def _sendPrioritisedData(self, *args) -> None:
         """
@@ -212,10 +221,31 @@ class BatchingH2Connection(H2Connection):
         at once, since waiting would also put the write after the TLS
         layer's own flush at the end of the turn, a turn later.
         """
-        if len(self.streams) <= 1:
+        if self._holds:
+            self._wokenWhileHeld = True
+        elif len(self.streams) <= 1:
             self._sendPrioritisedData()
         else:
             self._sendNextTurn()
+
+    def holdSending(self) -> None:
+        """
+        Do not wake the sending loop until L{releaseSending} is called as
+        often as this: what the streams write meanwhile (a response's body
+        and its end, read from the backend at once) is sent by one run of
+        it.
+        """
+        self._holds += 1
+
+    def releaseSending(self) -> None:
+        """
+        End a L{holdSending}; after the last, wake the sending loop if a
+        stream asked for it meanwhile.
+        """
+        self._holds -= 1
+        if not self._holds and self._wokenWhileHeld:
+            self._wokenWhileHeld = False
+            self._sendSoon()
 
     def _sendNextTurn(self) -> None:
         """

@@ -28,7 +28,7 @@ with the HTTP/2 preface.
 from __future__ import annotations
 
 from functools import partial
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
@@ -39,6 +39,7 @@ from twisted.python.components import proxyForInterface
 from zope.interface import implementer
 
 from ..http.h2_fields import UNIQUE_FIELDS
+from ..http.h2_inbound import malformed_fields
 from ..http.h2c import H2cUpgrade, h2c_upgrade
 from ..http.hpack_static import StaticTableEncoder
 from ..http.request_head import (
@@ -71,12 +72,19 @@ class HTTP2ProxyRequest(ProxyRequest):
         self.transport = stream
         self.connection = connection
 
-    def holdWrites(self) -> None:
+    def holdWrites(self) -> Callable[[], None]:
         """
-        Nothing to hold: the stream's writes are DATA frames, which the
-        connection's TLS layer already gathers.
+        Hold the connection's sending loop while the backend's read is
+        parsed (see
+        L{txrevproxy.net.h2_send.BatchingH2Connection.holdSending}): a small
+        response's body and its end go out in one DATA frame, sent by one
+        run of the loop.
+
+        @return: what releases it.
         """
-        return None
+        connection = self.connection
+        connection.holdSending()
+        return connection.releaseSending
 
     def gotLength(self, length: Optional[int]) -> None:
         """
@@ -282,6 +290,8 @@ class ProxyH2Connection(ClientConnection, DrainingH2Connection):
     # Response heads in HPACK without the dynamic table, their fields'
     # bytes kept, except those new in every response.
     makeEncoder = staticmethod(partial(StaticTableEncoder, UNIQUE_FIELDS))
+    # The client's header blocks checked in one pass, not by h2's chain.
+    checkFields = staticmethod(malformed_fields)
 
     def connectionMade(self) -> None:
         self.learnPeer()
