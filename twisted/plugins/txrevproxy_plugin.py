@@ -94,6 +94,7 @@ class _TwistdService(MultiService):
 
     def privilegedStartService(self) -> None:
         from txrevproxy.app.service import ListenError
+        from txrevproxy.app.signals import handle_signals
 
         if self._listening:
             return
@@ -102,11 +103,9 @@ class _TwistdService(MultiService):
         except ListenError as error:
             raise StartFailure(str(error))
         self._listening = True
-
-    def startService(self) -> None:
-        from txrevproxy.app.signals import handle_signals
-
-        super().startService()
+        # From the moment a client can connect, a SIGHUP reloads (once the
+        # reactor runs) rather than ending the process, as the signal's
+        # default action would until startService.
         self._restore_signals = handle_signals(self._reactor, self.proxy)
 
     def stopService(self):
