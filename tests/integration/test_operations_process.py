@@ -126,6 +126,63 @@ def test_sigusr1_reopens_the_access_log(tmp_path, backend):
         assert (tmp_path / "access.log.1").read_text().count("\n") == 1
 
 
+class HeldBackend(BaseHTTPRequestHandler):
+    """
+    Answers a GET once C{release} is set, after setting C{arrived}.
+    """
+
+    arrived = threading.Event()
+    release = threading.Event()
+
+    def do_GET(self):
+        self.arrived.set()
+        self.release.wait(WAIT)
+        self.send_response(200)
+        self.send_header("Content-Length", "4")
+        self.end_headers()
+        self.wfile.write(b"held")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_second_sigterm_during_the_drain_changes_nothing(tmp_path):
+    """
+    An operator who sends SIGTERM again while a request is being drained
+    gets the same graceful stop: the request is answered, the process
+    exits 0, and no traceback is logged.
+    """
+    HeldBackend.arrived.clear()
+    HeldBackend.release.clear()
+    for held in serving(HeldBackend):
+        admin = free_port()
+        with proxy_process(tmp_path, [], config(held, admin)) as proxy:
+            answers = []
+            client = threading.Thread(
+                target=lambda: answers.append(fetch("http://127.0.0.1:%d/" % proxy.port))
+            )
+            client.start()
+            assert HeldBackend.arrived.wait(WAIT)
+            proxy.process.send_signal(signal.SIGTERM)
+
+            def draining() -> bool:
+                try:
+                    fetch("http://127.0.0.1:%d/ready" % admin)
+                except urllib.error.HTTPError as error:
+                    return error.code == 503
+                return False
+
+            until_blocking(draining, not_yet=(OSError,))
+            proxy.process.send_signal(signal.SIGTERM)
+            proxy.process.send_signal(signal.SIGINT)
+            HeldBackend.release.set()
+            client.join(WAIT)
+            assert answers == [b"held"]
+            assert proxy.process.wait(timeout=WAIT) == 0
+        output = (tmp_path / "proxy.log").read_text()
+        assert "Traceback" not in output, output
+
+
 def worker_connections(admin: int):
     status = json.loads(fetch("http://127.0.0.1:%d/status" % admin))
     return {

@@ -5,7 +5,8 @@ and for each worker process alike:
   - SIGHUP reloads the configuration (certificates included);
   - SIGUSR1 opens the access log file again (after logrotate);
   - SIGTERM and SIGINT stop gracefully and exit 0 (the reactor's own
-    handlers would make twistd re-raise the signal at exit).
+    handlers would make twistd re-raise the signal at exit); another one
+    during the graceful stop changes nothing.
 
 A handler only schedules the work, through C{callFromThread}, which is
 safe to call from a signal handler.
@@ -16,6 +17,8 @@ from __future__ import annotations
 import signal
 from typing import Callable, Dict
 
+from twisted.internet.error import ReactorNotRunning
+
 
 def handle_signals(reactor, proxy) -> Callable[[], None]:
     """
@@ -23,21 +26,32 @@ def handle_signals(reactor, proxy) -> Callable[[], None]:
     C{reopen_logs}).  The stop handlers are installed once the reactor
     runs, after its own.
 
-    @return: a function that puts the previous handlers back.
+    @return: a function that puts the previous SIGHUP and SIGUSR1 handlers
+        back, when the proxy stops.  The stop handlers stay until the
+        process exits: put back, the reactor's own would take the second
+        SIGTERM of an impatient operator during the drain, log a
+        C{ReactorNotRunning} traceback and make twistd end the process
+        with the signal instead of exit status 0.
     """
     previous: Dict[int, object] = {}
+
+    def stop() -> None:
+        try:
+            reactor.stop()
+        except ReactorNotRunning:
+            pass  # Stopping already: the drain goes on.
 
     def handle(signum: int, action: Callable[[], object]) -> None:
         def handler(signum, frame) -> None:
             reactor.callFromThread(action)
 
-        previous.setdefault(signum, signal.getsignal(signum))
         signal.signal(signum, handler)
 
-    handle(signal.SIGHUP, proxy.reload)
-    handle(signal.SIGUSR1, proxy.reopen_logs)
-    reactor.callWhenRunning(handle, signal.SIGTERM, reactor.stop)
-    reactor.callWhenRunning(handle, signal.SIGINT, reactor.stop)
+    for signum, action in ((signal.SIGHUP, proxy.reload), (signal.SIGUSR1, proxy.reopen_logs)):
+        previous.setdefault(signum, signal.getsignal(signum))
+        handle(signum, action)
+    reactor.callWhenRunning(handle, signal.SIGTERM, stop)
+    reactor.callWhenRunning(handle, signal.SIGINT, stop)
 
     def restore() -> None:
         for signum, handler in previous.items():
