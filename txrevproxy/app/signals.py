@@ -20,20 +20,25 @@ from typing import Callable, Dict
 from twisted.internet.error import ReactorNotRunning
 
 
-def handle_signals(reactor, proxy) -> Callable[[], None]:
+def _handle(reactor, signum: int, action: Callable[[], object]) -> None:
     """
-    Install the handlers for C{proxy} (which has C{reload} and
-    C{reopen_logs}).  The stop handlers are installed once the reactor
-    runs, after its own.
+    Have C{action} run in the reactor's thread when C{signum} arrives.
+    """
 
-    @return: a function that puts the previous SIGHUP and SIGUSR1 handlers
-        back, when the proxy stops.  The stop handlers stay until the
-        process exits: put back, the reactor's own would take the second
-        SIGTERM of an impatient operator during the drain, log a
-        C{ReactorNotRunning} traceback and make twistd end the process
-        with the signal instead of exit status 0.
+    def handler(signum, frame) -> None:
+        reactor.callFromThread(action)
+
+    signal.signal(signum, handler)
+
+
+def handle_stop_signals(reactor) -> None:
     """
-    previous: Dict[int, object] = {}
+    Once the reactor runs (after it installed its own handlers), have
+    SIGTERM and SIGINT stop it gracefully for good: a second one during
+    the stop is no error.  The reactor's own handlers would log a
+    C{ReactorNotRunning} traceback for it and make twistd end the process
+    with the signal instead of exit status 0.
+    """
 
     def stop() -> None:
         try:
@@ -41,17 +46,25 @@ def handle_signals(reactor, proxy) -> Callable[[], None]:
         except ReactorNotRunning:
             pass  # Stopping already: the drain goes on.
 
-    def handle(signum: int, action: Callable[[], object]) -> None:
-        def handler(signum, frame) -> None:
-            reactor.callFromThread(action)
+    reactor.callWhenRunning(_handle, reactor, signal.SIGTERM, stop)
+    reactor.callWhenRunning(_handle, reactor, signal.SIGINT, stop)
 
-        signal.signal(signum, handler)
 
+def handle_signals(reactor, proxy) -> Callable[[], None]:
+    """
+    Install the handlers for C{proxy} (which has C{reload} and
+    C{reopen_logs}), and L{handle_stop_signals}.
+
+    @return: a function that puts the previous SIGHUP and SIGUSR1 handlers
+        back, when the proxy stops.  The stop handlers stay until the
+        process exits, for the second SIGTERM of an impatient operator
+        during the drain.
+    """
+    previous: Dict[int, object] = {}
     for signum, action in ((signal.SIGHUP, proxy.reload), (signal.SIGUSR1, proxy.reopen_logs)):
         previous.setdefault(signum, signal.getsignal(signum))
-        handle(signum, action)
-    reactor.callWhenRunning(handle, signal.SIGTERM, stop)
-    reactor.callWhenRunning(handle, signal.SIGINT, stop)
+        _handle(reactor, signum, action)
+    handle_stop_signals(reactor)
 
     def restore() -> None:
         for signum, handler in previous.items():

@@ -369,6 +369,7 @@ def demo(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     C{txrevproxy demo}: demo backends and the proxy in one foreground
     process, until Ctrl-C or SIGTERM, on the reactor twistd would use.
     """
+    from ..app.signals import handle_stop_signals
     from ..net.reactor import install_unless_chosen
 
     install_unless_chosen()
@@ -391,6 +392,7 @@ def demo(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         ensureDeferred(_start_demo(reactor, config, stdout, stderr)).addErrback(failed)
 
     reactor.callWhenRunning(start)
+    handle_stop_signals(reactor)
     reactor.run()
     return status[0]
 
