@@ -118,12 +118,19 @@ class ChannelStateTests(TestCase):
         self.assertEqual(site.resource.requests, [])
         self.assertNoMethodOnInstance(channel)
 
-    def test_field_line_is_read_as_it_arrives(self):
-        _, _, channel, _ = connect(ServerSettings())
+    def test_field_line_is_checked_as_it_arrives(self):
+        # A bad field line is answered as soon as it ends, before the head.
+        _, site, channel, transport = connect(ServerSettings())
+        channel.dataReceived(b"GET / HTTP/1.1\r\nBad Name: x\r\n")
+        self.assertIs(channel.state, states.CLOSING)
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 400 "))
+        # Good ones make the request once the head is whole.
+        _, site, channel, _ = connect(ServerSettings())
         channel.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\n")
-        request = channel.requests[-1]
-        self.assertEqual(request.requestHeaders.getRawHeaders(b"host"), [b"a"])
+        self.assertIs(channel.state, states.READING_HEAD)
         channel.dataReceived(b"Accept: */*\r\n\r\n")
+        [request] = site.resource.requests
+        self.assertEqual(request.requestHeaders.getRawHeaders(b"host"), [b"a"])
         self.assertEqual(request.requestHeaders.getRawHeaders(b"accept"), [b"*/*"])
         self.assertIs(channel.state, states.RESPONDING)
 

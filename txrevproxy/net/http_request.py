@@ -14,10 +14,40 @@ request or with 204 or 304: nothing is written after that head.)
 
 from __future__ import annotations
 
+from typing import Iterable, Tuple
+
 from twisted.web import server
 from twisted.web.http import toChunk
+from twisted.web.http_headers import Headers, _nameEncoder
 
-TWISTED_PRIVATE = ("twisted.web.http.Request._disconnected",)
+TWISTED_PRIVATE = (
+    "twisted.web.http.Request._disconnected",
+    "twisted.web.http_headers._nameEncoder",
+    "twisted.web.http_headers._NameEncoder._canonicalHeaderCache",
+    "twisted.web.http_headers.Headers._rawHeaders",
+)
+
+_canonical = _nameEncoder._canonicalHeaderCache
+_encode = _nameEncoder.encode
+
+
+def add_fields(headers: Headers, fields: Iterable[Tuple[bytes, bytes]]) -> None:
+    """
+    Add a request's fields to its C{headers}, as C{addRawHeader} does for
+    each, without its checks: the proxy's head reader made them (see
+    L{txrevproxy.http.request_parser}: every name is a token, every value
+    is without CR, LF, NUL and the whitespace around it).
+
+    @param fields: C{(name, value)} pairs, names as sent.
+    """
+    raw = headers._rawHeaders
+    for name, value in fields:
+        key = _canonical.get(name) or _encode(name)
+        values = raw.get(key)
+        if values is None:
+            raw[key] = [value]
+        else:
+            values.append(value)
 
 
 class StreamingRequest(server.Request):
