@@ -520,7 +520,7 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
             self.resumeReadingClient()
         if not self.persistent:
             self.loseConnection()
-        elif self.state is IDLE:
+        elif self.state is IDLE and self._reader.buffered():
             # What came behind the request is read now; part of a head
             # has its time counted from now.
             self._readHeads()
