@@ -264,8 +264,9 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         client's connection limit.
       - C{IDLE}: no request, no byte of a head (at first, and after a
         response on a connection that stays open); the site closes the
-        connection after C{keepalive_timeout}.  The first byte starts
-        C{READING_HEAD}.
+        connection after C{keepalive_timeout}.  A read that brings part of
+        a head starts C{READING_HEAD}; one that brings a whole head goes on
+        at once.
       - C{READING_HEAD}: a head is arriving, each line checked as it ends
         (see L{RequestHeadReader}); the site answers 408 after
         C{header_timeout}.  A head without a
@@ -596,9 +597,7 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         if state is READING_BODY or state is DISPATCHING:
             self._readBody(data)
             return
-        if state is IDLE:
-            self._enter(READING_HEAD)
-        elif state is UPGRADED:
+        if state is UPGRADED:
             self._tunnel.dataReceived(data)
             return
         elif state is CLOSING:
@@ -609,6 +608,8 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
                 self.reject(429)
                 return
             self._enter(READING_HEAD)
+        # Idle, the connection is READING_HEAD only if this read does not
+        # bring a whole head (see _readHeads).
         self._reader.feed(data)
         self._readHeads()
 
@@ -617,7 +618,8 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         Read the heads waiting, a request at a time: each is answered
         before the next is read.  A request answered at once (an error
         page, a redirect) leaves the connection idle, and the loop reads
-        on; it runs once, however many requests its responses end.
+        on; it runs once, however many requests its responses end.  Part
+        of a head read while idle starts C{READING_HEAD}.
         """
         if self._reading:
             return
