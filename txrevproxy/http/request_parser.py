@@ -28,8 +28,8 @@ import attr
 from .request_head import (
     UNDERSCORED,
     content_length,
-    field_line_status,
     request_line_status,
+    split_field_line,
 )
 
 Field = Tuple[bytes, bytes]
@@ -230,7 +230,7 @@ class RequestHeadReader:
         self._size += len(line) + 2
         if self._lines > limits.max_headers or self._size > limits.max_header_size:
             return 431
-        status = field_line_status(line, self._version)
+        status, name, value = split_field_line(line, self._version)
         if status > 0:
             return status
         if status == UNDERSCORED and limits.drop_underscored:
@@ -238,17 +238,15 @@ class RequestHeadReader:
             # read, so nothing behind the proxy sees it.
             return 0
         self._lines += 1
-        name, colon, value = line.partition(b":")
-        if not colon or _NAME.match(name) is None:
+        if value is None or _NAME.match(name) is None:
             return 400
-        value = value.strip(b" \t")
         lower = name.lower()
         if lower == _CONTENT_LENGTH or lower == _TRANSFER_ENCODING:
             if self._framed:
                 # Two framings, or one twice: a backend may read either.
                 return 400
             self._framed = True
-            # field_line_status allowed only one decimal length, or chunked.
+            # split_field_line allowed only one decimal length, or chunked.
             self._length = content_length(value) if lower == _CONTENT_LENGTH else None
         self._fields.append((name, value))
         return 0

@@ -35,7 +35,6 @@ from ..net.delivery import delivery_probe
 from ..net.direct_send import send, sends_directly
 from ..net.http_channel import HTTPChannelBase
 from ..net.http_request import add_fields
-from ..net.malformed_body import BadRequestBody
 from ..net.read_size import set_read_size
 from .answers import connection_answer
 from .halfclose import HalfClosedClient
@@ -58,21 +57,6 @@ READING_BODY = 4
 RESPONDING = 5
 UPGRADED = 6
 CLOSING = 7
-
-
-class MalformedRequestChunks(MalformedChunks, BadRequestBody):
-    """
-    A malformed chunked request body: an error Twisted's channel answers
-    with 400 Bad Request.
-    """
-
-
-class RequestChunkedDecoder(ChunkedDecoder):
-    """
-    The strict chunked decoder, for the channel's request bodies.
-    """
-
-    malformed = MalformedRequestChunks
 
 
 class ClientConnection:
@@ -668,9 +652,7 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         if status == WITHOUT_SEMANTICS:
             request.closeAfterResponse()
         if length is None:
-            self._decoder = RequestChunkedDecoder(
-                request.handleContentChunk, self._bodyEnded
-            )
+            self._decoder = ChunkedDecoder(request.handleContentChunk, self._bodyEnded)
         else:
             self._decoder = LengthDecoder(
                 length, request.handleContentChunk, self._bodyEnded
@@ -707,7 +689,7 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         """
         try:
             self._decoder.dataReceived(data)
-        except BadRequestBody:
+        except MalformedChunks:
             self.reject(400)
 
     def _bodyEnded(self, rest: bytes) -> None:
