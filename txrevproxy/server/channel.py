@@ -30,7 +30,7 @@ from ..http.chunked import ChunkedDecoder, MalformedChunks
 from ..http.headers import connection_tokens, serialize_answer_head
 from ..http.length_decoder import LengthDecoder
 from ..http.request_head import WITHOUT_SEMANTICS, body_status
-from ..http.request_parser import HeadLimits, RequestHead, RequestHeadReader
+from ..http.request_parser import RequestHead, RequestHeadReader
 from ..net.delivery import delivery_probe
 from ..net.direct_send import send, sends_directly
 from ..net.http_channel import HTTPChannelBase
@@ -415,13 +415,7 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         """
         Read the heads from now by the site's limits.
         """
-        site = self.site
-        limits = HeadLimits(
-            site.max_request_line,
-            site.max_header_size,
-            site.max_headers,
-            site.drop_underscored,
-        )
+        limits = self.site.head_limits
         if self._reader is None:
             self._reader = RequestHeadReader(limits)
         else:
