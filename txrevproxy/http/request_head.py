@@ -1,13 +1,14 @@
 """
 What an HTTP/1.1 request head may contain (RFC 9112), checked line by line
-before Twisted's parser reads it.
+by the proxy's head reader (L{txrevproxy.http.request_parser}).
 
-Twisted's own parser is lenient where a proxy must not be: it unfolds
-obs-folded lines, lets control characters other than CR, LF and NUL
-through, and takes C{Transfer-Encoding: identity}.  A proxy that reads a
-head differently from the backend behind it is how requests are smuggled,
-so everything RFC 9112 does not allow is refused here with 400, and the
-connection is closed (L{txrevproxy.server.channel.ProxyChannel} sees to it).
+Parsers are often lenient where a proxy must not be (Twisted's, which the
+proxy used to read heads with, unfolds obs-folded lines, lets control
+characters other than CR, LF and NUL through, and takes
+C{Transfer-Encoding: identity}).  A proxy that reads a head differently
+from the backend behind it is how requests are smuggled, so everything
+RFC 9112 does not allow is refused here with 400, and the connection is
+closed (L{txrevproxy.server.channel.ProxyChannel} sees to it).
 
 An HTTP/2 request goes on to an HTTP/1.1 backend too: its fields go
 through the same L{field_status} (L{http2_field_status}, for

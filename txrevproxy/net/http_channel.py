@@ -2,10 +2,9 @@
 Twisted's HTTP/1.1 server connection, with the private parts the proxy's
 channels need behind public names.
 
-Twisted's parser calls private hooks (a malformed request, a protocol
-switch), which L{HTTPChannelBase} turns into public methods a subclass
-overrides (the admin listener's channel, which reads with Twisted's
-parser).  The proxy's own channel (L{txrevproxy.server.channel.ProxyChannel})
+Twisted's parser calls a private hook on a malformed request, which
+L{HTTPChannelBase} turns into a public method a subclass overrides (the
+admin listener's channel, which reads with Twisted's parser).  The proxy's own channel (L{txrevproxy.server.channel.ProxyChannel})
 reads requests itself and keeps the rest of Twisted's channel: the
 responses' writes, and the producer and consumer between the transport and
 the response, which decide from Twisted's private flags when the client is
@@ -19,7 +18,6 @@ from twisted.web import http
 TWISTED_PRIVATE = (
     "twisted.web.http.HTTPChannel._send100Continue",
     "twisted.web.http.HTTPChannel._respondToBadRequestAndDisconnect",
-    "twisted.web.http.HTTPChannel._protocolUpgradeForWebsockets",
     "twisted.web.http.HTTPChannel._handlingRequest",
     "twisted.web.http.HTTPChannel._waitingForTransport",
     "twisted.web.http.HTTPChannel._networkProducer",
@@ -28,9 +26,10 @@ TWISTED_PRIVATE = (
 
 class HTTPChannelBase(http.HTTPChannel):
     """
-    An L{http.HTTPChannel} whose private hooks call public methods:
-    L{badRequest} and L{switchProtocol}, which do what Twisted does unless
-    a subclass overrides them.
+    An L{http.HTTPChannel} whose private hook calls a public method,
+    L{badRequest}, which does what Twisted does unless a subclass
+    overrides it; and that offers Twisted's private state the proxy's
+    channel needs through methods.
     """
 
     def _respondToBadRequestAndDisconnect(self) -> None:
@@ -42,16 +41,6 @@ class HTTPChannelBase(http.HTTPChannel):
         a second Content-Length, a bad chunk): answer 400 and close.
         """
         http.HTTPChannel._respondToBadRequestAndDisconnect(self)
-
-    def _protocolUpgradeForWebsockets(self, protocol) -> None:
-        self.switchProtocol(protocol)
-
-    def switchProtocol(self, protocol) -> None:
-        """
-        The connection stops carrying HTTP: C{protocol} receives what the
-        client sends from now on, and learns when the connection is lost.
-        """
-        http.HTTPChannel._protocolUpgradeForWebsockets(self, protocol)
 
     def startAnswering(self) -> None:
         """
