@@ -82,6 +82,24 @@ class ChannelStateTests(TestCase):
         self.assertEqual([r.uri for r in site.resource.requests], [b"/1", b"/2"])
         self.assertIs(channel.state, states.RESPONDING)
 
+    def test_reading_pauses_once_16_KiB_wait_behind_a_request(self):
+        # Pipelined bytes are held unread while a response is made; past
+        # 16 KiB the client is not read any more, until that response ends
+        # and what is held is back under 16 KiB.
+        _, site, channel, transport = connect(ServerSettings(), producer=True)
+        channel.dataReceived(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n")
+        waiting = b"GET /2 HTTP/1.1\r\nHost: a\r\nX-Pad: %s\r\n\r\n" % (b"x" * 3000,)
+        waiting += b"GET /3 HTTP/1.1\r\nHost: a\r\n\r\n" * 500
+        channel.dataReceived(waiting[:16384])
+        self.assertEqual(transport.producerState, "producing")
+        channel.dataReceived(waiting[16384:])
+        self.assertEqual(transport.producerState, "paused")
+        self.assertEqual([r.uri for r in site.resource.requests], [b"/1"])
+        site.resource.requests[0].finish()
+        self.assertEqual(transport.producerState, "producing")
+        self.assertEqual([r.uri for r in site.resource.requests], [b"/1", b"/2"])
+        self.assertIs(channel.state, states.RESPONDING)
+
     def test_response_that_closes_leads_to_closing(self):
         _, site, channel, transport = connect(ServerSettings())
         channel.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
@@ -100,12 +118,19 @@ class ChannelStateTests(TestCase):
         self.assertEqual(site.resource.requests, [])
         self.assertNoMethodOnInstance(channel)
 
-    def test_field_line_is_read_as_it_arrives(self):
-        _, _, channel, _ = connect(ServerSettings())
+    def test_field_line_is_checked_as_it_arrives(self):
+        # A bad field line is answered as soon as it ends, before the head.
+        _, site, channel, transport = connect(ServerSettings())
+        channel.dataReceived(b"GET / HTTP/1.1\r\nBad Name: x\r\n")
+        self.assertIs(channel.state, states.CLOSING)
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 400 "))
+        # Good ones make the request once the head is whole.
+        _, site, channel, _ = connect(ServerSettings())
         channel.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\n")
-        request = channel.requests[-1]
-        self.assertEqual(request.requestHeaders.getRawHeaders(b"host"), [b"a"])
+        self.assertIs(channel.state, states.READING_HEAD)
         channel.dataReceived(b"Accept: */*\r\n\r\n")
+        [request] = site.resource.requests
+        self.assertEqual(request.requestHeaders.getRawHeaders(b"host"), [b"a"])
         self.assertEqual(request.requestHeaders.getRawHeaders(b"accept"), [b"*/*"])
         self.assertIs(channel.state, states.RESPONDING)
 

@@ -243,5 +243,41 @@ class IdleConnectionStateTests(TestCase):
         recorder.requests[0].finish()
         self.assertEqual(channel.requests, [])
         self.assertTrue(channel.isIdle())
-        self.assertEqual(channel._requestLine, b"")
+        self.assertEqual(channel._reader.buffered(), 0)
+        self.assertIsNone(channel._reader._requestLine)
+        self.assertEqual(channel._reader._fields, [])
         self.assertIsNone(channel._bodyRequest)
+        self.assertIsNone(channel._bodyHead)
+        self.assertIsNone(channel._decoder)
+
+
+class RequestConstructionTests(TestCase):
+    def test_request_of_the_channel_has_the_state_twisted_gives_one(self):
+        channel, _ = connect(Recorder())
+        made = channel.site.requestFactory(channel)
+        twisteds = channel.site.requestFactory(channel, queued=False)
+        self.assertEqual(sorted(vars(made)), sorted(vars(twisteds)))
+        for name, value in vars(twisteds).items():
+            if name not in ("requestHeaders", "responseHeaders"):
+                self.assertEqual(getattr(made, name), value, name)
+        self.assertEqual(list(made.requestHeaders.getAllRawHeaders()), [])
+        self.assertEqual(list(made.responseHeaders.getAllRawHeaders()), [])
+
+    def test_request_fields_are_looked_up_by_any_spelling(self):
+        channel, _ = connect(Recorder())
+        channel.dataReceived(
+            b"GET / HTTP/1.1\r\nhost: a\r\nX-Rare-Name-1234: 1\r\nX-Empty:\r\n\r\n"
+        )
+        fields = channel.requests[0].requestHeaders
+        self.assertEqual(fields.getRawHeaders(b"Host"), [b"a"])
+        self.assertEqual(fields.getRawHeaders(b"HOST"), [b"a"])
+        self.assertEqual(fields.getRawHeaders("host"), ["a"])
+        self.assertEqual(fields.getRawHeaders(b"x-rare-name-1234"), [b"1"])
+        self.assertEqual(fields.getRawHeaders(b"X-Empty"), [b""])
+        self.assertIsNone(fields.getRawHeaders(b"accept"))
+        self.assertEqual(fields.getRawHeaders(b"accept", [b"*/*"]), [b"*/*"])
+        fields.setRawHeaders(b"accept", [])
+        self.assertEqual(fields.getRawHeaders(b"accept", 0), 0)
+        self.assertTrue(fields.hasHeader(b"host"))
+        self.assertTrue(fields.hasHeader("X-RARE-NAME-1234"))
+        self.assertFalse(fields.hasHeader(b"x-other-never-seen"))

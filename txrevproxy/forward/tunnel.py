@@ -21,8 +21,6 @@ from typing import Callable
 
 from twisted.internet.protocol import Protocol
 
-from ..net.http_channel import take_over_for_tunnel
-
 
 class _ClientSide(Protocol):
     """
@@ -67,7 +65,7 @@ class Tunnel:
         self._timer = clock.callLater(idle_timeout, self._checkIdle)
         self._closed = False
 
-        pending = take_over_for_tunnel(channel, _ClientSide(self))
+        pending = channel.switchProtocol(_ClientSide(self))
         # The HTTP channel was the client transport's producer, and may
         # have paused it while it waited for this response.
         self._client.unregisterProducer()

@@ -46,13 +46,7 @@ class ChunkedDecoder:
     @param on_data: called with each piece of decoded body.
     @param on_end: called once with the bytes that followed the body (the
         start of a pipelined request).
-
-    @cvar malformed: the error raised for a malformed body: L{MalformedChunks},
-        or in a subclass a subclass of it that is also the error the
-        channel reading the body expects.
     """
-
-    malformed = MalformedChunks
 
     def __init__(
         self, on_data: Callable[[bytes], None], on_end: Callable[[bytes], None]
@@ -90,7 +84,7 @@ class ChunkedDecoder:
         """
         ending = self._line + data[: 2 - len(self._line)]
         if ending != b"\r\n"[: len(ending)]:
-            raise self.malformed("chunk data not followed by CRLF")
+            raise MalformedChunks("chunk data not followed by CRLF")
         rest = data[2 - len(self._line) :]
         if len(ending) < 2:
             self._line = ending
@@ -108,20 +102,20 @@ class ChunkedDecoder:
         if end < 0:
             # Only a final CR may wait for its LF.
             if b"\n" in buffered or b"\r" in buffered[:-1]:
-                raise self.malformed("line break other than CRLF")
+                raise MalformedChunks("line break other than CRLF")
             if len(buffered) > MAX_LINE:
-                raise self.malformed("chunk line too long")
+                raise MalformedChunks("chunk line too long")
             self._line = buffered
             return b""
         line = buffered[:end]
         rest = buffered[end + 2 :]
         self._line = b""
         if len(line) > MAX_LINE:
-            raise self.malformed("chunk line too long")
+            raise MalformedChunks("chunk line too long")
         if self._state == _SIZE:
             match = _SIZE_LINE.match(line)
             if match is None:
-                raise self.malformed("invalid chunk size line")
+                raise MalformedChunks("invalid chunk size line")
             size = int(match.group(1), 16)
             if size:
                 self._remaining = size
@@ -135,7 +129,7 @@ class ChunkedDecoder:
             return b""
         self._trailer_size += len(line) + 2
         if self._trailer_size > MAX_TRAILER or not _TRAILER_LINE.match(line):
-            raise self.malformed("invalid trailer section")
+            raise MalformedChunks("invalid trailer section")
         return rest
 
     def noMoreData(self) -> None:
@@ -143,4 +137,4 @@ class ChunkedDecoder:
         The connection closed: a body cut short is malformed.
         """
         if self._state != _DONE:
-            raise self.malformed("chunked body cut short")
+            raise MalformedChunks("chunked body cut short")

@@ -19,8 +19,8 @@ from .request_head import field_line_status, request_line_status
 
 Header = Tuple[bytes, bytes]
 
-#: A field name: a token (RFC 9110 section 5.1), which Twisted's parser
-#: checks on the other path.
+#: A field name: a token (RFC 9110 section 5.1), which the HTTP/1.1 head
+#: reader (L{txrevproxy.http.request_parser}) checks on the other path.
 _NAME = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 #: Fields of the HTTP/1.1 head that do not become HTTP/2 fields: those of

@@ -1,13 +1,14 @@
 """
 What an HTTP/1.1 request head may contain (RFC 9112), checked line by line
-before Twisted's parser reads it.
+by the proxy's head reader (L{txrevproxy.http.request_parser}).
 
-Twisted's own parser is lenient where a proxy must not be: it unfolds
-obs-folded lines, lets control characters other than CR, LF and NUL
-through, and takes C{Transfer-Encoding: identity}.  A proxy that reads a
-head differently from the backend behind it is how requests are smuggled,
-so everything RFC 9112 does not allow is refused here with 400, and the
-connection is closed (L{txrevproxy.server.channel.ProxyChannel} sees to it).
+Parsers are often lenient where a proxy must not be (Twisted's, which the
+proxy used to read heads with, unfolds obs-folded lines, lets control
+characters other than CR, LF and NUL through, and takes
+C{Transfer-Encoding: identity}).  A proxy that reads a head differently
+from the backend behind it is how requests are smuggled, so everything
+RFC 9112 does not allow is refused here with 400, and the connection is
+closed (L{txrevproxy.server.channel.ProxyChannel} sees to it).
 
 An HTTP/2 request goes on to an HTTP/1.1 backend too: its fields go
 through the same L{field_status} (L{http2_field_status}, for
@@ -18,7 +19,7 @@ L{body_status}.
 from __future__ import annotations
 
 import re
-from typing import Optional
+from typing import Optional, Tuple
 
 from .headers import HOP_BY_HOP, SET_BY_PROXY
 
@@ -83,22 +84,38 @@ def request_line_status(line: bytes) -> int:
 
 def field_line_status(line: bytes, version: bytes) -> int:
     """
-    Check a field line of an HTTP/1.x request head (Twisted checks the
-    name's characters and the presence of the colon): an obs-fold
-    continuation line (RFC 9112 section 5.2) and control characters are
-    refused, and the field then goes through L{field_status}.
+    Check a field line of an HTTP/1.x request head: see L{split_field_line}.
 
-    @param version: the request's HTTP version, C{b"HTTP/1.1"} or
-        C{b"HTTP/1.0"}.
     @return: 0 when the line is acceptable, L{UNDERSCORED} when it is but
         its name contains C{_}, else 400.
     """
+    return split_field_line(line, version)[0]
+
+
+def split_field_line(
+    line: bytes, version: bytes
+) -> Tuple[int, bytes, Optional[bytes]]:
+    """
+    Check a field line of an HTTP/1.x request head, and split it: an
+    obs-fold continuation line (RFC 9112 section 5.2) and control
+    characters are refused, and the field then goes through
+    L{field_status}.  The name's characters and the presence of the colon
+    are left to the caller (L{txrevproxy.http.request_parser}).
+
+    @param version: the request's HTTP version, C{b"HTTP/1.1"} or
+        C{b"HTTP/1.0"}.
+    @return: the status (0 when the line is acceptable, L{UNDERSCORED}
+        when it is but its name contains C{_}, else 400), the name, and
+        the value without the whitespace around it (L{None} when the line
+        has no colon).
+    """
     if line[:1] in (b" ", b"\t") or _CONTROL.search(line):
-        return 400
+        return 400, b"", None
     name, colon, value = line.partition(b":")
     if not colon:
-        return 0
-    return field_status(name, value.strip(b" \t"), version)
+        return 0, name, None
+    value = value.strip(b" \t")
+    return field_status(name, value, version), name, value
 
 
 def http2_field_status(name: bytes, value: bytes) -> int:

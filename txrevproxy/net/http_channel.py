@@ -1,39 +1,35 @@
 """
 Twisted's HTTP/1.1 server connection, with the private parts the proxy's
-channel (L{txrevproxy.server.channel.ProxyChannel}) needs behind public
-names.
+channels need behind public names.
 
-Twisted's parser calls private hooks (a malformed request, a protocol
-switch) and keeps the bytes it has not parsed in private attributes; the
-proxy reads strictly, streams bodies with its own decoder and splices
-connections into tunnels, so it needs both.  L{HTTPChannelBase} turns the
-hooks into public methods a subclass overrides, and offers the rest as
-methods; L{take_over_for_tunnel} hands a channel's connection to another
-protocol.
+Twisted's parser calls a private hook on a malformed request, which
+L{HTTPChannelBase} turns into a public method a subclass overrides (the
+admin listener's channel, which reads with Twisted's parser).  The proxy's own channel (L{txrevproxy.server.channel.ProxyChannel})
+reads requests itself and keeps the rest of Twisted's channel: the
+responses' writes, and the producer and consumer between the transport and
+the response, which decide from Twisted's private flags when the client is
+read; L{HTTPChannelBase} sets and reads those through methods.
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
 from twisted.web import http
 
 TWISTED_PRIVATE = (
-    "twisted.protocols.basic.LineReceiver._buffer",
-    "twisted.web.http.HTTPChannel._dataBuffer",
-    "twisted.web.http.HTTPChannel._transferDecoder",
-    "twisted.web.http.HTTPChannel._finishRequestBody",
     "twisted.web.http.HTTPChannel._send100Continue",
     "twisted.web.http.HTTPChannel._respondToBadRequestAndDisconnect",
-    "twisted.web.http.HTTPChannel._protocolUpgradeForWebsockets",
+    "twisted.web.http.HTTPChannel._handlingRequest",
+    "twisted.web.http.HTTPChannel._waitingForTransport",
+    "twisted.web.http.HTTPChannel._networkProducer",
 )
 
 
 class HTTPChannelBase(http.HTTPChannel):
     """
-    An L{http.HTTPChannel} whose private hooks call public methods:
-    L{badRequest} and L{switchProtocol}, which do what Twisted does unless
-    a subclass overrides them.
+    An L{http.HTTPChannel} whose private hook calls a public method,
+    L{badRequest}, which does what Twisted does unless a subclass
+    overrides it; and that offers Twisted's private state the proxy's
+    channel needs through methods.
     """
 
     def _respondToBadRequestAndDisconnect(self) -> None:
@@ -46,55 +42,42 @@ class HTTPChannelBase(http.HTTPChannel):
         """
         http.HTTPChannel._respondToBadRequestAndDisconnect(self)
 
-    def _protocolUpgradeForWebsockets(self, protocol) -> None:
-        self.switchProtocol(protocol)
+    def startAnswering(self) -> None:
+        """
+        A request is read whole and its response is being made: until
+        L{stopAnswering}, the transport's pauses (a full send buffer) leave
+        the client's reading alone, which they otherwise pause too.
+        """
+        self._handlingRequest = True
 
-    def switchProtocol(self, protocol) -> None:
+    def stopAnswering(self) -> None:
         """
-        The connection stops carrying HTTP: C{protocol} receives what the
-        client sends from now on, and learns when the connection is lost.
+        The response ended (see L{startAnswering}).
         """
-        http.HTTPChannel._protocolUpgradeForWebsockets(self, protocol)
+        self._handlingRequest = False
 
-    def partialLine(self) -> bytes:
+    def pauseReadingClient(self) -> bool:
         """
-        What was read of a head line whose end has not come yet.
+        Stop reading the client, unless the transport is paused already
+        until its send buffer drains.
+
+        @return: whether the client was paused.
         """
-        return self._buffer
+        if self._waitingForTransport:
+            return False
+        self._networkProducer.pauseProducing()
+        return True
+
+    def resumeReadingClient(self) -> None:
+        """
+        Read the client again, unless the transport is paused until its
+        send buffer drains (it resumes then).
+        """
+        if not self._waitingForTransport:
+            self._networkProducer.resumeProducing()
 
     def sendContinue(self) -> None:
         """
         Write an interim C{100 Continue} response (RFC 9110 section 15.2.1).
         """
         self._send100Continue()
-
-    def decodeBodyWith(
-        self, factory: Callable[[Callable[[bytes], None], Callable[[bytes], None]], object]
-    ) -> None:
-        """
-        Read the current request's body with a decoder of the proxy's own,
-        in place of the one Twisted chose from the head.
-
-        @param factory: called with what receives each body chunk (the
-            request's C{handleContentChunk}) and what is called with the
-            bytes after the body once it ended; returns an object with a
-            C{dataReceived} method, fed the body's bytes as they come.
-        """
-        self._transferDecoder = factory(
-            self.requests[-1].handleContentChunk, self._finishRequestBody
-        )
-
-
-def take_over_for_tunnel(channel: http.HTTPChannel, protocol) -> bytes:
-    """
-    Hand the connection of C{channel}, whose current response switched
-    protocols, to C{protocol} (the client side of a tunnel), which is
-    connected to its transport.
-
-    @return: the bytes the client sent after the request, which the channel
-        held unparsed while it answered.
-    """
-    pending = b"".join(channel._dataBuffer)
-    channel._dataBuffer = []
-    channel._protocolUpgradeForWebsockets(protocol)
-    return pending

@@ -10,14 +10,73 @@ writes body bytes itself, checking L{bodyless}: the write of every body
 chunk costs one call, as Twisted's does.  (Twisted still replaces C{write}
 for the head it writes itself, that of an answer the proxy makes to a HEAD
 request or with 204 or 304: nothing is written after that head.)
+
+A request of the proxy's HTTP/1.1 channel is also made without
+twisted.web's constructors' calls, its fields put in its L{RequestFields}
+at once (L{add_fields}) and looked up without the name encoder's call:
+that channel makes one for every request a client sends.
 """
 
 from __future__ import annotations
 
+from typing import Iterable, Tuple
+
 from twisted.web import server
 from twisted.web.http import toChunk
+from twisted.web.http_headers import Headers, _nameEncoder
 
-TWISTED_PRIVATE = ("twisted.web.http.Request._disconnected",)
+TWISTED_PRIVATE = (
+    "twisted.web.http.Request._disconnected",
+    "twisted.web.http.Request._parsePOSTFormSubmission",
+    "twisted.web.server.Site._parsePOSTFormSubmission",
+    "twisted.python.components.Componentized._adapterCache",
+    "twisted.web.http_headers._nameEncoder",
+    "twisted.web.http_headers._NameEncoder._canonicalHeaderCache",
+    "twisted.web.http_headers.Headers._rawHeaders",
+)
+
+_canonical = _nameEncoder._canonicalHeaderCache
+_encode = _nameEncoder.encode
+
+
+def add_fields(headers: Headers, fields: Iterable[Tuple[bytes, bytes]]) -> None:
+    """
+    Add a request's fields to its C{headers}, as C{addRawHeader} does for
+    each, without its checks: the proxy's head reader made them (see
+    L{txrevproxy.http.request_parser}: every name is a token, every value
+    is without CR, LF, NUL and the whitespace around it).
+
+    @param fields: C{(name, value)} pairs, names as sent.
+    """
+    raw = headers._rawHeaders
+    for name, value in fields:
+        key = _canonical.get(name) or _encode(name)
+        values = raw.get(key)
+        if values is None:
+            raw[key] = [value]
+        else:
+            values.append(value)
+
+
+class RequestFields(Headers):
+    """
+    A request's L{Headers}, whose lookups by a C{bytes} name Twisted has
+    seen before (the fields the proxy reads, such as C{host} and
+    C{connection}) take one dictionary lookup, without a call to the name
+    encoder each.
+    """
+
+    def getRawHeaders(self, name, default=None):
+        key = _canonical.get(name)
+        if key is None or name.__class__ is not bytes:
+            return Headers.getRawHeaders(self, name, default)
+        return self._rawHeaders.get(key) or default
+
+    def hasHeader(self, name) -> bool:
+        key = _canonical.get(name)
+        if key is None:
+            return Headers.hasHeader(self, name)
+        return key in self._rawHeaders
 
 
 class StreamingRequest(server.Request):
@@ -31,6 +90,26 @@ class StreamingRequest(server.Request):
     """
 
     bodyless = False
+
+    def __init__(self, channel, *args, **kwargs) -> None:
+        if args or kwargs:
+            server.Request.__init__(self, channel, *args, **kwargs)
+            return
+        # What twisted.web's two constructors do (the request's state as a
+        # new request of a channel has it), without their calls: a
+        # request is made for every one a client sends.
+        self.notifications = []
+        self.channel = channel
+        self.client = channel.getPeer()
+        self.host = channel.getHost()
+        self.requestHeaders = RequestFields()
+        self.received_cookies = {}
+        self.responseHeaders = Headers()
+        self.cookies = []
+        self.transport = channel.transport
+        self.queued = False
+        self._parsePOSTFormSubmission = channel.site._parsePOSTFormSubmission
+        self._adapterCache = {}
 
     @property
     def disconnected(self) -> bool:

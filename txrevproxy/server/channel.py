@@ -1,12 +1,17 @@
 """
-The client connection: a C{twisted.web} HTTP/1.1 channel that streams
-request bodies.
+The client connection: an HTTP/1.1 channel that reads request heads with
+the proxy's own reader and streams request bodies.
 
-Twisted's own L{HTTPChannel} reads a whole request body (into memory or a
-temporary file) before the resource sees the request.  A proxy must not:
-L{ProxyChannel} hands a request with a body to the resource tree as soon as
-its headers are in (see L{txrevproxy.server.request}).  Requests without a
-body take Twisted's ordinary path.
+Every request head is read by L{txrevproxy.http.request_parser}, and the
+request is made from what it read: Twisted's line-by-line parser is not
+used (a proxy whose heads took two paths would have two to keep safe
+from smuggling).  Twisted's own L{HTTPChannel} also reads a whole request
+body (into memory or a temporary file) before the resource sees the
+request; a proxy must not: L{ProxyChannel} hands a request with a body to
+the resource tree as soon as its head is in (see
+L{txrevproxy.server.request}), and feeds it the body as it comes.  What
+the channel keeps of L{HTTPChannel} is the rest: the responses' writes and
+the producer and consumer between the transport and the response.
 """
 
 from __future__ import annotations
@@ -19,22 +24,17 @@ from twisted.internet.interfaces import (
     IHandshakeListener,
     ISSLTransport,
 )
-from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
 
 from ..http.chunked import ChunkedDecoder, MalformedChunks
 from ..http.headers import connection_tokens, serialize_answer_head
-from ..http.request_head import (
-    UNDERSCORED,
-    WITHOUT_SEMANTICS,
-    body_status,
-    field_line_status,
-    request_line_status,
-)
+from ..http.length_decoder import LengthDecoder
+from ..http.request_head import WITHOUT_SEMANTICS, body_status
+from ..http.request_parser import RequestHead, RequestHeadReader
 from ..net.delivery import delivery_probe
 from ..net.direct_send import send, sends_directly
 from ..net.http_channel import HTTPChannelBase
-from ..net.malformed_body import BadRequestBody
+from ..net.http_request import add_fields
 from ..net.read_size import set_read_size
 from .answers import connection_answer
 from .halfclose import HalfClosedClient
@@ -43,8 +43,10 @@ from .request import DISCARD, NO_REQUEST_ID, ProxyRequest, new_request_id
 #: A client subject not read yet (L{None} means there is none).
 _UNREAD = object()
 
-_HTTP_11 = b"HTTP/1.1"
-_HTTP_10 = b"HTTP/1.0"
+#: How many bytes the client may send ahead while a response is made
+#: before it is not read any more (Twisted's channel had the same bound):
+#: what comes meanwhile waits, unparsed.
+EAGER_READ_LIMIT = 16384
 
 # The states of a ProxyChannel (see its docstring).
 AWAITING_PEER = 0
@@ -55,21 +57,6 @@ READING_BODY = 4
 RESPONDING = 5
 UPGRADED = 6
 CLOSING = 7
-
-
-class MalformedRequestChunks(MalformedChunks, BadRequestBody):
-    """
-    A malformed chunked request body: an error Twisted's channel answers
-    with 400 Bad Request.
-    """
-
-
-class RequestChunkedDecoder(ChunkedDecoder):
-    """
-    The strict chunked decoder, for the channel's request bodies.
-    """
-
-    malformed = MalformedRequestChunks
 
 
 class ClientConnection:
@@ -261,10 +248,12 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         client's connection limit.
       - C{IDLE}: no request, no byte of a head (at first, and after a
         response on a connection that stays open); the site closes the
-        connection after C{keepalive_timeout}.  The first byte starts
-        C{READING_HEAD}.
-      - C{READING_HEAD}: a head is arriving, each line checked as it comes;
-        the site answers 408 after C{header_timeout}.  A head without a
+        connection after C{keepalive_timeout}.  A read that brings part of
+        a head starts C{READING_HEAD}; one that brings a whole head goes on
+        at once.
+      - C{READING_HEAD}: a head is arriving, each line checked as it ends
+        (see L{RequestHeadReader}); the site answers 408 after
+        C{header_timeout}.  A head without a
         body leads to C{RESPONDING}, one with a body to C{DISPATCHING}.
       - C{DISPATCHING}: the head is in and a body follows; the request is
         routed once what was read with the head is parsed (a malformed
@@ -275,7 +264,8 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         then the connection is C{CLOSING}.
       - C{RESPONDING}: the request is read whole and its response is being
         made; what the client sends meanwhile waits, unparsed
-        (pipelining).  The response's end leads to C{IDLE}, or to
+        (pipelining), and past L{EAGER_READ_LIMIT} bytes the client is not
+        read until the response ends.  The response's end leads to C{IDLE}, or to
         C{CLOSING} when the connection does not persist; a switch of
         protocols (a WebSocket) to C{UPGRADED}.
       - C{UPGRADED}: the connection belongs to a tunnel (see
@@ -300,15 +290,13 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         "readClosed",
         "headStarted",
         "idleSince",
-        "MAX_LENGTH",
-        "totalHeadersSize",
-        "maxHeaders",
-        "_headLines",
-        "_headSize",
-        "_requestLine",
-        "_headVersion",
+        "_reader",
+        "_reading",
+        "_eagerPaused",
         "_served",
         "_bodyRequest",
+        "_bodyHead",
+        "_decoder",
         "_bodyWindow",
         "_held",
         "_tunnel",
@@ -324,21 +312,18 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         self.readClosed = False
         self.headStarted: Optional[float] = None
         self.idleSince = 0.0
-        self._headLines = 0
-        self._headSize = 0
-        self._requestLine = b""
-        self._headVersion = _HTTP_11
+        self._reader: Optional[RequestHeadReader] = None
+        self._reading = False
+        self._eagerPaused = False
         self._served = 0
         self._bodyRequest: Optional[ProxyRequest] = None
+        self._bodyHead: Optional[RequestHead] = None
+        self._decoder = None
         self._bodyWindow: Optional[Tuple[float, int]] = None
         self._held: Optional[List[bytes]] = None
         self._tunnel = None
         self._direct = False
         super().__init__()
-        # Twisted's limits until the site's are known (see _takeLimits).
-        self.MAX_LENGTH = HTTPChannelBase.MAX_LENGTH
-        self.totalHeadersSize = HTTPChannelBase.totalHeadersSize
-        self.maxHeaders = HTTPChannelBase.maxHeaders
 
     # Twisted's factory sets these two on each instance; read from the
     # site, they cost an idle connection nothing.
@@ -428,14 +413,13 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
 
     def _takeLimits(self) -> None:
         """
-        Twisted's own limits answer 400 or drop the connection; they are
-        set at the site's so that the site's (with the right statuses)
-        come first.
+        Read the heads from now by the site's limits.
         """
-        site = self.site
-        self.MAX_LENGTH = max(site.max_request_line, site.max_header_size)
-        self.totalHeadersSize = site.max_header_size
-        self.maxHeaders = site.max_headers
+        limits = self.site.head_limits
+        if self._reader is None:
+            self._reader = RequestHeadReader(limits)
+        else:
+            self._reader.limits = limits
 
     def joinSite(self, site) -> None:
         self.site.channels.discard(self)
@@ -503,11 +487,22 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         self.idleSince = self.site.reactor.seconds()
         if self.state is RESPONDING:
             self._enter(IDLE if self.persistent else CLOSING)
-        super().requestDone(request)
-        if self.state is IDLE and self.partialLine():
-            # Part of a pipelined head came with the previous request: its
-            # time counts from now.
-            self._enter(READING_HEAD)
+        if request is not self.requests[0]:
+            raise TypeError(request)
+        del self.requests[0]
+        self.stopAnswering()
+        if self._eagerPaused or request.readingPaused:
+            # Twisted's channel resumed its transport after every request;
+            # only what was paused is resumed here (a call into the
+            # reactor less per request).
+            self._eagerPaused = False
+            self.resumeReadingClient()
+        if not self.persistent:
+            self.loseConnection()
+        elif self.state is IDLE and self._reader.buffered():
+            # What came behind the request is read now; part of a head
+            # has its time counted from now.
+            self._readHeads()
         if self.readClosed and self.state is not RESPONDING:
             # The client half-closed, and every request it sent whole is
             # answered (see readConnectionLost).
@@ -546,13 +541,17 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         elif overdue >= self.abortTimeout:
             self.transport.abortConnection()
 
-    def switchProtocol(self, protocol) -> None:
+    def switchProtocol(self, protocol) -> bytes:
         """
         The connection became a tunnel (see L{txrevproxy.forward.tunnel}),
         which owns it from now on: it is no longer an HTTP connection of
         the site's but one of its tunnels, which a graceful shutdown waits
         for (the tunnel closes it on its own timeout, or at the shutdown
         deadline).
+
+        @return: the bytes the client sent after the request that switched,
+            which the channel held unparsed while it answered: the
+            tunnel's first.
         """
         # It stays counted open (see countOpen) until it closes, but not
         # against max_connections_per_ip.
@@ -562,12 +561,21 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         self._tunnel = protocol
         self._enter(UPGRADED)
         protocol.makeConnection(self.transport)
+        return self._reader.take()
 
     def dataReceived(self, data: bytes) -> None:
         state = self.state
-        if state is IDLE:
-            self._enter(READING_HEAD)
-        elif state is UPGRADED:
+        if state is RESPONDING:
+            # Pipelining: held until the response ends (see requestDone).
+            reader = self._reader
+            reader.feed(data)
+            if not self._eagerPaused and reader.buffered() > EAGER_READ_LIMIT:
+                self._eagerPaused = self.pauseReadingClient()
+            return
+        if state is READING_BODY or state is DISPATCHING:
+            self._readBody(data)
+            return
+        if state is UPGRADED:
             self._tunnel.dataReceived(data)
             return
         elif state is CLOSING:
@@ -578,38 +586,122 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
                 self.reject(429)
                 return
             self._enter(READING_HEAD)
-        # Twisted's HTTPChannel.dataReceived only pushes its idle timeout
-        # back before its line parser runs, and this channel has no such
-        # timeout (see ProxySite.buildProtocol): the parser is called
-        # directly, a call less per read.
-        LineReceiver.dataReceived(self, data)
-        state = self.state
-        if state is CLOSING:
+        # Idle, the connection is READING_HEAD only if this read does not
+        # bring a whole head (see _readHeads).
+        self._reader.feed(data)
+        self._readHeads()
+
+    def _readHeads(self) -> None:
+        """
+        Read the heads waiting, a request at a time: each is answered
+        before the next is read.  A request answered at once (an error
+        page, a redirect) leaves the connection idle, and the loop reads
+        on; it runs once, however many requests its responses end.  Part
+        of a head read while idle starts C{READING_HEAD}.
+        """
+        if self._reading:
             return
-        if self.line_mode:
-            pending = self.partialLine()
-            if pending and (b"\n" in pending or b"\r" in pending[:-1]):
-                # A head line ended by a bare LF or CR: waiting for a CRLF
-                # that is not coming would only hold the connection open.
-                self.reject(400)
-        elif state is DISPATCHING:
-            # Everything read so far is parsed, and the body's first bytes
-            # (if any came) were well formed: route the request now.
-            self._enter(READING_BODY)
-            request = self._bodyRequest
-            request.dispatchBody()
-            expect = request.requestHeaders.getRawHeaders(b"expect")
-            if (
-                expect
-                and expect[0].lower() == b"100-continue"
-                and request.clientproto == b"HTTP/1.1"
-                and not request.bodyComplete
-                and not request.startedWriting
-            ):
-                # RFC 9110 section 10.1.1: the proxy satisfies the
-                # expectation itself (it strips Expect) once it is willing
-                # to read the body.
-                self.sendContinue()
+        self._reading = True
+        reader = self._reader
+        try:
+            while True:
+                head = reader.read()
+                if head is None:
+                    if self.state is IDLE and reader.buffered():
+                        self._enter(READING_HEAD)
+                    return
+                if head.__class__ is int:
+                    self.reject(head)
+                    return
+                self._startRequest(head)
+                if self.state is not IDLE:
+                    return
+        finally:
+            self._reading = False
+
+    def _startRequest(self, head: RequestHead) -> None:
+        """
+        Make the request of a head read whole, and start it: a request
+        without a body is answered at once, one with a body once its
+        first bytes are read (see L{ProxyRequest.headersReceived}).
+        """
+        site = self.site
+        request = site.requestFactory(self)
+        self.requests.append(request)
+        add_fields(request.requestHeaders, head.fields)
+        self.persistent = self.checkPersistence(request, head.version)
+        length = head.length
+        if length == 0:
+            self._enter(RESPONDING)
+            self.startAnswering()
+            request.requestReceived(head.method, head.target, head.version)
+            return
+        # A body where the method defines none: some backends read it,
+        # others take it for the next request (RFC 9110 section 9.3).
+        # Refused, or forwarded with nothing after it on this connection.
+        status = body_status(head.method, site.refuse_body_without_semantics)
+        if status > 0:
+            self.reject(status)
+            return
+        if status == WITHOUT_SEMANTICS:
+            request.closeAfterResponse()
+        if length is None:
+            self._decoder = ChunkedDecoder(request.handleContentChunk, self._bodyEnded)
+        else:
+            self._decoder = LengthDecoder(
+                length, request.handleContentChunk, self._bodyEnded
+            )
+        request.headersReceived(head.method, head.target, head.version, length)
+        self._bodyRequest = request
+        self._bodyHead = head
+        self._enter(DISPATCHING)
+        body = self._reader.take()
+        if body:
+            self._readBody(body)
+        if self.state is not DISPATCHING:
+            return
+        # Everything read so far is parsed, and the body's first bytes (if
+        # any came) were well formed: route the request now.
+        self._enter(READING_BODY)
+        request.dispatchBody()
+        expect = request.requestHeaders.getRawHeaders(b"expect")
+        if (
+            expect
+            and expect[0].lower() == b"100-continue"
+            and request.clientproto == b"HTTP/1.1"
+            and not request.bodyComplete
+            and not request.startedWriting
+        ):
+            # RFC 9110 section 10.1.1: the proxy satisfies the expectation
+            # itself (it strips Expect) once it is willing to read the body.
+            self.sendContinue()
+
+    def _readBody(self, data: bytes) -> None:
+        """
+        Hand the body's decoder the next bytes; a malformed body is
+        answered 400.
+        """
+        try:
+            self._decoder.dataReceived(data)
+        except MalformedChunks:
+            self.reject(400)
+
+    def _bodyEnded(self, rest: bytes) -> None:
+        """
+        The request body ended; C{rest}, what followed it, waits until the
+        response ends.
+        """
+        head = self._bodyHead
+        self._bodyRequest = self._bodyWindow = self._bodyHead = self._decoder = None
+        self._reader.feed(rest)
+        if not self.requests:
+            # The response ended before the request body did; the
+            # connection is closing (see ProxyRequest.finish).
+            self._enter(CLOSING)
+            return
+        self._enter(RESPONDING)
+        self.startAnswering()
+        self.requests[-1].requestReceived(head.method, head.target, head.version)
 
     def holdWrites(self) -> None:
         """
@@ -654,63 +746,6 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         # What is held goes before the connection closes.
         self.releaseWrites()
         super().loseConnection()
-
-    def lineReceived(self, line: bytes) -> None:
-        if self.state is CLOSING:
-            return
-        lines = self._headLines
-        site = self.site
-        if lines == 0:
-            if not self.persistent:
-                # What a client sends after the response that closes the
-                # connection starts no request (Twisted drops it too).
-                self._enter(CLOSING)
-                return
-            if not line:
-                # Twisted skips one empty line before a request (old
-                # clients sent CRLF after a POST body).
-                super().lineReceived(line)
-                return
-            if self.state is not READING_HEAD:
-                # A pipelined request, parsed on from the same read as the
-                # response that just ended.
-                self._enter(READING_HEAD)
-            if len(line) > site.max_request_line:
-                self.reject(414)
-                return
-            status = request_line_status(line)
-            if status:
-                self.reject(status)
-                return
-            self._headSize = len(line) + 2
-            self._requestLine = line
-            self._headVersion = _HTTP_11 if line.endswith(_HTTP_11) else _HTTP_10
-        elif line:
-            self._headSize += len(line) + 2
-            if lines > site.max_headers or self._headSize > site.max_header_size:
-                status = 431
-            else:
-                status = field_line_status(line, self._headVersion)
-            if status > 0:
-                self.reject(status)
-                return
-            if status == UNDERSCORED and site.drop_underscored:
-                # As nginx's "underscores_in_headers off": the field is not
-                # read, so nothing behind the proxy sees it.
-                return
-            self._headLines = lines + 1
-            # Twisted's line handling holds each field line until the next
-            # one, for obs-fold continuations, which are refused above: the
-            # field is read at once (a malformed one is answered by
-            # badRequest), and Twisted's own size count, laxer than the
-            # site's above, is not needed.
-            self.headerReceived(line)
-            return
-        self._headLines = lines + 1
-        super().lineReceived(line)
-
-    def lineLengthExceeded(self, line: bytes) -> None:
-        self.reject(414 if self._headLines == 0 else 431)
 
     def reject(self, status: int) -> None:
         """
@@ -769,39 +804,6 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
             request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
         return False
 
-    def allHeadersReceived(self) -> None:
-        request = self.requests[-1]
-        self._headLines = self._headSize = 0
-        # Not kept on a connection that goes idle after this request.
-        requestLine, self._requestLine = self._requestLine, b""
-        self.persistent = self.checkPersistence(request, self._headVersion)
-        length = self.length
-        if length == 0:
-            # No body: Twisted's path dispatches it from allContentReceived.
-            return
-        command, path, version = requestLine.split(b" ")
-        # A body where the method defines none: some backends read it,
-        # others take it for the next request (RFC 9110 section 9.3).
-        # Refused, or forwarded with nothing after it on this connection.
-        status = body_status(command, self.site.refuse_body_without_semantics)
-        if status > 0:
-            self.reject(status)
-            return
-        if status == WITHOUT_SEMANTICS:
-            request.closeAfterResponse()
-        if length is None:
-            self.decodeBodyWith(RequestChunkedDecoder)
-        request.headersReceived(command, path, version, length)
-        self._bodyRequest = request
-        self._enter(DISPATCHING)
-
-    def badRequest(self) -> None:
-        """
-        What Twisted's parser calls on a malformed head or body (a bad
-        header name, a second Content-Length, a bad chunk): see L{reject}.
-        """
-        self.reject(400)
-
     def checkBodyRate(self, now: float, window: float, minimum: int) -> None:
         """
         Answer 408 if the request body being read brought fewer than
@@ -824,13 +826,3 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
             self.reject(408)
         else:
             self._bodyWindow = (now, received)
-
-    def allContentReceived(self) -> None:
-        self._bodyRequest = self._bodyWindow = None
-        if not self.requests:
-            # The response ended before the request body did; the
-            # connection is closing (see ProxyRequest.finish).
-            self._enter(CLOSING)
-            return
-        self._enter(RESPONDING)
-        super().allContentReceived()

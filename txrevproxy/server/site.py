@@ -15,6 +15,7 @@ from twisted.internet.task import LoopingCall
 from twisted.web import server
 
 from ..config.model import ServerSettings
+from ..http.request_parser import HeadLimits
 from ..observe.metrics import ListenerStats
 from ..observe.tracing import Tracing
 from .channel import ProxyChannel
@@ -95,6 +96,14 @@ class ProxySite(server.Site):
         self.max_header_size = settings.max_header_size
         self.refuse_body_without_semantics = settings.body_without_semantics == "refuse"
         self.drop_underscored = settings.underscores_in_headers == "drop"
+        #: The limits its HTTP/1.1 channels read request heads by, one
+        #: object for all of them.
+        self.head_limits = HeadLimits(
+            self.max_request_line,
+            self.max_header_size,
+            self.max_headers,
+            self.drop_underscored,
+        )
         self.header_timeout = settings.header_timeout
         self.body_timeout = settings.body_timeout
         self.min_body_bytes = max(1, int(settings.min_body_rate * settings.body_timeout))
