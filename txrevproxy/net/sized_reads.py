@@ -59,7 +59,8 @@ class SizedReadsTLSProtocol(BufferingTLSTransport):
     as the last time.  A read that fills its buffer is followed by another,
     so nothing is left behind however the estimate falls.  What it sends
     goes straight to the socket when it can (see
-    L{txrevproxy.net.direct_send}).
+    L{txrevproxy.net.direct_send}), and what a close sends (the last
+    writes and the close_notify alert) goes in one write.
 
     @ivar _received: how many encrypted bytes the last C{dataReceived}
         brought, or L{None} outside of it.
