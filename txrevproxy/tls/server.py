@@ -41,8 +41,8 @@ class ListenerTLSFactory(ServerTLSFactory):
     """
     A listener's site served over TLS.
 
-    L{TLSMemoryBIOProtocol} makes itself the app data of its OpenSSL
-    connection, so the ALPN callback
+    L{ServerTLS} makes each connection's TLS protocol the app data of its
+    OpenSSL connection, so the ALPN callback
     (L{txrevproxy.tls.store.select_protocol}) finds the listener's
     protocols through the connection's protocol's factory: this one.
     Twisted's factory does not set them itself (see
