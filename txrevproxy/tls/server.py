@@ -11,7 +11,7 @@ from OpenSSL import SSL
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from zope.interface import implementer
 
-from ..net.alpn_untouched import ALPNUntouchedTLSFactory
+from ..net.server_tls import ServerTLSFactory
 from .store import HTTP1_ONLY, HTTP2_AND_HTTP1, CertificateStore
 
 
@@ -31,18 +31,18 @@ class ServerTLS:
 
     def serverConnectionForTLS(self, tlsProtocol) -> SSL.Connection:
         connection = SSL.Connection(self.store.default_context, None)
-        # As Twisted's own creators do (Twisted 26 sets it too, Twisted
-        # 25.5 does not): the ALPN callback finds the listener through it.
+        # As Twisted's own creators do (L{ServerTLSFactory} leaves it to
+        # this): the ALPN callback finds the listener through it.
         connection.set_app_data(tlsProtocol)
         return connection
 
 
-class ListenerTLSFactory(ALPNUntouchedTLSFactory):
+class ListenerTLSFactory(ServerTLSFactory):
     """
     A listener's site served over TLS.
 
-    L{TLSMemoryBIOProtocol} makes itself the app data of its OpenSSL
-    connection, so the ALPN callback
+    L{ServerTLS} makes each connection's TLS protocol the app data of its
+    OpenSSL connection, so the ALPN callback
     (L{txrevproxy.tls.store.select_protocol}) finds the listener's
     protocols through the connection's protocol's factory: this one.
     Twisted's factory does not set them itself (see
@@ -54,7 +54,7 @@ class ListenerTLSFactory(ALPNUntouchedTLSFactory):
     def __init__(
         self, store: CertificateStore, alpn_protocols: Tuple[bytes, ...], site, clock
     ) -> None:
-        super().__init__(ServerTLS(store), False, site, clock)
+        super().__init__(ServerTLS(store), site, clock)
         self.alpn_protocols = alpn_protocols
 
 
