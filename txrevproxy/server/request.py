@@ -17,13 +17,21 @@ from twisted.logger import Logger
 from twisted.web import server
 from zope.interface import implementer
 
-from ..http.headers import connection_tokens, http_date, requested_upgrade
+from ..http.headers import (
+    connection_tokens,
+    http_date,
+    requested_upgrade,
+    serialize_head,
+)
 from ..interfaces import IProxiedRequest, IRequestHandler
 from ..net.http_request import StreamingRequest
 from .answers import respond_with_error
 
 Header = Tuple[bytes, bytes]
 NO_BODY_CODES = frozenset([204, 304])
+#: The framing fields of a response head written to the client.
+_CONNECTION_CLOSE = (b"Connection", b"close")
+_CHUNKED = (b"Transfer-Encoding", b"chunked")
 
 _MAX_REQUEST_ID = 200
 
@@ -457,21 +465,18 @@ class ProxyRequest(StreamingRequest):
         version = self.clientproto
         if version != b"HTTP/1.1":
             version = b"HTTP/1.0"
-        parts = [version, b" %d " % (code,), reason, b"\r\n"]
-        for name, value in headers + self.addedResponseHeaders(headers):
-            parts += (name, b": ", value, b"\r\n")
+        fields = headers + self.addedResponseHeaders(headers)
         channel = self.channel
         if not self.bodyComplete:
             channel.persistent = False
         if version == b"HTTP/1.1" and not channel.persistent:
-            parts.append(b"Connection: close\r\n")
+            fields.append(_CONNECTION_CLOSE)
         no_body = self.method == b"HEAD" or code in NO_BODY_CODES
         if length is None and not no_body and version == b"HTTP/1.1":
-            parts.append(b"Transfer-Encoding: chunked\r\n")
+            fields.append(_CHUNKED)
             self.chunked = 1
         self.truncationVisible = length is not None or self.chunked
-        parts.append(b"\r\n")
-        channel.writeSequence(parts)
+        channel.write(serialize_head(b"%s %d %s" % (version, code, reason), fields))
         if no_body:
             self.bodyless = True
 
