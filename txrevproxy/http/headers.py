@@ -353,7 +353,7 @@ def serialize_request_head(
     """
     The bytes of an HTTP/1.1 request head, ready for the backend connection.
     """
-    return serialize_head(b"%s %s HTTP/1.1" % (method, target), headers)
+    return serialize_head(b" ".join((method, target, b"HTTP/1.1")), headers)
 
 
 def upgrade_response_headers(headers: List[Header]) -> List[Header]:

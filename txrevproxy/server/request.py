@@ -33,6 +33,9 @@ NO_BODY_CODES = frozenset([204, 304])
 #: The framing fields of a response head written to the client.
 _CONNECTION_CLOSE = (b"Connection", b"close")
 _CHUNKED = (b"Transfer-Encoding", b"chunked")
+#: The digits of the status codes a backend sends, made once: formatting
+#: an integer with C{%d} for each response costs more than a lookup.
+_STATUS_DIGITS = {code: b"%d" % (code,) for code in range(100, 600)}
 
 _MAX_REQUEST_ID = 200
 
@@ -479,7 +482,8 @@ class ProxyRequest(StreamingRequest):
             fields.append(_CHUNKED)
             self.chunked = 1
         self.truncationVisible = length is not None or self.chunked
-        channel.write(serialize_head(b"%s %d %s" % (version, code, reason), fields))
+        digits = _STATUS_DIGITS.get(code) or b"%d" % (code,)
+        channel.write(serialize_head(b" ".join((version, digits, reason)), fields))
         if no_body:
             self.bodyless = True
 
