@@ -129,6 +129,13 @@ def test_an_exchange_goes_through_sending_receiving_responding_to_done():
     assert "handler" not in request.__dict__
 
 
+def test_a_status_code_outside_the_usual_classes_keeps_its_digits():
+    proxy = Proxy()
+    channel, client = proxy.client(GET)
+    proxy.connection(0).dataReceived(b"HTTP/1.1 799 Odd\r\nContent-Length: 0\r\n\r\n")
+    assert status(client) == b"HTTP/1.1 799 Odd"
+
+
 def test_waiting_for_a_backend_then_connecting():
     proxy = Proxy(servers=[server(1, max_connections=1)])
     channel_1, first = proxy.client(GET)

@@ -14,6 +14,7 @@ from txrevproxy.http.headers import (
     http_date,
     remove_client_copies,
     response_skipped,
+    serialize_head,
     serialize_request_head,
     upstream_request_headers,
     with_client_subject,
@@ -191,6 +192,19 @@ def test_host_is_the_one_given():
 def test_serialized_head():
     head = serialize_request_head(b"GET", b"/a%20b?x=1", [(b"Host", b"h")])
     assert head == b"GET /a%20b?x=1 HTTP/1.1\r\nHost: h\r\n\r\n"
+
+
+def test_a_head_without_fields_is_its_start_line_and_the_empty_line():
+    assert serialize_head(b"HTTP/1.1 204 No Content", []) == (
+        b"HTTP/1.1 204 No Content\r\n\r\n"
+    )
+
+
+def test_a_head_takes_its_fields_from_any_iterable_in_their_order():
+    fields = iter([(b"B", b"2"), (b"A", b"1"), (b"B", b"")])
+    assert serialize_head(b"HTTP/1.1 200 OK", fields) == (
+        b"HTTP/1.1 200 OK\r\nB: 2\r\nA: 1\r\nB: \r\n\r\n"
+    )
 
 
 def test_response_hop_by_hop_dropped_and_content_length_kept_when_framed():

@@ -41,6 +41,18 @@ def test_requests_count_by_status_class_and_bytes_by_listener():
     )
 
 
+def test_a_status_outside_the_classes_counts_with_the_nearest():
+    # An HTTP/2 backend's :status is any integer it sends.
+    metrics = Metrics()
+    route = metrics.route("web", "0", "app")
+    for status in (0, 99, 100, 599, 600, 1000, -5):
+        route.record(status, 0.1, 0, 0)
+    assert metrics.snapshot()["requests"] == {
+        "web\t0\tapp\t1xx": 4,
+        "web\t0\tapp\t5xx": 3,
+    }
+
+
 def test_histogram_buckets_are_cumulative():
     metrics = Metrics()
     route = metrics.route("web", "0", None)

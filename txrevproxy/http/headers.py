@@ -299,16 +299,19 @@ def with_client_subject(
     return out
 
 
+#: A field line without its CRLF, from a C{(name, value)} pair.
+_field_line = b": ".join
+
+
 def serialize_head(start_line: bytes, headers: Iterable[Header]) -> bytes:
     """
     The bytes of an HTTP/1.1 message head: its start line, its fields in
     their order, and the empty line.
+
+    Each line is made by C{map} over a built-in, without a Python loop: a
+    head is serialized for every request and every response.
     """
-    parts = [start_line, b"\r\n"]
-    for name, value in headers:
-        parts += (name, b": ", value, b"\r\n")
-    parts.append(b"\r\n")
-    return b"".join(parts)
+    return b"\r\n".join([start_line, *map(_field_line, headers), b"", b""])
 
 
 #: The fields the proxy writes on its own answers whose spelling Twisted's
@@ -350,7 +353,7 @@ def serialize_request_head(
     """
     The bytes of an HTTP/1.1 request head, ready for the backend connection.
     """
-    return serialize_head(b"%s %s HTTP/1.1" % (method, target), headers)
+    return serialize_head(b" ".join((method, target, b"HTTP/1.1")), headers)
 
 
 def upgrade_response_headers(headers: List[Header]) -> List[Header]:

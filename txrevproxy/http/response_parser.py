@@ -28,6 +28,9 @@ _TOKEN_CHARS = frozenset(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 )
 _HEX = frozenset(b"0123456789abcdefABCDEF")
+#: The fields that decide a response's framing (L{_framing}): one set
+#: test skips the others.
+_FRAMING_FIELDS = frozenset([b"content-length", b"transfer-encoding", b"connection"])
 
 #: Header field lines as nearly every backend sends them: a token, a
 #: colon and a value without CR, LF or NUL, the lines separated by CRLF.
@@ -194,6 +197,8 @@ def _framing(
     keep_alive = version == b"HTTP/1.1"
     for name, value in headers:
         lname = name.lower()
+        if lname not in _FRAMING_FIELDS:
+            continue
         if lname == b"content-length":
             if b"," in value:
                 content_lengths.extend(v.strip() for v in value.split(b","))
@@ -203,9 +208,9 @@ def _framing(
             transfer_codings.extend(
                 c.strip().lower() for c in value.split(b",") if c.strip()
             )
-        elif lname == b"connection":
-            # Split only a value that has "close" in it somewhere: most
-            # say "keep-alive".
+        else:
+            # Connection.  Split only a value that has "close" in it
+            # somewhere: most say "keep-alive".
             lvalue = value.lower()
             if b"close" in lvalue and b"close" in (
                 t.strip() for t in lvalue.split(b",")
@@ -221,7 +226,9 @@ def _framing(
             return None, True, keep_alive
         return None, False, False
     if content_lengths:
-        if len(set(content_lengths)) != 1 or not content_lengths[0].isdigit():
+        if (
+            len(content_lengths) != 1 and len(set(content_lengths)) != 1
+        ) or not content_lengths[0].isdigit():
             raise ResponseParseError("invalid Content-Length")
         return int(content_lengths[0]), False, keep_alive
     return None, False, False
@@ -355,7 +362,13 @@ class ResponseParser:
         self._sink.responseEnd(self._keep_alive and not rest)
 
     def _parse_head(self, data: bytes) -> bytes:
-        end, after = _find_head_end(data)
+        # Where the head ends, as _find_head_end says, without its call for
+        # a head of CRLF lines (nearly every one).
+        end = data.find(b"\r\n\r\n")
+        if end != -1 and data.find(b"\n\n", 0, end) == -1:
+            after = end + 4
+        else:
+            end, after = _find_head_end(data)
         if end == -1:
             if len(data) > MAX_HEAD_SIZE:
                 raise ResponseParseError("response head too large")

@@ -318,7 +318,10 @@ class RouteStats:
         """
         Count one finished request.
         """
-        self.by_class[min(4, max(0, status // 100 - 1))] += 1
+        # Clamped with comparisons rather than min() and max(): two calls
+        # less for every request.
+        index = status // 100 - 1
+        self.by_class[index if 0 <= index <= 4 else (0 if index < 0 else 4)] += 1
         self.duration.observe(duration)
         listener = self.listener
         listener.received += received

@@ -11,19 +11,31 @@ from __future__ import annotations
 
 import random
 import re
+from binascii import hexlify
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from twisted.logger import Logger
 from twisted.web import server
 from zope.interface import implementer
 
-from ..http.headers import connection_tokens, http_date, requested_upgrade
+from ..http.headers import (
+    connection_tokens,
+    http_date,
+    requested_upgrade,
+    serialize_head,
+)
 from ..interfaces import IProxiedRequest, IRequestHandler
 from ..net.http_request import StreamingRequest
 from .answers import respond_with_error
 
 Header = Tuple[bytes, bytes]
 NO_BODY_CODES = frozenset([204, 304])
+#: The framing fields of a response head written to the client.
+_CONNECTION_CLOSE = (b"Connection", b"close")
+_CHUNKED = (b"Transfer-Encoding", b"chunked")
+#: The digits of the status codes a backend sends, made once: formatting
+#: an integer with C{%d} for each response costs more than a lookup.
+_STATUS_DIGITS = {code: b"%d" % (code,) for code in range(100, 600)}
 
 _MAX_REQUEST_ID = 200
 
@@ -66,9 +78,11 @@ NO_REQUEST_ID = b"-"
 
 def new_request_id() -> bytes:
     """
-    A random request ID: 16 hex digits.
+    A random request ID: 16 hex digits, 64 random bits as 8 bytes in hex
+    (less than half the time of formatting the integer with C{%016x} on
+    CPython).
     """
-    return b"%016x" % (random.getrandbits(64),)
+    return hexlify(random.getrandbits(64).to_bytes(8, "big"))
 
 
 def _valid_request_id(value: bytes) -> bool:
@@ -457,21 +471,19 @@ class ProxyRequest(StreamingRequest):
         version = self.clientproto
         if version != b"HTTP/1.1":
             version = b"HTTP/1.0"
-        parts = [version, b" %d " % (code,), reason, b"\r\n"]
-        for name, value in headers + self.addedResponseHeaders(headers):
-            parts += (name, b": ", value, b"\r\n")
+        fields = headers + self.addedResponseHeaders(headers)
         channel = self.channel
         if not self.bodyComplete:
             channel.persistent = False
         if version == b"HTTP/1.1" and not channel.persistent:
-            parts.append(b"Connection: close\r\n")
+            fields.append(_CONNECTION_CLOSE)
         no_body = self.method == b"HEAD" or code in NO_BODY_CODES
         if length is None and not no_body and version == b"HTTP/1.1":
-            parts.append(b"Transfer-Encoding: chunked\r\n")
+            fields.append(_CHUNKED)
             self.chunked = 1
         self.truncationVisible = length is not None or self.chunked
-        parts.append(b"\r\n")
-        channel.writeSequence(parts)
+        digits = _STATUS_DIGITS.get(code) or b"%d" % (code,)
+        channel.write(serialize_head(b" ".join((version, digits, reason)), fields))
         if no_body:
             self.bodyless = True
 
