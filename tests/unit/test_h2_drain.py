@@ -120,3 +120,27 @@ def test_client_goaway_with_streams_open_lets_them_go():
     connection.dataReceived(client.data_to_send())
     assert connection.streams == {}
     assert transport.disconnecting
+
+
+def test_proxy_connection_builds_one_h2_connection_with_its_encoder_and_checks(
+    monkeypatch,
+):
+    from txrevproxy.http.h2_inbound import malformed_fields
+    from txrevproxy.http.hpack_static import StaticTableEncoder
+    from txrevproxy.net import h2_drain
+    from txrevproxy.server.http2 import ProxyH2Connection
+
+    built = []
+    init = h2.connection.H2Connection.__init__
+
+    def counted(self, config=None):
+        built.append(type(self))
+        init(self, config)
+
+    monkeypatch.setattr(h2.connection.H2Connection, "__init__", counted)
+    connection = ProxyH2Connection(MemoryReactorClock())
+    # Twisted's own, then the one that can drain in its place.
+    assert built == [h2.connection.H2Connection, h2_drain._GoingAwayH2]
+    assert isinstance(connection.conn.encoder, StaticTableEncoder)
+    assert connection.conn.check_fields is malformed_fields
+    assert not connection.conn.config.client_side

@@ -39,22 +39,20 @@ def test_round_robin_gives_the_unblocked_streams_in_turns():
         streams.insert_stream(stream_id)
     streams.unblock(1)
     streams.unblock(3)
-    assert [next(streams) for _ in range(4)] == [1, 3, 1, 3]
+    assert [streams.next_stream() for _ in range(4)] == [1, 3, 1, 3]
     streams.block(1)
-    assert [next(streams) for _ in range(2)] == [3, 3]
+    assert [streams.next_stream() for _ in range(2)] == [3, 3]
 
 
-def test_round_robin_without_unblocked_stream_is_deadlocked():
+def test_round_robin_without_unblocked_stream_gives_none():
     streams = RoundRobin()
     streams.insert_stream(1)
     assert not streams.ready()
-    with pytest.raises(priority.DeadlockError):
-        next(streams)
+    assert streams.next_stream() is None
     streams.unblock(1)
     streams.remove_stream(1)
     streams.unblock(1)
-    with pytest.raises(priority.DeadlockError):
-        next(streams)
+    assert streams.next_stream() is None
 
 
 def test_round_robin_refuses_a_stream_twice_and_ignores_priorities():

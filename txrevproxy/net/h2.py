@@ -28,7 +28,7 @@ head shares are checked per stream by L{txrevproxy.server.http2}.
 from __future__ import annotations
 
 import copy
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple, Type
 
 import h2.connection
 from h2.connection import ConnectionState
@@ -148,18 +148,16 @@ class EarlyAnswerH2Connection(BatchingH2Connection):
     #: validation (see L{TrailingConnection}); L{None}: C{h2}'s own.
     checkFields: Optional[FieldsCheck] = None
 
+    #: The class of the C{h2} connection, built once in place of
+    #: Twisted's, with Twisted's configuration.
+    h2Class: Type[TrailingConnection] = TrailingConnection
+
     def __init__(self, reactor=None) -> None:
         super().__init__(reactor)
-        self.conn = TrailingConnection(
-            self.conn.config, self.newEncoder(), self.checkFields
-        )
-
-    def newEncoder(self) -> Optional[Encoder]:
-        """
-        The HPACK encoder of a new C{h2} connection, from L{makeEncoder}.
-        """
         make = self.makeEncoder
-        return None if make is None else make()
+        self.conn = self.h2Class(
+            self.conn.config, None if make is None else make(), self.checkFields
+        )
 
     def sendTrailers(self, streamID: int, trailers: List[Tuple[bytes, bytes]]) -> None:
         """

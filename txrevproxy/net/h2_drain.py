@@ -93,11 +93,8 @@ class DrainingH2Connection(EarlyAnswerH2Connection):
     _closing = False
     _grace = None
 
-    def __init__(self, reactor=None) -> None:
-        super().__init__(reactor)
-        # The same configuration and checks of what the client sends, on
-        # the h2 connection that can drain.
-        self.conn = _GoingAwayH2(self.conn.config, self.newEncoder(), self.checkFields)
+    # The h2 connection that can drain.
+    h2Class = _GoingAwayH2
 
     def drain(self) -> None:
         """

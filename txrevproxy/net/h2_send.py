@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from collections import deque
 from types import SimpleNamespace
-from typing import Deque, Dict
+from typing import Deque, Dict, Optional
 
 import priority
 from twisted.internet.defer import Deferred
@@ -68,8 +68,10 @@ class RoundRobin:
     Twisted asks of its priority tree, without the priorities.
 
     A stream is known from L{insert_stream} to L{remove_stream}, blocked
-    at first; L{next} gives the unblocked ones in turn and raises
-    C{priority.DeadlockError} when there is none.
+    at first; L{next_stream} gives the unblocked ones in turn, and L{None}
+    when there is none (not C{priority}'s C{DeadlockError}: an exception
+    raised once a response, through frames that PyPy's JIT then has to
+    build).
     """
 
     def __init__(self) -> None:
@@ -107,13 +109,13 @@ class RoundRobin:
         """
         return bool(self._ready)
 
-    def __iter__(self) -> "RoundRobin":
-        return self
-
-    def __next__(self) -> int:
+    def next_stream(self) -> Optional[int]:
+        """
+        The next stream with something to send, or L{None}.
+        """
         ready = self._ready
         if not ready:
-            raise priority.DeadlockError("no stream has data to send")
+            return None
         stream_id = ready.popleft()
         ready.append(stream_id)
         return stream_id
@@ -153,9 +155,8 @@ class BatchingH2Connection(H2Connection):
         budget = TURN_BYTES
         self.resetTimeout()
         while budget > 0 and self._consumerBlocked is None:
-            try:
-                stream = next(scheduler)
-            except priority.DeadlockError:
+            stream = scheduler.next_stream()
+            if stream is None:
                 break
             queue = queues[stream]
             frameData = queue.popleft()
