@@ -343,6 +343,10 @@ CORPUS = [
     ("no colon", head(b"GET / HTTP/1.1", b"Host: a", b"X-A b"), {400}),
     ("double space request line", head(b"GET  / HTTP/1.1", b"Host: a"), {400}),
     ("tab in request line", head(b"GET\t/ HTTP/1.1", b"Host: a"), {400}),
+    # Raw bytes 0x80 to 0xFF in a target: no URI has them (RFC 3986), and
+    # backends decode them differently (UTF-8, Latin-1, or the low seven
+    # bits: 0xAE as ".").
+    ("non-ascii target", head(b"GET /caf\xc3\xa9 HTTP/1.1", b"Host: a"), {400}),
     ("space in target", head(b"GET /a b HTTP/1.1", b"Host: a"), {400}),
     ("bad version", head(b"GET / HTTP/1.x", b"Host: a"), {400}),
     ("lower-case version", head(b"GET / http/1.1", b"Host: a"), {400}),
