@@ -343,6 +343,10 @@ CORPUS = [
     ("no colon", head(b"GET / HTTP/1.1", b"Host: a", b"X-A b"), {400}),
     ("double space request line", head(b"GET  / HTTP/1.1", b"Host: a"), {400}),
     ("tab in request line", head(b"GET\t/ HTTP/1.1", b"Host: a"), {400}),
+    # Raw bytes 0x80 to 0xFF in a target: no URI has them (RFC 3986), and
+    # backends decode them differently (UTF-8, Latin-1, or the low seven
+    # bits: 0xAE as ".").
+    ("non-ascii target", head(b"GET /caf\xc3\xa9 HTTP/1.1", b"Host: a"), {400}),
     ("space in target", head(b"GET /a b HTTP/1.1", b"Host: a"), {400}),
     ("bad version", head(b"GET / HTTP/1.x", b"Host: a"), {400}),
     ("lower-case version", head(b"GET / http/1.1", b"Host: a"), {400}),
@@ -449,6 +453,34 @@ class SmugglingCorpusTests(TestCase):
                         request.startswith(b"GET /ok HTTP/1.1"), (name, request)
                     )
             del backend.received[:]
+
+
+class PipelinedRefusalTests(TestCase):
+    """
+    A malformed request pipelined behind a valid one is refused after the
+    valid one is answered: responses go in the order of their requests
+    (RFC 9112 section 9.3.2), or a client would take the refusal for the
+    answer to its first request.
+    """
+
+    @inlineCallbacks
+    def test_the_refusal_follows_the_answer_before_it(self):
+        backend = RecordingFactory()
+        backend_port = yield listen(backend, self)
+        port = start_proxy(proxy_config([backend_port]), self)
+        for bad in [
+            head(b"GET / HTTP/1.1", b"Bad Name: x"),
+            # What a backend that reads no X-Transfer-Encoding leaves after
+            # the first request's empty body.
+            b"0\r\n\r\n",
+        ]:
+            response, closed = yield refused(port, OK + bad)
+            self.assertTrue(response.startswith(b"HTTP/1.1 200 OK\r\n"), response)
+            self.assertEqual(response.count(b"HTTP/1.1 400 Bad Request\r\n"), 1)
+            self.assertGreater(
+                response.index(b"HTTP/1.1 400 "), response.index(b"HTTP/1.1 200 ")
+            )
+            self.assertTrue(closed)
 
 
 class SlowlorisTests(TestCase):

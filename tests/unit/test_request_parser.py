@@ -92,6 +92,9 @@ def test_whole_heads_are_read(data, expected):
         (b"G@T / HTTP/1.1\r\n\r\n", 400),
         (b"\r\n\r\nGET / HTTP/1.1\r\n\r\n", 400),
         (b"GET /" + b"a" * 87 + b" HTTP/1.1\r\n\r\n", 414),
+        # A target of other than visible ASCII characters (Twisted's parser
+        # refused it too).
+        (b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
         # Field lines (the checks Twisted's parser made, then the proxy's).
         (b"GET / HTTP/1.1\r\nNo colon\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", 400),

@@ -201,6 +201,17 @@ class HeldWritesTests(TestCase):
         self.assertEqual(transport.value(), b"last response")
         self.assertTrue(transport.disconnecting)
 
+    def test_a_refusal_comes_after_what_is_held(self):
+        # A malformed request pipelined behind one whose response is held
+        # is refused from within that response's end: the client must get
+        # the response first (RFC 9112 section 9.3.2).
+        channel, transport = connect(Recorder())
+        channel.holdWrites()
+        channel.write(b"first response;")
+        channel.reject(400)
+        self.assertTrue(transport.value().startswith(b"first response;HTTP/1.1 400 "))
+        self.assertTrue(transport.disconnecting)
+
 
 class IdleConnectionStateTests(TestCase):
     """

@@ -24,10 +24,14 @@ from typing import Optional, Tuple
 from .headers import HOP_BY_HOP, SET_BY_PROXY
 
 #: method SP request-target SP HTTP-version (RFC 9112 section 3): a token,
-#: one space, a target of visible characters (obs-text tolerated), one
-#: space, the version.
+#: one space, a target of visible ASCII characters, one space, the version.
+#: A target's bytes 0x80 to 0xFF are refused: no URI has them (RFC 3986
+#: section 2), and backends read them differently (as UTF-8, as Latin-1,
+#: or by their low seven bits, 0xAE as "."), past the proxy's routes.
+#: (Twisted's parser, which read the heads before, refused those above
+#: 0xB0 only: its bound is 176, in decimal, for "~", which is 0o176.)
 _REQUEST_LINE = re.compile(
-    rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [\x21-\x7e\x80-\xff]+ HTTP/([0-9])\.([0-9])\Z"
+    rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [\x21-\x7e]+ HTTP/([0-9])\.([0-9])\Z"
 )
 
 #: Control characters other than HTAB: never allowed in a field line (RFC

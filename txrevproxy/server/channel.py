@@ -773,7 +773,11 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
                 return
         site = self.site
         pages = site.error_pages
-        self.transport.write(
+        # Through write and loseConnection, after what is held: a request
+        # pipelined behind one whose response is being written is refused
+        # from within that response (see requestDone), which must reach
+        # the client first (RFC 9112 section 9.3.2).
+        self.write(
             connection_answer(
                 status,
                 new_request_id() if request_id is None else request_id,
@@ -783,7 +787,7 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
                 site.server_header,
             )
         )
-        self.transport.loseConnection()
+        self.loseConnection()
 
     def checkPersistence(self, request, version: bytes) -> bool:
         """
