@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from typing import List, Optional, Tuple
 
 import attr
 
 from .headers import connection_tokens
-from .request_head import field_line_status, request_line_status
+from .request_head import FIELD_NAME, field_line_status, request_line_status
 
 Header = Tuple[bytes, bytes]
-
-#: A field name: a token (RFC 9110 section 5.1), which the HTTP/1.1 head
-#: reader (L{txrevproxy.http.request_parser}) checks on the other path.
-_NAME = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 #: Fields of the HTTP/1.1 head that do not become HTTP/2 fields: those of
 #: the connection (RFC 9113 section 8.2.2) and of the upgrade, and Host,
@@ -82,7 +77,7 @@ def h2c_upgrade(head: bytes) -> Optional[H2cUpgrade]:
         name, colon, value = field.partition(b":")
         if (
             not colon
-            or _NAME.fullmatch(name) is None
+            or FIELD_NAME.match(name) is None
             or field_line_status(field, b"HTTP/1.1") > 0
         ):
             return None

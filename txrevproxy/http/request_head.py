@@ -34,6 +34,9 @@ _REQUEST_LINE = re.compile(
     rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [\x21-\x7e]+ HTTP/([0-9])\.([0-9])\Z"
 )
 
+#: A field name: a token (RFC 9110 section 5.1), matched whole.
+FIELD_NAME = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+
 #: Control characters other than HTAB: never allowed in a field line (RFC
 #: 9110 section 5.5; CR and LF alone are line breaks a proxy must not
 #: guess about).

@@ -20,12 +20,12 @@ length otherwise than its backend is how requests are smuggled.
 
 from __future__ import annotations
 
-import re
 from typing import List, Optional, Tuple, Union
 
 import attr
 
 from .request_head import (
+    FIELD_NAME,
     UNDERSCORED,
     content_length,
     request_line_status,
@@ -33,9 +33,6 @@ from .request_head import (
 )
 
 Field = Tuple[bytes, bytes]
-
-#: A field name: a token (RFC 9110 section 5.1).
-_NAME = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 
 _CRLF = b"\r\n"
 _END = b"\r\n\r\n"
@@ -238,7 +235,7 @@ class RequestHeadReader:
             # read, so nothing behind the proxy sees it.
             return 0
         self._lines += 1
-        if value is None or _NAME.match(name) is None:
+        if value is None or FIELD_NAME.match(name) is None:
             return 400
         lower = name.lower()
         if lower == _CONTENT_LENGTH or lower == _TRANSFER_ENCODING:
