@@ -7,20 +7,17 @@ it.
 
 from __future__ import annotations
 
-import h2.config
 import h2.connection
 import h2.events
 import h2.settings
 import priority
 import pytest
-from twisted.internet.address import IPv4Address
-from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from txrevproxy.config.model import ServerSettings
 from txrevproxy.net.h2_send import TURN_BYTES, RoundRobin
-from txrevproxy.server.http2 import PriorKnowledgeSite
+
+from ..support import memory_h2
 
 BODY = b"x" * 100
 
@@ -64,21 +61,7 @@ def test_round_robin_refuses_a_stream_twice_and_ignores_priorities():
 
 
 def connected(window: int = 65535, resource: Resource = Body()):
-    """
-    An h2c connection to C{resource} with its client's h2 connection
-    (whose streams get C{window} bytes of initial window), the transport
-    and the clock.
-    """
-    clock = MemoryReactorClock()
-    site = PriorKnowledgeSite(resource, reactor=clock, settings=ServerSettings())
-    protocol = site.buildProtocol(None)
-    transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.1", 4321))
-    protocol.makeConnection(transport)
-    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-    client.initiate_connection()
-    client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
-    protocol.dataReceived(client.data_to_send())
-    return protocol, client, transport, clock
+    return memory_h2.connected(resource, window)
 
 
 def request(client, stream_id: int) -> None:
