@@ -12,6 +12,7 @@ import h2.events
 import h2.settings
 import priority
 import pytest
+from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
@@ -332,3 +333,62 @@ def test_a_lone_stream_sends_what_was_held_at_the_last_release_in_one_frame():
     transport.clear()
     last()
     assert_one_frame_ends_the_body(client, transport.value())
+
+
+class Pending(Resource):
+    """
+    Keeps its request unanswered (C{request}), for the test to answer as
+    the proxy answers what it read of a backend.
+    """
+
+    isLeaf = True
+
+    def render(self, request):
+        self.request = request
+        return NOT_DONE_YET
+
+
+def pending_request():
+    """
+    A connection with one stream waiting for its response, nothing of it
+    sent yet; the request and the client's writes from now on.
+    """
+    resource = Pending()
+    protocol, client, transport, clock = connected(resource=resource)
+    request(client, 1)
+    protocol.dataReceived(client.data_to_send())
+    clock.advance(0)
+    client.receive_data(transport.value())
+    transport.clear()
+    written = []
+    write = transport.write
+    transport.write = lambda data: (written.append(data), write(data))
+    return resource.request, client, written
+
+
+def test_a_head_written_while_held_goes_out_with_the_body_in_one_write():
+    """
+    While the writes are held, the response's HEADERS frame waits in
+    C{h2}'s buffer too: the release sends it and the body, whose one DATA
+    frame ends the stream, in one write.
+    """
+    answer, client, written = pending_request()
+    release = answer.holdWrites()
+    answer.write(BODY)
+    answer.finish()
+    assert written == []
+    release()
+    [data] = written
+    kinds = [type(event) for event in client.receive_data(data)]
+    assert kinds == [h2.events.ResponseReceived, h2.events.DataReceived, h2.events.StreamEnded]
+
+
+def test_a_head_held_without_a_body_goes_out_at_the_release():
+    answer, client, written = pending_request()
+    release = answer.holdWrites()
+    answer.channel.writeHeaders(b"HTTP/2", b"200", b"OK", Headers())
+    assert written == []
+    release()
+    [data] = written
+    kinds = [type(event) for event in client.receive_data(data)]
+    assert kinds == [h2.events.ResponseReceived]
