@@ -148,6 +148,7 @@ class BatchingH2Connection(H2Connection):
         self._writeNow = None
 
     def connectionMade(self) -> None:
+        # The loop's write: through TLS at once, on a TLS connection.
         self._writeNow = immediate_writer(self.transport)
         super().connectionMade()
 
@@ -282,6 +283,10 @@ class BatchingH2Connection(H2Connection):
             self._holdingControl = False
 
     def _tryToWriteControlData(self) -> bool:
+        """
+        Twisted's, except for the HEADERS frame of L{writeHeaders} while
+        sending is held: it is left in C{h2}'s buffer, and noted.
+        """
         if self._holdingControl:
             self._controlHeld = True
             return True
