@@ -7,20 +7,18 @@ it.
 
 from __future__ import annotations
 
-import h2.config
 import h2.connection
 import h2.events
 import h2.settings
 import priority
 import pytest
-from twisted.internet.address import IPv4Address
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from txrevproxy.config.model import ServerSettings
 from txrevproxy.net.h2_send import TURN_BYTES, RoundRobin
-from txrevproxy.server.http2 import PriorKnowledgeSite
+
+from ..support import memory_h2
 
 BODY = b"x" * 100
 
@@ -64,21 +62,7 @@ def test_round_robin_refuses_a_stream_twice_and_ignores_priorities():
 
 
 def connected(window: int = 65535, resource: Resource = Body()):
-    """
-    An h2c connection to C{resource} with its client's h2 connection
-    (whose streams get C{window} bytes of initial window), the transport
-    and the clock.
-    """
-    clock = MemoryReactorClock()
-    site = PriorKnowledgeSite(resource, reactor=clock, settings=ServerSettings())
-    protocol = site.buildProtocol(None)
-    transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.1", 4321))
-    protocol.makeConnection(transport)
-    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-    client.initiate_connection()
-    client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
-    protocol.dataReceived(client.data_to_send())
-    return protocol, client, transport, clock
+    return memory_h2.connected(resource, window)
 
 
 def request(client, stream_id: int) -> None:
@@ -349,3 +333,62 @@ def test_a_lone_stream_sends_what_was_held_at_the_last_release_in_one_frame():
     transport.clear()
     last()
     assert_one_frame_ends_the_body(client, transport.value())
+
+
+class Pending(Resource):
+    """
+    Keeps its request unanswered (C{request}), for the test to answer as
+    the proxy answers what it read of a backend.
+    """
+
+    isLeaf = True
+
+    def render(self, request):
+        self.request = request
+        return NOT_DONE_YET
+
+
+def pending_request():
+    """
+    A connection with one stream waiting for its response, nothing of it
+    sent yet; the request and the client's writes from now on.
+    """
+    resource = Pending()
+    protocol, client, transport, clock = connected(resource=resource)
+    request(client, 1)
+    protocol.dataReceived(client.data_to_send())
+    clock.advance(0)
+    client.receive_data(transport.value())
+    transport.clear()
+    written = []
+    write = transport.write
+    transport.write = lambda data: (written.append(data), write(data))
+    return resource.request, client, written
+
+
+def test_a_head_written_while_held_goes_out_with_the_body_in_one_write():
+    """
+    While the writes are held, the response's HEADERS frame waits in
+    C{h2}'s buffer too: the release sends it and the body, whose one DATA
+    frame ends the stream, in one write.
+    """
+    answer, client, written = pending_request()
+    release = answer.holdWrites()
+    answer.write(BODY)
+    answer.finish()
+    assert written == []
+    release()
+    [data] = written
+    kinds = [type(event) for event in client.receive_data(data)]
+    assert kinds == [h2.events.ResponseReceived, h2.events.DataReceived, h2.events.StreamEnded]
+
+
+def test_a_head_held_without_a_body_goes_out_at_the_release():
+    answer, client, written = pending_request()
+    release = answer.holdWrites()
+    answer.channel.writeHeaders(b"HTTP/2", b"200", b"OK", Headers())
+    assert written == []
+    release()
+    [data] = written
+    kinds = [type(event) for event in client.receive_data(data)]
+    assert kinds == [h2.events.ResponseReceived]

@@ -28,6 +28,7 @@ head shares are checked per stream by L{txrevproxy.server.http2}.
 from __future__ import annotations
 
 import copy
+from collections import deque
 from typing import Callable, Dict, Iterable, List, Optional, Tuple, Type
 
 import h2.connection
@@ -36,8 +37,10 @@ from h2.errors import ErrorCodes
 from h2.events import RequestReceived, TrailersReceived
 from h2.exceptions import ProtocolError
 from hpack import Encoder
+from twisted.internet.defer import Deferred
 
 from .h2_send import BatchingH2Connection
+from .h2_stream import FieldsStream
 
 #: Why a header block a client sent is malformed, or L{None}: given the
 #: fields and whether they are trailers.
@@ -45,6 +48,9 @@ FieldsCheck = Callable[[Iterable[Tuple[bytes, bytes]], bool], Optional[str]]
 
 TWISTED_PRIVATE = (
     "twisted.web._http2.H2Connection",
+    "twisted.web._http2.H2Connection._requestReceived",
+    "twisted.web._http2.H2Connection._streamCleanupCallbacks",
+    "twisted.web._http2.H2Connection._outboundStreamQueues",
     "twisted.web._http2.H2Connection._requestDataReceived",
     "twisted.web._http2.H2Connection._requestEnded",
     "twisted.web._http2.H2Connection._requestAborted",
@@ -210,6 +216,22 @@ class EarlyAnswerH2Connection(BatchingH2Connection):
         self._lost = True
         self.connectionEnding()
         super().connectionLost(reason, _cancelTimeouts)
+
+    def _requestReceived(self, event) -> None:
+        """
+        Make the stream of a client's new request, as Twisted does, but a
+        L{FieldsStream}, whose request takes the fields at once.  The
+        stream is blocked until its response has something to send (a
+        L{txrevproxy.net.h2_send.RoundRobin} knows no stream before its
+        request: priority signals are ignored).
+        """
+        streamID = event.stream_id
+        self.streams[streamID] = FieldsStream(
+            streamID, self, event.headers, self.requestFactory, self.site, self.factory
+        )
+        self._streamCleanupCallbacks[streamID] = Deferred()
+        self._outboundStreamQueues[streamID] = deque()
+        self.priority.insert_stream(streamID)
 
     def _requestDataReceived(self, event) -> None:
         if event.stream_id in self.streams:

@@ -28,7 +28,10 @@ L{BatchingH2Connection._sendSoon}); what it gathers instead is what one
 read of the backend causes: between L{BatchingH2Connection.holdSending}
 and L{BatchingH2Connection.releaseSending} the loop is not woken, so a
 small response's body and its end go out in one run of the loop, in one
-DATA frame that ends the stream.
+DATA frame that ends the stream.  The response's HEADERS frame, sent
+meanwhile, waits in C{h2}'s buffer for that run too, and the run's one
+write goes through TLS at once (L{txrevproxy.net.tls_send}) rather than
+at the end of the reactor's turn.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ import priority
 from twisted.internet.defer import Deferred
 from twisted.web._http2 import _END_STREAM_SENTINEL, H2Connection
 
+from .tls_send import immediate_writer
+
 TWISTED_PRIVATE = (
     "twisted.web._http2.H2Connection",
     "twisted.web._http2._END_STREAM_SENTINEL",
@@ -51,6 +56,7 @@ TWISTED_PRIVATE = (
     "twisted.web._http2.H2Connection._stillProducing",
     "twisted.web._http2.H2Connection._requestDone",
     "twisted.web._http2.H2Connection._handleWindowUpdate",
+    "twisted.web._http2.H2Connection._tryToWriteControlData",
 )
 
 #: A window update of the connection, which concerns every stream (what
@@ -137,6 +143,14 @@ class BatchingH2Connection(H2Connection):
         self._sendCall = None
         self._holds = 0
         self._wokenWhileHeld = False
+        self._holdingControl = False
+        self._controlHeld = False
+        self._writeNow = None
+
+    def connectionMade(self) -> None:
+        # The loop's write: through TLS at once, on a TLS connection.
+        self._writeNow = immediate_writer(self.transport)
+        super().connectionMade()
 
     def _sendPrioritisedData(self, *args) -> None:
         """
@@ -193,7 +207,8 @@ class BatchingH2Connection(H2Connection):
                 self.streams[stream].flowControlBlocked()
         data = conn.data_to_send()
         if data:
-            self.transport.write(data)
+            self._controlHeld = False
+            (self._writeNow or self.transport.write)(data)
         for stream in done:
             if stream in self.streams:
                 # (Not when an earlier one's end closed the connection.)
@@ -244,9 +259,38 @@ class BatchingH2Connection(H2Connection):
         stream asked for it meanwhile.
         """
         self._holds -= 1
-        if not self._holds and self._wokenWhileHeld:
+        if self._holds:
+            return
+        if self._wokenWhileHeld:
             self._wokenWhileHeld = False
             self._sendSoon()
+        if self._controlHeld:
+            # No run of the loop took the held HEADERS frame (it waits for
+            # the next turn, or the body has not come yet).
+            self._controlHeld = False
+            self._tryToWriteControlData()
+
+    def writeHeaders(self, version, code, reason, headers, streamID) -> None:
+        """
+        Twisted's, but while sending is held, the HEADERS frame stays in
+        C{h2}'s buffer, to go out with the body in the loop's one write
+        (or at L{releaseSending}).
+        """
+        self._holdingControl = self._holds > 0
+        try:
+            super().writeHeaders(version, code, reason, headers, streamID)
+        finally:
+            self._holdingControl = False
+
+    def _tryToWriteControlData(self) -> bool:
+        """
+        Twisted's, except for the HEADERS frame of L{writeHeaders} while
+        sending is held: it is left in C{h2}'s buffer, and noted.
+        """
+        if self._holdingControl:
+            self._controlHeld = True
+            return True
+        return super()._tryToWriteControlData()
 
     def _sendNextTurn(self) -> None:
         """

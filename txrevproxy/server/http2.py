@@ -68,7 +68,9 @@ class HTTP2ProxyRequest(ProxyRequest):
     _refusal = 0
 
     def __init__(self, stream, connection: "ProxyH2Connection") -> None:
-        super().__init__(stream, queued=False)
+        # Made as the HTTP/1.1 channel makes its requests (see
+        # L{txrevproxy.net.http_request.StreamingRequest}): one per stream.
+        super().__init__(stream)
         self.transport = stream
         self.connection = connection
 

@@ -1,0 +1,49 @@
+"""
+Writing through a TLS connection at once, for a writer that has gathered
+its writes itself.
+
+Twisted's TLS transport (L{BufferingTLSTransport}) holds every write until
+the end of the reactor's turn, so that many small writes make one TLS
+record: a delayed call per connection and turn (its object, its place in
+the reactor's heap, its run), and the write waits for the reactor's other
+events to be handled.  The HTTP/2 sending loop already writes once per
+run, the whole of what C{h2} has to send; L{immediate_writer} sends that
+through TLS at once, as one record and one write to the socket, unless
+earlier writes are still held, which it then joins, in order.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOProtocol
+
+TWISTED_PRIVATE = (
+    "twisted.protocols.tls.BufferingTLSTransport._aggregator",
+    "twisted.protocols.tls._AggregateSmallWrites._buffer",
+)
+
+
+def immediate_writer(transport) -> Optional[Callable[[bytes], None]]:
+    """
+    The C{write} that sends its bytes at once for C{transport}, a
+    L{BufferingTLSTransport}: straight through TLS while nothing is held
+    for the end of the turn.
+
+    @return: that C{write}, or L{None} for another transport (whose own
+        C{write} is the one to use).
+    """
+    if not isinstance(transport, BufferingTLSTransport):
+        return None
+    unbuffered = TLSMemoryBIOProtocol.write
+
+    def write(data: bytes) -> None:
+        # An empty list: nothing held.  Twisted 26 puts a null aggregator,
+        # without a list, in place of a lost connection's, and drops the
+        # writes: so does this.
+        if getattr(transport._aggregator, "_buffer", True):
+            transport.write(data)
+        else:
+            unbuffered(transport, data)
+
+    return write
