@@ -58,9 +58,11 @@ class GCTime:
 
 
 def main(config_path: str, warmup: float = 20.0, seconds: float = 15.0) -> None:
+    from txrevproxy.app.pypy_jit import apply_jit_parameters
     from txrevproxy.net.reactor import install_unless_chosen
 
-    # The reactor twistd runs the proxy on.
+    # The JIT's settings and the reactor twistd runs the proxy with.
+    apply_jit_parameters()
     install_unless_chosen()
     from twisted.internet import reactor
 

@@ -140,6 +140,11 @@ class ProxyServiceMaker:
             from txrevproxy.app.gc_nursery import restart_with_nursery
 
             restart_with_nursery()
+            # Then the JIT's settings for a proxy (see
+            # txrevproxy.app.pypy_jit), in the process that runs it.
+            from txrevproxy.app.pypy_jit import apply_jit_parameters
+
+            apply_jit_parameters()
             # twistd installs its default reactor only after this, when
             # none was chosen with --reactor: run on the proxy's own.
             from txrevproxy.net.reactor import install_unless_chosen

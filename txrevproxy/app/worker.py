@@ -108,7 +108,9 @@ def run(argv: List[str]) -> None:
     Run a worker until it is told to stop (or its parent goes).
     """
     from ..net.reactor import install_unless_chosen
+    from .pypy_jit import apply_jit_parameters
 
+    apply_jit_parameters()
     install_unless_chosen()
     from twisted.internet import reactor
     from twisted.internet.stdio import StandardIO
