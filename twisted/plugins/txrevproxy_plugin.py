@@ -140,11 +140,6 @@ class ProxyServiceMaker:
             from txrevproxy.app.gc_nursery import restart_with_nursery
 
             restart_with_nursery()
-            # Then the JIT's settings for a proxy (see
-            # txrevproxy.app.pypy_jit), in the process that runs it.
-            from txrevproxy.app.pypy_jit import apply_jit_parameters
-
-            apply_jit_parameters()
             # twistd installs its default reactor only after this, when
             # none was chosen with --reactor: run on the proxy's own.
             from txrevproxy.net.reactor import install_unless_chosen
@@ -162,6 +157,12 @@ class ProxyServiceMaker:
         except ConfigError as error:
             raise StartFailure(str(error))
         parent = getattr(options, "parent", None)
+        if parent is not None:
+            # On PyPy, the JIT's settings for a proxy, once the code that
+            # starts it has run (see txrevproxy.app.pypy_jit).
+            from txrevproxy.app.pypy_jit import apply_jit_parameters
+
+            reactor.callWhenRunning(apply_jit_parameters)
         workers = config.server.workers > 1
         log_observer = None
         if parent is not None and config.log.events == "json":
