@@ -13,13 +13,14 @@ channel, its first request, its close) once, and counters that rise this
 slowly also decay: with PyPy's defaults, accepting a connection cost 150
 to 290 us of CPU over the first 1,400 connections a process served (64
 new connections at once: 10 to 18 ms during which no request on the
-process moved), and 63 us after 2,000; on CPython, under 30 us.  This was
-the tail latency of the paced benchmark (C{latency}: wrk opens 64 new
+process moved), and 63 us after 2,000; on CPython, under 30 us.  These were
+the slow events of the paced benchmark (C{latency}: wrk opens 64 new
 connections at the start of each run), and it is what a proxy meets after
 every start, and with clients that do not keep their connections open.
 With L{JIT_PARAMETERS}, it cost 25 to 80 us from the 260th connection on.
 "Session 12: PyPy's p99 under paced load" in C{benchmarks/README.rst}
-has the figures, and the CPU of the small GET, which did not change.
+has the figures: the CPU of the small GET did not change, the memory
+grew a little, and PyPy's p99 on a quiet machine did not move.
 
 PyPy takes these settings at any time (C{pypyjit.set_param}); a proxy
 process (the twistd plugin's C{makeService}, each worker process) sets
