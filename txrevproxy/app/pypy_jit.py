@@ -26,10 +26,12 @@ PyPy takes these settings at any time (C{pypyjit.set_param}); a proxy
 process (the twistd plugin's C{makeService}, each worker process) sets
 them once its reactor runs.  Set before, they also had the code that runs
 only at the start (imports, reading the configuration) compiled, for 62
-MiB more RSS at rest (246 MiB against 183) and nothing gained.  An operator chooses others with L{JIT_VARIABLE} in the
-environment, in PyPy's own syntax (C{threshold=1039,function_threshold=1619,
-trace_eagerness=200} are PyPy's defaults); set to nothing, it leaves PyPy's
-defaults as they are.  CPython has no JIT, and nothing is done there.
+MiB more RSS at rest (246 MiB against 183) and nothing gained.  An
+operator chooses others with L{JIT_VARIABLE} in the environment, in
+PyPy's own syntax (C{threshold=1039,function_threshold=1619,
+trace_eagerness=200} are PyPy's defaults); set to nothing, it leaves
+PyPy's defaults as they are.  CPython has no JIT, and nothing is done
+there.
 """
 
 from __future__ import annotations
