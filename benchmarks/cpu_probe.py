@@ -58,9 +58,10 @@ class GCTime:
 
 
 def main(config_path: str, warmup: float = 20.0, seconds: float = 15.0) -> None:
+    from txrevproxy.app.pypy_jit import apply_jit_parameters
     from txrevproxy.net.reactor import install_unless_chosen
 
-    # The reactor twistd runs the proxy on.
+    # The reactor and (once it runs) the JIT's settings of a twistd proxy.
     install_unless_chosen()
     from twisted.internet import reactor
 
@@ -104,6 +105,7 @@ def main(config_path: str, warmup: float = 20.0, seconds: float = 15.0) -> None:
 
     service = ProxyService(load_config(config_path), reactor)
     service.startService()
+    reactor.callWhenRunning(apply_jit_parameters)
     reactor.callLater(warmup, begin)
     reactor.callLater(warmup + seconds, end)
     reactor.run()

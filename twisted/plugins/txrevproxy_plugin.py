@@ -157,6 +157,12 @@ class ProxyServiceMaker:
         except ConfigError as error:
             raise StartFailure(str(error))
         parent = getattr(options, "parent", None)
+        if parent is not None:
+            # On PyPy, the JIT's settings for a proxy, once the code that
+            # starts it has run (see txrevproxy.app.pypy_jit).
+            from txrevproxy.app.pypy_jit import apply_jit_parameters
+
+            reactor.callWhenRunning(apply_jit_parameters)
         workers = config.server.workers > 1
         log_observer = None
         if parent is not None and config.log.events == "json":

@@ -108,6 +108,7 @@ def run(argv: List[str]) -> None:
     Run a worker until it is told to stop (or its parent goes).
     """
     from ..net.reactor import install_unless_chosen
+    from .pypy_jit import apply_jit_parameters
 
     install_unless_chosen()
     from twisted.internet import reactor
@@ -151,6 +152,7 @@ def run(argv: List[str]) -> None:
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     handle_signals(reactor, service)
     StandardIO(ControlProtocol(service, reactor), stdin=0, stdout=ANSWERS_FD, reactor=reactor)
+    reactor.callWhenRunning(apply_jit_parameters)
     reactor.run()
 
 
