@@ -12,7 +12,7 @@ import time
 import urllib.request
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
-from ..support.processes import free_port, proxy_process
+from ..support.processes import free_port, proxy_process, wait_for_port
 
 #: A bound on every wait for the process to do something.
 WAIT = 30.0
@@ -57,6 +57,9 @@ def test_status_json_sums_the_workers_last_minute(tmp_path):
     try:
         text = CONFIG.format(backend=backend.server_address[1], admin=admin)
         with proxy_process(tmp_path, [], text) as proxy:
+            # The admin listener is its own port, which may start
+            # listening after the proxy's.
+            wait_for_port(admin, proxy.process)
             deadline = time.monotonic() + WAIT
             while time.monotonic() < deadline:
                 document = json.loads(fetch(status_url))
