@@ -1,0 +1,175 @@
+"""
+Tests of L{txrevproxy.net.openssl_reads}: both kinds of reads, over two
+pyOpenSSL connections joined in memory, read what there is and nothing
+more, and fail as pyOpenSSL's own reads do.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import pytest
+from OpenSSL import SSL
+
+from txrevproxy.net import openssl_reads
+from txrevproxy.net.openssl_reads import (
+    MAX_READ,
+    READS,
+    PrivateReads,
+    PublicReads,
+    private_reads,
+)
+from txrevproxy.tls.acme.certificates import placeholder
+
+KINDS = [pytest.param(private_reads(), id="private"), pytest.param(PublicReads(), id="public")]
+
+
+def connected(reads) -> Tuple[SSL.Connection, SSL.Connection]:
+    """
+    A server and a client connection with their handshake done, the bytes
+    between them moved with C{reads}.
+    """
+    pair = placeholder(["localhost"]).pair
+    context = SSL.Context(SSL.TLS_SERVER_METHOD)
+    context.use_certificate(pair.leaf)
+    context.use_privatekey(pair.key)
+    server = SSL.Connection(context, None)
+    server.set_accept_state()
+    client = SSL.Connection(SSL.Context(SSL.TLS_CLIENT_METHOD), None)
+    client.set_connect_state()
+    for _ in range(10):
+        for side, peer in ((client, server), (server, client)):
+            try:
+                side.do_handshake()
+            except SSL.WantReadError:
+                pass
+            data = reads.encrypted(side)
+            if data:
+                peer.bio_write(data)
+    # The session tickets the server sent after its handshake.
+    assert reads.decrypted(client) == b""
+    return server, client
+
+
+def received(reads, connection: SSL.Connection) -> bytes:
+    """
+    Every decrypted byte C{connection} has, read until C{b""}.
+    """
+    chunks = []
+    while True:
+        data = reads.decrypted(connection)
+        if not data:
+            return b"".join(chunks)
+        assert len(data) <= MAX_READ
+        chunks.append(data)
+
+
+@pytest.mark.parametrize("reads", KINDS)
+def test_nothing_to_read_is_empty_bytes(reads):
+    """
+    With nothing received and nothing to send, both reads give C{b""}.
+    """
+    server, client = connected(reads)
+    assert reads.decrypted(server) == b""
+    assert reads.encrypted(server) == b""
+    assert reads.encrypted(client) == b""
+
+
+@pytest.mark.parametrize("reads", KINDS)
+@pytest.mark.parametrize("size", [1, 600, 16384, 16385, 2**20 + 17])
+def test_data_passes_whole_in_records_of_any_size(reads, size):
+    """
+    What one side sends (one small record, one full, several, over a MiB
+    of them) comes out of the other whole, each encrypted batch in one
+    read.
+    """
+    server, client = connected(reads)
+    body = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    client.sendall(body)
+    server.bio_write(reads.encrypted(client))
+    assert reads.encrypted(client) == b""
+    assert received(reads, server) == body
+
+
+@pytest.mark.parametrize("reads", KINDS)
+def test_part_of_a_record_waits_for_the_rest(reads):
+    """
+    A record of which the last byte has not come yet gives nothing; with
+    that byte it gives its data.
+    """
+    server, client = connected(reads)
+    client.sendall(b"hello")
+    record = reads.encrypted(client)
+    server.bio_write(record[:-1])
+    assert reads.decrypted(server) == b""
+    server.bio_write(record[-1:])
+    assert received(reads, server) == b"hello"
+
+
+@pytest.mark.parametrize("reads", KINDS)
+def test_close_notify_is_zero_return(reads):
+    """
+    The peer's close_notify raises L{SSL.ZeroReturnError}, after the data
+    that came before it.
+    """
+    server, client = connected(reads)
+    client.sendall(b"bye")
+    client.shutdown()
+    server.bio_write(reads.encrypted(client))
+    assert reads.decrypted(server) == b"bye"
+    with pytest.raises(SSL.ZeroReturnError):
+        reads.decrypted(server)
+
+
+@pytest.mark.parametrize("reads", KINDS)
+def test_bad_record_is_an_error(reads):
+    """
+    A record that does not decrypt raises L{SSL.Error}.
+    """
+    server, client = connected(reads)
+    client.sendall(b"hello")
+    record = bytearray(reads.encrypted(client))
+    record[-1] ^= 0xFF
+    server.bio_write(bytes(record))
+    with pytest.raises(SSL.Error):
+        reads.decrypted(server)
+
+
+def test_the_proxy_reads_through_the_binding():
+    """
+    The installed pyOpenSSL has every private name L{PrivateReads} uses,
+    so the proxy reads through it.
+    """
+    assert isinstance(READS, PrivateReads)
+
+
+def test_a_missing_binding_function_means_public_reads(monkeypatch):
+    """
+    A pyOpenSSL whose binding lacks a function L{PrivateReads} calls gives
+    no private reads, and the proxy would use the public ones.
+    """
+
+    class Lib:
+        SSL_pending = SSL_read = BIO_read = None
+
+    monkeypatch.setattr(SSL, "_lib", Lib())
+    assert private_reads() is None
+    assert isinstance(private_reads() or PublicReads(), PublicReads)
+
+
+def test_a_missing_connection_attribute_means_public_reads(monkeypatch):
+    """
+    A pyOpenSSL whose connections lack an attribute L{PrivateReads} reads
+    gives no private reads.
+    """
+    monkeypatch.delattr(SSL.Connection, "_raise_ssl_error")
+    assert private_reads() is None
+
+
+def test_a_missing_binding_means_public_reads(monkeypatch):
+    """
+    A pyOpenSSL without the C{_lib} binding gives no private reads.
+    """
+    monkeypatch.delattr(SSL, "_lib")
+    assert private_reads() is None
+    assert openssl_reads.READS is READS
