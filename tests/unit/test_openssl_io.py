@@ -1,5 +1,5 @@
 """
-Tests of L{txrevproxy.net.openssl_reads}: both kinds of reads, over two
+Tests of L{txrevproxy.net.openssl_io}: both kinds of reads, over two
 pyOpenSSL connections joined in memory, read what there is and nothing
 more, and fail as pyOpenSSL's own reads do.
 """
@@ -11,17 +11,20 @@ from typing import Tuple
 import pytest
 from OpenSSL import SSL
 
-from txrevproxy.net import openssl_reads
-from txrevproxy.net.openssl_reads import (
+from txrevproxy.net import openssl_io
+from txrevproxy.net.openssl_io import (
     MAX_READ,
-    READS,
-    PrivateReads,
-    PublicReads,
-    private_reads,
+    OPENSSL_IO,
+    PrivateIO,
+    PublicIO,
+    private_io,
 )
 from txrevproxy.tls.acme.certificates import placeholder
 
-KINDS = [pytest.param(private_reads(), id="private"), pytest.param(PublicReads(), id="public")]
+KINDS = [
+    pytest.param(private_io(), id="private"),
+    pytest.param(PublicIO(), id="public"),
+]
 
 
 def connected(reads) -> Tuple[SSL.Connection, SSL.Connection]:
@@ -45,7 +48,7 @@ def connected(reads) -> Tuple[SSL.Connection, SSL.Connection]:
                 pass
             data = reads.encrypted(side)
             if data:
-                peer.bio_write(data)
+                reads.feed(peer, data)
     # The session tickets the server sent after its handshake.
     assert reads.decrypted(client) == b""
     return server, client
@@ -79,14 +82,16 @@ def test_nothing_to_read_is_empty_bytes(reads):
 @pytest.mark.parametrize("size", [1, 600, 16384, 16385, 2**20 + 17])
 def test_data_passes_whole_in_records_of_any_size(reads, size):
     """
-    What one side sends (one small record, one full, several, over a MiB
-    of them) comes out of the other whole, each encrypted batch in one
-    read.
+    What one side encrypts (one small record, one full, several, over a
+    MiB of them) comes out of the other whole, each encrypted batch in
+    one read.
     """
     server, client = connected(reads)
     body = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
-    client.sendall(body)
-    server.bio_write(reads.encrypted(client))
+    sent = 0
+    while sent < len(body):
+        sent += reads.encrypt(client, body[sent : sent + 16384])
+    reads.feed(server, reads.encrypted(client))
     assert reads.encrypted(client) == b""
     assert received(reads, server) == body
 
@@ -137,15 +142,15 @@ def test_bad_record_is_an_error(reads):
 
 def test_the_proxy_reads_through_the_binding():
     """
-    The installed pyOpenSSL has every private name L{PrivateReads} uses,
+    The installed pyOpenSSL has every private name L{PrivateIO} uses,
     so the proxy reads through it.
     """
-    assert isinstance(READS, PrivateReads)
+    assert isinstance(OPENSSL_IO, PrivateIO)
 
 
 def test_a_missing_binding_function_means_public_reads(monkeypatch):
     """
-    A pyOpenSSL whose binding lacks a function L{PrivateReads} calls gives
+    A pyOpenSSL whose binding lacks a function L{PrivateIO} calls gives
     no private reads, and the proxy would use the public ones.
     """
 
@@ -153,17 +158,17 @@ def test_a_missing_binding_function_means_public_reads(monkeypatch):
         SSL_pending = SSL_read = BIO_read = None
 
     monkeypatch.setattr(SSL, "_lib", Lib())
-    assert private_reads() is None
-    assert isinstance(private_reads() or PublicReads(), PublicReads)
+    assert private_io() is None
+    assert isinstance(private_io() or PublicIO(), PublicIO)
 
 
 def test_a_missing_connection_attribute_means_public_reads(monkeypatch):
     """
-    A pyOpenSSL whose connections lack an attribute L{PrivateReads} reads
+    A pyOpenSSL whose connections lack an attribute L{PrivateIO} reads
     gives no private reads.
     """
     monkeypatch.delattr(SSL.Connection, "_raise_ssl_error")
-    assert private_reads() is None
+    assert private_io() is None
 
 
 def test_a_missing_binding_means_public_reads(monkeypatch):
@@ -171,5 +176,36 @@ def test_a_missing_binding_means_public_reads(monkeypatch):
     A pyOpenSSL without the C{_lib} binding gives no private reads.
     """
     monkeypatch.delattr(SSL, "_lib")
-    assert private_reads() is None
-    assert openssl_reads.READS is READS
+    assert private_io() is None
+    assert openssl_io.OPENSSL_IO is OPENSSL_IO
+
+
+@pytest.mark.parametrize("reads", KINDS)
+def test_encrypting_before_the_handshake_waits_for_the_peer(reads):
+    """
+    Bytes written before the handshake raise L{SSL.WantReadError}: the
+    handshake has begun (its first flight is there to send) and waits for
+    the peer's answer.
+    """
+    client = SSL.Connection(SSL.Context(SSL.TLS_CLIENT_METHOD), None)
+    client.set_connect_state()
+    with pytest.raises(SSL.WantReadError):
+        reads.encrypt(client, b"early")
+    assert reads.encrypted(client)[:1] == b"\x16"
+
+
+@pytest.mark.parametrize("reads", KINDS)
+def test_encrypting_after_a_failure_is_an_error(reads):
+    """
+    Once a bad record has failed the connection, encrypting raises
+    L{SSL.Error}.
+    """
+    server, client = connected(reads)
+    client.sendall(b"hello")
+    record = bytearray(reads.encrypted(client))
+    record[-1] ^= 0xFF
+    reads.feed(server, bytes(record))
+    with pytest.raises(SSL.Error):
+        reads.decrypted(server)
+    with pytest.raises(SSL.Error):
+        reads.encrypt(server, b"answer")
