@@ -209,3 +209,15 @@ def test_encrypting_after_a_failure_is_an_error(reads):
         reads.decrypted(server)
     with pytest.raises(SSL.Error):
         reads.encrypt(server, b"answer")
+
+
+@pytest.mark.parametrize("reads", KINDS)
+def test_bytes_openssl_does_not_take_are_an_error(reads):
+    """
+    Bytes the memory BIO does not take (none at all: OpenSSL answers 0
+    for them, as for a failure) raise L{SSL.Error}, as pyOpenSSL's
+    C{bio_write} does.
+    """
+    server, client = connected(reads)
+    with pytest.raises(SSL.Error):
+        reads.feed(server, b"")
