@@ -27,18 +27,25 @@ KINDS = [
 ]
 
 
-def connected(reads) -> Tuple[SSL.Connection, SSL.Connection]:
+def connected(reads, tls12: bool = False) -> Tuple[SSL.Connection, SSL.Connection]:
     """
     A server and a client connection with their handshake done, the bytes
     between them moved with C{reads}.
+
+    @param tls12: whether they speak TLS 1.2, and the server refuses
+        renegotiation as the proxy's does, rather than TLS 1.3.
     """
     pair = placeholder(["localhost"]).pair
     context = SSL.Context(SSL.TLS_SERVER_METHOD)
     context.use_certificate(pair.leaf)
     context.use_privatekey(pair.key)
+    client_context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    if tls12:
+        context.set_options(SSL.OP_NO_RENEGOTIATION)
+        client_context.set_max_proto_version(SSL.TLS1_2_VERSION)
     server = SSL.Connection(context, None)
     server.set_accept_state()
-    client = SSL.Connection(SSL.Context(SSL.TLS_CLIENT_METHOD), None)
+    client = SSL.Connection(client_context, None)
     client.set_connect_state()
     for _ in range(10):
         for side, peer in ((client, server), (server, client)):
@@ -221,3 +228,22 @@ def test_bytes_openssl_does_not_take_are_an_error(reads):
     server, client = connected(reads)
     with pytest.raises(SSL.Error):
         reads.feed(server, b"")
+
+
+@pytest.mark.parametrize("reads", KINDS)
+def test_a_refused_renegotiation_leaves_the_server_working(reads):
+    """
+    A client's attempt to renegotiate TLS 1.2 with a server that refuses
+    it reads as nothing on the server, which answers with its refusal
+    (the client gives up) and can still send.
+    """
+    server, client = connected(reads, tls12=True)
+    assert client.renegotiate()
+    with pytest.raises(SSL.WantReadError):
+        client.do_handshake()
+    reads.feed(server, reads.encrypted(client))
+    assert reads.decrypted(server) == b""
+    reads.encrypt(server, b"still here")
+    reads.feed(client, reads.encrypted(server))
+    with pytest.raises(SSL.Error, match="no renegotiation"):
+        received(reads, client)
