@@ -23,11 +23,7 @@ from typing import List
 from OpenSSL.SSL import Error, WantReadError, ZeroReturnError
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.protocols.policies import ProtocolWrapper
-from twisted.protocols.tls import (
-    BufferingTLSTransport,
-    TLSMemoryBIOFactory,
-    TLSMemoryBIOProtocol,
-)
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -54,8 +50,8 @@ class SizedReadsTLSProtocol(BufferingTLSTransport):
     L{BufferingTLSTransport} (Twisted's TLS protocol, with its coalescing
     of small writes) calling OpenSSL through L{OPENSSL_IO}: once its
     handshake is done, it reads decrypted bytes while there are some, and
-    the encrypted bytes to send in one piece.
-    What it sends goes straight to the socket when it can (see
+    the encrypted bytes to send in one piece.  What it sends goes straight
+    to the socket when it can (see
     L{txrevproxy.net.direct_send}), and what a close sends (the last
     writes and the close_notify alert) goes in one write.
     """
@@ -90,13 +86,13 @@ class SizedReadsTLSProtocol(BufferingTLSTransport):
         decrypt to out of it.
         """
         if not self._handshakeDone or self._appSendBuffer:
-            TLSMemoryBIOProtocol.dataReceived(self, data)
+            super().dataReceived(data)
             return
         OPENSSL_IO.feed(self._tlsConnection, data)
         self._flushReceiveBIO()
 
     def _write(self, data: bytes) -> None:
-        # Twisted's loop, with this module's calls: a record at a time,
+        # Twisted's loop, with OPENSSL_IO's calls: a record at a time,
         # each sent as it is made.
         if self._lostTLSConnection:
             return
