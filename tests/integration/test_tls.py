@@ -20,7 +20,6 @@ from txrevproxy.config.model import (
     Config,
     Upstream,
 )
-from txrevproxy.net.sized_reads import MAX_READ, MIN_READ, read_size
 
 from ..support.loopback import (
     CountingSite,
@@ -43,17 +42,6 @@ from ..support.tls_listeners import TLSListenerCase
 from ..support.tunnels import HANDSHAKE, EchoFactory
 
 REQUEST = b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n"
-
-
-def test_tls_reads_stay_between_a_floor_and_one_record():
-    """
-    L{read_size} keeps reads out of OpenSSL between a small floor and one
-    TLS record.
-    """
-    assert read_size(-5) == MIN_READ
-    assert read_size(0) == MIN_READ
-    assert read_size(3000) == 3000
-    assert read_size(10**6) == MAX_READ
 
 
 class ReturnBody(Resource):

@@ -6,12 +6,20 @@ Twisted's TLS transport holds for the end of the reactor's turn.
 
 from __future__ import annotations
 
+from twisted.internet.protocol import Factory
+from twisted.internet.ssl import CertificateOptions
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from txrevproxy.config.model import ServerSettings
+from txrevproxy.net.server_tls import ServerTLSFactory
 from txrevproxy.net.tls_send import immediate_writer
+from txrevproxy.server.site import ProxySite
 
-from ..support.memory_tls import pump, records, server_and_client
+from ..support import memory_tls
+from ..support.memory_tls import Creator, connect, pump, records, server_and_client
+from ..support.resources import Recorder
 
 
 def connected():
@@ -49,3 +57,38 @@ def test_joins_the_writes_held_for_the_end_of_the_turn_in_order():
 
 def test_other_transports_keep_their_own_write():
     assert immediate_writer(StringTransport()) is None
+
+
+class TCPTransport(memory_tls.WritesTransport):
+    """
+    A transport with the TCP option the HTTP/1.1 channel sets.
+    """
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        pass
+
+
+def test_the_http1_channel_writes_through_tls_at_once():
+    """
+    The HTTP/1.1 channel joins its writes itself, so over TLS what it
+    writes leaves at once, as one record, without waiting for the end of
+    the reactor's turn (as on plain TCP, where it goes to the socket).
+    """
+    clock = MemoryReactorClock()
+    site = ProxySite(Recorder(), reactor=clock, settings=ServerSettings())
+    site.startFactory()
+    server = ServerTLSFactory(Creator(), site, clock).buildProtocol(None)
+    server_transport = TCPTransport()
+    server.makeConnection(server_transport)
+    client, client_transport = connect(
+        TLSMemoryBIOFactory(
+            CertificateOptions(), True, Factory.forProtocol(memory_tls.Recorder), clock
+        )
+    )
+    pump(clock, (client_transport, server), (server_transport, client))
+    server_transport.writes.clear()
+    server.wrappedProtocol.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+    [written] = server_transport.writes
+    assert records(written) == [23]
+    pump(clock, (client_transport, server), (server_transport, client))
+    assert b"".join(client.wrappedProtocol.received) == b"HTTP/1.1 204 No Content\r\n\r\n"

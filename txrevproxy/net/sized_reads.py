@@ -1,16 +1,19 @@
 """
 The TLS protocol of the proxy's connections, client and backend sides:
-Twisted's, reading out of OpenSSL in buffers sized to what is there.
+Twisted's, calling OpenSSL through L{txrevproxy.net.openssl_io}.
 
 Twisted's L{TLSMemoryBIOProtocol} asks pyOpenSSL for up to 32 KiB at every
 read of decrypted bytes and of encrypted bytes to send, including the last
-read of each batch, which only finds out there is nothing more.  pyOpenSSL
-allocates a buffer of the size asked for on every call.  On CPython that is
-a cheap C{malloc}; on PyPy every such buffer counts as memory pressure
-towards the next major collection, and with four 32 KiB buffers per small
-request the garbage collector took over half of the proxy's time (measured
-on PyPy 3.9 with C{wrk} on a small HTTPS response: 200 us of GC per
-request, against 30 us with reads sized as below).
+read of each batch, which only finds out there is nothing more (an
+exception).  pyOpenSSL allocates a buffer of the size asked for on every
+call.  On CPython that is a cheap C{malloc}; on PyPy every such buffer
+counts as memory pressure towards the next major collection, and with four
+32 KiB buffers per small request the garbage collector took over half of
+the proxy's time (measured on PyPy 3.9 with C{wrk} on a small HTTPS
+response: 200 us of GC per request, against 30 us with reads sized to what
+was there).  The reads of L{txrevproxy.net.openssl_io} ask OpenSSL how
+much it holds first, and read that into one buffer; the bytes received
+and the bytes written go to OpenSSL without pyOpenSSL's wrapping.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .direct_send import direct_writer
+from .openssl_io import OPENSSL_IO
 
 TWISTED_PRIVATE = (
     "twisted.protocols.tls.TLSMemoryBIOProtocol._flushReceiveBIO",
@@ -34,41 +38,23 @@ TWISTED_PRIVATE = (
     "twisted.protocols.tls.TLSMemoryBIOProtocol._aborted",
     "twisted.protocols.tls.TLSMemoryBIOProtocol._shutdownTLS",
     "twisted.protocols.tls.TLSMemoryBIOProtocol._tlsShutdownFinished",
+    "twisted.protocols.tls.TLSMemoryBIOProtocol._handshakeDone",
+    "twisted.protocols.tls.TLSMemoryBIOProtocol._appSendBuffer",
+    "twisted.protocols.tls.TLSMemoryBIOProtocol._bufferedWrite",
+    "twisted.protocols.tls.TLSMemoryBIOProtocol._write",
 )
-
-#: The smallest read asked for: small requests and responses fit in one.
-MIN_READ = 512
-#: The largest: a TLS record carries at most 16 KiB of data, and with its
-#: header and the cipher's overhead at most 16 KiB + 256 bytes on the wire.
-MAX_READ = 16384 + 256
-
-
-def read_size(expected: int) -> int:
-    """
-    The size to read when about C{expected} bytes are there.
-    """
-    return min(max(expected, MIN_READ), MAX_READ)
 
 
 class SizedReadsTLSProtocol(BufferingTLSTransport):
     """
     L{BufferingTLSTransport} (Twisted's TLS protocol, with its coalescing
-    of small writes) whose reads out of OpenSSL are sized to what they can
-    find: decrypted data is never larger than the encrypted bytes just
-    received, and the encrypted bytes waiting to be sent are about as many
-    as the last time.  A read that fills its buffer is followed by another,
-    so nothing is left behind however the estimate falls.  What it sends
-    goes straight to the socket when it can (see
+    of small writes) calling OpenSSL through L{OPENSSL_IO}: once its
+    handshake is done, it reads decrypted bytes while there are some, and
+    the encrypted bytes to send in one piece.  What it sends goes straight
+    to the socket when it can (see
     L{txrevproxy.net.direct_send}), and what a close sends (the last
     writes and the close_notify alert) goes in one write.
-
-    @ivar _received: how many encrypted bytes the last C{dataReceived}
-        brought, or L{None} outside of it.
-    @ivar _sendEstimate: how many encrypted bytes the last flush sent.
     """
-
-    _received = None
-    _sendEstimate = MIN_READ
 
     def makeConnection(self, transport) -> None:
         self._send = direct_writer(transport)
@@ -94,22 +80,45 @@ class SizedReadsTLSProtocol(BufferingTLSTransport):
             send(b"".join(held))
 
     def dataReceived(self, data: bytes) -> None:
-        self._received = len(data)
-        try:
+        """
+        Twisted's, for a connection whose handshake is done and that holds
+        no writes made before it: the bytes to OpenSSL, and what they
+        decrypt to out of it.
+        """
+        if not self._handshakeDone or self._appSendBuffer:
             super().dataReceived(data)
-        finally:
-            self._received = None
+            return
+        OPENSSL_IO.feed(self._tlsConnection, data)
+        self._flushReceiveBIO()
+
+    def _write(self, data: bytes) -> None:
+        # Twisted's loop, with OPENSSL_IO's calls: a record at a time,
+        # each sent as it is made.
+        if self._lostTLSConnection:
+            return
+        connection = self._tlsConnection
+        encrypt = OPENSSL_IO.encrypt
+        sent = 0
+        while sent < len(data):
+            try:
+                sent += encrypt(connection, data[sent : sent + 16384])
+            except WantReadError:
+                # A handshake waits for the peer: the rest waits with it.
+                self._bufferedWrite(data[sent:])
+                break
+            except Error:
+                # The connection is lost, with the failure as its reason.
+                self._tlsShutdownFinished(Failure())
+                break
+            self._flushSendBIO()
 
     def _flushReceiveBIO(self) -> None:
-        # Twisted's loop, with sized reads.
+        # Twisted's loop, reading until there is nothing more.
         connection = self._tlsConnection
-        left = MAX_READ if self._received is None else self._received
+        decrypted = OPENSSL_IO.decrypted
         while not self._lostTLSConnection:
-            size = read_size(left)
             try:
-                data = connection.recv(size)
-            except WantReadError:
-                break
+                data = decrypted(connection)
             except ZeroReturnError:
                 # The peer closed TLS; no more data comes on this connection.
                 self._shutdownTLS()
@@ -118,28 +127,16 @@ class SizedReadsTLSProtocol(BufferingTLSTransport):
                 # A TLS failure (bad record, renegotiation refused...).
                 self._tlsShutdownFinished(Failure())
             else:
-                left = MAX_READ if len(data) == size else left - len(data)
+                if not data:
+                    break
                 if not self._aborted:
                     ProtocolWrapper.dataReceived(self, data)
         self._flushSendBIO()
 
     def _flushSendBIO(self) -> None:
-        connection = self._tlsConnection
-        size = read_size(self._sendEstimate)
-        sent = 0
-        while True:
-            try:
-                data = connection.bio_read(size)
-            except WantReadError:
-                # Nothing (more) to send.
-                break
-            sent += len(data)
+        data = OPENSSL_IO.encrypted(self._tlsConnection)
+        if data:
             self._send(data)
-            if len(data) < size:
-                break
-            size = MAX_READ
-        if sent:
-            self._sendEstimate = sent
 
 
 class SizedReadsTLSFactory(TLSMemoryBIOFactory):

@@ -14,6 +14,7 @@ earlier writes are still held, which it then joins, in order.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, Optional
 
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOProtocol
@@ -24,26 +25,40 @@ TWISTED_PRIVATE = (
 )
 
 
+def writes_now(transport) -> bool:
+    """
+    Whether L{write_now} may write to C{transport}: Twisted's TLS transport
+    that holds writes for the end of the turn, L{BufferingTLSTransport}.
+    """
+    return isinstance(transport, BufferingTLSTransport)
+
+
+def write_now(transport, data: bytes) -> None:
+    """
+    Write C{data} through TLS at once to C{transport}, one for which
+    L{writes_now}, unless earlier writes are still held for the end of
+    the turn, which it then joins.
+
+    A function of the transport, as L{txrevproxy.net.direct_send.send}:
+    a connection that keeps it holds no closure of its own.
+    """
+    # An empty list: nothing held.  Twisted 26 puts a null aggregator,
+    # without a list, in place of a lost connection's, and drops the
+    # writes: so does this.
+    if getattr(transport._aggregator, "_buffer", True):
+        transport.write(data)
+    else:
+        TLSMemoryBIOProtocol.write(transport, data)
+
+
 def immediate_writer(transport) -> Optional[Callable[[bytes], None]]:
     """
     The C{write} that sends its bytes at once for C{transport}, a
-    L{BufferingTLSTransport}: straight through TLS while nothing is held
-    for the end of the turn.
+    L{BufferingTLSTransport}: L{write_now}.
 
     @return: that C{write}, or L{None} for another transport (whose own
         C{write} is the one to use).
     """
-    if not isinstance(transport, BufferingTLSTransport):
+    if not writes_now(transport):
         return None
-    unbuffered = TLSMemoryBIOProtocol.write
-
-    def write(data: bytes) -> None:
-        # An empty list: nothing held.  Twisted 26 puts a null aggregator,
-        # without a list, in place of a lost connection's, and drops the
-        # writes: so does this.
-        if getattr(transport._aggregator, "_buffer", True):
-            transport.write(data)
-        else:
-            unbuffered(transport, data)
-
-    return write
+    return partial(write_now, transport)

@@ -36,6 +36,7 @@ from ..net.direct_send import send, sends_directly
 from ..net.http_channel import HTTPChannelBase
 from ..net.http_request import add_fields
 from ..net.read_size import set_read_size
+from ..net.tls_send import write_now, writes_now
 from .answers import connection_answer
 from .halfclose import HalfClosedClient
 from .request import DISCARD, NO_REQUEST_ID, ProxyRequest, new_request_id
@@ -322,7 +323,7 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         self._bodyWindow: Optional[Tuple[float, int]] = None
         self._held: Optional[List[bytes]] = None
         self._tunnel = None
-        self._direct = False
+        self._direct = None
         super().__init__()
 
     # Twisted's factory sets these two on each instance; read from the
@@ -356,7 +357,14 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
     def connectionMade(self) -> None:
         super().connectionMade()
         set_read_size(self.transport)
-        self._direct = sends_directly(self.transport)
+        # How a write leaves when nothing is held: at once, as one system
+        # call on plain TCP, as one record and one system call on TLS
+        # (rather than through the TLS transport's end-of-turn flush: the
+        # channel joins its writes itself, see holdWrites).
+        if sends_directly(self.transport):
+            self._direct = send
+        elif writes_now(self.transport):
+            self._direct = write_now
         site = self.site
         if site.proxy_protocol:
             # The client is named by the PROXY header, which comes with the
@@ -726,8 +734,8 @@ class ProxyChannel(ClientConnection, HTTPChannelBase):
         held = self._held
         if held is not None:
             held.append(data)
-        elif self._direct:
-            send(self.transport, data)
+        elif self._direct is not None:
+            self._direct(self.transport, data)
         else:
             self.transport.write(data)
 

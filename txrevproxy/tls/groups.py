@@ -1,6 +1,7 @@
 """
-Setting the key exchange groups (C{curves}) of a context: the one use of
-pyOpenSSL's private OpenSSL binding in txrevproxy.
+Setting the key exchange groups (C{curves}) of a context: one of the two
+uses of pyOpenSSL's private OpenSSL binding in txrevproxy (the other is
+L{txrevproxy.net.openssl_io}).
 
 pyOpenSSL has no public call for a list of groups (C{Context.set_tmp_ecdh}
 takes one elliptic curve, and not X25519), so the list is set with
