@@ -14,7 +14,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from txrevproxy.config.model import ServerSettings
 from txrevproxy.net.server_tls import ServerTLSFactory
-from txrevproxy.net.tls_send import immediate_writer
+from txrevproxy.net.tls_send import write_now, writes_now
 from txrevproxy.server.site import ProxySite
 
 from ..support import memory_tls
@@ -32,7 +32,8 @@ def connected():
 
 def test_writes_through_tls_at_once_as_one_record():
     clock, server, server_transport, client, client_transport = connected()
-    immediate_writer(server)(b"response")
+    assert writes_now(server)
+    write_now(server, b"response")
     [written] = server_transport.writes
     assert records(written) == [23]
     pump(clock, (client_transport, server), (server_transport, client))
@@ -46,7 +47,7 @@ def test_joins_the_writes_held_for_the_end_of_the_turn_in_order():
     """
     clock, server, server_transport, client, client_transport = connected()
     server.write(b"first, ")
-    immediate_writer(server)(b"second")
+    write_now(server, b"second")
     assert server_transport.writes == []
     clock.advance(0)
     [written] = server_transport.writes
@@ -56,7 +57,7 @@ def test_joins_the_writes_held_for_the_end_of_the_turn_in_order():
 
 
 def test_other_transports_keep_their_own_write():
-    assert immediate_writer(StringTransport()) is None
+    assert not writes_now(StringTransport())
 
 
 class TCPTransport(memory_tls.WritesTransport):

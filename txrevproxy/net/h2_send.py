@@ -44,7 +44,7 @@ import priority
 from twisted.internet.defer import Deferred
 from twisted.web._http2 import _END_STREAM_SENTINEL, H2Connection
 
-from .tls_send import immediate_writer
+from .tls_send import write_now, writes_now
 
 TWISTED_PRIVATE = (
     "twisted.web._http2.H2Connection",
@@ -145,11 +145,11 @@ class BatchingH2Connection(H2Connection):
         self._wokenWhileHeld = False
         self._holdingControl = False
         self._controlHeld = False
-        self._writeNow = None
+        self._writesNow = False
 
     def connectionMade(self) -> None:
         # The loop's write: through TLS at once, on a TLS connection.
-        self._writeNow = immediate_writer(self.transport)
+        self._writesNow = writes_now(self.transport)
         super().connectionMade()
 
     def _sendPrioritisedData(self, *args) -> None:
@@ -208,7 +208,10 @@ class BatchingH2Connection(H2Connection):
         data = conn.data_to_send()
         if data:
             self._controlHeld = False
-            (self._writeNow or self.transport.write)(data)
+            if self._writesNow:
+                write_now(self.transport, data)
+            else:
+                self.transport.write(data)
         for stream in done:
             if stream in self.streams:
                 # (Not when an earlier one's end closed the connection.)

@@ -7,15 +7,13 @@ the end of the reactor's turn, so that many small writes make one TLS
 record: a delayed call per connection and turn (its object, its place in
 the reactor's heap, its run), and the write waits for the reactor's other
 events to be handled.  The HTTP/2 sending loop already writes once per
-run, the whole of what C{h2} has to send; L{immediate_writer} sends that
-through TLS at once, as one record and one write to the socket, unless
-earlier writes are still held, which it then joins, in order.
+run, the whole of what C{h2} has to send (and the HTTP/1.1 channel joins
+its own); L{write_now} sends that through TLS at once, as one record and
+one write to the socket, unless earlier writes are still held, which it
+then joins, in order.
 """
 
 from __future__ import annotations
-
-from functools import partial
-from typing import Callable, Optional
 
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOProtocol
 
@@ -50,15 +48,3 @@ def write_now(transport, data: bytes) -> None:
     else:
         TLSMemoryBIOProtocol.write(transport, data)
 
-
-def immediate_writer(transport) -> Optional[Callable[[bytes], None]]:
-    """
-    The C{write} that sends its bytes at once for C{transport}, a
-    L{BufferingTLSTransport}: L{write_now}.
-
-    @return: that C{write}, or L{None} for another transport (whose own
-        C{write} is the one to use).
-    """
-    if not writes_now(transport):
-        return None
-    return partial(write_now, transport)
