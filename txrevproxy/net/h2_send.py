@@ -146,10 +146,14 @@ class BatchingH2Connection(H2Connection):
         self._holdingControl = False
         self._controlHeld = False
         self._writesNow = False
+        self._remoteInitialWindow = 0
 
     def connectionMade(self) -> None:
         # The loop's write: through TLS at once, on a TLS connection.
         self._writesNow = writes_now(self.transport)
+        # The client's SETTINGS_INITIAL_WINDOW_SIZE as last seen: one
+        # lookup of h2's settings a read, not two.
+        self._remoteInitialWindow = self.conn.remote_settings.initial_window_size
         super().connectionMade()
 
     def _sendPrioritisedData(self, *args) -> None:
@@ -315,11 +319,12 @@ class BatchingH2Connection(H2Connection):
         taken here for an update of them all, or a stream stalled on its
         window would wait for a WINDOW_UPDATE that may never come.
         """
-        settings = self.conn.remote_settings
-        window = settings.initial_window_size
         super().dataReceived(data)
-        if settings.initial_window_size > window:
-            self._handleWindowUpdate(_EVERY_STREAM)
+        window = self.conn.remote_settings.initial_window_size
+        if window != self._remoteInitialWindow:
+            if window > self._remoteInitialWindow:
+                self._handleWindowUpdate(_EVERY_STREAM)
+            self._remoteInitialWindow = window
 
     def _handleWindowUpdate(self, event) -> None:
         """
