@@ -55,6 +55,39 @@ class ApplyJitParametersTests(TestCase):
         self.assertEqual(warning["log_level"], LogLevel.warn)
         self.assertIn("TXREVPROXY_PYPY_JIT=treshold=9", formatEvent(warning))
 
+    def test_values_out_of_range_are_refused_as_well(self):
+        """
+        PyPy refuses a value out of range (a C{trace_limit} above 16383)
+        with a SystemError: the defaults are set again too, and the
+        operator is told, rather than the reactor's start logging a
+        traceback.
+        """
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+
+        def refuse(parameters):
+            self.set.append(parameters)
+            if parameters != "default":
+                raise SystemError("unexpected internal exception: <TraceLimitTooHigh>")
+
+        self.assertIsNone(apply_jit_parameters({JIT_VARIABLE: "trace_limit=20000"}, set_param=refuse))
+        self.assertEqual(self.set, ["trace_limit=20000", "default"])
+        [warning] = [e for e in events if e.get("log_namespace") == "txrevproxy.app.pypy_jit"]
+        self.assertIn("TXREVPROXY_PYPY_JIT=trace_limit=20000", formatEvent(warning))
+
+    def test_pypy_refuses_a_trace_limit_out_of_range(self):
+        """
+        PyPy's own C{set_param}, given a C{trace_limit} too high, leaves a
+        warning and PyPy's defaults.
+        """
+        try:
+            import pypyjit
+        except ImportError:
+            raise SkipTest("no PyPy JIT")
+        self.addCleanup(pypyjit.set_param, "default")
+        self.assertIsNone(apply_jit_parameters({JIT_VARIABLE: "trace_limit=20000"}))
+
     def test_nothing_without_a_jit(self):
         if sys.implementation.name == "pypy":
             raise SkipTest("PyPy has the JIT")

@@ -84,8 +84,10 @@ def apply_jit_parameters(
         return None
     try:
         set_param(parameters)
-    except ValueError as error:
-        # PyPy sets the parameters one by one up to the wrong one.
+    except (ValueError, SystemError) as error:
+        # PyPy sets the parameters one by one up to the wrong one.  A
+        # value out of range is a SystemError (C{trace_limit} above 16383:
+        # PyPy's TraceLimitTooHigh), a wrong name or syntax a ValueError.
         set_param("default")
         log.warn(
             "{variable}={parameters} is not a setting PyPy's JIT takes "
