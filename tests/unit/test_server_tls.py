@@ -7,8 +7,11 @@ close_notify alert in one write.
 
 from __future__ import annotations
 
+from OpenSSL import SSL
+from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from zope.interface import providedBy
 
 from ..support.memory_tls import (
@@ -19,6 +22,7 @@ from ..support.memory_tls import (
     records,
     server_and_client,
 )
+from txrevproxy.net import sized_reads
 from txrevproxy.net.server_tls import ServerTLSFactory
 from txrevproxy.net.sized_reads import SizedReadsTLSFactory
 
@@ -95,3 +99,40 @@ def test_connection_closed_before_its_handshake_sends_nothing():
     server.loseConnection()
     assert server_transport.value() == b""
     assert server_transport.disconnecting
+
+
+class FailingIO:
+    """
+    The proxy's OpenSSL calls, but an encryption that fails as OpenSSL
+    does on a connection in a failed state.
+    """
+
+    def __init__(self, io) -> None:
+        self._io = io
+
+    def __getattr__(self, name: str):
+        return getattr(self._io, name)
+
+    def encrypt(self, connection, data: bytes) -> int:
+        raise SSL.Error([("SSL routines", "", "protocol is shutdown")])
+
+
+def test_a_write_openssl_refuses_loses_the_connection(monkeypatch):
+    """
+    A write that OpenSSL refuses ends the connection, with OpenSSL's
+    error as the reason the application is given once the socket has
+    closed; nothing is sent.
+    """
+    clock = Clock()
+    server, server_transport, client, client_transport = server_and_client(clock)
+    pump(clock, (client_transport, server), (server_transport, client))
+    server_transport.writes.clear()
+    monkeypatch.setattr(sized_reads, "OPENSSL_IO", FailingIO(sized_reads.OPENSSL_IO))
+    server.write(b"response")
+    clock.advance(0)
+    assert server_transport.writes == []
+    assert server_transport.disconnecting
+    application = server.wrappedProtocol
+    # The socket then closes, as the transport reports.
+    server.connectionLost(Failure(ConnectionDone()))
+    assert application.lost.check(SSL.Error)
