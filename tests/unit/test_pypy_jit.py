@@ -34,26 +34,44 @@ class ApplyJitParametersTests(TestCase):
         self.assertIsNone(self.apply({JIT_VARIABLE: ""}))
         self.assertEqual(self.set, [])
 
+    def logged(self):
+        """
+        The events this module logs from now on, as a list that fills.
+        """
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        return events
+
+    def refusing(self, error: Exception):
+        """
+        A C{set_param} that records what it is given and raises C{error}
+        for anything but PyPy's defaults, as PyPy's does.
+        """
+
+        def refuse(parameters):
+            self.set.append(parameters)
+            if parameters != "default":
+                raise error
+
+        return refuse
+
+    def warning(self, events):
+        [warning] = [e for e in events if e.get("log_namespace") == "txrevproxy.app.pypy_jit"]
+        self.assertEqual(warning["log_level"], LogLevel.warn)
+        return formatEvent(warning)
+
     def test_refused_parameters_are_logged_and_defaults_restored(self):
         """
         PyPy sets a string's parameters up to the one it refuses: the
         defaults are set again, and the operator is told.
         """
-        events = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
-
-        def refuse(parameters):
-            self.set.append(parameters)
-            if parameters != "default":
-                raise ValueError("error in JIT parameters string")
-
+        events = self.logged()
+        refuse = self.refusing(ValueError("error in JIT parameters string"))
         result = apply_jit_parameters({JIT_VARIABLE: "treshold=9"}, set_param=refuse)
         self.assertIsNone(result)
         self.assertEqual(self.set, ["treshold=9", "default"])
-        [warning] = [e for e in events if e.get("log_namespace") == "txrevproxy.app.pypy_jit"]
-        self.assertEqual(warning["log_level"], LogLevel.warn)
-        self.assertIn("TXREVPROXY_PYPY_JIT=treshold=9", formatEvent(warning))
+        self.assertIn("TXREVPROXY_PYPY_JIT=treshold=9", self.warning(events))
 
     def test_values_out_of_range_are_refused_as_well(self):
         """
@@ -62,19 +80,11 @@ class ApplyJitParametersTests(TestCase):
         operator is told, rather than the reactor's start logging a
         traceback.
         """
-        events = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
-
-        def refuse(parameters):
-            self.set.append(parameters)
-            if parameters != "default":
-                raise SystemError("unexpected internal exception: <TraceLimitTooHigh>")
-
+        events = self.logged()
+        refuse = self.refusing(SystemError("unexpected internal exception: <TraceLimitTooHigh>"))
         self.assertIsNone(apply_jit_parameters({JIT_VARIABLE: "trace_limit=20000"}, set_param=refuse))
         self.assertEqual(self.set, ["trace_limit=20000", "default"])
-        [warning] = [e for e in events if e.get("log_namespace") == "txrevproxy.app.pypy_jit"]
-        self.assertIn("TXREVPROXY_PYPY_JIT=trace_limit=20000", formatEvent(warning))
+        self.assertIn("TXREVPROXY_PYPY_JIT=trace_limit=20000", self.warning(events))
 
     def test_pypy_refuses_a_trace_limit_out_of_range(self):
         """
@@ -86,7 +96,9 @@ class ApplyJitParametersTests(TestCase):
         except ImportError:
             raise SkipTest("no PyPy JIT")
         self.addCleanup(pypyjit.set_param, "default")
+        events = self.logged()
         self.assertIsNone(apply_jit_parameters({JIT_VARIABLE: "trace_limit=20000"}))
+        self.assertIn("TXREVPROXY_PYPY_JIT=trace_limit=20000", self.warning(events))
 
     def test_nothing_without_a_jit(self):
         if sys.implementation.name == "pypy":

@@ -321,10 +321,9 @@ class BatchingH2Connection(H2Connection):
         """
         super().dataReceived(data)
         window = self.conn.remote_settings.initial_window_size
-        if window != self._remoteInitialWindow:
-            if window > self._remoteInitialWindow:
-                self._handleWindowUpdate(_EVERY_STREAM)
-            self._remoteInitialWindow = window
+        if window > self._remoteInitialWindow:
+            self._handleWindowUpdate(_EVERY_STREAM)
+        self._remoteInitialWindow = window
 
     def _handleWindowUpdate(self, event) -> None:
         """

@@ -47,4 +47,3 @@ def write_now(transport, data: bytes) -> None:
         transport.write(data)
     else:
         TLSMemoryBIOProtocol.write(transport, data)
-
